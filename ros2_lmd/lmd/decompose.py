@@ -1,0 +1,150 @@
+"""`decompose`: run a fusion function once on decomposed inputs and return, for every output, the
+original value and its exact split into one component per modality plus a bias component
+(paper eq. 8 and 14; App. F for M modalities)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from ros2_lmd.lmd.rules import Rules
+from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor
+
+
+@dataclass
+class Decomposition:
+    """One decomposed tensor: `total == sum(components.values()) + bias` (to float precision).
+
+    `layers` maps recorded module names to the Decomposition (or structure of them) of that
+    module's output. In derived-bias mode the bias is total minus the components, so
+    `conservation_error` only shows rounding; use Rules(bias="explicit") for an independent check.
+    """
+
+    total: torch.Tensor
+    components: dict[str, torch.Tensor]
+    bias: torch.Tensor
+    layers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.components)
+
+    @property
+    def conservation_error(self) -> float:
+        """max|total - sum(components) - bias| / max|total| (relative, in float64)."""
+        total = self.total.double()
+        residual = total - self.bias.double()
+        for component in self.components.values():
+            residual = residual - component.double()
+        scale = total.abs().max().item() if total.numel() else 0.0
+        return residual.abs().max().item() / max(scale, torch.finfo(torch.float64).tiny) if total.numel() else 0.0
+
+    def stack(self) -> torch.Tensor:
+        """Components then bias stacked on a new leading dim: (M + 1, *total.shape)."""
+        return torch.stack([*self.components.values(), self.bias])
+
+
+def decompose(
+    fn: Callable[[dict[str, torch.Tensor]], Any],
+    features: Mapping[str, torch.Tensor],
+    rules: Rules | None = None,
+    record: Iterable[str] | None = None,
+    module: nn.Module | None = None,
+    linearize_at: Mapping[str, torch.Tensor] | None = None,
+) -> Any:
+    """Decompose `fn(features)` into per-modality components.
+
+    fn: takes the dict of modality features (the DESIGN.md `fuse`) and returns a tensor, or a
+        tuple/list/dict of tensors; the result has the same structure with Decompositions.
+    features: modality name -> tensor (shapes may differ between modalities).
+    rules: the LMD variant (default: the paper's best; see Rules).
+    record: names of sub-modules (as in `module.named_modules()`) whose outputs are kept as
+        layer-wise decompositions in `.layers`. `module` defaults to fn itself or fn's owner.
+    linearize_at: inputs that define the linearisation point (default: `features`). With it, the
+        components are the linearised network (fixed at `linearize_at`) applied to `features`,
+        which is what the paper's perturbation metrics need; the bias is then carried explicitly.
+    """
+    rules = rules or Rules()
+    if not features:
+        raise ValueError("decompose: `features` is empty; give at least one modality")
+    for name, value in features.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"decompose: features[{name!r}] is {type(value).__name__}, expected a Tensor")
+        if isinstance(value, LMDTensor):
+            raise TypeError(f"decompose: features[{name!r}] is already decomposed")
+    if linearize_at is not None:
+        if set(linearize_at) != set(features):
+            raise ValueError(f"decompose: linearize_at has modalities {sorted(linearize_at)}, "
+                             f"features has {sorted(features)}")
+        for name in features:
+            if linearize_at[name].shape != features[name].shape:
+                raise ValueError(f"decompose: linearize_at[{name!r}] has shape "
+                                 f"{tuple(linearize_at[name].shape)}, features has {tuple(features[name].shape)}")
+    explicit = rules.bias == "explicit" or linearize_at is not None
+    ctx = Context(modalities=tuple(features), rules=rules, explicit_bias=explicit)
+    inputs = {}
+    for index, (name, value) in enumerate(features.items()):
+        planes = value.new_zeros((ctx.num_planes, *value.shape))
+        planes[0] = value if linearize_at is None else linearize_at[name]
+        planes[1 + index] = value
+        inputs[name] = ctx.wrap(planes)
+
+    layers: dict[str, Any] = {}
+    handles = _record_hooks(fn, module, record, ctx, layers)
+    try:
+        output = fn(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return _to_decompositions(output, ctx, layers)
+
+
+def _record_hooks(fn, module, record, ctx, layers) -> list:
+    if not record:
+        return []
+    owner = module
+    if owner is None:
+        owner = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+    if not isinstance(owner, nn.Module):
+        raise ValueError("decompose(record=...) needs the module that owns the layers: pass module=")
+    named = dict(owner.named_modules())
+    handles = []
+    for name in record:
+        if name not in named:
+            close = [n for n in named if name.split(".")[-1] in n][:5]
+            raise KeyError(f"decompose(record=...): no module named {name!r}"
+                           + (f"; similar: {close}" if close else ""))
+
+        def hook(_module, _inputs, output, name=name):
+            # clone: later in-place ops (ReLU(inplace=True)) would overwrite the recorded planes
+            layers[name] = _to_decompositions(output, ctx, {}, clone=True)
+
+        handles.append(named[name].register_forward_hook(hook))
+    return handles
+
+
+def _to_decompositions(value: Any, ctx: Context, layers: dict, clone: bool = False) -> Any:
+    if isinstance(value, LMDTensor):
+        planes = value._planes.clone() if clone else value._planes
+        total = planes[0]
+        components = {m: planes[1 + i] for i, m in enumerate(ctx.modalities)}
+        if ctx.explicit_bias:
+            bias = planes[ctx.bias_index]
+        else:
+            bias = total - planes[ctx.mods].sum(0)
+        return Decomposition(total=total, components=components, bias=bias, layers=layers)
+    if isinstance(value, torch.Tensor):  # an output that no modality reaches: all bias
+        total = value.clone() if clone else value
+        return Decomposition(total=total, components={m: torch.zeros_like(total) for m in ctx.modalities},
+                             bias=total, layers=layers)
+    if isinstance(value, dict):
+        return {k: _to_decompositions(v, ctx, layers, clone) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_decompositions(v, ctx, layers, clone) for v in value)
+    return value
+
+
+__all__ = ["Decomposition", "decompose", "LMDRuleError"]

@@ -1,0 +1,624 @@
+"""Rules for ops that are linear in the decomposed value (structural ops, conv/linear, pooling,
+interpolation, arithmetic with constants) and for selections taken from the real activation
+(max pooling, max, where). A linear op applies to every plane; parameter biases and other
+modality-independent constants go to the real value and the bias stream only."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ros2_lmd.lmd.registry import register_rule
+from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor, op_name
+
+T = torch.Tensor
+
+
+def _arg(args: tuple, kwargs: dict, index: int, name: str, default: Any = None) -> Any:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def _wrap_tree(ctx: Context, value: Any) -> Any:
+    """Wrap plane tensors (leading plane dim) in a (possibly nested) result back into LMDTensors."""
+    if isinstance(value, torch.Tensor):
+        return ctx.wrap(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_wrap_tree(ctx, v) for v in value)
+    return value
+
+
+def _only_decomposed_arg(func: Callable, args: tuple, kwargs: dict) -> int:
+    """Index of the single decomposed positional argument; the others must be constants."""
+    found = [i for i, a in enumerate(args) if isinstance(a, LMDTensor)]
+    if any(isinstance(v, LMDTensor) for v in kwargs.values()) or len(found) != 1:
+        raise LMDRuleError(
+            f"{op_name(func)}: LMD treats this op as linear in one decomposed argument, but got "
+            f"decomposed arguments at positions {found} (kwargs: "
+            f"{[k for k, v in kwargs.items() if isinstance(v, LMDTensor)]})")
+    return found[0]
+
+
+def linear_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """Generic rule for ops linear and homogeneous in their one decomposed argument: vmap over the
+    plane dimension, so any such op (indexing, flip, gather, grid_sample ...) works unchanged."""
+    index = _only_decomposed_arg(func, args, kwargs)
+    planes = args[index]._planes
+
+    def per_plane(plane: T) -> Any:
+        call_args = list(args)
+        call_args[index] = plane
+        return func(*call_args, **kwargs)
+
+    return _wrap_tree(ctx, torch.vmap(per_plane)(planes))
+
+
+def planewise_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """Ops indifferent to a leading dimension (dtype/device moves, clone, contiguous)."""
+    index = _only_decomposed_arg(func, args, kwargs)
+    call_args = list(args)
+    call_args[index] = args[index]._planes
+    return ctx.wrap(func(*call_args, **kwargs))
+
+
+def real_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """Metadata and comparisons: answered from the real activation (the linearisation point), never
+    carrying components. Results are plain values (shape, dtype, boolean masks, indices)."""
+    return func(*_real_tree(args), **{k: _real_tree(v) for k, v in kwargs.items()})
+
+
+def _real_tree(value: Any) -> Any:
+    if isinstance(value, LMDTensor):
+        return value._planes[0]
+    if isinstance(value, (tuple, list)):
+        return type(value)(_real_tree(v) for v in value)
+    return value
+
+
+def _is_tensor_property(func: Callable) -> bool:
+    return func.__class__.__name__ == "method-wrapper" and getattr(func, "__name__", "") == "__get__"
+
+
+def attribute_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    name = getattr(getattr(func, "__self__", None), "__name__", "")
+    x = args[0]
+    if name in ("T", "mT"):
+        p = x._planes
+        n = p.dim() - 1
+        if name == "T":
+            return ctx.wrap(p.permute(0, *range(n, 0, -1)))
+        return ctx.wrap(p.transpose(-1, -2))
+    if name in ("data", "grad", "real", "imag", "H", "mH", "_base"):
+        raise LMDRuleError(f"Tensor.{name} on a decomposed tensor has no LMD rule")
+    return func(x._planes[0])
+
+
+# --- structural ops with an explicit plane-dim shift (hot paths; vmap would also work) ----------
+
+
+def _dim(d: int, ndim: int) -> int:
+    """Normalise a dim of the real tensor and shift it past the plane dim."""
+    return (d % ndim) + 1 if ndim else 1
+
+
+def _shape_args(args: tuple) -> tuple:
+    if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+def _view_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x, shape = args[0], _shape_args(args[1:]) or tuple(kwargs.get("shape", kwargs.get("size", ())))
+    if any(not isinstance(s, int) for s in shape):  # view(dtype) and friends
+        return linear_rule(ctx, func, args, kwargs)
+    p = x._planes
+    return ctx.wrap(p.view(p.shape[0], *shape) if func is T.view else p.reshape(p.shape[0], *shape))
+
+
+def _permute_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    dims = _shape_args(args[1:]) or tuple(kwargs["dims"])
+    p = x._planes
+    n = p.dim() - 1
+    return ctx.wrap(p.permute(0, *(_dim(d, n) for d in dims)))
+
+
+def _transpose_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    d0, d1 = _arg(args, kwargs, 1, "dim0"), _arg(args, kwargs, 2, "dim1")
+    p = x._planes
+    n = p.dim() - 1
+    return ctx.wrap(p.transpose(_dim(d0, n), _dim(d1, n)))
+
+
+def _flatten_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    p = x._planes
+    n = p.dim() - 1
+    if n == 0:
+        return ctx.wrap(p.reshape(p.shape[0], 1))
+    start, end = _arg(args, kwargs, 1, "start_dim", 0), _arg(args, kwargs, 2, "end_dim", -1)
+    return ctx.wrap(p.flatten(_dim(start, n), _dim(end, n)))
+
+
+def _unsqueeze_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x, d = args[0], _arg(args, kwargs, 1, "dim")
+    p = x._planes
+    return ctx.wrap(p.unsqueeze((d % p.dim()) + 1))
+
+
+def _squeeze_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x, d = args[0], _arg(args, kwargs, 1, "dim")
+    p = x._planes
+    n = p.dim() - 1
+    if d is None:
+        keep = [s for s in p.shape[1:] if s != 1]
+        return ctx.wrap(p.reshape(p.shape[0], *keep))
+    dims = d if isinstance(d, (tuple, list)) else (d,)
+    return ctx.wrap(p.squeeze(tuple(_dim(i, n) for i in dims)))
+
+
+def _contiguous_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    return ctx.wrap(args[0]._planes.contiguous())
+
+
+def _reduce_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """sum / mean over dims: linear. Explicit dim shift avoids reducing over the plane dim."""
+    x = args[0]
+    dim = _arg(args, kwargs, 1, "dim")
+    keepdim = _arg(args, kwargs, 2, "keepdim", False)
+    dtype = kwargs.get("dtype")
+    p = x._planes
+    n = p.dim() - 1
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
+        dims = tuple(range(1, n + 1))
+    else:
+        dims = tuple(_dim(d, n) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+    reducer = torch.sum if func in (torch.sum, T.sum) else torch.mean
+    if not dims:
+        return ctx.wrap(p.clone())
+    return ctx.wrap(reducer(p, dim=dims, keepdim=bool(keepdim), dtype=dtype))
+
+
+def _as_planes(ctx: Context, value: Any, like: T) -> T:
+    return value._planes if isinstance(value, LMDTensor) else ctx.planes_of_constant(value, like)
+
+
+def _first_planes(values) -> T:
+    return next(v._planes for v in values if isinstance(v, LMDTensor))
+
+
+def _cat_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    tensors = _arg(args, kwargs, 0, "tensors")
+    dim = _arg(args, kwargs, 1, "dim", 0)
+    like = _first_planes(tensors)
+    plist = [_as_planes(ctx, t, like) for t in tensors]
+    if func in (torch.stack,):
+        n = like.dim() - 1
+        return ctx.wrap(torch.stack(plist, dim=(dim % (n + 1)) + 1))
+    n = like.dim() - 1
+    return ctx.wrap(torch.cat(plist, dim=_dim(dim, n)))
+
+
+def _split_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    p = x._planes
+    n = p.dim() - 1
+    if func in (torch.unbind, T.unbind):
+        dim = _arg(args, kwargs, 1, "dim", 0)
+        return tuple(ctx.wrap(q) for q in p.unbind(_dim(dim, n)))
+    size = _arg(args, kwargs, 1, "split_size_or_sections", kwargs.get("split_size", kwargs.get("chunks")))
+    dim = _arg(args, kwargs, 2, "dim", 0)
+    if func in (torch.chunk, T.chunk):
+        parts = p.chunk(size, _dim(dim, n))
+    else:
+        parts = p.split(size, _dim(dim, n))
+    return tuple(ctx.wrap(q) for q in parts)
+
+
+def _getitem_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x, index = args[0], args[1]
+    items = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(i, LMDTensor) for i in items):
+        raise LMDRuleError("indexing with a decomposed tensor has no LMD rule (use a plain index "
+                           "computed from the real value, e.g. `idx = x.argmax(...)`)")
+    advanced = [k for k, i in enumerate(items)
+                if isinstance(i, (torch.Tensor, list)) or (hasattr(i, "__array__") and not isinstance(i, (int, slice)))]
+    # Prefixing a full slice keeps numpy's indexing semantics unless advanced indices are separated
+    # by basic ones (then the advanced dims would move in front of the plane dim).
+    if not advanced or advanced == list(range(advanced[0], advanced[-1] + 1)):
+        return ctx.wrap(x._planes[(slice(None),) + items])
+    return linear_rule(ctx, func, args, kwargs)
+
+
+# --- conv / linear / pooling: batch-preserving ops run on the planes folded into the batch ---------
+
+
+def _fold_call(p: T, spatial_dims: int, call: Callable[[T], T]) -> T:
+    """Run a batch-preserving op once over all planes. x batched (B, C, *spatial): fold planes into
+    the batch; x unbatched (C, *spatial): the plane dim is the batch."""
+    x_ndim = p.dim() - 1
+    if x_ndim == spatial_dims + 1:
+        return call(p)
+    if x_ndim != spatial_dims + 2:
+        raise LMDRuleError(f"unexpected input rank {x_ndim} for a {spatial_dims}-d op")
+    P, B = p.shape[0], p.shape[1]
+    out = call(p.reshape(P * B, *p.shape[2:]))
+    return out.reshape(P, B, *out.shape[1:])
+
+
+def _channel_view(vector: T, out_ndim: int) -> T:
+    """Reshape a per-channel vector to broadcast over (P, B, C, *spatial) or (P, C, *spatial)."""
+    shape = [1] * out_ndim
+    shape[2 if out_ndim >= 3 else 1] = -1
+    return vector.reshape(shape)
+
+
+def _conv_rule(spatial_dims: int) -> Callable:
+    def rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+        x, weight = args[0], _arg(args, kwargs, 1, "weight")
+        bias = _arg(args, kwargs, 2, "bias")
+        if not isinstance(x, LMDTensor) or isinstance(weight, LMDTensor) or isinstance(bias, LMDTensor):
+            raise LMDRuleError(f"{op_name(func)}: only the input may be decomposed (not weight/bias)")
+        rest = list(args[3:])
+        kw = {k: v for k, v in kwargs.items() if k not in ("weight", "bias")}
+        p = x._planes
+        out = _fold_call(p, spatial_dims, lambda q: func(q, weight, None, *rest, **kw))
+        if bias is not None:
+            batched = p.dim() - 1 == spatial_dims + 2
+            view = [1] * (out.dim() - 1)
+            view[1 if batched else 0] = -1
+            ctx.add_constant_(out, bias.reshape(view))
+        return ctx.wrap(out)
+
+    return rule
+
+
+def _linear_layer_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x, weight, bias = args[0], _arg(args, kwargs, 1, "weight"), _arg(args, kwargs, 2, "bias")
+    if not isinstance(x, LMDTensor) or isinstance(weight, LMDTensor) or isinstance(bias, LMDTensor):
+        raise LMDRuleError("F.linear: only the input may be decomposed (not weight/bias)")
+    out = F.linear(x._planes, weight)  # acts on the last dim: the plane dim is just another batch dim
+    if bias is not None:
+        ctx.add_constant_(out, bias)
+    return ctx.wrap(out)
+
+
+def _batched_rule(spatial_dims: int | None) -> Callable:
+    """Pooling / interpolation / pixel shuffle: linear, batch-preserving."""
+
+    def rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+        index = _only_decomposed_arg(func, args, kwargs)
+        if index != 0:
+            return linear_rule(ctx, func, args, kwargs)
+        p = args[0]._planes
+        dims = spatial_dims if spatial_dims is not None else p.dim() - 3
+        return ctx.wrap(_fold_call(p, dims, lambda q: func(q, *args[1:], **kwargs)))
+
+    return rule
+
+
+def _pad_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x, pad = args[0], _arg(args, kwargs, 1, "pad")
+    mode = _arg(args, kwargs, 2, "mode", "constant")
+    value = _arg(args, kwargs, 3, "value", None)
+    p = x._planes
+    if mode == "constant":
+        out = F.pad(p, pad, mode="constant", value=0.0)
+        if value:  # a non-zero pad value is a modality-independent constant: real and bias only
+            mask = F.pad(torch.zeros_like(p[0]), pad, mode="constant", value=1.0)
+            ctx.add_constant_(out, mask * value)
+        return ctx.wrap(out)
+    return ctx.wrap(_fold_call(p, len(pad) // 2, lambda q: F.pad(q, pad, mode=mode)))
+
+
+def _dropout_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    p_drop = _arg(args, kwargs, 1, "p", 0.5)
+    training = _arg(args, kwargs, 2, "training", True)
+    if training and p_drop > 0:
+        raise LMDRuleError(f"{op_name(func)} in training mode is random and has no LMD rule: "
+                           f"call model.eval() before decomposing")
+    return args[0]
+
+
+# --- arithmetic --------------------------------------------------------------------------------
+
+
+def _broadcast_planes(p: T, shape: torch.Size) -> T:
+    """Planes of a value broadcast to `shape` (the op's output shape), plane dim kept in front."""
+    x_shape = p.shape[1:]
+    if x_shape == shape:
+        return p
+    lead = len(shape) - len(x_shape)
+    return p.reshape(p.shape[0], *([1] * lead), *x_shape).expand(p.shape[0], *shape)
+
+
+def _real(value: Any) -> Any:
+    return value._planes[0] if isinstance(value, LMDTensor) else value
+
+
+def _out_shape(a: Any, b: Any) -> torch.Size:
+    sa = _real(a).shape if isinstance(_real(a), torch.Tensor) else ()
+    sb = _real(b).shape if isinstance(_real(b), torch.Tensor) else ()
+    return torch.broadcast_shapes(sa, sb)
+
+
+def _add(ctx: Context, a: Any, b: Any, sign: float) -> T:
+    """a + sign * b, either operand decomposed or constant."""
+    shape = _out_shape(a, b)
+    if isinstance(a, LMDTensor) and isinstance(b, LMDTensor):
+        return _broadcast_planes(a._planes, shape) + sign * _broadcast_planes(b._planes, shape)
+    if isinstance(a, LMDTensor):
+        out = _broadcast_planes(a._planes, shape).clone()
+        return ctx.add_constant_(out, b if sign == 1 else sign * b)
+    out = sign * _broadcast_planes(b._planes, shape)
+    return ctx.add_constant_(out, a)
+
+
+def _mul_const(ctx: Context, x: LMDTensor, c: Any, divide: bool) -> T:
+    p = x._planes
+    if isinstance(c, torch.Tensor) and c.dim() > p.dim() - 1:
+        p = _broadcast_planes(p, _out_shape(x, c))
+    return p / c if divide else p * c
+
+
+_ADD = {torch.add, T.add, T.__add__, T.__radd__, T.add_, T.__iadd__}
+_SUB = {torch.sub, torch.subtract, T.sub, T.subtract, T.__sub__, T.sub_, T.__isub__}
+_RSUB = {T.__rsub__, torch.rsub}
+_MUL = {torch.mul, torch.multiply, T.mul, T.multiply, T.__mul__, T.__rmul__, T.mul_, T.__imul__}
+_DIV = {torch.div, torch.divide, torch.true_divide, T.div, T.divide, T.true_divide, T.__truediv__,
+        T.div_, T.__itruediv__}
+_RDIV = {T.__rtruediv__}
+_INPLACE = {T.add_, T.__iadd__, T.sub_, T.__isub__, T.mul_, T.__imul__, T.div_, T.__itruediv__}
+
+
+def _arith_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    a, b = args[0], _arg(args, kwargs, 1, "other")
+    alpha = kwargs.get("alpha", 1)
+    if func in _ADD:
+        out = _add(ctx, a, b, 1) if alpha == 1 else _add(ctx, a, _scale(b, alpha), 1)
+    elif func in _SUB:
+        out = _add(ctx, a, _scale(b, alpha), -1)
+    elif func in _RSUB:  # rsub(a, b) = b - alpha * a
+        out = _add(ctx, b, _scale(a, alpha), -1)
+    elif func in _MUL:
+        if isinstance(a, LMDTensor) and isinstance(b, LMDTensor):
+            from ros2_lmd.lmd.ops_attention import bilinear
+
+            out = bilinear(ctx, torch.mul, a, b)
+        else:
+            x, c = (a, b) if isinstance(a, LMDTensor) else (b, a)
+            out = _mul_const(ctx, x, c, divide=False)
+    elif func in _DIV:
+        if isinstance(b, LMDTensor) or kwargs.get("rounding_mode"):
+            raise LMDRuleError(f"{op_name(func)}: division by a decomposed tensor (or rounding "
+                               f"division) is not linear and has no LMD rule")
+        out = _mul_const(ctx, a, b, divide=True)
+    elif func in _RDIV:
+        raise LMDRuleError("dividing by a decomposed tensor is not linear and has no LMD rule")
+    else:
+        raise AssertionError(f"internal: arithmetic rule registered for {op_name(func)}")
+    if func in _INPLACE:
+        return _write_inplace(ctx, a, out)
+    return ctx.wrap(out)
+
+
+def _scale(value: Any, alpha: Any) -> Any:
+    if alpha == 1:
+        return value
+    if isinstance(value, LMDTensor):
+        return value._ctx.wrap(value._planes * alpha)
+    return value * alpha
+
+
+def _write_inplace(ctx: Context, target: Any, new_planes: T) -> Any:
+    if not isinstance(target, LMDTensor):
+        raise LMDRuleError("an in-place op on a plain tensor with a decomposed operand cannot keep "
+                           "the decomposition; write it out of place")
+    if new_planes.shape != target._planes.shape:
+        raise LMDRuleError(f"in-place op would change shape {tuple(target._planes.shape[1:])} -> "
+                           f"{tuple(new_planes.shape[1:])}")
+    target._planes.copy_(new_planes)
+    return target
+
+
+def _neg_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    return ctx.wrap(-args[0]._planes)
+
+
+def _pos_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    return args[0]
+
+
+def _matmul_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    a, b = args[0], _arg(args, kwargs, 1, "other", kwargs.get("mat2"))
+    if func is T.__rmatmul__:
+        a, b = b, a
+    if isinstance(a, LMDTensor) and isinstance(b, LMDTensor):
+        from ros2_lmd.lmd.ops_attention import bilinear
+
+        return ctx.wrap(bilinear(ctx, torch.matmul, a, b))
+    if isinstance(a, LMDTensor):
+        return ctx.wrap(torch.vmap(lambda q: torch.matmul(q, b))(a._planes))
+    return ctx.wrap(torch.vmap(lambda q: torch.matmul(a, q))(b._planes))
+
+
+def _einsum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    equation, operands = args[0], args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    decomposed = [i for i, o in enumerate(operands) if isinstance(o, LMDTensor)]
+    if len(decomposed) == 2 and len(operands) == 2:
+        from ros2_lmd.lmd.ops_attention import bilinear
+
+        return ctx.wrap(bilinear(ctx, lambda x, y: torch.einsum(equation, x, y), *operands))
+    if len(decomposed) != 1:
+        raise LMDRuleError("einsum: LMD supports one decomposed operand, or exactly two operands")
+    i = decomposed[0]
+
+    def per_plane(q: T) -> T:
+        ops = list(operands)
+        ops[i] = q
+        return torch.einsum(equation, *ops)
+
+    return ctx.wrap(torch.vmap(per_plane)(operands[i]._planes))
+
+
+# --- selections taken from the real activation -------------------------------------------------
+
+
+def _max_pool_rule(spatial_dims: int, with_indices: Callable) -> Callable:
+    def rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+        kw = dict(kwargs)
+        kw.pop("return_indices", None)
+        arglist = list(args)
+        # positional return_indices sits after (kernel, stride, padding, dilation, ceil_mode)
+        want_indices = kwargs.get("return_indices", False)
+        if with_indices.__name__.startswith("adaptive"):
+            if len(arglist) > 2:
+                want_indices = arglist.pop(2)
+        elif len(arglist) > 6:
+            want_indices = arglist.pop(6)
+        if func is with_indices:
+            want_indices = True
+        x = arglist[0]
+        p = x._planes
+        values, indices = with_indices(p[0], *arglist[1:], **kw)
+        flat = p.flatten(-spatial_dims)
+        idx = indices.flatten(-spatial_dims).unsqueeze(0).expand(p.shape[0], *([-1] * indices.flatten(-spatial_dims).dim()))
+        out = flat.gather(-1, idx).reshape(p.shape[0], *values.shape)
+        result = ctx.wrap(out)
+        return (result, indices) if want_indices else result
+
+    return rule
+
+
+def _max_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    dim = _arg(args, kwargs, 1, "dim")
+    if isinstance(dim, LMDTensor) or (dim is not None and not isinstance(dim, int)):
+        raise LMDRuleError(f"{op_name(func)} of two decomposed tensors: use torch.maximum")
+    keepdim = _arg(args, kwargs, 2, "keepdim", False)
+    p = x._planes
+    selector = torch.max if func in (torch.max, T.max) else torch.min
+    if dim is None:
+        flat = p.flatten(1)
+        index = (flat[0].argmax() if selector is torch.max else flat[0].argmin())
+        return ctx.wrap(flat[:, index])
+    real = selector(p[0], dim=dim, keepdim=True)
+    idx = real.indices.unsqueeze(0).expand(p.shape[0], *real.indices.shape)
+    out = p.gather(_dim(dim, p.dim() - 1), idx)
+    if not keepdim:
+        out = out.squeeze(_dim(dim, p.dim() - 1))
+        indices = real.indices.squeeze(dim)
+    else:
+        indices = real.indices
+    return torch.return_types.max((ctx.wrap(out), indices)) if selector is torch.max else \
+        torch.return_types.min((ctx.wrap(out), indices))
+
+
+def _where_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    cond, a, b = args[0], _arg(args, kwargs, 1, "input"), _arg(args, kwargs, 2, "other")
+    if isinstance(cond, LMDTensor):
+        raise LMDRuleError("torch.where with a decomposed condition: compare the real value first")
+    like = a._planes if isinstance(a, LMDTensor) else b._planes
+    pa, pb = _as_planes(ctx, a, like), _as_planes(ctx, b, like)
+    return ctx.wrap(torch.where(cond, pa, pb))
+
+
+def _masked_fill_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x, mask, value = args[0], _arg(args, kwargs, 1, "mask"), _arg(args, kwargs, 2, "value")
+    if isinstance(mask, LMDTensor) or isinstance(value, LMDTensor):
+        raise LMDRuleError("masked_fill: the mask and value must be plain (computed from the real value)")
+    p = x._planes
+    fill = ctx.planes_of_constant(torch.as_tensor(value, dtype=p.dtype, device=p.device).expand(p.shape[1:]), p)
+    out = torch.where(mask, fill, p)
+    if func is T.masked_fill_:
+        return _write_inplace(ctx, x, out)
+    return ctx.wrap(out)
+
+
+def _maximum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    a, b = args[0], _arg(args, kwargs, 1, "other")
+    like = a._planes if isinstance(a, LMDTensor) else b._planes
+    shape = _out_shape(a, b)
+    pa = _broadcast_planes(_as_planes(ctx, a, like), shape)
+    pb = _broadcast_planes(_as_planes(ctx, b, like), shape)
+    pick_a = pa[0] >= pb[0] if func is torch.maximum else pa[0] <= pb[0]
+    return ctx.wrap(torch.where(pick_a, pa, pb))
+
+
+# --- registration ------------------------------------------------------------------------------
+
+_METADATA = [
+    T.size, T.dim, T.numel, T.nelement, T.ndimension, T.stride, T.is_contiguous, T.element_size,
+    T.__len__, T.data_ptr, T.storage_offset, T.is_floating_point, T.is_complex, T.get_device,
+    T.__format__, T.__bool__, T.item, T.tolist, T.__int__, T.__float__, T.__index__, T.numpy,
+    T.__hash__, T.__array__, torch.numel, T.untyped_storage, T.is_set_to,
+    # comparisons and index selections: the real value decides (the linearisation point)
+    torch.gt, torch.lt, torch.ge, torch.le, torch.eq, torch.ne, torch.greater, torch.less,
+    T.gt, T.lt, T.ge, T.le, T.eq, T.ne, T.__gt__, T.__lt__, T.__ge__, T.__le__, T.__eq__, T.__ne__,
+    torch.isnan, torch.isfinite, torch.isinf, T.isnan, T.isfinite, T.isinf, torch.argmax,
+    torch.argmin, T.argmax, T.argmin, torch.argsort, T.argsort, torch.sign, T.sign,
+    torch.equal, torch.allclose, torch.isclose, T.allclose,
+]
+
+register_rule(_METADATA, real_rule)
+register_rule([T.view, T.reshape, torch.reshape], _view_rule)
+register_rule([T.permute, torch.permute], _permute_rule)
+register_rule([T.transpose, torch.transpose, T.swapaxes, torch.swapaxes], _transpose_rule)
+register_rule([T.flatten, torch.flatten], _flatten_rule)
+register_rule([T.unsqueeze, torch.unsqueeze], _unsqueeze_rule)
+register_rule([T.squeeze, torch.squeeze], _squeeze_rule)
+register_rule([T.contiguous], _contiguous_rule)
+register_rule([T.sum, torch.sum, T.mean, torch.mean], _reduce_rule)
+register_rule([torch.cat, torch.concat, torch.concatenate, torch.stack], _cat_rule)
+register_rule([torch.split, T.split, torch.chunk, T.chunk, torch.unbind, T.unbind], _split_rule)
+register_rule([T.__getitem__], _getitem_rule)
+register_rule([
+    T.view_as, T.reshape_as, T.expand, T.expand_as, T.repeat, T.t, torch.t, T.narrow, torch.narrow,
+    T.select, torch.select, T.index_select, torch.index_select, T.gather, torch.gather, T.roll,
+    torch.roll, T.flip, torch.flip, T.movedim, torch.movedim, T.unflatten, torch.unflatten,
+    T.tile, torch.tile, T.repeat_interleave, torch.repeat_interleave, torch.rot90, T.rot90,
+    F.grid_sample, T.diagonal, torch.diagonal, T.unfold, torch.tril, torch.triu, T.tril, T.triu,
+    torch.cumsum, T.cumsum, torch.diff, T.diff, torch.trace, T.narrow_copy,
+], linear_rule)
+register_rule([
+    T.clone, torch.clone, T.detach, torch.detach, T.to, T.float, T.double, T.half, T.bfloat16,
+    T.cpu, T.cuda, T.type_as, T.requires_grad_,
+], planewise_rule)
+register_rule([torch.conv1d, torch.conv_transpose1d], _conv_rule(1))
+register_rule([torch.conv2d, torch.conv_transpose2d], _conv_rule(2))
+register_rule([torch.conv3d, torch.conv_transpose3d], _conv_rule(3))
+register_rule([F.linear], _linear_layer_rule)
+register_rule([F.avg_pool1d, F.adaptive_avg_pool1d], _batched_rule(1))
+register_rule([F.avg_pool2d, F.adaptive_avg_pool2d, F.lp_pool2d], _batched_rule(2))
+register_rule([F.avg_pool3d, F.adaptive_avg_pool3d], _batched_rule(3))
+register_rule([F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nearest, F.unfold, F.fold],
+              _batched_rule(None))
+register_rule([torch.pixel_shuffle, torch.pixel_unshuffle], planewise_rule)
+register_rule([F.pad], _pad_rule)
+register_rule([F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+               F.feature_alpha_dropout], _dropout_rule)
+register_rule(list(_ADD | _SUB | _RSUB | _MUL | _DIV | _RDIV), _arith_rule)
+register_rule([torch.neg, torch.negative, T.neg, T.negative, T.__neg__], _neg_rule)
+register_rule([T.__pos__, torch.positive, T.positive], _pos_rule)
+register_rule([torch.matmul, T.matmul, T.__matmul__, T.__rmatmul__, torch.mm, T.mm, torch.bmm,
+               T.bmm, torch.mv, T.mv], _matmul_rule)
+register_rule([torch.einsum], _einsum_rule)
+register_rule([F.max_pool1d, F.max_pool1d_with_indices], _max_pool_rule(1, F.max_pool1d_with_indices))
+register_rule([F.max_pool2d, F.max_pool2d_with_indices], _max_pool_rule(2, F.max_pool2d_with_indices))
+register_rule([F.max_pool3d, F.max_pool3d_with_indices], _max_pool_rule(3, F.max_pool3d_with_indices))
+register_rule([F.adaptive_max_pool1d, F.adaptive_max_pool1d_with_indices],
+              _max_pool_rule(1, F.adaptive_max_pool1d_with_indices))
+register_rule([F.adaptive_max_pool2d, F.adaptive_max_pool2d_with_indices],
+              _max_pool_rule(2, F.adaptive_max_pool2d_with_indices))
+register_rule([F.adaptive_max_pool3d, F.adaptive_max_pool3d_with_indices],
+              _max_pool_rule(3, F.adaptive_max_pool3d_with_indices))
+register_rule([torch.max, T.max, torch.min, T.min], _max_rule)
+register_rule([torch.maximum, torch.minimum], _maximum_rule)
+register_rule([torch.where], _where_rule)
+register_rule([T.masked_fill, T.masked_fill_, torch.masked_fill], _masked_fill_rule)

@@ -1,0 +1,312 @@
+"""Rules for the non-linear layers: element-wise activations (secant slope, paper eq. 9, with the
+bias-splitting variants of App. C) and normalisation (BatchNorm eq. 10; LayerNorm / InstanceNorm /
+GroupNorm eq. 11 and App. B.3; RMSNorm). Each rule reads the linearisation point from the real
+plane, computes the real output with the original op, and maps the streams linearly."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ros2_lmd.lmd.ops_linear import _arg
+from ros2_lmd.lmd.registry import register_rule
+from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor, op_name
+
+T = torch.Tensor
+
+# --- activations ----------------------------------------------------------------------------------
+
+# f(0) and f'(0) per (function, constant arguments, dtype, device); activations are few, so this
+# cache stays tiny.
+_AT_ZERO: dict[tuple, tuple[T, T]] = {}
+
+
+def _constants_key(args: tuple, kwargs: dict) -> tuple:
+    def freeze(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return ("tensor", tuple(v.flatten().tolist()) if v.numel() <= 16 else id(v))
+        return v
+    return tuple(freeze(a) for a in args) + tuple((k, freeze(v)) for k, v in sorted(kwargs.items())
+                                                  if k != "inplace")
+
+
+def _value_and_slope_at_zero(func: Callable, rest: tuple, kwargs: dict, like: T) -> tuple[T, T]:
+    """f(0) (routed to the bias stream) and f'(0) (the slope used where the input is ~0, the limit of
+    the secant), the latter by autograd in float64 outside any inference_mode of the caller."""
+    key = (func, _constants_key(rest, kwargs), like.dtype, like.device)
+    if key not in _AT_ZERO:
+        kw = {k: v for k, v in kwargs.items() if k != "inplace"}
+        with torch.inference_mode(False), torch.enable_grad():
+            zero = torch.zeros((), dtype=torch.float64, requires_grad=True)
+            rest64 = tuple(r.double() if isinstance(r, torch.Tensor) and r.is_floating_point() else r
+                           for r in rest)
+            value = func(zero.clone(), *rest64, **kw)
+            (slope,) = torch.autograd.grad(value, zero, allow_unused=True)
+            slope = torch.zeros(()) if slope is None else slope
+        _AT_ZERO[key] = (value.detach().to(like.dtype).to(like.device),
+                         slope.detach().to(like.dtype).to(like.device))
+    return _AT_ZERO[key]
+
+
+def _split_weights(ctx: Context, mods: T, bias: T) -> T:
+    """Share of the activation-input bias handed to each modality (App. C), shape (M, *x).
+    Zero where a neuron fails the rule's condition; the rest of the bias stays in the bias stream."""
+    rule = ctx.rules.activation_split
+    M = mods.shape[0]
+    pos = mods > 0
+    neg = mods < 0
+    bias_pos, bias_neg = bias > 0, bias < 0
+    if rule == "sum":
+        # App. C.1 for M modalities: the bias goes to the one modality that shares its sign while
+        # every other modality has the opposite sign (the modality that "triggered" the neuron).
+        same = torch.where(bias_pos, pos, torch.where(bias_neg, neg, torch.zeros_like(pos)))
+        opposite = torch.where(bias_pos, neg, torch.where(bias_neg, pos, torch.zeros_like(pos)))
+        unique = same & (same.sum(0, keepdim=True) == 1) & (opposite.sum(0, keepdim=True) == M - 1)
+        return unique.to(mods.dtype)
+    # ratio, App. C.2: all modalities share a sign. Same sign as the bias -> each takes the bias in
+    # proportion to |h_m|; opposite sign -> in the complementary proportion (for M = 2 the paper's
+    # alpha / 1 - alpha swap). Weights (|h_m| + eps/M) / (sum|h| + eps) sum to one exactly.
+    eps = ctx.rules.split_eps
+    magnitude = mods.abs()
+    weights = (magnitude + eps / M) / (magnitude.sum(0, keepdim=True) + eps)
+    all_pos, all_neg = pos.all(0), neg.all(0)
+    agree = (all_pos & bias_pos) | (all_neg & bias_neg)
+    disagree = (all_pos & bias_neg) | (all_neg & bias_pos)
+    complementary = (1 - weights) / (M - 1) if M > 1 else weights
+    zero = torch.zeros_like(weights)
+    return torch.where(agree, weights, torch.where(disagree, complementary, zero))
+
+
+def apply_activation(ctx: Context, x: LMDTensor, out_real: T, f0: T, slope0: T,
+                     zero_tol: float) -> T:
+    """Planes of f(x) given the real output. c = (f(A) - f(0)) / A (f'(0) where |A| <= zero_tol):
+    every stream is scaled by c; f(0), and whatever c * A misses of f(A) - f(0), go to the bias."""
+    p = x._planes
+    A = p[0]
+    small = A.abs() <= zero_tol
+    c = torch.where(small, slope0, (out_real - f0) / torch.where(small, torch.ones_like(A), A))
+    M = ctx.num_modalities
+    out = torch.empty_like(p)
+    out[0] = out_real
+    mods = p[ctx.mods]
+    if ctx.rules.activation_split == "identity":
+        out[ctx.mods] = mods * c
+        if ctx.explicit_bias:
+            out[ctx.bias_index] = c * p[ctx.bias_index] + (out_real - c * A)
+        return out
+    bias_in = ctx.bias_stream(p)
+    weights = _split_weights(ctx, mods, bias_in)
+    out[ctx.mods] = (mods + weights * bias_in) * c
+    if ctx.explicit_bias:
+        kept = 1 - weights.sum(0) if M else torch.ones_like(A)
+        out[ctx.bias_index] = c * kept * bias_in + (out_real - c * A)
+    return out
+
+
+def _activation_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    if not isinstance(x, LMDTensor) or any(isinstance(a, LMDTensor) for a in args[1:]):
+        raise LMDRuleError(f"{op_name(func)}: only the first argument may be decomposed")
+    rest = args[1:]
+    real_in = x._planes[0]
+    real_out = func(real_in.clone(), *rest, **kwargs)  # clone: in-place variants must not touch it
+    f0, slope0 = _value_and_slope_at_zero(func, rest, kwargs, real_in)
+    # Near A = 0 the secant's numerator cancels; where f(0) = 0 only exact zeros need the slope.
+    tol = math.sqrt(torch.finfo(real_in.dtype).eps) if f0.item() != 0 else torch.finfo(real_in.dtype).tiny
+    out = apply_activation(ctx, x, real_out, f0, slope0, tol)
+    if func in _INPLACE_ACTIVATIONS or kwargs.get("inplace") or _positional_inplace(func, args):
+        x._planes.copy_(out)
+        return x
+    return ctx.wrap(out)
+
+
+def _positional_inplace(func: Callable, args: tuple) -> bool:
+    position = _INPLACE_POSITION.get(func)
+    return position is not None and len(args) > position and bool(args[position])
+
+
+def _softmax_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """Softmax linearised as an activation (App. D.2): c = softmax(A) / A, f(0) taken as 0; where
+    A is ~0 the output goes to the bias stream."""
+    x = args[0]
+    real_in = x._planes[0]
+    real_out = func(real_in, *args[1:], **kwargs)
+    zero = torch.zeros((), dtype=real_in.dtype, device=real_in.device)
+    out = apply_activation(ctx, x, real_out, zero, zero, torch.finfo(real_in.dtype).tiny)
+    return ctx.wrap(out)
+
+
+# positional index of the `inplace` flag for F functions that take it positionally
+_INPLACE_POSITION = {F.relu: 1, F.relu6: 1, F.selu: 1, F.silu: 1, F.mish: 1, F.hardswish: 1,
+                     F.hardsigmoid: 1, F.leaky_relu: 2, F.elu: 2, F.celu: 2, F.hardtanh: 3,
+                     F.rrelu: 4, F.threshold: 3}
+_INPLACE_ACTIVATIONS = {torch.relu_, T.relu_, F.relu_, F.leaky_relu_, F.elu_, F.hardtanh_,
+                        F.rrelu_, torch.sigmoid_, T.sigmoid_, torch.tanh_, T.tanh_, T.clamp_,
+                        torch.clamp_, T.clip_, torch.clip_, F.threshold_}
+
+ACTIVATIONS = [
+    F.relu, torch.relu, T.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu,
+    F.mish, F.softplus, F.sigmoid, torch.sigmoid, T.sigmoid, F.tanh, torch.tanh, T.tanh,
+    F.hardswish, F.hardsigmoid, F.hardtanh, F.logsigmoid, F.softsign, F.tanhshrink, F.hardshrink,
+    F.softshrink, F.rrelu, F.threshold, F.prelu, torch.prelu, torch.clamp, T.clamp, torch.clip, T.clip,
+    torch.abs, T.abs, T.__abs__, torch.erf, T.erf, torch.exp, T.exp,
+] + sorted(_INPLACE_ACTIVATIONS, key=id)
+register_rule(ACTIVATIONS, _activation_rule)
+register_rule([F.softmax, torch.softmax, T.softmax], _softmax_rule)
+
+
+# --- normalisation --------------------------------------------------------------------------------
+
+
+def _bn_like(ctx: Context, x: LMDTensor, out_real: T, scale: T, shift: T, channel_dim: int) -> T:
+    """A fixed affine map y = scale * x + shift per channel (BatchNorm in eval, or any norm whose
+    statistics are frozen). identity: the shift goes to the bias stream (eq. 10); uniform: each of
+    the M + 1 streams takes shift / (M + 1) (section 4.2.4)."""
+    p = x._planes
+    view = [1] * p.dim()
+    view[channel_dim + 1] = -1
+    scale, shift = scale.reshape(view), shift.reshape(view)
+    out = p * scale
+    out[0] = out_real
+    if ctx.rules.batchnorm == "uniform":
+        share = shift / (ctx.num_modalities + 1)
+        out[ctx.streams()] += share
+    elif ctx.explicit_bias:
+        out[ctx.bias_index] += shift[0]
+    return out
+
+
+def _batch_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    running_mean, running_var = _arg(args, kwargs, 1, "running_mean"), _arg(args, kwargs, 2, "running_var")
+    weight, bias = _arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias")
+    training = _arg(args, kwargs, 5, "training", False)
+    eps = _arg(args, kwargs, 7, "eps", 1e-5)
+    if training or running_mean is None:
+        raise LMDRuleError("batch_norm with batch statistics (training mode, or "
+                           "track_running_stats=False) has no LMD rule: call model.eval() on a "
+                           "model with running statistics")
+    real = x._planes[0]
+    out_real = F.batch_norm(real, running_mean, running_var, weight, bias, False, 0.0, eps)
+    scale = torch.rsqrt(running_var + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -running_mean * scale
+    if bias is not None:
+        shift = shift + bias
+    return ctx.wrap(_bn_like(ctx, x, out_real, scale, shift, channel_dim=1 if real.dim() > 1 else 0))
+
+
+def _stat_norm(ctx: Context, x: LMDTensor, out_real: T, groups_shape: tuple[int, ...], eps: float,
+               weight: T | None, bias: T | None) -> T:
+    """Norms with statistics of the current input (LayerNorm, InstanceNorm, GroupNorm).
+    `groups_shape` reshapes x so that its last dim holds one normalisation group; weight and bias
+    are already shaped to broadcast against x. The real mean and variance fix the linearisation."""
+    p = x._planes
+    x_shape = p.shape[1:]
+    g = p.reshape(p.shape[0], *groups_shape)
+    mean = g[0].mean(-1, keepdim=True)
+    inv_std = torch.rsqrt(g[0].var(-1, unbiased=False, keepdim=True) + eps)
+    streams = g[ctx.streams()]
+    rule = ctx.rules.layernorm
+    if rule == "ratio":  # eq. 11 / App. B.3: each stream centred on its own mean
+        streams = (streams - streams.mean(-1, keepdim=True)) * inv_std
+    else:  # identity / uniform: mean and variance frozen at the real input, as for BatchNorm
+        streams = streams * inv_std
+    streams = streams.reshape(-1, *x_shape)
+    if weight is not None:
+        streams = streams * weight
+    out = torch.empty_like(p)
+    out[0] = out_real
+    out[ctx.streams()] = streams
+    # the modality-independent part: beta always; with frozen statistics also -gamma * mean / std
+    constant = torch.zeros_like(p[0]) if bias is None else bias.expand(x_shape).clone()
+    if rule != "ratio":
+        centre = (-mean * inv_std).expand(g[0].shape).reshape(x_shape)
+        constant += centre * weight if weight is not None else centre
+    if rule == "uniform":
+        out[ctx.streams()] += constant / (ctx.num_modalities + 1)
+    elif ctx.explicit_bias:
+        out[ctx.bias_index] += constant
+    return out
+
+
+def _channel_affine(param: T | None, x_dim: int, channel_dim: int) -> T | None:
+    if param is None:
+        return None
+    view = [1] * (x_dim - channel_dim)
+    view[0] = -1
+    return param.reshape(view)
+
+
+def _instance_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    running_mean, running_var = _arg(args, kwargs, 1, "running_mean"), _arg(args, kwargs, 2, "running_var")
+    weight, bias = _arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias")
+    use_input_stats = _arg(args, kwargs, 5, "use_input_stats", True)
+    eps = _arg(args, kwargs, 7, "eps", 1e-5)
+    real = x._planes[0]
+    if not use_input_stats:  # eval with tracked statistics: a fixed affine map, like BatchNorm
+        out_real = F.instance_norm(real, running_mean, running_var, weight, bias, False, 0.0, eps)
+        scale = torch.rsqrt(running_var + eps) * (weight if weight is not None else 1)
+        shift = -running_mean * scale + (bias if bias is not None else 0)
+        return ctx.wrap(_bn_like(ctx, x, out_real, scale, shift, channel_dim=1))
+    # Never pass running stats here: with use_input_stats they would be updated (model modified).
+    out_real = F.instance_norm(real, None, None, weight, bias, True, 0.0, eps)
+    groups = (*real.shape[:2], -1)  # (B, C, spatial...) -> one group per (b, c)
+    return ctx.wrap(_stat_norm(ctx, x, out_real, groups, eps, _channel_affine(weight, real.dim(), 1),
+                               _channel_affine(bias, real.dim(), 1)))
+
+
+def _layer_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    normalized_shape = _arg(args, kwargs, 1, "normalized_shape")
+    weight, bias = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")
+    eps = _arg(args, kwargs, 4, "eps", 1e-5)
+    real = x._planes[0]
+    out_real = F.layer_norm(real, normalized_shape, weight, bias, eps)
+    k = len(normalized_shape) if isinstance(normalized_shape, (tuple, list, torch.Size)) else 1
+    groups = (*real.shape[: real.dim() - k], -1)
+    return ctx.wrap(_stat_norm(ctx, x, out_real, groups, eps, weight, bias))
+
+
+def _group_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    num_groups = _arg(args, kwargs, 1, "num_groups")
+    weight, bias = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")
+    eps = _arg(args, kwargs, 4, "eps", 1e-5)
+    real = x._planes[0]
+    out_real = F.group_norm(real, num_groups, weight, bias, eps)
+    groups = (real.shape[0], num_groups, -1)
+    return ctx.wrap(_stat_norm(ctx, x, out_real, groups, eps, _channel_affine(weight, real.dim(), 1),
+                               _channel_affine(bias, real.dim(), 1)))
+
+
+def _rms_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """RMSNorm has no centring: the real RMS is held fixed (the ratio idea); no bias term."""
+    x = args[0]
+    normalized_shape = _arg(args, kwargs, 1, "normalized_shape")
+    weight = _arg(args, kwargs, 2, "weight")
+    eps = _arg(args, kwargs, 3, "eps")
+    p = x._planes
+    real = p[0]
+    out_real = F.rms_norm(real, normalized_shape, weight, eps)
+    k = len(normalized_shape) if isinstance(normalized_shape, (tuple, list, torch.Size)) else 1
+    dims = tuple(range(real.dim() - k, real.dim()))
+    eps_value = torch.finfo(real.dtype).eps if eps is None else eps
+    inv_rms = torch.rsqrt(real.pow(2).mean(dims, keepdim=True) + eps_value)
+    out = p * inv_rms
+    if weight is not None:
+        out = out * weight
+    out[0] = out_real
+    return ctx.wrap(out)
+
+
+register_rule([F.batch_norm], _batch_norm_rule)
+register_rule([F.instance_norm], _instance_norm_rule)
+register_rule([F.layer_norm], _layer_norm_rule)
+register_rule([F.group_norm], _group_norm_rule)
+register_rule([F.rms_norm], _rms_norm_rule)

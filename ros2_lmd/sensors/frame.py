@@ -1,0 +1,53 @@
+"""SensorFrame: one synchronised instant of every sensor, in base_link (DESIGN.md contract).
+Built by the live node, the bag reader and the simulator alike; consumed by monitor.Pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MODALITIES: tuple[str, ...] = ("camera", "radar", "lidar")
+
+# Radar point columns, in order. nuScenes radar fields; vx_comp/vy_comp are ego-motion compensated.
+RADAR_FIELDS: tuple[str, ...] = ("x", "y", "z", "rcs", "vx_comp", "vy_comp")
+LIDAR_FIELDS: tuple[str, ...] = ("x", "y", "z", "intensity")
+
+
+@dataclass
+class CameraImage:
+    """One rectified pinhole camera image with its calibration."""
+
+    name: str
+    image: np.ndarray  # H x W x 3 uint8, RGB
+    K: np.ndarray  # 3 x 3 intrinsics
+    T_base_cam: np.ndarray  # 4 x 4, camera optical frame (z forward, x right, y down) -> base_link
+    stamp: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
+            raise ValueError(
+                f"camera {self.name!r}: image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}")
+        if np.asarray(self.K).shape != (3, 3):
+            raise ValueError(f"camera {self.name!r}: K must be 3x3, got {np.asarray(self.K).shape}")
+        if np.asarray(self.T_base_cam).shape != (4, 4):
+            raise ValueError(f"camera {self.name!r}: T_base_cam must be 4x4")
+
+
+@dataclass
+class SensorFrame:
+    """Everything the fusion model sees at one instant. `present[m]` is False when modality m had no
+    data within the sync tolerance: its features are then zero (the LMD reference input)."""
+
+    stamp: float
+    cameras: list[CameraImage] = field(default_factory=list)
+    radar: np.ndarray = field(default_factory=lambda: np.zeros((0, len(RADAR_FIELDS)), np.float32))
+    lidar: np.ndarray = field(default_factory=lambda: np.zeros((0, len(LIDAR_FIELDS)), np.float32))
+    present: dict[str, bool] = field(default_factory=lambda: {m: True for m in MODALITIES})
+    # Per-sensor detail: sensor name -> reason it is missing/stale for this frame (empty when fine).
+    sensor_status: dict[str, str] = field(default_factory=dict)
+    frame_index: int = 0
+
+    def __post_init__(self) -> None:
+        self.radar = np.asarray(self.radar, dtype=np.float32).reshape(-1, len(RADAR_FIELDS))
+        self.lidar = np.asarray(self.lidar, dtype=np.float32).reshape(-1, len(LIDAR_FIELDS))

@@ -83,15 +83,17 @@ def decompose(
             if linearize_at[name].shape != features[name].shape:
                 raise ValueError(f"decompose: linearize_at[{name!r}] has shape "
                                  f"{tuple(linearize_at[name].shape)}, features has {tuple(features[name].shape)}")
+    _refuse_stateful_training(module or _owner(fn))
     explicit = rules.bias == "explicit" or linearize_at is not None
-    ctx = Context(modalities=tuple(features), rules=rules, explicit_bias=explicit)
-    inputs = {}
-    for index, (name, value) in enumerate(features.items()):
-        planes = value.new_zeros((ctx.num_planes, *value.shape))
-        planes[0] = value if linearize_at is None else linearize_at[name]
-        planes[1 + index] = value
-        inputs[name] = ctx.wrap(planes)
-
+    replay = None
+    if linearize_at is not None and rules.activation_split != "identity":
+        # the split weights belong to the linearisation: take them from a pass at that point
+        recorded: list = []
+        at_point = Context(tuple(features), rules, explicit, split_record=recorded)
+        fn(_decomposed_inputs(at_point, linearize_at, None))
+        replay = iter(recorded)
+    ctx = Context(modalities=tuple(features), rules=rules, explicit_bias=explicit, split_replay=replay)
+    inputs = _decomposed_inputs(ctx, features, linearize_at)
     layers: dict[str, Any] = {}
     handles = _record_hooks(fn, module, record, ctx, layers)
     try:
@@ -102,12 +104,40 @@ def decompose(
     return _to_decompositions(output, ctx, layers)
 
 
+def _decomposed_inputs(ctx: Context, features: Mapping[str, torch.Tensor],
+                       linearize_at: Mapping[str, torch.Tensor] | None) -> dict[str, LMDTensor]:
+    """Input m: real plane = the linearisation point, stream m = the input, other streams zero."""
+    inputs = {}
+    for index, (name, value) in enumerate(features.items()):
+        planes = value.new_zeros((ctx.num_planes, *value.shape))
+        planes[0] = value if linearize_at is None else linearize_at[name]
+        planes[1 + index] = value
+        inputs[name] = ctx.wrap(planes)
+    return inputs
+
+
+def _owner(fn: Callable) -> nn.Module | None:
+    owner = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def _refuse_stateful_training(owner: nn.Module | None) -> None:
+    """A norm layer in training mode updates its running statistics when called (before any rule
+    could object), so it is refused before the pass: decompose never modifies the model."""
+    if owner is None:
+        return
+    for name, sub in owner.named_modules():
+        if (sub.training and isinstance(sub, nn.modules.batchnorm._NormBase)
+                and getattr(sub, "track_running_stats", False)):
+            raise LMDRuleError(f"module {name or type(owner).__name__!r} ({type(sub).__name__}) is in "
+                               f"training mode, where batch_norm would use and update batch "
+                               f"statistics; call model.eval() before decomposing")
+
+
 def _record_hooks(fn, module, record, ctx, layers) -> list:
     if not record:
         return []
-    owner = module
-    if owner is None:
-        owner = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+    owner = module or _owner(fn)
     if not isinstance(owner, nn.Module):
         raise ValueError("decompose(record=...) needs the module that owns the layers: pass module=")
     named = dict(owner.named_modules())

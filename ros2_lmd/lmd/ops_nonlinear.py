@@ -98,7 +98,12 @@ def apply_activation(ctx: Context, x: LMDTensor, out_real: T, f0: T, slope0: T,
             out[ctx.bias_index] = c * p[ctx.bias_index] + (out_real - c * A)
         return out
     bias_in = ctx.bias_stream(p)
-    weights = _split_weights(ctx, mods, bias_in)
+    if ctx.split_replay is not None:
+        weights = next(ctx.split_replay)
+    else:
+        weights = _split_weights(ctx, mods, bias_in)
+        if ctx.split_record is not None:
+            ctx.split_record.append(weights)
     out[ctx.mods] = (mods + weights * bias_in) * c
     if ctx.explicit_bias:
         kept = 1 - weights.sum(0) if M else torch.ones_like(A)

@@ -10,7 +10,7 @@ all planes in one tensor lets a conv/linear rule run them as one batched call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -30,6 +30,10 @@ class Context:
     modalities: tuple[str, ...]
     rules: Rules
     explicit_bias: bool
+    # Bias-splitting weights (App. C) are part of the linearisation: a pass that decomposes other
+    # inputs at a fixed linearisation point replays the weights recorded at that point, in call order.
+    split_record: list | None = None
+    split_replay: Iterator | None = None
 
     @property
     def num_modalities(self) -> int:
@@ -129,6 +133,9 @@ def op_name(func: Callable) -> str:
     qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
     if module.startswith("torch._C") or not module:
         module = "torch"
+    for prefix in ("_VariableFunctionsClass.", "_nn."):
+        if qual.startswith(prefix):
+            qual = qual[len(prefix):]
     if qual.startswith("TensorBase."):
         qual = "Tensor." + qual[len("TensorBase."):]
     return f"{module}.{qual}" if not qual.startswith("Tensor.") else qual

@@ -525,7 +525,9 @@ def _where_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     if isinstance(cond, LMDTensor):
         raise LMDRuleError("torch.where with a decomposed condition: compare the real value first")
     like = a._planes if isinstance(a, LMDTensor) else b._planes
-    pa, pb = _as_planes(ctx, a, like), _as_planes(ctx, b, like)
+    shape = torch.broadcast_shapes(torch.as_tensor(cond).shape, _out_shape(a, b))
+    pa = _broadcast_planes(_as_planes(ctx, a, like), shape)
+    pb = _broadcast_planes(_as_planes(ctx, b, like), shape)
     return ctx.wrap(torch.where(cond, pa, pb))
 
 

@@ -68,10 +68,12 @@ def _split_weights(ctx: Context, mods: T, bias: T) -> T:
         return unique.to(mods.dtype)
     # ratio, App. C.2: all modalities share a sign. Same sign as the bias -> each takes the bias in
     # proportion to |h_m|; opposite sign -> in the complementary proportion (for M = 2 the paper's
-    # alpha / 1 - alpha swap). Weights (|h_m| + eps/M) / (sum|h| + eps) sum to one exactly.
+    # alpha / 1 - alpha swap). As in the paper, eps goes to the first modality's weight, so the
+    # weights (|h_1| + eps, |h_2|, ...) / (sum|h| + eps) sum to one exactly and M = 2 is eq. C.2.
     eps = ctx.rules.split_eps
     magnitude = mods.abs()
-    weights = (magnitude + eps / M) / (magnitude.sum(0, keepdim=True) + eps)
+    weights = magnitude / (magnitude.sum(0, keepdim=True) + eps)
+    weights[0] = 1 - weights[1:].sum(0)
     all_pos, all_neg = pos.all(0), neg.all(0)
     agree = (all_pos & bias_pos) | (all_neg & bias_neg)
     disagree = (all_pos & bias_neg) | (all_neg & bias_pos)

@@ -1,0 +1,207 @@
+"""Alert logic with its state (rolling baselines, hysteresis), so that a live run and an offline run
+over the same frames raise the same alerts. Per-frame alerts (single-sensor support, disagreement)
+are raised every frame they hold; sensor-state alerts (degraded, failed, stale, missing) are raised
+on the transition into the state and answered by SENSOR_RECOVERED on the way out."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ros2_lmd.geometry.grid import BEVGrid
+from ros2_lmd.monitor.detections import sigmoid
+from ros2_lmd.monitor.report import (ERROR, INFO, MODALITY_DISAGREEMENT, SENSOR_DEGRADED, SENSOR_FAILED,
+                                     SENSOR_MISSING, SENSOR_RECOVERED, SENSOR_STALE, SINGLE_SENSOR_SUPPORT,
+                                     WARN, Alert, Detection)
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """Thresholds of the alert logic; names match the node parameters (ros2_lmd.params)."""
+
+    detection_threshold: float = 0.5
+    min_detection_cells: int = 4
+    single_sensor_share: float = 0.8
+    support_share: float = 0.15
+    disagreement_logit: float = 2.0
+    degraded_ratio: float = 0.5
+    failed_ratio: float = 0.15
+    baseline_window: int = 50
+    baseline_min_frames: int = 10
+    hysteresis_k: int = 3
+    hysteresis_n: int = 5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.detection_threshold < 1:
+            raise ValueError(f"detection_threshold must be in (0, 1), got {self.detection_threshold}")
+        if not 0 <= self.failed_ratio < self.degraded_ratio <= 1:
+            raise ValueError(f"need 0 <= failed_ratio < degraded_ratio <= 1, got "
+                             f"{self.failed_ratio}, {self.degraded_ratio}")
+        if not 1 <= self.hysteresis_k <= self.hysteresis_n:
+            raise ValueError(f"need 1 <= hysteresis_k <= hysteresis_n, got {self.hysteresis_k}, {self.hysteresis_n}")
+        if self.baseline_min_frames > self.baseline_window:
+            raise ValueError("baseline_min_frames must not exceed baseline_window")
+
+
+def _fmt_xy(xy) -> str:
+    return f"({xy[0]:+.1f}, {xy[1]:+.1f}) m"
+
+
+class ModalityHealth:
+    """Sensor-failure detection for one modality: the contribution energy against its own rolling
+    baseline, with k-of-n hysteresis to raise and to clear, so alerts do not flap."""
+
+    OK, DEGRADED, FAILED = "ok", "degraded", "failed"
+
+    def __init__(self, modality: str, config: AlertConfig) -> None:
+        self.modality = modality
+        self.config = config
+        self.baseline: deque[float] = deque(maxlen=config.baseline_window)
+        self.recent: deque[float] = deque(maxlen=config.hysteresis_n)
+        self.state = self.OK
+        self.last_ratio = 1.0
+
+    def baseline_value(self) -> float | None:
+        if len(self.baseline) < self.config.baseline_min_frames:
+            return None
+        return float(np.median(self.baseline))
+
+    def update(self, energy: float) -> Alert | None:
+        c = self.config
+        base = self.baseline_value()
+        ratio = 1.0 if base is None or base <= 0 else energy / base
+        self.last_ratio = ratio
+        self.recent.append(ratio)
+        below_failed = sum(r < c.failed_ratio for r in self.recent)
+        below_degraded = sum(r < c.degraded_ratio for r in self.recent)
+        healthy = len(self.recent) - below_degraded
+        not_failed = len(self.recent) - below_failed
+        previous = self.state
+        if self.state == self.OK:
+            if below_failed >= c.hysteresis_k:
+                self.state = self.FAILED
+            elif below_degraded >= c.hysteresis_k:
+                self.state = self.DEGRADED
+        elif self.state == self.DEGRADED:
+            if below_failed >= c.hysteresis_k:
+                self.state = self.FAILED
+            elif healthy >= c.hysteresis_k:
+                self.state = self.OK
+        elif healthy >= c.hysteresis_k:
+            self.state = self.OK
+        elif not_failed >= c.hysteresis_k:
+            self.state = self.DEGRADED
+        if self.state == self.OK and ratio >= c.degraded_ratio:
+            # only healthy frames teach the baseline, so it does not follow a failure down
+            self.baseline.append(energy)
+        if self.state == previous:
+            return None
+        detail = f"contribution at {ratio:.0%} of its baseline"
+        if self.state == self.FAILED:
+            return Alert(SENSOR_FAILED, ERROR, self.modality,
+                         f"{self.modality} contribution collapsed ({detail}): {self.modality} failing")
+        if self.state == self.DEGRADED:
+            return Alert(SENSOR_DEGRADED, WARN, self.modality, f"{self.modality} contribution degraded ({detail})")
+        return Alert(SENSOR_RECOVERED, INFO, self.modality, f"{self.modality} contribution recovered ({detail})")
+
+
+class AlertEngine:
+    """All alert state of one monitor run. `update` is called once per frame, in stamp order."""
+
+    def __init__(self, modalities: tuple[str, ...], grid: BEVGrid, config: AlertConfig) -> None:
+        self.modalities = modalities
+        self.grid = grid
+        self.config = config
+        self.health = {m: ModalityHealth(m, config) for m in modalities}
+        self.missing: dict[str, bool] = {m: False for m in modalities}
+        self.stale: set[str] = set()
+
+    def states(self) -> dict[str, str]:
+        """Current condition per modality: ok / degraded / failed / missing."""
+        return {m: "missing" if self.missing[m] else self.health[m].state for m in self.modalities}
+
+    def update(self, fused: np.ndarray, components: dict[str, np.ndarray], energy: dict[str, float],
+               present: dict[str, bool], sensor_status: dict[str, str],
+               detections: list[Detection], labels: np.ndarray) -> list[Alert]:
+        alerts: list[Alert] = []
+        alerts += self._availability(present, sensor_status)
+        for m in self.modalities:
+            if present.get(m, True):  # a missing modality is reported as such, not as failed
+                alert = self.health[m].update(energy[m])
+                if alert:
+                    alerts.append(alert)
+        if len(self.modalities) > 1:
+            for det in detections:
+                if det.single_sensor:
+                    alerts.append(Alert(
+                        SINGLE_SENSOR_SUPPORT, WARN, det.dominant,
+                        f"object at {_fmt_xy(det.centroid)} is seen by {det.dominant} alone "
+                        f"({det.shares[det.dominant]:.0%} of its evidence)", detection=det))
+            alerts += self._disagreement(fused, components, detections, labels)
+        return alerts
+
+    def _availability(self, present: dict[str, bool], sensor_status: dict[str, str]) -> list[Alert]:
+        alerts = []
+        for m in self.modalities:
+            missing = not present.get(m, True)
+            if missing and not self.missing[m]:
+                alerts.append(Alert(SENSOR_MISSING, ERROR, m, f"no {m} data within the sync tolerance: "
+                                    f"{m} features are zero for this frame"))
+            elif not missing and self.missing[m]:
+                alerts.append(Alert(SENSOR_RECOVERED, INFO, m, f"{m} data is back"))
+            self.missing[m] = missing
+        now_stale = {s for s, reason in sensor_status.items() if reason}
+        for sensor in sorted(now_stale - self.stale):
+            alerts.append(Alert(SENSOR_STALE, WARN, _modality_of(sensor), f"{sensor}: {sensor_status[sensor]}",
+                                sensor=sensor))
+        for sensor in sorted(self.stale - now_stale):
+            alerts.append(Alert(SENSOR_RECOVERED, INFO, _modality_of(sensor), f"{sensor} is fresh again",
+                                sensor=sensor))
+        self.stale = now_stale
+        return alerts
+
+    def _disagreement(self, fused: np.ndarray, components: dict[str, np.ndarray],
+                      detections: list[Detection], labels: np.ndarray) -> list[Alert]:
+        """A modality that, with the bias, clearly predicts an object (logit margin above the
+        threshold's) where the fused output has none; or whose mean contribution inside a kept
+        detection is strongly negative."""
+        c = self.config
+        alerts = []
+        threshold_logit = float(np.log(c.detection_threshold / (1 - c.detection_threshold)))
+        rejected = sigmoid(fused) < c.detection_threshold
+        bias = components.get("bias", np.zeros_like(fused))
+        xs, ys = self.grid.cell_centres()
+        for m in self.modalities:
+            alone = components[m] + bias
+            mask = (rejected & (alone >= threshold_logit + c.disagreement_logit)).astype(np.uint8)
+            count, regions, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+            for label in range(1, count):
+                if stats[label, cv2.CC_STAT_AREA] < c.min_detection_cells:
+                    continue
+                region = regions == label
+                where = (float(xs[region].mean()), float(ys[region].mean()))
+                alerts.append(Alert(MODALITY_DISAGREEMENT, WARN, m,
+                                    f"{m} predicts an object at {_fmt_xy(where)} that the fused output rejects"))
+        for det in detections:
+            region = labels == det.label
+            for m in self.modalities:
+                mean = float(components[m][region].mean())
+                if mean <= -c.disagreement_logit:
+                    alerts.append(Alert(MODALITY_DISAGREEMENT, INFO, m,
+                                        f"{m} argues against the object at {_fmt_xy(det.centroid)} "
+                                        f"(mean {mean:+.1f} logits) that the fused output keeps", detection=det))
+        return alerts
+
+
+def _modality_of(sensor: str) -> str:
+    name = sensor.lower().lstrip("/")
+    if name.startswith("cam"):
+        return "camera"
+    if name.startswith("radar"):
+        return "radar"
+    if name.startswith("lidar"):
+        return "lidar"
+    return ""

@@ -1,0 +1,130 @@
+"""monitor.Pipeline: SensorFrame -> FrameReport, the one code path of the live node and the offline
+tools. encode runs once; LMD decomposes fuse; detections, shares and alerts follow on the grid."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ros2_lmd.lmd import Rules, decompose
+from ros2_lmd.models.base import FusionModel
+from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine
+from ros2_lmd.monitor.detections import evidence_shares, extract_detections, sigmoid
+from ros2_lmd.monitor.report import FrameReport
+from ros2_lmd.sensors.frame import SensorFrame
+
+OUTPUT_KEY = "bev_logits"
+
+
+def contribution_energy(component: np.ndarray) -> float:
+    """How much a modality shapes the output map: the mean absolute deviation of its component
+    from its own spatial mean. A constant offset carries no information about where objects are,
+    so a sensor that still 'contributes' a flat map (a black camera, an empty sweep) scores low."""
+    return float(np.abs(component - component.mean()).mean())
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA when available; asking for `cuda` without one is an error, not a fallback."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available (use 'auto' or 'cpu')")
+    return torch.device(device)
+
+
+def alert_config_from(params: Any) -> AlertConfig:
+    """AlertConfig from any record with the same field names (ros2_lmd.params.MonitorParams)."""
+    values = {f.name: getattr(params, f.name) for f in fields(AlertConfig) if hasattr(params, f.name)}
+    if "baseline_window" in values and "baseline_min_frames" not in values:
+        values["baseline_min_frames"] = min(AlertConfig.baseline_min_frames, values["baseline_window"])
+    return AlertConfig(**values)
+
+
+class Pipeline:
+    """Runs the model and LMD on frames and keeps the alert state between them."""
+
+    def __init__(self, model: FusionModel, alert_config: AlertConfig | None = None,
+                 device: str | torch.device = "cpu", rules: Rules | None = None) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = model.eval().to(self.device)
+        self.rules = rules or Rules()
+        self.config = alert_config or AlertConfig()
+        self.alerts = AlertEngine(model.modalities, model.grid, self.config)
+        self.frames_processed = 0
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.model.modalities
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def process(self, frame: SensorFrame) -> FrameReport:
+        return self.process_batch([frame])[0]
+
+    def process_batch(self, frames: Sequence[SensorFrame]) -> list[FrameReport]:
+        """Model and LMD run batched; detections and alerts run frame by frame in order, so the
+        alerts do not depend on the batch size."""
+        if not frames:
+            return []
+        t0 = time.perf_counter()
+        inputs = self.model.prepare(list(frames), self.device)
+        self._sync()
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            features = self.model.encode(inputs)
+            self._sync()
+            t2 = time.perf_counter()
+            dec = decompose(self.model.fuse, features, rules=self.rules)[OUTPUT_KEY]
+            stacked = torch.stack([dec.total, *dec.components.values(), dec.bias]).float().cpu().numpy()
+            errors = _per_sample_error(dec)
+        t3 = time.perf_counter()
+        batch = len(frames)
+        names = [*self.modalities, "bias"]
+        reports = []
+        for b, frame in enumerate(frames):
+            t4 = time.perf_counter()
+            fused = stacked[0, b, 0]
+            components = {name: stacked[1 + i, b, 0] for i, name in enumerate(names)}
+            modality_components = {m: components[m] for m in self.modalities}
+            detections, labels = extract_detections(
+                fused, modality_components, self.model.grid, self.config.detection_threshold,
+                self.config.min_detection_cells, self.config.support_share, self.config.single_sensor_share)
+            occupied = sigmoid(fused) >= self.config.detection_threshold
+            shares = evidence_shares(modality_components, occupied if occupied.any() else None)
+            energy = {m: contribution_energy(components[m]) for m in self.modalities}
+            present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
+            alerts = self.alerts.update(fused, components, energy, present, frame.sensor_status,
+                                        detections, labels)
+            t5 = time.perf_counter()
+            self.frames_processed += 1
+            reports.append(FrameReport(
+                stamp=frame.stamp, frame_index=frame.frame_index, grid=self.model.grid, fused=fused,
+                components=components, shares=shares, energy=energy, present=present,
+                detections=detections, alerts=alerts,
+                timings_ms={"prepare": (t1 - t0) * 1e3 / batch, "encode": (t2 - t1) * 1e3 / batch,
+                            "decompose": (t3 - t2) * 1e3 / batch, "postprocess": (t5 - t4) * 1e3},
+                conservation_error=errors[b]))
+        return reports
+
+
+def _per_sample_error(dec) -> list[float]:
+    total = dec.total.double()
+    residual = total - dec.bias.double() - sum(c.double() for c in dec.components.values())
+    flat_res = residual.flatten(1).abs().max(1).values
+    flat_tot = total.flatten(1).abs().max(1).values.clamp_min(torch.finfo(torch.float64).tiny)
+    return (flat_res / flat_tot).cpu().tolist()
+
+
+def health_ratios(pipeline: Pipeline) -> dict[str, float]:
+    """Latest contribution ratio to baseline per modality (for diagnostics)."""
+    return {m: h.last_ratio for m, h in pipeline.alerts.health.items()}
+
+
+__all__ = ["Pipeline", "contribution_energy", "alert_config_from", "resolve_device", "health_ratios",
+           "OUTPUT_KEY"]

@@ -1,0 +1,353 @@
+"""Parameters of the monitor node: one record, `MonitorParams`, holding every parameter with its
+type, default, description and allowed range, and a loader for ROS 2 parameter YAML files that
+checks them. No ROS import: the node turns `parameter_specs()` into ParameterDescriptors, and the
+offline tools read the same file through `load_params_file`.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+MODALITIES = ("camera", "radar", "lidar")
+
+NUSCENES_CAMERAS = (
+    "cam_front",
+    "cam_front_right",
+    "cam_front_left",
+    "cam_back",
+    "cam_back_left",
+    "cam_back_right",
+)
+NUSCENES_RADARS = (
+    "radar_front",
+    "radar_front_left",
+    "radar_front_right",
+    "radar_back_left",
+    "radar_back_right",
+)
+
+# Parameters every rclpy node has; a parameter file may set them beside ours.
+ROS_NODE_PARAMETERS = {"use_sim_time": bool}
+# rclpy reads these itself (QoS overrides per topic); they are passed through unchecked.
+ROS_PARAMETER_PREFIXES = ("qos_overrides.",)
+
+
+class ParameterError(ValueError):
+    """A parameter file or value that the monitor cannot use; the message names each parameter."""
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter, as the node declares it (name, type, default, ParameterDescriptor)."""
+
+    name: str
+    type: type  # bool, int, float, str, or tuple for a string array
+    default: Any
+    description: str
+    min: float | None = None  # inclusive range, numeric parameters only
+    max: float | None = None
+    choices: tuple[str, ...] = ()  # allowed values, string parameters only
+
+    @property
+    def ros_type(self) -> str:
+        """The ROS 2 parameter type name (rcl_interfaces/ParameterType), e.g. `double`."""
+        return {bool: "bool", int: "integer", float: "double", str: "string",
+                tuple: "string_array"}[self.type]
+
+
+def _param(default: Any, description: str, *, min: float | None = None,
+           max: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={
+        "description": description, "min": min, "max": max, "choices": choices})
+
+
+@dataclass(frozen=True)
+class MonitorParams:
+    """Every parameter of the monitor node, with the defaults of config/monitor.yaml.
+
+    Construction checks ranges, choices and the constraints between parameters, and raises
+    ParameterError naming each offending parameter.
+    """
+
+    # --- Model ---
+    model: str = _param(
+        "compact_crl",
+        "Fusion model: a registry name (e.g. compact_crl) or a path to a .safetensors file with "
+        "its JSON config beside it.")
+    device: str = _param(
+        "auto", "Where inference runs: auto (CUDA when available, else CPU), cuda or cpu.",
+        choices=("auto", "cuda", "cpu"))
+    modalities: tuple[str, ...] = _param(
+        MODALITIES,
+        "Modalities fed to the model and decomposed; the others are not subscribed to.")
+
+    # --- Inputs ---
+    camera_names: tuple[str, ...] = _param(
+        NUSCENES_CAMERAS, "Camera names, in the model's camera order; also the hardware ids in "
+        "diagnostics.")
+    camera_image_topics: tuple[str, ...] = _param(
+        tuple(f"/{name}/image_rect_compressed" for name in NUSCENES_CAMERAS),
+        "Image topic of each camera, aligned with camera_names.")
+    camera_info_topics: tuple[str, ...] = _param(
+        tuple(f"/{name}/camera_info" for name in NUSCENES_CAMERAS),
+        "sensor_msgs/CameraInfo topic of each camera (intrinsics), aligned with camera_names.")
+    use_compressed: bool = _param(
+        True, "true: camera_image_topics carry sensor_msgs/CompressedImage; false: "
+        "sensor_msgs/Image.")
+    radar_topics: tuple[str, ...] = _param(
+        tuple(f"/{name}" for name in NUSCENES_RADARS), "sensor_msgs/PointCloud2 topic of each "
+        "radar (fields x, y, z, rcs, vx_comp, vy_comp).")
+    lidar_topic: str = _param(
+        "/lidar_top", "sensor_msgs/PointCloud2 topic of the LiDAR (fields x, y, z, intensity).")
+
+    # --- Synchronisation and frames ---
+    key_sensor: str = _param(
+        "lidar", "Modality whose messages trigger a frame; the others are matched to it in time.",
+        choices=MODALITIES)
+    sync_tolerance_s: float = _param(
+        0.06, "Largest stamp difference (s) to the key sensor for a message to join its frame; a "
+        "sensor outside it is missing for that frame.", min=0.0, max=1.0)
+    base_frame: str = _param(
+        "base_link", "Vehicle frame of the BEV grid and of every output (REP-103).")
+    extrinsics_source: str = _param(
+        "tf_static", "Where sensor poses in base_frame come from: tf_static (the /tf_static "
+        "topic) or config (extrinsics_file).", choices=("tf_static", "config"))
+    extrinsics_file: str = _param(
+        "", "With extrinsics_source config: a YAML file mapping each sensor's frame_id to "
+        "{translation: [x, y, z], rotation: [qx, qy, qz, qw]}, its pose in base_frame.")
+
+    # --- Detections ---
+    detection_threshold: float = _param(
+        0.5, "Fused occupancy probability above which a BEV cell is part of a detection.",
+        min=0.0, max=1.0)
+    min_detection_cells: int = _param(
+        4, "Smallest detection, in connected BEV cells above detection_threshold.",
+        min=1, max=10000)
+    single_sensor_share: float = _param(
+        0.8, "Share of a detection's evidence from one modality at or above which it is flagged "
+        "single-sensor (SINGLE_SENSOR_SUPPORT alert).", min=0.0, max=1.0)
+    support_share: float = _param(
+        0.15, "Share at or above which a modality counts as supporting a detection.",
+        min=0.0, max=1.0)
+    disagreement_logit: float = _param(
+        2.0, "Modalities disagree on a detection when one pushes its fused logit up and another "
+        "down, each by more than this (logit units) (MODALITY_DISAGREEMENT alert).",
+        min=0.0, max=100.0)
+
+    # --- Sensor health ---
+    degraded_ratio: float = _param(
+        0.5, "A modality whose contribution falls below this fraction of its baseline is "
+        "degraded (SENSOR_DEGRADED, diagnostics WARN).", min=0.0, max=1.0)
+    failed_ratio: float = _param(
+        0.15, "Below this fraction of its baseline a modality has failed (SENSOR_FAILED, "
+        "diagnostics ERROR); less than degraded_ratio.", min=0.0, max=1.0)
+    baseline_window: int = _param(
+        50, "Frames in the running baseline of each modality's contribution.", min=1, max=100000)
+    hysteresis_k: int = _param(
+        3, "A health state changes when it holds in hysteresis_k of the last hysteresis_n frames.",
+        min=1, max=1000)
+    hysteresis_n: int = _param(
+        5, "Window of the k-of-n hysteresis (frames); at least hysteresis_k.", min=1, max=1000)
+    stale_timeout_s: float = _param(
+        0.5, "A sensor with no message for this long (s) is stale (SENSOR_STALE, diagnostics "
+        "STALE).", min=0.001, max=3600.0)
+    diagnostics_persistence: int = _param(
+        3, "Consecutive failing checks before a diagnostics status becomes ERROR.",
+        min=1, max=1000)
+
+    # --- Outputs ---
+    publish_rate_hz: float = _param(
+        0.0, "Most outputs per second; 0 publishes every processed frame.", min=0.0, max=1000.0)
+    output_prefix: str = _param(
+        "/lmd", "Prefix of the output topics (<prefix>/bev/<fused|camera|radar|lidar|bias>, "
+        "<prefix>/bev_image, <prefix>/markers, <prefix>/decomposition, <prefix>/alerts). "
+        "Absolute by default; a relative name (lmd) puts them under the node's namespace.")
+    queue_depth: int = _param(
+        1, "Frames waiting for inference; 1 keeps only the latest (older frames are dropped and "
+        "counted in frames_dropped).", min=1, max=100)
+    bev_image_scale: int = _param(
+        2, "Pixels per BEV cell in the colour image <prefix>/bev_image.", min=1, max=16)
+
+    def __post_init__(self) -> None:
+        problems = [problem for spec in parameter_specs()
+                    for problem in _check_value(spec, getattr(self, spec.name))]
+        if not problems:
+            problems = self._check_consistency()
+        if problems:
+            raise ParameterError("; ".join(problems))
+
+    def _check_consistency(self) -> list[str]:
+        problems = []
+        if len(set(self.modalities)) != len(self.modalities) or not self.modalities:
+            problems.append(f"modalities: must be distinct and non-empty, got "
+                            f"{list(self.modalities)}")
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown:
+            problems.append(f"modalities: unknown {unknown}, expected some of {list(MODALITIES)}")
+        if self.key_sensor not in self.modalities:
+            problems.append(f"key_sensor: {self.key_sensor!r} is not in modalities "
+                            f"{list(self.modalities)}")
+        for name in ("camera_image_topics", "camera_info_topics"):
+            if len(getattr(self, name)) != len(self.camera_names):
+                problems.append(f"{name}: {len(getattr(self, name))} topics for "
+                                f"{len(self.camera_names)} camera_names")
+        if self.failed_ratio >= self.degraded_ratio:
+            problems.append(f"failed_ratio: {self.failed_ratio} must be below degraded_ratio "
+                            f"{self.degraded_ratio}")
+        if self.hysteresis_k > self.hysteresis_n:
+            problems.append(f"hysteresis_k: {self.hysteresis_k} exceeds hysteresis_n "
+                            f"{self.hysteresis_n}")
+        if self.extrinsics_source == "config" and not self.extrinsics_file:
+            problems.append("extrinsics_file: required when extrinsics_source is config")
+        return problems
+
+
+def parameter_specs() -> tuple[ParameterSpec, ...]:
+    """Every monitor parameter, in declaration order."""
+    hints = typing.get_type_hints(MonitorParams)
+    specs = []
+    for f in fields(MonitorParams):
+        kind = hints[f.name]
+        specs.append(ParameterSpec(
+            name=f.name,
+            type=tuple if typing.get_origin(kind) is tuple else kind,
+            default=f.default if f.default is not MISSING else None,
+            description=f.metadata["description"],
+            min=f.metadata["min"],
+            max=f.metadata["max"],
+            choices=f.metadata["choices"],
+        ))
+    return tuple(specs)
+
+
+def _type_problem(spec: ParameterSpec, value: Any) -> str | None:
+    """Why `value` is not of the parameter's ROS type, or None. As in rclpy, an integer is not
+    accepted for a double parameter (write 2.0, not 2)."""
+    expected = spec.type
+    if expected is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            return f"expected a list of strings, got {value!r}"
+        return None
+    ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+    if ok:
+        return None
+    hint = f" (write {value}.0)" if expected is float and isinstance(value, int) \
+        and not isinstance(value, bool) else ""
+    return f"expected {spec.ros_type}, got {type(value).__name__} {value!r}{hint}"
+
+
+def _check_value(spec: ParameterSpec, value: Any) -> list[str]:
+    problem = _type_problem(spec, value)
+    if problem:
+        return [f"{spec.name}: {problem}"]
+    if spec.min is not None and not spec.min <= value <= spec.max:
+        return [f"{spec.name}: {value} is outside [{spec.min}, {spec.max}]"]
+    if spec.choices and value not in spec.choices:
+        return [f"{spec.name}: {value!r} is not one of {list(spec.choices)}"]
+    return []
+
+
+def params_from_mapping(values: Mapping[str, Any], source: str = "parameters") -> MonitorParams:
+    """MonitorParams from flat `name: value` pairs (missing names keep their defaults).
+
+    Raises ParameterError naming every unknown or ill-typed parameter, prefixed by `source`.
+    """
+    specs = {spec.name: spec for spec in parameter_specs()}
+    problems = []
+    chosen: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in ROS_NODE_PARAMETERS:
+            if not isinstance(value, ROS_NODE_PARAMETERS[name]):
+                problems.append(f"{name}: expected {ROS_NODE_PARAMETERS[name].__name__}, "
+                                f"got {value!r}")
+            continue
+        if name.startswith(ROS_PARAMETER_PREFIXES):
+            continue
+        spec = specs.get(name)
+        if spec is None:
+            problems.append(f"{name}: unknown parameter")
+            continue
+        problem = _type_problem(spec, value)
+        if problem:
+            problems.append(f"{name}: {problem}")
+        elif spec.type is tuple and not value:
+            # rcl cannot type an empty YAML list, so the node could not load it either.
+            problems.append(f"{name}: an empty list cannot be given in a ROS 2 parameter file")
+        else:
+            chosen[name] = tuple(value) if spec.type is tuple else value
+    if problems:
+        raise ParameterError(f"{source}: " + "; ".join(problems))
+    try:
+        return MonitorParams(**chosen)
+    except ParameterError as error:
+        raise ParameterError(f"{source}: {error}") from None
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested YAML mappings to dotted ROS parameter names ({'a': {'b': 1}} -> {'a.b': 1})."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _node_pattern_matches(pattern: str, node_fqn: str) -> bool:
+    """rcl's node-name matching in parameter files: `/**` any namespace depth, `*` one token."""
+    if not pattern.startswith("/"):
+        pattern = "/" + pattern
+    parts = []
+    for token in re.split(r"(/\*\*|\*)", pattern):
+        if token == "/**":
+            parts.append("(/[^/]+)*")
+        elif token == "*":
+            parts.append("[^/]+")
+        elif token:
+            parts.append(re.escape(token))
+    return re.fullmatch("".join(parts), node_fqn) is not None
+
+
+def load_params_file(path: str | Path, node_name: str = "lmd_monitor",
+                     namespace: str = "/") -> MonitorParams:
+    """MonitorParams from a ROS 2 parameter file (`/**:` or `<node>:` then `ros__parameters:`).
+
+    Every section matching the node's fully qualified name applies, later ones overriding
+    earlier ones, as rcl does. Raises ParameterError naming the file and each bad parameter.
+    """
+    import yaml  # Imported here: only the loader needs PyYAML.
+
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ParameterError(f"{path}: cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ParameterError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(document, Mapping):
+        raise ParameterError(f"{path}: expected a mapping of node names to ros__parameters")
+
+    node_fqn = "/".join(("", namespace.strip("/"), node_name)).replace("//", "/")
+    merged: dict[str, Any] = {}
+    matched = []
+    for section, body in document.items():
+        if not _node_pattern_matches(str(section), node_fqn):
+            continue
+        if not isinstance(body, Mapping) or not isinstance(body.get("ros__parameters"), Mapping):
+            raise ParameterError(f"{path}: section {section!r} has no ros__parameters mapping")
+        extra = sorted(set(body) - {"ros__parameters"})
+        if extra:
+            raise ParameterError(f"{path}: section {section!r}: unexpected keys {extra} beside "
+                                 "ros__parameters")
+        matched.append(str(section))
+        merged.update(_flatten(body["ros__parameters"]))
+    if not matched:
+        raise ParameterError(f"{path}: no section applies to node {node_fqn} (sections: "
+                             f"{[str(s) for s in document]}); use '/**:' or '{node_name}:'")
+    return params_from_mapping(merged, source=str(path))

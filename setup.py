@@ -1,0 +1,34 @@
+"""pip install of the ros2_lmd library and the `ros2-lmd` command (see README.md). Building the
+ROS 2 package (generated messages, node executable, launch and config files) is CMakeLists.txt's
+job, through colcon; tools/bootstrap.sh does both for development."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ros2_lmd",
+    version="0.1.0",
+    description="Runtime monitor for camera-radar-LiDAR BEV fusion with Layer-Wise Modality "
+                "Decomposition",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ros2_lmd", "ros2_lmd.*"]) + ["ros2_lmd.msg_defs"],
+    # The .msg files ship as package data (ros2_lmd/msg_defs/*.msg) so offline tools can register
+    # them with rosbags without a colcon build: see ros2_lmd/interfaces.py.
+    package_dir={"ros2_lmd.msg_defs": "msg"},
+    package_data={"ros2_lmd.msg_defs": ["*.msg"]},
+    # Ranges, not pins: requirements.txt pins the development environment. Install torch first
+    # where a specific build is wanted (pip would otherwise pick its default one).
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "safetensors>=0.4",
+        "opencv-python-headless>=4.8",
+        "rosbags>=0.10",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "PyYAML>=6.0",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
+    entry_points={"console_scripts": ["ros2-lmd = ros2_lmd.cli:main"]},
+)

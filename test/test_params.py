@@ -1,0 +1,159 @@
+"""Monitor parameters: config/monitor.yaml matches the record, and the loader names every bad
+parameter."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ros2_lmd.params import (MonitorParams, ParameterError, load_params_file, parameter_specs,
+                             params_from_mapping)
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config" / "monitor.yaml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_config_file_loads_to_the_defaults():
+    assert load_params_file(CONFIG) == MonitorParams()
+
+
+def test_config_file_is_a_ros2_parameter_file_for_any_node():
+    assert load_params_file(CONFIG, node_name="other", namespace="/car1") == MonitorParams()
+
+
+def test_every_parameter_is_in_the_config_file_with_a_comment():
+    lines = CONFIG.read_text().splitlines()
+    for spec in parameter_specs():
+        at = [i for i, line in enumerate(lines) if re.match(rf"\s+{spec.name}:", line)]
+        assert len(at) == 1, f"{spec.name} appears {len(at)} times in {CONFIG.name}"
+        assert lines[at[0] - 1].strip().startswith("#"), f"{spec.name} has no comment above it"
+
+
+def test_config_file_has_only_known_parameters():
+    names = {m.group(1) for m in re.finditer(r"^    (\w+):", CONFIG.read_text(), re.MULTILINE)}
+    assert names == {spec.name for spec in parameter_specs()}
+
+
+def test_specs_are_complete():
+    specs = parameter_specs()
+    assert [s.name for s in specs] == [f.name for f in dataclasses.fields(MonitorParams)]
+    for spec in specs:
+        assert spec.description.strip(), spec.name
+        assert spec.ros_type in {"bool", "integer", "double", "string", "string_array"}
+        if spec.type in (int, float):
+            assert spec.min is not None and spec.min <= spec.default <= spec.max, spec.name
+        if spec.choices:
+            assert spec.default in spec.choices
+
+
+def test_expected_defaults():
+    params = MonitorParams()
+    assert params.camera_image_topics[0] == "/cam_front/image_rect_compressed"
+    assert params.camera_info_topics[-1] == "/cam_back_right/camera_info"
+    assert len(params.camera_names) == 6 and len(params.radar_topics) == 5
+    assert (params.lidar_topic, params.key_sensor, params.sync_tolerance_s) == (
+        "/lidar_top", "lidar", 0.06)
+    assert (params.output_prefix, params.queue_depth, params.publish_rate_hz) == ("/lmd", 1, 0.0)
+
+
+def test_node_section_overrides_wildcard(tmp_path):
+    path = _write(tmp_path, """
+/**:
+  ros__parameters:
+    device: cpu
+    detection_threshold: 0.4
+lmd_monitor:
+  ros__parameters:
+    detection_threshold: 0.6
+    radar_topics: [/radar_a, /radar_b]
+other_node:
+  ros__parameters:
+    not_ours: 1
+""")
+    params = load_params_file(path)
+    assert (params.device, params.detection_threshold) == ("cpu", 0.6)
+    assert params.radar_topics == ("/radar_a", "/radar_b")
+
+
+def test_unknown_parameter_is_named(tmp_path):
+    path = _write(tmp_path, "/**:\n  ros__parameters:\n    detection_treshold: 0.5\n")
+    with pytest.raises(ParameterError, match=r"params\.yaml: detection_treshold: unknown"):
+        load_params_file(path)
+
+
+def test_nested_parameter_is_named_with_its_dotted_name(tmp_path):
+    path = _write(tmp_path, "/**:\n  ros__parameters:\n    lidar:\n      topic: /x\n")
+    with pytest.raises(ParameterError, match=r"lidar\.topic: unknown"):
+        load_params_file(path)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("sync_tolerance_s: 1", r"sync_tolerance_s: expected double, got int 1 \(write 1\.0\)"),
+    ("min_detection_cells: 2.5", r"min_detection_cells: expected integer, got float"),
+    ("use_compressed: 'yes'", r"use_compressed: expected bool, got str"),
+    ("baseline_window: true", r"baseline_window: expected integer, got bool"),
+    ("radar_topics: [1, 2]", r"radar_topics: expected a list of strings"),
+    ("modalities: []", r"modalities: an empty list cannot be given"),
+    ("use_sim_time: 1", r"use_sim_time: expected bool"),
+])
+def test_wrong_type_is_named(tmp_path, line, message):
+    path = _write(tmp_path, f"/**:\n  ros__parameters:\n    {line}\n")
+    with pytest.raises(ParameterError, match=message):
+        load_params_file(path)
+
+
+def test_all_problems_are_reported_together():
+    with pytest.raises(ParameterError) as error:
+        params_from_mapping({"bogus": 1, "queue_depth": "1", "device": "cpu"})
+    assert "bogus: unknown" in str(error.value) and "queue_depth: expected integer" in str(
+        error.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"detection_threshold": 1.5}, r"detection_threshold: 1\.5 is outside \[0\.0, 1\.0\]"),
+    ({"device": "gpu"}, r"device: 'gpu' is not one of"),
+    ({"failed_ratio": 0.6}, r"failed_ratio: 0\.6 must be below degraded_ratio 0\.5"),
+    ({"hysteresis_k": 6}, r"hysteresis_k: 6 exceeds hysteresis_n 5"),
+    ({"key_sensor": "camera", "modalities": ["radar", "lidar"]}, r"key_sensor: 'camera' is not"),
+    ({"camera_names": ["cam_front"]}, r"camera_image_topics: 6 topics for 1 camera_names"),
+    ({"modalities": ["lidar", "sonar"]}, r"modalities: unknown \['sonar'\]"),
+    ({"extrinsics_source": "config"}, r"extrinsics_file: required"),
+])
+def test_invalid_values_are_named(values, message):
+    with pytest.raises(ParameterError, match=message):
+        params_from_mapping(values)
+
+
+def test_use_sim_time_and_qos_overrides_are_accepted():
+    params = params_from_mapping({"use_sim_time": True,
+                                  "qos_overrides./lidar_top.subscription.depth": 5})
+    assert params == MonitorParams()
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ParameterError, match="cannot read"):
+        load_params_file(tmp_path / "missing.yaml")
+    with pytest.raises(ParameterError, match="no section applies to node /lmd_monitor"):
+        load_params_file(_write(tmp_path, "someone_else:\n  ros__parameters:\n    a: 1\n"))
+    with pytest.raises(ParameterError, match="has no ros__parameters"):
+        load_params_file(_write(tmp_path, "/**:\n  device: cpu\n"))
+
+
+@given(st.floats(min_value=-10.0, max_value=10.0, allow_nan=False))
+def test_range_check_matches_the_declared_range(value):
+    inside = 0.0 <= value <= 1.0
+    try:
+        params = params_from_mapping({"sync_tolerance_s": value})
+    except ParameterError as error:
+        assert not inside and "sync_tolerance_s" in str(error)
+    else:
+        assert inside and params.sync_tolerance_s == value

@@ -1,0 +1,242 @@
+"""Training of the compact fusion models on synthetic data (`ros2-lmd train`): a cached dataset of
+simulated frames, modality dropout (so every sensor matters and the model survives losing one),
+resumable safetensors checkpoints, validation IoU, and the shipped weights with their provenance.
+
+The dataset holds the model inputs after `prepare` (images kept as uint8) and the ground-truth
+vehicle occupancy, cached as safetensors keyed by the generation settings, so the three variants
+share one simulation run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ros2_lmd.models.base import FusionModel
+from ros2_lmd.models.io import save_model
+from ros2_lmd.models.registry import build_model, weights_path
+
+TRAIN_SEED_BASE = 0
+VAL_SEED_BASE = 1_000_000  # validation scenes never overlap training scenes
+CACHE_DIR = Path(".cache") / "ros2_lmd"
+
+
+@dataclass
+class TrainConfig:
+    model: str = "compact_crl"
+    train_frames: int = 1200
+    val_frames: int = 120
+    steps: int = 1500
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    modality_dropout: float = 0.25  # per modality and sample; never all of them
+    pos_weight: float = 2.0
+    seed: int = 0
+    eval_every: int = 250
+    out: str = ""  # weights path without extension; default: the shipped registry path
+    checkpoint: str = ""  # resumable checkpoint path; default: <cache>/<model>.ckpt
+    threads: int = 0  # torch threads (0: leave torch's default)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def simulated_sample(seed: int):
+    """One independent random scene: (SensorFrame, ground-truth occupancy bool [ny, nx])."""
+    from ros2_lmd.sim import training_sample
+
+    return training_sample(seed)
+
+
+def build_dataset(model: FusionModel, seeds: range, sample_fn: Callable = simulated_sample,
+                  progress: bool = True) -> dict[str, torch.Tensor]:
+    """Prepared inputs for every seed, stacked: images as uint8, the rest as float32, plus `target`."""
+    from tqdm import tqdm
+
+    chunks: dict[str, list[torch.Tensor]] = {}
+    for seed in tqdm(seeds, desc="simulating", unit="frame", disable=not progress, file=sys.stderr):
+        frame, occupancy = sample_fn(seed)
+        inputs = model.prepare([frame])
+        if "images" in inputs:
+            inputs["images"] = (inputs["images"] * 255.0).round().to(torch.uint8)
+        inputs["target"] = torch.from_numpy(np.asarray(occupancy, dtype=np.float32))[None, None]
+        for key, value in inputs.items():
+            chunks.setdefault(key, []).append(value)
+    return {key: torch.cat(values).contiguous() for key, values in chunks.items()}
+
+
+def cached_dataset(model: FusionModel, seeds: range, cache_dir: Path = CACHE_DIR,
+                   sample_fn: Callable = simulated_sample) -> dict[str, torch.Tensor]:
+    """build_dataset, cached as safetensors keyed by the model's input settings and the seeds."""
+    config = model.config.to_dict()
+    key_material = json.dumps({"grid": config["grid"], "image_size": config["image_size"],
+                               "cameras": config["camera_names"], "params": config["params"],
+                               "modalities": config["modalities"], "seeds": [seeds.start, seeds.stop],
+                               "sim": _sim_version()}, sort_keys=True)
+    key = hashlib.sha256(key_material.encode()).hexdigest()[:16]
+    path = cache_dir / f"dataset-{key}.safetensors"
+    if path.exists():
+        return load_file(str(path))
+    data = build_dataset(model, seeds, sample_fn)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    save_file(data, str(path))
+    return data
+
+
+def _sim_version() -> str:
+    try:
+        from ros2_lmd.sim import SIM_VERSION
+
+        return str(SIM_VERSION)
+    except ImportError:
+        return "unknown"
+
+
+def batch_inputs(data: dict[str, torch.Tensor], index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    inputs = {k: v[index] for k, v in data.items() if k != "target"}
+    if "images" in inputs:
+        inputs["images"] = inputs["images"].float().div_(255.0)
+    return inputs, data["target"][index]
+
+
+def modality_dropout(present: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Drop each modality with probability p per sample, but never every modality of a sample."""
+    keep = torch.rand(present.shape, generator=generator) >= p
+    none_left = ~keep.any(1)
+    if none_left.any():
+        rescue = torch.randint(0, present.shape[1], (int(none_left.sum()),), generator=generator)
+        keep[none_left.nonzero().flatten(), rescue] = True
+    return present * keep.to(present.dtype)
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate_iou(model: FusionModel, data: dict[str, torch.Tensor], drop: str | None = None,
+                 batch_size: int = 16, threshold: float = 0.5) -> float:
+    """Vehicle IoU over the whole set (intersection and union summed over frames). With `drop`, that
+    modality is marked absent (its features zeroed), as when the sensor is lost."""
+    model.eval()
+    intersection = union = 0.0
+    n = data["target"].shape[0]
+    for start in range(0, n, batch_size):
+        index = torch.arange(start, min(n, start + batch_size))
+        inputs, target = batch_inputs(data, index)
+        if drop is not None:
+            inputs["present"] = inputs["present"].clone()
+            inputs["present"][:, model.modalities.index(drop)] = 0
+        predicted = torch.sigmoid(model(inputs)["bev_logits"]) >= threshold
+        truth = target >= 0.5
+        intersection += float((predicted & truth).sum())
+        union += float((predicted | truth).sum())
+    return intersection / union if union else float("nan")
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, model: FusionModel, optimizer: torch.optim.Optimizer, step: int,
+                    best_iou: float, history: list[dict]) -> None:
+    """Model and optimizer tensors in safetensors, counters and history in JSON beside it."""
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = optimizer.state_dict()
+    for pid, pstate in state["state"].items():
+        for name, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = value.detach().reshape(value.shape).contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+    meta = {"step": step, "best_iou": best_iou, "history": history, "param_groups": state["param_groups"]}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+
+
+def load_checkpoint(path: Path, model: FusionModel, optimizer: torch.optim.Optimizer) -> tuple[int, float, list]:
+    tensors = load_file(str(path))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {"state": {}, "param_groups": meta["param_groups"]}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state["state"].setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict(state)
+    return meta["step"], meta["best_iou"], meta["history"]
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+def train(config: TrainConfig, sample_fn: Callable = simulated_sample, log: Callable[[str], None] = print) -> dict:
+    """Train `config.model`; returns the final report (IoU, per-modality-dropped IoU, timings)."""
+    from tqdm import tqdm
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).train()
+    t0 = time.perf_counter()
+    train_data = cached_dataset(model, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + config.train_frames), sample_fn=sample_fn)
+    val_data = cached_dataset(model, range(VAL_SEED_BASE, VAL_SEED_BASE + config.val_frames), sample_fn=sample_fn)
+    data_seconds = time.perf_counter() - t0
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    checkpoint = Path(config.checkpoint or CACHE_DIR / f"{config.model}.ckpt")
+    step, best_iou, history = 0, -1.0, []
+    if checkpoint.exists():
+        step, best_iou, history = load_checkpoint(checkpoint, model, optimizer)
+        log(f"resumed {config.model} from {checkpoint} at step {step} (best IoU {best_iou:.3f})")
+    generator = torch.Generator().manual_seed(config.seed * 1000 + step)
+    n = train_data["target"].shape[0]
+    pos_weight = torch.tensor([config.pos_weight])
+    out = Path(config.out) if config.out else weights_path(config.model).with_suffix("")
+    t1 = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=step, desc=f"training {config.model}", unit="step", file=sys.stderr)
+    while step < config.steps:
+        model.train()
+        lr = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))  # cosine decay
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = torch.randint(0, n, (config.batch_size,), generator=generator)
+        inputs, target = batch_inputs(train_data, index)
+        inputs["present"] = modality_dropout(inputs["present"], config.modality_dropout, generator)
+        logits = model(inputs)["bev_logits"]
+        loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
+        if step % config.eval_every == 0 or step == config.steps:
+            iou = evaluate_iou(model, val_data)
+            history.append({"step": step, "loss": loss.item(), "val_iou": iou})
+            bar.write(f"step {step}: loss {loss.item():.4f}  val IoU {iou:.3f}")
+            if iou > best_iou:
+                best_iou = iou
+                save_model(model, out, metadata={"val_iou": f"{iou:.4f}", "step": str(step)})
+            save_checkpoint(checkpoint, model, optimizer, step, best_iou, history)
+    bar.close()
+    train_seconds = time.perf_counter() - t1
+    from ros2_lmd.models.io import load_model
+
+    best = load_model(str(out))
+    report = {"model": config.model, "config": asdict(config), "val_iou": evaluate_iou(best, val_data),
+              "val_iou_without": {m: evaluate_iou(best, val_data, drop=m) for m in best.modalities},
+              "parameters": sum(p.numel() for p in best.parameters()), "data_seconds": data_seconds,
+              "train_seconds": train_seconds, "history": history}
+    out.with_suffix(".train.json").write_text(json.dumps(report, indent=2))
+    log(json.dumps({k: report[k] for k in ("model", "val_iou", "val_iou_without", "train_seconds")}, indent=2))
+    return report

@@ -1,0 +1,126 @@
+"""rosbag2 input and output through rosbags (pure Python; MCAP and sqlite3 storage): a typestore
+that knows the project's messages, a reader that yields deserialised messages in log-time order
+and reports a truncated or corrupt bag with how far it got, and a small writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from ros2_lmd.interfaces import register_with_rosbags
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be read (entirely or from some point on); says which bag and why."""
+
+
+def project_typestore() -> Any:
+    """The ROS 2 Jazzy typestore of rosbags, with the ros2_lmd messages registered."""
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    register_with_rosbags(store)
+    return store
+
+
+@dataclass
+class ReadStats:
+    messages: int = 0
+    undecodable: dict[str, int] = field(default_factory=dict)  # topic -> messages that failed to decode
+    error: str = ""  # set when reading stopped early (truncated or corrupt storage)
+
+
+def read_messages(path: str | Path, topics: Iterable[str] | None, typestore: Any, stats: ReadStats
+                  ) -> Iterator[tuple[str, str, int, Any]]:
+    """(topic, msgtype, log time ns, message) for every message on `topics` (all when None), in log
+    time order. A message that does not decode is counted in `stats.undecodable` and skipped; a
+    storage error ends the iteration with `stats.error` set (the messages before it were yielded)."""
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"{path}: no such bag")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as error:  # rosbags raises several types for unreadable metadata/storage
+        raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {error})") from None
+    try:
+        wanted = set(topics) if topics is not None else None
+        connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        iterator = reader.messages(connections=connections)
+        while True:
+            try:
+                connection, timestamp, raw = next(iterator)
+            except StopIteration:
+                return
+            except Exception as error:
+                stats.error = f"bag storage unreadable after {stats.messages} messages ({type(error).__name__}: {error})"
+                return
+            try:
+                message = typestore.deserialize_cdr(raw, connection.msgtype)
+            except Exception:
+                stats.undecodable[connection.topic] = stats.undecodable.get(connection.topic, 0) + 1
+                continue
+            stats.messages += 1
+            yield connection.topic, connection.msgtype, timestamp, message
+    finally:
+        try:
+            reader.close()
+        except Exception:
+            pass
+
+
+def bag_topics(path: str | Path) -> dict[str, str]:
+    """topic -> message type of a bag."""
+    from rosbags.rosbag2 import Reader
+
+    try:
+        with Reader(Path(path)) as reader:
+            return {c.topic: c.msgtype for c in reader.connections}
+    except Exception as error:
+        raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {error})") from None
+
+
+class BagWriter:
+    """Write messages to a new rosbag2 (MCAP by default) with one connection per topic."""
+
+    def __init__(self, path: str | Path, typestore: Any, storage: str = "mcap") -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+        if storage not in plugins:
+            raise ValueError(f"storage must be one of {sorted(plugins)}, got {storage!r}")
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f"{path} exists: rosbag2 writes a new directory; remove it or choose another --out")
+        self.typestore = typestore
+        self.writer = Writer(path, version=9, storage_plugin=plugins[storage])
+        self.connections: dict[str, Any] = {}
+
+    def __enter__(self) -> "BagWriter":
+        self.writer.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.writer.close()
+
+    def write(self, topic: str, msgtype: str, timestamp_ns: int, message: Any, latched: bool = False) -> None:
+        connection = self.connections.get(topic)
+        if connection is None:
+            # /tf_static: transient local, so a late subscriber still gets it on replay
+            qos = _latched_qos() if latched else ()
+            connection = self.writer.add_connection(topic, msgtype, typestore=self.typestore, offered_qos_profiles=qos)
+            self.connections[topic] = connection
+        self.writer.write(connection, int(timestamp_ns), self.typestore.serialize_cdr(message, msgtype))
+
+
+def _latched_qos() -> tuple:
+    from rosbags.rosbag2.metadata import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    never = QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF)
+    return (Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
+                durability=QosDurability.TRANSIENT_LOCAL, deadline=never, lifespan=never,
+                liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=never,
+                avoid_ros_namespace_conventions=False),)

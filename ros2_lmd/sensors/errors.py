@@ -1,0 +1,36 @@
+"""Errors for sensor data that cannot be used. Raised where a message enters (the converters and the
+assembler), so the message names the topic and the field at fault rather than a numpy traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class SensorDataError(ValueError):
+    """A message on `topic` is malformed or inconsistent; `reason` names the field and the problem."""
+
+    def __init__(self, topic: str, reason: str) -> None:
+        self.topic = topic
+        self.reason = reason
+        super().__init__(f"{topic}: {reason}")
+
+    def __reduce__(self):  # keep pickling (multiprocessing, pytest-xdist) working with two args
+        return (type(self), (self.topic, self.reason))
+
+
+class TransformLookupError(LookupError):
+    """No chain of transforms links `source_frame` to `target_frame` (yet)."""
+
+    def __init__(self, target_frame: str, source_frame: str, known_frames: Iterable[str],
+                 detail: str = "") -> None:
+        self.target_frame = target_frame
+        self.source_frame = source_frame
+        self.known_frames = tuple(sorted(known_frames))
+        self.detail = detail
+        what = detail or "no chain of transforms connects them"
+        super().__init__(
+            f"cannot look up {target_frame}<-{source_frame}: {what}; "
+            f"known frames: {list(self.known_frames) or 'none'}")
+
+    def __reduce__(self):
+        return (type(self), (self.target_frame, self.source_frame, self.known_frames, self.detail))

@@ -1,0 +1,165 @@
+"""sensor_msgs/PointCloud2 <-> numpy. `read_points` parses the requested fields with one structured
+numpy dtype over the message buffer (explicit offsets, padded points and rows, either byte order) and
+drops non-finite points, counting them; `make_pointcloud2` builds a float32 cloud for writers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ros2_lmd.sensors.buffers import as_uint8_buffer
+from ros2_lmd.sensors.errors import SensorDataError
+from ros2_lmd.sensors.msgtypes import MessageTypes
+
+# sensor_msgs/PointField datatype constants -> numpy type (byte order added per message).
+POINTFIELD_DTYPES: dict[int, np.dtype] = {
+    1: np.dtype(np.int8),
+    2: np.dtype(np.uint8),
+    3: np.dtype(np.int16),
+    4: np.dtype(np.uint16),
+    5: np.dtype(np.int32),
+    6: np.dtype(np.uint32),
+    7: np.dtype(np.float32),
+    8: np.dtype(np.float64),
+}
+FLOAT32 = 7
+
+
+@dataclass(frozen=True)
+class PointCloudResult:
+    """Parsed cloud: `points` is (N, len(fields)) float32 with non-finite points removed;
+    `total_points` counts width*height before that, `dropped_nonfinite` how many were removed."""
+
+    points: np.ndarray
+    fields: tuple[str, ...]
+    total_points: int
+    dropped_nonfinite: int
+
+
+def read_points(msg: Any, fields: Sequence[str], topic: str) -> PointCloudResult:
+    """Read `fields` (in that order) of every point of a PointCloud2 as float32 columns.
+    A point with any non-finite requested value (NaN, inf, or a float64 beyond float32 range) is
+    dropped and counted, whatever `is_dense` claims (drivers set it loosely). Raises
+    SensorDataError naming the topic and the inconsistent field."""
+    names = tuple(fields)
+    if not names:
+        raise SensorDataError(topic, "fields: no fields requested")
+    height, width = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    if height < 0 or width < 0:
+        raise SensorDataError(topic, f"height/width: negative ({height} x {width})")
+    available = _fields_by_name(msg.fields, topic)
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise SensorDataError(
+            topic, f"fields: required field(s) {missing} missing; available: {list(available)}")
+    data = as_uint8_buffer(msg.data, topic)
+    total = height * width
+    if total == 0:
+        # An empty sweep (a radar that sees nothing) is valid, whatever its layout says.
+        if data.size:
+            raise SensorDataError(
+                topic, f"width*height: {width} x {height} = 0 points but data has {data.size} bytes")
+        return PointCloudResult(np.zeros((0, len(names)), np.float32), names, 0, 0)
+
+    if point_step <= 0:
+        raise SensorDataError(topic, f"point_step: must be > 0, got {point_step}")
+    if row_step < width * point_step:
+        raise SensorDataError(
+            topic, f"row_step: {row_step} < width*point_step = {width}*{point_step} = "
+                   f"{width * point_step}")
+    expected = row_step * height
+    if data.size < expected:
+        raise SensorDataError(
+            topic, f"data: truncated, expected row_step*height = {row_step}*{height} = {expected} "
+                   f"bytes, got {data.size}")
+    if data.size > expected:
+        raise SensorDataError(
+            topic, f"width*height: {width} x {height} points with row_step {row_step} describe "
+                   f"{expected} bytes but data has {data.size}")
+
+    byte_order = ">" if msg.is_bigendian else "<"
+    formats, offsets = [], []
+    for name in names:
+        offset, datatype, count = available[name]
+        if datatype not in POINTFIELD_DTYPES:
+            raise SensorDataError(
+                topic, f"fields[{name!r}].datatype: unsupported datatype {datatype} (expected 1..8)")
+        if count > 1:
+            raise SensorDataError(
+                topic, f"fields[{name!r}].count: {count} elements; only scalar fields can be read")
+        dtype = POINTFIELD_DTYPES[datatype].newbyteorder(byte_order)
+        if offset < 0 or offset + dtype.itemsize > point_step:
+            raise SensorDataError(
+                topic, f"fields[{name!r}].offset: {offset} + {dtype.itemsize} bytes extends past "
+                       f"point_step {point_step}")
+        formats.append(dtype)
+        offsets.append(offset)
+
+    # Positional names: requested fields may repeat ("x" twice) and numpy needs unique names.
+    keys = [f"f{i}" for i in range(len(names))]
+    point_dtype = np.dtype({"names": keys, "formats": formats, "offsets": offsets,
+                            "itemsize": point_step})
+    # Strided view: rows start every row_step bytes, so row padding is skipped without a copy.
+    structured = np.ndarray(shape=(height, width), dtype=point_dtype, buffer=data,
+                            strides=(row_step, point_step))
+    points = np.empty((total, len(names)), dtype=np.float32)
+    # A float64 beyond float32 range becomes inf here and is dropped below with the NaNs.
+    with np.errstate(over="ignore"):
+        for column, key in enumerate(keys):
+            points[:, column] = structured[key].reshape(-1)
+    finite = np.isfinite(points).all(axis=1)
+    dropped = int(total - np.count_nonzero(finite))
+    if dropped:
+        points = points[finite]
+    return PointCloudResult(points, names, total, dropped)
+
+
+def _fields_by_name(msg_fields: Any, topic: str) -> dict[str, tuple[int, int, int]]:
+    """name -> (offset, datatype, count); a name listed twice is ambiguous and rejected."""
+    layout: dict[str, tuple[int, int, int]] = {}
+    for field in msg_fields:
+        name = str(field.name)
+        if name in layout:
+            raise SensorDataError(topic, f"fields: field {name!r} listed twice")
+        # count 0 is published by some drivers for a scalar; treat it as 1.
+        layout[name] = (int(field.offset), int(field.datatype), max(int(field.count), 1))
+    return layout
+
+
+def pointcloud2_layout(array: np.ndarray, names: Sequence[str]
+                       ) -> tuple[list[tuple[str, int, int, int]], int, bytes]:
+    """Packed little-endian FLOAT32 layout of an (N, len(names)) array for a PointCloud2:
+    (fields as (name, offset, datatype, count), point_step, data)."""
+    values = np.asarray(array)
+    names = tuple(names)
+    if values.ndim != 2 or values.shape[1] != len(names):
+        raise ValueError(
+            f"pointcloud2_layout: array must be (N, {len(names)}) for fields {list(names)}, "
+            f"got shape {values.shape}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"pointcloud2_layout: duplicate field names {list(names)}")
+    fields = [(name, 4 * i, FLOAT32, 1) for i, name in enumerate(names)]
+    data = np.ascontiguousarray(values, dtype="<f4").tobytes()
+    return fields, 4 * len(names), data
+
+
+def make_pointcloud2(msg_types: MessageTypes, header: Any, array: np.ndarray,
+                     names: Sequence[str]) -> Any:
+    """An unorganised (height 1) float32 PointCloud2 of `array` with the classes of `msg_types`."""
+    fields, point_step, data = pointcloud2_layout(array, names)
+    count = int(np.asarray(array).shape[0])
+    return msg_types.PointCloud2(
+        header=header,
+        height=1,
+        width=count,
+        fields=[msg_types.PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
+        is_bigendian=False,
+        point_step=point_step,
+        row_step=point_step * count,
+        data=msg_types.byte_array(data),
+        is_dense=bool(np.isfinite(np.asarray(array, dtype=np.float32)).all()),
+    )

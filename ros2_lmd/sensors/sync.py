@@ -1,0 +1,342 @@
+"""FrameAssembler: the one time sync, used live and offline. A reading of the key sensor (the LiDAR by
+default) starts a frame; every other sensor contributes its cached reading nearest in stamp within a
+tolerance. Each key stamp comes out exactly once, as a SensorFrame (in base_link) or a DroppedFrame.
+
+Determinism: the frames depend only on the set of readings, not on their arrival order, given that
+(1) each sensor's readings arrive in stamp order (one ROS topic; a bag in receive order) and
+(2) no reading arrives after one stamped more than `max_delay_s` later than it (any sensor).
+A key frame at t is built once every other sensor has a reading stamped >= t (its nearest candidate
+is then fixed), or a stamp > t + tolerance_s + max_delay_s has been seen (anything still to come is
+late), or at `flush()`. Extrinsics and CameraInfo are looked up when the frame is built."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union
+
+import numpy as np
+
+from ros2_lmd.sensors.camera_info import CameraCalibration, check_image_size, intrinsics_from_camera_info
+from ros2_lmd.sensors.errors import SensorDataError
+from ros2_lmd.sensors.frame import LIDAR_FIELDS, MODALITIES, RADAR_FIELDS, CameraImage, SensorFrame
+from ros2_lmd.sensors.tf import transform_points
+
+# Point columns per modality; radar velocities are vectors and rotate with the sensor.
+POINT_FIELDS: dict[str, tuple[str, ...]] = {"radar": RADAR_FIELDS, "lidar": LIDAR_FIELDS}
+_VECTOR_COLUMNS: dict[str, tuple[tuple[int, int], ...]] = {
+    "radar": ((RADAR_FIELDS.index("vx_comp"), RADAR_FIELDS.index("vy_comp")),),
+    "lidar": (),
+}
+
+
+class ExtrinsicsProvider(Protocol):
+    """Anything with TransformTree's lookup; raises LookupError when a transform is unknown."""
+
+    def lookup(self, target_frame: str, source_frame: str) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class SensorSource:
+    """One input sensor: its name (as used in `add`), modality, and sensor frame for extrinsics
+    (default: the name). sim.rig.SensorSpec has the same attributes and may be passed instead."""
+
+    name: str
+    modality: str
+    frame_id: str = ""
+
+
+@dataclass(frozen=True)
+class DroppedFrame:
+    """A key reading that produced no frame, and why."""
+
+    stamp: float
+    reason: str
+    frame_index: int
+
+
+AssemblyResult = Union[SensorFrame, DroppedFrame]
+
+
+@dataclass
+class AssemblerCounters:
+    """Running totals, for the node's diagnostics and the replay report."""
+
+    frames: int = 0
+    dropped_frames: int = 0
+    stale_readings: int = 0  # non-key readings too old for any pending or future frame
+    replaced_readings: int = 0  # a second reading with the same stamp replaced the first
+
+
+@dataclass(frozen=True)
+class _Reading:
+    stamp: float
+    payload: np.ndarray
+    frame_id: str
+
+
+@dataclass
+class _SensorState:
+    source: SensorSource
+    stamps: list[float] = field(default_factory=list)  # sorted, parallel to readings
+    readings: list[_Reading] = field(default_factory=list)
+    newest: float = -math.inf
+    newest_discarded: float = -math.inf  # newest stamp evicted or refused as stale
+
+
+class FrameAssembler:
+    """Builds SensorFrames from converted readings (`add`) of the configured sensors."""
+
+    def __init__(self, sensors: Sequence[Any], tolerance_s: float, extrinsics: ExtrinsicsProvider,
+                 key_sensor: str | None = None, base_frame: str = "base_link",
+                 max_delay_s: float = 0.0,
+                 calibrations: Mapping[str, CameraCalibration] | None = None) -> None:
+        if not math.isfinite(tolerance_s) or tolerance_s < 0:
+            raise ValueError(f"FrameAssembler: tolerance_s must be finite and >= 0, got {tolerance_s}")
+        if not math.isfinite(max_delay_s) or max_delay_s < 0:
+            raise ValueError(f"FrameAssembler: max_delay_s must be finite and >= 0, got {max_delay_s}")
+        self._sensors: dict[str, _SensorState] = {}
+        for sensor in sensors:
+            source = SensorSource(str(sensor.name), str(sensor.modality),
+                                  str(getattr(sensor, "frame_id", "") or sensor.name))
+            if source.modality not in MODALITIES:
+                raise ValueError(f"FrameAssembler: sensor {source.name!r} has modality "
+                                 f"{source.modality!r}, expected one of {MODALITIES}")
+            if source.name in self._sensors:
+                raise ValueError(f"FrameAssembler: sensor {source.name!r} listed twice")
+            self._sensors[source.name] = _SensorState(source)
+        self.key_sensor = self._resolve_key(key_sensor)
+        self.tolerance_s = float(tolerance_s)
+        self.max_delay_s = float(max_delay_s)
+        self.base_frame = base_frame
+        self.extrinsics = extrinsics
+        self.counters = AssemblerCounters()
+        self._calibrations: dict[str, CameraCalibration] = dict(calibrations or {})
+        self._pending: list[_Reading] = []  # key readings, sorted by stamp
+        self._dropped: list[tuple[float, str]] = []  # key stamps refused in add(), not yet popped
+        self._newest_any = -math.inf
+        self._last_built = -math.inf
+        self._next_index = 0
+
+    def _resolve_key(self, key_sensor: str | None) -> str:
+        """A sensor name, or a modality (the node's key_sensor parameter) meaning its first sensor."""
+        wanted = key_sensor or "lidar"
+        if wanted in self._sensors:
+            return wanted
+        of_modality = [n for n, s in self._sensors.items() if s.source.modality == wanted]
+        if of_modality:
+            return of_modality[0]
+        raise ValueError(f"FrameAssembler: key sensor {wanted!r} is neither a sensor nor the "
+                         f"modality of one; sensors: {list(self._sensors)}")
+
+    @property
+    def sensor_names(self) -> tuple[str, ...]:
+        return tuple(self._sensors)
+
+    @property
+    def pending_stamps(self) -> tuple[float, ...]:
+        """Key stamps waiting for the other sensors."""
+        return tuple(r.stamp for r in self._pending)
+
+    @property
+    def cache_sizes(self) -> dict[str, int]:
+        """Readings held per non-key sensor (bounded by the eviction rule)."""
+        return {name: len(state.readings) for name, state in self._sensors.items()
+                if name != self.key_sensor}
+
+    def add_camera_info(self, name: str, msg: Any, topic: str | None = None) -> CameraCalibration:
+        """Store the intrinsics of camera `name` from its CameraInfo (raises SensorDataError)."""
+        calib = intrinsics_from_camera_info(msg, topic or f"{name}/camera_info")
+        self.add_calibration(name, calib)
+        return calib
+
+    def add_calibration(self, name: str, calib: CameraCalibration) -> None:
+        state = self._state(name)
+        if state.source.modality != "camera":
+            raise ValueError(f"FrameAssembler: {name!r} is a {state.source.modality}, not a camera")
+        self._calibrations[name] = calib
+
+    def add(self, sensor_name: str, stamp: float, payload: np.ndarray, frame_id: str = "") -> None:
+        """Add one converted reading: an RGB image (cameras) or points in the SENSOR frame with
+        RADAR_FIELDS / LIDAR_FIELDS columns. `frame_id` is the message's header frame (for
+        extrinsics); empty means the sensor's configured frame."""
+        state = self._state(sensor_name)
+        stamp = float(stamp)
+        if not math.isfinite(stamp):
+            raise SensorDataError(sensor_name, f"stamp: not finite ({stamp})")
+        reading = _Reading(stamp, _check_payload(state.source, payload), str(frame_id).lstrip("/"))
+        self._newest_any = max(self._newest_any, stamp)
+        state.newest = max(state.newest, stamp)
+        if sensor_name == self.key_sensor:
+            self._add_key(reading)
+        elif stamp < self._eviction_threshold():
+            self.counters.stale_readings += 1
+            state.newest_discarded = max(state.newest_discarded, stamp)
+        else:
+            i = bisect.bisect_left(state.stamps, stamp)
+            if i < len(state.stamps) and state.stamps[i] == stamp:
+                state.readings[i] = reading
+                self.counters.replaced_readings += 1
+            else:
+                state.stamps.insert(i, stamp)
+                state.readings.insert(i, reading)
+        self._evict()
+
+    def _add_key(self, reading: _Reading) -> None:
+        if reading.stamp <= self._last_built:
+            self._dropped.append((reading.stamp, (
+                f"key reading at {reading.stamp:.6f} arrived after the frame at "
+                f"{self._last_built:.6f} was built (late or out of order)")))
+            return
+        stamps = [r.stamp for r in self._pending]
+        i = bisect.bisect_left(stamps, reading.stamp)
+        if i < len(stamps) and stamps[i] == reading.stamp:
+            self._dropped.append((reading.stamp, f"duplicate key stamp {reading.stamp:.6f}"))
+            return
+        self._pending.insert(i, reading)
+
+    def pop_ready(self, now_stamp: float | None = None) -> list[AssemblyResult]:
+        """Every result that is ready, oldest first. `now_stamp` (e.g. the live clock) counts as a
+        seen stamp, so frames come out even when the other sensors have gone silent."""
+        horizon = self._newest_any if now_stamp is None else max(self._newest_any, float(now_stamp))
+        return self._emit(horizon, force=False)
+
+    def flush(self) -> list[AssemblyResult]:
+        """Build every pending frame now (end of a bag or shutdown)."""
+        return self._emit(math.inf, force=True)
+
+    def _emit(self, horizon: float, force: bool) -> list[AssemblyResult]:
+        results: list[AssemblyResult] = []
+        for stamp, reason in self._dropped:
+            results.append(DroppedFrame(stamp, reason, self._take_index()))
+            self.counters.dropped_frames += 1
+        self._dropped.clear()
+        while self._pending and (force or self._is_ready(self._pending[0].stamp, horizon)):
+            key = self._pending.pop(0)
+            results.append(self._build(key))
+            self._last_built = key.stamp
+            self.counters.frames += 1
+        self._evict()
+        return results
+
+    def _is_ready(self, t: float, horizon: float) -> bool:
+        if horizon > t + self.tolerance_s + self.max_delay_s:
+            return True
+        return all(state.newest >= t for name, state in self._sensors.items()
+                   if name != self.key_sensor)
+
+    def _eviction_threshold(self) -> float:
+        """Readings older than this can serve no pending or future key frame."""
+        if self._pending:
+            oldest_needed = self._pending[0].stamp
+        else:
+            # A key still to come is stamped after the last built one and, by assumption (2),
+            # no earlier than max_delay_s before the newest stamp seen.
+            oldest_needed = max(self._last_built, self._newest_any - self.max_delay_s)
+        return oldest_needed - self.tolerance_s
+
+    def _evict(self) -> None:
+        threshold = self._eviction_threshold()
+        for state in self._sensors.values():
+            cut = bisect.bisect_left(state.stamps, threshold)
+            if cut:
+                state.newest_discarded = max(state.newest_discarded, state.stamps[cut - 1])
+                del state.stamps[:cut]
+                del state.readings[:cut]
+
+    def _take_index(self) -> int:
+        index = self._next_index
+        self._next_index += 1
+        return index
+
+    def _nearest(self, state: _SensorState, t: float) -> tuple[_Reading | None, str]:
+        """The reading nearest t within tolerance (ties: the earlier), or None and why not.
+        The reason cites the latest reading before t: unlike a later one (which may still be in
+        flight), it is the same whatever the arrival order."""
+        i = bisect.bisect_left(state.stamps, t)
+        candidates = [state.readings[j] for j in (i - 1, i) if 0 <= j < len(state.readings)]
+        if candidates:
+            best = min(candidates, key=lambda r: (abs(r.stamp - t), r.stamp))
+            if abs(best.stamp - t) <= self.tolerance_s:
+                return best, ""
+        previous = state.stamps[i - 1] if i > 0 else state.newest_discarded
+        before = (f"previous one {t - previous:.3g} s before" if -math.inf < previous < t
+                  else "none before it")
+        return None, f"no message within {self.tolerance_s:g} s of key stamp ({before})"
+
+    def _extrinsic(self, frame_id: str) -> tuple[np.ndarray | None, str]:
+        try:
+            T = np.asarray(self.extrinsics.lookup(self.base_frame, frame_id), dtype=np.float64)
+        except LookupError:
+            return None, f"no extrinsic {self.base_frame}<-{frame_id}"
+        return T, ""
+
+    def _build(self, key: _Reading) -> SensorFrame:
+        t = key.stamp
+        cameras: list[CameraImage] = []
+        clouds: dict[str, list[np.ndarray]] = {"radar": [], "lidar": []}
+        present = {m: False for m in MODALITIES}
+        status: dict[str, str] = {}
+        for name, state in self._sensors.items():
+            source = state.source
+            if name == self.key_sensor:
+                reading, reason = key, ""
+            else:
+                reading, reason = self._nearest(state, t)
+            if reading is not None:
+                reason = self._contribute(source, reading, cameras, clouds)
+                if not reason:
+                    present[source.modality] = True
+            status[name] = reason
+        points = {m: np.concatenate(clouds[m]) if clouds[m] else np.zeros((0, len(POINT_FIELDS[m])))
+                  for m in ("radar", "lidar")}
+        return SensorFrame(stamp=t, cameras=cameras, radar=points["radar"], lidar=points["lidar"],
+                           present=present, sensor_status=status, frame_index=self._take_index())
+
+    def _contribute(self, source: SensorSource, reading: _Reading, cameras: list[CameraImage],
+                    clouds: dict[str, list[np.ndarray]]) -> str:
+        """Add one reading to the frame being built; returns why it could not be used, or ""."""
+        if source.modality == "camera":
+            calib = self._calibrations.get(source.name)
+            if calib is None:
+                return "no CameraInfo yet"
+            try:
+                check_image_size(reading.payload.shape[:2], calib, source.name)
+            except SensorDataError as err:
+                return err.reason
+            frame_id = reading.frame_id or calib.frame_id or source.frame_id
+            T, reason = self._extrinsic(frame_id)
+            if T is None:
+                return reason
+            cameras.append(CameraImage(source.name, reading.payload, calib.K.copy(), T, reading.stamp))
+            return ""
+        T, reason = self._extrinsic(reading.frame_id or source.frame_id)
+        if T is None:
+            return reason
+        clouds[source.modality].append(
+            transform_points(reading.payload, T, _VECTOR_COLUMNS[source.modality]))
+        return ""
+
+    def _state(self, name: str) -> _SensorState:
+        try:
+            return self._sensors[name]
+        except KeyError:
+            raise KeyError(f"FrameAssembler: unknown sensor {name!r}; configured: "
+                           f"{list(self._sensors)}") from None
+
+
+def _check_payload(source: SensorSource, payload: Any) -> np.ndarray:
+    """Readings enter already converted; refuse a wrong shape here rather than mid-frame."""
+    array = np.asarray(payload)
+    if source.modality == "camera":
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or 0 in array.shape:
+            raise SensorDataError(source.name, f"image: expected H x W x 3 uint8 RGB, got "
+                                               f"{array.shape} {array.dtype}")
+        return array
+    columns = POINT_FIELDS[source.modality]
+    if array.ndim != 2 or array.shape[1] != len(columns):
+        raise SensorDataError(source.name, f"points: expected (N, {len(columns)}) for "
+                                           f"{list(columns)}, got {array.shape}")
+    return np.asarray(array, dtype=np.float32)

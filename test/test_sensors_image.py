@@ -1,0 +1,262 @@
+"""Image, CompressedImage and CameraInfo conversion: raw images against an independent byte layout
+(cv2.cvtColor, struct.pack, random row padding), Bayer patterns, codecs, errors, and rosbags classes."""
+
+from __future__ import annotations
+
+import array
+import struct
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ros2_lmd.sensors import (
+    SensorDataError,
+    camera_info_fields,
+    check_image_size,
+    compressed_to_rgb,
+    image_to_rgb,
+    intrinsics_from_camera_info,
+    make_camera_info,
+    make_compressed_image,
+    make_header,
+    make_image,
+    rgb_to_compressed,
+    rgb_to_image_fields,
+    rosbags_types,
+    rosbags_typestore,
+)
+
+TOPIC = "/cam_front/image_raw"
+
+
+def _image_msg(encoding, height, width, step, data, big=0):
+    return SimpleNamespace(header=SimpleNamespace(frame_id="cam_front"), height=height, width=width,
+                           encoding=encoding, is_bigendian=big, step=step, data=data)
+
+
+def _padded(rows: list[bytes], step: int, junk: bytes) -> bytes:
+    """Rows laid out every `step` bytes, the padding filled with junk."""
+    return b"".join(row + junk[: step - len(row)] for row in rows)
+
+
+@st.composite
+def _raw_images(draw):
+    """A raw Image of a random encoding and size, built without image_to_rgb's code paths,
+    and the RGB image it should give."""
+    encoding = draw(st.sampled_from(["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "16UC1"]))
+    height, width = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    big = 0
+    if encoding in ("mono16", "16UC1"):
+        gray16 = rng.integers(0, 2**16, size=(height, width))
+        big = draw(st.integers(0, 1))
+        fmt = (">" if big else "<") + "H"
+        rows = [b"".join(struct.pack(fmt, int(v)) for v in row) for row in gray16]
+        expected = np.repeat((gray16 // 256).astype(np.uint8)[..., None], 3, axis=2)
+    else:
+        rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        if encoding == "mono8":
+            layout, expected = rgb[..., 0], np.repeat(rgb[..., :1], 3, axis=2)
+        else:
+            code = {"rgb8": None, "bgr8": cv2.COLOR_RGB2BGR, "rgba8": cv2.COLOR_RGB2RGBA,
+                    "bgra8": cv2.COLOR_RGB2BGRA}[encoding]
+            layout = rgb if code is None else cv2.cvtColor(rgb, code)
+            if encoding.endswith("a8"):
+                layout[..., 3] = rng.integers(0, 256, size=(height, width))  # alpha is ignored
+            expected = rgb
+        rows = [bytes(row.tobytes()) for row in np.ascontiguousarray(layout)]
+    step = len(rows[0]) + draw(st.integers(0, 7))
+    data = _padded(rows, step, rng.integers(0, 256, size=8, dtype=np.uint8).tobytes())
+    kind = draw(st.sampled_from(["bytes", "array", "list", "numpy"]))
+    container = {"bytes": data, "array": array.array("B", data), "list": list(data),
+                 "numpy": np.frombuffer(data, np.uint8).copy()}[kind]
+    return _image_msg(encoding, height, width, step, container, big), expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(_raw_images())
+def test_raw_image_matches_independent_layout(case):
+    msg, expected = case
+    rgb = image_to_rgb(msg, TOPIC)
+    assert rgb.dtype == np.uint8 and rgb.flags.c_contiguous and rgb.flags.writeable
+    np.testing.assert_array_equal(rgb, expected)
+
+
+def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """Bayer mosaic: pixel (r, c) keeps the channel the pattern names at (r % 2, c % 2)."""
+    mosaic = np.empty(rgb.shape[:2], np.uint8)
+    for k, (dy, dx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        mosaic[dy::2, dx::2] = rgb[dy::2, dx::2, "rgb".index(pattern[k])]
+    return mosaic
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_pattern_recovers_colour(pattern):
+    # A uniform colour with distinct R, G, B: a swapped pattern gives a different colour.
+    colour = np.array([200, 110, 30], np.uint8)
+    rgb = np.broadcast_to(colour, (8, 10, 3)).copy()
+    mosaic = _mosaic(rgb, pattern)
+    step = 10 + 3
+    data = _padded([row.tobytes() for row in mosaic], step, b"\xff\x00\x7f")
+    out = image_to_rgb(_image_msg(f"bayer_{pattern}8", 8, 10, step, data), TOPIC)
+    assert out.shape == (8, 10, 3)
+    np.testing.assert_array_equal(out[2:-2, 2:-2], rgb[2:-2, 2:-2])
+
+
+def _valid_image():
+    return _image_msg("rgb8", 2, 3, 9, bytes(18))
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"encoding": "yuv422"}, ["encoding", "'yuv422'", "supported"]),
+    ({"step": 8}, ["step", "8 < width*bytes_per_pixel", "9"]),
+    ({"data": bytes(17)}, ["truncated", "18 bytes", "got 17"]),
+    ({"data": bytes(19)}, ["data", "19 bytes", "18"]),
+    ({"width": 0}, ["width/height", "0 x 2"]),
+    ({"height": 0}, ["width/height", "3 x 0"]),
+    ({"encoding": "mono16", "step": 5}, ["step", "mono16"]),
+])
+def test_malformed_image_raises_naming_topic_and_field(change, words):
+    msg = _valid_image()
+    for key, value in change.items():
+        setattr(msg, key, value)
+    with pytest.raises(SensorDataError) as info:
+        image_to_rgb(msg, TOPIC)
+    assert info.value.topic == TOPIC and str(info.value).startswith(TOPIC + ": ")
+    for word in words:
+        assert word in info.value.reason
+
+
+def _smooth_rgb(height=48, width=64):
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt", ["png", "rgb8; png compressed bgr8"])
+def test_png_is_lossless(fmt):
+    rgb = np.random.default_rng(3).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    msg = SimpleNamespace(format=fmt, data=rgb_to_compressed(rgb, "png"))
+    np.testing.assert_array_equal(compressed_to_rgb(msg, TOPIC), rgb)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "rgb8; jpeg compressed bgr8"])
+def test_jpeg_keeps_colour_order(fmt):
+    rgb = _smooth_rgb()
+    msg = SimpleNamespace(format=fmt, data=np.frombuffer(rgb_to_compressed(rgb, quality=95), np.uint8))
+    out = compressed_to_rgb(msg, TOPIC)
+    assert out.shape == rgb.shape
+    # Lossy, but far closer to the source than to its channel-swapped version.
+    error = np.abs(out.astype(int) - rgb).mean()
+    swapped = np.abs(out.astype(int) - rgb[..., ::-1]).mean()
+    assert error < 3 and swapped > 30
+
+
+@pytest.mark.parametrize("data, fmt, words", [
+    (b"", "jpeg", ["empty"]),
+    (b"\xff\xd8\xff" + b"garbage" * 10, "jpeg", ["cannot decode", "'jpeg'"]),
+    (None, "jpeg", ["cannot decode"]),  # a real JPEG cut in half
+    (bytes(64), "png", ["cannot decode"]),
+    (b"\x89PNG", "16UC1; compressedDepth png", ["compressedDepth"]),
+])
+def test_bad_compressed_image_raises(data, fmt, words):
+    if data is None:
+        whole = rgb_to_compressed(_smooth_rgb())
+        data = whole[: len(whole) // 2]
+    with pytest.raises(SensorDataError) as info:
+        compressed_to_rgb(SimpleNamespace(format=fmt, data=data), TOPIC)
+    assert info.value.topic == TOPIC
+    for word in words:
+        assert word in info.value.reason
+
+
+def test_image_fields_and_writer_arguments():
+    rgb = _smooth_rgb(4, 5)
+    fields = rgb_to_image_fields(rgb)
+    assert (fields["encoding"], fields["step"], len(fields["data"])) == ("rgb8", 15, 60)
+    np.testing.assert_array_equal(image_to_rgb(SimpleNamespace(**fields), TOPIC), rgb)
+    with pytest.raises(ValueError, match="uint8"):
+        rgb_to_image_fields(rgb.astype(np.float32))
+    with pytest.raises(ValueError, match="format"):
+        rgb_to_compressed(rgb, "bmp")
+
+
+def test_rosbags_image_messages_round_trip():
+    types, store = rosbags_types(), rosbags_typestore()
+    rgb = np.random.default_rng(4).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    header = make_header(types, 1.0, "cam_front")
+    raw = make_image(types, header, rgb)
+    decoded = store.deserialize_cdr(store.serialize_cdr(raw, raw.__msgtype__), raw.__msgtype__)
+    np.testing.assert_array_equal(image_to_rgb(decoded, TOPIC), rgb)
+    compressed = make_compressed_image(types, header, rgb, "png")
+    decoded = store.deserialize_cdr(store.serialize_cdr(compressed, compressed.__msgtype__),
+                                    compressed.__msgtype__)
+    assert decoded.format == "rgb8; png compressed bgr8"
+    np.testing.assert_array_equal(compressed_to_rgb(decoded, TOPIC), rgb)
+
+
+# --- CameraInfo -----------------------------------------------------------------------------------
+
+INFO_TOPIC = "/cam_front/camera_info"
+K = np.array([[400.0, 0.0, 224.0], [0.0, 410.0, 128.0], [0.0, 0.0, 1.0]])
+
+
+def _info(**change):
+    msg = SimpleNamespace(header=SimpleNamespace(frame_id="cam_front"), width=448, height=256,
+                          k=list(K.reshape(-1)))
+    for key, value in change.items():
+        setattr(msg, key, value)
+    return msg
+
+
+def test_intrinsics_from_camera_info():
+    calib = intrinsics_from_camera_info(_info(), INFO_TOPIC)
+    np.testing.assert_array_equal(calib.K, K)
+    assert (calib.width, calib.height, calib.frame_id) == (448, 256, "cam_front")
+    # Older messages name the field K.
+    old = SimpleNamespace(header=SimpleNamespace(frame_id="c"), width=448, height=256,
+                          K=tuple(K.reshape(-1)))
+    np.testing.assert_array_equal(intrinsics_from_camera_info(old, INFO_TOPIC).K, K)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"k": [0.0] * 9}, ["zero intrinsics"]),
+    ({"k": [400.0, 0, 224, 0, -1.0, 128, 0, 0, 1]}, ["fy=-1"]),
+    ({"k": [np.nan, 0, 224, 0, 410, 128, 0, 0, 1]}, ["non-finite"]),
+    ({"k": [400.0, 0, 224, 0, 410, 128]}, ["9 numbers", "got 6"]),
+    ({"k": [400.0, 0, 224, 0, 410, 128, 0, 0, 0]}, ["last row"]),
+    ({"width": 0}, ["width/height", "0 x 256"]),
+])
+def test_bad_camera_info_raises(change, words):
+    with pytest.raises(SensorDataError) as info:
+        intrinsics_from_camera_info(_info(**change), INFO_TOPIC)
+    assert info.value.topic == INFO_TOPIC
+    for word in words:
+        assert word in info.value.reason
+
+
+def test_image_size_must_match_camera_info():
+    calib = intrinsics_from_camera_info(_info(), INFO_TOPIC)
+    check_image_size((256, 448), calib, TOPIC)
+    with pytest.raises(SensorDataError) as info:
+        check_image_size((256, 224), calib, TOPIC)
+    assert info.value.topic == TOPIC
+    assert "224 x 256 disagrees with CameraInfo 448 x 256" in info.value.reason
+
+
+def test_camera_info_writer_round_trips_through_rosbags():
+    fields = camera_info_fields(K, 448, 256)
+    np.testing.assert_array_equal(fields["p"].reshape(3, 4), np.hstack([K, np.zeros((3, 1))]))
+    types, store = rosbags_types(), rosbags_typestore()
+    msg = make_camera_info(types, make_header(types, 0.5, "cam_front"), K, 448, 256)
+    decoded = store.deserialize_cdr(store.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)
+    calib = intrinsics_from_camera_info(decoded, INFO_TOPIC)
+    np.testing.assert_array_equal(calib.K, K)
+    assert (calib.width, calib.height, calib.frame_id) == (448, 256, "cam_front")
+    assert decoded.distortion_model == "plumb_bob"
+    with pytest.raises(ValueError, match="fx, fy > 0"):
+        camera_info_fields(np.zeros((3, 3)), 448, 256)

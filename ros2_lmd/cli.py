@@ -57,6 +57,114 @@ def _run_monitor(args: argparse.Namespace, ros_args: list[str]) -> int:
     return node.main(params_file=args.params_file, ros_args=ros_args)
 
 
+# --- play: publish a rosbag2 (stand-in for `ros2 bag play`) ------------------------------------
+
+def _add_play(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
+    parser.add_argument("--rate", type=float, default=1.0, metavar="R",
+                        help="playback speed factor; 0 publishes as fast as possible "
+                             "(default: %(default)s)")
+    parser.add_argument("--loop", action="store_true", help="start again at the end")
+    parser.add_argument("--topics", nargs="+", metavar="TOPIC",
+                        help="publish only these topics (default: all)")
+    parser.add_argument("--delay", type=float, default=0.5, metavar="S",
+                        help="seconds to wait before the first message, so that subscribers "
+                             "are discovered (default: %(default)s)")
+
+
+def _run_play(args: argparse.Namespace, ros_args: list[str]) -> int:
+    if args.rate < 0 or args.delay < 0:
+        print("ros2-lmd play: --rate and --delay must be >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    from ros2_lmd import player
+
+    return player.main(args.bag, topics=args.topics, rate=args.rate, loop=args.loop,
+                       delay_s=args.delay, ros_args=ros_args)
+
+
+# --- train: the compact models on synthetic data -------------------------------------------------
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    from ros2_lmd.train import TrainConfig
+
+    defaults = TrainConfig()
+    parser.add_argument("--model", default=defaults.model, help="registry name (default: %(default)s)")
+    for name in ("train_frames", "val_frames", "steps", "batch_size", "eval_every", "seed", "threads"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
+                            help="default: %(default)s")
+    for name in ("lr", "weight_decay", "modality_dropout", "pos_weight"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
+                            help="default: %(default)s")
+    parser.add_argument("--out", default="", help="weights path without extension "
+                        "(default: the shipped weights, ros2_lmd/models/weights/<model>)")
+    parser.add_argument("--checkpoint", default="", help="resumable checkpoint "
+                        "(default: .cache/ros2_lmd/<model>.ckpt; an existing one is resumed)")
+
+
+def _run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from dataclasses import fields
+
+    from ros2_lmd.train import TrainConfig, train
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    train(config)
+    return 0
+
+
+# --- evaluate: the paper's metrics ---------------------------------------------------------------
+
+def _add_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="compact_crl", help="registry name or .safetensors path")
+    parser.add_argument("--frames", type=int, default=24, help="synthetic validation frames (default: %(default)s)")
+    parser.add_argument("--offsets", type=int, default=12, help="perturbation offsets m = 1..N (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="first validation seed offset (default: %(default)s)")
+    parser.add_argument("--methods", default="", help="comma-separated subset of the paper's rows (default: all)")
+    parser.add_argument("--out", required=True, help="output folder")
+
+
+def _run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from pathlib import Path
+
+    from ros2_lmd.eval.perturbation import paper_methods
+    from ros2_lmd.eval.runner import evaluate
+    from ros2_lmd.models.io import load_model
+    from ros2_lmd.train import VAL_SEED_BASE, simulated_sample
+
+    model = load_model(args.model)
+    methods = paper_methods()
+    if args.methods:
+        wanted = [m.strip() for m in args.methods.split(",")]
+        unknown = sorted(set(wanted) - {m.name for m in methods})
+        if unknown:
+            print(f"ros2-lmd evaluate: unknown methods {unknown}; known: {[m.name for m in methods]}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        methods = [m for m in methods if m.name in wanted]
+    frames = [simulated_sample(VAL_SEED_BASE + args.seed + i)[0] for i in range(args.frames)]
+    evaluate(model, frames, Path(args.out), args.model, offsets=args.offsets, methods=methods)
+    return 0
+
+
+# --- convert-simplebev: official checkpoints to safetensors --------------------------------------
+
+def _add_convert_simplebev(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="official Simple-BEV checkpoint (.pth / .ckpt)")
+    parser.add_argument("dst", help="output path without extension (writes .safetensors and .json)")
+    parser.add_argument("--variant", default=None, help="c, cr, crm or cl (default: inferred from the weights)")
+
+
+def _run_convert_simplebev(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ros2_lmd.models.simplebev import convert_simplebev_checkpoint
+
+    try:
+        convert_simplebev_checkpoint(args.src, args.dst, variant=args.variant)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"ros2-lmd convert-simplebev: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.dst}.safetensors and {args.dst}.json")
+    return 0
+
+
 # --- The command ---------------------------------------------------------------------------------
 
 Subcommand = tuple[str, str, Callable[[argparse.ArgumentParser], None],
@@ -67,6 +175,14 @@ SUBCOMMANDS: list[Subcommand] = [
               "over the real middleware", _add_smoke, _run_smoke),
     ("monitor", "run the monitor node without the launch system (`--ros-args ...` after the "
                 "options go to ROS)", _add_monitor, _run_monitor),
+    ("play", "publish the messages of a rosbag2 (MCAP or sqlite3) with their recorded timing, "
+             "like `ros2 bag play`", _add_play, _run_play),
+    ("train", "train a compact model on synthetic data (resumable; writes safetensors weights)",
+     _add_train, _run_train),
+    ("evaluate", "the paper's evaluation (perturbation metrics, baselines, rule variants, SHAP, "
+                 "Grad-CAM) on synthetic frames", _add_evaluate, _run_evaluate),
+    ("convert-simplebev", "convert an official Simple-BEV checkpoint to safetensors + JSON",
+     _add_convert_simplebev, _run_convert_simplebev),
     # Further jobs (demo, simulate, analyze, evaluate, train) are added here, one entry each.
 ]
 

@@ -34,16 +34,16 @@ CACHE_DIR = Path(".cache") / "ros2_lmd"
 @dataclass
 class TrainConfig:
     model: str = "compact_crl"
-    train_frames: int = 1200
-    val_frames: int = 120
-    steps: int = 1500
-    batch_size: int = 8
+    train_frames: int = 1000
+    val_frames: int = 100
+    steps: int = 600
+    batch_size: int = 6
     lr: float = 2e-3
     weight_decay: float = 1e-4
     modality_dropout: float = 0.25  # per modality and sample; never all of them
-    pos_weight: float = 2.0
+    pos_weight: float = 3.0
     seed: int = 0
-    eval_every: int = 250
+    eval_every: int = 200
     out: str = ""  # weights path without extension; default: the shipped registry path
     checkpoint: str = ""  # resumable checkpoint path; default: <cache>/<model>.ckpt
     threads: int = 0  # torch threads (0: leave torch's default)
@@ -52,11 +52,16 @@ class TrainConfig:
 # --- data -------------------------------------------------------------------------------------
 
 
-def simulated_sample(seed: int):
-    """One independent random scene: (SensorFrame, ground-truth occupancy bool [ny, nx])."""
-    from ros2_lmd.sim import training_sample
+SIM_CAMERA_SIZE = (224, 128)  # (width, height): rendered at the compact models' input size
 
-    return training_sample(seed)
+
+def simulated_sample(seed: int):
+    """One independent random scene: (SensorFrame, ground-truth vehicle occupancy [ny, nx])."""
+    from ros2_lmd.sim import SimConfig, random_frame
+
+    width, height = SIM_CAMERA_SIZE
+    frame = random_frame(seed, SimConfig(camera_width=width, camera_height=height))
+    return frame.to_sensor_frame(), frame.ground_truth.occupancy
 
 
 def build_dataset(model: FusionModel, seeds: range, sample_fn: Callable = simulated_sample,
@@ -95,12 +100,13 @@ def cached_dataset(model: FusionModel, seeds: range, cache_dir: Path = CACHE_DIR
 
 
 def _sim_version() -> str:
-    try:
-        from ros2_lmd.sim import SIM_VERSION
+    """A hash of the simulator's source: a changed simulator invalidates cached datasets."""
+    import ros2_lmd.sim
 
-        return str(SIM_VERSION)
-    except ImportError:
-        return "unknown"
+    digest = hashlib.sha256()
+    for path in sorted(Path(ros2_lmd.sim.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16] + f"-{SIM_CAMERA_SIZE}"
 
 
 def batch_inputs(data: dict[str, torch.Tensor], index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -10,7 +10,7 @@ import html
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -53,14 +53,6 @@ class AlertRow:
     message: str
 
 
-@dataclass
-class FaultRow:
-    sensor: str
-    kind: str
-    start: float  # seconds from the start of the drive
-    end: float
-
-
 def modality_of_sensor(sensor: str) -> str:
     name = sensor.lower()
     for prefix, modality in (("cam", "camera"), ("radar", "radar"), ("lidar", "lidar")):
@@ -92,22 +84,6 @@ def write_alerts_csv(path: Path, rows: Sequence[AlertRow]) -> None:
             writer.writerow([f"{a.stamp:.6f}", a.kind, SEVERITY_NAMES.get(a.severity, a.severity), a.modality, a.message])
 
 
-def read_faults_csv(path: Path) -> list[FaultRow]:
-    """The ground-truth timeline written by `ros2-lmd simulate` (sensor, kind, start, end)."""
-    rows = []
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"sensor", "kind", "start", "end"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)} (expected sensor, kind, start, end)")
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows.append(FaultRow(row["sensor"], row["kind"], float(row["start"]), float(row["end"])))
-            except ValueError as error:
-                raise ValueError(f"{path}:{line}: {error}") from None
-    return rows
-
-
 @dataclass
 class FaultScore:
     modality: str
@@ -118,7 +94,7 @@ class FaultScore:
     delay_s: float | None
 
 
-def score_alerts(alerts: Sequence[AlertRow], faults: Sequence[FaultRow], t0: float, grace_s: float = 1.0
+def score_alerts(alerts: Sequence[AlertRow], faults: Sequence[Any], t0: float, grace_s: float = 1.0
                  ) -> tuple[list[FaultScore], float, float]:
     """Per fault (merged per modality and kind): detected if a sensor-state alert for its modality is
     raised in [start, end + grace]; delay from the fault's start. Precision: the share of
@@ -151,7 +127,7 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def timeline_figure(rows: Sequence[FrameRow], alerts: Sequence[AlertRow], faults: Sequence[FaultRow],
+def timeline_figure(rows: Sequence[FrameRow], alerts: Sequence[AlertRow], faults: Sequence[Any],
                     t0: float, modalities: Sequence[str]) -> str:
     import matplotlib
 
@@ -205,7 +181,7 @@ def bev_figure(report: FrameReport, t0: float) -> str:
 
 
 def write_html(path: Path, title: str, rows: Sequence[FrameRow], alerts: Sequence[AlertRow],
-               faults: Sequence[FaultRow], snapshots: Iterable[FrameReport], t0: float,
+               faults: Sequence[Any], snapshots: Iterable[FrameReport], t0: float,
                modalities: Sequence[str], model_name: str) -> None:
     processed = [r for r in rows if r.status == "processed"]
     skipped = [r for r in rows if r.status == "skipped"]

@@ -25,6 +25,7 @@ setup(
         "safetensors>=0.4",
         "opencv-python-headless>=4.8",
         "rosbags>=0.10",
+        "mcap>=1.1",
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "PyYAML>=6.0",

@@ -45,6 +45,13 @@ def read_messages(path: str | Path, topics: Iterable[str] | None, typestore: Any
         reader = Reader(path)
         reader.open()
     except Exception as error:  # rosbags raises several types for unreadable metadata/storage
+        mcap_files = sorted(path.glob("*.mcap")) if path.is_dir() else []
+        if mcap_files and (path / "metadata.yaml").exists():
+            # A recording that broke off leaves an MCAP file without its footer, which rosbags needs;
+            # read its records in order, as far as they go.
+            stats.error = f"{type(error).__name__}: {error}"
+            yield from _read_broken_mcap(mcap_files, topics, typestore, stats)
+            return
         raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {error})") from None
     try:
         wanted = set(topics) if topics is not None else None
@@ -70,6 +77,44 @@ def read_messages(path: str | Path, topics: Iterable[str] | None, typestore: Any
             reader.close()
         except Exception:
             pass
+
+
+def _read_broken_mcap(files: list[Path], topics: Iterable[str] | None, typestore: Any, stats: ReadStats
+                      ) -> Iterator[tuple[str, str, int, Any]]:
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    wanted = set(topics) if topics is not None else None
+    opening_error = stats.error
+    for file in files:
+        schemas: dict[int, str] = {}
+        channels: dict[int, tuple[str, str]] = {}
+        with open(file, "rb") as handle:
+            records = StreamReader(handle, skip_magic=False, emit_chunks=False).records
+            while True:
+                try:
+                    record = next(records)
+                except StopIteration:
+                    break
+                except Exception as error:
+                    stats.error = (f"{file.name} breaks off after {stats.messages} messages "
+                                   f"({type(error).__name__} {error}; the bag could not be opened: {opening_error})")
+                    return
+                if isinstance(record, Schema):
+                    schemas[record.id] = record.name
+                elif isinstance(record, Channel):
+                    channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
+                elif isinstance(record, Message) and record.channel_id in channels:
+                    topic, msgtype = channels[record.channel_id]
+                    if wanted is not None and topic not in wanted:
+                        continue
+                    try:
+                        message = typestore.deserialize_cdr(record.data, msgtype)
+                    except Exception:
+                        stats.undecodable[topic] = stats.undecodable.get(topic, 0) + 1
+                        continue
+                    stats.messages += 1
+                    yield topic, msgtype, record.log_time, message
 
 
 def bag_topics(path: str | Path) -> dict[str, str]:

@@ -153,8 +153,8 @@ class MonitorParams:
     hysteresis_n: int = _param(
         5, "Window of the k-of-n hysteresis (frames); at least hysteresis_k.", min=1, max=1000)
     stale_timeout_s: float = _param(
-        0.5, "A sensor with no message for this long (s) is stale (SENSOR_STALE, diagnostics "
-        "STALE).", min=0.001, max=3600.0)
+        0.5, "A sensor with no message for this long (s) is stale (diagnostics WARN; STALE is "
+        "kept for a sensor that never sent anything).", min=0.001, max=3600.0)
     diagnostics_persistence: int = _param(
         3, "Consecutive failing checks before a diagnostics status becomes ERROR.",
         min=1, max=1000)
@@ -171,6 +171,16 @@ class MonitorParams:
         "counted in frames_dropped).", min=1, max=100)
     bev_image_scale: int = _param(
         2, "Pixels per BEV cell in the colour image <prefix>/bev_image.", min=1, max=16)
+    component_logit_range: float = _param(
+        4.0, "Logit contribution shown at full scale in <prefix>/bev/<camera|radar|lidar|bias> "
+        "(cell value 50 + 50 * clip(c / range, -1, 1): 50 no contribution, 100 at +range or "
+        "more, 0 at -range or less) and at full intensity in <prefix>/bev_image.",
+        min=0.01, max=1000.0)
+
+    # --- Lifecycle ---
+    autostart: bool = _param(
+        True, "true: the node configures and activates itself on start; false: it waits in the "
+        "unconfigured state for a lifecycle manager (configure, activate).")
 
     def __post_init__(self) -> None:
         problems = [problem for spec in parameter_specs()

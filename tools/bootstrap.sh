@@ -151,6 +151,10 @@ _lmd_libs="$_lmd_libs:$VIRTUAL_ENV/lib"
 for _lmd_dir in "$VIRTUAL_ENV"/lib/python3.11/site-packages/ros_*.libs; do
   [ -d "$_lmd_dir" ] && _lmd_libs="$_lmd_libs:$_lmd_dir"
 done
+# The wheels have no tf2_msgs (/tf, /tf_static): vendor/tf2_msgs builds TFMessage beside ros2_lmd.
+_lmd_prefixes="$_lmd_prefixes:$_lmd_root/install/tf2_msgs"
+_lmd_libs="$_lmd_libs:$_lmd_root/install/tf2_msgs/lib"
+export PYTHONPATH="$_lmd_root/install/tf2_msgs/lib/python3.11/site-packages${PYTHONPATH:+:$PYTHONPATH}"
 export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 # Quirk: see tools/bootstrap.sh; the library path is set here, so skip the wheels' re-exec.
 export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
@@ -168,6 +172,10 @@ EOF
 
 # --- colcon build --------------------------------------------------------------------------------
 log "colcon build (messages, launch, config) into build/ install/"
+# vendor/tf2_msgs stands in for the tf2_msgs wheel that does not exist; a ROS 2 install has the
+# real package (with its services and actions), which must not be shadowed.
+skip_packages=()
+[[ "$MODE" == system-* ]] && skip_packages=(--packages-skip tf2_msgs)
 (
   if [[ "$MODE" == wheels-* ]]; then
     # Only the venv prefix during the build: the package's own install must not be an
@@ -178,7 +186,7 @@ log "colcon build (messages, launch, config) into build/ install/"
   fi
   export PATH="$VENV/bin:$PATH"
   colcon --log-base log build \
-    --base-paths "$ROOT" --build-base build --install-base install \
+    --base-paths "$ROOT" "$ROOT/vendor" --build-base build --install-base install "${skip_packages[@]}" \
     --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF
 ) || die "colcon build failed: see log/latest_build/ros2_lmd/stdout_stderr.log"
 

@@ -1,0 +1,746 @@
+"""The monitor node: an rclpy lifecycle node around monitor.Pipeline (DESIGN.md "Runtime").
+
+configure  reads and checks the parameters, loads the model, builds the Pipeline, the FrameAssembler
+           (time sync) and the output publishers;
+activate   subscribes to the sensors (sensor-data QoS) and /tf_static (transient local) and starts
+           the inference worker;
+deactivate / cleanup / shutdown undo that, in reverse.
+
+Subscription callbacks only convert (ros2_lmd.sensors) and add to the assembler; complete
+SensorFrames go to a keep-latest queue (depth `queue_depth`) that one worker thread drains: it runs
+the pipeline and publishes every output (ros2_lmd.outputs). Every key-sensor instant is either
+processed or counted as dropped with a reason. A malformed message never stops the node: it is
+counted, named (topic and reason) in /diagnostics and logged at most every LOG_THROTTLE_S per topic.
+This and ros2_lmd.player are the modules that import rclpy.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import rclpy
+import rclpy.exceptions
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
+                       qos_profile_sensor_data)
+from rclpy.signals import SignalHandlerOptions
+
+from ros2_lmd import outputs
+from ros2_lmd.msgtypes import RclpyTypes
+from ros2_lmd.params import MonitorParams, ParameterError, parameter_specs, params_from_mapping
+from ros2_lmd.sensor_health import SensorHealthTracker, SensorInfo
+from ros2_lmd.sensors.camera_info import CameraCalibration, check_image_size
+from ros2_lmd.sensors.errors import SensorDataError
+from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS, SensorFrame
+from ros2_lmd.sensors.image import compressed_to_rgb, image_to_rgb
+from ros2_lmd.sensors.msgtypes import stamp_seconds
+from ros2_lmd.sensors.pointcloud2 import read_points
+from ros2_lmd.sensors.sync import DroppedFrame, FrameAssembler, SensorSource
+from ros2_lmd.sensors.tf import TransformTree
+
+NODE_NAME = "lmd_monitor"
+LOG_THROTTLE_S = 5.0
+DIAGNOSTICS_PERIOD_S = 1.0
+SYNC_TICK_S = 0.1
+# Latest arrival of a reading after one stamped this much later (any topic) that the time sync
+# still waits for; only matters when a sensor is silent (a frame then waits this much longer).
+ARRIVAL_DELAY_S = 0.1
+# After this long (wall clock) without any sensor message, the time sync finishes the frames it
+# holds instead of waiting for sensors that may never send again.
+QUIET_FLUSH_S = 0.5
+
+# Changing these while the node runs would leave subscriptions, the model or the queue out of
+# step with them: ROS refuses the change (read_only); change them in the parameter file instead.
+READ_ONLY_PARAMETERS = frozenset({
+    "model", "device", "modalities", "camera_names", "camera_image_topics", "camera_info_topics",
+    "use_compressed", "radar_topics", "lidar_topic", "key_sensor", "base_frame",
+    "extrinsics_source", "extrinsics_file", "output_prefix", "queue_depth", "autostart"})
+# Applied to the next published frame.
+RUNTIME_PARAMETERS = frozenset({"publish_rate_hz", "bev_image_scale", "component_logit_range"})
+
+_ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+              tuple: ParameterType.PARAMETER_STRING_ARRAY}
+
+DROP_SUPERSEDED = "superseded in the queue by a newer frame"
+DROP_ASSEMBLY = "could not be assembled (late, duplicate or out-of-order key reading)"
+DROP_KEY_MALFORMED = "key sensor message malformed"
+DROP_INFERENCE = "inference failed"
+DROP_SHUTDOWN = "still queued at deactivate"
+
+
+def parameter_descriptors() -> dict[str, ParameterDescriptor]:
+    """A ParameterDescriptor per MonitorParams field (description, type, range, read_only)."""
+    descriptors = {}
+    for spec in parameter_specs():
+        constraints = []
+        if spec.choices:
+            constraints.append(f"one of: {', '.join(spec.choices)}")
+        if spec.name not in READ_ONLY_PARAMETERS and spec.name not in RUNTIME_PARAMETERS:
+            constraints.append("read at configure: takes effect after cleanup and configure")
+        descriptor = ParameterDescriptor(
+            name=spec.name, type=_ROS_TYPES[spec.type], description=spec.description,
+            additional_constraints="; ".join(constraints),
+            read_only=spec.name in READ_ONLY_PARAMETERS)
+        if spec.min is not None and spec.type is float:
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.min), to_value=float(spec.max), step=0.0)]
+        elif spec.min is not None and spec.type is int:
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(spec.min), to_value=int(spec.max), step=1)]
+        descriptors[spec.name] = descriptor
+    return descriptors
+
+
+def sensor_name_of_topic(topic: str) -> str:
+    """`/radar_front` -> `radar_front`, `/ns/lidar_top` -> `ns_lidar_top` (diagnostics ids)."""
+    return topic.strip("/").replace("/", "_") or topic
+
+
+@dataclass(frozen=True)
+class InputSensor:
+    """One subscribed sensor: name (assembler key, hardware id), modality, data topic and, for a
+    camera, its CameraInfo topic."""
+
+    name: str
+    modality: str
+    topic: str
+    info_topic: str = ""
+
+
+def input_sensors(params: MonitorParams, modalities: tuple[str, ...]) -> list[InputSensor]:
+    """The sensors of the modalities both configured and known to the model, in parameter order."""
+    sensors = []
+    if "camera" in modalities:
+        sensors += [InputSensor(name, "camera", image, info) for name, image, info in
+                    zip(params.camera_names, params.camera_image_topics, params.camera_info_topics)]
+    if "radar" in modalities:
+        sensors += [InputSensor(sensor_name_of_topic(t), "radar", t) for t in params.radar_topics]
+    if "lidar" in modalities:
+        sensors.append(InputSensor(sensor_name_of_topic(params.lidar_topic), "lidar",
+                                   params.lidar_topic))
+    names = [s.name for s in sensors]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ParameterError(f"sensor names {duplicates} are used twice (camera_names and topics "
+                             "must be distinct)")
+    return sensors
+
+
+class LatestQueue:
+    """A bounded FIFO that keeps the newest items: `put` returns the item it pushed out, if any."""
+
+    def __init__(self, depth: int) -> None:
+        self._items: deque[Any] = deque()
+        self._depth = depth
+        self._ready = threading.Condition()
+
+    def put(self, item: Any) -> Any | None:
+        with self._ready:
+            superseded = self._items.popleft() if len(self._items) >= self._depth else None
+            self._items.append(item)
+            self._ready.notify()
+            return superseded
+
+    def get(self, timeout: float) -> Any | None:
+        with self._ready:
+            if not self._items:
+                self._ready.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def clear(self) -> list[Any]:
+        with self._ready:
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+
+class _Throttle:
+    """At most one log line per key every `period_s`, with the count of lines held back."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, now: float) -> int | None:
+        """None: stay quiet; otherwise log now, mentioning the returned number of lines held."""
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.period_s:
+                self._held[key] += 1
+                return None
+            self._last[key] = now
+            return self._held.pop(key, 0)
+
+
+class _Run:
+    """Everything built in configure and dropped in cleanup."""
+
+    def __init__(self, params: MonitorParams, pipeline: Any, sensors: list[InputSensor],
+                 assembler: FrameAssembler, extrinsics: TransformTree,
+                 tracker: SensorHealthTracker) -> None:
+        self.params = params
+        self.pipeline = pipeline
+        self.sensors = sensors
+        self.by_name = {s.name: s for s in sensors}
+        self.assembler = assembler
+        self.extrinsics = extrinsics
+        self.tracker = tracker
+        self.key_sensor = assembler.key_sensor
+        self.calibrations: dict[str, CameraCalibration] = {}
+        self.queue = LatestQueue(params.queue_depth)
+        self.publishers: dict[str, Any] = {}
+        self.subscriptions: list[Any] = []
+        self.timers: list[Any] = []
+        self.worker: threading.Thread | None = None
+        self.stop = threading.Event()
+
+
+class MonitorNode(LifecycleNode):
+    """The LMD runtime monitor (module docstring). Node options (context, parameter_overrides,
+    namespace, ...) pass through to rclpy."""
+
+    def __init__(self, node_name: str = NODE_NAME, *,
+                 diagnostics_period_s: float = DIAGNOSTICS_PERIOD_S, **node_options: Any) -> None:
+        super().__init__(node_name, **node_options)
+        self.diagnostics_period_s = diagnostics_period_s
+        self.types = RclpyTypes()
+        for spec in parameter_specs():
+            default = list(spec.default) if spec.type is tuple else spec.default
+            self.declare_parameter(spec.name, default, parameter_descriptors()[spec.name])
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._runtime = {name: self.get_parameter(name).value for name in RUNTIME_PARAMETERS}
+        self._run: _Run | None = None
+        self._lock = threading.Lock()  # assembler, extrinsics, counters, latest results
+        self._throttle = _Throttle(LOG_THROTTLE_S)
+        self._reset_counters()
+
+    # --- Parameters ------------------------------------------------------------------------------
+
+    def parameter_values(self) -> dict[str, Any]:
+        return {spec.name: self.get_parameter(spec.name).value for spec in parameter_specs()}
+
+    def read_params(self) -> MonitorParams:
+        """The node's parameters as one checked record (ParameterError names each bad one)."""
+        return params_from_mapping(self.parameter_values(), source=f"node {self.get_name()}")
+
+    @property
+    def autostart(self) -> bool:
+        return bool(self.get_parameter("autostart").value)
+
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        # ROS has checked types, ranges and read_only; this adds the checks across parameters.
+        values = self.parameter_values()
+        values.update({p.name: p.value for p in parameters if p.name in values})
+        try:
+            params_from_mapping(values, source="parameter update")
+        except ParameterError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        for parameter in parameters:
+            if parameter.name in RUNTIME_PARAMETERS:
+                self._runtime[parameter.name] = parameter.value
+        return SetParametersResult(successful=True)
+
+    # --- Lifecycle ---------------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._run = self._configure()
+        except (ParameterError, SensorDataError, FileNotFoundError, KeyError, ValueError,
+                RuntimeError, OSError) as error:
+            self.get_logger().error(f"configure failed: {error}")
+            self._run = None
+            return TransitionCallbackReturn.FAILURE
+        run = self._run
+        self.get_logger().info(
+            f"configured: model {run.params.model} ({', '.join(run.pipeline.modalities)}) on "
+            f"{run.pipeline.device}, {len(run.sensors)} sensors, key sensor {run.key_sensor}, "
+            f"grid {run.pipeline.model.grid.nx}x{run.pipeline.model.grid.ny} @ "
+            f"{run.pipeline.model.grid.resolution} m")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> _Run:
+        # Imported here: torch and the models load in configure, not when the node is created.
+        from ros2_lmd.models import load_model
+        from ros2_lmd.monitor.pipeline import Pipeline, alert_config_from, resolve_device
+
+        params = self.read_params()
+        device = resolve_device(params.device)
+        model = load_model(params.model, device)
+        unknown = sorted({n.lower() for n in params.camera_names} - set(model.config.camera_names))
+        if "camera" in params.modalities and "camera" in model.modalities and unknown:
+            raise ParameterError(f"camera_names: {unknown} are not cameras of model "
+                                 f"{params.model} ({list(model.config.camera_names)})")
+        modalities = tuple(m for m in params.modalities if m in model.modalities)
+        if params.key_sensor not in modalities:
+            raise ParameterError(f"key_sensor: {params.key_sensor} is not a modality of model "
+                                 f"{params.model} ({list(model.modalities)}) among modalities "
+                                 f"{list(params.modalities)}")
+        ignored = sorted(set(params.modalities) - set(model.modalities))
+        if ignored:
+            self.get_logger().warn(f"modalities {ignored} are not inputs of model {params.model}: "
+                                   "not subscribed")
+        pipeline = Pipeline(model, alert_config_from(params), device)
+        sensors = input_sensors(params, modalities)
+        if params.extrinsics_source == "config":
+            extrinsics = _extrinsics_from_file(params.extrinsics_file, params.base_frame)
+        else:
+            extrinsics = TransformTree()
+        assembler = FrameAssembler(
+            [SensorSource(s.name, s.modality) for s in sensors], params.sync_tolerance_s,
+            extrinsics, key_sensor=params.key_sensor, base_frame=params.base_frame,
+            max_delay_s=ARRIVAL_DELAY_S)
+        tracker = SensorHealthTracker([SensorInfo(s.name, s.topic, s.modality) for s in sensors],
+                                      params.stale_timeout_s, params.diagnostics_persistence)
+        run = _Run(params, pipeline, sensors, assembler, extrinsics, tracker)
+        prefix = params.output_prefix.rstrip("/") or "/"
+        reliable = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE,
+                              history=QoSHistoryPolicy.KEEP_LAST)
+        grid_class = self.types.cls("nav_msgs/msg/OccupancyGrid")
+        for layer in ("fused", *pipeline.modalities, "bias"):
+            run.publishers[f"bev/{layer}"] = self.create_lifecycle_publisher(
+                grid_class, f"{prefix}/bev/{layer}", reliable)
+        for key, type_name in (("bev_image", "sensor_msgs/msg/Image"),
+                               ("markers", "visualization_msgs/msg/MarkerArray"),
+                               ("decomposition", "ros2_lmd/msg/DecompositionSummary"),
+                               ("alerts", "ros2_lmd/msg/AlertArray")):
+            run.publishers[key] = self.create_lifecycle_publisher(
+                self.types.cls(type_name), f"{prefix}/{key}", reliable)
+        run.publishers["diagnostics"] = self.create_lifecycle_publisher(
+            self.types.cls("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics",
+            QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE))
+        with self._lock:
+            self._reset_counters()
+        return run
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        run = self._run
+        if run is None:
+            return TransitionCallbackReturn.FAILURE
+        if run.params.extrinsics_source == "tf_static":
+            try:
+                from tf2_msgs.msg import TFMessage
+            except ImportError:
+                self.get_logger().error(
+                    "extrinsics_source is tf_static but tf2_msgs is not installed: no /tf_static "
+                    "subscription (use extrinsics_source config, or build vendor/tf2_msgs)")
+                with self._lock:
+                    self._extrinsics_error = "tf2_msgs is not installed: /tf_static not subscribed"
+            else:
+                latched = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
+                                     durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+                run.subscriptions.append(self.create_subscription(
+                    TFMessage, "/tf_static", self._on_tf_static, latched))
+        sensor_qos = qos_profile_sensor_data
+        image_class = self.types.cls("sensor_msgs/msg/CompressedImage" if run.params.use_compressed
+                                     else "sensor_msgs/msg/Image")
+        decode = compressed_to_rgb if run.params.use_compressed else image_to_rgb
+        cloud_class = self.types.cls("sensor_msgs/msg/PointCloud2")
+        for sensor in run.sensors:
+            if sensor.modality == "camera":
+                run.subscriptions.append(self.create_subscription(
+                    self.types.cls("sensor_msgs/msg/CameraInfo"), sensor.info_topic,
+                    self._callback(self._on_camera_info, sensor), sensor_qos))
+                run.subscriptions.append(self.create_subscription(
+                    image_class, sensor.topic,
+                    self._callback(self._on_reading, sensor, self._image_converter(sensor, decode)),
+                    sensor_qos))
+            else:
+                fields = RADAR_FIELDS if sensor.modality == "radar" else LIDAR_FIELDS
+                run.subscriptions.append(self.create_subscription(
+                    cloud_class, sensor.topic,
+                    self._callback(self._on_reading, sensor, self._cloud_converter(sensor, fields)),
+                    sensor_qos))
+        run.stop.clear()
+        run.worker = threading.Thread(target=self._worker_loop, args=(run,),
+                                      name="lmd_inference", daemon=True)
+        run.worker.start()
+        run.timers.append(self.create_timer(SYNC_TICK_S, self._on_sync_tick))
+        run.timers.append(self.create_timer(self.diagnostics_period_s, self._publish_diagnostics))
+        self.get_logger().info(f"active: {len(run.subscriptions)} subscriptions")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_activity()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_activity()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_activity()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_activity(self) -> None:
+        """Undo activate: subscriptions and timers first (no new frames), then the worker."""
+        run = self._run
+        if run is None:
+            return
+        for subscription in run.subscriptions:
+            self.destroy_subscription(subscription)
+        run.subscriptions.clear()
+        for timer in run.timers:
+            self.destroy_timer(timer)
+        run.timers.clear()
+        run.stop.set()
+        if run.worker is not None:
+            run.worker.join()
+            run.worker = None
+        left = run.queue.clear()
+        if left:
+            with self._lock:
+                self._drops[DROP_SHUTDOWN] += len(left)
+
+    def _release(self) -> None:
+        """Undo configure."""
+        run, self._run = self._run, None
+        if run is None:
+            return
+        for publisher in run.publishers.values():
+            self.destroy_lifecycle_publisher(publisher)
+        run.publishers.clear()
+
+    def close(self) -> None:
+        """Stop everything whatever the lifecycle state (Ctrl-C, tests); safe to call twice."""
+        self._stop_activity()
+        self._release()
+
+    # --- Counters ----------------------------------------------------------------------------------
+
+    def _reset_counters(self) -> None:
+        self._drops: Counter[str] = Counter()
+        self._frames_processed = 0
+        self._malformed: Counter[str] = Counter()  # topic -> malformed messages
+        self._key_arrivals: dict[float, float] = {}
+        self._latest_receive: tuple[float, float] | None = None  # (stamp, monotonic)
+        self._latest: tuple[Any, dict[str, str], dict[str, float]] | None = None
+        self._extrinsics_error = ""
+        self._last_publish = -float("inf")
+
+    @property
+    def sensor_health(self) -> SensorHealthTracker | None:
+        """The per-sensor bookkeeping behind /diagnostics (None until configured)."""
+        return self._run.tracker if self._run else None
+
+    @property
+    def frames_processed(self) -> int:
+        return self._frames_processed
+
+    @property
+    def frames_dropped(self) -> int:
+        with self._lock:
+            return sum(self._drops.values())
+
+    def drop_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._drops)
+
+    # --- Callbacks: convert and add ----------------------------------------------------------------
+
+    def _callback(self, handler: Callable[..., None], *args: Any) -> Callable[[Any], None]:
+        return lambda msg: handler(*args, msg)
+
+    def _image_converter(self, sensor: InputSensor, decode: Callable[[Any, str], np.ndarray]
+                         ) -> Callable[[Any], tuple[np.ndarray, str]]:
+        """Converters return the payload and a problem that did not stop its use ("" if none)."""
+        def convert(msg: Any) -> tuple[np.ndarray, str]:
+            rgb = decode(msg, sensor.topic)
+            run = self._run
+            calibration = run.calibrations.get(sensor.name) if run else None
+            if calibration is not None:
+                check_image_size(rgb.shape[:2], calibration, sensor.topic)
+            return rgb, ""
+        return convert
+
+    def _cloud_converter(self, sensor: InputSensor, fields: tuple[str, ...]
+                         ) -> Callable[[Any], tuple[np.ndarray, str]]:
+        def convert(msg: Any) -> tuple[np.ndarray, str]:
+            cloud = read_points(msg, fields, sensor.topic)
+            if cloud.dropped_nonfinite:
+                reason = (f"{cloud.dropped_nonfinite} of {cloud.total_points} points have NaN/inf "
+                          f"values (dropped)")
+                if msg.is_dense:
+                    # is_dense promises finite points: the sender is wrong, a bad check. The
+                    # finite points are still used.
+                    return cloud.points, f"{reason} although is_dense is true"
+                # An organised cloud marks missing returns with NaN (is_dense false): normal.
+                self._log_problem(sensor.topic, reason, warn=False)
+            return cloud.points, ""
+        return convert
+
+    def _on_reading(self, sensor: InputSensor,
+                    convert: Callable[[Any], tuple[np.ndarray, str]], msg: Any) -> None:
+        run = self._run
+        if run is None:
+            return
+        now = time.monotonic()
+        try:
+            stamp = stamp_seconds(msg.header)
+            payload, problem = convert(msg)
+            if problem:
+                self._bad_message(sensor, sensor.topic, problem, now)
+            with self._lock:
+                run.assembler.add(sensor.name, stamp, payload, str(msg.header.frame_id))
+        except SensorDataError as error:
+            self._bad_message(sensor, sensor.topic, error.reason, now)
+            if sensor.name == run.key_sensor:
+                with self._lock:
+                    self._drops[DROP_KEY_MALFORMED] += 1
+            return
+        run.tracker.message(sensor.name, stamp, now, ok=not problem)
+        with self._lock:
+            if sensor.name == run.key_sensor:
+                self._key_arrivals[stamp] = now
+                while len(self._key_arrivals) > 100:
+                    self._key_arrivals.pop(next(iter(self._key_arrivals)))
+            self._latest_receive = (stamp, now)
+        self._assemble(run)
+
+    def _on_camera_info(self, sensor: InputSensor, msg: Any) -> None:
+        run = self._run
+        if run is None:
+            return
+        try:
+            with self._lock:
+                calibration = run.assembler.add_camera_info(sensor.name, msg, sensor.info_topic)
+        except SensorDataError as error:
+            self._bad_message(sensor, sensor.info_topic, error.reason, time.monotonic())
+            return
+        run.calibrations[sensor.name] = calibration
+
+    def _on_tf_static(self, msg: Any) -> None:
+        run = self._run
+        if run is None:
+            return
+        try:
+            with self._lock:
+                run.extrinsics.add_tf_message(msg, "/tf_static")
+                self._extrinsics_error = ""
+        except SensorDataError as error:
+            with self._lock:
+                self._extrinsics_error = str(error)
+            self._log_problem("/tf_static", error.reason)
+
+    def _bad_message(self, sensor: InputSensor, topic: str, reason: str, now: float) -> None:
+        run = self._run
+        if run is not None:
+            run.tracker.error(sensor.name, topic, reason, now)
+        with self._lock:
+            self._malformed[topic] += 1
+        self._log_problem(topic, reason)
+
+    def _log_problem(self, topic: str, reason: str, warn: bool = True) -> None:
+        held = self._throttle(topic, time.monotonic())
+        if held is None:
+            return
+        more = f" ({held} more since the last report)" if held else ""
+        log = self.get_logger().warn if warn else self.get_logger().info
+        log(f"{topic}: {reason}{more}")
+
+    def _on_sync_tick(self) -> None:
+        """When every sensor has gone quiet, let the time sync finish the frames it holds."""
+        run = self._run
+        with self._lock:
+            latest = self._latest_receive
+        if run is None or latest is None:
+            return
+        stamp, received = latest
+        quiet = time.monotonic() - received
+        if quiet > QUIET_FLUSH_S:
+            self._assemble(run, now_stamp=stamp + quiet)
+
+    def _assemble(self, run: _Run, now_stamp: float | None = None) -> None:
+        with self._lock:
+            results = run.assembler.pop_ready(now_stamp)
+        for result in results:
+            if isinstance(result, DroppedFrame):
+                with self._lock:
+                    self._drops[DROP_ASSEMBLY] += 1
+                self._log_problem("time sync", f"frame at {result.stamp:.3f} dropped: "
+                                  f"{result.reason}")
+                continue
+            superseded = run.queue.put(result)
+            if superseded is not None:
+                with self._lock:
+                    self._drops[DROP_SUPERSEDED] += 1
+
+    # --- Worker: inference and outputs ----------------------------------------------------------
+
+    def _worker_loop(self, run: _Run) -> None:
+        while not run.stop.is_set():
+            frame = run.queue.get(timeout=0.1)
+            if frame is None:
+                continue
+            try:
+                report = run.pipeline.process(frame)
+            except Exception as error:  # a model failure must not stop the monitor
+                with self._lock:
+                    self._drops[DROP_INFERENCE] += 1
+                self._log_problem("inference", f"frame at {frame.stamp:.3f}: "
+                                  f"{type(error).__name__}: {error}")
+                continue
+            self._after_frame(run, frame, report)
+
+    def _after_frame(self, run: _Run, frame: SensorFrame, report: Any) -> None:
+        from ros2_lmd.monitor.pipeline import health_ratios
+
+        included = {name: not reason for name, reason in frame.sensor_status.items()}
+        run.tracker.frame(included, frame.sensor_status)
+        now = time.monotonic()
+        with self._lock:
+            self._frames_processed += 1
+            processed = self._frames_processed
+            dropped = sum(self._drops.values())
+            arrival = self._key_arrivals.pop(frame.stamp, None)
+            self._latest = (report, run.pipeline.alerts.states(), health_ratios(run.pipeline))
+        latency_ms = (now - arrival) * 1e3 if arrival is not None else report.latency_ms
+        rate = float(self._runtime["publish_rate_hz"])
+        if rate > 0 and now - self._last_publish < 1.0 / rate:
+            return
+        self._last_publish = now
+        self._publish_outputs(run, report, processed, dropped, latency_ms)
+
+    def _publish_outputs(self, run: _Run, report: Any, processed: int, dropped: int,
+                         latency_ms: float) -> None:
+        types, frame_id = self.types, run.params.base_frame
+        logit_range = float(self._runtime["component_logit_range"])
+        for key, publisher in run.publishers.items():
+            if key.startswith("bev/"):
+                publisher.publish(outputs.occupancy_grid(
+                    report, key[len("bev/"):], types, frame_id,
+                    component_logit_range=logit_range))
+        run.publishers["bev_image"].publish(outputs.bev_image(
+            report, types, frame_id, int(self._runtime["bev_image_scale"]),
+            component_logit_range=logit_range,
+            detection_threshold=run.params.detection_threshold))
+        run.publishers["markers"].publish(outputs.markers(report, types, frame_id))
+        run.publishers["decomposition"].publish(outputs.decomposition_summary(
+            report, types, frame_id, frames_processed=processed, frames_dropped=dropped,
+            latency_ms=latency_ms, frame_index=processed - 1))
+        if report.alerts:
+            run.publishers["alerts"].publish(outputs.alert_array(report, types, frame_id))
+
+    # --- Diagnostics -------------------------------------------------------------------------------
+
+    def diagnostic_records(self) -> list[outputs.StatusRecord]:
+        run = self._run
+        if run is None:
+            return []
+        now = time.monotonic()
+        with self._lock:
+            latest = self._latest
+            drops = dict(self._drops)
+            processed = self._frames_processed
+            malformed = sum(self._malformed.values())
+            extrinsics_error = self._extrinsics_error
+            frames_known = len(run.extrinsics.frames)
+        records = run.tracker.statuses(now)
+        report, states, ratios = latest if latest else (None, {}, {})
+        records += outputs.modality_statuses(run.pipeline.modalities, report, states, ratios)
+        values = {"frames_processed": str(processed),
+                  "frames_dropped": str(sum(drops.values())),
+                  "malformed_messages": str(malformed),
+                  "extrinsic_frames": str(frames_known),
+                  "extrinsics_error": extrinsics_error}
+        values.update({f"dropped: {reason}": str(count) for reason, count in drops.items()})
+        if report is not None:
+            values["latency_ms"] = f"{report.latency_ms:.1f}"
+            values["conservation_error"] = f"{report.conservation_error:.3g}"
+        level = outputs.DIAG_OK if processed else outputs.DIAG_STALE
+        message = f"{processed} frames processed, {sum(drops.values())} dropped" if processed \
+            else "no frame processed yet"
+        if extrinsics_error:
+            level, message = outputs.DIAG_WARN, f"extrinsics: {extrinsics_error}"
+        records.append(outputs.StatusRecord(f"ros2_lmd: {self.get_name()}", self.get_name(),
+                                            level, message, values))
+        return records
+
+    def _publish_diagnostics(self) -> None:
+        run = self._run
+        if run is None:
+            return
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        run.publishers["diagnostics"].publish(
+            outputs.diagnostics(self.diagnostic_records(), self.types, stamp))
+
+
+def _extrinsics_from_file(path: str, base_frame: str) -> TransformTree:
+    import yaml
+
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ParameterError(f"extrinsics_file: cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ParameterError(f"extrinsics_file: {path} is not valid YAML: {error}") from None
+    if not isinstance(document, dict):
+        raise ParameterError(f"extrinsics_file: {path} must map frame ids to poses")
+    return TransformTree.from_config(document, base_frame=base_frame, source=path)
+
+
+def main(params_file: str | None = None, ros_args: list[str] | None = None) -> int:
+    """Run the monitor until Ctrl-C. `ros_args` are `--ros-args ...` (remappings, more parameter
+    files, which override `params_file`). Exit codes: 0 clean stop, 1 configure failed, 2 bad
+    parameters."""
+    args = [NODE_NAME]
+    if params_file:
+        args += ["--ros-args", "--params-file", str(params_file)]
+    args += list(ros_args or [])
+    # Our own SIGINT/SIGTERM handling: rclpy's raises KeyboardInterrupt wherever the main thread
+    # happens to be (even inside the clean-up); here a signal only ends the spin loop.
+    stop = threading.Event()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    node = None
+    try:
+        try:
+            node = MonitorNode()
+        except (ParameterError, rclpy.exceptions.InvalidParameterTypeException,
+                rclpy.exceptions.InvalidParameterValueException) as error:
+            print(f"ros2-lmd monitor: {error}", file=sys.stderr)
+            return 2
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        if node.autostart:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                return 1
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                return 1
+        else:
+            node.get_logger().info("autostart is false: waiting for a lifecycle manager")
+        try:
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
+            pass
+        node.get_logger().info("shutting down")
+        executor.shutdown()
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,352 @@
+"""FrameReport -> the monitor's output messages (OccupancyGrids, colour BEV image, rviz markers,
+DecompositionSummary, AlertArray, DiagnosticArray). Pure functions over a message-types adapter
+(ros2_lmd.msgtypes): the live node passes RclpyTypes, the offline tools RosbagsTypes, and both get
+the same messages. No ROS import here.
+
+Value scales (what rviz shows):
+- `bev/fused`: occupancy probability sigmoid(logit) * 100, rounded, 0..100.
+- `bev/<camera|radar|lidar|bias>`: the signed LMD logit contribution c of that component, mapped
+  linearly to 0..100 with 50 = no contribution: value = round(50 + 50 * clip(c / R, -1, 1)),
+  R = `component_logit_range` (logits). 100 means "pushes the cell towards occupied by R logits or
+  more", 0 "towards free by R or more". No cell is ever -1 (unknown): every cell is decomposed.
+- `bev_image` (rgb8): camera red, radar green, LiDAR blue; each channel's intensity is that
+  modality's positive contribution, 255 at R logits or more. Cells whose fused probability reaches
+  the detection threshold are outlined in white. The image is turned so that x forward (REP-103)
+  points up and y left points left: row 0 is the grid's largest x, column 0 its largest y.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ros2_lmd.monitor.detections import sigmoid
+from ros2_lmd.monitor.report import SEVERITY_NAMES, Detection, FrameReport
+from ros2_lmd.msgtypes import MessageTypes
+
+BEV_LAYERS = ("fused", "camera", "radar", "lidar", "bias")
+DEFAULT_COMPONENT_LOGIT_RANGE = 4.0
+
+# One colour per modality (r, g, b in 0..1), shared by the image and the markers.
+MODALITY_COLOURS: dict[str, tuple[float, float, float]] = {
+    "camera": (1.0, 0.2, 0.2),
+    "radar": (0.2, 1.0, 0.2),
+    "lidar": (0.3, 0.5, 1.0),
+}
+_IMAGE_CHANNEL = {"camera": 0, "radar": 1, "lidar": 2}
+SEVERITY_COLOURS = {0: (1.0, 1.0, 1.0), 1: (1.0, 0.85, 0.1), 2: (1.0, 0.15, 0.15)}
+
+# diagnostic_msgs/DiagnosticStatus levels.
+DIAG_OK, DIAG_WARN, DIAG_ERROR, DIAG_STALE = 0, 1, 2, 3
+
+
+# --- Common pieces --------------------------------------------------------------------------------
+
+def time_msg(types: MessageTypes, stamp: float) -> Any:
+    """builtin_interfaces/Time of a stamp in seconds (nanoseconds rounded, carried into sec)."""
+    if not math.isfinite(stamp) or stamp < 0:
+        raise ValueError(f"stamp must be finite and >= 0, got {stamp}")
+    # Split before scaling: stamp * 1e9 near 1.7e18 ns is off by up to 128 ns in float64.
+    sec = math.floor(stamp)
+    nanosec = round((stamp - sec) * 1e9)
+    if nanosec >= 1_000_000_000:
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    return types.new("builtin_interfaces/msg/Time", sec=int(sec), nanosec=int(nanosec))
+
+
+def header_msg(types: MessageTypes, stamp: float, frame_id: str) -> Any:
+    return types.new("std_msgs/msg/Header", stamp=time_msg(types, stamp), frame_id=frame_id)
+
+
+def map_metadata(report: FrameReport, types: MessageTypes, stamp: float) -> Any:
+    """nav_msgs/MapMetaData of the report's BEVGrid: cell (0, 0) at (x_min, y_min), no rotation."""
+    grid = report.grid
+    origin = types.new(
+        "geometry_msgs/msg/Pose",
+        position=types.new("geometry_msgs/msg/Point", x=float(grid.x_min), y=float(grid.y_min),
+                           z=0.0),
+        orientation=types.new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0))
+    return types.new("nav_msgs/msg/MapMetaData", map_load_time=time_msg(types, stamp),
+                     resolution=float(grid.resolution), width=grid.nx, height=grid.ny,
+                     origin=origin)
+
+
+def _layer(report: FrameReport, layer: str) -> np.ndarray:
+    if layer == "fused":
+        return report.fused
+    if layer not in report.components:
+        raise KeyError(f"BEV layer {layer!r} not in this report; it has "
+                       f"{['fused', *report.components]}")
+    return report.components[layer]
+
+
+# --- BEV grids --------------------------------------------------------------------------------------
+
+def occupancy_values(report: FrameReport, layer: str,
+                     component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE) -> np.ndarray:
+    """(ny, nx) int8 cell values of one layer, on the scales of the module docstring."""
+    values = np.asarray(_layer(report, layer), dtype=np.float64)
+    if layer == "fused":
+        scaled = sigmoid(values) * 100.0
+    else:
+        if component_logit_range <= 0:
+            raise ValueError(f"component_logit_range must be > 0, got {component_logit_range}")
+        scaled = 50.0 + 50.0 * np.clip(values / component_logit_range, -1.0, 1.0)
+    # Non-finite logits (a broken model) show as unknown rather than as a plausible value.
+    cells = np.where(np.isfinite(scaled), np.rint(scaled), -1)
+    return cells.astype(np.int8)
+
+
+def occupancy_grid(report: FrameReport, layer: str, types: MessageTypes, frame_id: str,
+                   stamp: float | None = None,
+                   component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE) -> Any:
+    """nav_msgs/OccupancyGrid of `layer` (fused, camera, radar, lidar or bias). The arrays are
+    [iy, ix], so row-major flattening is OccupancyGrid's order (y rows of x cells)."""
+    stamp = report.stamp if stamp is None else stamp
+    values = occupancy_values(report, layer, component_logit_range)
+    return types.new("nav_msgs/msg/OccupancyGrid", header=header_msg(types, stamp, frame_id),
+                     info=map_metadata(report, types, stamp), data=values.reshape(-1))
+
+
+# --- Colour BEV image -------------------------------------------------------------------------------
+
+def bev_rgb(report: FrameReport, scale: int = 1,
+            component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
+            detection_threshold: float = 0.5) -> np.ndarray:
+    """(nx*scale, ny*scale, 3) uint8 RGB view from above, x forward up (module docstring)."""
+    if scale < 1:
+        raise ValueError(f"bev image scale must be >= 1, got {scale}")
+    ny, nx = report.grid.shape
+    image = np.zeros((ny, nx, 3), np.float64)
+    for modality, channel in _IMAGE_CHANNEL.items():
+        if modality in report.components:
+            positive = np.clip(np.nan_to_num(report.components[modality]), 0.0, None)
+            image[..., channel] = np.minimum(positive / component_logit_range, 1.0)
+    rgb = np.rint(image * 255.0).astype(np.uint8)
+    occupied = sigmoid(np.nan_to_num(report.fused)) >= detection_threshold
+    rgb[_outline(occupied)] = 255
+    # [iy, ix] -> [ix, iy] with both axes reversed: row 0 = largest x, column 0 = largest y.
+    rgb = rgb.transpose(1, 0, 2)[::-1, ::-1]
+    if scale > 1:
+        rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+    return np.ascontiguousarray(rgb)
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """Cells of `mask` with a 4-neighbour outside it (or on the grid border)."""
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return mask & ~interior
+
+
+def bev_image(report: FrameReport, types: MessageTypes, frame_id: str, scale: int = 1,
+              stamp: float | None = None,
+              component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
+              detection_threshold: float = 0.5) -> Any:
+    """sensor_msgs/Image (rgb8) of `bev_rgb`."""
+    stamp = report.stamp if stamp is None else stamp
+    rgb = bev_rgb(report, scale, component_logit_range, detection_threshold)
+    height, width = rgb.shape[:2]
+    return types.new("sensor_msgs/msg/Image", header=header_msg(types, stamp, frame_id),
+                     height=height, width=width, encoding="rgb8", is_bigendian=0,
+                     step=3 * width, data=rgb.reshape(-1))
+
+
+# --- rviz markers -----------------------------------------------------------------------------------
+
+MARKER_LINE_WIDTH = 0.15
+MARKER_SINGLE_SENSOR_LINE_WIDTH = 0.45
+MARKER_TEXT_HEIGHT = 0.8
+
+
+def _colour(types: MessageTypes, rgb: tuple[float, float, float], alpha: float = 1.0) -> Any:
+    return types.new("std_msgs/msg/ColorRGBA", r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]),
+                     a=float(alpha))
+
+
+def _point(types: MessageTypes, x: float, y: float, z: float = 0.0) -> Any:
+    return types.new("geometry_msgs/msg/Point", x=float(x), y=float(y), z=float(z))
+
+
+def _pose(types: MessageTypes, x: float, y: float, z: float) -> Any:
+    return types.new("geometry_msgs/msg/Pose", position=_point(types, x, y, z),
+                     orientation=types.new("geometry_msgs/msg/Quaternion", w=1.0))
+
+
+def detection_label(detection: Detection) -> str:
+    """One-line text of a detection: id, score, per-modality shares, single-sensor flag."""
+    shares = " ".join(f"{m} {s:.2f}" for m, s in detection.shares.items())
+    text = f"#{detection.id} p={detection.score:.2f} | {shares}"
+    if detection.single_sensor:
+        text += f" | {detection.dominant.upper()} ONLY"
+    return text
+
+
+def markers(report: FrameReport, types: MessageTypes, frame_id: str,
+            stamp: float | None = None) -> Any:
+    """visualization_msgs/MarkerArray: a DELETEALL first (stale markers of the previous frame
+    vanish), then per detection a closed LINE_STRIP footprint (ns `detections`) and a TEXT label
+    (ns `detection_labels`) coloured by the dominant modality, single-sensor ones drawn with a
+    thicker line, then one TEXT per alert (ns `alerts`, coloured by severity) stacked above
+    base_link's origin, or above its detection when it has one."""
+    stamp = report.stamp if stamp is None else stamp
+    marker_class = types.cls("visualization_msgs/msg/Marker")
+    header = header_msg(types, stamp, frame_id)
+
+    def marker(**fields: Any) -> Any:
+        fields.setdefault("pose", _pose(types, 0.0, 0.0, 0.0))
+        return types.new("visualization_msgs/msg/Marker", header=header,
+                         action=marker_class.ADD, **fields)
+
+    items = [types.new("visualization_msgs/msg/Marker", header=header,
+                       action=marker_class.DELETEALL)]
+    for det in report.detections:
+        colour = MODALITY_COLOURS.get(det.dominant, (1.0, 1.0, 1.0))
+        corners = np.asarray(det.footprint, dtype=np.float64)
+        outline = [_point(types, x, y, 0.1) for x, y in (*corners, corners[0])]
+        width = MARKER_SINGLE_SENSOR_LINE_WIDTH if det.single_sensor else MARKER_LINE_WIDTH
+        items.append(marker(
+            ns="detections", id=det.id, type=marker_class.LINE_STRIP, points=outline,
+            scale=types.new("geometry_msgs/msg/Vector3", x=width), color=_colour(types, colour)))
+        items.append(marker(
+            ns="detection_labels", id=det.id, type=marker_class.TEXT_VIEW_FACING,
+            pose=_pose(types, det.centroid[0], det.centroid[1], 1.5),
+            scale=types.new("geometry_msgs/msg/Vector3", z=MARKER_TEXT_HEIGHT),
+            color=_colour(types, colour), text=detection_label(det)))
+    stacked = 0
+    for index, alert in enumerate(report.alerts):
+        if alert.detection is not None:
+            x, y = alert.detection.centroid
+            z = 2.5 + MARKER_TEXT_HEIGHT * 1.2 * sum(
+                1 for a in report.alerts[:index] if a.detection is alert.detection)
+        else:
+            x, y, z = 0.0, 0.0, 3.0 + MARKER_TEXT_HEIGHT * 1.2 * stacked
+            stacked += 1
+        items.append(marker(
+            ns="alerts", id=index, type=marker_class.TEXT_VIEW_FACING, pose=_pose(types, x, y, z),
+            scale=types.new("geometry_msgs/msg/Vector3", z=MARKER_TEXT_HEIGHT),
+            color=_colour(types, SEVERITY_COLOURS.get(alert.severity, (1.0, 1.0, 1.0))),
+            text=f"{SEVERITY_NAMES.get(alert.severity, alert.severity)} {alert.kind}: "
+                 f"{alert.message}"))
+    return types.new("visualization_msgs/msg/MarkerArray", markers=items)
+
+
+# --- Project messages -------------------------------------------------------------------------------
+
+def _ccw(corners: np.ndarray) -> np.ndarray:
+    """The polygon's corners in counter-clockwise order (Detection.msg's footprint contract)."""
+    x, y = corners[:, 0], corners[:, 1]
+    signed_area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    return corners[::-1] if signed_area < 0 else corners
+
+
+def detection_msg(detection: Detection, types: MessageTypes) -> Any:
+    """ros2_lmd/msg/Detection of a monitor Detection."""
+    corners = _ccw(np.asarray(detection.footprint, dtype=np.float64))
+    footprint = types.new("geometry_msgs/msg/Polygon", points=[
+        types.new("geometry_msgs/msg/Point32", x=float(x), y=float(y), z=0.0) for x, y in corners])
+    modalities = list(detection.shares)
+    return types.new(
+        "ros2_lmd/msg/Detection", id=int(detection.id),
+        position=_point(types, detection.centroid[0], detection.centroid[1]),
+        footprint=footprint, area_m2=float(detection.area_m2), score=float(detection.score),
+        modalities=modalities, shares=[float(detection.shares[m]) for m in modalities],
+        dominant_modality=detection.dominant,
+        supporting_modalities=list(detection.supporting),
+        single_sensor=bool(detection.single_sensor))
+
+
+def decomposition_summary(report: FrameReport, types: MessageTypes, frame_id: str,
+                          frames_processed: int, frames_dropped: int,
+                          latency_ms: float | None = None, frame_index: int | None = None,
+                          stamp: float | None = None) -> Any:
+    """ros2_lmd/msg/DecompositionSummary. `latency_ms` defaults to the pipeline's own timings (the
+    node passes arrival-to-ready); `frame_index` to the report's."""
+    stamp = report.stamp if stamp is None else stamp
+    modalities = list(report.modalities)
+    return types.new(
+        "ros2_lmd/msg/DecompositionSummary", header=header_msg(types, stamp, frame_id),
+        frame_index=int(report.frame_index if frame_index is None else frame_index),
+        grid=map_metadata(report, types, stamp), modalities=modalities,
+        shares=[float(report.shares.get(m, 0.0)) for m in modalities],
+        present=[bool(report.present.get(m, True)) for m in modalities],
+        detections=[detection_msg(d, types) for d in report.detections],
+        conservation_error=float(report.conservation_error),
+        latency_ms=float(report.latency_ms if latency_ms is None else latency_ms),
+        frames_processed=int(frames_processed), frames_dropped=int(frames_dropped))
+
+
+def alert_array(report: FrameReport, types: MessageTypes, frame_id: str,
+                stamp: float | None = None) -> Any:
+    """ros2_lmd/msg/AlertArray of the report's alerts, in the order raised (may be empty)."""
+    stamp = report.stamp if stamp is None else stamp
+    header = header_msg(types, stamp, frame_id)
+    alerts = []
+    for alert in report.alerts:
+        fields: dict[str, Any] = dict(
+            header=header, kind=alert.kind, severity=int(alert.severity), modality=alert.modality,
+            sensor=alert.sensor, message=alert.message, has_detection=alert.detection is not None)
+        if alert.detection is not None:
+            fields["detection"] = detection_msg(alert.detection, types)
+        alerts.append(types.new("ros2_lmd/msg/Alert", **fields))
+    return types.new("ros2_lmd/msg/AlertArray", header=header, alerts=alerts)
+
+
+# --- Diagnostics ------------------------------------------------------------------------------------
+
+@dataclass
+class StatusRecord:
+    """One diagnostic_msgs/DiagnosticStatus, without ROS."""
+
+    name: str
+    hardware_id: str
+    level: int
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+MODALITY_STATE_LEVELS = {"ok": DIAG_OK, "degraded": DIAG_WARN, "failed": DIAG_ERROR,
+                         "missing": DIAG_WARN}
+
+
+def modality_statuses(modalities: Sequence[str], report: FrameReport | None,
+                      states: Mapping[str, str], ratios: Mapping[str, float]) -> list[StatusRecord]:
+    """One status per modality from the latest report and the alert engine's state
+    (`pipeline.alerts.states()`, `health_ratios(pipeline)`). STALE before the first frame."""
+    records = []
+    for modality in modalities:
+        name = f"ros2_lmd: {modality} contribution"
+        if report is None:
+            records.append(StatusRecord(name, modality, DIAG_STALE, "no frame processed yet",
+                                        {"state": "unknown"}))
+            continue
+        state = states.get(modality, "ok")
+        share = float(report.shares.get(modality, 0.0))
+        ratio = float(ratios.get(modality, 1.0))
+        message = {"ok": "contributing normally",
+                   "degraded": f"contribution degraded ({ratio:.0%} of baseline)",
+                   "failed": f"contribution collapsed ({ratio:.0%} of baseline)",
+                   "missing": "no data within sync tolerance"}.get(state, state)
+        records.append(StatusRecord(name, modality, MODALITY_STATE_LEVELS.get(state, DIAG_WARN),
+                                    message, {
+                                        "state": state, "share": f"{share:.3f}",
+                                        "contribution_ratio": f"{ratio:.3f}",
+                                        "present": str(bool(report.present.get(modality, True))).lower(),
+                                        "energy": f"{float(report.energy.get(modality, 0.0)):.4g}"}))
+    return records
+
+
+def diagnostics(records: Sequence[StatusRecord], types: MessageTypes, stamp: float) -> Any:
+    """diagnostic_msgs/DiagnosticArray of status records (sensors, modalities, the monitor)."""
+    statuses = []
+    for record in records:
+        values = [types.new("diagnostic_msgs/msg/KeyValue", key=str(k), value=str(v))
+                  for k, v in record.values.items()]
+        statuses.append(types.new("diagnostic_msgs/msg/DiagnosticStatus", level=int(record.level),
+                                  name=record.name, message=record.message,
+                                  hardware_id=record.hardware_id, values=values))
+    return types.new("diagnostic_msgs/msg/DiagnosticArray",
+                     header=header_msg(types, stamp, ""), status=statuses)

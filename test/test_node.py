@@ -1,0 +1,250 @@
+"""The monitor node over the real middleware, in this process (test/node_harness.py): a probe node
+publishes hand-made synchronised frames of a nuScenes-like rig (6 CompressedImage + CameraInfo, 5
+radar PointCloud2, 1 LiDAR PointCloud2, /tf_static) and every output must arrive on the configured
+grid; malformed messages must be named (topic and reason) in /diagnostics while the node goes on.
+A random ROS_DOMAIN_ID per harness keeps concurrent runs apart."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
+pytest.importorskip("tf2_msgs", reason="tf2_msgs is not built: run `make bootstrap`")
+
+from node_harness import (HANG_GUARD_S, OUTPUT_TYPES, MonitorHarness, SensorRig,  # noqa: E402
+                          status_by_hardware_id, tiny_model, values_of)
+
+from ros2_lmd.msgtypes import as_int  # noqa: E402
+from ros2_lmd.sensors.frame import LIDAR_FIELDS  # noqa: E402
+
+NX, NY, RES, X_MIN, Y_MIN = 32, 28, 0.5, -8.0, -8.0  # node_harness.TINY_GRID
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> str:
+    return tiny_model(tmp_path_factory.mktemp("model"))
+
+
+def test_every_output_is_published_on_the_configured_grid(model_path):
+    rig = SensorRig()
+    with MonitorHarness(rig, {"model": model_path, "bev_image_scale": 2}) as harness:
+        harness.publish_tf_static()
+        summaries = harness.run_frames(3)
+        # A frame without radar: SENSOR_MISSING, so an AlertArray must follow.
+        no_radar = {t: m for t, m in rig.frame(1000.3).items() if not t.startswith("/radar")}
+        summaries.append(harness.run_frame(no_radar))
+        assert all(s is not None for s in summaries)
+        assert [s.frame_index for s in summaries] == [0, 1, 2, 3]
+        assert [s.frames_processed for s in summaries] == [1, 2, 3, 4]
+        assert [s.frames_dropped for s in summaries] == [0, 0, 0, 0]
+        assert [list(s.present) for s in summaries] == [[True] * 3] * 3 + [[True, False, True]]
+        assert [round(s.header.stamp.sec + s.header.stamp.nanosec * 1e-9, 6)
+                for s in summaries] == [1000.0, 1000.1, 1000.2, 1000.3]
+        harness.wait_for(lambda: all(harness.count(k) >= 4 for k in OUTPUT_TYPES
+                                     if k != "alerts"), "every output of the four frames")
+
+        for key in ("bev/fused", "bev/camera", "bev/radar", "bev/lidar", "bev/bias"):
+            for grid in harness.messages(key):
+                info = grid.info
+                assert (info.width, info.height, info.resolution) == (NX, NY, RES), key
+                assert (info.origin.position.x, info.origin.position.y) == (X_MIN, Y_MIN), key
+                assert grid.header.frame_id == "base_link" and len(grid.data) == NX * NY
+                assert 0 <= min(grid.data) and max(grid.data) <= 100
+        for summary in summaries:
+            assert (summary.grid.width, summary.grid.height) == (NX, NY)
+            assert list(summary.modalities) == ["camera", "radar", "lidar"]
+        image = harness.messages("bev_image")[-1]
+        assert (image.height, image.width, image.encoding) == (NX * 2, NY * 2, "rgb8")
+        for array in harness.messages("markers"):
+            assert array.markers[0].action == 3  # DELETEALL first
+        alerts = harness.messages("alerts")
+        assert alerts and all(len(a.alerts) > 0 for a in alerts)  # only non-empty ones
+        missing = [a for array in alerts for a in array.alerts if a.kind == "SENSOR_MISSING"]
+        assert [a.modality for a in missing] == ["radar"]
+
+        diagnostics = harness.diagnostics_after(time.monotonic())
+        statuses = status_by_hardware_id(diagnostics)
+        sensors = [*rig.cameras, *rig.radars, rig.lidar]
+        assert set(sensors) | {"camera", "radar", "lidar", "lmd_monitor"} == set(statuses)
+        for name in rig.cameras:
+            values = values_of(statuses[name])
+            assert values["topic"] == f"/{name}/image_rect_compressed"
+            assert values["last_stamp"] == "1000.300000" and values["last_error"] == ""
+            assert as_int(statuses[name].level) == 0
+        assert values_of(statuses["lmd_monitor"])["frames_processed"] == "4"
+        assert values_of(statuses["radar"])["present"] == "false"
+
+
+def _corrupt(rig: SensorRig, stamp: float) -> dict:
+    """One instant with each kind of malformed message on a different sensor."""
+    messages = rig.frame(stamp)
+    messages["/cam_front/image_rect_compressed"].data = \
+        messages["/cam_front/image_rect_compressed"].data[:20]  # corrupt JPEG
+    info = messages["/cam_front_right/camera_info"]
+    info.k = np.zeros(9)  # zero intrinsics
+    messages["/cam_front_left/image_rect_compressed"] = rig.image("cam_front_left", stamp,
+                                                                  hw=(30, 50))  # != CameraInfo
+    truncated = messages["/radar_front"]
+    truncated.data = truncated.data[:-7]
+    wrong_step = messages["/radar_front_left"]
+    wrong_step.point_step = 20  # six float32 fields need 24 bytes
+    wrong_step.row_step = 20 * wrong_step.width
+    wrong_step.data = wrong_step.data[:wrong_step.row_step]
+    points = np.random.default_rng(1).uniform(-5, 5, (50, len(LIDAR_FIELDS))).astype(np.float32)
+    points[:3, 0] = (np.nan, np.inf, -np.inf)
+    nan_cloud = rig.lidar_cloud(stamp, points)
+    nan_cloud.is_dense = True  # claims finite points
+    del messages["/lidar_top"]
+    messages["/lidar_top"] = nan_cloud  # the key sensor stays last
+    return messages
+
+
+EXPECTED_PROBLEMS = {
+    "cam_front": ("/cam_front/image_rect_compressed", "cannot decode"),
+    "cam_front_right": ("/cam_front_right/camera_info", "zero intrinsics"),
+    "cam_front_left": ("/cam_front_left/image_rect_compressed", "disagrees with CameraInfo"),
+    "radar_front": ("/radar_front", "truncated"),
+    "radar_front_left": ("/radar_front_left", "point_step"),
+    "lidar_top": ("/lidar_top", "NaN/inf"),
+}
+
+
+def test_malformed_messages_are_named_and_the_node_goes_on(model_path):
+    rig = SensorRig(seed=3)
+    with MonitorHarness(rig, {"model": model_path, "diagnostics_persistence": 2}) as harness:
+        harness.publish_tf_static()
+        assert harness.run_frame(rig.frame(1000.0)) is not None
+        bad = harness.run_frame(_corrupt(rig, 1000.1))
+        # The frame still comes out: every modality has another working sensor.
+        assert bad is not None and list(bad.present) == [True, True, True]
+        again = rig.frame(1000.2)
+        again["/cam_front/image_rect_compressed"].data = b"\xff\xd8\xff broken"
+        assert harness.run_frame(again) is not None
+        moment = time.monotonic()
+        statuses = status_by_hardware_id(harness.diagnostics_after(moment))
+        for sensor, (topic, reason) in EXPECTED_PROBLEMS.items():
+            last_error = values_of(statuses[sensor])["last_error"]
+            assert last_error.startswith(f"{topic}: ") and reason in last_error, sensor
+        # cam_front: two bad checks in a row (persistence 2) -> ERROR; the others recovered.
+        assert as_int(statuses["cam_front"].level) == 2
+        assert "/cam_front/image_rect_compressed" in statuses["cam_front"].message
+        assert as_int(statuses["radar_front"].level) == 0
+        monitor = values_of(statuses["lmd_monitor"])
+        assert monitor["malformed_messages"] == str(len(EXPECTED_PROBLEMS) + 1)
+        assert monitor["frames_processed"] == "3" and monitor["frames_dropped"] == "0"
+        # And it recovers.
+        assert harness.run_frame(rig.frame(1000.3)) is not None
+        statuses = status_by_hardware_id(harness.diagnostics_after(time.monotonic()))
+        assert as_int(statuses["cam_front"].level) == 0
+
+
+def test_unknown_raw_image_encoding_is_named(model_path):
+    rig = SensorRig(cameras=("cam_front",), radars=("radar_front",), compressed=False)
+    with MonitorHarness(rig, {"model": model_path}) as harness:
+        harness.publish_tf_static()
+        assert harness.run_frame(rig.frame(50.0)) is not None
+        messages = rig.frame(50.1)
+        messages["/cam_front/image_rect"].encoding = "yuv422_weird"
+        summary = harness.run_frame(messages)
+        assert summary is not None and list(summary.present) == [False, True, True]
+        statuses = status_by_hardware_id(harness.diagnostics_after(time.monotonic()))
+        last_error = values_of(statuses["cam_front"])["last_error"]
+        assert last_error.startswith("/cam_front/image_rect: ") and "yuv422_weird" in last_error
+        assert as_int(statuses["cam_front"].level) == 1  # WARN: one bad check of persistence 3
+
+
+def test_keep_latest_queue_counts_superseded_frames(model_path):
+    rig = SensorRig(cameras=("cam_front",), radars=("radar_front",))
+    with MonitorHarness(rig, {"model": model_path}) as harness:
+        harness.publish_tf_static()
+        health = harness.node.sensor_health
+        for i in range(6):  # faster than inference: older queued frames are superseded
+            harness.publish(rig.frame(10.0 + i * 0.1))
+            # Paced by arrival (not by inference), so best-effort QoS loses no sweep.
+            harness.wait_for(lambda: health.messages("lidar_top") == i + 1, f"sweep {i}")
+        harness.wait_for(lambda: harness.frames_accounted() == 6, "all six frames accounted for")
+        drops = harness.node.drop_counts()
+        assert harness.node.frames_processed + sum(drops.values()) == 6
+        assert set(drops) <= {"superseded in the queue by a newer frame"}
+        harness.wait_for(lambda: harness.count("decomposition") == harness.node.frames_processed,
+                         "the last summary")
+        last = harness.messages("decomposition")[-1]
+        assert last.frames_processed + last.frames_dropped <= 6
+
+
+def test_lifecycle_without_autostart(model_path):
+    rig = SensorRig(cameras=("cam_front",), radars=("radar_front",))
+    with MonitorHarness(rig, {"model": model_path, "autostart": False},
+                        autostart=False) as harness:
+        node, probe = harness.node, harness.probe
+        assert node.autostart is False
+        assert probe.count_subscribers("/lidar_top") == 0  # unconfigured: nothing subscribed
+        assert node.trigger_configure().name == "SUCCESS"
+        assert probe.count_subscribers("/lidar_top") == 0  # inactive: still nothing
+        assert node.trigger_activate().name == "SUCCESS"
+        harness.wait_for(lambda: probe.count_subscribers("/lidar_top") == 1, "the subscription")
+        harness.publish_tf_static()
+        assert harness.run_frame(rig.frame(5.0)) is not None
+        assert node.trigger_deactivate().name == "SUCCESS"
+        harness.wait_for(lambda: probe.count_subscribers("/lidar_top") == 0, "unsubscribing")
+        assert node.trigger_cleanup().name == "SUCCESS"
+        # Read-only parameters refuse runtime changes; consistent changes are accepted.
+        result = node.set_parameters([rclpy.parameter.Parameter("lidar_topic", value="/x")])[0]
+        assert not result.successful
+        result = node.set_parameters([rclpy.parameter.Parameter("failed_ratio", value=0.9)])[0]
+        assert not result.successful and "degraded_ratio" in result.reason
+        assert node.set_parameters([rclpy.parameter.Parameter("bev_image_scale", value=3)])[0] \
+            .successful
+
+
+def test_parameters_are_declared_with_descriptors(model_path):
+    rig = SensorRig(cameras=("cam_front",), radars=("radar_front",))
+    with MonitorHarness(rig, {"model": model_path}, autostart=False) as harness:
+        node = harness.node
+        (sync,) = node.describe_parameters(["sync_tolerance_s"])
+        assert sync.floating_point_range[0].from_value == 0.0
+        assert sync.floating_point_range[0].to_value == 1.0 and not sync.read_only
+        (depth,) = node.describe_parameters(["queue_depth"])
+        assert (depth.integer_range[0].from_value, depth.integer_range[0].to_value) == (1, 100)
+        assert depth.read_only
+        (key,) = node.describe_parameters(["key_sensor"])
+        assert "lidar" in key.additional_constraints and key.description
+
+
+def test_cli_monitor_starts_and_stops_cleanly_on_ctrl_c(model_path, tmp_path):
+    params = tmp_path / "monitor.yaml"
+    params.write_text(f"/**:\n  ros__parameters:\n    model: {model_path}\n    device: cpu\n")
+    env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 199))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ros2_lmd.cli", "monitor", "--params-file", str(params),
+         "--ros-args", "-p", "queue_depth:=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + HANG_GUARD_S
+        for line in process.stdout:
+            lines.append(line)
+            if "active:" in line or time.monotonic() > deadline:
+                break
+        assert any("active:" in line for line in lines), "".join(lines)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=HANG_GUARD_S) == 0, "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_cli_monitor_refuses_bad_parameters(tmp_path):
+    params = tmp_path / "monitor.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    queue_depth: 0\n")
+    result = subprocess.run([sys.executable, "-m", "ros2_lmd.cli", "monitor", "--params-file",
+                             str(params)], capture_output=True, text=True)
+    assert result.returncode == 2 and "queue_depth" in result.stderr

@@ -55,27 +55,38 @@ def input_sensors(params: MonitorParams, modalities: tuple[str, ...]) -> list[In
     return sensors
 
 
-def convert_reading(sensor: InputSensor, msg: Any, calibration: CameraCalibration | None
-                    ) -> tuple[float, np.ndarray, str]:
-    """(header stamp, payload, problem): the payload is RGB for a camera (Image or CompressedImage,
-    checked against its CameraInfo size), the (N, fields) points in the sensor frame otherwise.
-    `problem` names something wrong that did not stop the use of the message ("" if none); a
-    message that cannot be used raises SensorDataError naming the topic and the reason."""
+@dataclass(frozen=True)
+class Reading:
+    """A converted message: header stamp, payload (RGB image, or (N, fields) points in the sensor
+    frame), a problem that did not stop its use (a failed check) and a note (normal but worth a log)."""
+
+    stamp: float
+    payload: np.ndarray
+    problem: str = ""
+    note: str = ""
+
+
+def convert_reading(sensor: InputSensor, msg: Any, calibration: CameraCalibration | None) -> Reading:
+    """Convert one sensor message (Image or CompressedImage, checked against its CameraInfo size;
+    PointCloud2 parsed by field names). A message that cannot be used raises SensorDataError naming
+    the topic and the reason."""
     stamp = stamp_seconds(msg.header)
     if sensor.modality == "camera":
         decode = compressed_to_rgb if hasattr(msg, "format") else image_to_rgb
         rgb = decode(msg, sensor.topic)
         if calibration is not None:
             check_image_size(rgb.shape[:2], calibration, sensor.topic)
-        return stamp, rgb, ""
+        return Reading(stamp, rgb)
     cloud = read_points(msg, POINT_FIELDS[sensor.modality], sensor.topic)
-    problem = ""
-    if cloud.dropped_nonfinite and getattr(msg, "is_dense", False):
-        # is_dense promises finite points: the sender is wrong. The finite points are still used;
-        # with is_dense false (an organised cloud marking missing returns) NaN is normal.
-        problem = (f"{cloud.dropped_nonfinite} of {cloud.total_points} points have NaN/inf values "
-                   f"(dropped) although is_dense is true")
-    return stamp, cloud.points, problem
+    if not cloud.dropped_nonfinite:
+        return Reading(stamp, cloud.points)
+    reason = f"{cloud.dropped_nonfinite} of {cloud.total_points} points have NaN/inf values (dropped)"
+    if getattr(msg, "is_dense", False):
+        # is_dense promises finite points: the sender is wrong, a failed check; the finite points
+        # are still used.
+        return Reading(stamp, cloud.points, problem=f"{reason} although is_dense is true")
+    # An organised cloud marks missing returns with NaN (is_dense false): normal.
+    return Reading(stamp, cloud.points, note=reason)
 
 
 @dataclass
@@ -116,10 +127,10 @@ class Ingest:
                 self.calibrations[sensor.name] = self.assembler.add_camera_info(sensor.name, msg, topic)
             elif topic in self.by_topic:
                 sensor = self.by_topic[topic]
-                stamp, payload, problem = convert_reading(sensor, msg, self.calibrations.get(sensor.name))
-                if problem:
-                    self.problems.append((topic, problem))
-                self.assembler.add(sensor.name, stamp, payload, str(msg.header.frame_id))
+                reading = convert_reading(sensor, msg, self.calibrations.get(sensor.name))
+                if reading.problem:
+                    self.problems.append((topic, reading.problem))
+                self.assembler.add(sensor.name, reading.stamp, reading.payload, str(msg.header.frame_id))
         except SensorDataError as error:
             self.problems.append((topic, error.reason))
 

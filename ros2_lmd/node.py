@@ -21,11 +21,9 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import rclpy
 import rclpy.exceptions
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
@@ -40,12 +38,10 @@ from ros2_lmd import outputs
 from ros2_lmd.msgtypes import RclpyTypes
 from ros2_lmd.params import MonitorParams, ParameterError, parameter_specs, params_from_mapping
 from ros2_lmd.sensor_health import SensorHealthTracker, SensorInfo
-from ros2_lmd.sensors.camera_info import CameraCalibration, check_image_size
+from ros2_lmd.ingest import InputSensor, convert_reading, input_sensors
+from ros2_lmd.sensors.camera_info import CameraCalibration
 from ros2_lmd.sensors.errors import SensorDataError
-from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS, SensorFrame
-from ros2_lmd.sensors.image import compressed_to_rgb, image_to_rgb
-from ros2_lmd.sensors.msgtypes import stamp_seconds
-from ros2_lmd.sensors.pointcloud2 import read_points
+from ros2_lmd.sensors.frame import SensorFrame
 from ros2_lmd.sensors.sync import DroppedFrame, FrameAssembler, SensorSource
 from ros2_lmd.sensors.tf import TransformTree
 
@@ -101,41 +97,6 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
                 from_value=int(spec.min), to_value=int(spec.max), step=1)]
         descriptors[spec.name] = descriptor
     return descriptors
-
-
-def sensor_name_of_topic(topic: str) -> str:
-    """`/radar_front` -> `radar_front`, `/ns/lidar_top` -> `ns_lidar_top` (diagnostics ids)."""
-    return topic.strip("/").replace("/", "_") or topic
-
-
-@dataclass(frozen=True)
-class InputSensor:
-    """One subscribed sensor: name (assembler key, hardware id), modality, data topic and, for a
-    camera, its CameraInfo topic."""
-
-    name: str
-    modality: str
-    topic: str
-    info_topic: str = ""
-
-
-def input_sensors(params: MonitorParams, modalities: tuple[str, ...]) -> list[InputSensor]:
-    """The sensors of the modalities both configured and known to the model, in parameter order."""
-    sensors = []
-    if "camera" in modalities:
-        sensors += [InputSensor(name, "camera", image, info) for name, image, info in
-                    zip(params.camera_names, params.camera_image_topics, params.camera_info_topics)]
-    if "radar" in modalities:
-        sensors += [InputSensor(sensor_name_of_topic(t), "radar", t) for t in params.radar_topics]
-    if "lidar" in modalities:
-        sensors.append(InputSensor(sensor_name_of_topic(params.lidar_topic), "lidar",
-                                   params.lidar_topic))
-    names = [s.name for s in sensors]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ParameterError(f"sensor names {duplicates} are used twice (camera_names and topics "
-                             "must be distinct)")
-    return sensors
 
 
 class LatestQueue:
@@ -347,7 +308,6 @@ class MonitorNode(LifecycleNode):
         sensor_qos = qos_profile_sensor_data
         image_class = self.types.cls("sensor_msgs/msg/CompressedImage" if run.params.use_compressed
                                      else "sensor_msgs/msg/Image")
-        decode = compressed_to_rgb if run.params.use_compressed else image_to_rgb
         cloud_class = self.types.cls("sensor_msgs/msg/PointCloud2")
         for sensor in run.sensors:
             if sensor.modality == "camera":
@@ -355,15 +315,10 @@ class MonitorNode(LifecycleNode):
                     self.types.cls("sensor_msgs/msg/CameraInfo"), sensor.info_topic,
                     self._callback(self._on_camera_info, sensor), sensor_qos))
                 run.subscriptions.append(self.create_subscription(
-                    image_class, sensor.topic,
-                    self._callback(self._on_reading, sensor, self._image_converter(sensor, decode)),
-                    sensor_qos))
+                    image_class, sensor.topic, self._callback(self._on_reading, sensor), sensor_qos))
             else:
-                fields = RADAR_FIELDS if sensor.modality == "radar" else LIDAR_FIELDS
                 run.subscriptions.append(self.create_subscription(
-                    cloud_class, sensor.topic,
-                    self._callback(self._on_reading, sensor, self._cloud_converter(sensor, fields)),
-                    sensor_qos))
+                    cloud_class, sensor.topic, self._callback(self._on_reading, sensor), sensor_qos))
         run.stop.clear()
         run.worker = threading.Thread(target=self._worker_loop, args=(run,),
                                       name="lmd_inference", daemon=True)
@@ -460,47 +415,20 @@ class MonitorNode(LifecycleNode):
     def _callback(self, handler: Callable[..., None], *args: Any) -> Callable[[Any], None]:
         return lambda msg: handler(*args, msg)
 
-    def _image_converter(self, sensor: InputSensor, decode: Callable[[Any, str], np.ndarray]
-                         ) -> Callable[[Any], tuple[np.ndarray, str]]:
-        """Converters return the payload and a problem that did not stop its use ("" if none)."""
-        def convert(msg: Any) -> tuple[np.ndarray, str]:
-            rgb = decode(msg, sensor.topic)
-            run = self._run
-            calibration = run.calibrations.get(sensor.name) if run else None
-            if calibration is not None:
-                check_image_size(rgb.shape[:2], calibration, sensor.topic)
-            return rgb, ""
-        return convert
-
-    def _cloud_converter(self, sensor: InputSensor, fields: tuple[str, ...]
-                         ) -> Callable[[Any], tuple[np.ndarray, str]]:
-        def convert(msg: Any) -> tuple[np.ndarray, str]:
-            cloud = read_points(msg, fields, sensor.topic)
-            if cloud.dropped_nonfinite:
-                reason = (f"{cloud.dropped_nonfinite} of {cloud.total_points} points have NaN/inf "
-                          f"values (dropped)")
-                if msg.is_dense:
-                    # is_dense promises finite points: the sender is wrong, a bad check. The
-                    # finite points are still used.
-                    return cloud.points, f"{reason} although is_dense is true"
-                # An organised cloud marks missing returns with NaN (is_dense false): normal.
-                self._log_problem(sensor.topic, reason, warn=False)
-            return cloud.points, ""
-        return convert
-
-    def _on_reading(self, sensor: InputSensor,
-                    convert: Callable[[Any], tuple[np.ndarray, str]], msg: Any) -> None:
+    def _on_reading(self, sensor: InputSensor, msg: Any) -> None:
         run = self._run
         if run is None:
             return
         now = time.monotonic()
         try:
-            stamp = stamp_seconds(msg.header)
-            payload, problem = convert(msg)
+            reading = convert_reading(sensor, msg, run.calibrations.get(sensor.name))
+            stamp, problem = reading.stamp, reading.problem
             if problem:
                 self._bad_message(sensor, sensor.topic, problem, now)
+            elif reading.note:
+                self._log_problem(sensor.topic, reading.note, warn=False)
             with self._lock:
-                run.assembler.add(sensor.name, stamp, payload, str(msg.header.frame_id))
+                run.assembler.add(sensor.name, stamp, reading.payload, str(msg.header.frame_id))
         except SensorDataError as error:
             self._bad_message(sensor, sensor.topic, error.reason, now)
             if sensor.name == run.key_sensor:
@@ -622,23 +550,11 @@ class MonitorNode(LifecycleNode):
 
     def _publish_outputs(self, run: _Run, report: Any, processed: int, dropped: int,
                          latency_ms: float) -> None:
-        types, frame_id = self.types, run.params.base_frame
-        logit_range = float(self._runtime["component_logit_range"])
-        for key, publisher in run.publishers.items():
-            if key.startswith("bev/"):
-                publisher.publish(outputs.occupancy_grid(
-                    report, key[len("bev/"):], types, frame_id,
-                    component_logit_range=logit_range))
-        run.publishers["bev_image"].publish(outputs.bev_image(
-            report, types, frame_id, int(self._runtime["bev_image_scale"]),
-            component_logit_range=logit_range,
-            detection_threshold=run.params.detection_threshold))
-        run.publishers["markers"].publish(outputs.markers(report, types, frame_id))
-        run.publishers["decomposition"].publish(outputs.decomposition_summary(
-            report, types, frame_id, frames_processed=processed, frames_dropped=dropped,
-            latency_ms=latency_ms, frame_index=processed - 1))
-        if report.alerts:
-            run.publishers["alerts"].publish(outputs.alert_array(report, types, frame_id))
+        for key, _type, message in outputs.frame_messages(
+                report, self.types, run.params.base_frame, processed, dropped, latency_ms,
+                int(self._runtime["bev_image_scale"]), float(self._runtime["component_logit_range"]),
+                run.params.detection_threshold):
+            run.publishers[key].publish(message)
 
     # --- Diagnostics -------------------------------------------------------------------------------
 

@@ -297,6 +297,28 @@ def alert_array(report: FrameReport, types: MessageTypes, frame_id: str,
 
 # --- Diagnostics ------------------------------------------------------------------------------------
 
+def frame_messages(report: FrameReport, types: MessageTypes, frame_id: str, frames_processed: int,
+                   frames_dropped: int, latency_ms: float | None = None, bev_image_scale: int = 1,
+                   component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
+                   detection_threshold: float = 0.5) -> list[tuple[str, str, Any]]:
+    """Everything published for one processed frame, as (topic relative to the output prefix,
+    message type, message): the live node and the offline analysis publish exactly this."""
+    messages = [(f"bev/{layer}", "nav_msgs/msg/OccupancyGrid",
+                 occupancy_grid(report, layer, types, frame_id, component_logit_range=component_logit_range))
+                for layer in ("fused", *report.components)]
+    messages.append(("bev_image", "sensor_msgs/msg/Image",
+                     bev_image(report, types, frame_id, bev_image_scale, component_logit_range=component_logit_range,
+                               detection_threshold=detection_threshold)))
+    messages.append(("markers", "visualization_msgs/msg/MarkerArray", markers(report, types, frame_id)))
+    messages.append(("decomposition", "ros2_lmd/msg/DecompositionSummary",
+                     decomposition_summary(report, types, frame_id, frames_processed=frames_processed,
+                                           frames_dropped=frames_dropped, latency_ms=latency_ms,
+                                           frame_index=frames_processed - 1)))
+    if report.alerts:  # published only when there is something to say
+        messages.append(("alerts", "ros2_lmd/msg/AlertArray", alert_array(report, types, frame_id)))
+    return messages
+
+
 @dataclass
 class StatusRecord:
     """One diagnostic_msgs/DiagnosticStatus, without ROS."""

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from ros2_lmd import outputs
 from ros2_lmd.ingest import Ingest
 from ros2_lmd.monitor.pipeline import Pipeline, alert_config_from
-from ros2_lmd.monitor.report import SEVERITY_NAMES, FrameReport
+from ros2_lmd.monitor.report import FrameReport
 from ros2_lmd.params import MonitorParams, load_params_file
 from ros2_lmd.replay.bag import BagError, BagWriter, ReadStats, read_messages
 from ros2_lmd.replay.report import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_html
@@ -34,25 +34,6 @@ class AnalyzeResult:
     @property
     def processed(self) -> int:
         return sum(r.status == "processed" for r in self.frames)
-
-
-def frame_messages(report: FrameReport, types: Any, params: MonitorParams, processed: int, dropped: int
-                   ) -> list[tuple[str, str, Any]]:
-    """(topic, type, message) of everything the node publishes for one processed frame."""
-    prefix, frame_id = params.output_prefix.rstrip("/"), params.base_frame
-    messages = [(f"{prefix}/bev/{layer}", "nav_msgs/msg/OccupancyGrid",
-                 outputs.occupancy_grid(report, layer, types, frame_id))
-                for layer in ("fused", *report.components)]
-    messages.append((f"{prefix}/bev_image", "sensor_msgs/msg/Image",
-                     outputs.bev_image(report, types, frame_id, params.bev_image_scale,
-                                       detection_threshold=params.detection_threshold)))
-    messages.append((f"{prefix}/markers", "visualization_msgs/msg/MarkerArray", outputs.markers(report, types, frame_id)))
-    messages.append((f"{prefix}/decomposition", "ros2_lmd/msg/DecompositionSummary",
-                     outputs.decomposition_summary(report, types, frame_id, frames_processed=processed,
-                                                   frames_dropped=dropped, frame_index=processed - 1)))
-    if report.alerts:
-        messages.append((f"{prefix}/alerts", "ros2_lmd/msg/AlertArray", outputs.alert_array(report, types, frame_id)))
-    return messages
 
 
 def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorParams | None = None,
@@ -89,7 +70,6 @@ def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorPar
     dropped = 0
 
     def run_pending(writer: BagWriter) -> None:
-        nonlocal dropped
         if not pending:
             return
         for report in pipeline.process_batch(pending):
@@ -100,8 +80,12 @@ def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorPar
                 if on_alert:
                     on_alert(row)
             processed = sum(r.status == "processed" for r in rows)
-            for topic, msgtype, message in frame_messages(report, types, params, processed, dropped):
-                writer.write(topic, msgtype, int(round(report.stamp * 1e9)), message)
+            prefix = params.output_prefix.rstrip("/")
+            for key, msgtype, message in outputs.frame_messages(
+                    report, types, params.base_frame, processed, dropped, bev_image_scale=params.bev_image_scale,
+                    component_logit_range=params.component_logit_range,
+                    detection_threshold=params.detection_threshold):
+                writer.write(f"{prefix}/{key}", msgtype, int(round(report.stamp * 1e9)), message)
             reports.append(_light(report))
         pending.clear()
 
@@ -194,4 +178,4 @@ def load_params(path: str | None) -> MonitorParams:
     return load_params_file(path) if path else MonitorParams()
 
 
-__all__ = ["analyze", "AnalyzeResult", "frame_messages", "SEVERITY_NAMES"]
+__all__ = ["analyze", "AnalyzeResult"]

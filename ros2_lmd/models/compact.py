@@ -28,7 +28,14 @@ DEFAULT_IMAGE_SIZE = (128, 224)  # (H, W): nuScenes' 900x1600 shrunk ~7x, divisi
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "bev_downsample": 2,           # internal BEV cell = grid.resolution * bev_downsample
-    "lift_z_bins": 4,              # height bins of the internal voxel grid (camera + LiDAR)
+    "lift_z_bins": 4,              # height bins of the camera lifting
+    # Height band of the camera lifting [m, base_link]: the road to just above a truck; voxels far
+    # below ground or in the sky only sample the road texture and the horizon.
+    "lift_z_range": [-1.0, 3.0],
+    # LiDAR height bins: 0.5 m slices, so ground returns (z ~ 0) and vehicle surfaces (0.3-2 m)
+    # land in different channels; with coarse bins they are indistinguishable.
+    "lidar_z_range": [-0.5, 3.0],
+    "lidar_z_bins": 7,
     "camera_widths": [32, 64, 96],  # three stride-2 conv stages: image features at stride 8
     "camera_channels": 8,          # lifted camera channels per height bin
     "fusion_channels": 32,         # bev_compressor output
@@ -92,7 +99,10 @@ class CompactFusion(FusionModel):
         self.params = p
         g = config.grid
         self.feature_grid = replace(g, resolution=g.resolution * p["bev_downsample"],
+                                    z_min=float(p["lift_z_range"][0]), z_max=float(p["lift_z_range"][1]),
                                     z_bins=p["lift_z_bins"])
+        self.lidar_grid = replace(self.feature_grid, z_min=float(p["lidar_z_range"][0]),
+                                  z_max=float(p["lidar_z_range"][1]), z_bins=p["lidar_z_bins"])
         self.lifter = CameraLifter(self.feature_grid)
 
         self.camera_backbone = CameraBackbone(p["camera_widths"], p["camera_channels"])
@@ -125,14 +135,14 @@ class CompactFusion(FusionModel):
             raise ValueError(f"compact: radar_mode must be one of {sorted(radar_channels)}")
         shapes = {"camera": (p["camera_channels"] * fg.z_bins, fg.ny, fg.nx),
                   "radar": (radar_channels[p["radar_mode"]], fg.ny, fg.nx),
-                  "lidar": (fg.z_bins + 1, fg.ny, fg.nx)}
+                  "lidar": (self.lidar_grid.z_bins + 1, fg.ny, fg.nx)}
         return {m: shapes[m] for m in self.modalities}
 
     def point_inputs(self, modality: str, points: np.ndarray) -> np.ndarray:
         if modality == "radar":
             return voxelize_radar(self.feature_grid, points, self.params["radar_mode"])
         if modality == "lidar":
-            return voxelize_lidar(self.feature_grid, points, with_intensity=True,
+            return voxelize_lidar(self.lidar_grid, points, with_intensity=True,
                                   intensity_scale=self.params["lidar_intensity_scale"])
         raise ValueError(f"compact: no point input for modality {modality!r}")
 

@@ -44,14 +44,7 @@ def _run_monitor(args: argparse.Namespace, ros_args: list[str]) -> int:
         except ParameterError as error:
             print(f"ros2-lmd monitor: {error}", file=sys.stderr)
             return EXIT_USAGE
-    try:
-        node = importlib.import_module("ros2_lmd.node")
-    except ModuleNotFoundError as error:
-        if error.name != "ros2_lmd.node":
-            raise  # A dependency of the node is missing: show which.
-        print("ros2-lmd monitor: the monitor node is not implemented yet (ros2_lmd/node.py "
-              "does not exist); see README.md, 'Status'. Nothing was started.", file=sys.stderr)
-        return EXIT_USAGE
+    node = importlib.import_module("ros2_lmd.node")  # needs rclpy: imported only for this job
     # Contract with ros2_lmd/node.py: main(params_file, ros_args) -> exit code, where ros_args
     # are the `--ros-args ...` arguments (remappings, more parameter files) for rclpy.init().
     return node.main(params_file=args.params_file, ros_args=ros_args)
@@ -80,6 +73,25 @@ def _run_play(args: argparse.Namespace, ros_args: list[str]) -> int:
 
     return player.main(args.bag, topics=args.topics, rate=args.rate, loop=args.loop,
                        delay_s=args.delay, ros_args=ros_args)
+
+
+# --- demo: the whole monitor on a simulated drive -------------------------------------------------
+
+def _add_demo(parser: argparse.ArgumentParser) -> None:
+    from ros2_lmd.demo import DEFAULT_FAULTS
+
+    parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=15.0, metavar="S", help="default: %(default)s")
+    parser.add_argument("--faults", default=DEFAULT_FAULTS, metavar="SPEC", help='default: "%(default)s"')
+    parser.add_argument("--seed", type=int, default=7, help="default: %(default)s")
+    parser.add_argument("--model", default="compact_crl", help="default: %(default)s")
+    parser.add_argument("--rate", type=float, default=1.0, help="playback speed (default: real time)")
+
+
+def _run_demo(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ros2_lmd import demo
+
+    return demo.main(args.out, args.duration, args.faults, args.seed, args.model, args.rate)
 
 
 # --- simulate / analyze: synthetic drives and offline bag analysis --------------------------------
@@ -254,6 +266,8 @@ SUBCOMMANDS: list[Subcommand] = [
                 "options go to ROS)", _add_monitor, _run_monitor),
     ("play", "publish the messages of a rosbag2 (MCAP or sqlite3) with their recorded timing, "
              "like `ros2 bag play`", _add_play, _run_play),
+    ("demo", "simulate a drive with sensor faults, play it through ROS 2 to the monitor node, print "
+             "its alerts and write the report", _add_demo, _run_demo),
     ("simulate", "write a synthetic drive (with injected faults) as a rosbag2 and its fault timeline",
      _add_simulate, _run_simulate),
     ("analyze", "analyse a rosbag2 offline: output.mcap, frames.csv, alerts.csv, report.html",
@@ -264,7 +278,6 @@ SUBCOMMANDS: list[Subcommand] = [
                  "Grad-CAM) on synthetic frames", _add_evaluate, _run_evaluate),
     ("convert-simplebev", "convert an official Simple-BEV checkpoint to safetensors + JSON",
      _add_convert_simplebev, _run_convert_simplebev),
-    # Further jobs (demo, simulate, analyze, evaluate, train) are added here, one entry each.
 ]
 
 

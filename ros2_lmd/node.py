@@ -187,6 +187,10 @@ class MonitorNode(LifecycleNode):
         self._run: _Run | None = None
         self._lock = threading.Lock()  # assembler, extrinsics, counters, latest results
         self._throttle = _Throttle(LOG_THROTTLE_S)
+        # In-process observers (the demo, tests): called from the worker thread with every
+        # (SensorFrame, FrameReport) processed, and with (stamp, reason) for every dropped frame.
+        self.report_listeners: list[Callable[[SensorFrame, Any], None]] = []
+        self.drop_listeners: list[Callable[[float, str], None]] = []
         self._reset_counters()
 
     # --- Parameters ------------------------------------------------------------------------------
@@ -361,10 +365,8 @@ class MonitorNode(LifecycleNode):
         if run.worker is not None:
             run.worker.join()
             run.worker = None
-        left = run.queue.clear()
-        if left:
-            with self._lock:
-                self._drops[DROP_SHUTDOWN] += len(left)
+        for frame in run.queue.clear():
+            self._count_drop(DROP_SHUTDOWN, frame.stamp, "still queued when the node was deactivated")
 
     def _release(self) -> None:
         """Undo configure."""
@@ -432,8 +434,8 @@ class MonitorNode(LifecycleNode):
         except SensorDataError as error:
             self._bad_message(sensor, sensor.topic, error.reason, now)
             if sensor.name == run.key_sensor:
-                with self._lock:
-                    self._drops[DROP_KEY_MALFORMED] += 1
+                stamp = _header_stamp_or_nan(msg)
+                self._count_drop(DROP_KEY_MALFORMED, stamp, f"{sensor.topic}: {error.reason}")
             return
         run.tracker.message(sensor.name, stamp, now, ok=not problem)
         with self._lock:
@@ -502,15 +504,19 @@ class MonitorNode(LifecycleNode):
             results = run.assembler.pop_ready(now_stamp)
         for result in results:
             if isinstance(result, DroppedFrame):
-                with self._lock:
-                    self._drops[DROP_ASSEMBLY] += 1
+                self._count_drop(DROP_ASSEMBLY, result.stamp, result.reason)
                 self._log_problem("time sync", f"frame at {result.stamp:.3f} dropped: "
                                   f"{result.reason}")
                 continue
             superseded = run.queue.put(result)
             if superseded is not None:
-                with self._lock:
-                    self._drops[DROP_SUPERSEDED] += 1
+                self._count_drop(DROP_SUPERSEDED, superseded.stamp, "superseded by a newer frame")
+
+    def _count_drop(self, kind: str, stamp: float, reason: str) -> None:
+        with self._lock:
+            self._drops[kind] += 1
+        for listener in self.drop_listeners:
+            listener(stamp, f"{kind}: {reason}")
 
     # --- Worker: inference and outputs ----------------------------------------------------------
 
@@ -522,8 +528,7 @@ class MonitorNode(LifecycleNode):
             try:
                 report = run.pipeline.process(frame)
             except Exception as error:  # a model failure must not stop the monitor
-                with self._lock:
-                    self._drops[DROP_INFERENCE] += 1
+                self._count_drop(DROP_INFERENCE, frame.stamp, f"{type(error).__name__}: {error}")
                 self._log_problem("inference", f"frame at {frame.stamp:.3f}: "
                                   f"{type(error).__name__}: {error}")
                 continue
@@ -541,6 +546,8 @@ class MonitorNode(LifecycleNode):
             dropped = sum(self._drops.values())
             arrival = self._key_arrivals.pop(frame.stamp, None)
             self._latest = (report, run.pipeline.alerts.states(), health_ratios(run.pipeline))
+        for listener in self.report_listeners:
+            listener(frame, report)
         latency_ms = (now - arrival) * 1e3 if arrival is not None else report.latency_ms
         rate = float(self._runtime["publish_rate_hz"])
         if rate > 0 and now - self._last_publish < 1.0 / rate:
@@ -598,6 +605,13 @@ class MonitorNode(LifecycleNode):
         stamp = self.get_clock().now().nanoseconds * 1e-9
         run.publishers["diagnostics"].publish(
             outputs.diagnostics(self.diagnostic_records(), self.types, stamp))
+
+
+def _header_stamp_or_nan(msg: Any) -> float:
+    try:
+        return float(msg.header.stamp.sec) + float(msg.header.stamp.nanosec) * 1e-9
+    except (AttributeError, TypeError, ValueError):
+        return float("nan")
 
 
 def _extrinsics_from_file(path: str, base_frame: str) -> TransformTree:

@@ -76,14 +76,6 @@ def test_monitor_rejects_a_bad_params_file(tmp_path):
     assert "device: 'gpu' is not one of" in result.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ros2_lmd.node") is not None,
-                    reason="ros2_lmd.node exists: the node's own tests cover `monitor`")
-def test_monitor_says_the_node_is_not_implemented_yet():
-    result = _ros2_lmd("monitor", "--params-file", "config/monitor.yaml")
-    assert result.returncode == cli.EXIT_USAGE
-    assert "not implemented yet" in result.stderr
-
-
 def test_smoke_command_exchanges_every_message():
     pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
     result = _ros2_lmd("smoke")

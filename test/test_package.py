@@ -1,7 +1,6 @@
 """The package's plumbing: importing without ROS, finding the generated messages from a source
 checkout, the `ros2-lmd` command, and the .msg definitions for rosbags."""
 
-import importlib.util
 import os
 import subprocess
 import sys

@@ -15,7 +15,9 @@ setup(
     # The .msg files ship as package data (ros2_lmd/msg_defs/*.msg) so offline tools can register
     # them with rosbags without a colcon build: see ros2_lmd/interfaces.py.
     package_dir={"ros2_lmd.msg_defs": "msg"},
-    package_data={"ros2_lmd.msg_defs": ["*.msg"]},
+    package_data={"ros2_lmd.msg_defs": ["*.msg"],
+                  # the trained default models (small safetensors files and their JSON configs)
+                  "ros2_lmd.models": ["weights/*.safetensors", "weights/*.json", "weights/*.md"]},
     # Ranges, not pins: requirements.txt pins the development environment. Install torch first
     # where a specific build is wanted (pip would otherwise pick its default one).
     install_requires=[

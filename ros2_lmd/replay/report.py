@@ -139,9 +139,13 @@ def timeline_figure(rows: Sequence[FrameRow], alerts: Sequence[AlertRow], faults
     t = np.array([r.stamp - t0 for r in processed])
     for m in modalities:
         ax.plot(t, [r.shares.get(m, np.nan) for r in processed], color=MODALITY_COLOURS.get(m), label=f"{m} share")
-    for f in faults:
-        ax.axvspan(f.start, f.end, color=MODALITY_COLOURS.get(modality_of_sensor(f.sensor), "k"), alpha=0.12)
-        ax.text(f.start, 1.02, f"{f.sensor}:{f.kind}", fontsize=7, rotation=0, va="bottom")
+    bands: dict[tuple[str, str, float, float], list[str]] = {}
+    for f in faults:  # one band per fault, however many sensors of the modality it covers
+        bands.setdefault((modality_of_sensor(f.sensor), f.kind, f.start, f.end), []).append(f.sensor)
+    for (modality, kind, start, end), sensors in bands.items():
+        ax.axvspan(start, end, color=MODALITY_COLOURS.get(modality, "k"), alpha=0.12)
+        label = sensors[0] if len(sensors) == 1 else f"{modality} ({len(sensors)} sensors)"
+        ax.text(start, 1.02, f"{label}: {kind}", fontsize=7, va="bottom")
     for a in alerts:
         if a.kind in SENSOR_STATE_ALERTS:
             ax.axvline(a.stamp - t0, color=MODALITY_COLOURS.get(a.modality, "k"), linestyle="--", linewidth=1)

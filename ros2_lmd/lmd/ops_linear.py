@@ -375,9 +375,26 @@ _RDIV = {T.__rtruediv__}
 _INPLACE = {T.add_, T.__iadd__, T.sub_, T.__isub__, T.mul_, T.__imul__, T.div_, T.__itruediv__}
 
 
+def _inplace_add(ctx: Context, func: Callable, a: Any, b: Any, alpha: Any) -> bool:
+    """`a += b` / `a -= b` straight into a's planes (a residual `out += identity`): no new planes.
+    False where the fast path does not apply (then the generic rule runs)."""
+    if func not in (T.add_, T.__iadd__, T.sub_, T.__isub__) or not isinstance(a, LMDTensor):
+        return False
+    sign = -alpha if func in (T.sub_, T.__isub__) else alpha
+    if isinstance(b, LMDTensor):
+        if _out_shape(a, b) != a._planes.shape[1:]:
+            return False
+        a._planes.add_(_broadcast_planes(b._planes, a._planes.shape[1:]), alpha=sign)
+        return True
+    ctx.add_constant_(a._planes, b * sign if sign != 1 else b)
+    return True
+
+
 def _arith_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     a, b = args[0], _arg(args, kwargs, 1, "other")
     alpha = kwargs.get("alpha", 1)
+    if _inplace_add(ctx, func, a, b, alpha):
+        return a
     if func in _ADD:
         out = _add(ctx, a, b, 1) if alpha == 1 else _add(ctx, a, _scale(b, alpha), 1)
     elif func in _SUB:

@@ -21,7 +21,7 @@ T = torch.Tensor
 
 # f(0) and f'(0) per (function, constant arguments, dtype, device); activations are few, so this
 # cache stays tiny.
-_AT_ZERO: dict[tuple, tuple[T, T]] = {}
+_AT_ZERO: dict[tuple, tuple[T, T, bool]] = {}
 
 
 def _constants_key(args: tuple, kwargs: dict) -> tuple:
@@ -33,7 +33,7 @@ def _constants_key(args: tuple, kwargs: dict) -> tuple:
                                                   if k != "inplace")
 
 
-def _value_and_slope_at_zero(func: Callable, rest: tuple, kwargs: dict, like: T) -> tuple[T, T]:
+def _value_and_slope_at_zero(func: Callable, rest: tuple, kwargs: dict, like: T) -> tuple[T, T, bool]:
     """f(0) (routed to the bias stream) and f'(0) (the slope used where the input is ~0, the limit of
     the secant), the latter by autograd in float64 outside any inference_mode of the caller."""
     key = (func, _constants_key(rest, kwargs), like.dtype, like.device)
@@ -47,7 +47,7 @@ def _value_and_slope_at_zero(func: Callable, rest: tuple, kwargs: dict, like: T)
             (slope,) = torch.autograd.grad(value, zero, allow_unused=True)
             slope = torch.zeros(()) if slope is None else slope
         _AT_ZERO[key] = (value.detach().to(like.dtype).to(like.device),
-                         slope.detach().to(like.dtype).to(like.device))
+                         slope.detach().to(like.dtype).to(like.device), float(value) == 0.0)
     return _AT_ZERO[key]
 
 
@@ -83,14 +83,23 @@ def _split_weights(ctx: Context, mods: T, bias: T) -> T:
 
 
 def apply_activation(ctx: Context, x: LMDTensor, out_real: T, f0: T, slope0: T,
-                     zero_tol: float) -> T:
+                     zero_tol: float, inplace: bool = False) -> T:
     """Planes of f(x) given the real output. c = (f(A) - f(0)) / A (f'(0) where |A| <= zero_tol):
-    every stream is scaled by c; f(0), and whatever c * A misses of f(A) - f(0), go to the bias."""
+    every stream is scaled by c; f(0), and whatever c * A misses of f(A) - f(0), go to the bias.
+    With `inplace` (ReLU(inplace=True) and friends) the planes of x are overwritten."""
     p = x._planes
     A = p[0]
     small = A.abs() <= zero_tol
     c = torch.where(small, slope0, (out_real - f0) / torch.where(small, torch.ones_like(A), A))
     M = ctx.num_modalities
+    if inplace and ctx.rules.activation_split == "identity":
+        # no new planes: scale the streams where they are, the real plane last (A is a view of it)
+        if ctx.explicit_bias:
+            residual = out_real - c * A
+            p[ctx.bias_index].mul_(c).add_(residual)
+        p[ctx.mods].mul_(c)
+        p[0].copy_(out_real)
+        return p
     out = torch.empty_like(p)
     out[0] = out_real
     mods = p[ctx.mods]
@@ -120,12 +129,14 @@ def _activation_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
     rest = args[1:]
     real_in = x._planes[0]
     real_out = func(real_in.clone(), *rest, **kwargs)  # clone: in-place variants must not touch it
-    f0, slope0 = _value_and_slope_at_zero(func, rest, kwargs, real_in)
+    f0, slope0, f0_is_zero = _value_and_slope_at_zero(func, rest, kwargs, real_in)
     # Near A = 0 the secant's numerator cancels; where f(0) = 0 only exact zeros need the slope.
-    tol = math.sqrt(torch.finfo(real_in.dtype).eps) if f0.item() != 0 else torch.finfo(real_in.dtype).tiny
-    out = apply_activation(ctx, x, real_out, f0, slope0, tol)
-    if func in _INPLACE_ACTIVATIONS or kwargs.get("inplace") or _positional_inplace(func, args):
-        x._planes.copy_(out)
+    tol = torch.finfo(real_in.dtype).tiny if f0_is_zero else math.sqrt(torch.finfo(real_in.dtype).eps)
+    inplace = func in _INPLACE_ACTIVATIONS or bool(kwargs.get("inplace")) or _positional_inplace(func, args)
+    out = apply_activation(ctx, x, real_out, f0, slope0, tol, inplace=inplace)
+    if inplace:
+        if out is not x._planes:
+            x._planes.copy_(out)
         return x
     return ctx.wrap(out)
 

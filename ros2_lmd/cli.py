@@ -181,7 +181,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     for name in ("train_frames", "val_frames", "steps", "batch_size", "eval_every", "seed", "threads"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                             help="default: %(default)s")
-    for name in ("lr", "weight_decay", "modality_dropout", "pos_weight"):
+    for name in ("lr", "weight_decay", "modality_dropout", "camera_faults", "pos_weight"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
                             help="default: %(default)s")
     parser.add_argument("--out", default="", help="weights path without extension "

@@ -40,7 +40,8 @@ class TrainConfig:
     batch_size: int = 6
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    modality_dropout: float = 0.25  # per modality and sample; never all of them
+    modality_dropout: float = 0.5  # share of samples that see one sensor alone
+    camera_faults: float = 0.1  # share of samples with blacked-out or night cameras
     pos_weight: float = 3.0
     seed: int = 0
     eval_every: int = 200
@@ -117,13 +118,34 @@ def batch_inputs(data: dict[str, torch.Tensor], index: torch.Tensor) -> tuple[di
 
 
 def modality_dropout(present: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Drop each modality with probability p per sample, but never every modality of a sample."""
-    keep = torch.rand(present.shape, generator=generator) >= p
-    none_left = ~keep.any(1)
-    if none_left.any():
-        rescue = torch.randint(0, present.shape[1], (int(none_left.sum()),), generator=generator)
-        keep[none_left.nonzero().flatten(), rescue] = True
+    """Per sample: with probability 1 - p all sensors; otherwise one sensor alone, chosen
+    uniformly. Training each modality alone keeps the weaker branches (radar, LiDAR) from being
+    starved by the dominant one (the gradient suppression RSC-MD describes), so that every sensor
+    carries evidence of its own and the model survives losing any of them."""
+    batch, modalities = present.shape
+    alone = torch.rand(batch, generator=generator) < p
+    keep = torch.ones_like(present, dtype=torch.bool)
+    if alone.any() and modalities > 1:
+        chosen = torch.randint(0, modalities, (int(alone.sum()),), generator=generator)
+        keep[alone] = False
+        keep[alone.nonzero().flatten(), chosen] = True
     return present * keep.to(present.dtype)
+
+
+def camera_fault_augmentation(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Darken all cameras of a fraction p of the samples (blackout, or night at 5-20 % light plus
+    sensor noise), target unchanged: the network learns that such images carry no evidence, which
+    is also what lets the monitor see a camera failure as a collapse of the camera's contribution."""
+    batch = images.shape[0]
+    hit = torch.rand(batch, generator=generator) < p
+    if not hit.any():
+        return images
+    images = images.clone()
+    for b in hit.nonzero().flatten().tolist():
+        level = 0.0 if torch.rand(1, generator=generator).item() < 0.5 else 0.05 + 0.15 * torch.rand(1, generator=generator).item()
+        noise = 0.02 * torch.randn(images[b].shape, generator=generator)
+        images[b] = (images[b] * level + noise).clamp_(0.0, 1.0)
+    return images
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -228,6 +250,8 @@ def train(config: TrainConfig, sample_fn: Callable = simulated_sample, log: Call
         index = torch.randint(0, n, (config.batch_size,), generator=generator)
         inputs, target = batch_inputs(train_data, index)
         inputs["present"] = modality_dropout(inputs["present"], config.modality_dropout, generator)
+        if "images" in inputs:
+            inputs["images"] = camera_fault_augmentation(inputs["images"], config.camera_faults, generator)
         logits = model(inputs)["bev_logits"]
         loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
         optimizer.zero_grad(set_to_none=True)

@@ -144,3 +144,37 @@ def test_bad_alert_config_is_named():
         AlertConfig(failed_ratio=0.6, degraded_ratio=0.5)
     with pytest.raises(ValueError, match="hysteresis"):
         AlertConfig(hysteresis_k=6, hysteresis_n=5)
+
+
+def _run_three(activities):
+    """activities: list of dicts modality -> activity, one per frame."""
+    mods = ("camera", "radar", "lidar")
+    engine = AlertEngine(mods, GRID, AlertConfig(baseline_window=20, baseline_min_frames=10))
+    fused = np.full(GRID.shape, -5.0)
+    comps = {m: np.zeros(GRID.shape) for m in mods} | {"bias": fused}
+    timeline = []
+    for i, act in enumerate(activities):
+        for alert in engine.update(fused, comps, act, {m: True for m in mods}, {}, [], np.zeros(GRID.shape, int)):
+            timeline.append((i, alert.kind, alert.modality))
+    return timeline
+
+
+def test_a_drop_all_sensors_share_is_no_failure():
+    # the car stops: every contribution stops changing at once
+    healthy = [{"camera": 1.0, "radar": 0.01, "lidar": 0.1}] * 20
+    stopped = [{"camera": 0.05, "radar": 0.0005, "lidar": 0.005}] * 10
+    assert _run_three(healthy + stopped + healthy) == []
+
+
+def test_one_sensor_falling_silent_among_three_fails():
+    healthy = [{"camera": 1.0, "radar": 0.01, "lidar": 0.1}] * 20
+    # camera activity drops to a third while the others' rise (they take over): relative collapse
+    blackout = [{"camera": 0.3, "radar": 0.1, "lidar": 0.8}] * 10
+    timeline = _run_three(healthy + blackout + healthy)
+    assert timeline[0] == (22, SENSOR_FAILED, "camera")
+    assert (32, SENSOR_RECOVERED, "camera") in timeline
+    assert all(m == "camera" for _, _, m in timeline)
+
+
+def test_first_frame_without_activity_is_skipped():
+    assert _run_three([{"camera": None, "radar": None, "lidar": None}] * 3) == []

@@ -51,8 +51,11 @@ def _fmt_xy(xy) -> str:
 
 
 class ModalityHealth:
-    """Sensor-failure detection for one modality: the contribution energy against its own rolling
-    baseline, with k-of-n hysteresis to raise and to clear, so alerts do not flap."""
+    """Sensor-failure detection for one modality. Its health signal (the activity of its
+    contribution, see Pipeline) is compared with its own rolling baseline; the engine then divides
+    that ratio by the median ratio of all modalities, so a change every sensor shares (the car
+    stopping, an empty road) raises nothing while one sensor falling silent does. k-of-n hysteresis
+    to raise and to clear keeps alerts from flapping."""
 
     OK, DEGRADED, FAILED = "ok", "degraded", "failed"
 
@@ -69,10 +72,20 @@ class ModalityHealth:
             return None
         return float(np.median(self.baseline))
 
-    def update(self, energy: float) -> Alert | None:
-        c = self.config
+    def ratio(self, value: float) -> float | None:
+        """The signal over its baseline; None until the baseline exists."""
         base = self.baseline_value()
-        ratio = 1.0 if base is None or base <= 0 else energy / base
+        if base is None or base <= 0:
+            return None
+        return value / base
+
+    def update(self, value: float, relative: float | None = None) -> Alert | None:
+        """One frame: `value` is the raw signal, `relative` its baseline ratio already divided by
+        the modalities' median (defaults to the plain ratio)."""
+        c = self.config
+        if relative is None:
+            relative = self.ratio(value)
+        ratio = 1.0 if relative is None else relative
         self.last_ratio = ratio
         self.recent.append(ratio)
         below_failed = sum(r < c.failed_ratio for r in self.recent)
@@ -96,10 +109,10 @@ class ModalityHealth:
             self.state = self.DEGRADED
         if self.state == self.OK and ratio >= c.degraded_ratio:
             # only healthy frames teach the baseline, so it does not follow a failure down
-            self.baseline.append(energy)
+            self.baseline.append(value)
         if self.state == previous:
             return None
-        detail = f"contribution at {ratio:.0%} of its baseline"
+        detail = f"contribution activity at {ratio:.0%} of its baseline, relative to the other sensors"
         if self.state == self.FAILED:
             return Alert(SENSOR_FAILED, ERROR, self.modality,
                          f"{self.modality} contribution collapsed ({detail}): {self.modality} failing")
@@ -123,16 +136,23 @@ class AlertEngine:
         """Current condition per modality: ok / degraded / failed / missing."""
         return {m: "missing" if self.missing[m] else self.health[m].state for m in self.modalities}
 
-    def update(self, fused: np.ndarray, components: dict[str, np.ndarray], energy: dict[str, float],
+    def update(self, fused: np.ndarray, components: dict[str, np.ndarray], activity: dict[str, float | None],
                present: dict[str, bool], sensor_status: dict[str, str],
                detections: list[Detection], labels: np.ndarray) -> list[Alert]:
+        """`activity[m]` is modality m's health signal this frame (None: no value, e.g. the first
+        frame); modalities not present are reported as missing, not as failed."""
         alerts: list[Alert] = []
         alerts += self._availability(present, sensor_status)
-        for m in self.modalities:
-            if present.get(m, True):  # a missing modality is reported as such, not as failed
-                alert = self.health[m].update(energy[m])
-                if alert:
-                    alerts.append(alert)
+        live = [m for m in self.modalities if present.get(m, True) and activity.get(m) is not None]
+        ratios = {m: self.health[m].ratio(activity[m]) for m in live}
+        known = [r for r in ratios.values() if r is not None]
+        # divide by the median over modalities (with one modality: by itself is no test; keep it)
+        median = float(np.median(known)) if len(known) > 1 else 1.0
+        for m in live:
+            relative = None if ratios[m] is None else ratios[m] / max(median, 1e-12)
+            alert = self.health[m].update(activity[m], relative)
+            if alert:
+                alerts.append(alert)
         if len(self.modalities) > 1:
             for det in detections:
                 if det.single_sensor:

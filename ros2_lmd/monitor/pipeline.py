@@ -20,6 +20,19 @@ from ros2_lmd.sensors.frame import SensorFrame
 OUTPUT_KEY = "bev_logits"
 
 
+def contribution_activity(component: np.ndarray, previous: np.ndarray) -> float:
+    """The sensor-health signal: how much a modality's contribution map changed since the last
+    frame (mean |c_t - c_{t-1}|). A working sensor keeps reshaping its evidence as the scene moves;
+    a blacked-out, frozen or blinded one stops doing so (its contribution may stay large: a black
+    camera still 'contributes' the same ghost every frame). Compared per modality with its own
+    baseline and with the other modalities (AlertEngine), so a scene that stops moving is not a
+    failure."""
+    return float(np.abs(component - previous).mean())
+
+
+ACTIVITY_MAX_GAP_S = 0.5  # frames further apart than this do not form a change
+
+
 def contribution_energy(component: np.ndarray) -> float:
     """How much a modality shapes the output map: the mean absolute deviation of its component
     from its own spatial mean. A constant offset carries no information about where objects are,
@@ -55,6 +68,7 @@ class Pipeline:
         self.config = alert_config or AlertConfig()
         self.alerts = AlertEngine(model.modalities, model.grid, self.config)
         self.frames_processed = 0
+        self._previous: tuple[float, dict[str, np.ndarray], dict[str, bool]] | None = None
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -99,18 +113,29 @@ class Pipeline:
             shares = evidence_shares(modality_components, occupied if occupied.any() else None)
             energy = {m: contribution_energy(components[m]) for m in self.modalities}
             present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
-            alerts = self.alerts.update(fused, components, energy, present, frame.sensor_status,
+            activity = self._activity(frame.stamp, components, present)
+            alerts = self.alerts.update(fused, components, activity, present, frame.sensor_status,
                                         detections, labels)
             t5 = time.perf_counter()
             self.frames_processed += 1
             reports.append(FrameReport(
                 stamp=frame.stamp, frame_index=frame.frame_index, grid=self.model.grid, fused=fused,
-                components=components, shares=shares, energy=energy, present=present,
+                components=components, shares=shares, energy=energy, activity=activity, present=present,
                 detections=detections, alerts=alerts,
                 timings_ms={"prepare": (t1 - t0) * 1e3 / batch, "encode": (t2 - t1) * 1e3 / batch,
                             "decompose": (t3 - t2) * 1e3 / batch, "postprocess": (t5 - t4) * 1e3},
                 conservation_error=errors[b]))
         return reports
+
+
+    def _activity(self, stamp: float, components: dict[str, np.ndarray], present: dict[str, bool]
+                  ) -> dict[str, float | None]:
+        previous = self._previous
+        self._previous = (stamp, {m: components[m] for m in self.modalities}, dict(present))
+        if previous is None or not 0 < stamp - previous[0] <= ACTIVITY_MAX_GAP_S:
+            return {m: None for m in self.modalities}
+        return {m: contribution_activity(components[m], previous[1][m])
+                if present[m] and previous[2].get(m, True) else None for m in self.modalities}
 
 
 def _per_sample_error(dec) -> list[float]:
@@ -126,5 +151,5 @@ def health_ratios(pipeline: Pipeline) -> dict[str, float]:
     return {m: h.last_ratio for m, h in pipeline.alerts.health.items()}
 
 
-__all__ = ["Pipeline", "contribution_energy", "alert_config_from", "resolve_device", "health_ratios",
+__all__ = ["Pipeline", "contribution_energy", "contribution_activity", "alert_config_from", "resolve_device", "health_ratios",
            "OUTPUT_KEY"]

@@ -60,10 +60,11 @@ class FrameReport:
     fused: np.ndarray  # (ny, nx) logits
     components: dict[str, np.ndarray]  # modality and "bias" -> (ny, nx) logit contributions
     shares: dict[str, float]  # overall share of positive evidence per modality
-    energy: dict[str, float]  # mean |component| per modality (the sensor-health signal)
+    energy: dict[str, float]  # mean |component - its spatial mean| per modality
     present: dict[str, bool]
     detections: list[Detection]
     alerts: list[Alert]
+    activity: dict[str, float | None] = field(default_factory=dict)  # the sensor-health signal
     timings_ms: dict[str, float] = field(default_factory=dict)
     conservation_error: float = 0.0
 

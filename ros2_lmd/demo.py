@@ -33,7 +33,8 @@ def _colour(severity: int, text: str) -> str:
 
 
 def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id: int | None = None,
-             print_alerts: bool = True, t0: float | None = None) -> DemoResult:
+             print_alerts: bool = True, t0: float | None = None, sync_max_delay_s: float | None = None
+             ) -> DemoResult:
     """Play `bag` to an in-process monitor node over the middleware; collect what it concluded."""
     import rclpy
     from rclpy.context import Context
@@ -76,8 +77,10 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
     node = player_node = player = None
     executor = MultiThreadedExecutor(num_threads=2, context=context)
     try:
-        node = MonitorNode(context=context, parameter_overrides=[
-            Parameter("model", value=model), Parameter("queue_depth", value=queue_depth)])
+        overrides = [Parameter("model", value=model), Parameter("queue_depth", value=queue_depth)]
+        if sync_max_delay_s is not None:
+            overrides.append(Parameter("sync_max_delay_s", value=float(sync_max_delay_s)))
+        node = MonitorNode(context=context, parameter_overrides=overrides)
         node.report_listeners.append(on_report)
         node.drop_listeners.append(on_drop)
         executor.add_node(node)

@@ -97,7 +97,6 @@ class Ingest:
     params: MonitorParams
     modalities: tuple[str, ...]
     extrinsics: TransformTree = field(default_factory=TransformTree)
-    max_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.sensors = input_sensors(self.params, self.modalities)
@@ -106,7 +105,7 @@ class Ingest:
         self.calibrations: dict[str, CameraCalibration] = {}
         self.assembler = FrameAssembler(self.sensors, self.params.sync_tolerance_s, self.extrinsics,
                                         key_sensor=self.params.key_sensor, base_frame=self.params.base_frame,
-                                        max_delay_s=self.max_delay_s)
+                                        max_delay_s=self.params.sync_max_delay_s)
         self.problems: list[tuple[str, str]] = []
 
     def topics(self) -> dict[str, str]:

@@ -49,9 +49,6 @@ NODE_NAME = "lmd_monitor"
 LOG_THROTTLE_S = 5.0
 DIAGNOSTICS_PERIOD_S = 1.0
 SYNC_TICK_S = 0.1
-# Latest arrival of a reading after one stamped this much later (any topic) that the time sync
-# still waits for; only matters when a sensor is silent (a frame then waits this much longer).
-ARRIVAL_DELAY_S = 0.1
 # After this long (wall clock) without any sensor message, the time sync finishes the frames it
 # holds instead of waiting for sensors that may never send again.
 QUIET_FLUSH_S = 0.5
@@ -267,7 +264,7 @@ class MonitorNode(LifecycleNode):
         assembler = FrameAssembler(
             [SensorSource(s.name, s.modality) for s in sensors], params.sync_tolerance_s,
             extrinsics, key_sensor=params.key_sensor, base_frame=params.base_frame,
-            max_delay_s=ARRIVAL_DELAY_S)
+            max_delay_s=params.sync_max_delay_s)
         tracker = SensorHealthTracker([SensorInfo(s.name, s.topic, s.modality) for s in sensors],
                                       params.stale_timeout_s, params.diagnostics_persistence)
         run = _Run(params, pipeline, sensors, assembler, extrinsics, tracker)

@@ -111,6 +111,11 @@ class MonitorParams:
     sync_tolerance_s: float = _param(
         0.06, "Largest stamp difference (s) to the key sensor for a message to join its frame; a "
         "sensor outside it is missing for that frame.", min=0.0, max=1.0)
+    sync_max_delay_s: float = _param(
+        0.3, "How much later (s) than a newer message an older one may still arrive (transport and "
+        "decoding jitter); a frame waits at most this long past the tolerance for a missing sensor. "
+        "Larger: fewer sensors wrongly missing on a loaded machine; smaller: lower latency.",
+        min=0.0, max=5.0)
     base_frame: str = _param(
         "base_link", "Vehicle frame of the BEV grid and of every output (REP-103).")
     extrinsics_source: str = _param(

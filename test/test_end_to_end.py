@@ -34,7 +34,7 @@ def drive(tmp_path_factory):
 def live(drive):
     # a deep queue: every frame is processed however slow this machine is, so the live run can be
     # compared frame for frame with the offline one
-    return run_live(drive.bag, "compact_crl", rate=1.0, queue_depth=1000, print_alerts=False)
+    return run_live(drive.bag, "compact_crl", rate=1.0, queue_depth=100, print_alerts=False, sync_max_delay_s=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,8 @@ def test_every_frame_is_processed_live(live):
 def test_camera_share_drops_during_the_blackout(live):
     before = [r.shares["camera"] for r in live.reports if 1.0 <= _t(r.stamp) < ONSET]
     during = [r.shares["camera"] for r in live.reports if ONSET + 0.5 <= _t(r.stamp) < END]
-    assert max(during) < 0.5 * min(before), (before, during)
+    # every blacked-out frame below every healthy one, by a clear margin
+    assert max(during) < min(before) - 0.1, (before, during)
 
 
 def test_camera_failure_alert_within_hysteresis_and_cleared(live):

@@ -19,11 +19,15 @@ from ros2_lmd.lmd import decompose
 from ros2_lmd.models.base import FusionModel
 
 OUTPUT_KEY = "bev_logits"
-# The paper's reported PCC for LMD (Ratio Rule), Table 1 (radar + camera) and Table 7 (R+L+C).
-PAPER_LMD_PCC = {"R_p/R": 0.05, "R_p/C": 1.00, "C_p/R": 1.00, "C_p/C": 0.15,
-                 "C_pR_p/L": 1.00, "C_pR_p/C": 0.1385, "C_pR_p/R": 0.0279, "C_pL_p/R": 1.00,
-                 "C_pL_p/C": 0.1488, "C_pL_p/L": 0.2310, "R_pL_p/C": 1.00, "R_pL_p/R": 0.0373,
-                 "R_pL_p/L": 0.2023}
+# The paper's reported PCC for LMD (Ratio Rule) on nuScenes: Table 1 (radar + camera, LiDAR +
+# camera; the LiDAR rows are labelled R_p/... in the paper, here L_p/...) and Table 7 (R+L+C).
+PAPER_LMD_PCC = {
+    ("camera", "radar"): {"R_p/R": 0.05, "R_p/C": 1.00, "C_p/R": 1.00, "C_p/C": 0.15},
+    ("camera", "lidar"): {"L_p/L": 0.09, "L_p/C": 1.00, "C_p/L": 1.00, "C_p/C": 0.44},
+    ("camera", "radar", "lidar"): {"C_pR_p/L": 1.00, "C_pR_p/C": 0.1385, "C_pR_p/R": 0.0279,
+                                   "C_pL_p/R": 1.00, "C_pL_p/C": 0.1488, "C_pL_p/L": 0.2310,
+                                   "R_pL_p/C": 1.00, "R_pL_p/R": 0.0373, "R_pL_p/L": 0.2023},
+}
 
 
 def encode_frames(model: FusionModel, frames: Sequence, batch: int = 8) -> list[dict[str, torch.Tensor]]:
@@ -81,8 +85,9 @@ def markdown_tables(results: dict, methods: Sequence[Method], modalities: tuple[
                     mean, std = results[method.name].get(f"{metric} {c}", (float("nan"), float("nan")))
                     cells.append(f"{mean:.2f} ± {std:.2f}")
                 lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
-            if metric == "PCC" and table == "linearisation":
-                paper = [f"{PAPER_LMD_PCC[c]:.2f}" if c in PAPER_LMD_PCC else "" for c in cols]
+            reference = PAPER_LMD_PCC.get(tuple(modalities), {})
+            if metric == "PCC" and table == "linearisation" and reference:
+                paper = [f"{reference[c]:.2f}" if c in reference else "" for c in cols]
                 lines.append("| *paper, LMD (Ratio Rule)* | " + " | ".join(paper) + " |")
             lines.append("")
     return "\n".join(lines)

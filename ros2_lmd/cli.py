@@ -85,13 +85,15 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults", default=DEFAULT_FAULTS, metavar="SPEC", help='default: "%(default)s"')
     parser.add_argument("--seed", type=int, default=7, help="default: %(default)s")
     parser.add_argument("--model", default="compact_crl", help="default: %(default)s")
-    parser.add_argument("--rate", type=float, default=1.0, help="playback speed (default: real time)")
+    parser.add_argument("--rate", type=float, default=None, help="playback speed (default: 0.5, what "
+                        "2 CPU cores keep up with)")
 
 
 def _run_demo(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd import demo
 
-    return demo.main(args.out, args.duration, args.faults, args.seed, args.model, args.rate)
+    rate = demo.DEFAULT_RATE if args.rate is None else args.rate
+    return demo.main(args.out, args.duration, args.faults, args.seed, args.model, rate)
 
 
 # --- simulate / analyze: synthetic drives and offline bag analysis --------------------------------

@@ -306,7 +306,11 @@ class MonitorNode(LifecycleNode):
                                      durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
                 run.subscriptions.append(self.create_subscription(
                     TFMessage, "/tf_static", self._on_tf_static, latched))
-        sensor_qos = qos_profile_sensor_data
+        # reliable: a deep history, so a node that falls behind processes every message late
+        # instead of losing some (the time sync is by stamp, so the frames are the same)
+        sensor_qos = (qos_profile_sensor_data if run.params.sensor_qos == "sensor_data"
+                      else QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
+                                      history=QoSHistoryPolicy.KEEP_LAST))
         image_class = self.types.cls("sensor_msgs/msg/CompressedImage" if run.params.use_compressed
                                      else "sensor_msgs/msg/Image")
         cloud_class = self.types.cls("sensor_msgs/msg/PointCloud2")

@@ -111,6 +111,11 @@ class MonitorParams:
     sync_tolerance_s: float = _param(
         0.06, "Largest stamp difference (s) to the key sensor for a message to join its frame; a "
         "sensor outside it is missing for that frame.", min=0.0, max=1.0)
+    sensor_qos: str = _param(
+        "sensor_data", "QoS of the sensor subscriptions: sensor_data (best effort, keep last 5: what "
+        "drivers publish) or reliable (keep last 100: every message, late rather than lost, from "
+        "reliable publishers only; e.g. bag replay into a node slower than the recording).",
+        choices=("sensor_data", "reliable"))
     sync_max_delay_s: float = _param(
         0.3, "How much later (s) than a newer message an older one may still arrive (transport and "
         "decoding jitter); a frame waits at most this long past the tolerance for a missing sensor. "

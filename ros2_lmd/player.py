@@ -40,12 +40,18 @@ def message_class(type_name: str) -> type:
     return get_message(type_name)
 
 
-def qos_for(topic: str, type_name: str) -> QoSProfile:
+def qos_for(topic: str, type_name: str, reliable_sensors: bool = False) -> QoSProfile:
+    """Latched /tf_static; sensor-data QoS for sensor topics (best effort, as drivers publish), or
+    reliable ones where every message must arrive (a reliable publisher also serves best-effort
+    subscribers)."""
     if topic in LATCHED_TOPICS:
         return QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
                           durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
     if type_name in SENSOR_TYPES:
-        return qos_profile_sensor_data
+        if not reliable_sensors:
+            return qos_profile_sensor_data
+        # a deep history: a slow subscriber gets every message late rather than missing some
+        return QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
     return QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
@@ -53,7 +59,7 @@ class BagPlayer:
     """Publishes a bag's messages on a node it owns. `play()` returns how many were published."""
 
     def __init__(self, bag: str | Path, node: Any, topics: Sequence[str] | None = None,
-                 rate: float = 1.0, loop: bool = False) -> None:
+                 rate: float = 1.0, loop: bool = False, reliable_sensors: bool = False) -> None:
         from rosbags.rosbag2 import Reader
 
         if rate < 0:
@@ -77,7 +83,7 @@ class BagPlayer:
             if connection.topic not in self.publishers:
                 self.publishers[connection.topic] = node.create_publisher(
                     message_class(connection.msgtype), connection.topic,
-                    qos_for(connection.topic, connection.msgtype))
+                    qos_for(connection.topic, connection.msgtype, reliable_sensors))
 
     def close(self) -> None:
         self._reader.close()

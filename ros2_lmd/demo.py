@@ -99,7 +99,12 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
         player = BagPlayer(bag, player_node, rate=rate, reliable_sensors=True)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
-        time.sleep(1.0)  # discovery between the player and the monitor
+        # Discovery of 19 endpoint pairs can take seconds on a loaded machine; messages published to
+        # a topic before its subscription is matched are lost (volatile QoS), so wait for all.
+        deadline = time.monotonic() + 60.0
+        while (time.monotonic() < deadline
+               and not all(p.get_subscription_count() > 0 for p in player.publishers.values())):
+            time.sleep(0.1)
         player.play(should_stop=lambda: not context.ok())
         if not done.wait(HANG_GUARD_S):
             print(f"ros2-lmd demo: only {accounted()} of {key_frames} frames came back", file=sys.stderr)

@@ -253,11 +253,17 @@ class MonitorHarness:
 
     def __exit__(self, *exc: Any) -> None:
         self.executor.shutdown()
-        self._spinner.join()
+        self._spinner.join(timeout=5.0)
+        if self._spinner.is_alive():
+            # rclpy race: a spin that entered its wait after shutdown() is only woken by taking the
+            # context down (seen when a test ends right after the executor started)
+            rclpy.shutdown(context=self.context)
+            self._spinner.join(timeout=30.0)
         self.node.close()
         self.node.destroy_node()
         self.probe.destroy_node()
-        rclpy.shutdown(context=self.context)
+        if self.context.ok():
+            rclpy.shutdown(context=self.context)
 
     def _store(self, key: str) -> Callable[[Any], None]:
         def store(message: Any) -> None:

@@ -34,8 +34,8 @@ def drive(tmp_path_factory):
 def live(drive):
     # Every frame must be processed however slow this machine is, so that the live run can be
     # compared frame for frame with the offline one: a deep frame queue, reliable sensor QoS (set
-    # by run_live), half-speed playback, and a time sync that waits up to 5 s for late messages.
-    return run_live(drive.bag, "compact_crl", rate=0.5, queue_depth=100, print_alerts=False, sync_max_delay_s=5.0)
+    # by run_live), quarter-speed playback, and a time sync that waits up to 5 s for late messages.
+    return run_live(drive.bag, "compact_crl", rate=0.25, queue_depth=100, print_alerts=False, sync_max_delay_s=5.0)
 
 
 @pytest.fixture(scope="module")

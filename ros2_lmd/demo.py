@@ -34,12 +34,13 @@ def _colour(severity: int, text: str) -> str:
 
 
 def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id: int | None = None,
-             print_alerts: bool = True, t0: float | None = None, sync_max_delay_s: float | None = None
-             ) -> DemoResult:
-    """Play `bag` to an in-process monitor node over the middleware; collect what it concluded."""
+             print_alerts: bool = True, t0: float | None = None, sync_max_delay_s: float | None = None,
+             inference_workers: int = 0, cpu_threads: int = 0) -> DemoResult:
+    """Play `bag` to an in-process monitor node over the middleware; collect what it concluded.
+    `inference_workers` and `cpu_threads` are the node's parameters (0: automatic)."""
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from ros2_lmd.monitor.report import SEVERITY_NAMES
@@ -78,12 +79,16 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
     context = Context()
     rclpy.init(context=context, domain_id=domain_id if domain_id is not None else random.randint(100, 199))
     node = player_node = player = None
-    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    # One thread: the node's callbacks share one callback group (they could not run in parallel),
+    # and the multi-threaded executor's per-callback overhead cost a third of the frame rate here.
+    executor = SingleThreadedExecutor(context=context)
     try:
         # Replayed in one process, every message must arrive: reliable sensor QoS on both ends (with
         # best effort, 0.5 MB LiDAR sweeps are lost to fragmentation whenever the receiver lags).
         overrides = [Parameter("model", value=model), Parameter("queue_depth", value=queue_depth),
                      Parameter("sensor_qos", value="reliable")]
+        overrides += [Parameter("inference_workers", value=inference_workers),
+                      Parameter("cpu_threads", value=cpu_threads)]
         if sync_max_delay_s is not None:
             overrides.append(Parameter("sync_max_delay_s", value=float(sync_max_delay_s)))
         node = MonitorNode(context=context, parameter_overrides=overrides)

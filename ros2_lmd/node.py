@@ -3,14 +3,16 @@
 configure  reads and checks the parameters, loads the model, builds the Pipeline, the FrameAssembler
            (time sync) and the output publishers;
 activate   subscribes to the sensors (sensor-data QoS) and /tf_static (transient local) and starts
-           the inference worker;
+           the inference workers;
 deactivate / cleanup / shutdown undo that, in reverse.
 
 Subscription callbacks only convert (ros2_lmd.sensors) and add to the assembler; complete
-SensorFrames go to a keep-latest queue (depth `queue_depth`) that one worker thread drains: it runs
-the pipeline and publishes every output (ros2_lmd.outputs). Every key-sensor instant is either
-processed or counted as dropped with a reason. A malformed message never stops the node: it is
-counted, named (topic and reason) in /diagnostics and logged at most every LOG_THROTTLE_S per topic.
+SensorFrames go to a keep-latest queue (depth `queue_depth`) that `inference_workers` threads drain:
+each runs the stateless part of the pipeline (model, LMD, detections) on a frame; the stateful part
+(alerts) and publishing (ros2_lmd.outputs) follow in the queue's order, so alerts do not depend on
+the number of workers. Every key-sensor instant is either processed or counted as dropped with a
+reason. A malformed message never stops the node: it is counted, named (topic and reason) in
+/diagnostics and logged at most every LOG_THROTTLE_S per topic.
 This and ros2_lmd.player are the modules that import rclpy.
 """
 
@@ -58,7 +60,8 @@ QUIET_FLUSH_S = 0.5
 READ_ONLY_PARAMETERS = frozenset({
     "model", "device", "modalities", "camera_names", "camera_image_topics", "camera_info_topics",
     "use_compressed", "radar_topics", "lidar_topic", "key_sensor", "base_frame",
-    "extrinsics_source", "extrinsics_file", "output_prefix", "queue_depth", "autostart"})
+    "extrinsics_source", "extrinsics_file", "output_prefix", "queue_depth", "autostart",
+    "cpu_threads", "inference_workers"})
 # Applied to the next published frame.
 RUNTIME_PARAMETERS = frozenset({"publish_rate_hz", "bev_image_scale", "component_logit_range"})
 
@@ -97,12 +100,14 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
 
 
 class LatestQueue:
-    """A bounded FIFO that keeps the newest items: `put` returns the item it pushed out, if any."""
+    """A bounded FIFO that keeps the newest items: `put` returns the item it pushed out, if any;
+    `get` numbers the items it hands out 0, 1, 2, ... in order."""
 
     def __init__(self, depth: int) -> None:
         self._items: deque[Any] = deque()
         self._depth = depth
         self._ready = threading.Condition()
+        self._taken = 0
 
     def put(self, item: Any) -> Any | None:
         with self._ready:
@@ -111,11 +116,15 @@ class LatestQueue:
             self._ready.notify()
             return superseded
 
-    def get(self, timeout: float) -> Any | None:
+    def get(self, timeout: float) -> tuple[int, Any] | None:
+        """(number, item), or None when nothing came within `timeout` seconds."""
         with self._ready:
             if not self._items:
                 self._ready.wait(timeout)
-            return self._items.popleft() if self._items else None
+            if not self._items:
+                return None
+            self._taken += 1
+            return self._taken - 1, self._items.popleft()
 
     def clear(self) -> list[Any]:
         with self._ready:
@@ -149,7 +158,7 @@ class _Run:
 
     def __init__(self, params: MonitorParams, pipeline: Any, sensors: list[InputSensor],
                  assembler: FrameAssembler, extrinsics: TransformTree,
-                 tracker: SensorHealthTracker) -> None:
+                 tracker: SensorHealthTracker, inference_workers: int, cpu_threads: int) -> None:
         self.params = params
         self.pipeline = pipeline
         self.sensors = sensors
@@ -160,10 +169,16 @@ class _Run:
         self.key_sensor = assembler.key_sensor
         self.calibrations: dict[str, CameraCalibration] = {}
         self.queue = LatestQueue(params.queue_depth)
+        self.inference_workers = inference_workers
+        self.cpu_threads = cpu_threads
+        # Workers take frames in queue order, numbered; they conclude (alerts, publishing) in that
+        # order, each waiting for the turn of its number.
+        self.turn = threading.Condition()
+        self.next_turn = 0
         self.publishers: dict[str, Any] = {}
         self.subscriptions: list[Any] = []
         self.timers: list[Any] = []
-        self.worker: threading.Thread | None = None
+        self.workers: list[threading.Thread] = []
         self.stop = threading.Event()
 
 
@@ -229,7 +244,9 @@ class MonitorNode(LifecycleNode):
         run = self._run
         self.get_logger().info(
             f"configured: model {run.params.model} ({', '.join(run.pipeline.modalities)}) on "
-            f"{run.pipeline.device}, {len(run.sensors)} sensors, key sensor {run.key_sensor}, "
+            f"{run.pipeline.device} ({run.inference_workers} workers x {run.cpu_threads} threads), "
+            f"{len(run.sensors)} sensors, "
+            f"key sensor {run.key_sensor}, "
             f"grid {run.pipeline.model.grid.nx}x{run.pipeline.model.grid.ny} @ "
             f"{run.pipeline.model.grid.resolution} m")
         return TransitionCallbackReturn.SUCCESS
@@ -237,10 +254,15 @@ class MonitorNode(LifecycleNode):
     def _configure(self) -> _Run:
         # Imported here: torch and the models load in configure, not when the node is created.
         from ros2_lmd.models import load_model
-        from ros2_lmd.monitor.pipeline import Pipeline, alert_config_from, resolve_device
+        import torch
+
+        from ros2_lmd.monitor.pipeline import (Pipeline, alert_config_from, inference_plan,
+                                               resolve_device)
 
         params = self.read_params()
         device = resolve_device(params.device)
+        workers, threads = inference_plan(device, params.inference_workers, params.cpu_threads)
+        torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
         model = load_model(params.model, device)
         unknown = sorted({n.lower() for n in params.camera_names} - set(model.config.camera_names))
         if "camera" in params.modalities and "camera" in model.modalities and unknown:
@@ -267,7 +289,7 @@ class MonitorNode(LifecycleNode):
             max_delay_s=params.sync_max_delay_s)
         tracker = SensorHealthTracker([SensorInfo(s.name, s.topic, s.modality) for s in sensors],
                                       params.stale_timeout_s, params.diagnostics_persistence)
-        run = _Run(params, pipeline, sensors, assembler, extrinsics, tracker)
+        run = _Run(params, pipeline, sensors, assembler, extrinsics, tracker, workers, threads)
         prefix = params.output_prefix.rstrip("/") or "/"
         reliable = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE,
                               history=QoSHistoryPolicy.KEEP_LAST)
@@ -325,9 +347,11 @@ class MonitorNode(LifecycleNode):
                 run.subscriptions.append(self.create_subscription(
                     cloud_class, sensor.topic, self._callback(self._on_reading, sensor), sensor_qos))
         run.stop.clear()
-        run.worker = threading.Thread(target=self._worker_loop, args=(run,),
-                                      name="lmd_inference", daemon=True)
-        run.worker.start()
+        run.workers = [threading.Thread(target=self._worker_loop, args=(run,),
+                                        name=f"lmd_inference_{i}", daemon=True)
+                       for i in range(run.inference_workers)]
+        for worker in run.workers:
+            worker.start()
         run.timers.append(self.create_timer(SYNC_TICK_S, self._on_sync_tick))
         run.timers.append(self.create_timer(self.diagnostics_period_s, self._publish_diagnostics))
         self.get_logger().info(f"active: {len(run.subscriptions)} subscriptions")
@@ -363,9 +387,9 @@ class MonitorNode(LifecycleNode):
             self.destroy_timer(timer)
         run.timers.clear()
         run.stop.set()
-        if run.worker is not None:
-            run.worker.join()
-            run.worker = None
+        for worker in run.workers:
+            worker.join()
+        run.workers = []
         for frame in run.queue.clear():
             self._count_drop(DROP_SHUTDOWN, frame.stamp, "still queued when the node was deactivated")
 
@@ -523,17 +547,38 @@ class MonitorNode(LifecycleNode):
 
     def _worker_loop(self, run: _Run) -> None:
         while not run.stop.is_set():
-            frame = run.queue.get(timeout=0.1)
-            if frame is None:
+            taken = run.queue.get(timeout=0.1)
+            if taken is None:
                 continue
+            turn, frame = taken
+            # A numbered frame is always concluded (or counted as dropped), even when stopping:
+            # the workers holding later numbers wait for it.
             try:
-                report = run.pipeline.process(frame)
+                computed, failure = run.pipeline.compute([frame])[0], None
             except Exception as error:  # a model failure must not stop the monitor
-                self._count_drop(DROP_INFERENCE, frame.stamp, f"{type(error).__name__}: {error}")
-                self._log_problem("inference", f"frame at {frame.stamp:.3f}: "
-                                  f"{type(error).__name__}: {error}")
-                continue
-            self._after_frame(run, frame, report)
+                computed, failure = None, error
+            with run.turn:
+                run.turn.wait_for(lambda: run.next_turn == turn)
+                try:
+                    if failure is not None:
+                        self._count_drop(DROP_INFERENCE, frame.stamp,
+                                         f"{type(failure).__name__}: {failure}")
+                        self._log_problem("inference", f"frame at {frame.stamp:.3f}: "
+                                          f"{type(failure).__name__}: {failure}")
+                    else:
+                        self._conclude(run, frame, computed)
+                finally:
+                    run.next_turn += 1
+                    run.turn.notify_all()
+
+    def _conclude(self, run: _Run, frame: SensorFrame, computed: Any) -> None:
+        try:
+            report = run.pipeline.conclude(computed)
+        except Exception as error:  # noqa: BLE001 — an alert-step failure must not stop the monitor
+            self._count_drop(DROP_INFERENCE, frame.stamp, f"{type(error).__name__}: {error}")
+            self._log_problem("inference", f"frame at {frame.stamp:.3f}: {type(error).__name__}: {error}")
+            return
+        self._after_frame(run, frame, report)
 
     def _after_frame(self, run: _Run, frame: SensorFrame, report: Any) -> None:
         from ros2_lmd.monitor.pipeline import health_ratios

@@ -81,6 +81,15 @@ class MonitorParams:
     device: str = _param(
         "auto", "Where inference runs: auto (CUDA when available, else CPU), cuda or cpu.",
         choices=("auto", "cuda", "cpu"))
+    cpu_threads: int = _param(
+        0, "CPU threads per inference worker (torch intra-op threads). 0: the CPU cores less one, "
+        "shared among the workers, at least 1: a core stays free for the sensor callbacks; with "
+        "every core given to inference, each step waits for threads descheduled by the callbacks.",
+        min=0, max=256)
+    inference_workers: int = _param(
+        0, "Frames in inference at once, each in its own thread (alerts are still concluded in "
+        "stamp order). 0: 1. More workers can raise the frame rate a many-core CPU sustains, not "
+        "the latency of a frame.", min=0, max=8)
     modalities: tuple[str, ...] = _param(
         MODALITIES,
         "Modalities fed to the model and decomposed; the others are not subscribed to.")

@@ -3,8 +3,9 @@ tools. encode runs once; LMD decomposes fuse; detections, shares and alerts foll
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,12 +50,43 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def inference_plan(device: torch.device, workers: int, threads: int) -> tuple[int, int]:
+    """(workers, torch threads per worker) for the `inference_workers` / `cpu_threads` parameters,
+    0 meaning automatic: 1 worker using the CPU cores less one (a core stays with the message
+    callbacks). On 2 cores, 2 workers of 1 thread sustained the same frame rate as 1 worker at
+    twice the latency (bench/bench_node.py)."""
+    cores = cpu_cores()
+    if workers <= 0:
+        workers = 1
+    if threads <= 0:
+        threads = max(1, (cores - 1) // workers)
+    return workers, threads
+
+
 def alert_config_from(params: Any) -> AlertConfig:
     """AlertConfig from any record with the same field names (ros2_lmd.params.MonitorParams)."""
     values = {f.name: getattr(params, f.name) for f in fields(AlertConfig) if hasattr(params, f.name)}
     if "baseline_window" in values and "baseline_min_frames" not in values:
         values["baseline_min_frames"] = min(AlertConfig.baseline_min_frames, values["baseline_window"])
     return AlertConfig(**values)
+
+
+@dataclass
+class ComputedFrame:
+    """What `Pipeline.compute` found for one frame, before the stateful alert step."""
+
+    frame: SensorFrame
+    fused: np.ndarray
+    components: dict[str, np.ndarray]
+    detections: list
+    labels: np.ndarray
+    shares: dict[str, float]
+    conservation_error: float
+    timings_ms: dict[str, float]
 
 
 class Pipeline:
@@ -84,6 +116,11 @@ class Pipeline:
     def process_batch(self, frames: Sequence[SensorFrame]) -> list[FrameReport]:
         """Model and LMD run batched; detections and alerts run frame by frame in order, so the
         alerts do not depend on the batch size."""
+        return [self.conclude(computed) for computed in self.compute(frames)]
+
+    def compute(self, frames: Sequence[SensorFrame]) -> list[ComputedFrame]:
+        """The stateless part of `process_batch` (model, LMD, detections, shares): safe to call
+        from several threads at once. Pass each result to `conclude`, in stamp order."""
         if not frames:
             return []
         t0 = time.perf_counter()
@@ -100,7 +137,7 @@ class Pipeline:
         t3 = time.perf_counter()
         batch = len(frames)
         names = [*self.modalities, "bias"]
-        reports = []
+        computed = []
         for b, frame in enumerate(frames):
             t4 = time.perf_counter()
             fused = stacked[0, b, 0]
@@ -111,22 +148,31 @@ class Pipeline:
                 self.config.min_detection_cells, self.config.support_share, self.config.single_sensor_share)
             occupied = sigmoid(fused) >= self.config.detection_threshold
             shares = evidence_shares(modality_components, occupied if occupied.any() else None)
-            energy = {m: contribution_energy(components[m]) for m in self.modalities}
-            present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
-            activity = self._activity(frame.stamp, components, present)
-            alerts = self.alerts.update(fused, components, activity, present, frame.sensor_status,
-                                        detections, labels)
-            t5 = time.perf_counter()
-            self.frames_processed += 1
-            reports.append(FrameReport(
-                stamp=frame.stamp, frame_index=frame.frame_index, grid=self.model.grid, fused=fused,
-                components=components, shares=shares, energy=energy, activity=activity, present=present,
-                detections=detections, alerts=alerts,
+            computed.append(ComputedFrame(
+                frame=frame, fused=fused, components=components, detections=detections, labels=labels,
+                shares=shares, conservation_error=errors[b],
                 timings_ms={"prepare": (t1 - t0) * 1e3 / batch, "encode": (t2 - t1) * 1e3 / batch,
-                            "decompose": (t3 - t2) * 1e3 / batch, "postprocess": (t5 - t4) * 1e3},
-                conservation_error=errors[b]))
-        return reports
+                            "decompose": (t3 - t2) * 1e3 / batch,
+                            "postprocess": (time.perf_counter() - t4) * 1e3}))
+        return computed
 
+    def conclude(self, computed: ComputedFrame) -> FrameReport:
+        """The stateful part: contribution activity and alerts. Call in stamp order."""
+        t0 = time.perf_counter()
+        frame, components = computed.frame, computed.components
+        energy = {m: contribution_energy(components[m]) for m in self.modalities}
+        present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
+        activity = self._activity(frame.stamp, components, present)
+        alerts = self.alerts.update(computed.fused, components, activity, present, frame.sensor_status,
+                                    computed.detections, computed.labels)
+        self.frames_processed += 1
+        timings = dict(computed.timings_ms)
+        timings["postprocess"] += (time.perf_counter() - t0) * 1e3
+        return FrameReport(
+            stamp=frame.stamp, frame_index=frame.frame_index, grid=self.model.grid, fused=computed.fused,
+            components=components, shares=computed.shares, energy=energy, activity=activity,
+            present=present, detections=computed.detections, alerts=alerts, timings_ms=timings,
+            conservation_error=computed.conservation_error)
 
     def _activity(self, stamp: float, components: dict[str, np.ndarray], present: dict[str, bool]
                   ) -> dict[str, float | None]:
@@ -151,5 +197,5 @@ def health_ratios(pipeline: Pipeline) -> dict[str, float]:
     return {m: h.last_ratio for m, h in pipeline.alerts.health.items()}
 
 
-__all__ = ["Pipeline", "contribution_energy", "contribution_activity", "alert_config_from", "resolve_device", "health_ratios",
+__all__ = ["Pipeline", "ComputedFrame", "inference_plan", "contribution_energy", "contribution_activity", "alert_config_from", "resolve_device", "health_ratios",
            "OUTPUT_KEY"]

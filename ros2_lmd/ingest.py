@@ -89,6 +89,17 @@ def convert_reading(sensor: InputSensor, msg: Any, calibration: CameraCalibratio
     return Reading(stamp, cloud.points, note=reason)
 
 
+def frame_assembler(params: MonitorParams, sensors: list[InputSensor],
+                    extrinsics: TransformTree) -> FrameAssembler:
+    """The time sync configured by the node parameters (live and offline alike). The fallback key
+    applies when its modality is among the subscribed sensors."""
+    modalities = {s.modality for s in sensors}
+    fallback = params.key_fallback if params.key_fallback in modalities else None
+    return FrameAssembler(sensors, params.sync_tolerance_s, extrinsics, key_sensor=params.key_sensor,
+                          base_frame=params.base_frame, max_delay_s=params.sync_max_delay_s,
+                          key_fallback=fallback, key_gap_s=params.key_gap_s)
+
+
 @dataclass
 class Ingest:
     """Topics in, frames out: calibrations, extrinsics and the FrameAssembler of one run.
@@ -103,9 +114,7 @@ class Ingest:
         self.by_topic = {s.topic: s for s in self.sensors}
         self.by_info_topic = {s.info_topic: s for s in self.sensors if s.info_topic}
         self.calibrations: dict[str, CameraCalibration] = {}
-        self.assembler = FrameAssembler(self.sensors, self.params.sync_tolerance_s, self.extrinsics,
-                                        key_sensor=self.params.key_sensor, base_frame=self.params.base_frame,
-                                        max_delay_s=self.params.sync_max_delay_s)
+        self.assembler = frame_assembler(self.params, self.sensors, self.extrinsics)
         self.problems: list[tuple[str, str]] = []
 
     def topics(self) -> dict[str, str]:

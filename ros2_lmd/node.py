@@ -40,11 +40,11 @@ from ros2_lmd import outputs
 from ros2_lmd.msgtypes import RclpyTypes
 from ros2_lmd.params import MonitorParams, ParameterError, parameter_specs, params_from_mapping
 from ros2_lmd.sensor_health import SensorHealthTracker, SensorInfo
-from ros2_lmd.ingest import InputSensor, convert_reading, input_sensors
+from ros2_lmd.ingest import InputSensor, convert_reading, frame_assembler, input_sensors
 from ros2_lmd.sensors.camera_info import CameraCalibration
 from ros2_lmd.sensors.errors import SensorDataError
 from ros2_lmd.sensors.frame import SensorFrame
-from ros2_lmd.sensors.sync import DroppedFrame, FrameAssembler, SensorSource
+from ros2_lmd.sensors.sync import DroppedFrame, FrameAssembler
 from ros2_lmd.sensors.tf import TransformTree
 
 NODE_NAME = "lmd_monitor"
@@ -283,10 +283,7 @@ class MonitorNode(LifecycleNode):
             extrinsics = _extrinsics_from_file(params.extrinsics_file, params.base_frame)
         else:
             extrinsics = TransformTree()
-        assembler = FrameAssembler(
-            [SensorSource(s.name, s.modality) for s in sensors], params.sync_tolerance_s,
-            extrinsics, key_sensor=params.key_sensor, base_frame=params.base_frame,
-            max_delay_s=params.sync_max_delay_s)
+        assembler = frame_assembler(params, sensors, extrinsics)
         tracker = SensorHealthTracker([SensorInfo(s.name, s.topic, s.modality) for s in sensors],
                                       params.stale_timeout_s, params.diagnostics_persistence)
         run = _Run(params, pipeline, sensors, assembler, extrinsics, tracker, workers, threads)

@@ -117,6 +117,14 @@ class MonitorParams:
     key_sensor: str = _param(
         "lidar", "Modality whose messages trigger a frame; the others are matched to it in time.",
         choices=MODALITIES)
+    key_fallback: str = _param(
+        "camera", "Modality whose first sensor triggers frames while the key sensor is silent (its "
+        "messages then start a frame when no key message is within key_gap_s), so a dead key "
+        "sensor is reported instead of stopping the monitor; none: no fallback.",
+        choices=("none", *MODALITIES))
+    key_gap_s: float = _param(
+        0.25, "How long (s) without a key-sensor message, around a fallback-sensor message, before "
+        "that message starts a frame (a few key-sensor periods).", min=0.01, max=10.0)
     sync_tolerance_s: float = _param(
         0.06, "Largest stamp difference (s) to the key sensor for a message to join its frame; a "
         "sensor outside it is missing for that frame.", min=0.0, max=1.0)
@@ -220,6 +228,9 @@ class MonitorParams:
         if self.key_sensor not in self.modalities:
             problems.append(f"key_sensor: {self.key_sensor!r} is not in modalities "
                             f"{list(self.modalities)}")
+        if self.key_fallback == self.key_sensor:
+            problems.append(f"key_fallback: must differ from key_sensor ({self.key_sensor!r}) or "
+                            f"be none")
         for name in ("camera_image_topics", "camera_info_topics"):
             if len(getattr(self, name)) != len(self.camera_names):
                 problems.append(f"{name}: {len(getattr(self, name))} topics for "

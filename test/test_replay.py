@@ -79,6 +79,28 @@ def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp
     assert max(float(r["conservation_error"]) for r in processed) < 1e-4
 
 
+def test_a_dead_lidar_is_reported_not_silenced(model, tmp_path):
+    # The LiDAR (key sensor) publishes nothing from 0.5 to 1.3 s: the cameras take over as the key
+    # (key_fallback), so the monitor keeps producing frames and says the LiDAR is missing.
+    drive = simulate_to_bag(tmp_path / "drive", duration_s=2.0, seed=5, faults="lidar:dropout@0.5-1.3",
+                            camera_size=(224, 128), progress=False)
+    result = analyze(drive.bag, model, tmp_path / "out", progress=False)
+    rows = _rows(tmp_path / "out" / "frames.csv")
+    t = [round(float(r["stamp"]) - 1.7e9, 3) for r in rows]
+    assert all(r["status"] == "processed" for r in rows)
+    inside = [x for x in t if 0.5 <= x < 1.3]  # camera-triggered: > key_gap_s (0.25 s) from a sweep
+    assert len(inside) >= 3 and inside[0] > 0.4 + 0.25 and inside[-1] < 1.3 - 0.25, t
+    without = [round(r.stamp - 1.7e9, 3) for r in result.reports if not r.present["lidar"]]
+    assert without == inside  # the frames in the dropout and only those lack the LiDAR
+    # raised when the LiDAR goes missing (modality) and stale (lidar_top), cleared at the first
+    # sweep after the dropout, and at no other time
+    lidar = {(round(a.stamp - 1.7e9, 3), a.kind) for a in result.alerts if a.modality == "lidar"
+             and a.kind in ("SENSOR_MISSING", "SENSOR_STALE", "SENSOR_RECOVERED")}
+    back = min(x for x in t if x > max(inside))
+    assert lidar == {(inside[0], "SENSOR_MISSING"), (inside[0], "SENSOR_STALE"),
+                     (back, "SENSOR_RECOVERED")}, (lidar, back)
+
+
 def test_mcap_and_sqlite3_give_identical_frames(drives, model, tmp_path):
     for storage in ("mcap", "sqlite3"):
         analyze(drives[storage].bag, model, tmp_path / storage, progress=False)

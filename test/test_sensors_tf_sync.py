@@ -251,6 +251,39 @@ def test_frames_do_not_depend_on_arrival_order(seed, pop_every_message):
     assert all(isinstance(r, SensorFrame) for r in reference)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_fallback_key_fills_a_silent_key_sensor_whatever_the_arrival_order(seed, pop_every_message):
+    gap = 0.2
+    readings = _stream(seed, gaps=[("lidar_top", 0.4, 1.2)])
+    rng = random.Random(seed)
+    shuffled = sorted(readings, key=lambda r: r[1] + rng.uniform(0, MAX_DELAY * 0.999))
+    tree, _ = _extrinsics()
+    make = lambda: _assembler(tree, key_fallback="camera", key_gap_s=gap)  # noqa: E731
+    reference = _run(make(), sorted(readings, key=lambda r: r[1]))
+    _assert_same_results(reference, _run(make(), shuffled, pop_every_message))
+    # independent statement of the rule: every LiDAR sweep, and every camera image with no sweep
+    # within the gap, starts exactly one frame, in stamp order
+    key = sorted(s for n, s, _ in readings if n == "lidar_top")
+    cams = [s for n, s, _ in readings if n == "cam_front"]
+    fallback = [c for c in cams if not any(abs(k - c) <= gap for k in key)]
+    assert fallback, "the LiDAR gap is longer than twice the key gap: some camera frames expected"
+    assert [r.stamp for r in reference] == sorted(key + fallback)
+    assert [r.frame_index for r in reference] == list(range(len(reference)))
+    for frame in reference:
+        if frame.stamp in fallback:  # the LiDAR is missing, the camera that triggered it present
+            assert not frame.present["lidar"] and frame.sensor_status["lidar_top"]
+            assert frame.present["camera"] and not frame.sensor_status["cam_front"]
+        else:
+            assert frame.present["lidar"]
+
+
+def test_fallback_key_must_differ_from_the_key():
+    tree, _ = _extrinsics()
+    with pytest.raises(ValueError, match="fallback key"):
+        FrameAssembler(SENSORS, TOL, tree, key_fallback="lidar")
+
+
 def _frame_at(results, stamp) -> SensorFrame:
     (frame,) = [r for r in results if r.stamp == stamp]
     return frame

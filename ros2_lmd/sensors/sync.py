@@ -7,7 +7,13 @@ Determinism: the frames depend only on the set of readings, not on their arrival
 (2) no reading arrives after one stamped more than `max_delay_s` later than it (any sensor).
 A key frame at t is built once every other sensor has a reading stamped >= t (its nearest candidate
 is then fixed), or a stamp > t + tolerance_s + max_delay_s has been seen (anything still to come is
-late), or at `flush()`. Extrinsics and CameraInfo are looked up when the frame is built."""
+late), or at `flush()`. Extrinsics and CameraInfo are looked up when the frame is built.
+
+Fallback key: when the key sensor is silent (a LiDAR that died is exactly what the monitor must
+report, not go blind on), a reading of the fallback sensor at t starts a frame if no key reading is
+stamped within `key_gap_s` of t; the key sensor is then missing in that frame. Decided from stamps
+only: once a key reading later than t + key_gap_s, or any stamp later than t + key_gap_s +
+max_delay_s, has been seen (assumptions (1) and (2)), so live and offline runs agree."""
 
 from __future__ import annotations
 
@@ -75,6 +81,7 @@ class _Reading:
     stamp: float
     payload: np.ndarray
     frame_id: str
+    trigger: str = ""  # the sensor whose reading this is, when it starts a frame as the fallback key
 
 
 @dataclass
@@ -92,7 +99,8 @@ class FrameAssembler:
     def __init__(self, sensors: Sequence[Any], tolerance_s: float, extrinsics: ExtrinsicsProvider,
                  key_sensor: str | None = None, base_frame: str = "base_link",
                  max_delay_s: float = 0.0,
-                 calibrations: Mapping[str, CameraCalibration] | None = None) -> None:
+                 calibrations: Mapping[str, CameraCalibration] | None = None,
+                 key_fallback: str | None = None, key_gap_s: float = 0.25) -> None:
         if not math.isfinite(tolerance_s) or tolerance_s < 0:
             raise ValueError(f"FrameAssembler: tolerance_s must be finite and >= 0, got {tolerance_s}")
         if not math.isfinite(max_delay_s) or max_delay_s < 0:
@@ -108,6 +116,13 @@ class FrameAssembler:
                 raise ValueError(f"FrameAssembler: sensor {source.name!r} listed twice")
             self._sensors[source.name] = _SensorState(source)
         self.key_sensor = self._resolve_key(key_sensor)
+        self.key_fallback = self._resolve_key(key_fallback) if key_fallback else None
+        if self.key_fallback == self.key_sensor:
+            raise ValueError(f"FrameAssembler: the fallback key {key_fallback!r} is the key sensor "
+                             f"{self.key_sensor!r}")
+        if not math.isfinite(key_gap_s) or key_gap_s <= 0:
+            raise ValueError(f"FrameAssembler: key_gap_s must be finite and > 0, got {key_gap_s}")
+        self.key_gap_s = float(key_gap_s)
         self.tolerance_s = float(tolerance_s)
         self.max_delay_s = float(max_delay_s)
         self.base_frame = base_frame
@@ -116,6 +131,8 @@ class FrameAssembler:
         self._calibrations: dict[str, CameraCalibration] = dict(calibrations or {})
         self._pending: list[_Reading] = []  # key readings, sorted by stamp
         self._dropped: list[tuple[float, str]] = []  # key stamps refused in add(), not yet popped
+        self._key_stamps: list[float] = []  # recent key stamps (sorted), for the fallback decision
+        self._candidates: list[_Reading] = []  # fallback readings not yet decided (sorted)
         self._newest_any = -math.inf
         self._last_built = -math.inf
         self._next_index = 0
@@ -169,7 +186,10 @@ class FrameAssembler:
         reading = _Reading(stamp, _check_payload(state.source, payload), str(frame_id).lstrip("/"))
         self._newest_any = max(self._newest_any, stamp)
         state.newest = max(state.newest, stamp)
+        if sensor_name == self.key_fallback and stamp > self._last_built:
+            self._add_candidate(_Reading(stamp, reading.payload, reading.frame_id, trigger=sensor_name))
         if sensor_name == self.key_sensor:
+            bisect.insort(self._key_stamps, stamp)
             self._add_key(reading)
         elif stamp < self._eviction_threshold():
             self.counters.stale_readings += 1
@@ -183,6 +203,14 @@ class FrameAssembler:
                 state.stamps.insert(i, stamp)
                 state.readings.insert(i, reading)
         self._evict()
+
+    def _add_candidate(self, reading: _Reading) -> None:
+        stamps = [r.stamp for r in self._candidates]
+        i = bisect.bisect_left(stamps, reading.stamp)
+        if i < len(stamps) and stamps[i] == reading.stamp:
+            self._candidates[i] = reading  # same stamp again: the newer message, as in the cache
+        else:
+            self._candidates.insert(i, reading)
 
     def _add_key(self, reading: _Reading) -> None:
         if reading.stamp <= self._last_built:
@@ -213,6 +241,7 @@ class FrameAssembler:
             results.append(DroppedFrame(stamp, reason, self._take_index()))
             self.counters.dropped_frames += 1
         self._dropped.clear()
+        self._decide_fallbacks(horizon, force)
         while self._pending and (force or self._is_ready(self._pending[0].stamp, horizon)):
             key = self._pending.pop(0)
             results.append(self._build(key))
@@ -220,6 +249,25 @@ class FrameAssembler:
             self.counters.frames += 1
         self._evict()
         return results
+
+    def _decide_fallbacks(self, horizon: float, force: bool) -> None:
+        """Fallback readings become frames when no key reading is stamped within key_gap_s."""
+        newest_key = self._key_stamps[-1] if self._key_stamps else -math.inf
+        while self._candidates:
+            candidate = self._candidates[0]
+            t, gap = candidate.stamp, self.key_gap_s
+            decided = force or newest_key > t + gap or horizon > t + gap + self.max_delay_s
+            if not decided:
+                break
+            self._candidates.pop(0)
+            i = bisect.bisect_left(self._key_stamps, t - gap)
+            if i < len(self._key_stamps) and self._key_stamps[i] <= t + gap:
+                continue  # the key sensor is alive around t
+            if t > self._last_built:
+                bisect.insort(self._pending, candidate, key=lambda r: r.stamp)
+        # key stamps older than any undecided candidate's window are no longer needed
+        oldest = self._candidates[0].stamp if self._candidates else newest_key
+        del self._key_stamps[:max(0, bisect.bisect_left(self._key_stamps, oldest - self.key_gap_s) - 1)]
 
     def _is_ready(self, t: float, horizon: float) -> bool:
         if horizon > t + self.tolerance_s + self.max_delay_s:
@@ -229,8 +277,8 @@ class FrameAssembler:
 
     def _eviction_threshold(self) -> float:
         """Readings older than this can serve no pending or future key frame."""
-        if self._pending:
-            oldest_needed = self._pending[0].stamp
+        if self._pending or self._candidates:
+            oldest_needed = min(r.stamp for r in self._pending[:1] + self._candidates[:1])
         else:
             # A key still to come is stamped after the last built one and, by assumption (2),
             # no earlier than max_delay_s before the newest stamp seen.
@@ -281,7 +329,7 @@ class FrameAssembler:
         status: dict[str, str] = {}
         for name, state in self._sensors.items():
             source = state.source
-            if name == self.key_sensor:
+            if name == (key.trigger or self.key_sensor):
                 reading, reason = key, ""
             else:
                 reading, reason = self._nearest(state, t)

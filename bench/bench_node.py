@@ -1,20 +1,26 @@
 """End-to-end benchmark of the monitor with the full nuScenes-like sensor set (6 cameras, 5 radars,
 1 LiDAR) and the compact camera+radar+lidar model, measured side by side in one run:
 
-1. pipeline alone: `Pipeline.process` on pre-built SensorFrames, back to back (the ceiling);
-2. live node: a simulated drive played at real time (10 Hz) through ROS 2 to the in-process node
-   with its default keep-latest queue, counting processed and superseded frames.
+1. pipeline alone: `Pipeline.process` on pre-built SensorFrames, back to back (the ceiling), with
+   1 and with all CPU threads;
+2. live node: a simulated drive played at real time (10 Hz LiDAR) by `ros2-lmd play` in its own
+   process (as sensor drivers are on a vehicle: sensor-data QoS) to the monitor node in this
+   process, with its default keep-latest queue, for several inference_workers x cpu_threads
+   settings. Frame rate = frames processed per second of drive; end-to-end latency = key
+   message received -> outputs published (the `latency_ms` of /lmd/decomposition).
 
-For both: frames per second, latency p50/p95 and the share of time per stage.
-
-    source .venv/lmd_env.sh && python bench/bench_node.py [--duration 10] [--model compact_crl] [--device cpu]
+    source .venv/lmd_env.sh && python bench/bench_node.py [--duration 10] [--model compact_crl]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,44 +37,102 @@ def stage_table(reports) -> str:
     return ", ".join(f"{s} {np.median(t):.1f} ms ({t.sum() / whole:.0%})" for s, t in totals.items())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--model", default="compact_crl")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-
+def pipeline_alone(model: str, frames, threads: int) -> str:
     import torch
 
-    from ros2_lmd.demo import run_live
     from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.pipeline import Pipeline
-    from ros2_lmd.replay.simulate import simulate_to_bag
-    from ros2_lmd.sim import simulate_drive
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, model {args.model}")
-    frames = [f.to_sensor_frame() for f in simulate_drive(3, duration_s=args.duration)]
-    pipeline = Pipeline(load_model(args.model), device=args.device)
+    torch.set_num_threads(threads)
+    pipeline = Pipeline(load_model(model), device="cpu")
     for frame in frames[:3]:
         pipeline.process(frame)  # warm-up: lifting tables, allocator, f'(0) caches
     t0 = time.perf_counter()
     reports = [pipeline.process(f) for f in frames]
     elapsed = time.perf_counter() - t0
     latency = np.array([r.latency_ms for r in reports])
-    print(f"pipeline alone: {len(reports) / elapsed:.1f} frames/s; latency p50 {np.percentile(latency, 50):.0f} ms, "
-          f"p95 {np.percentile(latency, 95):.0f} ms; {stage_table(reports)}")
+    return (f"pipeline alone, {threads} thread(s): {len(reports) / elapsed:.1f} frames/s; latency p50 "
+            f"{np.percentile(latency, 50):.0f} ms, p95 {np.percentile(latency, 95):.0f} ms; "
+            f"{stage_table(reports)}")
 
+
+def live_node(bag: Path, model: str, workers: int, threads: int, key_frames: int, duration: float) -> str:
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from ros2_lmd.msg import DecompositionSummary
+    from ros2_lmd.node import MonitorNode
+
+    domain = random.randint(100, 199)
+    context = Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = MonitorNode(context=context, parameter_overrides=[
+        Parameter("model", value=model), Parameter("inference_workers", value=workers),
+        Parameter("cpu_threads", value=threads)])
+    reports, latencies = [], []
+    node.report_listeners.append(lambda frame, report: reports.append(report))
+    probe = rclpy.create_node("bench_probe", context=context)
+    probe.create_subscription(DecompositionSummary, "/lmd/decomposition",
+                              lambda msg: latencies.append(msg.latency_ms), 100)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    try:
+        if (node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+                or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
+            raise RuntimeError("the monitor node failed to configure/activate")
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+        subprocess.run([sys.executable, "-m", "ros2_lmd.cli", "play", str(bag), "--rate", "1",
+                        "--delay", "3"], env=env, check=True, capture_output=True)
+        time.sleep(1.5)  # the last frames
+        received = node.sensor_health.messages("lidar_top")
+        processed, drops = node.frames_processed, node.drop_counts()
+        node.trigger_deactivate()
+    finally:
+        executor.shutdown()
+        node.close()
+        node.destroy_node()
+        probe.destroy_node()
+        rclpy.try_shutdown(context=context)
+    lat = np.array(latencies or [np.nan])
+    label = f"{workers} worker(s) x {threads} thread(s)"
+    return (f"live node, {label}: {processed} of {key_frames} sweeps processed "
+            f"({processed / duration:.1f} frames/s), {received} received, dropped {drops or 0}; "
+            f"end-to-end latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms; "
+            f"{stage_table(reports) if reports else 'no frames'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--model", default="compact_crl")
+    args = parser.parse_args()
+
+    import torch
+
+    from ros2_lmd.monitor.pipeline import cpu_cores, inference_plan
+    from ros2_lmd.replay.simulate import simulate_to_bag
+    from ros2_lmd.sim import simulate_drive
+
+    cores = cpu_cores()
+    print(f"torch {torch.__version__}, {cores} CPU cores, model {args.model}, "
+          f"{args.duration:g} s drive at 10 Hz, cameras 448x256")
+    frames = [f.to_sensor_frame() for f in simulate_drive(3, duration_s=args.duration)]
+    for threads in sorted({1, cores}):
+        print(pipeline_alone(args.model, frames, threads), flush=True)
+    auto = inference_plan(torch.device("cpu"), 0, 0)
+    settings = [auto] + [s for s in ((1, cores), (2, 1)) if s != auto]
     with tempfile.TemporaryDirectory() as tmp:
         bag = Path(tmp) / "drive.mcap"
         simulate_to_bag(bag, duration_s=args.duration, seed=3, progress=False)
-        t0 = time.perf_counter()
-        live = run_live(bag, args.model, rate=1.0, print_alerts=False)
-        wall = time.perf_counter() - t0
-    latency = np.array([r.latency_ms for r in live.reports])
-    print(f"live node at 10 Hz input: {len(live.reports)} of {live.key_frames} frames processed "
-          f"({len(live.reports) / args.duration:.1f} frames/s of drive time), {len(live.drops)} superseded/dropped; "
-          f"pipeline latency p50 {np.percentile(latency, 50):.0f} ms, p95 {np.percentile(latency, 95):.0f} ms; "
-          f"{stage_table(live.reports)}; wall {wall:.0f} s")
+        for workers, threads in settings:
+            note = " (default)" if (workers, threads) == auto else ""
+            print(live_node(bag, args.model, workers, threads, len(frames), args.duration) + note, flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_FAULTS = "camera:blackout@5-9"
+DEFAULT_FAULTS = "camera:blackout@4-7,lidar:dropout@9-11"
 SENSOR_STATE_KINDS = ("SENSOR_DEGRADED", "SENSOR_FAILED", "SENSOR_MISSING", "SENSOR_STALE", "SENSOR_RECOVERED")
 HANG_GUARD_S = 120.0  # after the last message was published
 
@@ -44,24 +44,18 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
     from rclpy.parameter import Parameter
 
     from ros2_lmd.monitor.report import SEVERITY_NAMES
-    from ros2_lmd.node import MonitorNode
+    from ros2_lmd.node import QUIET_FLUSH_S, SYNC_TICK_S, MonitorNode
     from ros2_lmd.player import BagPlayer
     from ros2_lmd.replay.bag import ReadStats, project_typestore, read_messages
 
     stats = ReadStats()
     key_frames = sum(1 for _ in read_messages(bag, ["/lidar_top"], project_typestore(), stats))
     result = DemoResult(bag.parent, key_frames=key_frames)
-    done = threading.Event()
     lock = threading.Lock()
-
-    def accounted() -> int:
-        return len(result.reports) + len(result.drops)
 
     def on_report(frame, report) -> None:
         with lock:
             result.reports.append(report)
-            if accounted() >= key_frames:
-                done.set()
         if print_alerts:
             # sensor-state alerts as they happen; per-object ones (single-sensor support,
             # disagreement) come every frame and are summarised at the end
@@ -73,8 +67,6 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
     def on_drop(stamp: float, reason: str) -> None:
         with lock:
             result.drops.append((stamp, reason))
-            if accounted() >= key_frames:
-                done.set()
 
     context = Context()
     rclpy.init(context=context, domain_id=domain_id if domain_id is not None else random.randint(100, 199))
@@ -111,8 +103,17 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
                and not all(p.get_subscription_count() > 0 for p in player.publishers.values())):
             time.sleep(0.1)
         player.play(should_stop=lambda: not context.ok())
-        if not done.wait(HANG_GUARD_S):
-            print(f"ros2-lmd demo: only {accounted()} of {key_frames} frames came back", file=sys.stderr)
+        # Done when the node holds no frame (time sync, queue, inference) after the time sync's
+        # quiet flush had its chance; a frame count fixed in advance would not know how many
+        # frames the fallback key adds while the LiDAR is silent.
+        finished = time.monotonic()
+        settle = QUIET_FLUSH_S + 2 * SYNC_TICK_S
+        while node.frames_pending() or time.monotonic() - finished < settle:
+            if time.monotonic() - finished > HANG_GUARD_S:
+                print(f"ros2-lmd demo: {node.frames_pending()} frames still pending after "
+                      f"{HANG_GUARD_S:g} s", file=sys.stderr)
+                break
+            time.sleep(0.05)
         node.trigger_deactivate()
     finally:
         if player is not None:
@@ -174,7 +175,8 @@ def main(out: str = "demo_out", duration: float = 12.0, faults: str = DEFAULT_FA
     # what the monitor concludes about the whole drive; bench/bench_node.py measures real time
     live = run_live(bag, model, rate, queue_depth=100, t0=t0, sync_max_delay_s=5.0)
     processed = len(live.reports)
-    print(f"== 3/3 report: {processed} of {live.key_frames} frames processed, {len(live.drops)} dropped"
+    print(f"== 3/3 report: {processed} frames processed, {len(live.drops)} dropped, from "
+          f"{live.key_frames} LiDAR sweeps"
           + (f" ({', '.join(sorted({why.split(':')[0] for _, why in live.drops}))})" if live.drops else ""),
           flush=True)
     write_live_report(live, out_dir, sim.faults_csv, t0, model, modalities)

@@ -126,6 +126,16 @@ class LatestQueue:
             self._taken += 1
             return self._taken - 1, self._items.popleft()
 
+    def __len__(self) -> int:
+        with self._ready:
+            return len(self._items)
+
+    @property
+    def taken(self) -> int:
+        """How many items `get` has handed out."""
+        with self._ready:
+            return self._taken
+
     def clear(self) -> list[Any]:
         with self._ready:
             items = list(self._items)
@@ -429,6 +439,18 @@ class MonitorNode(LifecycleNode):
     def frames_dropped(self) -> int:
         with self._lock:
             return sum(self._drops.values())
+
+    def frames_pending(self) -> int:
+        """Frames held anywhere in the node: in the time sync (including fallback-key readings not
+        yet decided), in the queue, or in inference."""
+        run = self._run
+        if run is None:
+            return 0
+        with self._lock:
+            in_sync = run.assembler.frames_pending
+        with run.turn:
+            in_inference = run.queue.taken - run.next_turn
+        return in_sync + len(run.queue) + in_inference
 
     def drop_counts(self) -> dict[str, int]:
         with self._lock:

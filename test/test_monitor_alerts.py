@@ -146,15 +146,17 @@ def test_bad_alert_config_is_named():
         AlertConfig(hysteresis_k=6, hysteresis_n=5)
 
 
-def _run_three(activities):
-    """activities: list of dicts modality -> activity, one per frame."""
+def _run_three(activities, present=None):
+    """activities: list of dicts modality -> activity, one per frame (present: the same, of
+    bools; default all present)."""
     mods = ("camera", "radar", "lidar")
     engine = AlertEngine(mods, GRID, AlertConfig(baseline_window=20, baseline_min_frames=10))
     fused = np.full(GRID.shape, -5.0)
     comps = {m: np.zeros(GRID.shape) for m in mods} | {"bias": fused}
     timeline = []
     for i, act in enumerate(activities):
-        for alert in engine.update(fused, comps, act, {m: True for m in mods}, {}, [], np.zeros(GRID.shape, int)):
+        here = present[i] if present else {m: True for m in mods}
+        for alert in engine.update(fused, comps, act, here, {}, [], np.zeros(GRID.shape, int)):
             timeline.append((i, alert.kind, alert.modality))
     return timeline
 
@@ -174,6 +176,18 @@ def test_one_sensor_falling_silent_among_three_fails():
     assert timeline[0] == (22, SENSOR_FAILED, "camera")
     assert (32, SENSOR_RECOVERED, "camera") in timeline
     assert all(m == "camera" for _, _, m in timeline)
+
+
+def test_others_are_not_judged_while_a_modality_is_missing():
+    healthy = [{"camera": 1.0, "radar": 0.01, "lidar": 0.1}] * 20
+    # LiDAR missing: its features are zero, the radar's contribution collapses with the regime
+    outage = [{"camera": 1.0, "radar": 0.0001, "lidar": None}] * 10
+    everyone = {"camera": True, "radar": True, "lidar": True}
+    present = [everyone] * 20 + [everyone | {"lidar": False}] * 10 + [everyone] * 20
+    timeline = _run_three(healthy + outage + healthy, present)
+    assert timeline == [(20, SENSOR_MISSING, "lidar"), (30, SENSOR_RECOVERED, "lidar")]
+    # the same radar collapse with every sensor present is a failure
+    assert (22, SENSOR_FAILED, "radar") in _run_three(healthy + outage + healthy)
 
 
 def test_first_frame_without_activity_is_skipped():

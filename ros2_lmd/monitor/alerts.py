@@ -143,7 +143,14 @@ class AlertEngine:
         frame); modalities not present are reported as missing, not as failed."""
         alerts: list[Alert] = []
         alerts += self._availability(present, sensor_status)
-        live = [m for m in self.modalities if present.get(m, True) and activity.get(m) is not None]
+        # While a modality is missing its features are zero, which moves the network to another
+        # operating point: every other modality's contribution changes with it and is no longer
+        # comparable with baselines learnt with all sensors (a dead LiDAR made the radar look
+        # "degraded"). The missing modality is reported as such; the others are judged again
+        # once all are back.
+        all_present = all(present.get(m, True) for m in self.modalities)
+        live = [m for m in self.modalities
+                if all_present and activity.get(m) is not None]
         ratios = {m: self.health[m].ratio(activity[m]) for m in live}
         known = [r for r in ratios.values() if r is not None]
         # divide by the median over modalities (with one modality: by itself is no test; keep it)

@@ -158,6 +158,12 @@ class FrameAssembler:
         return tuple(r.stamp for r in self._pending)
 
     @property
+    def frames_pending(self) -> int:
+        """Frames not yet out: key readings waiting, refusals not yet popped, fallback readings
+        not yet decided (each may become a frame)."""
+        return len(self._pending) + len(self._dropped) + len(self._candidates)
+
+    @property
     def cache_sizes(self) -> dict[str, int]:
         """Readings held per non-key sensor (bounded by the eviction rule)."""
         return {name: len(state.readings) for name, state in self._sensors.items()
@@ -331,6 +337,9 @@ class FrameAssembler:
             source = state.source
             if name == (key.trigger or self.key_sensor):
                 reading, reason = key, ""
+            elif name == self.key_sensor:  # a fallback frame: the key sensor is silent
+                reading, reason = None, (f"silent: no message within {self.key_gap_s:g} s of "
+                                         f"this frame (started by {key.trigger})")
             else:
                 reading, reason = self._nearest(state, t)
             if reading is not None:

@@ -142,6 +142,8 @@ def _add_analyze(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults", default="", help="ground-truth faults.csv written by `simulate`")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="model calls in parallel threads (default: the CPU cores; 1 on a GPU)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
 
 
@@ -152,6 +154,10 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.replay.analyze import analyze
     from ros2_lmd.replay.bag import BagError
 
+    if args.batch < 1 or args.workers < 0:
+        print(f"ros2-lmd analyze: --batch must be >= 1 and --workers >= 0 (got {args.batch}, "
+              f"{args.workers})", file=sys.stderr)
+        return EXIT_USAGE
     try:
         params = load_params_file(args.params_file) if args.params_file else MonitorParams()
     except ParameterError as error:
@@ -161,7 +167,7 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     model = load_model(name)
     try:
         result = analyze(args.bag, model, args.out, params, args.faults or None, batch=args.batch,
-                         device=args.device, model_name=name)
+                         workers=args.workers, device=args.device, model_name=name)
     except BagError as error:
         print(f"ros2-lmd analyze: {error}", file=sys.stderr)
         return 1

@@ -125,6 +125,18 @@ def test_truncated_bag_gives_a_clear_error_and_the_frames_before_it(drives, mode
     assert "frames read before it" in str(info.value)
 
 
+def test_batch_size_and_worker_threads_do_not_change_the_analysis(drives, model, tmp_path):
+    runs = {}
+    for batch, workers in ((1, 1), (3, 2)):
+        out = tmp_path / f"b{batch}w{workers}"
+        analyze(drives["mcap"].bag, model, out, batch=batch, workers=workers, progress=False)
+        frames = [{k: v for k, v in r.items() if k not in ("latency_ms", "conservation_error")}
+                  for r in _rows(out / "frames.csv")]
+        runs[batch, workers] = frames, (out / "alerts.csv").read_text()
+    assert runs[1, 1] == runs[3, 2]
+    assert len(runs[1, 1][0]) == 15
+
+
 def test_not_a_bag_is_named(tmp_path, model):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BagError, match="empty"):

@@ -6,13 +6,15 @@ why), alerts.csv and report.html."""
 from __future__ import annotations
 
 import sys
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ros2_lmd import outputs
 from ros2_lmd.ingest import Ingest
-from ros2_lmd.monitor.pipeline import Pipeline, alert_config_from
+from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, alert_config_from, cpu_cores
 from ros2_lmd.monitor.report import FrameReport
 from ros2_lmd.params import MonitorParams, load_params_file
 from ros2_lmd.replay.bag import BagError, BagWriter, ReadStats, read_messages
@@ -38,9 +40,15 @@ class AnalyzeResult:
 
 def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorParams | None = None,
             faults_csv: str | Path | None = None, batch: int = 4, device: str = "cpu", progress: bool = True,
-            model_name: str = "", on_alert: Callable[[AlertRow], None] | None = None) -> AnalyzeResult:
+            model_name: str = "", on_alert: Callable[[AlertRow], None] | None = None,
+            workers: int = 0) -> AnalyzeResult:
     """Analyse `bag` with `model` (a FusionModel). Raises BagError for an unreadable bag; a bag that
-    breaks off part-way still gets every output for the frames read, and then BagError."""
+    breaks off part-way still gets every output for the frames read, and then BagError.
+
+    Batches of `batch` frames go through the model and LMD in `workers` threads at once (0: as
+    many as the CPU has cores, one torch thread each; 1 on a GPU) while this thread reads and
+    decodes the bag; their results are concluded (alerts, outputs) in stamp order, so the output
+    does not depend on `batch` or `workers`."""
     from tqdm import tqdm
 
     from ros2_lmd.msgtypes import rosbags_types
@@ -68,11 +76,11 @@ def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorPar
     reports: list[FrameReport] = []
     pending = []
     dropped = 0
+    compute = ComputePool(pipeline, workers)
 
-    def run_pending(writer: BagWriter) -> None:
-        if not pending:
-            return
-        for report in pipeline.process_batch(pending):
+    def conclude(computed_frames, writer: BagWriter) -> None:
+        for computed in computed_frames:
+            report = pipeline.conclude(computed)
             rows.append(FrameRow.processed(report))
             for alert in report.alerts:
                 row = AlertRow(report.stamp, alert.kind, alert.severity, alert.modality, alert.message)
@@ -87,13 +95,20 @@ def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorPar
                     detection_threshold=params.detection_threshold):
                 writer.write(f"{prefix}/{key}", msgtype, int(round(report.stamp * 1e9)), message)
             reports.append(_light(report))
-        pending.clear()
+
+    def run_pending(writer: BagWriter, wait: bool = False) -> None:
+        """Submit the pending batch; conclude what is done (everything with `wait`)."""
+        if pending:
+            compute.submit(list(pending))
+            pending.clear()
+        for computed_frames in compute.done(wait):
+            conclude(computed_frames, writer)
 
     def take(results, writer: BagWriter) -> None:
         nonlocal dropped
         for result in results:
             if isinstance(result, DroppedFrame):
-                run_pending(writer)
+                run_pending(writer, wait=True)
                 rows.append(FrameRow.skipped(result.stamp, result.reason))
                 dropped += 1
             else:
@@ -102,7 +117,7 @@ def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorPar
                     run_pending(writer)
 
     key = ingest.assembler.key_sensor if hasattr(ingest.assembler, "key_sensor") else None
-    with BagWriter(output_bag, types.typestore) as writer, \
+    with compute, BagWriter(output_bag, types.typestore) as writer, \
             tqdm(desc="analysing", unit="msg", disable=not progress, file=sys.stderr) as bar:
         for topic, _msgtype, _log_time, message in read_messages(bag, ingest.topics(), types.typestore, stats):
             problems_before = len(ingest.problems)
@@ -110,13 +125,13 @@ def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorPar
             if len(ingest.problems) > problems_before and _is_key_topic(ingest, topic, key):
                 # a key-sensor message that could not be used is a frame that cannot be built
                 stamp = _header_stamp(message)
-                run_pending(writer)
+                run_pending(writer, wait=True)
                 rows.append(FrameRow.skipped(stamp, f"{topic}: {ingest.problems[-1][1]}"))
                 dropped += 1
             take(ingest.pop_ready(), writer)
             bar.update(1)
         take(ingest.flush(), writer)
-        run_pending(writer)
+        run_pending(writer, wait=True)
     for topic, count in stats.undecodable.items():
         ingest.problems.append((topic, f"{count} message(s) could not be decoded"))
     rows.sort(key=lambda r: r.stamp)
@@ -148,6 +163,47 @@ def _header_stamp(message: Any) -> float:
         return float(message.header.stamp.sec) + float(message.header.stamp.nanosec) * 1e-9
     except AttributeError:
         return float("nan")
+
+
+class ComputePool:
+    """`Pipeline.compute` on batches of frames in worker threads; results come back in submission
+    order. At most `workers` batches are in flight (`submit` waits for the oldest). On a CPU each
+    worker gets cores // workers torch threads for the duration (several single-threaded workers
+    beat one multi-threaded model call on small models: less waiting at every operator)."""
+
+    def __init__(self, pipeline: Pipeline, workers: int = 0) -> None:
+        import torch
+
+        cores = cpu_cores()
+        on_cpu = pipeline.device.type == "cpu"
+        self.workers = workers if workers > 0 else (cores if on_cpu else 1)
+        self.pipeline = pipeline
+        self._torch = torch
+        self._threads_before = torch.get_num_threads()
+        if on_cpu:
+            torch.set_num_threads(max(1, cores // self.workers))
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="lmd_compute")
+        self._in_flight: deque[Future] = deque()
+        self._finished: list[list[ComputedFrame]] = []
+
+    def submit(self, frames: list) -> None:
+        while len(self._in_flight) >= self.workers:
+            self._finished.append(self._in_flight.popleft().result())
+        self._in_flight.append(self._pool.submit(self.pipeline.compute, frames))
+
+    def done(self, wait: bool = False) -> list[list[ComputedFrame]]:
+        """Finished batches, oldest first, up to the first unfinished one (all, with `wait`)."""
+        finished, self._finished = self._finished, []
+        while self._in_flight and (wait or self._in_flight[0].done()):
+            finished.append(self._in_flight.popleft().result())
+        return finished
+
+    def __enter__(self) -> "ComputePool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._torch.set_num_threads(self._threads_before)
 
 
 def _light(report: FrameReport) -> FrameReport:

@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from pathlib import Path
 from typing import Any, Callable
 
 import rclpy
@@ -38,7 +37,8 @@ from rclpy.signals import SignalHandlerOptions
 
 from ros2_lmd import outputs
 from ros2_lmd.msgtypes import RclpyTypes
-from ros2_lmd.params import MonitorParams, ParameterError, parameter_specs, params_from_mapping
+from ros2_lmd.params import (MonitorParams, ParameterError, parameter_specs, params_from_mapping,
+                             read_yaml_mapping)
 from ros2_lmd.sensor_health import SensorHealthTracker, SensorInfo
 from ros2_lmd.ingest import InputSensor, convert_reading, frame_assembler, input_sensors
 from ros2_lmd.sensors.camera_info import CameraCalibration
@@ -680,17 +680,8 @@ def _header_stamp_or_nan(msg: Any) -> float:
 
 
 def _extrinsics_from_file(path: str, base_frame: str) -> TransformTree:
-    import yaml
-
-    try:
-        document = yaml.safe_load(Path(path).read_text())
-    except OSError as error:
-        raise ParameterError(f"extrinsics_file: cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ParameterError(f"extrinsics_file: {path} is not valid YAML: {error}") from None
-    if not isinstance(document, dict):
-        raise ParameterError(f"extrinsics_file: {path} must map frame ids to poses")
-    return TransformTree.from_config(document, base_frame=base_frame, source=path)
+    document = read_yaml_mapping(path, "a mapping of frame ids to poses", label="extrinsics_file")
+    return TransformTree.from_config(dict(document), base_frame=base_frame, source=path)
 
 
 def main(params_file: str | None = None, ros_args: list[str] | None = None) -> int:

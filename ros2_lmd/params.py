@@ -354,6 +354,23 @@ def _node_pattern_matches(pattern: str, node_fqn: str) -> bool:
     return re.fullmatch("".join(parts), node_fqn) is not None
 
 
+def read_yaml_mapping(path: str | Path, expected: str, label: str = "") -> Mapping:
+    """The YAML mapping in `path` (safe_load: plain data only), or ParameterError naming the file
+    (after `label`, e.g. a parameter name) and what was wrong."""
+    import yaml  # Imported here: only the file loaders need PyYAML.
+
+    where = f"{label}: {path}" if label else str(path)
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ParameterError(f"{where}: cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ParameterError(f"{where}: not valid YAML: {error}") from None
+    if not isinstance(document, Mapping):
+        raise ParameterError(f"{where}: expected {expected}")
+    return document
+
+
 def load_params_file(path: str | Path, node_name: str = "lmd_monitor",
                      namespace: str = "/") -> MonitorParams:
     """MonitorParams from a ROS 2 parameter file (`/**:` or `<node>:` then `ros__parameters:`).
@@ -361,17 +378,8 @@ def load_params_file(path: str | Path, node_name: str = "lmd_monitor",
     Every section matching the node's fully qualified name applies, later ones overriding
     earlier ones, as rcl does. Raises ParameterError naming the file and each bad parameter.
     """
-    import yaml  # Imported here: only the loader needs PyYAML.
-
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ParameterError(f"{path}: cannot read: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ParameterError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(document, Mapping):
-        raise ParameterError(f"{path}: expected a mapping of node names to ros__parameters")
+    document = read_yaml_mapping(path, "a mapping of node names to ros__parameters")
 
     node_fqn = "/".join(("", namespace.strip("/"), node_name)).replace("//", "/")
     merged: dict[str, Any] = {}

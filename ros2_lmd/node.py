@@ -126,15 +126,10 @@ class LatestQueue:
             self._taken += 1
             return self._taken - 1, self._items.popleft()
 
-    def __len__(self) -> int:
+    def counts(self) -> tuple[int, int]:
+        """(items handed out by `get` so far, items waiting), read together."""
         with self._ready:
-            return len(self._items)
-
-    @property
-    def taken(self) -> int:
-        """How many items `get` has handed out."""
-        with self._ready:
-            return self._taken
+            return self._taken, len(self._items)
 
     def clear(self) -> list[Any]:
         with self._ready:
@@ -446,11 +441,12 @@ class MonitorNode(LifecycleNode):
         run = self._run
         if run is None:
             return 0
+        with run.turn:  # first: it only grows, so the count below errs on the high side
+            concluded = run.next_turn
         with self._lock:
             in_sync = run.assembler.frames_pending
-        with run.turn:
-            in_inference = run.queue.taken - run.next_turn
-        return in_sync + len(run.queue) + in_inference
+            taken, queued = run.queue.counts()
+        return in_sync + queued + taken - concluded
 
     def drop_counts(self) -> dict[str, int]:
         with self._lock:
@@ -544,17 +540,19 @@ class MonitorNode(LifecycleNode):
             self._assemble(run, now_stamp=stamp + quiet)
 
     def _assemble(self, run: _Run, now_stamp: float | None = None) -> None:
+        # From the time sync to the queue under one lock: a frame is always in one or the other
+        # (frames_pending).
         with self._lock:
             results = run.assembler.pop_ready(now_stamp)
+            superseded = [run.queue.put(r) for r in results if not isinstance(r, DroppedFrame)]
         for result in results:
             if isinstance(result, DroppedFrame):
                 self._count_drop(DROP_ASSEMBLY, result.stamp, result.reason)
                 self._log_problem("time sync", f"frame at {result.stamp:.3f} dropped: "
                                   f"{result.reason}")
-                continue
-            superseded = run.queue.put(result)
-            if superseded is not None:
-                self._count_drop(DROP_SUPERSEDED, superseded.stamp, "superseded by a newer frame")
+        for frame in superseded:
+            if frame is not None:
+                self._count_drop(DROP_SUPERSEDED, frame.stamp, "superseded by a newer frame")
 
     def _count_drop(self, kind: str, stamp: float, reason: str) -> None:
         with self._lock:
@@ -597,7 +595,10 @@ class MonitorNode(LifecycleNode):
             self._count_drop(DROP_INFERENCE, frame.stamp, f"{type(error).__name__}: {error}")
             self._log_problem("inference", f"frame at {frame.stamp:.3f}: {type(error).__name__}: {error}")
             return
-        self._after_frame(run, frame, report)
+        try:
+            self._after_frame(run, frame, report)
+        except Exception as error:  # noqa: BLE001 — nor may a failing listener or publisher
+            self._log_problem("outputs", f"frame at {frame.stamp:.3f}: {type(error).__name__}: {error}")
 
     def _after_frame(self, run: _Run, frame: SensorFrame, report: Any) -> None:
         from ros2_lmd.monitor.pipeline import health_ratios

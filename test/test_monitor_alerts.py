@@ -190,5 +190,20 @@ def test_others_are_not_judged_while_a_modality_is_missing():
     assert (22, SENSOR_FAILED, "radar") in _run_three(healthy + outage + healthy)
 
 
+def test_a_modality_without_sensors_does_not_stop_the_health_checks():
+    # a camera+radar rig on a camera+radar+lidar model: LiDAR never present, never expected
+    mods = ("camera", "radar", "lidar")
+    engine = AlertEngine(mods, GRID, AlertConfig(baseline_window=20, baseline_min_frames=10))
+    fused = np.full(GRID.shape, -5.0)
+    comps = {m: np.zeros(GRID.shape) for m in mods} | {"bias": fused}
+    healthy, blackout = {"camera": 1.0, "radar": 0.01, "lidar": None}, {"camera": 0.01, "radar": 0.01, "lidar": None}
+    kinds = []
+    for act in [healthy] * 20 + [blackout] * 5:
+        kinds += [(a.kind, a.modality) for a in engine.update(
+            fused, comps, act, {"camera": True, "radar": True, "lidar": False}, {}, [],
+            np.zeros(GRID.shape, int), expected=("camera", "radar"))]
+    assert (SENSOR_FAILED, "camera") in kinds
+
+
 def test_first_frame_without_activity_is_skipped():
     assert _run_three([{"camera": None, "radar": None, "lidar": None}] * 3) == []

@@ -176,8 +176,8 @@ def _extrinsics(seed=7) -> tuple[TransformTree, dict[str, np.ndarray]]:
     return TransformTree.from_matrices(poses), poses
 
 
-def _assembler(tree, **kwargs) -> FrameAssembler:
-    asm = FrameAssembler(SENSORS, TOL, tree, max_delay_s=MAX_DELAY, **kwargs)
+def _assembler(tree, max_delay_s=MAX_DELAY, **kwargs) -> FrameAssembler:
+    asm = FrameAssembler(SENSORS, TOL, tree, max_delay_s=max_delay_s, **kwargs)
     info = SimpleNamespace(header=SimpleNamespace(frame_id="cam_front"),
                            **camera_info_fields(CAM_K, 16, 12))
     asm.add_camera_info("cam_front", info)
@@ -251,15 +251,21 @@ def test_frames_do_not_depend_on_arrival_order(seed, pop_every_message):
     assert all(isinstance(r, SensorFrame) for r in reference)
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.booleans())
-def test_fallback_key_fills_a_silent_key_sensor_whatever_the_arrival_order(seed, pop_every_message):
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans(), st.sampled_from([MAX_DELAY, 0.5]))
+def test_fallback_key_fills_a_silent_key_sensor_whatever_the_arrival_order(seed, pop_every_message,
+                                                                           max_delay):
     gap = 0.2
     readings = _stream(seed, gaps=[("lidar_top", 0.4, 1.2)])
     rng = random.Random(seed)
-    shuffled = sorted(readings, key=lambda r: r[1] + rng.uniform(0, MAX_DELAY * 0.999))
+    # Each sensor lags by its own constant plus a little jitter, so its own readings stay in order
+    # (as the assembler assumes); the fallback camera lags most, by more than the key gap when
+    # max_delay allows: its readings come after the LiDAR's and the radars' of the same time.
+    lag = {name: rng.uniform(0, max_delay * 0.2) for name in {n for n, _, _ in readings}}
+    lag["cam_front"] = max_delay * 0.9
+    shuffled = sorted(readings, key=lambda r: r[1] + lag[r[0]] + rng.uniform(0, max_delay * 0.09))
     tree, _ = _extrinsics()
-    make = lambda: _assembler(tree, key_fallback="camera", key_gap_s=gap)  # noqa: E731
+    make = lambda: _assembler(tree, max_delay_s=max_delay, key_fallback="camera", key_gap_s=gap)  # noqa: E731
     reference = _run(make(), sorted(readings, key=lambda r: r[1]))
     _assert_same_results(reference, _run(make(), shuffled, pop_every_message))
     # independent statement of the rule: every LiDAR sweep, and every camera image with no sweep

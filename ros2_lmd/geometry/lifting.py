@@ -10,6 +10,7 @@ the tests compare against."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -125,6 +126,7 @@ class CameraLifter:
         self.convention = convention
         self.cache_size = cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache_lock = threading.Lock()  # the node may lift frames in several threads
 
     def _matrix(self, K_image: np.ndarray, T_base_cam: np.ndarray, camera_valid: np.ndarray,
                 image_hw: tuple[int, int], feature_hw: tuple[int, int],
@@ -136,16 +138,18 @@ class CameraLifter:
         for part in (K_image, T_base_cam, camera_valid, np.array(image_hw + feature_hw)):
             digest.update(part.tobytes())
         key = f"{digest.hexdigest()}:{device}"
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         sx, sy = feature_hw[1] / image_hw[1], feature_hw[0] / image_hw[0]
         K_feat = scale_intrinsics(K_image, sx, sy, self.convention)
         matrix = sampling_matrix(self.grid, K_feat, T_base_cam, feature_hw, camera_valid,
                                  self.z_descending, self.convention).to(device)
-        self._cache[key] = matrix
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[key] = matrix
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return matrix
 
     def __call__(self, features: torch.Tensor, K_image: torch.Tensor, T_base_cam: torch.Tensor,

@@ -8,10 +8,12 @@ decomposition). Ops that are linear in their one tensor argument can use `linear
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Iterable
 
 _TABLE: dict[Callable, Callable] = {}
 _LOADED = False
+_LOADING = threading.Lock()  # decompositions may start in several threads at once (the node)
 
 
 def register_rule(funcs: Callable | Iterable[Callable], rule: Callable) -> None:
@@ -35,7 +37,10 @@ def registered() -> dict[Callable, Callable]:
 
 def _ensure_loaded() -> None:
     global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        # Importing the op modules fills the table.
-        from ros2_lmd.lmd import ops_attention, ops_linear, ops_nonlinear  # noqa: F401
+    if _LOADED:
+        return
+    with _LOADING:
+        if not _LOADED:
+            # Importing the op modules fills the table; the flag is set once it is full.
+            from ros2_lmd.lmd import ops_attention, ops_linear, ops_nonlinear  # noqa: F401
+            _LOADED = True

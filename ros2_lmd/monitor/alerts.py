@@ -6,6 +6,7 @@ on the transition into the state and answered by SENSOR_RECOVERED on the way out
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -138,9 +139,11 @@ class AlertEngine:
 
     def update(self, fused: np.ndarray, components: dict[str, np.ndarray], activity: dict[str, float | None],
                present: dict[str, bool], sensor_status: dict[str, str],
-               detections: list[Detection], labels: np.ndarray) -> list[Alert]:
+               detections: list[Detection], labels: np.ndarray,
+               expected: Sequence[str] | None = None) -> list[Alert]:
         """`activity[m]` is modality m's health signal this frame (None: no value, e.g. the first
-        frame); modalities not present are reported as missing, not as failed."""
+        frame); modalities not present are reported as missing, not as failed. `expected`: the
+        modalities that have sensors (default: all); one without is never waited for."""
         alerts: list[Alert] = []
         alerts += self._availability(present, sensor_status)
         # While a modality is missing its features are zero, which moves the network to another
@@ -148,7 +151,8 @@ class AlertEngine:
         # comparable with baselines learnt with all sensors (a dead LiDAR made the radar look
         # "degraded"). The missing modality is reported as such; the others are judged again
         # once all are back.
-        all_present = all(present.get(m, True) for m in self.modalities)
+        expected = self.modalities if expected is None else expected
+        all_present = all(present.get(m, True) for m in expected)
         live = [m for m in self.modalities
                 if all_present and activity.get(m) is not None]
         ratios = {m: self.health[m].ratio(activity[m]) for m in live}

@@ -164,7 +164,8 @@ class Pipeline:
         present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
         activity = self._activity(frame.stamp, components, present)
         alerts = self.alerts.update(computed.fused, components, activity, present, frame.sensor_status,
-                                    computed.detections, computed.labels)
+                                    computed.detections, computed.labels,
+                                    expected=[m for m in self.modalities if m not in frame.no_sensor])
         self.frames_processed += 1
         timings = dict(computed.timings_ms)
         timings["postprocess"] += (time.perf_counter() - t0) * 1e3

@@ -47,6 +47,8 @@ class SensorFrame:
     # Per-sensor detail: sensor name -> reason it is missing/stale for this frame (empty when fine).
     sensor_status: dict[str, str] = field(default_factory=dict)
     frame_index: int = 0
+    # Modalities that no configured sensor provides (absent by configuration, not by failure).
+    no_sensor: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.radar = np.asarray(self.radar, dtype=np.float32).reshape(-1, len(RADAR_FIELDS))

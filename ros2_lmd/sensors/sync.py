@@ -195,7 +195,8 @@ class FrameAssembler:
         if sensor_name == self.key_fallback and stamp > self._last_built:
             self._add_candidate(_Reading(stamp, reading.payload, reading.frame_id, trigger=sensor_name))
         if sensor_name == self.key_sensor:
-            bisect.insort(self._key_stamps, stamp)
+            if self.key_fallback:
+                bisect.insort(self._key_stamps, stamp)
             self._add_key(reading)
         elif stamp < self._eviction_threshold():
             self.counters.stale_readings += 1
@@ -271,9 +272,15 @@ class FrameAssembler:
                 continue  # the key sensor is alive around t
             if t > self._last_built:
                 bisect.insort(self._pending, candidate, key=lambda r: r.stamp)
-        # key stamps older than any undecided candidate's window are no longer needed
-        oldest = self._candidates[0].stamp if self._candidates else newest_key
-        del self._key_stamps[:max(0, bisect.bisect_left(self._key_stamps, oldest - self.key_gap_s) - 1)]
+        # key stamps are needed within key_gap_s of a candidate, held or still to come
+        floor = min([c.stamp for c in self._candidates[:1]] + [self._oldest_future_stamp()])
+        del self._key_stamps[:bisect.bisect_left(self._key_stamps, floor - self.key_gap_s)]
+
+    def _oldest_future_stamp(self) -> float:
+        """No reading still to come is stamped earlier than this and can start or join a frame:
+        by assumption (2) it is no earlier than max_delay_s before the newest stamp seen, and a
+        frame before the last built one cannot be started any more."""
+        return max(self._last_built, self._newest_any - self.max_delay_s)
 
     def _is_ready(self, t: float, horizon: float) -> bool:
         if horizon > t + self.tolerance_s + self.max_delay_s:
@@ -282,14 +289,13 @@ class FrameAssembler:
                    if name != self.key_sensor)
 
     def _eviction_threshold(self) -> float:
-        """Readings older than this can serve no pending or future key frame."""
-        if self._pending or self._candidates:
-            oldest_needed = min(r.stamp for r in self._pending[:1] + self._candidates[:1])
-        else:
-            # A key still to come is stamped after the last built one and, by assumption (2),
-            # no earlier than max_delay_s before the newest stamp seen.
-            oldest_needed = max(self._last_built, self._newest_any - self.max_delay_s)
-        return oldest_needed - self.tolerance_s
+        """Readings older than this can serve no pending or future frame."""
+        held = [r.stamp for r in self._pending[:1] + self._candidates[:1]]
+        # A key reading still to come is later than every held one (assumption (1)); a fallback
+        # reading still to come may be earlier than a held key, down to _oldest_future_stamp.
+        if self.key_fallback or not held:
+            held.append(self._oldest_future_stamp())
+        return min(held) - self.tolerance_s
 
     def _evict(self) -> None:
         threshold = self._eviction_threshold()
@@ -349,8 +355,10 @@ class FrameAssembler:
             status[name] = reason
         points = {m: np.concatenate(clouds[m]) if clouds[m] else np.zeros((0, len(POINT_FIELDS[m])))
                   for m in ("radar", "lidar")}
+        sensed = {state.source.modality for state in self._sensors.values()}
         return SensorFrame(stamp=t, cameras=cameras, radar=points["radar"], lidar=points["lidar"],
-                           present=present, sensor_status=status, frame_index=self._take_index())
+                           present=present, sensor_status=status, frame_index=self._take_index(),
+                           no_sensor=frozenset(MODALITIES) - sensed)
 
     def _contribute(self, source: SensorSource, reading: _Reading, cameras: list[CameraImage],
                     clouds: dict[str, list[np.ndarray]]) -> str:

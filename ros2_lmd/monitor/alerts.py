@@ -92,7 +92,6 @@ class ModalityHealth:
         below_failed = sum(r < c.failed_ratio for r in self.recent)
         below_degraded = sum(r < c.degraded_ratio for r in self.recent)
         healthy = len(self.recent) - below_degraded
-        not_failed = len(self.recent) - below_failed
         previous = self.state
         if self.state == self.OK:
             if below_failed >= c.hysteresis_k:
@@ -105,9 +104,9 @@ class ModalityHealth:
             elif healthy >= c.hysteresis_k:
                 self.state = self.OK
         elif healthy >= c.hysteresis_k:
+            # FAILED clears only to OK: stepping down to DEGRADED while the fault lasts (a blinded
+            # camera's noise hovering near the failed ratio) would flap between two alerts
             self.state = self.OK
-        elif not_failed >= c.hysteresis_k:
-            self.state = self.DEGRADED
         if self.state == self.OK and ratio >= c.degraded_ratio:
             # only healthy frames teach the baseline, so it does not follow a failure down
             self.baseline.append(value)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ros2_lmd.models.base import FusionModel
+from ros2_lmd.models.base import FusionModel, check_state_dict
 from ros2_lmd.models.io import save_model
 from ros2_lmd.models.registry import build_model, weights_path
 
@@ -40,7 +40,7 @@ class TrainConfig:
     batch_size: int = 6
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    modality_dropout: float = 0.5  # share of samples that see one sensor alone
+    modality_dropout: float = 0.5  # share of samples that see a proper subset of the sensors
     camera_faults: float = 0.1  # share of samples with blacked-out or night cameras
     pos_weight: float = 3.0
     seed: int = 0
@@ -118,17 +118,20 @@ def batch_inputs(data: dict[str, torch.Tensor], index: torch.Tensor) -> tuple[di
 
 
 def modality_dropout(present: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Per sample: with probability 1 - p all sensors; otherwise one sensor alone, chosen
-    uniformly. Training each modality alone keeps the weaker branches (radar, LiDAR) from being
-    starved by the dominant one (the gradient suppression RSC-MD describes), so that every sensor
-    carries evidence of its own and the model survives losing any of them."""
+    """Per sample: with probability 1 - p all sensors; otherwise a non-empty proper subset of them,
+    chosen uniformly (with three sensors: each one alone or each pair). Training each modality
+    alone keeps the weaker branches (radar, LiDAR) from being starved by the dominant one (the
+    gradient suppression RSC-MD describes), so that every sensor carries evidence of its own; the
+    pairs are exactly the "one sensor lost" inputs the monitor and the validation see."""
     batch, modalities = present.shape
-    alone = torch.rand(batch, generator=generator) < p
+    dropped = torch.rand(batch, generator=generator) < p
+    if not dropped.any() or modalities < 2:
+        return present
+    # a subset as the bits of an integer in [1, 2^M - 2]: neither empty nor all sensors
+    subsets = torch.randint(1, 2 ** modalities - 1, (int(dropped.sum()),), generator=generator)
+    bits = (subsets[:, None] >> torch.arange(modalities)) & 1
     keep = torch.ones_like(present, dtype=torch.bool)
-    if alone.any() and modalities > 1:
-        chosen = torch.randint(0, modalities, (int(alone.sum()),), generator=generator)
-        keep[alone] = False
-        keep[alone.nonzero().flatten(), chosen] = True
+    keep[dropped] = bits.bool()
     return present * keep.to(present.dtype)
 
 
@@ -205,7 +208,9 @@ def save_checkpoint(path: Path, model: FusionModel, optimizer: torch.optim.Optim
 def load_checkpoint(path: Path, model: FusionModel, optimizer: torch.optim.Optimizer) -> tuple[int, float, list]:
     tensors = load_file(str(path))
     meta = json.loads(path.with_suffix(".json").read_text())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_state_dict(model, weights, f"checkpoint {path}")  # e.g. left over from another architecture
+    model.load_state_dict(weights)
     state: dict = {"state": {}, "param_groups": meta["param_groups"]}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -232,6 +237,10 @@ def train(config: TrainConfig, sample_fn: Callable = simulated_sample, log: Call
     data_seconds = time.perf_counter() - t0
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     checkpoint = Path(config.checkpoint or CACHE_DIR / f"{config.model}.ckpt")
+    out = Path(config.out) if config.out else weights_path(config.model).with_suffix("")
+    if checkpoint.with_suffix(".json") == out.with_suffix(".json"):
+        raise ValueError(f"train: checkpoint {checkpoint} and weights {out} would share the JSON file "
+                         f"{out.with_suffix('.json')}; give the checkpoint another name")
     step, best_iou, history = 0, -1.0, []
     if checkpoint.exists():
         step, best_iou, history = load_checkpoint(checkpoint, model, optimizer)
@@ -239,7 +248,6 @@ def train(config: TrainConfig, sample_fn: Callable = simulated_sample, log: Call
     generator = torch.Generator().manual_seed(config.seed * 1000 + step)
     n = train_data["target"].shape[0]
     pos_weight = torch.tensor([config.pos_weight])
-    out = Path(config.out) if config.out else weights_path(config.model).with_suffix("")
     t1 = time.perf_counter()
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.model}", unit="step", file=sys.stderr)
     while step < config.steps:

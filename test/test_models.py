@@ -175,6 +175,37 @@ def test_zeroed_modality_changes_the_output(models):
             assert not torch.allclose(reference["bev_logits"], full)
 
 
+def test_batch_fusion_norm_keeps_each_sensors_share_independent_of_the_others():
+    # With fixed (eval) statistics the bev_compressor before its GELU is affine in the concatenated
+    # features: the full map minus the all-absent map is the sum of each sensor's own part, so
+    # adding a sensor cannot rescale the others (as the per-frame InstanceNorm does).
+    torch.manual_seed(1)
+    model = build_model("compact_crl")  # its own copy: the running statistics are overwritten
+    assert model.params["fusion_norm"] == "batch"
+    for norm in (model.bev_compressor[1], model.camera_backbone.feature_norm):
+        generator = torch.Generator().manual_seed(5)  # non-trivial running statistics
+        norm.running_mean.copy_(torch.randn(norm.running_mean.shape, generator=generator))
+        norm.running_var.copy_(torch.rand(norm.running_var.shape, generator=generator) + 0.5)
+    features = random_features(model, seed=11)
+    zeros = {m: torch.zeros_like(v) for m, v in features.items()}
+    pre_activation = model.bev_compressor[:2]
+
+    def compress(chosen):
+        return pre_activation(torch.cat([chosen[m] for m in model.modalities], dim=1))
+
+    with torch.no_grad():
+        empty = compress(zeros)
+        shares = sum(compress({**zeros, m: features[m]}) - empty for m in model.modalities)
+        torch.testing.assert_close(compress(features) - empty, shares, atol=1e-4, rtol=1e-4)
+
+
+def test_fusion_norm_choices():
+    instance = build_model("compact_cr", fusion_norm="instance")
+    assert isinstance(instance.bev_compressor[1], torch.nn.InstanceNorm2d)
+    with pytest.raises(ValueError, match="fusion_norm must be one of"):
+        build_model("compact_cr", fusion_norm="layer")
+
+
 def test_config_json_round_trip():
     config = build_model("compact_crl", grid=BEVGrid(-20, 20, -20, 20), camera_channels=4).config
     again = ModelConfig.from_json(config.to_json())

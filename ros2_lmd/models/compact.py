@@ -1,7 +1,8 @@
 """`compact`: the built-in CPU-sized fusion network with Simple-BEV's structure: a small camera CNN
-lifted into BEV by unprojection, radar/LiDAR voxel features, a fusion conv + InstanceNorm + GELU
-("bev_compressor"), a small U-Net decoder and segmentation/center/offset heads. The BEV inside runs
-on a coarser grid (bev_downsample) and the heads are upsampled onto the output grid."""
+lifted into BEV by unprojection, radar/LiDAR voxel features, a fusion conv + norm + GELU
+("bev_compressor"; BatchNorm by default, Simple-BEV's InstanceNorm as an option), a small U-Net
+decoder and segmentation/center/offset heads. The BEV inside runs on a coarser grid
+(bev_downsample) and the heads are upsampled onto the output grid."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "camera_widths": [32, 64, 96],  # three stride-2 conv stages: image features at stride 8
     "camera_channels": 8,          # lifted camera channels per height bin
     "fusion_channels": 32,         # bev_compressor output
+    # Norm of the bev_compressor: "batch" (fixed statistics in eval: each sensor's share of the
+    # fused features does not depend on the other sensors, and LMD through it is exact) or
+    # "instance" (Simple-BEV's; per-frame statistics, so a dense camera map rescales the sparse
+    # radar/LiDAR evidence and a lost sensor changes how the others are normalised).
+    "fusion_norm": "batch",
     "decoder_channels": [48, 64],  # U-Net stages at 1/2 and 1/4 of the internal grid
     "head_channels": 16,
     "radar_mode": "features",      # occupancy + mean rcs, vx_comp, vy_comp per cell
@@ -68,7 +74,10 @@ class UpsampleAdd(nn.Module):
 
 
 class CameraBackbone(nn.Module):
-    """Plain conv/BN/ReLU CNN at stride 8 with one residual block and a 1x1 feature layer."""
+    """Plain conv/BN/ReLU CNN at stride 8 with one residual block and a 1x1 feature layer whose
+    output is batch-normalised: the lifted camera features then enter the fusion at unit scale,
+    like the radar and LiDAR cell values. Unnormalised, they were ~40x larger in mean square and
+    drowned the other sensors in the fusion InstanceNorm (the fused model ignored the LiDAR)."""
 
     def __init__(self, widths: list[int], out_channels: int) -> None:
         super().__init__()
@@ -78,11 +87,12 @@ class CameraBackbone(nn.Module):
             cin = width
         self.stages = nn.Sequential(*layers)
         self.block = BasicBlock(cin, cin)
-        self.feature_layer = nn.Conv2d(cin, out_channels, 1)
+        self.feature_layer = nn.Conv2d(cin, out_channels, 1, bias=False)
+        self.feature_norm = nn.BatchNorm2d(out_channels)
         self.stride = 2 ** len(widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.feature_layer(self.block(self.stages(x)))
+        return self.feature_norm(self.feature_layer(self.block(self.stages(x))))
 
 
 class CompactFusion(FusionModel):
@@ -111,9 +121,12 @@ class CompactFusion(FusionModel):
         channels = self.feature_shapes()
         fusion_in = sum(channels[m][0] for m in self.modalities)
         c0, (c1, c2) = p["fusion_channels"], p["decoder_channels"]
-        # The first fusion layer (paper's l=1): concatenation + conv + InstanceNorm + GELU.
+        # The first fusion layer (paper's l=1): concatenation + conv + norm + GELU.
+        norms = {"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d}
+        if p["fusion_norm"] not in norms:
+            raise ValueError(f"compact: fusion_norm must be one of {sorted(norms)}, got {p['fusion_norm']!r}")
         self.bev_compressor = nn.Sequential(nn.Conv2d(fusion_in, c0, 3, padding=1, bias=False),
-                                            nn.InstanceNorm2d(c0), nn.GELU())
+                                            norms[p["fusion_norm"]](c0), nn.GELU())
         self.down1 = conv_bn_relu(c0, c1, stride=2)
         self.block1 = BasicBlock(c1, c1)
         self.down2 = conv_bn_relu(c1, c2, stride=2)

@@ -1,8 +1,7 @@
-"""The trained default models shipped in ros2_lmd/models/weights (and the modality dropout that trained
-them): each loads and reproduces, on a
-small fixed validation set, the IoU recorded when it was trained, with all sensors and with each
-one zeroed (so a change to the models, the simulator or the geometry that silently breaks a
-shipped model fails here)."""
+"""The trained default models shipped in ros2_lmd/models/weights (and the modality dropout that
+trained them): each loads and reproduces, on a small fixed validation set, the IoU recorded when it
+was trained, with all sensors and with each one zeroed, and every sensor is used (so a change to the
+models, the simulator or the geometry that silently breaks a shipped model fails here)."""
 
 from __future__ import annotations
 

@@ -139,6 +139,20 @@ def test_missing_and_stale_raise_on_transition_and_recover():
     assert sorted(seen[2]) == sorted([(SENSOR_RECOVERED, "lidar", ""), (SENSOR_RECOVERED, "camera", "cam_front")])
 
 
+def test_stale_alerts_name_the_modality_of_any_sensor_name():
+    # sensor names are the user's (topic-derived): the modality comes from the frame, not the name
+    engine = AlertEngine(("camera", "radar"), GRID, AlertConfig())
+    fused = np.full(GRID.shape, -5.0)
+    comps = {"camera": np.zeros(GRID.shape), "radar": np.zeros(GRID.shape), "bias": fused}
+    present = {"camera": True, "radar": True}
+    alerts = engine.update(fused, comps, {"camera": 1.0, "radar": 1.0}, present,
+                           {"front_long_range_points": "no message within 0.06 s", "cam_front": ""}, [],
+                           np.zeros(GRID.shape, int),
+                           sensor_modality={"front_long_range_points": "radar", "cam_front": "camera"})
+    assert [(a.kind, a.modality, a.sensor) for a in alerts] == [
+        (SENSOR_STALE, "radar", "front_long_range_points")]
+
+
 def test_bad_alert_config_is_named():
     with pytest.raises(ValueError, match="failed_ratio"):
         AlertConfig(failed_ratio=0.6, degraded_ratio=0.5)

@@ -310,6 +310,7 @@ def test_sensor_outside_tolerance_is_missing_with_a_reason():
         "no message within 0.06 s of key stamp (previous one 0.31 s before)")
     assert frame.sensor_status["radar_back"] == "" and frame.sensor_status["cam_front"] == ""
     assert len(frame.radar) == 2  # radar_back only
+    assert frame.sensor_modality == {s.name: s.modality for s in SENSORS}
 
     asm = _assembler(tree)
     asm.add("lidar_top", 2.0, np.ones((3, 4), np.float32))

@@ -6,7 +6,7 @@ on the transition into the state and answered by SENSOR_RECOVERED on the way out
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -139,12 +139,14 @@ class AlertEngine:
     def update(self, fused: np.ndarray, components: dict[str, np.ndarray], activity: dict[str, float | None],
                present: dict[str, bool], sensor_status: dict[str, str],
                detections: list[Detection], labels: np.ndarray,
-               expected: Sequence[str] | None = None) -> list[Alert]:
+               expected: Sequence[str] | None = None,
+               sensor_modality: Mapping[str, str] | None = None) -> list[Alert]:
         """`activity[m]` is modality m's health signal this frame (None: no value, e.g. the first
         frame); modalities not present are reported as missing, not as failed. `expected`: the
-        modalities that have sensors (default: all); one without is never waited for."""
+        modalities that have sensors (default: all); one without is never waited for.
+        `sensor_modality` names each sensor's modality (default: guessed from the name)."""
         alerts: list[Alert] = []
-        alerts += self._availability(present, sensor_status)
+        alerts += self._availability(present, sensor_status, sensor_modality or {})
         # While a modality is missing its features are zero, which moves the network to another
         # operating point: every other modality's contribution changes with it and is no longer
         # comparable with baselines learnt with all sensors (a dead LiDAR made the radar look
@@ -173,7 +175,8 @@ class AlertEngine:
             alerts += self._disagreement(fused, components, detections, labels)
         return alerts
 
-    def _availability(self, present: dict[str, bool], sensor_status: dict[str, str]) -> list[Alert]:
+    def _availability(self, present: dict[str, bool], sensor_status: dict[str, str],
+                      sensor_modality: Mapping[str, str]) -> list[Alert]:
         alerts = []
         for m in self.modalities:
             missing = not present.get(m, True)
@@ -184,11 +187,12 @@ class AlertEngine:
                 alerts.append(Alert(SENSOR_RECOVERED, INFO, m, f"{m} data is back"))
             self.missing[m] = missing
         now_stale = {s for s, reason in sensor_status.items() if reason}
+        modality_of = lambda sensor: sensor_modality.get(sensor) or _modality_of(sensor)  # noqa: E731
         for sensor in sorted(now_stale - self.stale):
-            alerts.append(Alert(SENSOR_STALE, WARN, _modality_of(sensor), f"{sensor}: {sensor_status[sensor]}",
+            alerts.append(Alert(SENSOR_STALE, WARN, modality_of(sensor), f"{sensor}: {sensor_status[sensor]}",
                                 sensor=sensor))
         for sensor in sorted(self.stale - now_stale):
-            alerts.append(Alert(SENSOR_RECOVERED, INFO, _modality_of(sensor), f"{sensor} is fresh again",
+            alerts.append(Alert(SENSOR_RECOVERED, INFO, modality_of(sensor), f"{sensor} is fresh again",
                                 sensor=sensor))
         self.stale = now_stale
         return alerts

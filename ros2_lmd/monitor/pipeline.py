@@ -165,7 +165,8 @@ class Pipeline:
         activity = self._activity(frame.stamp, components, present)
         alerts = self.alerts.update(computed.fused, components, activity, present, frame.sensor_status,
                                     computed.detections, computed.labels,
-                                    expected=[m for m in self.modalities if m not in frame.no_sensor])
+                                    expected=[m for m in self.modalities if m not in frame.no_sensor],
+                                    sensor_modality=frame.sensor_modality)
         self.frames_processed += 1
         timings = dict(computed.timings_ms)
         timings["postprocess"] += (time.perf_counter() - t0) * 1e3

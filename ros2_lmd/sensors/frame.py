@@ -49,6 +49,8 @@ class SensorFrame:
     frame_index: int = 0
     # Modalities that no configured sensor provides (absent by configuration, not by failure).
     no_sensor: frozenset[str] = frozenset()
+    # Sensor name -> modality, for every sensor in sensor_status (names are the user's to choose).
+    sensor_modality: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.radar = np.asarray(self.radar, dtype=np.float32).reshape(-1, len(RADAR_FIELDS))

@@ -358,7 +358,8 @@ class FrameAssembler:
         sensed = {state.source.modality for state in self._sensors.values()}
         return SensorFrame(stamp=t, cameras=cameras, radar=points["radar"], lidar=points["lidar"],
                            present=present, sensor_status=status, frame_index=self._take_index(),
-                           no_sensor=frozenset(MODALITIES) - sensed)
+                           no_sensor=frozenset(MODALITIES) - sensed,
+                           sensor_modality={n: s.source.modality for n, s in self._sensors.items()})
 
     def _contribute(self, source: SensorSource, reading: _Reading, cameras: list[CameraImage],
                     clouds: dict[str, list[np.ndarray]]) -> str:

@@ -10,6 +10,7 @@ import random
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
     executor = SingleThreadedExecutor(context=context)
     try:
         # Replayed in one process, every message must arrive: reliable sensor QoS on both ends (with
-        # best effort, 0.5 MB LiDAR sweeps are lost to fragmentation whenever the receiver lags).
+        # best effort, messages are lost whenever the node lags more than the 5-message history).
         overrides = [Parameter("model", value=model), Parameter("queue_depth", value=queue_depth),
                      Parameter("sensor_qos", value="reliable")]
         overrides += [Parameter("inference_workers", value=inference_workers),
@@ -180,11 +181,8 @@ def main(out: str = "demo_out", duration: float = 12.0, faults: str = DEFAULT_FA
           + (f" ({', '.join(sorted({why.split(':')[0] for _, why in live.drops}))})" if live.drops else ""),
           flush=True)
     write_live_report(live, out_dir, sim.faults_csv, t0, model, modalities)
-    counts: dict[str, int] = {}
-    for report in live.reports:
-        for alert in report.alerts:
-            if alert.kind not in SENSOR_STATE_KINDS:
-                counts[f"{alert.kind} ({alert.modality})"] = counts.get(f"{alert.kind} ({alert.modality})", 0) + 1
+    counts = Counter(f"{alert.kind} ({alert.modality})" for report in live.reports
+                     for alert in report.alerts if alert.kind not in SENSOR_STATE_KINDS)
     if counts:
         print("   per-object alerts: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     if live.reports:

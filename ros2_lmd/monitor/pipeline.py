@@ -57,8 +57,8 @@ def cpu_cores() -> int:
 def inference_plan(device: torch.device, workers: int, threads: int) -> tuple[int, int]:
     """(workers, torch threads per worker) for the `inference_workers` / `cpu_threads` parameters,
     0 meaning automatic: 1 worker using the CPU cores less one (a core stays with the message
-    callbacks). On 2 cores, 2 workers of 1 thread sustained the same frame rate as 1 worker at
-    twice the latency (bench/bench_node.py)."""
+    callbacks). On 2 cores, 2 workers of 1 thread sustained 4.0 frames/s against 3.1 for 1 worker,
+    at 1.7 times the latency (bench/bench_node.py): not worth it as a default."""
     cores = cpu_cores()
     if workers <= 0:
         workers = 1

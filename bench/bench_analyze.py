@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from ros2_lmd.models.io import load_model
-    from ros2_lmd.monitor.pipeline import cpu_cores
+    from ros2_lmd.monitor.runner import cpu_cores
     from ros2_lmd.replay.analyze import analyze
     from ros2_lmd.replay.simulate import simulate_to_bag
 

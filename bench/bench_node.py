@@ -64,7 +64,7 @@ def live_node(bag: Path, model: str, workers: int, threads: int, key_frames: int
     from rclpy.parameter import Parameter
 
     from ros2_lmd.msg import DecompositionSummary
-    from ros2_lmd.node import MonitorNode
+    from ros2_lmd.ros.node import MonitorNode
 
     domain = random.randint(100, 199)
     context = Context()
@@ -115,7 +115,7 @@ def main() -> None:
 
     import torch
 
-    from ros2_lmd.monitor.pipeline import cpu_cores, inference_plan
+    from ros2_lmd.monitor.runner import cpu_cores, inference_plan
     from ros2_lmd.replay.simulate import simulate_to_bag
     from ros2_lmd.sim import simulate_drive
 
@@ -125,7 +125,7 @@ def main() -> None:
     frames = [f.to_sensor_frame() for f in simulate_drive(3, duration_s=args.duration)]
     for threads in sorted({1, cores}):
         print(pipeline_alone(args.model, frames, threads), flush=True)
-    auto = inference_plan(torch.device("cpu"), 0, 0)
+    auto = inference_plan(True, reserved_cores=1, prefer="latency")  # the node's default
     settings = [auto] + [s for s in ((1, cores), (2, 1)) if s != auto]
     with tempfile.TemporaryDirectory() as tmp:
         bag = Path(tmp) / "drive.mcap"

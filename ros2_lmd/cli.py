@@ -22,7 +22,7 @@ def _add_smoke(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_smoke(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from ros2_lmd import smoke
+    from ros2_lmd.ros import smoke
 
     return 0 if smoke.run(timeout_s=args.timeout) else 1
 
@@ -37,14 +37,14 @@ def _add_monitor(parser: argparse.ArgumentParser) -> None:
 
 def _run_monitor(args: argparse.Namespace, ros_args: list[str]) -> int:
     if args.params_file:
-        from ros2_lmd.params import ParameterError, load_params_file
+        from ros2_lmd.monitor.params import ParameterError, load_params_file
 
         try:
             load_params_file(args.params_file)
         except ParameterError as error:
             print(f"ros2-lmd monitor: {error}", file=sys.stderr)
             return EXIT_USAGE
-    node = importlib.import_module("ros2_lmd.node")  # needs rclpy: imported only for this job
+    node = importlib.import_module("ros2_lmd.ros.node")  # needs rclpy: imported only for this job
     # Contract with ros2_lmd/node.py: main(params_file, ros_args) -> exit code, where ros_args
     # are the `--ros-args ...` arguments (remappings, more parameter files) for rclpy.init().
     return node.main(params_file=args.params_file, ros_args=ros_args)
@@ -69,7 +69,7 @@ def _run_play(args: argparse.Namespace, ros_args: list[str]) -> int:
     if args.rate < 0 or args.delay < 0:
         print("ros2-lmd play: --rate and --delay must be >= 0", file=sys.stderr)
         return EXIT_USAGE
-    from ros2_lmd import player
+    from ros2_lmd.ros import player
 
     return player.main(args.bag, topics=args.topics, rate=args.rate, loop=args.loop,
                        delay_s=args.delay, ros_args=ros_args)
@@ -78,7 +78,7 @@ def _run_play(args: argparse.Namespace, ros_args: list[str]) -> int:
 # --- demo: the whole monitor on a simulated drive -------------------------------------------------
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:
-    from ros2_lmd.demo import DEFAULT_FAULTS
+    from ros2_lmd.ros.demo import DEFAULT_FAULTS
 
     parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=12.0, metavar="S", help="default: %(default)s")
@@ -90,7 +90,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from ros2_lmd import demo
+    from ros2_lmd.ros import demo
 
     rate = demo.DEFAULT_RATE if args.rate is None else args.rate
     return demo.main(args.out, args.duration, args.faults, args.seed, args.model, rate)
@@ -149,8 +149,8 @@ def _add_analyze(parser: argparse.ArgumentParser) -> None:
 
 def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.models.io import load_model
-    from ros2_lmd.params import ParameterError, load_params_file
-    from ros2_lmd.params import MonitorParams
+    from ros2_lmd.monitor.params import ParameterError, load_params_file
+    from ros2_lmd.monitor.params import MonitorParams
     from ros2_lmd.replay.analyze import analyze
     from ros2_lmd.replay.bag import BagError
 
@@ -182,7 +182,7 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
 # --- train: the compact models on synthetic data -------------------------------------------------
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
-    from ros2_lmd.train import TrainConfig
+    from ros2_lmd.models.training import TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument("--model", default=defaults.model, help="registry name (default: %(default)s)")
@@ -201,7 +201,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
     from dataclasses import fields
 
-    from ros2_lmd.train import TrainConfig, train
+    from ros2_lmd.models.training import TrainConfig, train
 
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     train(config)
@@ -225,7 +225,7 @@ def _run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.eval.perturbation import paper_methods
     from ros2_lmd.eval.runner import evaluate
     from ros2_lmd.models.io import load_model
-    from ros2_lmd.train import VAL_SEED_BASE, simulated_sample
+    from ros2_lmd.models.training import VAL_SEED_BASE, simulated_sample
 
     model = load_model(args.model)
     methods = paper_methods()

@@ -25,19 +25,15 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 
-import builtin_interfaces.msg
-import geometry_msgs.msg
-import sensor_msgs.msg
-import std_msgs.msg
 import tf2_msgs.msg
 
 from ros2_lmd.geometry.grid import BEVGrid
-from ros2_lmd.node import MonitorNode
-from ros2_lmd.params import NUSCENES_CAMERAS, NUSCENES_RADARS
+from ros2_lmd.ros.node import MonitorNode
+from ros2_lmd.monitor.params import NUSCENES_CAMERAS, NUSCENES_RADARS
 from ros2_lmd.sensors.camera_info import make_camera_info
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS
 from ros2_lmd.sensors.image import make_compressed_image, make_image
-from ros2_lmd.sensors.msgtypes import make_header, make_time, message_types_from_modules
+from ros2_lmd.messages.types import RclpyTypes, header_msg, time_msg
 from ros2_lmd.sensors.pointcloud2 import make_pointcloud2
 from ros2_lmd.sensors.tf import make_tf_message
 
@@ -51,12 +47,6 @@ _CAMERA_YAW = {"cam_front": 0.0, "cam_front_right": -0.96, "cam_front_left": 0.9
 _RADAR_POSE = {"radar_front": (3.6, 0.0, 0.0), "radar_front_left": (3.4, 0.6, 1.57),
                "radar_front_right": (3.4, -0.6, -1.57), "radar_back_left": (-0.6, 0.6, 3.14),
                "radar_back_right": (-0.6, -0.6, 3.14)}
-
-
-def rclpy_message_types():
-    """ros2_lmd.sensors writer classes from the generated rclpy modules."""
-    return message_types_from_modules(builtin_interfaces.msg, std_msgs.msg, sensor_msgs.msg,
-                                      geometry_msgs.msg, tf2_msgs.msg)
 
 
 def tiny_model(directory: Path, name: str = "compact_crl") -> str:
@@ -97,7 +87,7 @@ class SensorRig:
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
-        self.types = rclpy_message_types()
+        self.types = RclpyTypes()
 
     def parameters(self) -> dict[str, Any]:
         """Node parameters matching this rig."""
@@ -135,10 +125,10 @@ class SensorRig:
         return entries
 
     def tf_static(self, stamp: float = 0.0) -> Any:
-        return make_tf_message(self.types, make_time(self.types, stamp), self.transforms())
+        return make_tf_message(self.types, time_msg(self.types, stamp), self.transforms())
 
     def header(self, stamp: float, frame_id: str) -> Any:
-        return make_header(self.types, stamp, frame_id)
+        return header_msg(self.types, stamp, frame_id)
 
     def image(self, camera: str, stamp: float, hw: tuple[int, int] | None = None) -> Any:
         h, w = hw or self.image_hw
@@ -216,8 +206,6 @@ class MonitorHarness:
     # --- set-up / tear-down --------------------------------------------------------------------
 
     def __enter__(self) -> "MonitorHarness":
-        from ros2_lmd.msgtypes import RclpyTypes
-
         self.types = RclpyTypes()
         self.context = Context()
         rclpy.init(context=self.context, domain_id=self.domain_id)

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
 
-from ros2_lmd.demo import run_live  # noqa: E402
+from ros2_lmd.ros.demo import run_live  # noqa: E402
 from ros2_lmd.models.io import load_model  # noqa: E402
 from ros2_lmd.monitor.report import SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_RECOVERED  # noqa: E402
-from ros2_lmd.params import MonitorParams  # noqa: E402
+from ros2_lmd.monitor.params import MonitorParams  # noqa: E402
 from ros2_lmd.replay.analyze import analyze  # noqa: E402
 from ros2_lmd.replay.simulate import simulate_to_bag  # noqa: E402
 

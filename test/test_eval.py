@@ -16,7 +16,7 @@ from ros2_lmd.eval.gradcam import modality_gradcam
 from ros2_lmd.eval.metrics import mse, pcc, perturbation_pairs, summarise
 from ros2_lmd.eval.perturbation import Method, modality_predictions, paper_methods, run_perturbation
 from ros2_lmd.eval.shapley import lmd_shapley, modality_shapley, shapley_from_game
-from ros2_lmd.lmd import Rules, decompose
+from ros2_lmd.lmd import RuleVariants
 from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder, randomise_norm_statistics
 
 
@@ -80,8 +80,8 @@ def test_fully_frozen_network_reproduces_lmd_components():
     clean = samples[0]
     other = {"camera": samples[1]["camera"], "radar": clean["radar"]}
     for rule in ("ratio", "identity"):
-        lmd = modality_predictions(Method("lmd", "lmd", Rules(layernorm=rule)), model, clean, other, "segmentation")
-        frozen = modality_predictions(Method("f", "frozen", Rules(layernorm=rule), True, True), model, clean, other,
+        lmd = modality_predictions(Method("lmd", "lmd", RuleVariants(layernorm=rule)), model, clean, other, "segmentation")
+        frozen = modality_predictions(Method("f", "frozen", RuleVariants(layernorm=rule), True, True), model, clean, other,
                                       "segmentation")
         for m in clean:
             assert torch.allclose(lmd[m], frozen[m], atol=1e-9), (rule, m)

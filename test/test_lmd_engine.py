@@ -11,19 +11,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ros2_lmd.lmd import LMDRuleError, Rules, decompose, register_rule
+from ros2_lmd.lmd import LMDRuleError, RuleVariants, decompose, register_rule
 from ros2_lmd.lmd.reference_nets import (LayerNormMLP, PiecewiseLinearNet, SimpleBEVDecoder,
                                          TransformerFusion, randomise_norm_statistics)
 
 VARIANTS = [
-    Rules(),
-    Rules(bias="explicit"),
-    Rules(batchnorm="uniform", layernorm="identity", bias="explicit"),
-    Rules(batchnorm="identity", layernorm="identity"),
-    Rules(batchnorm="identity", layernorm="uniform", bias="explicit"),
-    Rules(activation_split="sum", bias="explicit"),
-    Rules(activation_split="ratio", bias="explicit"),
-    Rules(activation_split="ratio"),
+    RuleVariants(),
+    RuleVariants(bias="explicit"),
+    RuleVariants(batchnorm="uniform", layernorm="identity", bias="explicit"),
+    RuleVariants(batchnorm="identity", layernorm="identity"),
+    RuleVariants(batchnorm="identity", layernorm="uniform", bias="explicit"),
+    RuleVariants(activation_split="sum", bias="explicit"),
+    RuleVariants(activation_split="ratio", bias="explicit"),
+    RuleVariants(activation_split="ratio"),
 ]
 
 
@@ -62,7 +62,8 @@ def _decs(out):
 
 
 @pytest.mark.parametrize("net", list(NETS))
-@pytest.mark.parametrize("rules", VARIANTS, ids=lambda r: f"{r.batchnorm}-{r.layernorm}-{r.activation_split}-{r.bias}")
+@pytest.mark.parametrize("rules", VARIANTS,
+                         ids=lambda r: f"{r.batchnorm}-{r.layernorm}-{r.activation_split}-{r.bias}")
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)], ids=["f32", "f64"])
 def test_conservation_and_total(net, rules, dtype, tol):
     model, features = NETS[net](dtype=dtype)
@@ -75,19 +76,22 @@ def test_conservation_and_total(net, rules, dtype, tol):
         # statistics, bias splitting) and attention's explicit cross-term bias can produce streams
         # much larger than their sum, so float rounding there scales with the streams.
         streams = max(float(c.abs().max()) for c in [*dec.components.values(), dec.bias])
-        default = ((rules.batchnorm, rules.layernorm, rules.activation_split) == ("identity", "ratio", "identity")
+        default = ((rules.batchnorm, rules.layernorm, rules.activation_split)
+                   == ("identity", "ratio", "identity")
                    and (rules.bias == "derived" or net != "transformer"))
         amplification = 1.0 if default else max(1.0, streams / float(ref.abs().max()))
         assert dec.conservation_error <= tol * amplification
         scale = ref.abs().max().item()
-        assert (dec.total - ref).abs().max().item() <= 1e-6 * max(scale, 1.0) * (1 if dtype == torch.float32 else 1e-6)
+        assert ((dec.total - ref).abs().max().item()
+                <= 1e-6 * max(scale, 1.0) * (1 if dtype == torch.float32 else 1e-6))
         # an independent check of eq. 8, summing the streams ourselves
         summed = sum(dec.components.values()) + dec.bias
         assert torch.allclose(summed, ref, rtol=0, atol=tol * max(scale, 1.0) * 10)
 
 
 @pytest.mark.parametrize("net", list(NETS))
-@pytest.mark.parametrize("rules", VARIANTS[:7], ids=lambda r: f"{r.batchnorm}-{r.layernorm}-{r.activation_split}")
+@pytest.mark.parametrize("rules", VARIANTS[:7],
+                         ids=lambda r: f"{r.batchnorm}-{r.layernorm}-{r.activation_split}")
 def test_separation_with_fixed_linearisation(net, rules):
     """Eq. 14: with the linearisation fixed at the clean input, replacing modality m's input
     leaves every other component unchanged (R_p/C = 1.00, MSE 0.00) and changes component m."""
@@ -114,7 +118,7 @@ def test_separation_with_fixed_linearisation(net, rules):
 def test_linearize_at_the_input_itself_matches_plain_decomposition():
     model, features = _bev(torch.float64)
     with torch.no_grad():
-        a = decompose(model, features, rules=Rules(bias="explicit"))
+        a = decompose(model, features, rules=RuleVariants(bias="explicit"))
         b = decompose(model, features, linearize_at=features)
     for key in a:
         for m in features:
@@ -141,7 +145,7 @@ def test_zero_input_gives_exactly_zero_component():
     model, features = _bev()
     features["radar"] = torch.zeros_like(features["radar"])
     with torch.no_grad():
-        out = decompose(model, features, rules=Rules(activation_split="identity"))
+        out = decompose(model, features, rules=RuleVariants(activation_split="identity"))
     for dec in out.values():
         assert torch.count_nonzero(dec.components["radar"]) == 0
         assert torch.count_nonzero(dec.components["camera"]) > 0
@@ -172,7 +176,7 @@ def test_explicit_and_derived_bias_agree(net):
     model, features = NETS[net](dtype=torch.float64)
     with torch.no_grad():
         derived = decompose(model, features)
-        explicit = decompose(model, features, rules=Rules(bias="explicit"))
+        explicit = decompose(model, features, rules=RuleVariants(bias="explicit"))
     for a, b in zip(_decs(derived), _decs(explicit)):
         assert torch.allclose(a.bias, b.bias, atol=1e-10)
         for m in features:
@@ -180,7 +184,8 @@ def test_explicit_and_derived_bias_agree(net):
 
 
 def _state(model):
-    return {k: v.detach().clone() for k, v in itertools.chain(model.named_parameters(), model.named_buffers())}
+    return {k: v.detach().clone()
+            for k, v in itertools.chain(model.named_parameters(), model.named_buffers())}
 
 
 def test_model_is_never_modified_even_after_an_error():
@@ -206,7 +211,8 @@ def test_batch_norm_rule_refuses_batch_statistics():
     # (nn.BatchNorm2d itself counts the call in num_batches_tracked before F.batch_norm runs: pass
     # the model, or module=, to have decompose refuse before anything runs.)
     with pytest.raises(LMDRuleError, match="batch_norm"):
-        decompose(lambda f: F.batch_norm(f["camera"], None, None, training=True), {"camera": torch.randn(4, 3)})
+        decompose(lambda f: F.batch_norm(f["camera"], None, None, training=True),
+                  {"camera": torch.randn(4, 3)})
 
 
 def test_instance_norm_rule_does_not_update_running_stats():
@@ -227,7 +233,15 @@ def test_unknown_op_raises_naming_it():
         decompose(fn, {"camera": torch.randn(3)})
 
 
-def test_registered_rule_is_used():
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """register_rule is process-wide: give the test a copy of the table, restored afterwards."""
+    from ros2_lmd.lmd import registry
+
+    monkeypatch.setattr(registry, "_TABLE", dict(registry._TABLE))
+
+
+def test_registered_rule_is_used(scratch_registry):
     from ros2_lmd.lmd import linear_rule
 
     def fn(f):
@@ -241,7 +255,7 @@ def test_registered_rule_is_used():
 
 
 def test_extra_rules_take_precedence():
-    from ros2_lmd.lmd.ops_linear import linear_rule
+    from ros2_lmd.lmd import linear_rule
 
     calls = []
 
@@ -250,7 +264,7 @@ def test_extra_rules_take_precedence():
         return linear_rule(ctx, func, args, kwargs)
 
     dec = decompose(lambda f: torch.flip(f["camera"], (0,)), {"camera": torch.arange(3.0)},
-                    rules=Rules(extra_rules={torch.flip: counting_rule}))
+                    rules=RuleVariants(extra_rules={torch.flip: counting_rule}))
     assert calls == [torch.flip]
     assert torch.equal(dec.components["camera"], torch.tensor([2.0, 1.0, 0.0]))
 
@@ -268,7 +282,8 @@ def test_works_under_inference_mode_and_records_layers():
         assert set(layer.components) == {"camera", "radar"}
     # the recorded block output is not overwritten by the in-place ReLU that follows it
     with torch.no_grad():
-        direct = model.layer1(model.stem(model.compressor(torch.cat([features["camera"], features["radar"]], 1))))
+        stacked = torch.cat([features["camera"], features["radar"]], 1)
+        direct = model.layer1(model.stem(model.compressor(stacked)))
     assert torch.allclose(seg.layers["layer1"].total, direct, atol=1e-5)
 
 
@@ -300,7 +315,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="camera"):
         decompose(lambda f: f["camera"], {"camera": torch.zeros(3)}, linearize_at={"camera": torch.zeros(4)})
     with pytest.raises(ValueError, match="layernorm"):
-        Rules(layernorm="median")
+        RuleVariants(layernorm="median")
 
 
 def test_training_dropout_is_refused_eval_dropout_is_identity():

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ros2_lmd.lmd import Rules, decompose
+from ros2_lmd.lmd import RuleVariants, decompose
 
 G = torch.Generator().manual_seed(1234)
 
@@ -53,7 +53,7 @@ def reference_activation(f, features, b):
 def test_activation_secant_rule(name, bias_mode):
     f = ACTIVATIONS.get(name) or INPLACE[name]
     features, b = two_modalities()
-    dec = decompose(lambda x: f(x["camera"] + x["radar"] + b), features, rules=Rules(bias=bias_mode))
+    dec = decompose(lambda x: f(x["camera"] + x["radar"] + b), features, rules=RuleVariants(bias=bias_mode))
     O, c, f0 = reference_activation(f, features, b)
     assert torch.allclose(dec.total, O, atol=1e-12)
     for m in features:
@@ -66,7 +66,7 @@ def test_activation_at_exact_zero_uses_the_derivative():
     h = torch.tensor([1.0, -2.0, 0.5])
     features = {"camera": h, "radar": -h}  # A == 0 exactly
     for f, slope in ((torch.sigmoid, 0.25), (F.gelu, 0.5), (F.softplus, 0.5), (F.relu, 0.0)):
-        dec = decompose(lambda x: f(x["camera"] + x["radar"]), features, rules=Rules(bias="explicit"))
+        dec = decompose(lambda x: f(x["camera"] + x["radar"]), features, rules=RuleVariants(bias="explicit"))
         assert torch.allclose(dec.components["camera"], slope * h)
         assert torch.allclose(dec.bias, f(torch.zeros(3)))
         assert torch.isfinite(dec.components["radar"]).all()
@@ -102,7 +102,7 @@ def test_bias_split_rules_match_paper_for_two_modalities(split, f):
     features, b = two_modalities((4000,))
     eps = 1e-6
     dec = decompose(lambda x: f(x["camera"] + x["radar"] + b), features,
-                    rules=Rules(activation_split=split, bias="explicit", split_eps=eps))
+                    rules=RuleVariants(activation_split=split, bias="explicit", split_eps=eps))
     hc, hr = features["camera"], features["radar"]
     A = hc + hr + b
     c = (f(A) - f(torch.zeros(1))) / A
@@ -123,7 +123,7 @@ def test_bias_split_generalises_to_three_modalities(split):
     x = {m: randn(3000) for m in ("camera", "radar", "lidar")}
     b = randn(3000)
     dec = decompose(lambda f: F.relu(f["camera"] + f["radar"] + f["lidar"] + b), x,
-                    rules=Rules(activation_split=split, bias="explicit"))
+                    rules=RuleVariants(activation_split=split, bias="explicit"))
     A = sum(x.values()) + b
     c = F.relu(A) / A
     handed = sum(dec.components[m] - c * x[m] for m in x)  # bias handed to the modalities
@@ -131,7 +131,8 @@ def test_bias_split_generalises_to_three_modalities(split):
     signs = torch.stack([x[m].sign() for m in x])
     if split == "ratio":
         all_agree = (signs == b.sign()).all(0)
-        assert torch.allclose(dec.bias[all_agree], torch.zeros(int(all_agree.sum()), dtype=torch.float64), atol=1e-12)
+        assert torch.allclose(dec.bias[all_agree], torch.zeros(int(all_agree.sum()), dtype=torch.float64),
+                              atol=1e-12)
         weights = torch.stack([x[m].abs() for m in x])
         weights = weights / (weights.sum(0) + 1e-6)
         weights[0] = 1 - weights[1:].sum(0)  # eps goes to the first modality, as in the paper
@@ -165,7 +166,7 @@ def test_batchnorm_rules(rule):
     bn = _random_bn()
     features, b = two_modalities()
     dec = decompose(lambda x: bn(x["camera"] + x["radar"] + b), features,
-                    rules=Rules(batchnorm=rule, bias="explicit"))
+                    rules=RuleVariants(batchnorm=rule, bias="explicit"))
     scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(1, -1, 1, 1)
     shift = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(1, -1, 1, 1)
     if rule == "identity":  # eq. 10 with delta_c = delta_r = 0, delta_b = 1
@@ -202,7 +203,7 @@ def test_statistics_norm_rules(case, rule):
     features = {"camera": randn(*shape) + 0.7, "radar": randn(*shape) * 2}
     b = randn(*shape) * 0.5 + 0.3
     dec = decompose(lambda x: layer(x["camera"] + x["radar"] + b), features,
-                    rules=Rules(layernorm=rule, bias="explicit"))
+                    rules=RuleVariants(layernorm=rule, bias="explicit"))
     A = features["camera"] + features["radar"] + b
     mean = grouped(A).mean(-1, keepdim=True)
     std = torch.sqrt(grouped(A).var(-1, unbiased=False, keepdim=True) + layer.eps)
@@ -249,13 +250,14 @@ def test_rms_norm_holds_the_real_rms_fixed():
 def test_product_of_two_decomposed_tensors_keeps_same_modality_terms():
     x = {"camera": randn(5), "radar": randn(5)}
     a_const, b_const = randn(5), randn(5)
-    dec = decompose(lambda f: (f["camera"] + f["radar"] + a_const) * (2 * f["camera"] - f["radar"] + b_const), x,
-                    rules=Rules(bias="explicit"))
+    dec = decompose(lambda f: (f["camera"] + f["radar"] + a_const) * (2 * f["camera"] - f["radar"] + b_const),
+                    x, rules=RuleVariants(bias="explicit"))
     c, r = x["camera"], x["radar"]
     assert torch.allclose(dec.components["camera"], c * 2 * c)
     assert torch.allclose(dec.components["radar"], r * -r)
     # every cross term and every term with a constant is bias
-    assert torch.allclose(dec.bias, c * (-r) + c * b_const + r * 2 * c + r * b_const + a_const * (2 * c - r + b_const))
+    assert torch.allclose(dec.bias,
+                          c * (-r) + c * b_const + r * 2 * c + r * b_const + a_const * (2 * c - r + b_const))
 
 
 def test_softmax_is_linearised_as_an_activation():
@@ -278,7 +280,7 @@ def test_attention_conserves_and_matches_modules():
         return out, weights, causal
 
     with torch.no_grad():
-        dec = decompose(fn, x, rules=Rules(bias="explicit"))
+        dec = decompose(fn, x, rules=RuleVariants(bias="explicit"))
         tokens = torch.cat([x["camera"], x["radar"]], 1)
         ref_out, ref_w = mha(tokens, tokens, tokens)
         ref_causal = F.scaled_dot_product_attention(ref_out, tokens, tokens, is_causal=True)
@@ -298,13 +300,15 @@ LINEAR_OPS = {
     "permute": lambda t: t.permute(0, 2, 3, 1), "transpose": lambda t: t.transpose(1, 3),
     "flatten": lambda t: torch.flatten(t, 1), "unsqueeze": lambda t: t.unsqueeze(-1),
     "squeeze": lambda t: t[:, :1].squeeze(1), "T": lambda t: t[0, 0].T, "mT": lambda t: t.mT,
-    "getitem_basic": lambda t: t[:, 1:, ::2, -1], "getitem_advanced": lambda t: t[:, [0, 2], :, torch.tensor([1, 3])],
+    "getitem_basic": lambda t: t[:, 1:, ::2, -1],
+    "getitem_advanced": lambda t: t[:, [0, 2], :, torch.tensor([1, 3])],
     "getitem_mask": lambda t: t[:, :, torch.arange(6) > 2], "select": lambda t: t.select(1, 2),
     "cat": lambda t: torch.cat([t, 2 * t], 1), "stack": lambda t: torch.stack([t, -t], -1),
     "split": lambda t: torch.split(t, 2, dim=1)[1], "chunk": lambda t: t.chunk(3, dim=2)[2],
     "unbind": lambda t: t.unbind(0)[1], "expand": lambda t: t[:, :1].expand(2, 5, 6, 6),
     "repeat": lambda t: t.repeat(1, 2, 1, 1), "flip": lambda t: torch.flip(t, (2,)),
-    "roll": lambda t: torch.roll(t, 2, 3), "gather": lambda t: t.gather(3, torch.zeros(2, 3, 6, 2, dtype=torch.long)),
+    "roll": lambda t: torch.roll(t, 2, 3),
+    "gather": lambda t: t.gather(3, torch.zeros(2, 3, 6, 2, dtype=torch.long)),
     "nearest": lambda t: F.interpolate(t, scale_factor=2, mode="nearest"),
     "bilinear": lambda t: F.interpolate(t, size=(9, 5), mode="bilinear", align_corners=True),
     "bicubic": lambda t: F.interpolate(t, scale_factor=1.5, mode="bicubic"),
@@ -318,10 +322,13 @@ LINEAR_OPS = {
     "conv_transpose2d": lambda t: F.conv_transpose2d(t, W["3233"], stride=2),
     "conv3d": lambda t: F.conv3d(t.unsqueeze(1), W["21222"]),
     "unbatched_conv2d": lambda t: F.conv2d(t[0], W["4333"], padding=1),
-    "linear": lambda t: F.linear(t, W["56"]), "pixel_shuffle": lambda t: F.pixel_shuffle(t[:, :1].repeat(1, 4, 1, 1), 2),
+    "linear": lambda t: F.linear(t, W["56"]),
+    "pixel_shuffle": lambda t: F.pixel_shuffle(t[:, :1].repeat(1, 4, 1, 1), 2),
     "grid_sample": lambda t: F.grid_sample(t, W["grid"], align_corners=False),
-    "dropout_eval": lambda t: F.dropout(t, 0.3, training=False), "contiguous": lambda t: t.permute(0, 2, 1, 3).contiguous(),
-    "to": lambda t: t.to(torch.float64), "clone": lambda t: t.clone(), "inplace_add": lambda t: t.clone().add_(t),
+    "dropout_eval": lambda t: F.dropout(t, 0.3, training=False),
+    "contiguous": lambda t: t.permute(0, 2, 1, 3).contiguous(),
+    "to": lambda t: t.to(torch.float64), "clone": lambda t: t.clone(),
+    "inplace_add": lambda t: t.clone().add_(t),
 }
 
 
@@ -329,7 +336,7 @@ LINEAR_OPS = {
 def test_linear_op_applies_to_each_stream(name):
     op = LINEAR_OPS[name]
     features = {"camera": x4, "radar": randn(*x4.shape)}
-    dec = decompose(lambda f: op(f["camera"] + 3 * f["radar"]), features, rules=Rules(bias="explicit"))
+    dec = decompose(lambda f: op(f["camera"] + 3 * f["radar"]), features, rules=RuleVariants(bias="explicit"))
     assert torch.allclose(dec.components["camera"], op(features["camera"]), atol=1e-10)
     assert torch.allclose(dec.components["radar"], op(3 * features["radar"]), atol=1e-10)
     assert dec.bias.abs().max().item() < 1e-10
@@ -346,7 +353,7 @@ def test_parameter_biases_and_pad_values_go_to_the_bias_stream_only():
         y = F.pad(y, (1, 1), value=0.25)
         return lin(y[..., :6]) + 1.5
 
-    dec = decompose(fn, features, rules=Rules(bias="explicit"))
+    dec = decompose(fn, features, rules=RuleVariants(bias="explicit"))
     for m in features:
         alone = F.pad(F.conv2d(features[m], conv.weight, None, padding=1), (1, 1))
         assert torch.allclose(dec.components[m], F.linear(alone[..., :6], lin.weight), atol=1e-10)
@@ -360,7 +367,8 @@ def test_max_pool_and_max_take_the_selection_from_the_real_activation():
     def fn(f):
         s = f["camera"] + f["radar"]
         pooled, idx = F.max_pool2d(s, 2, return_indices=True)
-        return F.max_pool2d(s, 3, stride=2, padding=1), pooled, torch.max(s, dim=1).values, F.adaptive_max_pool2d(s, 2)
+        return (F.max_pool2d(s, 3, stride=2, padding=1), pooled, torch.max(s, dim=1).values,
+                F.adaptive_max_pool2d(s, 2))
 
     decs = decompose(fn, features)
     A = features["camera"] + features["radar"]
@@ -376,7 +384,8 @@ def test_max_pool_and_max_take_the_selection_from_the_real_activation():
 
 def test_where_with_a_mask_from_the_real_value():
     features = {"camera": randn(50), "radar": randn(50)}
-    dec = decompose(lambda f: torch.where((f["camera"] + f["radar"]) > 0, f["camera"] + f["radar"], 0.5), features)
+    dec = decompose(lambda f: torch.where((f["camera"] + f["radar"]) > 0, f["camera"] + f["radar"], 0.5),
+                    features)
     mask = (features["camera"] + features["radar"]) > 0
     zero = torch.zeros((), dtype=torch.float64)
     assert torch.allclose(dec.components["camera"], torch.where(mask, features["camera"], zero))

@@ -22,7 +22,7 @@ pytest.importorskip("tf2_msgs", reason="tf2_msgs is not built: run `make bootstr
 from node_harness import (HANG_GUARD_S, OUTPUT_TYPES, MonitorHarness, SensorRig,  # noqa: E402
                           status_by_hardware_id, tiny_model, values_of)
 
-from ros2_lmd.msgtypes import as_int  # noqa: E402
+from ros2_lmd.messages.types import as_int  # noqa: E402
 from ros2_lmd.sensors.frame import LIDAR_FIELDS  # noqa: E402
 
 NX, NY, RES, X_MIN, Y_MIN = 32, 28, 0.5, -8.0, -8.0  # node_harness.TINY_GRID

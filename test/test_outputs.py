@@ -1,4 +1,4 @@
-"""FrameReport -> output messages (ros2_lmd.outputs) on a hand-made report, built with both message
+"""FrameReport -> output messages (ros2_lmd.messages.outputs) on a hand-made report, built with both message
 libraries: rclpy's generated classes and rosbags' dataclasses must give the same messages (same
 CDR bytes), with exact grid geometry and cell values. Also the per-sensor diagnostics bookkeeping."""
 
@@ -11,12 +11,13 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make 
 
 from rclpy.serialization import serialize_message  # noqa: E402
 
-from ros2_lmd import outputs  # noqa: E402
+from ros2_lmd.messages import outputs  # noqa: E402
+from ros2_lmd.monitor import status  # noqa: E402
 from ros2_lmd.geometry.grid import BEVGrid  # noqa: E402
 from ros2_lmd.monitor.report import (ERROR, INFO, SENSOR_FAILED, SINGLE_SENSOR_SUPPORT,  # noqa: E402
                                      WARN, Alert, Detection, FrameReport)
-from ros2_lmd.msgtypes import RclpyTypes, as_int, rosbags_types, type_name_of  # noqa: E402
-from ros2_lmd.sensor_health import SensorHealthTracker, SensorInfo  # noqa: E402
+from ros2_lmd.messages.types import RclpyTypes, as_int, rosbags_types, type_name_of  # noqa: E402
+from ros2_lmd.monitor.sensor_health import SensorHealthTracker, SensorInfo  # noqa: E402
 
 GRID = BEVGrid(-2.0, 2.0, -1.0, 2.0, 0.5)  # nx = 8, ny = 6
 NX, NY = 8, 6
@@ -233,8 +234,8 @@ def test_both_libraries_give_identical_messages():
         "markers": lambda t: outputs.markers(report, t, "base_link"),
         "summary": lambda t: outputs.decomposition_summary(report, t, "base_link", 8, 3, 12.5),
         "alerts": lambda t: outputs.alert_array(report, t, "base_link"),
-        "diagnostics": lambda t: outputs.diagnostics(
-            [outputs.StatusRecord("ros2_lmd: x", "x", outputs.DIAG_STALE, "no data", {"k": "v"})],
+        "diagnostics": lambda t: outputs.diagnostic_array(
+            [status.StatusRecord("ros2_lmd: x", "x", status.DIAG_STALE, "no data", {"k": "v"})],
             t, STAMP),
     }
     for name, build in builders.items():
@@ -255,19 +256,19 @@ def test_sensor_levels_stale_before_data_then_ok_warn_error():
     tracker = SensorHealthTracker(SENSORS, stale_timeout_s=0.5, persistence=3)
     assert _levels(tracker, 0.0) == {"cam_front": 3, "lidar_top": 3}  # STALE: nothing yet
     tracker.message("cam_front", stamp=10.0, now=1.0)
-    assert _levels(tracker, 1.1)["cam_front"] == outputs.DIAG_OK
+    assert _levels(tracker, 1.1)["cam_front"] == status.DIAG_OK
     for bad in range(1, 3):  # WARN until the persistence count is reached
         tracker.error("cam_front", "/cam_front/image", "data: corrupt JPEG", now=1.1 + bad * 0.1)
-        assert _levels(tracker, 1.4)["cam_front"] == outputs.DIAG_WARN
+        assert _levels(tracker, 1.4)["cam_front"] == status.DIAG_WARN
     tracker.error("cam_front", "/cam_front/image", "data: corrupt JPEG", now=1.4)
     record = {r.hardware_id: r for r in tracker.statuses(1.45)}["cam_front"]
-    assert record.level == outputs.DIAG_ERROR
+    assert record.level == status.DIAG_ERROR
     assert record.values["last_error"] == "/cam_front/image: data: corrupt JPEG"
     assert "3 consecutive" in record.message and record.name == "ros2_lmd: cam_front"
     tracker.message("cam_front", stamp=10.5, now=1.5)  # a good message clears it
-    assert _levels(tracker, 1.6)["cam_front"] == outputs.DIAG_OK
-    assert _levels(tracker, 2.1)["cam_front"] == outputs.DIAG_WARN  # stale: 0.6 s without data
-    assert _levels(tracker, 2.1)["lidar_top"] == outputs.DIAG_STALE
+    assert _levels(tracker, 1.6)["cam_front"] == status.DIAG_OK
+    assert _levels(tracker, 2.1)["cam_front"] == status.DIAG_WARN  # stale: 0.6 s without data
+    assert _levels(tracker, 2.1)["lidar_top"] == status.DIAG_STALE
 
 
 def test_missed_frames_count_towards_error_and_an_included_frame_resets():
@@ -275,10 +276,10 @@ def test_missed_frames_count_towards_error_and_an_included_frame_resets():
     tracker.message("lidar_top", 1.0, 1.0)
     tracker.message("cam_front", 1.0, 1.0)
     tracker.frame({"cam_front": False, "lidar_top": True}, {"cam_front": "no CameraInfo yet"})
-    assert _levels(tracker, 1.0)["cam_front"] == outputs.DIAG_WARN
+    assert _levels(tracker, 1.0)["cam_front"] == status.DIAG_WARN
     tracker.frame({"cam_front": False, "lidar_top": True}, {"cam_front": "no CameraInfo yet"})
     record = tracker.statuses(1.0)[0]
-    assert record.level == outputs.DIAG_ERROR and "no CameraInfo yet" in record.message
+    assert record.level == status.DIAG_ERROR and "no CameraInfo yet" in record.message
     tracker.frame({"cam_front": True, "lidar_top": True})
     assert _levels(tracker, 1.0) == {"cam_front": 0, "lidar_top": 0}
 
@@ -298,11 +299,11 @@ def test_diagnostic_array(types):
     tracker = SensorHealthTracker(SENSORS, stale_timeout_s=0.5, persistence=3)
     tracker.message("lidar_top", 5.0, 1.0)
     report = _report()
-    records = tracker.statuses(1.0) + outputs.modality_statuses(
+    records = tracker.statuses(1.0) + status.modality_statuses(
         ("camera", "radar", "lidar"), report,
         {"camera": "ok", "radar": "degraded", "lidar": "failed"},
         {"camera": 1.0, "radar": 0.4, "lidar": 0.1})
-    array = outputs.diagnostics(records, types, STAMP)
+    array = outputs.diagnostic_array(records, types, STAMP)
     statuses = list(array.status)
     assert [s.hardware_id for s in statuses] == ["cam_front", "lidar_top", "camera", "radar",
                                                  "lidar"]
@@ -311,13 +312,13 @@ def test_diagnostic_array(types):
     assert values == {"state": "degraded", "share": "0.375", "contribution_ratio": "0.400",
                       "present": "true", "energy": "0.5"}
     assert statuses[2].name == "ros2_lmd: camera contribution"
-    before = outputs.modality_statuses(("camera",), None, {}, {})
-    assert before[0].level == outputs.DIAG_STALE
+    before = status.modality_statuses(("camera",), None, {}, {})
+    assert before[0].level == status.DIAG_STALE
 
 
 def test_modality_missing_is_warn():
-    (record,) = outputs.modality_statuses(("lidar",), _report(), {"lidar": "missing"}, {})
-    assert record.level == outputs.DIAG_WARN and record.values["present"] == "false"
+    (record,) = status.modality_statuses(("lidar",), _report(), {"lidar": "missing"}, {})
+    assert record.level == status.DIAG_WARN and record.values["present"] == "false"
 
 
 # --- The adapter itself -----------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import ros2_lmd
-from ros2_lmd import cli, interfaces
+from ros2_lmd import cli
+from ros2_lmd.messages import definitions as interfaces
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def _ros2_lmd(*args: str, env: dict | None = None) -> subprocess.CompletedProces
 def test_library_imports_without_ros():
     env = {key: value for key, value in os.environ.items()
            if key not in ("AMENT_PREFIX_PATH", "LD_LIBRARY_PATH", "PYTHONPATH")}
-    code = ("import sys, ros2_lmd, ros2_lmd.params, ros2_lmd.cli, ros2_lmd.interfaces; "
+    code = ("import sys, ros2_lmd, ros2_lmd.monitor.params, ros2_lmd.cli, ros2_lmd.messages.definitions; "
             "assert not [m for m in sys.modules if m.startswith(('rclpy', 'ros2_lmd.msg'))]; "
             "print(len(ros2_lmd.__path__))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

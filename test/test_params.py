@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ros2_lmd.params import (MonitorParams, ParameterError, load_params_file, parameter_specs,
+from ros2_lmd.monitor.params import (MonitorParams, ParameterError, load_params_file, parameter_specs,
                              params_from_mapping)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,8 +121,8 @@ def test_all_problems_are_reported_together():
 @pytest.mark.parametrize("values, message", [
     ({"detection_threshold": 1.5}, r"detection_threshold: 1\.5 is outside \[0\.0, 1\.0\]"),
     ({"device": "gpu"}, r"device: 'gpu' is not one of"),
-    ({"failed_ratio": 0.6}, r"failed_ratio: 0\.6 must be below degraded_ratio 0\.5"),
-    ({"hysteresis_k": 6}, r"hysteresis_k: 6 exceeds hysteresis_n 5"),
+    ({"failed_ratio": 0.6}, r"failed_ratio: 0\.6 must be in \[0, degraded_ratio 0\.5\)"),
+    ({"hysteresis_k": 6}, r"hysteresis_k: 6 must be in \[1, hysteresis_n 5\]"),
     ({"key_sensor": "camera", "modalities": ["radar", "lidar"]}, r"key_sensor: 'camera' is not"),
     ({"camera_names": ["cam_front"]}, r"camera_image_topics: 6 topics for 1 camera_names"),
     ({"modalities": ["lidar", "sonar"]}, r"modalities: unknown \['sonar'\]"),

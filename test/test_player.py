@@ -1,4 +1,4 @@
-"""`ros2-lmd play` (ros2_lmd.player): a rosbag2 written with rosbags (sqlite3 and MCAP) is
+"""`ros2-lmd play` (ros2_lmd.ros.player): a rosbag2 written with rosbags (sqlite3 and MCAP) is
 published over the real middleware, byte for byte, with each topic's QoS, to a subscriber in the
 same process (random ROS_DOMAIN_ID)."""
 
@@ -18,8 +18,8 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 
-from ros2_lmd.msgtypes import rosbags_types  # noqa: E402
-from ros2_lmd.player import BagPlayer, message_class, qos_for  # noqa: E402
+from ros2_lmd.messages.types import rosbags_types  # noqa: E402
+from ros2_lmd.ros.player import BagPlayer, message_class, qos_for  # noqa: E402
 from ros2_lmd.sensors.frame import LIDAR_FIELDS  # noqa: E402
 from ros2_lmd.sensors.pointcloud2 import pointcloud2_layout  # noqa: E402
 

@@ -14,7 +14,8 @@ import torch
 
 from ros2_lmd.models.registry import build_model
 from ros2_lmd.replay.analyze import analyze
-from ros2_lmd.replay.bag import BagError, ReadStats, project_typestore, read_messages
+from ros2_lmd.messages.types import project_typestore
+from ros2_lmd.replay.bag import BagError, ReadStats, read_messages
 from ros2_lmd.replay.simulate import simulate_to_bag
 
 FAULTS = "camera:blackout@0.5-1.2"

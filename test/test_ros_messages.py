@@ -11,7 +11,7 @@ from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import Point32  # noqa: E402
 
 from ros2_lmd.msg import Alert, AlertArray, DecompositionSummary, Detection  # noqa: E402
-from ros2_lmd.smoke import exchange  # noqa: E402
+from ros2_lmd.ros.smoke import exchange  # noqa: E402
 
 # Float values below are exact in float32, so equality after the round trip is exact.
 

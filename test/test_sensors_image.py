@@ -22,13 +22,11 @@ from ros2_lmd.sensors import (
     intrinsics_from_camera_info,
     make_camera_info,
     make_compressed_image,
-    make_header,
     make_image,
     rgb_to_compressed,
     rgb_to_image_fields,
-    rosbags_types,
-    rosbags_typestore,
 )
+from ros2_lmd.messages.types import header_msg, rosbags_types
 
 TOPIC = "/cam_front/image_raw"
 
@@ -186,9 +184,10 @@ def test_image_fields_and_writer_arguments():
 
 
 def test_rosbags_image_messages_round_trip():
-    types, store = rosbags_types(), rosbags_typestore()
+    types = rosbags_types()
+    store = types.typestore
     rgb = np.random.default_rng(4).integers(0, 256, (6, 7, 3), dtype=np.uint8)
-    header = make_header(types, 1.0, "cam_front")
+    header = header_msg(types, 1.0, "cam_front")
     raw = make_image(types, header, rgb)
     decoded = store.deserialize_cdr(store.serialize_cdr(raw, raw.__msgtype__), raw.__msgtype__)
     np.testing.assert_array_equal(image_to_rgb(decoded, TOPIC), rgb)
@@ -251,8 +250,9 @@ def test_image_size_must_match_camera_info():
 def test_camera_info_writer_round_trips_through_rosbags():
     fields = camera_info_fields(K, 448, 256)
     np.testing.assert_array_equal(fields["p"].reshape(3, 4), np.hstack([K, np.zeros((3, 1))]))
-    types, store = rosbags_types(), rosbags_typestore()
-    msg = make_camera_info(types, make_header(types, 0.5, "cam_front"), K, 448, 256)
+    types = rosbags_types()
+    store = types.typestore
+    msg = make_camera_info(types, header_msg(types, 0.5, "cam_front"), K, 448, 256)
     decoded = store.deserialize_cdr(store.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)
     calib = intrinsics_from_camera_info(decoded, INFO_TOPIC)
     np.testing.assert_array_equal(calib.K, K)

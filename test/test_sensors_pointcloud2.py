@@ -15,16 +15,12 @@ from hypothesis import strategies as st
 from ros2_lmd.sensors import (
     LIDAR_FIELDS,
     RADAR_FIELDS,
-    MessageTypes,
     SensorDataError,
-    make_header,
     make_pointcloud2,
-    message_types_from_modules,
     pointcloud2_layout,
     read_points,
-    rosbags_types,
-    rosbags_typestore,
 )
+from ros2_lmd.messages.types import header_msg, rosbags_types
 
 TOPIC = "/lidar_top"
 
@@ -197,32 +193,25 @@ def test_layout_is_packed_little_endian_float32():
         pointcloud2_layout(points, ["x", "y", "z"])
 
 
-def _fake_class():
-    """A generated message class stand-in: keyword arguments become attributes."""
-    return lambda **kwargs: SimpleNamespace(**kwargs)
+def test_writer_with_rclpy_classes_round_trips():
+    pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 message packages")
+    from ros2_lmd.messages.types import RclpyTypes
 
-
-def test_writer_with_rclpy_style_classes_round_trips():
-    # Stand-ins for rclpy's generated modules: classes taking keyword arguments.
-    module = SimpleNamespace(**{name: _fake_class() for name in (
-        "Time", "Header", "PointField", "PointCloud2", "Image", "CompressedImage", "CameraInfo",
-        "RegionOfInterest", "Vector3", "Quaternion", "Transform", "TransformStamped", "TFMessage")})
-    types = message_types_from_modules(module)
+    types = RclpyTypes()
     points = np.random.default_rng(1).normal(size=(7, 6)).astype(np.float32)
-    msg = make_pointcloud2(types, make_header(types, 12.5, "radar_front"), points, RADAR_FIELDS)
-    assert isinstance(msg.data, array.array) and msg.is_dense
+    msg = make_pointcloud2(types, header_msg(types, 12.5, "radar_front"), points, RADAR_FIELDS)
+    assert type(msg).__module__.startswith("sensor_msgs.msg") and msg.is_dense
+    assert isinstance(msg.data, array.array)
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (12, 500_000_000)
     np.testing.assert_array_equal(read_points(msg, RADAR_FIELDS, "/radar_front").points, points)
-    with pytest.raises(ValueError, match="TFMessage"):
-        message_types_from_modules(SimpleNamespace(PointCloud2=object))
 
 
 def test_writer_with_rosbags_classes_survives_cdr_round_trip():
-    types: MessageTypes = rosbags_types()
-    store = rosbags_typestore()
+    types = rosbags_types()
+    store = types.typestore
     points = np.random.default_rng(2).normal(size=(50, 4)).astype(np.float32)
     points[5, 1] = np.nan
-    msg = make_pointcloud2(types, make_header(types, 3.25, "lidar_top"), points, LIDAR_FIELDS)
+    msg = make_pointcloud2(types, header_msg(types, 3.25, "lidar_top"), points, LIDAR_FIELDS)
     assert not msg.is_dense
     raw = store.serialize_cdr(msg, msg.__msgtype__)
     decoded = store.deserialize_cdr(raw, "sensor_msgs/msg/PointCloud2")
@@ -241,10 +230,11 @@ def test_rosbags_big_endian_cloud_with_padding():
     for r, row in enumerate(values):
         for c, (x, ring) in enumerate(row):
             struct.pack_into(">fxxxxH", buf, r * row_step + c * 12, x, ring)
-    msg = types.PointCloud2(
-        header=make_header(types, 0.0, "lidar_top"), height=2, width=2,
-        fields=[types.PointField(name="x", offset=0, datatype=7, count=1),
-                types.PointField(name="ring", offset=8, datatype=4, count=1)],
+    msg = types.new(
+        "sensor_msgs/msg/PointCloud2",
+        header=header_msg(types, 0.0, "lidar_top"), height=2, width=2,
+        fields=[types.new("sensor_msgs/msg/PointField", name="x", offset=0, datatype=7, count=1),
+                types.new("sensor_msgs/msg/PointField", name="ring", offset=8, datatype=4, count=1)],
         is_bigendian=True, point_step=12, row_step=row_step,
         data=np.frombuffer(bytes(buf), np.uint8), is_dense=True)
     result = read_points(msg, ["ring", "x"], TOPIC)

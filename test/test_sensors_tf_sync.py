@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
+from ros2_lmd.messages.types import rosbags_types, time_msg
+
 from ros2_lmd.sensors import (
     DroppedFrame,
     FrameAssembler,
@@ -22,9 +24,6 @@ from ros2_lmd.sensors import (
     TransformTree,
     camera_info_fields,
     make_tf_message,
-    make_time,
-    rosbags_types,
-    rosbags_typestore,
     transform_points,
     transform_stamped_fields,
 )
@@ -141,11 +140,12 @@ def test_from_config_rpy_quaternion_and_parent():
 
 
 def test_tf_message_round_trips_through_rosbags():
-    types, store = rosbags_types(), rosbags_typestore()
+    types = rosbags_types()
+    store = types.typestore
     rng = np.random.default_rng(5)
     entries = [("base_link", "lidar_top", _random_transform(rng)),
                ("base_link", "cam_front", _random_transform(rng))]
-    msg = make_tf_message(types, make_time(types, 0.0), entries)
+    msg = make_tf_message(types, time_msg(types, 0.0), entries)
     decoded = store.deserialize_cdr(store.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)
     tree = TransformTree()
     tree.add_tf_message(decoded)

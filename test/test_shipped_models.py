@@ -11,7 +11,7 @@ import pytest
 
 from ros2_lmd.models.io import load_model
 from ros2_lmd.models.registry import weights_path
-from ros2_lmd.train import check_set_metrics
+from ros2_lmd.models.training import check_set_metrics
 
 VARIANTS = ["compact_crl", "compact_cr", "compact_cl"]
 
@@ -36,7 +36,7 @@ def test_modality_dropout_draws_every_proper_subset_evenly():
     # proper subsets, each equally likely (1/12 of all samples); a sensor absent before stays absent
     import torch
 
-    from ros2_lmd.train import modality_dropout
+    from ros2_lmd.models.training import modality_dropout
 
     present = torch.ones(60_000, 3)
     present[:6, 1] = 0.0

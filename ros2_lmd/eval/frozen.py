@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ros2_lmd.lmd.ops_nonlinear import ACTIVATIONS, _value_and_slope_at_zero
+from ros2_lmd.lmd.rules.nonlinear import ACTIVATIONS, value_and_slope_at_zero
 
 _ACTIVATIONS = set(ACTIVATIONS) | {F.softmax, torch.softmax, torch.Tensor.softmax}
 _NORMS = {F.layer_norm, F.instance_norm, F.group_norm}
@@ -59,7 +59,7 @@ class _Record(TorchFunctionMode):
             if func in (F.softmax, torch.softmax, torch.Tensor.softmax):
                 f0, slope0 = torch.zeros((), dtype=x.dtype), torch.zeros((), dtype=x.dtype)
             else:
-                f0, slope0, _ = _value_and_slope_at_zero(func, tuple(args[1:]), kwargs, x)
+                f0, slope0, _ = value_and_slope_at_zero(func, tuple(args[1:]), kwargs, x)
             small = x.abs() <= torch.finfo(x.dtype).tiny
             c = torch.where(small, slope0, (out - f0) / torch.where(small, torch.ones_like(x), x))
             # The residual out - c*x (== f(0) up to rounding) keeps the frozen layer exact at the point.

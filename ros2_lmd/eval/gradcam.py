@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ros2_lmd.lmd import Rules, decompose
+from ros2_lmd.lmd import RuleVariants, decompose
 
 
 def _layer_gradient(model: nn.Module, fn: Callable, features: dict[str, torch.Tensor], layer: str,
@@ -38,13 +38,13 @@ def _layer_gradient(model: nn.Module, fn: Callable, features: dict[str, torch.Te
 
 
 def modality_gradcam(model: nn.Module, fn: Callable, features: dict[str, torch.Tensor], layer: str,
-                     region: torch.Tensor, output_key: str | None = None, rules: Rules | None = None
+                     region: torch.Tensor, output_key: str | None = None, rules: RuleVariants | None = None
                      ) -> dict[str, torch.Tensor]:
     """One (B, H, W) map per modality for the BEV `region` (a 0/1 mask broadcastable to the output)."""
     grad = _layer_gradient(model, fn, features, layer, output_key, region)
     alpha = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True)  # (B, K, 1, 1): eq. 19 / 21
     with torch.no_grad():
-        dec = decompose(fn, features, rules=rules or Rules(), record=[layer], module=model)
+        dec = decompose(fn, features, rules=rules or RuleVariants(), record=[layer], module=model)
     dec = dec[output_key] if output_key else dec
     layer_dec = dec.layers[layer]
     return {m: torch.relu((alpha * layer_dec.components[m]).sum(1)) for m in features}

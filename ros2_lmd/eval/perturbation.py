@@ -22,7 +22,7 @@ import torch
 from ros2_lmd.eval.frozen import FrozenNetwork
 from ros2_lmd.eval.metrics import mse, pcc, perturbation_pairs, summarise
 from ros2_lmd.eval.shapley import lmd_shapley, modality_shapley
-from ros2_lmd.lmd import Rules, decompose
+from ros2_lmd.lmd import RuleVariants, decompose
 
 LETTER = {"camera": "C", "radar": "R", "lidar": "L"}
 
@@ -31,7 +31,7 @@ LETTER = {"camera": "C", "radar": "R", "lidar": "L"}
 class Method:
     name: str
     kind: str  # lmd | frozen | shap | lmd_shap
-    rules: Rules = field(default_factory=Rules)
+    rules: RuleVariants = field(default_factory=RuleVariants)
     freeze_activations: bool = False
     freeze_norms: bool = False
     table: str = ""  # which of the paper's tables the row belongs to
@@ -44,13 +44,13 @@ def paper_methods() -> list[Method]:
         Method("Baseline", "frozen", table="linearisation"),
         Method("Act. only", "frozen", freeze_activations=True, table="linearisation"),
         Method("Norm. only", "frozen", freeze_norms=True, table="linearisation"),
-        Method("LMD (Ratio Rule)", "lmd", Rules(), table="linearisation"),
-        Method("Uniform - Identity", "lmd", Rules(batchnorm="uniform", layernorm="identity"), table="variants"),
-        Method("Identity - Identity", "lmd", Rules(batchnorm="identity", layernorm="identity"), table="variants"),
-        Method("Identity - Uniform", "lmd", Rules(batchnorm="identity", layernorm="uniform"), table="variants"),
-        Method("Identity - Ratio", "lmd", Rules(batchnorm="identity", layernorm="ratio"), table="variants"),
-        Method("Sum-Splitting", "lmd", Rules(activation_split="sum"), table="splitting"),
-        Method("Ratio-Splitting", "lmd", Rules(activation_split="ratio"), table="splitting"),
+        Method("LMD (Ratio Rule)", "lmd", RuleVariants(), table="linearisation"),
+        Method("Uniform - Identity", "lmd", RuleVariants(batchnorm="uniform", layernorm="identity"), table="variants"),
+        Method("Identity - Identity", "lmd", RuleVariants(batchnorm="identity", layernorm="identity"), table="variants"),
+        Method("Identity - Uniform", "lmd", RuleVariants(batchnorm="identity", layernorm="uniform"), table="variants"),
+        Method("Identity - Ratio", "lmd", RuleVariants(batchnorm="identity", layernorm="ratio"), table="variants"),
+        Method("Sum-Splitting", "lmd", RuleVariants(activation_split="sum"), table="splitting"),
+        Method("Ratio-Splitting", "lmd", RuleVariants(activation_split="ratio"), table="splitting"),
         Method("SHAP", "shap", table="shap"),
         Method("LMD + SHAP", "lmd_shap", table="shap"),
     ]

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ros2_lmd.lmd import Rules, decompose
+from ros2_lmd.lmd import RuleVariants, decompose
 
 
 def shapley_from_game(players: tuple[str, ...], value: Callable[[frozenset[str]], torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -45,9 +45,9 @@ def modality_shapley(fn: Callable, features: dict[str, torch.Tensor], output_key
 
 
 def lmd_shapley(fn: Callable, features: dict[str, torch.Tensor], output_key: str | None = None,
-                rules: Rules | None = None) -> dict[str, torch.Tensor]:
+                rules: RuleVariants | None = None) -> dict[str, torch.Tensor]:
     """LMD component of each modality plus its Shapley share of the LMD bias term."""
-    rules = rules or Rules()
+    rules = rules or RuleVariants()
 
     def decomposition(present: frozenset[str]):
         with torch.no_grad():

@@ -1,5 +1,5 @@
 """The BEV grid: the one definition of the bird's-eye-view raster shared by models, simulator,
-monitor and ROS outputs (DESIGN.md conventions: base_link, x forward, y left; cells row-major in y
+monitor and ROS outputs (docs/architecture.md conventions: base_link, x forward, y left; cells row-major in y
 then x, so array index [iy, ix] matches nav_msgs/OccupancyGrid)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""`decompose`: run a fusion function once on decomposed inputs and return, for every output, the
-original value and its exact split into one component per modality plus a bias component
-(paper eq. 8 and 14; App. F for M modalities)."""
+"""`decompose`, the entry point of Layer-Wise Modality Decomposition: run a fusion function once on
+decomposed inputs and return, for every output, the original value and its exact split into one
+component per modality plus a bias component (paper eq. 8 and 14; App. F for M modalities)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from ros2_lmd.lmd.rules import Rules
 from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor
+from ros2_lmd.lmd.variants import RuleVariants
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Decomposition:
 
     `layers` maps recorded module names to the Decomposition (or structure of them) of that
     module's output. In derived-bias mode the bias is total minus the components, so
-    `conservation_error` only shows rounding; use Rules(bias="explicit") for an independent check.
+    `conservation_error` only shows rounding; use RuleVariants(bias="explicit") for an independent check.
     """
 
     total: torch.Tensor
@@ -39,8 +39,10 @@ class Decomposition:
         residual = total - self.bias.double()
         for component in self.components.values():
             residual = residual - component.double()
-        scale = total.abs().max().item() if total.numel() else 0.0
-        return residual.abs().max().item() / max(scale, torch.finfo(torch.float64).tiny) if total.numel() else 0.0
+        if not total.numel():
+            return 0.0
+        scale = total.abs().max().item()
+        return residual.abs().max().item() / max(scale, torch.finfo(torch.float64).tiny)
 
     def stack(self) -> torch.Tensor:
         """Components then bias stacked on a new leading dim: (M + 1, *total.shape)."""
@@ -50,24 +52,24 @@ class Decomposition:
 def decompose(
     fn: Callable[[dict[str, torch.Tensor]], Any],
     features: Mapping[str, torch.Tensor],
-    rules: Rules | None = None,
+    rules: RuleVariants | None = None,
     record: Iterable[str] | None = None,
     module: nn.Module | None = None,
     linearize_at: Mapping[str, torch.Tensor] | None = None,
 ) -> Any:
     """Decompose `fn(features)` into per-modality components.
 
-    fn: takes the dict of modality features (the DESIGN.md `fuse`) and returns a tensor, or a
+    fn: takes the dict of modality features (e.g. a fusion model's `fuse`) and returns a tensor, or a
         tuple/list/dict of tensors; the result has the same structure with Decompositions.
     features: modality name -> tensor (shapes may differ between modalities).
-    rules: the LMD variant (default: the paper's best; see Rules).
+    rules: the LMD variant (default: the paper's best; see RuleVariants).
     record: names of sub-modules (as in `module.named_modules()`) whose outputs are kept as
         layer-wise decompositions in `.layers`. `module` defaults to fn itself or fn's owner.
     linearize_at: inputs that define the linearisation point (default: `features`). With it, the
         components are the linearised network (fixed at `linearize_at`) applied to `features`,
         which is what the paper's perturbation metrics need; the bias is then carried explicitly.
     """
-    rules = rules or Rules()
+    rules = rules or RuleVariants()
     if not features:
         raise ValueError("decompose: `features` is empty; give at least one modality")
     for name, value in features.items():
@@ -82,7 +84,8 @@ def decompose(
         for name in features:
             if linearize_at[name].shape != features[name].shape:
                 raise ValueError(f"decompose: linearize_at[{name!r}] has shape "
-                                 f"{tuple(linearize_at[name].shape)}, features has {tuple(features[name].shape)}")
+                                 f"{tuple(linearize_at[name].shape)}, "
+                                 f"features has {tuple(features[name].shape)}")
     _refuse_stateful_training(module or _owner(fn))
     explicit = rules.bias == "explicit" or linearize_at is not None
     replay = None

@@ -1,6 +1,6 @@
-"""Small fusion networks of the families LMD must handle, used by the engine's tests and benchmark
-and as runnable examples: a Simple-BEV-like BEV decoder, an MLP with LayerNorm, a transformer
-block, and a piecewise-linear net for the Jacobian oracle. Each `forward` takes the modality dict."""
+"""Small fusion networks of the families Layer-Wise Modality Decomposition must handle, for the engine's
+tests and benchmark and as runnable examples: a Simple-BEV-like BEV decoder, an MLP with LayerNorm, a
+transformer block, a piecewise-linear net for the Jacobian oracle. Each `forward` takes the modality dict."""
 
 from __future__ import annotations
 
@@ -101,7 +101,8 @@ class TransformerFusion(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(approximate="tanh"), nn.Linear(2 * dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(approximate="tanh"),
+                                 nn.Linear(2 * dim, dim))
         self.query = nn.Parameter(torch.randn(1, 1, dim))
         self.head = nn.Linear(dim, 3)
 

@@ -1,11 +1,6 @@
-"""The decomposed tensor: a torch.Tensor subclass whose data is the real activation and which carries
-the component streams, so that one pass through the unmodified model computes both.
-
-Layout: every decomposed value owns one plain tensor `planes` of shape (P, *shape) where
-plane 0 is the real activation (the linearisation point), planes 1..M are the modality streams in
-the order of the `features` dict, and, in explicit-bias mode, plane M+1 is the bias stream. Keeping
-all planes in one tensor lets a conv/linear rule run them as one batched call.
-"""
+"""The core of Layer-Wise Modality Decomposition: LMDTensor, a torch.Tensor whose data is the real
+activation and which carries the component streams, so that one pass through the unmodified model
+computes both; and Context, what every rule knows about the decomposition in progress."""
 
 from __future__ import annotations
 
@@ -14,9 +9,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ros2_lmd.lmd.rules import Rules
-
-Rule = Callable[["Context", Callable, tuple, dict], Any]
+from ros2_lmd.lmd.registry import lookup
+from ros2_lmd.lmd.variants import RuleVariants
 
 
 class LMDRuleError(RuntimeError):
@@ -25,10 +19,16 @@ class LMDRuleError(RuntimeError):
 
 @dataclass(frozen=True)
 class Context:
-    """What every rule needs to know about the decomposition in progress."""
+    """What every rule needs to know about the decomposition in progress.
+
+    Layout: every decomposed value owns one plain tensor `planes` of shape (P, *shape) where plane 0
+    is the real activation (the linearisation point), planes 1..M are the modality streams in the
+    order of the `features` dict, and, in explicit-bias mode, plane M+1 is the bias stream. Keeping
+    all planes in one tensor lets a conv/linear rule run them as one batched call.
+    """
 
     modalities: tuple[str, ...]
-    rules: Rules
+    rules: RuleVariants
     explicit_bias: bool
     # Bias-splitting weights (App. C) are part of the linearisation: a pass that decomposes other
     # inputs at a fixed linearisation point replays the weights recorded at that point, in call order.
@@ -88,7 +88,8 @@ class Context:
 
 
 class LMDTensor(torch.Tensor):
-    """A real activation that also carries its decomposition (see module docstring)."""
+    """A real activation that also carries its decomposition: `_planes` (layout: see Context).
+    Every torch function that reaches it is answered by a rule (see ros2_lmd/lmd/registry.py)."""
 
     _planes: torch.Tensor
     _ctx: Context
@@ -99,13 +100,7 @@ class LMDTensor(torch.Tensor):
         ctx = _find_context(args, kwargs)
         rule = ctx.rules.extra_rules.get(func) if ctx.rules.extra_rules else None
         if rule is None:
-            from ros2_lmd.lmd.registry import lookup
-
             rule = lookup(func)
-        if rule is None and func.__class__.__name__ == "method-wrapper" and func.__name__ == "__get__":
-            from ros2_lmd.lmd.ops_linear import attribute_rule  # x.shape, x.T, ...
-
-            rule = attribute_rule
         if rule is None:
             raise LMDRuleError(_no_rule_message(func))
         return rule(ctx, func, args, kwargs)
@@ -126,6 +121,7 @@ def _find_context(args, kwargs) -> Context:
 
 
 def op_name(func: Callable) -> str:
+    """The name of a torch function in error messages (torch.conv2d, Tensor.add, ...)."""
     owner = getattr(func, "__self__", None)
     if func.__class__.__name__ == "method-wrapper" and owner is not None:
         return f"Tensor.{getattr(owner, '__name__', '?')} (attribute)"
@@ -148,13 +144,6 @@ def _no_rule_message(func: Callable) -> str:
         f"would give wrong components, so decomposition stops here. If the op is linear in its tensor "
         f"argument, register it with `ros2_lmd.lmd.register_rule(<the function>, "
         f"ros2_lmd.lmd.linear_rule)`; otherwise write a rule (see ros2_lmd/lmd/registry.py) and pass "
-        f"it with `Rules(extra_rules={{<the function>: rule}})`."
+        f"it with `RuleVariants(extra_rules={{<the function>: rule}})`."
     )
 
-
-def is_decomposed(value: Any) -> bool:
-    return isinstance(value, LMDTensor)
-
-
-def planes(value: Any) -> torch.Tensor:
-    return value._planes

@@ -1,4 +1,4 @@
-"""The fusion-model contract shared by every architecture (DESIGN.md "Fusion model"): a JSON-able
+"""The fusion-model contract shared by every architecture (docs/architecture.md, contracts): a JSON-able
 config, `prepare` (SensorFrames -> batched input tensors), `encode` (modality-specific branches, run
 once) and `fuse` (first fusion layer to the heads; what LMD decomposes)."""
 
@@ -17,7 +17,7 @@ from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.geometry.lifting import scale_intrinsics
 from ros2_lmd.sensors.frame import MODALITIES, SensorFrame
 
-# nuScenes camera order (lower case, DESIGN.md topic names); Simple-BEV stacks cameras this way.
+# nuScenes camera order (lower case, as the default topic names); Simple-BEV stacks cameras this way.
 NUSCENES_CAMERAS: tuple[str, ...] = (
     "cam_front_left", "cam_front", "cam_front_right", "cam_back_left", "cam_back", "cam_back_right")
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -200,7 +200,7 @@ class FusionModel(nn.Module):
 
     def mask_absent(self, features: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]
                     ) -> dict[str, torch.Tensor]:
-        """Zero the features of modalities marked absent: the LMD reference input (DESIGN.md)."""
+        """Zero the features of modalities marked absent: the LMD reference input o_m."""
         present = inputs.get("present")
         if present is None:
             return features

@@ -24,7 +24,7 @@ from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.geometry.lifting import CameraLifter
 from ros2_lmd.geometry.voxelize import occupancy, voxelize_radar
 from ros2_lmd.models.base import FusionModel, ModelConfig, check_state_dict
-from ros2_lmd.models.resnet import BasicBlock, init_resnet_, resnet_stages
+from ros2_lmd.models.resnet import init_resnet_, resnet_stages
 
 # variant -> (modalities, radar input). "crm" is Simple-BEV's use_metaradar.
 VARIANTS: dict[str, tuple[tuple[str, ...], str | None]] = {

@@ -1,15 +1,6 @@
-"""The monitor: SensorFrame -> FrameReport (model, LMD, detections, per-modality shares, alerts).
-No ROS imports: the node and the replay tools are thin adapters around `Pipeline`."""
-
-from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine
-from ros2_lmd.monitor.report import Alert, Detection, FrameReport
-
-__all__ = ["AlertConfig", "AlertEngine", "Alert", "Detection", "FrameReport", "Pipeline"]
-
-
-def __getattr__(name):  # Pipeline imports torch and the models: load it only when asked for
-    if name == "Pipeline":
-        from ros2_lmd.monitor.pipeline import Pipeline
-
-        return Pipeline
-    raise AttributeError(name)
+"""The monitor, without ROS: from messages to alerts. `ingest` (topics -> SensorFrames, as configured
+by `params`), `pipeline` (SensorFrame -> FrameReport: model, LMD, detections, shares, alerts),
+`runner` (compute in parallel, conclude in stamp order), `alerts`, `sensor_health` (per-sensor
+/diagnostics bookkeeping). The live node (ros2_lmd.ros.node) and `ros2-lmd analyze`
+(ros2_lmd.replay.analyze) are thin adapters over these same parts. Import from the modules: the
+package itself imports nothing, so `monitor.params` loads without torch."""

@@ -21,7 +21,7 @@ from ros2_lmd.monitor.report import (ERROR, INFO, MODALITY_DISAGREEMENT, SENSOR_
 
 @dataclass(frozen=True)
 class AlertConfig:
-    """Thresholds of the alert logic; names match the node parameters (ros2_lmd.params)."""
+    """Thresholds of the alert logic; names match the node parameters (ros2_lmd.monitor.params)."""
 
     detection_threshold: float = 0.5
     min_detection_cells: int = 4
@@ -36,15 +36,33 @@ class AlertConfig:
     hysteresis_n: int = 5
 
     def __post_init__(self) -> None:
-        if not 0 < self.detection_threshold < 1:
-            raise ValueError(f"detection_threshold must be in (0, 1), got {self.detection_threshold}")
-        if not 0 <= self.failed_ratio < self.degraded_ratio <= 1:
-            raise ValueError(f"need 0 <= failed_ratio < degraded_ratio <= 1, got "
-                             f"{self.failed_ratio}, {self.degraded_ratio}")
-        if not 1 <= self.hysteresis_k <= self.hysteresis_n:
-            raise ValueError(f"need 1 <= hysteresis_k <= hysteresis_n, got {self.hysteresis_k}, {self.hysteresis_n}")
-        if self.baseline_min_frames > self.baseline_window:
-            raise ValueError("baseline_min_frames must not exceed baseline_window")
+        problems = alert_config_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def alert_config_problems(config: object) -> list[str]:
+    """Every problem with the alert thresholds of `config` (an AlertConfig, or the node parameters:
+    any record with these field names; fields it lacks are not checked). The one owner of these
+    checks: MonitorParams reports them with its other parameter problems."""
+    problems = []
+    value = {name: getattr(config, name) for name in AlertConfig.__dataclass_fields__
+             if hasattr(config, name)}
+    if "detection_threshold" in value and not 0 < value["detection_threshold"] < 1:
+        problems.append(f"detection_threshold: must be in (0, 1), got {value['detection_threshold']}")
+    if {"failed_ratio", "degraded_ratio"} <= value.keys() and not (
+            0 <= value["failed_ratio"] < value["degraded_ratio"] <= 1):
+        problems.append(f"failed_ratio: {value['failed_ratio']} must be in [0, degraded_ratio "
+                        f"{value['degraded_ratio']}) and degraded_ratio at most 1")
+    if {"hysteresis_k", "hysteresis_n"} <= value.keys() and not (
+            1 <= value["hysteresis_k"] <= value["hysteresis_n"]):
+        problems.append(f"hysteresis_k: {value['hysteresis_k']} must be in [1, hysteresis_n "
+                        f"{value['hysteresis_n']}]")
+    if {"baseline_min_frames", "baseline_window"} <= value.keys() and (
+            value["baseline_min_frames"] > value["baseline_window"]):
+        problems.append(f"baseline_min_frames: {value['baseline_min_frames']} exceeds baseline_window "
+                        f"{value['baseline_window']}")
+    return problems
 
 
 def _fmt_xy(xy) -> str:

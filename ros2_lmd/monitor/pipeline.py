@@ -3,7 +3,6 @@ tools. encode runs once; LMD decomposes fuse; detections, shares and alerts foll
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
@@ -11,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ros2_lmd.lmd import Rules, decompose
+from ros2_lmd.lmd import RuleVariants, decompose
 from ros2_lmd.models.base import FusionModel
 from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine
 from ros2_lmd.monitor.detections import evidence_shares, extract_detections, sigmoid
@@ -50,25 +49,8 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def inference_plan(device: torch.device, workers: int, threads: int) -> tuple[int, int]:
-    """(workers, torch threads per worker) for the `inference_workers` / `cpu_threads` parameters,
-    0 meaning automatic: 1 worker using the CPU cores less one (a core stays with the message
-    callbacks). On 2 cores, 2 workers of 1 thread sustained 4.0 frames/s against 3.1 for 1 worker,
-    at 1.7 times the latency (bench/bench_node.py): not worth it as a default."""
-    cores = cpu_cores()
-    if workers <= 0:
-        workers = 1
-    if threads <= 0:
-        threads = max(1, (cores - 1) // workers)
-    return workers, threads
-
-
 def alert_config_from(params: Any) -> AlertConfig:
-    """AlertConfig from any record with the same field names (ros2_lmd.params.MonitorParams)."""
+    """AlertConfig from any record with the same field names (ros2_lmd.monitor.params.MonitorParams)."""
     values = {f.name: getattr(params, f.name) for f in fields(AlertConfig) if hasattr(params, f.name)}
     if "baseline_window" in values and "baseline_min_frames" not in values:
         values["baseline_min_frames"] = min(AlertConfig.baseline_min_frames, values["baseline_window"])
@@ -93,10 +75,10 @@ class Pipeline:
     """Runs the model and LMD on frames and keeps the alert state between them."""
 
     def __init__(self, model: FusionModel, alert_config: AlertConfig | None = None,
-                 device: str | torch.device = "cpu", rules: Rules | None = None) -> None:
+                 device: str | torch.device = "cpu", rules: RuleVariants | None = None) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.eval().to(self.device)
-        self.rules = rules or Rules()
+        self.rules = rules or RuleVariants()
         self.config = alert_config or AlertConfig()
         self.alerts = AlertEngine(model.modalities, model.grid, self.config)
         self.frames_processed = 0
@@ -199,5 +181,5 @@ def health_ratios(pipeline: Pipeline) -> dict[str, float]:
     return {m: h.last_ratio for m, h in pipeline.alerts.health.items()}
 
 
-__all__ = ["Pipeline", "ComputedFrame", "inference_plan", "contribution_energy", "contribution_activity", "alert_config_from", "resolve_device", "health_ratios",
-           "OUTPUT_KEY"]
+__all__ = ["Pipeline", "ComputedFrame", "contribution_energy", "contribution_activity",
+           "alert_config_from", "resolve_device", "health_ratios", "OUTPUT_KEY"]

@@ -1,4 +1,4 @@
-"""Records passed from the pipeline to the node and the replay tools (DESIGN.md "FrameReport").
+"""Records passed from the pipeline to the node and the replay tools (docs/architecture.md, contracts).
 Plain dataclasses of numpy arrays and numbers: no torch, no ROS."""
 
 from __future__ import annotations

@@ -1,1 +1,3 @@
-"""replay layer (see DESIGN.md)."""
+"""Offline work on rosbag2 files (MCAP or sqlite3, through rosbags): `simulate` writes a synthetic
+drive, `analyze` runs the monitor over a bag (the live node's ingest, runner and pipeline), `bag`
+reads and writes, `report` writes frames.csv, alerts.csv and report.html."""

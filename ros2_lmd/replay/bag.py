@@ -8,20 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ros2_lmd.interfaces import register_with_rosbags
 
 
 class BagError(RuntimeError):
     """A bag that cannot be read (entirely or from some point on); says which bag and why."""
-
-
-def project_typestore() -> Any:
-    """The ROS 2 Jazzy typestore of rosbags, with the ros2_lmd messages registered."""
-    from rosbags.typesys import Stores, get_typestore
-
-    store = get_typestore(Stores.ROS2_JAZZY)
-    register_with_rosbags(store)
-    return store
 
 
 @dataclass

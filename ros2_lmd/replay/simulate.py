@@ -1,5 +1,5 @@
 """`ros2-lmd simulate`: a synthetic drive written as a rosbag2 with the real message types on the
-DESIGN.md topics (compressed images + CameraInfo per camera, one PointCloud2 per radar in its own
+default topics of docs/architecture.md (compressed images + CameraInfo per camera, one PointCloud2 per radar in its own
 frame, the LiDAR sweep, /tf_static), and the ground-truth fault timeline as faults.csv beside it.
 Messages are logged at their arrival time, so a delayed sensor is recorded as it would be live."""
 
@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ros2_lmd.replay.bag import BagWriter, project_typestore
+from ros2_lmd.messages.types import header_msg, rosbags_types, time_msg
+from ros2_lmd.replay.bag import BagWriter
 from ros2_lmd.sensors.camera_info import make_camera_info
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS
 from ros2_lmd.sensors.image import make_compressed_image
-from ros2_lmd.sensors.msgtypes import MessageTypes, make_header, make_time, rosbags_types
 from ros2_lmd.sensors.pointcloud2 import make_pointcloud2
 from ros2_lmd.sensors.tf import make_tf_message
 
@@ -52,17 +52,16 @@ def simulate_to_bag(out: str | Path, duration_s: float = 20.0, seed: int = 0, fa
     if camera_size is not None:
         config = SimConfig(modalities=tuple(modalities), camera_width=camera_size[0], camera_height=camera_size[1])
     specs = parse_fault_spec(faults) if faults else []
-    typestore = project_typestore()
-    types: MessageTypes = rosbags_types()
+    types = rosbags_types()
     frames = messages = 0
     frames_iter = simulate_drive(seed, duration_s=duration_s, rate_hz=rate_hz, faults=specs, config=config)
     total = int(round(duration_s * rate_hz))
-    with BagWriter(out, typestore, storage) as writer:
+    with BagWriter(out, types.typestore, storage) as writer:
         for frame in tqdm(frames_iter, total=total, desc="simulating", unit="frame", disable=not progress,
                           file=sys.stderr):
             if frames == 0:
                 # static extrinsics, latched, logged before any sensor message
-                stamp = make_time(types, frame.stamp)
+                stamp = time_msg(types, frame.stamp)
                 tf = make_tf_message(types, stamp, [(BASE_FRAME, spec.frame_id, spec.T_base_sensor)
                                                     for spec in frame.rig.sensors])
                 writer.write("/tf_static", "tf2_msgs/msg/TFMessage", _ns(frame.stamp) - 1, tf, latched=True)
@@ -71,7 +70,7 @@ def simulate_to_bag(out: str | Path, duration_s: float = 20.0, seed: int = 0, fa
                 if reading.data is None:  # a dropped-out sensor publishes nothing
                     continue
                 spec = frame.rig[name]
-                header = make_header(types, reading.stamp, spec.frame_id)
+                header = header_msg(types, reading.stamp, spec.frame_id)
                 log_time = _ns(reading.arrival)
                 if reading.modality == "camera":
                     image = reading.data.image

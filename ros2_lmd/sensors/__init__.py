@@ -1,4 +1,5 @@
-"""Sensor data: message <-> numpy conversion (duck-typed, no rclpy import), time sync, SensorFrame."""
+"""Sensor data: message <-> numpy conversion (duck-typed: rclpy and rosbags messages alike, no
+rclpy import), extrinsics (tf), the time sync that builds SensorFrames."""
 
 from ros2_lmd.sensors.camera_info import (
     CameraCalibration,
@@ -16,15 +17,6 @@ from ros2_lmd.sensors.image import (
     make_image,
     rgb_to_compressed,
     rgb_to_image_fields,
-)
-from ros2_lmd.sensors.msgtypes import (
-    MessageTypes,
-    make_header,
-    make_time,
-    message_types_from_modules,
-    rosbags_types,
-    rosbags_typestore,
-    stamp_seconds,
 )
 from ros2_lmd.sensors.pointcloud2 import (
     PointCloudResult,
@@ -45,6 +37,4 @@ __all__ = [
     "make_camera_info",
     "TransformTree", "transform_points", "transform_stamped_fields", "make_tf_message",
     "FrameAssembler", "SensorSource", "DroppedFrame", "AssemblyResult",
-    "MessageTypes", "rosbags_types", "rosbags_typestore", "message_types_from_modules",
-    "make_header", "make_time", "stamp_seconds",
 ]

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from ros2_lmd.sensors.errors import SensorDataError
-from ros2_lmd.sensors.msgtypes import MessageTypes
 
 
 @dataclass(frozen=True, eq=False)  # holds an array: identity equality
@@ -73,11 +72,8 @@ def camera_info_fields(K: np.ndarray, width: int, height: int) -> dict[str, Any]
             "p": P.reshape(-1)}
 
 
-def make_camera_info(msg_types: MessageTypes, header: Any, K: np.ndarray, width: int,
-                     height: int) -> Any:
-    """sensor_msgs/CameraInfo of a rectified pinhole camera with the classes of `msg_types`."""
-    fields = camera_info_fields(K, width, height)
-    for name in ("d", "k", "r", "p"):
-        fields[name] = msg_types.float_array(fields[name])
-    roi = msg_types.RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return msg_types.CameraInfo(header=header, binning_x=0, binning_y=0, roi=roi, **fields)
+def make_camera_info(types: Any, header: Any, K: np.ndarray, width: int, height: int) -> Any:
+    """sensor_msgs/CameraInfo of a rectified pinhole camera, built with `types`
+    (ros2_lmd.messages.types: RclpyTypes or RosbagsTypes)."""
+    return types.new("sensor_msgs/msg/CameraInfo", header=header,
+                     **camera_info_fields(K, width, height))

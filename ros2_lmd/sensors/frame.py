@@ -1,4 +1,4 @@
-"""SensorFrame: one synchronised instant of every sensor, in base_link (DESIGN.md contract).
+"""SensorFrame: one synchronised instant of every sensor, in base_link (docs/architecture.md, contracts).
 Built by the live node, the bag reader and the simulator alike; consumed by monitor.Pipeline."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ MODALITIES: tuple[str, ...] = ("camera", "radar", "lidar")
 # Radar point columns, in order. nuScenes radar fields; vx_comp/vy_comp are ego-motion compensated.
 RADAR_FIELDS: tuple[str, ...] = ("x", "y", "z", "rcs", "vx_comp", "vy_comp")
 LIDAR_FIELDS: tuple[str, ...] = ("x", "y", "z", "intensity")
+POINT_FIELDS: dict[str, tuple[str, ...]] = {"radar": RADAR_FIELDS, "lidar": LIDAR_FIELDS}
 
 
 @dataclass

@@ -11,7 +11,6 @@ import numpy as np
 
 from ros2_lmd.sensors.buffers import as_uint8_buffer
 from ros2_lmd.sensors.errors import SensorDataError
-from ros2_lmd.sensors.msgtypes import MessageTypes
 
 # encoding -> (channels, bytes per channel). Names as in sensor_msgs/image_encodings.hpp.
 IMAGE_ENCODINGS: dict[str, tuple[int, int]] = {
@@ -144,16 +143,13 @@ def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> 
     return encoded.tobytes()
 
 
-def make_image(msg_types: MessageTypes, header: Any, rgb: np.ndarray) -> Any:
-    """sensor_msgs/Image (rgb8) of an RGB image with the classes of `msg_types`."""
-    fields = rgb_to_image_fields(rgb)
-    fields["data"] = msg_types.byte_array(fields["data"])
-    return msg_types.Image(header=header, **fields)
+def make_image(types: Any, header: Any, rgb: np.ndarray) -> Any:
+    """sensor_msgs/Image (rgb8) of an RGB image, built with `types` (ros2_lmd.messages.types)."""
+    return types.new("sensor_msgs/msg/Image", header=header, **rgb_to_image_fields(rgb))
 
 
-def make_compressed_image(msg_types: MessageTypes, header: Any, rgb: np.ndarray,
-                          fmt: str = "jpeg", quality: int = 90) -> Any:
-    """sensor_msgs/CompressedImage of an RGB image with the classes of `msg_types`."""
-    data = rgb_to_compressed(rgb, fmt, quality)
-    return msg_types.CompressedImage(header=header, format=compressed_format(fmt),
-                                     data=msg_types.byte_array(data))
+def make_compressed_image(types: Any, header: Any, rgb: np.ndarray, fmt: str = "jpeg",
+                          quality: int = 90) -> Any:
+    """sensor_msgs/CompressedImage of an RGB image, built with `types`."""
+    return types.new("sensor_msgs/msg/CompressedImage", header=header,
+                     format=compressed_format(fmt), data=rgb_to_compressed(rgb, fmt, quality))

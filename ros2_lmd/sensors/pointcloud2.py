@@ -12,7 +12,6 @@ import numpy as np
 
 from ros2_lmd.sensors.buffers import as_uint8_buffer
 from ros2_lmd.sensors.errors import SensorDataError
-from ros2_lmd.sensors.msgtypes import MessageTypes
 
 # sensor_msgs/PointField datatype constants -> numpy type (byte order added per message).
 POINTFIELD_DTYPES: dict[int, np.dtype] = {
@@ -147,19 +146,21 @@ def pointcloud2_layout(array: np.ndarray, names: Sequence[str]
     return fields, 4 * len(names), data
 
 
-def make_pointcloud2(msg_types: MessageTypes, header: Any, array: np.ndarray,
-                     names: Sequence[str]) -> Any:
-    """An unorganised (height 1) float32 PointCloud2 of `array` with the classes of `msg_types`."""
+def make_pointcloud2(types: Any, header: Any, array: np.ndarray, names: Sequence[str]) -> Any:
+    """An unorganised (height 1) float32 PointCloud2 of `array`, built with `types`
+    (ros2_lmd.messages.types: RclpyTypes or RosbagsTypes)."""
     fields, point_step, data = pointcloud2_layout(array, names)
     count = int(np.asarray(array).shape[0])
-    return msg_types.PointCloud2(
+    return types.new(
+        "sensor_msgs/msg/PointCloud2",
         header=header,
         height=1,
         width=count,
-        fields=[msg_types.PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
+        fields=[types.new("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d, count=c)
+                for n, o, d, c in fields],
         is_bigendian=False,
         point_step=point_step,
         row_step=point_step * count,
-        data=msg_types.byte_array(data),
+        data=data,
         is_dense=bool(np.isfinite(np.asarray(array, dtype=np.float32)).all()),
     )

@@ -27,11 +27,10 @@ import numpy as np
 
 from ros2_lmd.sensors.camera_info import CameraCalibration, check_image_size, intrinsics_from_camera_info
 from ros2_lmd.sensors.errors import SensorDataError
-from ros2_lmd.sensors.frame import LIDAR_FIELDS, MODALITIES, RADAR_FIELDS, CameraImage, SensorFrame
+from ros2_lmd.sensors.frame import MODALITIES, POINT_FIELDS, RADAR_FIELDS, CameraImage, SensorFrame
 from ros2_lmd.sensors.tf import transform_points
 
 # Point columns per modality; radar velocities are vectors and rotate with the sensor.
-POINT_FIELDS: dict[str, tuple[str, ...]] = {"radar": RADAR_FIELDS, "lidar": LIDAR_FIELDS}
 _VECTOR_COLUMNS: dict[str, tuple[tuple[int, int], ...]] = {
     "radar": ((RADAR_FIELDS.index("vx_comp"), RADAR_FIELDS.index("vy_comp")),),
     "lidar": (),
@@ -61,6 +60,7 @@ class DroppedFrame:
     stamp: float
     reason: str
     frame_index: int
+    malformed: bool = False  # the key message itself could not be used (see refuse_key)
 
 
 AssemblyResult = Union[SensorFrame, DroppedFrame]
@@ -85,7 +85,7 @@ class _Reading:
 
 
 @dataclass
-class _SensorState:
+class _SensorBuffer:
     source: SensorSource
     stamps: list[float] = field(default_factory=list)  # sorted, parallel to readings
     readings: list[_Reading] = field(default_factory=list)
@@ -105,7 +105,7 @@ class FrameAssembler:
             raise ValueError(f"FrameAssembler: tolerance_s must be finite and >= 0, got {tolerance_s}")
         if not math.isfinite(max_delay_s) or max_delay_s < 0:
             raise ValueError(f"FrameAssembler: max_delay_s must be finite and >= 0, got {max_delay_s}")
-        self._sensors: dict[str, _SensorState] = {}
+        self._sensors: dict[str, _SensorBuffer] = {}
         for sensor in sensors:
             source = SensorSource(str(sensor.name), str(sensor.modality),
                                   str(getattr(sensor, "frame_id", "") or sensor.name))
@@ -114,7 +114,7 @@ class FrameAssembler:
                                  f"{source.modality!r}, expected one of {MODALITIES}")
             if source.name in self._sensors:
                 raise ValueError(f"FrameAssembler: sensor {source.name!r} listed twice")
-            self._sensors[source.name] = _SensorState(source)
+            self._sensors[source.name] = _SensorBuffer(source)
         self.key_sensor = self._resolve_key(key_sensor)
         self.key_fallback = self._resolve_key(key_fallback) if key_fallback else None
         if self.key_fallback == self.key_sensor:
@@ -130,7 +130,8 @@ class FrameAssembler:
         self.counters = AssemblerCounters()
         self._calibrations: dict[str, CameraCalibration] = dict(calibrations or {})
         self._pending: list[_Reading] = []  # key readings, sorted by stamp
-        self._dropped: list[tuple[float, str]] = []  # key stamps refused in add(), not yet popped
+        # key stamps refused (late, duplicate, malformed), not yet popped: (stamp, reason, malformed)
+        self._dropped: list[tuple[float, str, bool]] = []
         self._key_stamps: list[float] = []  # recent key stamps (sorted), for the fallback decision
         self._candidates: list[_Reading] = []  # fallback readings not yet decided (sorted)
         self._newest_any = -math.inf
@@ -223,14 +224,19 @@ class FrameAssembler:
         if reading.stamp <= self._last_built:
             self._dropped.append((reading.stamp, (
                 f"key reading at {reading.stamp:.6f} arrived after the frame at "
-                f"{self._last_built:.6f} was built (late or out of order)")))
+                f"{self._last_built:.6f} was built (late or out of order)"), False))
             return
         stamps = [r.stamp for r in self._pending]
         i = bisect.bisect_left(stamps, reading.stamp)
         if i < len(stamps) and stamps[i] == reading.stamp:
-            self._dropped.append((reading.stamp, f"duplicate key stamp {reading.stamp:.6f}"))
+            self._dropped.append((reading.stamp, f"duplicate key stamp {reading.stamp:.6f}", False))
             return
         self._pending.insert(i, reading)
+
+    def refuse_key(self, stamp: float, reason: str, malformed: bool = True) -> None:
+        """A key-sensor message that could not be converted: its frame is dropped, in order, with
+        `reason` (the next pop_ready returns it as a DroppedFrame)."""
+        self._dropped.append((float(stamp), reason, malformed))
 
     def pop_ready(self, now_stamp: float | None = None) -> list[AssemblyResult]:
         """Every result that is ready, oldest first. `now_stamp` (e.g. the live clock) counts as a
@@ -244,8 +250,8 @@ class FrameAssembler:
 
     def _emit(self, horizon: float, force: bool) -> list[AssemblyResult]:
         results: list[AssemblyResult] = []
-        for stamp, reason in self._dropped:
-            results.append(DroppedFrame(stamp, reason, self._take_index()))
+        for stamp, reason, malformed in self._dropped:
+            results.append(DroppedFrame(stamp, reason, self._take_index(), malformed))
             self.counters.dropped_frames += 1
         self._dropped.clear()
         self._decide_fallbacks(horizon, force)
@@ -311,7 +317,7 @@ class FrameAssembler:
         self._next_index += 1
         return index
 
-    def _nearest(self, state: _SensorState, t: float) -> tuple[_Reading | None, str]:
+    def _nearest(self, state: _SensorBuffer, t: float) -> tuple[_Reading | None, str]:
         """The reading nearest t within tolerance (ties: the earlier), or None and why not.
         The reason cites the latest reading before t: unlike a later one (which may still be in
         flight), it is the same whatever the arrival order."""
@@ -385,7 +391,7 @@ class FrameAssembler:
             transform_points(reading.payload, T, _VECTOR_COLUMNS[source.modality]))
         return ""
 
-    def _state(self, name: str) -> _SensorState:
+    def _state(self, name: str) -> _SensorBuffer:
         try:
             return self._sensors[name]
         except KeyError:

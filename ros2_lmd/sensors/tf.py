@@ -11,7 +11,6 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ros2_lmd.sensors.errors import SensorDataError, TransformLookupError
-from ros2_lmd.sensors.msgtypes import MessageTypes
 
 # A quaternion this far from unit norm is a bug upstream, not rounding; scipy would normalise it.
 _MIN_QUATERNION_NORM = 1e-6
@@ -217,19 +216,21 @@ def transform_stamped_fields(parent: str, child: str, T: np.ndarray) -> dict[str
             "rotation": (float(x), float(y), float(z), float(w))}
 
 
-def make_tf_message(msg_types: MessageTypes, header_stamp: Any,
+def make_tf_message(types: Any, header_stamp: Any,
                     transforms: Iterable[tuple[str, str, np.ndarray]]) -> Any:
     """tf2_msgs/TFMessage of (parent, child, T_parent_child) entries, all stamped `header_stamp`
-    (a builtin_interfaces/Time of `msg_types`)."""
+    (a builtin_interfaces/Time), built with `types` (ros2_lmd.messages.types)."""
     stamped = []
     for parent, child, T in transforms:
         f = transform_stamped_fields(parent, child, T)
         tx, ty, tz = f["translation"]
         qx, qy, qz, qw = f["rotation"]
-        stamped.append(msg_types.TransformStamped(
-            header=msg_types.Header(stamp=header_stamp, frame_id=parent),
+        stamped.append(types.new(
+            "geometry_msgs/msg/TransformStamped",
+            header=types.new("std_msgs/msg/Header", stamp=header_stamp, frame_id=parent),
             child_frame_id=child,
-            transform=msg_types.Transform(
-                translation=msg_types.Vector3(x=tx, y=ty, z=tz),
-                rotation=msg_types.Quaternion(x=qx, y=qy, z=qz, w=qw))))
-    return msg_types.TFMessage(transforms=stamped)
+            transform=types.new(
+                "geometry_msgs/msg/Transform",
+                translation=types.new("geometry_msgs/msg/Vector3", x=tx, y=ty, z=tz),
+                rotation=types.new("geometry_msgs/msg/Quaternion", x=qx, y=qy, z=qz, w=qw))))
+    return types.new("tf2_msgs/msg/TFMessage", transforms=stamped)

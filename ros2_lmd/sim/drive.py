@@ -80,7 +80,7 @@ class SimFrame:
     def to_sensor_frame(self, sync_tolerance: float | None = 0.1) -> SensorFrame:
         """The monitor's view: everything in base_link, radars merged, LiDAR transformed. A reading
         whose stamp is more than `sync_tolerance` seconds off the frame stamp counts as missing
-        (DESIGN.md time sync); None keeps every reading."""
+        (docs/architecture.md, time sync); None keeps every reading."""
         cameras, radar, lidar, status = [], [], [], {}
         present = {m: False for m in MODALITIES}
         for name, reading in self.readings.items():

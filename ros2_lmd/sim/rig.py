@@ -51,7 +51,7 @@ class SensorSpec:
 
     @property
     def topic(self) -> str:
-        """Default topic of DESIGN.md (cameras: the compressed rectified image)."""
+        """Default topic of the conventions in docs/architecture.md (cameras: the compressed rectified image)."""
         if self.modality == "camera":
             return f"/{self.name}/image_rect_compressed"
         return f"/{self.name}"

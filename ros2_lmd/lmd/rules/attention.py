@@ -1,7 +1,6 @@
-"""Rules for attention (paper App. D.2): a product of two decomposed tensors keeps the same-modality
-terms in each modality and sends every cross term (and every term with the bias) to the bias;
-softmax is linearised as an activation (ops_nonlinear). scaled_dot_product_attention and
-nn.MultiheadAttention are expressed with those primitives, so they need no rule of their own."""
+"""Layer-Wise Modality Decomposition rules for attention (paper App. D.2): scaled_dot_product_attention
+and multi_head_attention_forward, rewritten with primitives that have rules: products of two decomposed
+tensors (common.bilinear) and softmax linearised as an activation (nonlinear.py)."""
 
 from __future__ import annotations
 
@@ -11,35 +10,19 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ros2_lmd.lmd.ops_linear import _arg
 from ros2_lmd.lmd.registry import register_rule
-from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor
+from ros2_lmd.lmd.rules.common import arg, real
+from ros2_lmd.lmd.tensor import Context, LMDRuleError
 
 T = torch.Tensor
 
 
-def bilinear(ctx: Context, op: Callable[[T, T], T], a: LMDTensor, b: LMDTensor) -> T:
-    """Planes of op(a, b) for an op bilinear in (a, b): real = op(real_a, real_b); modality m gets
-    op(a_m, b_m); the bias (explicit mode) gets op(sum a, sum b) - sum_m op(a_m, b_m), i.e. every
-    cross term, computed from the streams so conservation remains an independent check."""
-    pa, pb = a._planes, b._planes
-    real = op(pa[0], pb[0])
-    M = ctx.num_modalities
-    pairs = torch.vmap(op)(pa[ctx.mods], pb[ctx.mods]) if M else real.new_zeros((0, *real.shape))
-    out = real.new_empty((ctx.num_planes, *real.shape))
-    out[0] = real
-    out[ctx.mods] = pairs
-    if ctx.explicit_bias:
-        out[ctx.bias_index] = op(pa[ctx.streams()].sum(0), pb[ctx.streams()].sum(0)) - pairs.sum(0)
-    return out
-
-
 def _sdpa_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     """softmax(q k^T * scale + mask) v, written with decomposable primitives."""
-    query, key, value = args[0], _arg(args, kwargs, 1, "key"), _arg(args, kwargs, 2, "value")
-    attn_mask = _arg(args, kwargs, 3, "attn_mask")
-    dropout_p = _arg(args, kwargs, 4, "dropout_p", 0.0)
-    is_causal = _arg(args, kwargs, 5, "is_causal", False)
+    query, key, value = args[0], arg(args, kwargs, 1, "key"), arg(args, kwargs, 2, "value")
+    attn_mask = arg(args, kwargs, 3, "attn_mask")
+    dropout_p = arg(args, kwargs, 4, "dropout_p", 0.0)
+    is_causal = arg(args, kwargs, 5, "is_causal", False)
     scale = kwargs.get("scale")
     if kwargs.get("enable_gqa"):
         raise LMDRuleError("scaled_dot_product_attention(enable_gqa=True) has no LMD rule yet")
@@ -54,15 +37,11 @@ def attention(query: Any, key: Any, value: Any, attn_mask: T | None = None, is_c
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = torch.matmul(query, key.transpose(-2, -1)) * scale
-    additive = _additive_mask(attn_mask, is_causal, L, S, _real(scores))
+    additive = _additive_mask(attn_mask, is_causal, L, S, real(scores))
     if additive is not None:
         scores = scores + additive
     weights = torch.softmax(scores, dim=-1)
     return torch.matmul(weights, value)
-
-
-def _real(value: Any) -> T:
-    return value._planes[0] if isinstance(value, LMDTensor) else value
 
 
 def _additive_mask(attn_mask: T | None, is_causal: bool, L: int, S: int, like: T) -> T | None:
@@ -100,8 +79,8 @@ def _mha_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
         raise LMDRuleError("multi_head_attention_forward with dropout in training mode: use eval()")
     query, key, value = a["query"], a["key"], a["value"]
     num_heads = a["num_heads"]
-    tgt_len, bsz, embed_dim = _real(query).shape
-    src_len = _real(key).shape[0]
+    tgt_len, bsz, embed_dim = real(query).shape
+    src_len = real(key).shape[0]
     head_dim = embed_dim // num_heads
     if a.get("use_separate_proj_weight"):
         wq, wk, wv = a["q_proj_weight"], a["k_proj_weight"], a["v_proj_weight"]
@@ -113,11 +92,13 @@ def _mha_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     q = F.linear(query, wq, bq)
     k = F.linear(key, wk, bk)
     v = F.linear(value, wv, bv)
-    # (L, B, E) -> (B, heads, L, head_dim)
-    q = q.reshape(tgt_len, bsz * num_heads, head_dim).transpose(0, 1).reshape(bsz, num_heads, tgt_len, head_dim)
-    k = k.reshape(src_len, bsz * num_heads, head_dim).transpose(0, 1).reshape(bsz, num_heads, src_len, head_dim)
-    v = v.reshape(src_len, bsz * num_heads, head_dim).transpose(0, 1).reshape(bsz, num_heads, src_len, head_dim)
-    like = _real(q)
+
+    def split_heads(t: Any, length: int) -> Any:  # (L, B, E) -> (B, heads, L, head_dim)
+        t = t.reshape(length, bsz * num_heads, head_dim).transpose(0, 1)
+        return t.reshape(bsz, num_heads, length, head_dim)
+
+    q, k, v = split_heads(q, tgt_len), split_heads(k, src_len), split_heads(v, src_len)
+    like = real(q)
     mask = _additive_mask(a.get("attn_mask"), bool(a.get("is_causal")) and a.get("attn_mask") is None,
                           tgt_len, src_len, like)
     if mask is not None and mask.dim() == 3:  # (B * heads, L, S)
@@ -140,6 +121,8 @@ def _mha_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
         weights = weights.mean(dim=1)
     return out, weights
 
+
+# --- the rule table ---------------------------------------------------------------------------
 
 register_rule([F.scaled_dot_product_attention], _sdpa_rule)
 register_rule([F.multi_head_attention_forward], _mha_rule)

@@ -1,6 +1,6 @@
 """FrameReport -> the monitor's output messages (OccupancyGrids, colour BEV image, rviz markers,
 DecompositionSummary, AlertArray, DiagnosticArray). Pure functions over a message-types adapter
-(ros2_lmd.msgtypes): the live node passes RclpyTypes, the offline tools RosbagsTypes, and both get
+(ros2_lmd.messages.types): the live node passes RclpyTypes, the offline tools RosbagsTypes, and both get
 the same messages. No ROS import here.
 
 Value scales (what rviz shows):
@@ -17,15 +17,14 @@ Value scales (what rviz shows):
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ros2_lmd.monitor.detections import sigmoid
 from ros2_lmd.monitor.report import SEVERITY_NAMES, Detection, FrameReport
-from ros2_lmd.msgtypes import MessageTypes
+from ros2_lmd.messages.types import MessageTypes, header_msg, time_msg
+from ros2_lmd.monitor.status import StatusRecord
 
 BEV_LAYERS = ("fused", "camera", "radar", "lidar", "bias")
 DEFAULT_COMPONENT_LOGIT_RANGE = 4.0
@@ -39,27 +38,7 @@ MODALITY_COLOURS: dict[str, tuple[float, float, float]] = {
 _IMAGE_CHANNEL = {"camera": 0, "radar": 1, "lidar": 2}
 SEVERITY_COLOURS = {0: (1.0, 1.0, 1.0), 1: (1.0, 0.85, 0.1), 2: (1.0, 0.15, 0.15)}
 
-# diagnostic_msgs/DiagnosticStatus levels.
-DIAG_OK, DIAG_WARN, DIAG_ERROR, DIAG_STALE = 0, 1, 2, 3
-
-
-# --- Common pieces --------------------------------------------------------------------------------
-
-def time_msg(types: MessageTypes, stamp: float) -> Any:
-    """builtin_interfaces/Time of a stamp in seconds (nanoseconds rounded, carried into sec)."""
-    if not math.isfinite(stamp) or stamp < 0:
-        raise ValueError(f"stamp must be finite and >= 0, got {stamp}")
-    # Split before scaling: stamp * 1e9 near 1.7e18 ns is off by up to 128 ns in float64.
-    sec = math.floor(stamp)
-    nanosec = round((stamp - sec) * 1e9)
-    if nanosec >= 1_000_000_000:
-        sec, nanosec = sec + 1, nanosec - 1_000_000_000
-    return types.new("builtin_interfaces/msg/Time", sec=int(sec), nanosec=int(nanosec))
-
-
-def header_msg(types: MessageTypes, stamp: float, frame_id: str) -> Any:
-    return types.new("std_msgs/msg/Header", stamp=time_msg(types, stamp), frame_id=frame_id)
-
+# --- Common pieces ----------------------------------------------------------------------------------
 
 def map_metadata(report: FrameReport, types: MessageTypes, stamp: float) -> Any:
     """nav_msgs/MapMetaData of the report's BEVGrid: cell (0, 0) at (x_min, y_min), no rotation."""
@@ -295,7 +274,7 @@ def alert_array(report: FrameReport, types: MessageTypes, frame_id: str,
     return types.new("ros2_lmd/msg/AlertArray", header=header, alerts=alerts)
 
 
-# --- Diagnostics ------------------------------------------------------------------------------------
+# --- Everything for one frame ---------------------------------------------------------------------
 
 def frame_messages(report: FrameReport, types: MessageTypes, frame_id: str, frames_processed: int,
                    frames_dropped: int, latency_ms: float | None = None, bev_image_scale: int = 1,
@@ -319,49 +298,7 @@ def frame_messages(report: FrameReport, types: MessageTypes, frame_id: str, fram
     return messages
 
 
-@dataclass
-class StatusRecord:
-    """One diagnostic_msgs/DiagnosticStatus, without ROS."""
-
-    name: str
-    hardware_id: str
-    level: int
-    message: str
-    values: dict[str, str] = field(default_factory=dict)
-
-
-MODALITY_STATE_LEVELS = {"ok": DIAG_OK, "degraded": DIAG_WARN, "failed": DIAG_ERROR,
-                         "missing": DIAG_WARN}
-
-
-def modality_statuses(modalities: Sequence[str], report: FrameReport | None,
-                      states: Mapping[str, str], ratios: Mapping[str, float]) -> list[StatusRecord]:
-    """One status per modality from the latest report and the alert engine's state
-    (`pipeline.alerts.states()`, `health_ratios(pipeline)`). STALE before the first frame."""
-    records = []
-    for modality in modalities:
-        name = f"ros2_lmd: {modality} contribution"
-        if report is None:
-            records.append(StatusRecord(name, modality, DIAG_STALE, "no frame processed yet",
-                                        {"state": "unknown"}))
-            continue
-        state = states.get(modality, "ok")
-        share = float(report.shares.get(modality, 0.0))
-        ratio = float(ratios.get(modality, 1.0))
-        message = {"ok": "contributing normally",
-                   "degraded": f"contribution degraded ({ratio:.0%} of baseline)",
-                   "failed": f"contribution collapsed ({ratio:.0%} of baseline)",
-                   "missing": "no data within sync tolerance"}.get(state, state)
-        records.append(StatusRecord(name, modality, MODALITY_STATE_LEVELS.get(state, DIAG_WARN),
-                                    message, {
-                                        "state": state, "share": f"{share:.3f}",
-                                        "contribution_ratio": f"{ratio:.3f}",
-                                        "present": str(bool(report.present.get(modality, True))).lower(),
-                                        "energy": f"{float(report.energy.get(modality, 0.0)):.4g}"}))
-    return records
-
-
-def diagnostics(records: Sequence[StatusRecord], types: MessageTypes, stamp: float) -> Any:
+def diagnostic_array(records: Sequence[StatusRecord], types: MessageTypes, stamp: float) -> Any:
     """diagnostic_msgs/DiagnosticArray of status records (sensors, modalities, the monitor)."""
     statuses = []
     for record in records:

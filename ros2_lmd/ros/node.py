@@ -1,19 +1,17 @@
-"""The monitor node: an rclpy lifecycle node around monitor.Pipeline (DESIGN.md "Runtime").
+"""The monitor node: an rclpy lifecycle node that holds lifecycle, parameters and pub/sub, and
+nothing else; the work is done by ROS-free parts it wires together (docs/architecture.md):
 
-configure  reads and checks the parameters, loads the model, builds the Pipeline, the FrameAssembler
-           (time sync) and the output publishers;
+configure  reads and checks the parameters, loads the model, builds the Pipeline, the Ingest (time
+           sync), the per-sensor health tracker and the output publishers;
 activate   subscribes to the sensors (sensor-data QoS) and /tf_static (transient local) and starts
-           the inference workers;
+           the OrderedRunner (`inference_workers` threads, keep-latest queue of `queue_depth`);
 deactivate / cleanup / shutdown undo that, in reverse.
 
-Subscription callbacks only convert (ros2_lmd.sensors) and add to the assembler; complete
-SensorFrames go to a keep-latest queue (depth `queue_depth`) that `inference_workers` threads drain:
-each runs the stateless part of the pipeline (model, LMD, detections) on a frame; the stateful part
-(alerts) and publishing (ros2_lmd.outputs) follow in the queue's order, so alerts do not depend on
-the number of workers. Every key-sensor instant is either processed or counted as dropped with a
-reason. A malformed message never stops the node: it is counted, named (topic and reason) in
-/diagnostics and logged at most every LOG_THROTTLE_S per topic.
-This and ros2_lmd.player are the modules that import rclpy.
+Every message goes to the Ingest, as in `ros2-lmd analyze`; complete SensorFrames go to the runner,
+which computes them in parallel and concludes them (alerts, publishing) in stamp order. Every
+key-sensor instant is either processed or counted as dropped with a reason. A malformed message
+never stops the node: it is counted, named (topic and reason) in /diagnostics and logged at most
+every LOG_THROTTLE_S per topic.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any, Callable
 
 import rclpy
@@ -35,17 +33,17 @@ from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSRel
                        qos_profile_sensor_data)
 from rclpy.signals import SignalHandlerOptions
 
-from ros2_lmd import outputs
-from ros2_lmd.msgtypes import RclpyTypes
-from ros2_lmd.params import (MonitorParams, ParameterError, parameter_specs, params_from_mapping,
-                             read_yaml_mapping)
-from ros2_lmd.sensor_health import SensorHealthTracker, SensorInfo
-from ros2_lmd.ingest import InputSensor, convert_reading, frame_assembler, input_sensors
-from ros2_lmd.sensors.camera_info import CameraCalibration
+from ros2_lmd.messages import outputs
+from ros2_lmd.messages.types import RclpyTypes
+from ros2_lmd.monitor.ingest import TF_STATIC, Ingest, MessageOutcome, ingest_for_model
+from ros2_lmd.monitor.params import MonitorParams, ParameterError, parameter_specs, params_from_mapping
+from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
+from ros2_lmd.monitor import status
+from ros2_lmd.monitor.sensor_health import SensorHealthTracker, SensorInfo
+from ros2_lmd.monitor.throttle import Throttle
 from ros2_lmd.sensors.errors import SensorDataError
 from ros2_lmd.sensors.frame import SensorFrame
-from ros2_lmd.sensors.sync import DroppedFrame, FrameAssembler
-from ros2_lmd.sensors.tf import TransformTree
+from ros2_lmd.sensors.sync import DroppedFrame
 
 NODE_NAME = "lmd_monitor"
 LOG_THROTTLE_S = 5.0
@@ -99,92 +97,21 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
     return descriptors
 
 
-class LatestQueue:
-    """A bounded FIFO that keeps the newest items: `put` returns the item it pushed out, if any;
-    `get` numbers the items it hands out 0, 1, 2, ... in order."""
-
-    def __init__(self, depth: int) -> None:
-        self._items: deque[Any] = deque()
-        self._depth = depth
-        self._ready = threading.Condition()
-        self._taken = 0
-
-    def put(self, item: Any) -> Any | None:
-        with self._ready:
-            superseded = self._items.popleft() if len(self._items) >= self._depth else None
-            self._items.append(item)
-            self._ready.notify()
-            return superseded
-
-    def get(self, timeout: float) -> tuple[int, Any] | None:
-        """(number, item), or None when nothing came within `timeout` seconds."""
-        with self._ready:
-            if not self._items:
-                self._ready.wait(timeout)
-            if not self._items:
-                return None
-            self._taken += 1
-            return self._taken - 1, self._items.popleft()
-
-    def counts(self) -> tuple[int, int]:
-        """(items handed out by `get` so far, items waiting), read together."""
-        with self._ready:
-            return self._taken, len(self._items)
-
-    def clear(self) -> list[Any]:
-        with self._ready:
-            items = list(self._items)
-            self._items.clear()
-            return items
-
-
-class _Throttle:
-    """At most one log line per key every `period_s`, with the count of lines held back."""
-
-    def __init__(self, period_s: float) -> None:
-        self.period_s = period_s
-        self._last: dict[str, float] = {}
-        self._held: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def __call__(self, key: str, now: float) -> int | None:
-        """None: stay quiet; otherwise log now, mentioning the returned number of lines held."""
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.period_s:
-                self._held[key] += 1
-                return None
-            self._last[key] = now
-            return self._held.pop(key, 0)
-
-
 class _Run:
     """Everything built in configure and dropped in cleanup."""
 
-    def __init__(self, params: MonitorParams, pipeline: Any, sensors: list[InputSensor],
-                 assembler: FrameAssembler, extrinsics: TransformTree,
+    def __init__(self, params: MonitorParams, pipeline: Any, ingest: Ingest,
                  tracker: SensorHealthTracker, inference_workers: int, cpu_threads: int) -> None:
         self.params = params
         self.pipeline = pipeline
-        self.sensors = sensors
-        self.by_name = {s.name: s for s in sensors}
-        self.assembler = assembler
-        self.extrinsics = extrinsics
+        self.ingest = ingest
         self.tracker = tracker
-        self.key_sensor = assembler.key_sensor
-        self.calibrations: dict[str, CameraCalibration] = {}
-        self.queue = LatestQueue(params.queue_depth)
         self.inference_workers = inference_workers
         self.cpu_threads = cpu_threads
-        # Workers take frames in queue order, numbered; they conclude (alerts, publishing) in that
-        # order, each waiting for the turn of its number.
-        self.turn = threading.Condition()
-        self.next_turn = 0
+        self.runner: OrderedRunner | None = None  # from activate to deactivate
         self.publishers: dict[str, Any] = {}
         self.subscriptions: list[Any] = []
         self.timers: list[Any] = []
-        self.workers: list[threading.Thread] = []
-        self.stop = threading.Event()
 
 
 class MonitorNode(LifecycleNode):
@@ -203,7 +130,7 @@ class MonitorNode(LifecycleNode):
         self._runtime = {name: self.get_parameter(name).value for name in RUNTIME_PARAMETERS}
         self._run: _Run | None = None
         self._lock = threading.Lock()  # assembler, extrinsics, counters, latest results
-        self._throttle = _Throttle(LOG_THROTTLE_S)
+        self._throttle = Throttle(LOG_THROTTLE_S)
         # In-process observers (the demo, tests): called from the worker thread with every
         # (SensorFrame, FrameReport) processed, and with (stamp, reason) for every dropped frame.
         self.report_listeners: list[Callable[[SensorFrame, Any], None]] = []
@@ -250,48 +177,35 @@ class MonitorNode(LifecycleNode):
         self.get_logger().info(
             f"configured: model {run.params.model} ({', '.join(run.pipeline.modalities)}) on "
             f"{run.pipeline.device} ({run.inference_workers} workers x {run.cpu_threads} threads), "
-            f"{len(run.sensors)} sensors, "
-            f"key sensor {run.key_sensor}, "
+            f"{len(run.ingest.sensors)} sensors, "
+            f"key sensor {run.ingest.key_sensor}, "
             f"grid {run.pipeline.model.grid.nx}x{run.pipeline.model.grid.ny} @ "
             f"{run.pipeline.model.grid.resolution} m")
         return TransitionCallbackReturn.SUCCESS
 
     def _configure(self) -> _Run:
         # Imported here: torch and the models load in configure, not when the node is created.
-        from ros2_lmd.models import load_model
         import torch
 
-        from ros2_lmd.monitor.pipeline import (Pipeline, alert_config_from, inference_plan,
-                                               resolve_device)
+        from ros2_lmd.models import load_model
+        from ros2_lmd.monitor.pipeline import Pipeline, alert_config_from, resolve_device
 
         params = self.read_params()
         device = resolve_device(params.device)
-        workers, threads = inference_plan(device, params.inference_workers, params.cpu_threads)
+        # A core stays with the message callbacks: on 2 cores with one core busy elsewhere, a
+        # 2-thread model call took 7 to 17 times as long as a 1-thread one.
+        workers, threads = inference_plan(device.type == "cpu", params.inference_workers,
+                                          params.cpu_threads, reserved_cores=1, prefer="latency")
         torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
         model = load_model(params.model, device)
-        unknown = sorted({n.lower() for n in params.camera_names} - set(model.config.camera_names))
-        if "camera" in params.modalities and "camera" in model.modalities and unknown:
-            raise ParameterError(f"camera_names: {unknown} are not cameras of model "
-                                 f"{params.model} ({list(model.config.camera_names)})")
-        modalities = tuple(m for m in params.modalities if m in model.modalities)
-        if params.key_sensor not in modalities:
-            raise ParameterError(f"key_sensor: {params.key_sensor} is not a modality of model "
-                                 f"{params.model} ({list(model.modalities)}) among modalities "
-                                 f"{list(params.modalities)}")
-        ignored = sorted(set(params.modalities) - set(model.modalities))
+        ingest, ignored = ingest_for_model(params, model)
         if ignored:
             self.get_logger().warn(f"modalities {ignored} are not inputs of model {params.model}: "
                                    "not subscribed")
         pipeline = Pipeline(model, alert_config_from(params), device)
-        sensors = input_sensors(params, modalities)
-        if params.extrinsics_source == "config":
-            extrinsics = _extrinsics_from_file(params.extrinsics_file, params.base_frame)
-        else:
-            extrinsics = TransformTree()
-        assembler = frame_assembler(params, sensors, extrinsics)
-        tracker = SensorHealthTracker([SensorInfo(s.name, s.topic, s.modality) for s in sensors],
+        tracker = SensorHealthTracker([SensorInfo(s.name, s.topic, s.modality) for s in ingest.sensors],
                                       params.stale_timeout_s, params.diagnostics_persistence)
-        run = _Run(params, pipeline, sensors, assembler, extrinsics, tracker, workers, threads)
+        run = _Run(params, pipeline, ingest, tracker, workers, threads)
         prefix = params.output_prefix.rstrip("/") or "/"
         reliable = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE,
                               history=QoSHistoryPolicy.KEEP_LAST)
@@ -329,31 +243,24 @@ class MonitorNode(LifecycleNode):
                 latched = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
                                      durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
                 run.subscriptions.append(self.create_subscription(
-                    TFMessage, "/tf_static", self._on_tf_static, latched))
+                    TFMessage, TF_STATIC, self._handler(TF_STATIC), latched))
         # reliable: a deep history, so a node that falls behind processes every message late
         # instead of losing some (the time sync is by stamp, so the frames are the same)
         sensor_qos = (qos_profile_sensor_data if run.params.sensor_qos == "sensor_data"
                       else QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
                                       history=QoSHistoryPolicy.KEEP_LAST))
-        image_class = self.types.cls("sensor_msgs/msg/CompressedImage" if run.params.use_compressed
-                                     else "sensor_msgs/msg/Image")
-        cloud_class = self.types.cls("sensor_msgs/msg/PointCloud2")
-        for sensor in run.sensors:
-            if sensor.modality == "camera":
+        classes = {"image": "sensor_msgs/msg/CompressedImage" if run.params.use_compressed
+                   else "sensor_msgs/msg/Image",
+                   "camera_info": "sensor_msgs/msg/CameraInfo",
+                   "points": "sensor_msgs/msg/PointCloud2"}
+        for topic, kind in run.ingest.topics().items():
+            if kind in classes:
                 run.subscriptions.append(self.create_subscription(
-                    self.types.cls("sensor_msgs/msg/CameraInfo"), sensor.info_topic,
-                    self._callback(self._on_camera_info, sensor), sensor_qos))
-                run.subscriptions.append(self.create_subscription(
-                    image_class, sensor.topic, self._callback(self._on_reading, sensor), sensor_qos))
-            else:
-                run.subscriptions.append(self.create_subscription(
-                    cloud_class, sensor.topic, self._callback(self._on_reading, sensor), sensor_qos))
-        run.stop.clear()
-        run.workers = [threading.Thread(target=self._worker_loop, args=(run,),
-                                        name=f"lmd_inference_{i}", daemon=True)
-                       for i in range(run.inference_workers)]
-        for worker in run.workers:
-            worker.start()
+                    self.types.cls(classes[kind]), topic, self._handler(topic), sensor_qos))
+        run.runner = OrderedRunner(
+            run.pipeline.compute, self._conclude, workers=run.inference_workers,
+            depth=run.params.queue_depth, when_full="drop_oldest", on_error=self._conclude_failed,
+            name="lmd_inference")
         run.timers.append(self.create_timer(SYNC_TICK_S, self._on_sync_tick))
         run.timers.append(self.create_timer(self.diagnostics_period_s, self._publish_diagnostics))
         self.get_logger().info(f"active: {len(run.subscriptions)} subscriptions")
@@ -388,12 +295,10 @@ class MonitorNode(LifecycleNode):
         for timer in run.timers:
             self.destroy_timer(timer)
         run.timers.clear()
-        run.stop.set()
-        for worker in run.workers:
-            worker.join()
-        run.workers = []
-        for frame in run.queue.clear():
-            self._count_drop(DROP_SHUTDOWN, frame.stamp, "still queued when the node was deactivated")
+        runner, run.runner = run.runner, None
+        if runner is not None:
+            for frame in runner.close(discard=True):
+                self._count_drop(DROP_SHUTDOWN, frame.stamp, "still queued when the node was deactivated")
 
     def _release(self) -> None:
         """Undo configure."""
@@ -437,16 +342,15 @@ class MonitorNode(LifecycleNode):
 
     def frames_pending(self) -> int:
         """Frames held anywhere in the node: in the time sync (including fallback-key readings not
-        yet decided), in the queue, or in inference."""
+        yet decided), in the runner's queue, or in inference."""
         run = self._run
         if run is None:
             return 0
-        with run.turn:  # first: it only grows, so the count below errs on the high side
-            concluded = run.next_turn
+        # The runner first: a frame moves from the time sync to the runner under self._lock, so
+        # counted in this order it is never missed (at worst counted twice).
+        in_runner = run.runner.pending() if run.runner is not None else 0
         with self._lock:
-            in_sync = run.assembler.frames_pending
-            taken, queued = run.queue.counts()
-        return in_sync + queued + taken - concluded
+            return run.ingest.frames_pending + in_runner
 
     def drop_counts(self) -> dict[str, int]:
         with self._lock:
@@ -454,78 +358,52 @@ class MonitorNode(LifecycleNode):
 
     # --- Callbacks: convert and add ----------------------------------------------------------------
 
-    def _callback(self, handler: Callable[..., None], *args: Any) -> Callable[[Any], None]:
-        return lambda msg: handler(*args, msg)
+    def _handler(self, topic: str) -> Callable[[Any], None]:
+        return lambda msg: self._on_message(topic, msg)
 
-    def _on_reading(self, sensor: InputSensor, msg: Any) -> None:
+    def _on_message(self, topic: str, msg: Any) -> None:
         run = self._run
         if run is None:
             return
         now = time.monotonic()
-        try:
-            reading = convert_reading(sensor, msg, run.calibrations.get(sensor.name))
-            stamp, problem = reading.stamp, reading.problem
-            if problem:
-                self._bad_message(sensor, sensor.topic, problem, now)
-            elif reading.note:
-                self._log_problem(sensor.topic, reading.note, warn=False)
-            with self._lock:
-                run.assembler.add(sensor.name, stamp, reading.payload, str(msg.header.frame_id))
-        except SensorDataError as error:
-            self._bad_message(sensor, sensor.topic, error.reason, now)
-            if sensor.name == run.key_sensor:
-                stamp = _header_stamp_or_nan(msg)
-                self._count_drop(DROP_KEY_MALFORMED, stamp, f"{sensor.topic}: {error.reason}")
-            return
-        run.tracker.message(sensor.name, stamp, now, ok=not problem)
         with self._lock:
-            if sensor.name == run.key_sensor:
-                self._key_arrivals[stamp] = now
-                while len(self._key_arrivals) > 100:
-                    self._key_arrivals.pop(next(iter(self._key_arrivals)))
-            self._latest_receive = (stamp, now)
-        self._assemble(run)
+            outcome = run.ingest.on_message(topic, msg)
+            if outcome.kind == "tf":
+                self._extrinsics_error = f"{topic}: {outcome.error}" if outcome.error else ""
+            elif outcome.kind == "reading" and not outcome.error:
+                if outcome.sensor.name == run.ingest.key_sensor:
+                    self._key_arrivals[outcome.stamp] = now
+                    while len(self._key_arrivals) > 100:
+                        self._key_arrivals.pop(next(iter(self._key_arrivals)))
+                self._latest_receive = (outcome.stamp, now)
+        if outcome.bad:
+            self._bad_message(run, outcome, now)
+        elif outcome.note:
+            self._log_note(topic, outcome.note)
+        if outcome.kind == "reading" and not outcome.error:
+            run.tracker.message(outcome.sensor.name, outcome.stamp, now, ok=not outcome.problem)
+        if outcome.kind == "reading":
+            self._assemble(run)
 
-    def _on_camera_info(self, sensor: InputSensor, msg: Any) -> None:
-        run = self._run
-        if run is None:
-            return
-        try:
-            with self._lock:
-                calibration = run.assembler.add_camera_info(sensor.name, msg, sensor.info_topic)
-        except SensorDataError as error:
-            self._bad_message(sensor, sensor.info_topic, error.reason, time.monotonic())
-            return
-        run.calibrations[sensor.name] = calibration
-
-    def _on_tf_static(self, msg: Any) -> None:
-        run = self._run
-        if run is None:
-            return
-        try:
-            with self._lock:
-                run.extrinsics.add_tf_message(msg, "/tf_static")
-                self._extrinsics_error = ""
-        except SensorDataError as error:
-            with self._lock:
-                self._extrinsics_error = str(error)
-            self._log_problem("/tf_static", error.reason)
-
-    def _bad_message(self, sensor: InputSensor, topic: str, reason: str, now: float) -> None:
-        run = self._run
-        if run is not None:
-            run.tracker.error(sensor.name, topic, reason, now)
+    def _bad_message(self, run: _Run, outcome: MessageOutcome, now: float) -> None:
+        if outcome.sensor is not None:
+            run.tracker.error(outcome.sensor.name, outcome.topic, outcome.bad, now)
         with self._lock:
-            self._malformed[topic] += 1
-        self._log_problem(topic, reason)
+            self._malformed[outcome.topic] += 1
+        self._log_problem(outcome.topic, outcome.bad)
 
-    def _log_problem(self, topic: str, reason: str, warn: bool = True) -> None:
+    def _log_problem(self, topic: str, reason: str) -> None:
         held = self._throttle(topic, time.monotonic())
-        if held is None:
-            return
-        more = f" ({held} more since the last report)" if held else ""
-        log = self.get_logger().warn if warn else self.get_logger().info
-        log(f"{topic}: {reason}{more}")
+        if held is not None:
+            more = f" ({held} more since the last report)" if held else ""
+            self.get_logger().warn(f"{topic}: {reason}{more}")
+
+    def _log_note(self, topic: str, note: str) -> None:
+        # Its own call site: rclpy refuses one call site logging at two severities.
+        held = self._throttle(topic, time.monotonic())
+        if held is not None:
+            more = f" ({held} more since the last report)" if held else ""
+            self.get_logger().info(f"{topic}: {note}{more}")
 
     def _on_sync_tick(self) -> None:
         """When every sensor has gone quiet, let the time sync finish the frames it holds."""
@@ -540,16 +418,21 @@ class MonitorNode(LifecycleNode):
             self._assemble(run, now_stamp=stamp + quiet)
 
     def _assemble(self, run: _Run, now_stamp: float | None = None) -> None:
-        # From the time sync to the queue under one lock: a frame is always in one or the other
+        runner = run.runner
+        if runner is None:
+            return
+        # From the time sync to the runner under one lock: a frame is always in one or the other
         # (frames_pending).
         with self._lock:
-            results = run.assembler.pop_ready(now_stamp)
-            superseded = [run.queue.put(r) for r in results if not isinstance(r, DroppedFrame)]
+            results = run.ingest.pop_ready(now_stamp)
+            superseded = [runner.put(r) for r in results if not isinstance(r, DroppedFrame)]
         for result in results:
             if isinstance(result, DroppedFrame):
-                self._count_drop(DROP_ASSEMBLY, result.stamp, result.reason)
-                self._log_problem("time sync", f"frame at {result.stamp:.3f} dropped: "
-                                  f"{result.reason}")
+                kind = DROP_KEY_MALFORMED if result.malformed else DROP_ASSEMBLY
+                self._count_drop(kind, result.stamp, result.reason)
+                if not result.malformed:  # a malformed message was logged when it arrived
+                    self._log_problem("time sync", f"frame at {result.stamp:.3f} dropped: "
+                                      f"{result.reason}")
         for frame in superseded:
             if frame is not None:
                 self._count_drop(DROP_SUPERSEDED, frame.stamp, "superseded by a newer frame")
@@ -560,45 +443,26 @@ class MonitorNode(LifecycleNode):
         for listener in self.drop_listeners:
             listener(stamp, f"{kind}: {reason}")
 
-    # --- Worker: inference and outputs ----------------------------------------------------------
+    # --- Conclusion (runner workers, in stamp order): alerts and outputs ---------------------------
 
-    def _worker_loop(self, run: _Run) -> None:
-        while not run.stop.is_set():
-            taken = run.queue.get(timeout=0.1)
-            if taken is None:
-                continue
-            turn, frame = taken
-            # A numbered frame is always concluded (or counted as dropped), even when stopping:
-            # the workers holding later numbers wait for it.
-            try:
-                computed, failure = run.pipeline.compute([frame])[0], None
-            except Exception as error:  # a model failure must not stop the monitor
-                computed, failure = None, error
-            with run.turn:
-                run.turn.wait_for(lambda: run.next_turn == turn)
-                try:
-                    if failure is not None:
-                        self._count_drop(DROP_INFERENCE, frame.stamp,
-                                         f"{type(failure).__name__}: {failure}")
-                        self._log_problem("inference", f"frame at {frame.stamp:.3f}: "
-                                          f"{type(failure).__name__}: {failure}")
-                    else:
-                        self._conclude(run, frame, computed)
-                finally:
-                    run.next_turn += 1
-                    run.turn.notify_all()
-
-    def _conclude(self, run: _Run, frame: SensorFrame, computed: Any) -> None:
+    def _conclude(self, frame: SensorFrame, computed: Any, failure: BaseException | None) -> None:
+        run = self._run
+        if failure is not None:  # a model failure must not stop the monitor
+            self._count_drop(DROP_INFERENCE, frame.stamp, f"{type(failure).__name__}: {failure}")
+            self._log_problem("inference", f"frame at {frame.stamp:.3f}: "
+                              f"{type(failure).__name__}: {failure}")
+            return
         try:
             report = run.pipeline.conclude(computed)
         except Exception as error:  # noqa: BLE001 — an alert-step failure must not stop the monitor
             self._count_drop(DROP_INFERENCE, frame.stamp, f"{type(error).__name__}: {error}")
             self._log_problem("inference", f"frame at {frame.stamp:.3f}: {type(error).__name__}: {error}")
             return
-        try:
-            self._after_frame(run, frame, report)
-        except Exception as error:  # noqa: BLE001 — nor may a failing listener or publisher
-            self._log_problem("outputs", f"frame at {frame.stamp:.3f}: {type(error).__name__}: {error}")
+        self._after_frame(run, frame, report)
+
+    def _conclude_failed(self, frame: SensorFrame, error: BaseException) -> None:
+        # nor may a failing listener or publisher
+        self._log_problem("outputs", f"frame at {frame.stamp:.3f}: {type(error).__name__}: {error}")
 
     def _after_frame(self, run: _Run, frame: SensorFrame, report: Any) -> None:
         from ros2_lmd.monitor.pipeline import health_ratios
@@ -631,7 +495,7 @@ class MonitorNode(LifecycleNode):
 
     # --- Diagnostics -------------------------------------------------------------------------------
 
-    def diagnostic_records(self) -> list[outputs.StatusRecord]:
+    def diagnostic_records(self) -> list[status.StatusRecord]:
         run = self._run
         if run is None:
             return []
@@ -642,10 +506,10 @@ class MonitorNode(LifecycleNode):
             processed = self._frames_processed
             malformed = sum(self._malformed.values())
             extrinsics_error = self._extrinsics_error
-            frames_known = len(run.extrinsics.frames)
+            frames_known = len(run.ingest.extrinsics.frames)
         records = run.tracker.statuses(now)
         report, states, ratios = latest if latest else (None, {}, {})
-        records += outputs.modality_statuses(run.pipeline.modalities, report, states, ratios)
+        records += status.modality_statuses(run.pipeline.modalities, report, states, ratios)
         values = {"frames_processed": str(processed),
                   "frames_dropped": str(sum(drops.values())),
                   "malformed_messages": str(malformed),
@@ -655,12 +519,12 @@ class MonitorNode(LifecycleNode):
         if report is not None:
             values["latency_ms"] = f"{report.latency_ms:.1f}"
             values["conservation_error"] = f"{report.conservation_error:.3g}"
-        level = outputs.DIAG_OK if processed else outputs.DIAG_STALE
+        level = status.DIAG_OK if processed else status.DIAG_STALE
         message = f"{processed} frames processed, {sum(drops.values())} dropped" if processed \
             else "no frame processed yet"
         if extrinsics_error:
-            level, message = outputs.DIAG_WARN, f"extrinsics: {extrinsics_error}"
-        records.append(outputs.StatusRecord(f"ros2_lmd: {self.get_name()}", self.get_name(),
+            level, message = status.DIAG_WARN, f"extrinsics: {extrinsics_error}"
+        records.append(status.StatusRecord(f"ros2_lmd: {self.get_name()}", self.get_name(),
                                             level, message, values))
         return records
 
@@ -670,19 +534,7 @@ class MonitorNode(LifecycleNode):
             return
         stamp = self.get_clock().now().nanoseconds * 1e-9
         run.publishers["diagnostics"].publish(
-            outputs.diagnostics(self.diagnostic_records(), self.types, stamp))
-
-
-def _header_stamp_or_nan(msg: Any) -> float:
-    try:
-        return float(msg.header.stamp.sec) + float(msg.header.stamp.nanosec) * 1e-9
-    except (AttributeError, TypeError, ValueError):
-        return float("nan")
-
-
-def _extrinsics_from_file(path: str, base_frame: str) -> TransformTree:
-    document = read_yaml_mapping(path, "a mapping of frame ids to poses", label="extrinsics_file")
-    return TransformTree.from_config(dict(document), base_frame=base_frame, source=path)
+            outputs.diagnostic_array(self.diagnostic_records(), self.types, stamp))
 
 
 def main(params_file: str | None = None, ros_args: list[str] | None = None) -> int:

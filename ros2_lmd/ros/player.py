@@ -3,7 +3,7 @@ pip-wheel ROS 2). Reads a rosbag2 (MCAP or sqlite3) with rosbags and publishes e
 bytes unchanged through an rclpy publisher of its type, keeping the recorded spacing (scaled by
 `rate`; 0 = as fast as possible). QoS: /tf_static transient-local reliable (late subscribers get
 the extrinsics), sensor_msgs sensor topics sensor-data QoS, everything else reliable.
-Besides ros2_lmd.node, this is the one module that imports rclpy.
+Besides ros2_lmd.ros.node, this is the one module that imports rclpy.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Rule settings: which LMD variant to apply to each family of layers (paper section 4.2.4 and
-appendix C). The default is the paper's best: BatchNorm identity, LayerNorm-family ratio,
+"""Which variant of the Layer-Wise Modality Decomposition rules to apply to each family of layers (paper
+section 4.2.4 and App. C). The default is the paper's best: BatchNorm identity, LayerNorm-family ratio,
 activation identity split, bias stream derived."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ BIAS_MODES = ("derived", "explicit")
 
 
 @dataclass(frozen=True)
-class Rules:
-    """LMD variant selection.
+class RuleVariants:
+    """The choice of LMD rule variants, one per family of layers (passed as `decompose(rules=...)`).
 
     batchnorm: BatchNorm (and any norm with fixed running statistics): `identity` keeps the shift
         in the bias stream (eq. 10, delta_b = 1), `uniform` spreads it equally over all streams.
@@ -45,6 +45,6 @@ class Rules:
             ("bias", self.bias, BIAS_MODES),
         ):
             if value not in allowed:
-                raise ValueError(f"Rules.{name} must be one of {allowed}, got {value!r}")
+                raise ValueError(f"RuleVariants.{name} must be one of {allowed}, got {value!r}")
         if self.split_eps <= 0:
-            raise ValueError(f"Rules.split_eps must be > 0, got {self.split_eps}")
+            raise ValueError(f"RuleVariants.split_eps must be > 0, got {self.split_eps}")

@@ -1,17 +1,21 @@
-"""One way to build ROS messages for two message libraries, so that the output code
-(ros2_lmd.outputs) serves the live node (rclpy classes) and the offline tools (rosbags classes)
-alike. `types.new("nav_msgs/msg/OccupancyGrid", info=..., data=...)` fills every field it is not
-given with the ROS default; numeric arrays may be given as numpy arrays or lists either way.
-No rclpy import at module level: RclpyTypes imports the generated classes on first use.
+"""The one adapter between this package and ROS message classes: every message the project writes
+(sensor messages in the simulator and tests, the monitor's outputs) is built with
+`types.new("sensor_msgs/msg/PointCloud2", header=..., data=...)`, whether `types` is RclpyTypes (the
+live node: rclpy's generated classes) or RosbagsTypes (offline: rosbags dataclasses). Unspecified
+fields get their ROS defaults; numeric arrays may be numpy arrays, lists or bytes either way.
+Readers need no adapter: they read attributes, which both libraries share. No rclpy import at
+module level: RclpyTypes imports the generated classes on first use.
 """
 
 from __future__ import annotations
 
 import array
 import importlib
+import math
 from typing import Any, Protocol
 
 import numpy as np
+
 
 # Primitive ROS type -> numpy dtype (rosbags' spelling and rclpy's spelling of the same types).
 _NUMPY_DTYPES: dict[str, str] = {
@@ -34,7 +38,7 @@ _DECLARED_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 class MessageTypes(Protocol):
-    """What ros2_lmd.outputs needs from a message library."""
+    """What ros2_lmd.messages.outputs needs from a message library."""
 
     def cls(self, type_name: str) -> type:
         """The message class of `pkg/msg/Name`."""
@@ -97,6 +101,8 @@ def _to_rclpy(field_type: str, value: Any) -> Any:
     typecode = _ARRAY_TYPECODES.get(element)
     if typecode is None:
         return list(value) if isinstance(value, (tuple, np.ndarray)) else value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = np.frombuffer(value, dtype=np.uint8)
     if field_type.startswith("sequence<"):
         return array.array(typecode, np.asarray(value, dtype=_NUMPY_DTYPES[element]).tobytes())
     return np.asarray(value, dtype=_NUMPY_DTYPES[element])  # fixed-size arrays are numpy in rclpy
@@ -115,7 +121,7 @@ class RosbagsTypes:
             return self.typestore.types[_canonical(type_name)]
         except KeyError:
             raise LookupError(f"message type {type_name!r} is not in the rosbags typestore "
-                              "(register it, e.g. ros2_lmd.interfaces.register_with_rosbags)"
+                              "(register it, e.g. ros2_lmd.messages.definitions.register_with_rosbags)"
                               ) from None
 
     def new(self, type_name: str, **fields: Any) -> Any:
@@ -168,6 +174,8 @@ class RosbagsTypes:
         if nodetype in (Nodetype.ARRAY, Nodetype.SEQUENCE):
             element = detail[0]
             if element[0] == Nodetype.BASE and element[1][0] != "string":
+                if isinstance(value, (bytes, bytearray, memoryview)):
+                    value = np.frombuffer(value, dtype=np.uint8)
                 return np.asarray(value, dtype=_NUMPY_DTYPES[element[1][0]])
             return list(value)
         if nodetype == Nodetype.BASE and detail[0] in ("byte", "octet", "char") \
@@ -181,15 +189,40 @@ def _canonical(type_name: str) -> str:
     return f"{package}/msg/{name}"
 
 
-def rosbags_types(distro: str = "ROS2_JAZZY") -> RosbagsTypes:
-    """RosbagsTypes over a fresh typestore of `distro` with the ros2_lmd messages registered."""
+def project_typestore(distro: str = "ROS2_JAZZY") -> Any:
+    """A fresh rosbags Typestore of `distro` with the ros2_lmd messages registered."""
     from rosbags.typesys import Stores, get_typestore
 
-    from ros2_lmd.interfaces import register_with_rosbags
+    from ros2_lmd.messages.definitions import register_with_rosbags
 
     typestore = get_typestore(getattr(Stores, distro))
     register_with_rosbags(typestore)
-    return RosbagsTypes(typestore)
+    return typestore
+
+
+def rosbags_types(distro: str = "ROS2_JAZZY") -> RosbagsTypes:
+    """RosbagsTypes over `project_typestore(distro)` (serialise what it builds with
+    `types.typestore.serialize_cdr`)."""
+    return RosbagsTypes(project_typestore(distro))
+
+
+# --- Stamps and headers ---------------------------------------------------------------------------
+
+def time_msg(types: MessageTypes, stamp: float) -> Any:
+    """builtin_interfaces/Time of a stamp in seconds (nanoseconds rounded, carried into sec)."""
+    if not math.isfinite(stamp) or stamp < 0:
+        raise ValueError(f"stamp must be finite and >= 0, got {stamp}")
+    # Split before scaling: stamp * 1e9 near 1.7e18 ns is off by up to 128 ns in float64.
+    sec = math.floor(stamp)
+    nanosec = round((stamp - sec) * 1e9)
+    if nanosec >= 1_000_000_000:
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    return types.new("builtin_interfaces/msg/Time", sec=int(sec), nanosec=int(nanosec))
+
+
+def header_msg(types: MessageTypes, stamp: float, frame_id: str) -> Any:
+    """std_msgs/Header with a stamp in seconds."""
+    return types.new("std_msgs/msg/Header", stamp=time_msg(types, stamp), frame_id=frame_id)
 
 
 def as_int(value: Any) -> int:

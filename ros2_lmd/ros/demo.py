@@ -45,9 +45,10 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
     from rclpy.parameter import Parameter
 
     from ros2_lmd.monitor.report import SEVERITY_NAMES
-    from ros2_lmd.node import QUIET_FLUSH_S, SYNC_TICK_S, MonitorNode
-    from ros2_lmd.player import BagPlayer
-    from ros2_lmd.replay.bag import ReadStats, project_typestore, read_messages
+    from ros2_lmd.ros.node import QUIET_FLUSH_S, SYNC_TICK_S, MonitorNode
+    from ros2_lmd.ros.player import BagPlayer
+    from ros2_lmd.messages.types import project_typestore
+    from ros2_lmd.replay.bag import ReadStats, read_messages
 
     stats = ReadStats()
     key_frames = sum(1 for _ in read_messages(bag, ["/lidar_top"], project_typestore(), stats))

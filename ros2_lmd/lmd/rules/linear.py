@@ -1,7 +1,6 @@
-"""Rules for ops that are linear in the decomposed value (structural ops, conv/linear, pooling,
-interpolation, arithmetic with constants) and for selections taken from the real activation
-(max pooling, max, where). A linear op applies to every plane; parameter biases and other
-modality-independent constants go to the real value and the bias stream only."""
+"""Layer-Wise Modality Decomposition rules for ops linear in the decomposed value: structural ops,
+conv/linear, average pooling, interpolation, arithmetic, where/masked_fill. A linear op applies to
+every plane; parameter biases and other modality-independent constants go to the real value and bias."""
 
 from __future__ import annotations
 
@@ -10,16 +9,11 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ros2_lmd.lmd.registry import register_rule
+from ros2_lmd.lmd.registry import register_attribute_rule, register_rule
+from ros2_lmd.lmd.rules.common import arg, as_planes, bilinear, broadcast_planes, out_shape, shift_dim
 from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor, op_name
 
 T = torch.Tensor
-
-
-def _arg(args: tuple, kwargs: dict, index: int, name: str, default: Any = None) -> Any:
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
 
 
 def _wrap_tree(ctx: Context, value: Any) -> Any:
@@ -78,11 +72,9 @@ def _real_tree(value: Any) -> Any:
     return value
 
 
-def _is_tensor_property(func: Callable) -> bool:
-    return func.__class__.__name__ == "method-wrapper" and getattr(func, "__name__", "") == "__get__"
-
-
 def attribute_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """Tensor attributes: x.T and x.mT move the planes; x.data, x.grad, x.H ... have no rule and
+    raise; the rest (x.shape, x.dtype ...) are read from the real value."""
     name = getattr(getattr(func, "__self__", None), "__name__", "")
     x = args[0]
     if name in ("T", "mT"):
@@ -97,11 +89,6 @@ def attribute_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> A
 
 
 # --- structural ops with an explicit plane-dim shift (hot paths; vmap would also work) ----------
-
-
-def _dim(d: int, ndim: int) -> int:
-    """Normalise a dim of the real tensor and shift it past the plane dim."""
-    return (d % ndim) + 1 if ndim else 1
 
 
 def _shape_args(args: tuple) -> tuple:
@@ -123,15 +110,15 @@ def _permute_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
     dims = _shape_args(args[1:]) or tuple(kwargs["dims"])
     p = x._planes
     n = p.dim() - 1
-    return ctx.wrap(p.permute(0, *(_dim(d, n) for d in dims)))
+    return ctx.wrap(p.permute(0, *(shift_dim(d, n) for d in dims)))
 
 
 def _transpose_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     x = args[0]
-    d0, d1 = _arg(args, kwargs, 1, "dim0"), _arg(args, kwargs, 2, "dim1")
+    d0, d1 = arg(args, kwargs, 1, "dim0"), arg(args, kwargs, 2, "dim1")
     p = x._planes
     n = p.dim() - 1
-    return ctx.wrap(p.transpose(_dim(d0, n), _dim(d1, n)))
+    return ctx.wrap(p.transpose(shift_dim(d0, n), shift_dim(d1, n)))
 
 
 def _flatten_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
@@ -140,25 +127,25 @@ def _flatten_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
     n = p.dim() - 1
     if n == 0:
         return ctx.wrap(p.reshape(p.shape[0], 1))
-    start, end = _arg(args, kwargs, 1, "start_dim", 0), _arg(args, kwargs, 2, "end_dim", -1)
-    return ctx.wrap(p.flatten(_dim(start, n), _dim(end, n)))
+    start, end = arg(args, kwargs, 1, "start_dim", 0), arg(args, kwargs, 2, "end_dim", -1)
+    return ctx.wrap(p.flatten(shift_dim(start, n), shift_dim(end, n)))
 
 
 def _unsqueeze_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    x, d = args[0], _arg(args, kwargs, 1, "dim")
+    x, d = args[0], arg(args, kwargs, 1, "dim")
     p = x._planes
     return ctx.wrap(p.unsqueeze((d % p.dim()) + 1))
 
 
 def _squeeze_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    x, d = args[0], _arg(args, kwargs, 1, "dim")
+    x, d = args[0], arg(args, kwargs, 1, "dim")
     p = x._planes
     n = p.dim() - 1
     if d is None:
         keep = [s for s in p.shape[1:] if s != 1]
         return ctx.wrap(p.reshape(p.shape[0], *keep))
     dims = d if isinstance(d, (tuple, list)) else (d,)
-    return ctx.wrap(p.squeeze(tuple(_dim(i, n) for i in dims)))
+    return ctx.wrap(p.squeeze(tuple(shift_dim(i, n) for i in dims)))
 
 
 def _contiguous_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
@@ -168,23 +155,19 @@ def _contiguous_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
 def _reduce_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     """sum / mean over dims: linear. Explicit dim shift avoids reducing over the plane dim."""
     x = args[0]
-    dim = _arg(args, kwargs, 1, "dim")
-    keepdim = _arg(args, kwargs, 2, "keepdim", False)
+    dim = arg(args, kwargs, 1, "dim")
+    keepdim = arg(args, kwargs, 2, "keepdim", False)
     dtype = kwargs.get("dtype")
     p = x._planes
     n = p.dim() - 1
     if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
         dims = tuple(range(1, n + 1))
     else:
-        dims = tuple(_dim(d, n) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+        dims = tuple(shift_dim(d, n) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
     reducer = torch.sum if func in (torch.sum, T.sum) else torch.mean
     if not dims:
         return ctx.wrap(p.clone())
     return ctx.wrap(reducer(p, dim=dims, keepdim=bool(keepdim), dtype=dtype))
-
-
-def _as_planes(ctx: Context, value: Any, like: T) -> T:
-    return value._planes if isinstance(value, LMDTensor) else ctx.planes_of_constant(value, like)
 
 
 def _first_planes(values) -> T:
@@ -192,15 +175,15 @@ def _first_planes(values) -> T:
 
 
 def _cat_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    tensors = _arg(args, kwargs, 0, "tensors")
-    dim = _arg(args, kwargs, 1, "dim", 0)
+    tensors = arg(args, kwargs, 0, "tensors")
+    dim = arg(args, kwargs, 1, "dim", 0)
     like = _first_planes(tensors)
-    plist = [_as_planes(ctx, t, like) for t in tensors]
+    plist = [as_planes(ctx, t, like) for t in tensors]
     if func in (torch.stack,):
         n = like.dim() - 1
         return ctx.wrap(torch.stack(plist, dim=(dim % (n + 1)) + 1))
     n = like.dim() - 1
-    return ctx.wrap(torch.cat(plist, dim=_dim(dim, n)))
+    return ctx.wrap(torch.cat(plist, dim=shift_dim(dim, n)))
 
 
 def _split_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
@@ -208,14 +191,14 @@ def _split_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     p = x._planes
     n = p.dim() - 1
     if func in (torch.unbind, T.unbind):
-        dim = _arg(args, kwargs, 1, "dim", 0)
-        return tuple(ctx.wrap(q) for q in p.unbind(_dim(dim, n)))
-    size = _arg(args, kwargs, 1, "split_size_or_sections", kwargs.get("split_size", kwargs.get("chunks")))
-    dim = _arg(args, kwargs, 2, "dim", 0)
+        dim = arg(args, kwargs, 1, "dim", 0)
+        return tuple(ctx.wrap(q) for q in p.unbind(shift_dim(dim, n)))
+    size = arg(args, kwargs, 1, "split_size_or_sections", kwargs.get("split_size", kwargs.get("chunks")))
+    dim = arg(args, kwargs, 2, "dim", 0)
     if func in (torch.chunk, T.chunk):
-        parts = p.chunk(size, _dim(dim, n))
+        parts = p.chunk(size, shift_dim(dim, n))
     else:
-        parts = p.split(size, _dim(dim, n))
+        parts = p.split(size, shift_dim(dim, n))
     return tuple(ctx.wrap(q) for q in parts)
 
 
@@ -226,7 +209,8 @@ def _getitem_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
         raise LMDRuleError("indexing with a decomposed tensor has no LMD rule (use a plain index "
                            "computed from the real value, e.g. `idx = x.argmax(...)`)")
     advanced = [k for k, i in enumerate(items)
-                if isinstance(i, (torch.Tensor, list)) or (hasattr(i, "__array__") and not isinstance(i, (int, slice)))]
+                if isinstance(i, (torch.Tensor, list))
+                or (hasattr(i, "__array__") and not isinstance(i, (int, slice)))]
     # Prefixing a full slice keeps numpy's indexing semantics unless advanced indices are separated
     # by basic ones (then the advanced dims would move in front of the plane dim).
     if not advanced or advanced == list(range(advanced[0], advanced[-1] + 1)):
@@ -259,8 +243,8 @@ def _channel_view(vector: T, out_ndim: int) -> T:
 
 def _conv_rule(spatial_dims: int) -> Callable:
     def rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-        x, weight = args[0], _arg(args, kwargs, 1, "weight")
-        bias = _arg(args, kwargs, 2, "bias")
+        x, weight = args[0], arg(args, kwargs, 1, "weight")
+        bias = arg(args, kwargs, 2, "bias")
         if not isinstance(x, LMDTensor) or isinstance(weight, LMDTensor) or isinstance(bias, LMDTensor):
             raise LMDRuleError(f"{op_name(func)}: only the input may be decomposed (not weight/bias)")
         rest = list(args[3:])
@@ -278,7 +262,7 @@ def _conv_rule(spatial_dims: int) -> Callable:
 
 
 def _linear_layer_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    x, weight, bias = args[0], _arg(args, kwargs, 1, "weight"), _arg(args, kwargs, 2, "bias")
+    x, weight, bias = args[0], arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias")
     if not isinstance(x, LMDTensor) or isinstance(weight, LMDTensor) or isinstance(bias, LMDTensor):
         raise LMDRuleError("F.linear: only the input may be decomposed (not weight/bias)")
     out = F.linear(x._planes, weight)  # acts on the last dim: the plane dim is just another batch dim
@@ -302,9 +286,9 @@ def _batched_rule(spatial_dims: int | None) -> Callable:
 
 
 def _pad_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    x, pad = args[0], _arg(args, kwargs, 1, "pad")
-    mode = _arg(args, kwargs, 2, "mode", "constant")
-    value = _arg(args, kwargs, 3, "value", None)
+    x, pad = args[0], arg(args, kwargs, 1, "pad")
+    mode = arg(args, kwargs, 2, "mode", "constant")
+    value = arg(args, kwargs, 3, "value", None)
     p = x._planes
     if mode == "constant":
         out = F.pad(p, pad, mode="constant", value=0.0)
@@ -316,8 +300,8 @@ def _pad_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
 
 
 def _dropout_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    p_drop = _arg(args, kwargs, 1, "p", 0.5)
-    training = _arg(args, kwargs, 2, "training", True)
+    p_drop = arg(args, kwargs, 1, "p", 0.5)
+    training = arg(args, kwargs, 2, "training", True)
     if training and p_drop > 0:
         raise LMDRuleError(f"{op_name(func)} in training mode is random and has no LMD rule: "
                            f"call model.eval() before decomposing")
@@ -327,41 +311,22 @@ def _dropout_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
 # --- arithmetic --------------------------------------------------------------------------------
 
 
-def _broadcast_planes(p: T, shape: torch.Size) -> T:
-    """Planes of a value broadcast to `shape` (the op's output shape), plane dim kept in front."""
-    x_shape = p.shape[1:]
-    if x_shape == shape:
-        return p
-    lead = len(shape) - len(x_shape)
-    return p.reshape(p.shape[0], *([1] * lead), *x_shape).expand(p.shape[0], *shape)
-
-
-def _real(value: Any) -> Any:
-    return value._planes[0] if isinstance(value, LMDTensor) else value
-
-
-def _out_shape(a: Any, b: Any) -> torch.Size:
-    sa = _real(a).shape if isinstance(_real(a), torch.Tensor) else ()
-    sb = _real(b).shape if isinstance(_real(b), torch.Tensor) else ()
-    return torch.broadcast_shapes(sa, sb)
-
-
 def _add(ctx: Context, a: Any, b: Any, sign: float) -> T:
     """a + sign * b, either operand decomposed or constant."""
-    shape = _out_shape(a, b)
+    shape = out_shape(a, b)
     if isinstance(a, LMDTensor) and isinstance(b, LMDTensor):
-        return _broadcast_planes(a._planes, shape) + sign * _broadcast_planes(b._planes, shape)
+        return broadcast_planes(a._planes, shape) + sign * broadcast_planes(b._planes, shape)
     if isinstance(a, LMDTensor):
-        out = _broadcast_planes(a._planes, shape).clone()
+        out = broadcast_planes(a._planes, shape).clone()
         return ctx.add_constant_(out, b if sign == 1 else sign * b)
-    out = sign * _broadcast_planes(b._planes, shape)
+    out = sign * broadcast_planes(b._planes, shape)
     return ctx.add_constant_(out, a)
 
 
 def _mul_const(ctx: Context, x: LMDTensor, c: Any, divide: bool) -> T:
     p = x._planes
     if isinstance(c, torch.Tensor) and c.dim() > p.dim() - 1:
-        p = _broadcast_planes(p, _out_shape(x, c))
+        p = broadcast_planes(p, out_shape(x, c))
     return p / c if divide else p * c
 
 
@@ -382,16 +347,16 @@ def _inplace_add(ctx: Context, func: Callable, a: Any, b: Any, alpha: Any) -> bo
         return False
     sign = -alpha if func in (T.sub_, T.__isub__) else alpha
     if isinstance(b, LMDTensor):
-        if _out_shape(a, b) != a._planes.shape[1:]:
+        if out_shape(a, b) != a._planes.shape[1:]:
             return False
-        a._planes.add_(_broadcast_planes(b._planes, a._planes.shape[1:]), alpha=sign)
+        a._planes.add_(broadcast_planes(b._planes, a._planes.shape[1:]), alpha=sign)
         return True
     ctx.add_constant_(a._planes, b * sign if sign != 1 else b)
     return True
 
 
 def _arith_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    a, b = args[0], _arg(args, kwargs, 1, "other")
+    a, b = args[0], arg(args, kwargs, 1, "other")
     alpha = kwargs.get("alpha", 1)
     if _inplace_add(ctx, func, a, b, alpha):
         return a
@@ -403,8 +368,6 @@ def _arith_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
         out = _add(ctx, b, _scale(a, alpha), -1)
     elif func in _MUL:
         if isinstance(a, LMDTensor) and isinstance(b, LMDTensor):
-            from ros2_lmd.lmd.ops_attention import bilinear
-
             out = bilinear(ctx, torch.mul, a, b)
         else:
             x, c = (a, b) if isinstance(a, LMDTensor) else (b, a)
@@ -451,12 +414,10 @@ def _pos_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
 
 
 def _matmul_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    a, b = args[0], _arg(args, kwargs, 1, "other", kwargs.get("mat2"))
+    a, b = args[0], arg(args, kwargs, 1, "other", kwargs.get("mat2"))
     if func is T.__rmatmul__:
         a, b = b, a
     if isinstance(a, LMDTensor) and isinstance(b, LMDTensor):
-        from ros2_lmd.lmd.ops_attention import bilinear
-
         return ctx.wrap(bilinear(ctx, torch.matmul, a, b))
     if isinstance(a, LMDTensor):
         return ctx.wrap(torch.vmap(lambda q: torch.matmul(q, b))(a._planes))
@@ -469,8 +430,6 @@ def _einsum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any
         operands = tuple(operands[0])
     decomposed = [i for i, o in enumerate(operands) if isinstance(o, LMDTensor)]
     if len(decomposed) == 2 and len(operands) == 2:
-        from ros2_lmd.lmd.ops_attention import bilinear
-
         return ctx.wrap(bilinear(ctx, lambda x, y: torch.einsum(equation, x, y), *operands))
     if len(decomposed) != 1:
         raise LMDRuleError("einsum: LMD supports one decomposed operand, or exactly two operands")
@@ -484,94 +443,36 @@ def _einsum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any
     return ctx.wrap(torch.vmap(per_plane)(operands[i]._planes))
 
 
-# --- selections taken from the real activation -------------------------------------------------
-
-
-def _max_pool_rule(spatial_dims: int, with_indices: Callable) -> Callable:
-    def rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-        kw = dict(kwargs)
-        kw.pop("return_indices", None)
-        arglist = list(args)
-        # positional return_indices sits after (kernel, stride, padding, dilation, ceil_mode)
-        want_indices = kwargs.get("return_indices", False)
-        if with_indices.__name__.startswith("adaptive"):
-            if len(arglist) > 2:
-                want_indices = arglist.pop(2)
-        elif len(arglist) > 6:
-            want_indices = arglist.pop(6)
-        if func is with_indices:
-            want_indices = True
-        x = arglist[0]
-        p = x._planes
-        values, indices = with_indices(p[0], *arglist[1:], **kw)
-        flat = p.flatten(-spatial_dims)
-        idx = indices.flatten(-spatial_dims).unsqueeze(0).expand(p.shape[0], *([-1] * indices.flatten(-spatial_dims).dim()))
-        out = flat.gather(-1, idx).reshape(p.shape[0], *values.shape)
-        result = ctx.wrap(out)
-        return (result, indices) if want_indices else result
-
-    return rule
-
-
-def _max_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    x = args[0]
-    dim = _arg(args, kwargs, 1, "dim")
-    if isinstance(dim, LMDTensor) or (dim is not None and not isinstance(dim, int)):
-        raise LMDRuleError(f"{op_name(func)} of two decomposed tensors: use torch.maximum")
-    keepdim = _arg(args, kwargs, 2, "keepdim", False)
-    p = x._planes
-    selector = torch.max if func in (torch.max, T.max) else torch.min
-    if dim is None:
-        flat = p.flatten(1)
-        index = (flat[0].argmax() if selector is torch.max else flat[0].argmin())
-        return ctx.wrap(flat[:, index])
-    real = selector(p[0], dim=dim, keepdim=True)
-    idx = real.indices.unsqueeze(0).expand(p.shape[0], *real.indices.shape)
-    out = p.gather(_dim(dim, p.dim() - 1), idx)
-    if not keepdim:
-        out = out.squeeze(_dim(dim, p.dim() - 1))
-        indices = real.indices.squeeze(dim)
-    else:
-        indices = real.indices
-    return torch.return_types.max((ctx.wrap(out), indices)) if selector is torch.max else \
-        torch.return_types.min((ctx.wrap(out), indices))
+# --- selections with a plain condition (computed from the real value) --------------------------
 
 
 def _where_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    cond, a, b = args[0], _arg(args, kwargs, 1, "input"), _arg(args, kwargs, 2, "other")
+    cond, a, b = args[0], arg(args, kwargs, 1, "input"), arg(args, kwargs, 2, "other")
     if isinstance(cond, LMDTensor):
         raise LMDRuleError("torch.where with a decomposed condition: compare the real value first")
     like = a._planes if isinstance(a, LMDTensor) else b._planes
-    shape = torch.broadcast_shapes(torch.as_tensor(cond).shape, _out_shape(a, b))
-    pa = _broadcast_planes(_as_planes(ctx, a, like), shape)
-    pb = _broadcast_planes(_as_planes(ctx, b, like), shape)
+    shape = torch.broadcast_shapes(torch.as_tensor(cond).shape, out_shape(a, b))
+    pa = broadcast_planes(as_planes(ctx, a, like), shape)
+    pb = broadcast_planes(as_planes(ctx, b, like), shape)
     return ctx.wrap(torch.where(cond, pa, pb))
 
 
 def _masked_fill_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    x, mask, value = args[0], _arg(args, kwargs, 1, "mask"), _arg(args, kwargs, 2, "value")
+    x, mask, value = args[0], arg(args, kwargs, 1, "mask"), arg(args, kwargs, 2, "value")
     if isinstance(mask, LMDTensor) or isinstance(value, LMDTensor):
         raise LMDRuleError("masked_fill: the mask and value must be plain (computed from the real value)")
     p = x._planes
-    fill = ctx.planes_of_constant(torch.as_tensor(value, dtype=p.dtype, device=p.device).expand(p.shape[1:]), p)
+    fill_value = torch.as_tensor(value, dtype=p.dtype, device=p.device).expand(p.shape[1:])
+    fill = ctx.planes_of_constant(fill_value, p)
     out = torch.where(mask, fill, p)
     if func is T.masked_fill_:
         return _write_inplace(ctx, x, out)
     return ctx.wrap(out)
 
 
-def _maximum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
-    a, b = args[0], _arg(args, kwargs, 1, "other")
-    like = a._planes if isinstance(a, LMDTensor) else b._planes
-    shape = _out_shape(a, b)
-    pa = _broadcast_planes(_as_planes(ctx, a, like), shape)
-    pb = _broadcast_planes(_as_planes(ctx, b, like), shape)
-    pick_a = pa[0] >= pb[0] if func is torch.maximum else pa[0] <= pb[0]
-    return ctx.wrap(torch.where(pick_a, pa, pb))
+# --- the rule table ---------------------------------------------------------------------------
 
-
-# --- registration ------------------------------------------------------------------------------
-
+# metadata: answered from the real value, no components
 _METADATA = [
     T.size, T.dim, T.numel, T.nelement, T.ndimension, T.stride, T.is_contiguous, T.element_size,
     T.__len__, T.data_ptr, T.storage_offset, T.is_floating_point, T.is_complex, T.get_device,
@@ -586,6 +487,8 @@ _METADATA = [
 ]
 
 register_rule(_METADATA, real_rule)
+register_attribute_rule(attribute_rule)  # x.shape, x.T, ...
+# structural ops
 register_rule([T.view, T.reshape, torch.reshape], _view_rule)
 register_rule([T.permute, torch.permute], _permute_rule)
 register_rule([T.transpose, torch.transpose, T.swapaxes, torch.swapaxes], _transpose_rule)
@@ -597,6 +500,7 @@ register_rule([T.sum, torch.sum, T.mean, torch.mean], _reduce_rule)
 register_rule([torch.cat, torch.concat, torch.concatenate, torch.stack], _cat_rule)
 register_rule([torch.split, T.split, torch.chunk, T.chunk, torch.unbind, T.unbind], _split_rule)
 register_rule([T.__getitem__], _getitem_rule)
+# any other op linear in one decomposed argument, run per plane with vmap
 register_rule([
     T.view_as, T.reshape_as, T.expand, T.expand_as, T.repeat, T.t, torch.t, T.narrow, torch.narrow,
     T.select, torch.select, T.index_select, torch.index_select, T.gather, torch.gather, T.roll,
@@ -609,6 +513,7 @@ register_rule([
     T.clone, torch.clone, T.detach, torch.detach, T.to, T.float, T.double, T.half, T.bfloat16,
     T.cpu, T.cuda, T.type_as, T.requires_grad_,
 ], planewise_rule)
+# conv / linear / pooling / interpolation / padding / dropout
 register_rule([torch.conv1d, torch.conv_transpose1d], _conv_rule(1))
 register_rule([torch.conv2d, torch.conv_transpose2d], _conv_rule(2))
 register_rule([torch.conv3d, torch.conv_transpose3d], _conv_rule(3))
@@ -622,22 +527,13 @@ register_rule([torch.pixel_shuffle, torch.pixel_unshuffle], planewise_rule)
 register_rule([F.pad], _pad_rule)
 register_rule([F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
                F.feature_alpha_dropout], _dropout_rule)
+# arithmetic
 register_rule(list(_ADD | _SUB | _RSUB | _MUL | _DIV | _RDIV), _arith_rule)
 register_rule([torch.neg, torch.negative, T.neg, T.negative, T.__neg__], _neg_rule)
 register_rule([T.__pos__, torch.positive, T.positive], _pos_rule)
 register_rule([torch.matmul, T.matmul, T.__matmul__, T.__rmatmul__, torch.mm, T.mm, torch.bmm,
                T.bmm, torch.mv, T.mv], _matmul_rule)
 register_rule([torch.einsum], _einsum_rule)
-register_rule([F.max_pool1d, F.max_pool1d_with_indices], _max_pool_rule(1, F.max_pool1d_with_indices))
-register_rule([F.max_pool2d, F.max_pool2d_with_indices], _max_pool_rule(2, F.max_pool2d_with_indices))
-register_rule([F.max_pool3d, F.max_pool3d_with_indices], _max_pool_rule(3, F.max_pool3d_with_indices))
-register_rule([F.adaptive_max_pool1d, F.adaptive_max_pool1d_with_indices],
-              _max_pool_rule(1, F.adaptive_max_pool1d_with_indices))
-register_rule([F.adaptive_max_pool2d, F.adaptive_max_pool2d_with_indices],
-              _max_pool_rule(2, F.adaptive_max_pool2d_with_indices))
-register_rule([F.adaptive_max_pool3d, F.adaptive_max_pool3d_with_indices],
-              _max_pool_rule(3, F.adaptive_max_pool3d_with_indices))
-register_rule([torch.max, T.max, torch.min, T.min], _max_rule)
-register_rule([torch.maximum, torch.minimum], _maximum_rule)
+# selections with a plain condition
 register_rule([torch.where], _where_rule)
 register_rule([T.masked_fill, T.masked_fill_, torch.masked_fill], _masked_fill_rule)

@@ -1,8 +1,8 @@
 """Per-sensor message bookkeeping for /diagnostics (rate, last stamp, last error, staleness and a
 persistence count), without ROS: the node feeds it from its callbacks and its frames, and turns
-`statuses(now)` into a DiagnosticArray with ros2_lmd.outputs.diagnostics.
+`statuses(now)` into a DiagnosticArray with ros2_lmd.messages.outputs.diagnostic_array.
 
-Levels (DESIGN.md, diagnostics): STALE before a sensor's first message; WARN while it is stale (no
+Levels (docs/architecture.md, conventions): STALE before a sensor's first message; WARN while it is stale (no
 valid message for stale_timeout_s) or after a bad check; ERROR only once `persistence` consecutive
 checks were bad. A check is each message from the sensor (bad: malformed) and each processed frame
 (bad: the sensor was left out of it); a good message or a frame that includes the sensor resets the
@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from ros2_lmd.outputs import DIAG_ERROR, DIAG_OK, DIAG_STALE, DIAG_WARN, StatusRecord
+from ros2_lmd.monitor.status import DIAG_ERROR, DIAG_OK, DIAG_STALE, DIAG_WARN, StatusRecord
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-MODALITIES = ("camera", "radar", "lidar")
+from ros2_lmd.monitor.alerts import alert_config_problems
+from ros2_lmd.sensors.frame import MODALITIES
+
 
 NUSCENES_CAMERAS = (
     "cam_front",
@@ -235,12 +237,7 @@ class MonitorParams:
             if len(getattr(self, name)) != len(self.camera_names):
                 problems.append(f"{name}: {len(getattr(self, name))} topics for "
                                 f"{len(self.camera_names)} camera_names")
-        if self.failed_ratio >= self.degraded_ratio:
-            problems.append(f"failed_ratio: {self.failed_ratio} must be below degraded_ratio "
-                            f"{self.degraded_ratio}")
-        if self.hysteresis_k > self.hysteresis_n:
-            problems.append(f"hysteresis_k: {self.hysteresis_k} exceeds hysteresis_n "
-                            f"{self.hysteresis_n}")
+        problems += alert_config_problems(self)
         if self.extrinsics_source == "config" and not self.extrinsics_file:
             problems.append("extrinsics_file: required when extrinsics_source is config")
         return problems

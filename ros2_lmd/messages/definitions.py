@@ -12,10 +12,10 @@ MESSAGE_NAMES = ("Detection", "DecompositionSummary", "Alert", "AlertArray")
 
 def message_definitions_dir() -> Path:
     """The directory holding the .msg files, wherever the package was installed from."""
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # ros2_lmd/
     candidates = (
-        here / "msg_defs",  # pip install (package data) and the colcon install tree
-        here.parent / "msg",  # source checkout (pip install -e)
+        package / "msg_defs",  # pip install (package data) and the colcon install tree
+        package.parent / "msg",  # source checkout (pip install -e)
     )
     for candidate in candidates:
         if all((candidate / f"{name}.msg").is_file() for name in MESSAGE_NAMES):

@@ -1,7 +1,7 @@
 """ROS 2 smoke check (`ros2-lmd smoke`): an in-process rclpy publisher and subscriber exchange one
 message of each ros2_lmd type over the real middleware, and the received values must equal the
 sent ones. It tells whether rclpy, the middleware and the generated messages work together.
-Besides ros2_lmd.node, this is the one module that imports rclpy; it is only imported on demand.
+Besides ros2_lmd.ros.node, this is the one module that imports rclpy; it is only imported on demand.
 """
 
 from __future__ import annotations

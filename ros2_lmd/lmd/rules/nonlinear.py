@@ -1,7 +1,6 @@
-"""Rules for the non-linear layers: element-wise activations (secant slope, paper eq. 9, with the
-bias-splitting variants of App. C) and normalisation (BatchNorm eq. 10; LayerNorm / InstanceNorm /
-GroupNorm eq. 11 and App. B.3; RMSNorm). Each rule reads the linearisation point from the real
-plane, computes the real output with the original op, and maps the streams linearly."""
+"""Layer-Wise Modality Decomposition rules for the non-linear layers, linearised at the real activation:
+element-wise activations (secant slope, eq. 9; bias splitting, App. C), normalisation (eq. 10, 11,
+App. B.3) and max selections (max pooling, max/min). The real output is always computed by the original op."""
 
 from __future__ import annotations
 
@@ -11,8 +10,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ros2_lmd.lmd.ops_linear import _arg
-from ros2_lmd.lmd.registry import register_rule
+from ros2_lmd.lmd.registry import Rule, register_rule
+from ros2_lmd.lmd.rules.common import arg, as_planes, broadcast_planes, out_shape, shift_dim
 from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor, op_name
 
 T = torch.Tensor
@@ -33,7 +32,7 @@ def _constants_key(args: tuple, kwargs: dict) -> tuple:
                                                   if k != "inplace")
 
 
-def _value_and_slope_at_zero(func: Callable, rest: tuple, kwargs: dict, like: T) -> tuple[T, T, bool]:
+def value_and_slope_at_zero(func: Callable, rest: tuple, kwargs: dict, like: T) -> tuple[T, T, bool]:
     """f(0) (routed to the bias stream) and f'(0) (the slope used where the input is ~0, the limit of
     the secant), the latter by autograd in float64 outside any inference_mode of the caller."""
     key = (func, _constants_key(rest, kwargs), like.dtype, like.device)
@@ -129,7 +128,7 @@ def _activation_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
     rest = args[1:]
     real_in = x._planes[0]
     real_out = func(real_in.clone(), *rest, **kwargs)  # clone: in-place variants must not touch it
-    f0, slope0, f0_is_zero = _value_and_slope_at_zero(func, rest, kwargs, real_in)
+    f0, slope0, f0_is_zero = value_and_slope_at_zero(func, rest, kwargs, real_in)
     # Near A = 0 the secant's numerator cancels; where f(0) = 0 only exact zeros need the slope.
     tol = torch.finfo(real_in.dtype).tiny if f0_is_zero else math.sqrt(torch.finfo(real_in.dtype).eps)
     inplace = func in _INPLACE_ACTIVATIONS or bool(kwargs.get("inplace")) or _positional_inplace(func, args)
@@ -165,15 +164,6 @@ _INPLACE_ACTIVATIONS = {torch.relu_, T.relu_, F.relu_, F.leaky_relu_, F.elu_, F.
                         F.rrelu_, torch.sigmoid_, T.sigmoid_, torch.tanh_, T.tanh_, T.clamp_,
                         torch.clamp_, T.clip_, torch.clip_, F.threshold_}
 
-ACTIVATIONS = [
-    F.relu, torch.relu, T.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu,
-    F.mish, F.softplus, F.sigmoid, torch.sigmoid, T.sigmoid, F.tanh, torch.tanh, T.tanh,
-    F.hardswish, F.hardsigmoid, F.hardtanh, F.logsigmoid, F.softsign, F.tanhshrink, F.hardshrink,
-    F.softshrink, F.rrelu, F.threshold, F.prelu, torch.prelu, torch.clamp, T.clamp, torch.clip, T.clip,
-    torch.abs, T.abs, T.__abs__, torch.erf, T.erf, torch.exp, T.exp,
-] + sorted(_INPLACE_ACTIVATIONS, key=id)
-register_rule(ACTIVATIONS, _activation_rule)
-register_rule([F.softmax, torch.softmax, T.softmax], _softmax_rule)
 
 
 # --- normalisation --------------------------------------------------------------------------------
@@ -199,10 +189,10 @@ def _bn_like(ctx: Context, x: LMDTensor, out_real: T, scale: T, shift: T, channe
 
 def _batch_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     x = args[0]
-    running_mean, running_var = _arg(args, kwargs, 1, "running_mean"), _arg(args, kwargs, 2, "running_var")
-    weight, bias = _arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias")
-    training = _arg(args, kwargs, 5, "training", False)
-    eps = _arg(args, kwargs, 7, "eps", 1e-5)
+    running_mean, running_var = arg(args, kwargs, 1, "running_mean"), arg(args, kwargs, 2, "running_var")
+    weight, bias = arg(args, kwargs, 3, "weight"), arg(args, kwargs, 4, "bias")
+    training = arg(args, kwargs, 5, "training", False)
+    eps = arg(args, kwargs, 7, "eps", 1e-5)
     if training or running_mean is None:
         raise LMDRuleError("batch_norm with batch statistics (training mode, or "
                            "track_running_stats=False) has no LMD rule: call model.eval() on a "
@@ -262,10 +252,10 @@ def _channel_affine(param: T | None, x_dim: int, channel_dim: int) -> T | None:
 
 def _instance_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     x = args[0]
-    running_mean, running_var = _arg(args, kwargs, 1, "running_mean"), _arg(args, kwargs, 2, "running_var")
-    weight, bias = _arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias")
-    use_input_stats = _arg(args, kwargs, 5, "use_input_stats", True)
-    eps = _arg(args, kwargs, 7, "eps", 1e-5)
+    running_mean, running_var = arg(args, kwargs, 1, "running_mean"), arg(args, kwargs, 2, "running_var")
+    weight, bias = arg(args, kwargs, 3, "weight"), arg(args, kwargs, 4, "bias")
+    use_input_stats = arg(args, kwargs, 5, "use_input_stats", True)
+    eps = arg(args, kwargs, 7, "eps", 1e-5)
     real = x._planes[0]
     if not use_input_stats:  # eval with tracked statistics: a fixed affine map, like BatchNorm
         out_real = F.instance_norm(real, running_mean, running_var, weight, bias, False, 0.0, eps)
@@ -281,9 +271,9 @@ def _instance_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict)
 
 def _layer_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     x = args[0]
-    normalized_shape = _arg(args, kwargs, 1, "normalized_shape")
-    weight, bias = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")
-    eps = _arg(args, kwargs, 4, "eps", 1e-5)
+    normalized_shape = arg(args, kwargs, 1, "normalized_shape")
+    weight, bias = arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias")
+    eps = arg(args, kwargs, 4, "eps", 1e-5)
     real = x._planes[0]
     out_real = F.layer_norm(real, normalized_shape, weight, bias, eps)
     k = len(normalized_shape) if isinstance(normalized_shape, (tuple, list, torch.Size)) else 1
@@ -293,9 +283,9 @@ def _layer_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
 
 def _group_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     x = args[0]
-    num_groups = _arg(args, kwargs, 1, "num_groups")
-    weight, bias = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")
-    eps = _arg(args, kwargs, 4, "eps", 1e-5)
+    num_groups = arg(args, kwargs, 1, "num_groups")
+    weight, bias = arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias")
+    eps = arg(args, kwargs, 4, "eps", 1e-5)
     real = x._planes[0]
     out_real = F.group_norm(real, num_groups, weight, bias, eps)
     groups = (real.shape[0], num_groups, -1)
@@ -306,9 +296,9 @@ def _group_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
 def _rms_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     """RMSNorm has no centring: the real RMS is held fixed (the ratio idea); no bias term."""
     x = args[0]
-    normalized_shape = _arg(args, kwargs, 1, "normalized_shape")
-    weight = _arg(args, kwargs, 2, "weight")
-    eps = _arg(args, kwargs, 3, "eps")
+    normalized_shape = arg(args, kwargs, 1, "normalized_shape")
+    weight = arg(args, kwargs, 2, "weight")
+    eps = arg(args, kwargs, 3, "eps")
     p = x._planes
     real = p[0]
     out_real = F.rms_norm(real, normalized_shape, weight, eps)
@@ -323,8 +313,104 @@ def _rms_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> A
     return ctx.wrap(out)
 
 
+# --- max selections: the real activation picks, every plane follows ----------------------------
+
+
+def _max_pool_rule(with_indices: Callable, spatial_dims: int, return_indices_at: int,
+                   always_indices: bool) -> Rule:
+    """The rule for one max-pooling function: `with_indices`, the torch function that also returns
+    the indices, picks the maxima on the real plane and every plane is gathered there.
+    `return_indices_at` is the position of the function's `return_indices` flag; the *_with_indices
+    functions return the indices whatever the flag says (`always_indices`)."""
+
+    def rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+        kw = dict(kwargs)
+        want_indices = kw.pop("return_indices", False)
+        arglist = list(args)
+        if len(arglist) > return_indices_at:
+            want_indices = arglist.pop(return_indices_at)
+        if always_indices:
+            want_indices = True
+        x = arglist[0]
+        p = x._planes
+        values, indices = with_indices(p[0], *arglist[1:], **kw)
+        flat = p.flatten(-spatial_dims)
+        flat_indices = indices.flatten(-spatial_dims)
+        idx = flat_indices.unsqueeze(0).expand(p.shape[0], *([-1] * flat_indices.dim()))
+        out = flat.gather(-1, idx).reshape(p.shape[0], *values.shape)
+        result = ctx.wrap(out)
+        return (result, indices) if want_indices else result
+
+    return rule
+
+
+def _max_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """max / min of one tensor (over a dim or all of it): the real plane picks the element."""
+    x = args[0]
+    dim = arg(args, kwargs, 1, "dim")
+    if isinstance(dim, LMDTensor) or (dim is not None and not isinstance(dim, int)):
+        raise LMDRuleError(f"{op_name(func)} of two decomposed tensors: use torch.maximum")
+    keepdim = arg(args, kwargs, 2, "keepdim", False)
+    p = x._planes
+    selector = torch.max if func in (torch.max, T.max) else torch.min
+    if dim is None:
+        flat = p.flatten(1)
+        index = (flat[0].argmax() if selector is torch.max else flat[0].argmin())
+        return ctx.wrap(flat[:, index])
+    real = selector(p[0], dim=dim, keepdim=True)
+    idx = real.indices.unsqueeze(0).expand(p.shape[0], *real.indices.shape)
+    out = p.gather(shift_dim(dim, p.dim() - 1), idx)
+    if not keepdim:
+        out = out.squeeze(shift_dim(dim, p.dim() - 1))
+        indices = real.indices.squeeze(dim)
+    else:
+        indices = real.indices
+    return torch.return_types.max((ctx.wrap(out), indices)) if selector is torch.max else \
+        torch.return_types.min((ctx.wrap(out), indices))
+
+
+def _maximum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """torch.maximum / minimum: each element takes all planes of the operand that wins on the real plane."""
+    a, b = args[0], arg(args, kwargs, 1, "other")
+    like = a._planes if isinstance(a, LMDTensor) else b._planes
+    shape = out_shape(a, b)
+    pa = broadcast_planes(as_planes(ctx, a, like), shape)
+    pb = broadcast_planes(as_planes(ctx, b, like), shape)
+    pick_a = pa[0] >= pb[0] if func is torch.maximum else pa[0] <= pb[0]
+    return ctx.wrap(torch.where(pick_a, pa, pb))
+
+
+# --- the rule table ---------------------------------------------------------------------------
+
+# element-wise activations (softmax: over a dim, linearised the same way)
+ACTIVATIONS = [
+    F.relu, torch.relu, T.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu,
+    F.mish, F.softplus, F.sigmoid, torch.sigmoid, T.sigmoid, F.tanh, torch.tanh, T.tanh,
+    F.hardswish, F.hardsigmoid, F.hardtanh, F.logsigmoid, F.softsign, F.tanhshrink, F.hardshrink,
+    F.softshrink, F.rrelu, F.threshold, F.prelu, torch.prelu, torch.clamp, T.clamp, torch.clip, T.clip,
+    torch.abs, T.abs, T.__abs__, torch.erf, T.erf, torch.exp, T.exp,
+] + sorted(_INPLACE_ACTIVATIONS, key=id)
+register_rule(ACTIVATIONS, _activation_rule)
+register_rule([F.softmax, torch.softmax, T.softmax], _softmax_rule)
+# normalisation
 register_rule([F.batch_norm], _batch_norm_rule)
 register_rule([F.instance_norm], _instance_norm_rule)
 register_rule([F.layer_norm], _layer_norm_rule)
 register_rule([F.group_norm], _group_norm_rule)
 register_rule([F.rms_norm], _rms_norm_rule)
+# max pooling: (the function, its *_with_indices twin that the rule runs, spatial dims, position of
+# the return_indices flag; both functions take it at the same position)
+_MAX_POOLS = [
+    (F.max_pool1d, F.max_pool1d_with_indices, 1, 6),
+    (F.max_pool2d, F.max_pool2d_with_indices, 2, 6),
+    (F.max_pool3d, F.max_pool3d_with_indices, 3, 6),
+    (F.adaptive_max_pool1d, F.adaptive_max_pool1d_with_indices, 1, 2),
+    (F.adaptive_max_pool2d, F.adaptive_max_pool2d_with_indices, 2, 2),
+    (F.adaptive_max_pool3d, F.adaptive_max_pool3d_with_indices, 3, 2),
+]
+for _pool, _with_indices, _dims, _flag_at in _MAX_POOLS:
+    register_rule(_pool, _max_pool_rule(_with_indices, _dims, _flag_at, always_indices=False))
+    register_rule(_with_indices, _max_pool_rule(_with_indices, _dims, _flag_at, always_indices=True))
+# max / min over a dim or all elements, element-wise maximum / minimum of two values
+register_rule([torch.max, T.max, torch.min, T.min], _max_rule)
+register_rule([torch.maximum, torch.minimum], _maximum_rule)

@@ -1,0 +1,224 @@
+"""Topics in, SensorFrames out, without ROS: which topics feed which sensors (from the monitor
+parameters), converting each message (duck-typed: rclpy or rosbags objects), extrinsics, camera
+calibrations and the time sync. The live node's callbacks and `ros2-lmd analyze`'s bag loop both
+hand every message to one `Ingest`, so live and offline build the same frames by construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ros2_lmd.monitor.params import MonitorParams, ParameterError, read_yaml_mapping
+from ros2_lmd.sensors.camera_info import CameraCalibration, check_image_size
+from ros2_lmd.sensors.errors import SensorDataError
+from ros2_lmd.sensors.frame import POINT_FIELDS
+from ros2_lmd.sensors.image import compressed_to_rgb, image_to_rgb
+from ros2_lmd.sensors.pointcloud2 import read_points
+from ros2_lmd.sensors.stamps import header_stamp_or_nan, stamp_seconds
+from ros2_lmd.sensors.sync import AssemblyResult, FrameAssembler
+from ros2_lmd.sensors.tf import TransformTree
+
+TF_STATIC = "/tf_static"
+
+
+def sensor_name_of_topic(topic: str) -> str:
+    """`/radar_front` -> `radar_front`, `/ns/lidar_top` -> `ns_lidar_top` (diagnostics ids)."""
+    return topic.strip("/").replace("/", "_") or topic
+
+
+@dataclass(frozen=True)
+class InputSensor:
+    """One subscribed sensor: name (assembler key, hardware id), modality, data topic and, for a
+    camera, its CameraInfo topic."""
+
+    name: str
+    modality: str
+    topic: str
+    info_topic: str = ""
+
+
+def input_sensors(params: MonitorParams, modalities: tuple[str, ...]) -> list[InputSensor]:
+    """The sensors of the modalities both configured and known to the model, in parameter order."""
+    sensors = []
+    if "camera" in modalities:
+        sensors += [InputSensor(name, "camera", image, info) for name, image, info in
+                    zip(params.camera_names, params.camera_image_topics, params.camera_info_topics)]
+    if "radar" in modalities:
+        sensors += [InputSensor(sensor_name_of_topic(t), "radar", t) for t in params.radar_topics]
+    if "lidar" in modalities:
+        sensors.append(InputSensor(sensor_name_of_topic(params.lidar_topic), "lidar", params.lidar_topic))
+    names = [s.name for s in sensors]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ParameterError(f"sensor names {duplicates} are used twice (camera_names and topics must be distinct)")
+    return sensors
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A converted message: header stamp, payload (RGB image, or (N, fields) points in the sensor
+    frame), a problem that did not stop its use (a failed check) and a note (normal but worth a log)."""
+
+    stamp: float
+    payload: np.ndarray
+    problem: str = ""
+    note: str = ""
+
+
+def convert_reading(sensor: InputSensor, msg: Any, calibration: CameraCalibration | None) -> Reading:
+    """Convert one sensor message (Image or CompressedImage, checked against its CameraInfo size;
+    PointCloud2 parsed by field names). A message that cannot be used raises SensorDataError naming
+    the topic and the reason."""
+    stamp = stamp_seconds(msg.header)
+    if sensor.modality == "camera":
+        decode = compressed_to_rgb if hasattr(msg, "format") else image_to_rgb
+        rgb = decode(msg, sensor.topic)
+        if calibration is not None:
+            check_image_size(rgb.shape[:2], calibration, sensor.topic)
+        return Reading(stamp, rgb)
+    cloud = read_points(msg, POINT_FIELDS[sensor.modality], sensor.topic)
+    if not cloud.dropped_nonfinite:
+        return Reading(stamp, cloud.points)
+    reason = f"{cloud.dropped_nonfinite} of {cloud.total_points} points have NaN/inf values (dropped)"
+    if getattr(msg, "is_dense", False):
+        # is_dense promises finite points: the sender is wrong, a failed check; the finite points
+        # are still used.
+        return Reading(stamp, cloud.points, problem=f"{reason} although is_dense is true")
+    # An organised cloud marks missing returns with NaN (is_dense false): normal.
+    return Reading(stamp, cloud.points, note=reason)
+
+
+def frame_assembler(params: MonitorParams, sensors: list[InputSensor],
+                    extrinsics: TransformTree) -> FrameAssembler:
+    """The time sync configured by the node parameters (live and offline alike). The fallback key
+    applies when its modality is among the subscribed sensors."""
+    modalities = {s.modality for s in sensors}
+    fallback = params.key_fallback if params.key_fallback in modalities else None
+    return FrameAssembler(sensors, params.sync_tolerance_s, extrinsics, key_sensor=params.key_sensor,
+                          base_frame=params.base_frame, max_delay_s=params.sync_max_delay_s,
+                          key_fallback=fallback, key_gap_s=params.key_gap_s)
+
+
+def extrinsics_from_file(path: str, base_frame: str) -> TransformTree:
+    """The extrinsics file of the `extrinsics_file` parameter (frame id -> pose)."""
+    document = read_yaml_mapping(path, "a mapping of frame ids to poses", label="extrinsics_file")
+    return TransformTree.from_config(dict(document), base_frame=base_frame, source=path)
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    """What became of one message. `kind`: reading, camera_info, tf or ignored (a topic nobody
+    asked for). `error`: the message could not be used (for a key-sensor reading, its frame is
+    dropped with this reason); `problem`: it was used but failed a check; `note`: normal but worth
+    a log line. `sensor` is None for /tf_static and ignored topics."""
+
+    topic: str
+    kind: str
+    sensor: InputSensor | None = None
+    stamp: float = math.nan
+    error: str = ""
+    problem: str = ""
+    note: str = ""
+
+    @property
+    def bad(self) -> str:
+        """The reason this message counts as bad (error or problem), or empty."""
+        return self.error or self.problem
+
+
+class Ingest:
+    """Topics in, frames out for one run: the sensors of the parameters, their calibrations, the
+    extrinsics (from /tf_static or the extrinsics file) and the FrameAssembler. Not thread-safe:
+    the caller serialises `on_message` and `pop_ready` (the node holds its lock)."""
+
+    def __init__(self, params: MonitorParams, modalities: tuple[str, ...]) -> None:
+        self.params = params
+        self.modalities = modalities
+        if params.extrinsics_source == "config":
+            self.extrinsics = extrinsics_from_file(params.extrinsics_file, params.base_frame)
+        else:
+            self.extrinsics = TransformTree()
+        self.sensors = input_sensors(params, modalities)
+        self.by_topic = {s.topic: s for s in self.sensors}
+        self.by_info_topic = {s.info_topic: s for s in self.sensors if s.info_topic}
+        self.calibrations: dict[str, CameraCalibration] = {}
+        self.assembler = frame_assembler(params, self.sensors, self.extrinsics)
+
+    @property
+    def key_sensor(self) -> str:
+        return self.assembler.key_sensor
+
+    @property
+    def frames_pending(self) -> int:
+        return self.assembler.frames_pending
+
+    def topics(self) -> dict[str, str]:
+        """topic -> the kind of message expected there (image, camera_info, points, tf)."""
+        out = {TF_STATIC: "tf"} if self.params.extrinsics_source == "tf_static" else {}
+        for s in self.sensors:
+            out[s.topic] = "image" if s.modality == "camera" else "points"
+            if s.info_topic:
+                out[s.info_topic] = "camera_info"
+        return out
+
+    def on_message(self, topic: str, msg: Any) -> MessageOutcome:
+        """Take one message of `topic`; never raises for bad message content."""
+        if topic == TF_STATIC and self.params.extrinsics_source == "tf_static":
+            try:
+                self.extrinsics.add_tf_message(msg, topic)
+            except SensorDataError as error:
+                return MessageOutcome(topic, "tf", error=error.reason)
+            return MessageOutcome(topic, "tf")
+        if topic in self.by_info_topic:
+            sensor = self.by_info_topic[topic]
+            try:
+                self.calibrations[sensor.name] = self.assembler.add_camera_info(sensor.name, msg, topic)
+            except SensorDataError as error:
+                return MessageOutcome(topic, "camera_info", sensor, header_stamp_or_nan(msg),
+                                      error=error.reason)
+            return MessageOutcome(topic, "camera_info", sensor, header_stamp_or_nan(msg))
+        sensor = self.by_topic.get(topic)
+        if sensor is None:
+            return MessageOutcome(topic, "ignored")
+        try:
+            reading = convert_reading(sensor, msg, self.calibrations.get(sensor.name))
+            self.assembler.add(sensor.name, reading.stamp, reading.payload, str(msg.header.frame_id))
+        except SensorDataError as error:
+            stamp = header_stamp_or_nan(msg)
+            if sensor.name == self.key_sensor:
+                # a key-sensor message that cannot be used is a frame that cannot be built
+                self.assembler.refuse_key(stamp, f"{topic}: {error.reason}", malformed=True)
+            return MessageOutcome(topic, "reading", sensor, stamp, error=error.reason)
+        return MessageOutcome(topic, "reading", sensor, reading.stamp, problem=reading.problem,
+                              note=reading.note)
+
+    def pop_ready(self, now_stamp: float | None = None) -> list[AssemblyResult]:
+        return self.assembler.pop_ready(now_stamp)
+
+    def flush(self) -> list[AssemblyResult]:
+        return self.assembler.flush()
+
+
+def ingest_for_model(params: MonitorParams, model: Any, *, adapt_key_sensor: bool = False
+                     ) -> tuple[Ingest, list[str]]:
+    """The Ingest of `params` for `model`'s inputs, and the configured modalities the model does
+    not take (not subscribed). A key sensor the model does not take is an error, or, with
+    `adapt_key_sensor` (offline analysis of any bag), replaced by the model's last modality."""
+    unknown = sorted({n.lower() for n in params.camera_names} - set(model.config.camera_names))
+    if "camera" in params.modalities and "camera" in model.modalities and unknown:
+        raise ParameterError(f"camera_names: {unknown} are not cameras of model "
+                             f"{params.model} ({list(model.config.camera_names)})")
+    modalities = tuple(m for m in params.modalities if m in model.modalities)
+    if params.key_sensor not in modalities:
+        if not adapt_key_sensor or not modalities:
+            raise ParameterError(f"key_sensor: {params.key_sensor} is not a modality of model "
+                                 f"{params.model} ({list(model.modalities)}) among modalities "
+                                 f"{list(params.modalities)}")
+        key = modalities[-1]
+        fallback = "none" if params.key_fallback == key else params.key_fallback
+        params = replace(params, key_sensor=key, key_fallback=fallback)
+    ignored = sorted(set(params.modalities) - set(model.modalities))
+    return Ingest(params, modalities), ignored

@@ -1,0 +1,56 @@
+"""Health statuses without ROS, as /diagnostics will carry them: the DiagnosticStatus levels, one
+record per status, and the per-modality statuses from the alert engine's state (per sensor:
+monitor.sensor_health; the monitor's own: the node). ros2_lmd.messages.outputs.diagnostic_array
+turns records into a DiagnosticArray."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from ros2_lmd.monitor.report import FrameReport
+
+# diagnostic_msgs/DiagnosticStatus levels.
+DIAG_OK, DIAG_WARN, DIAG_ERROR, DIAG_STALE = 0, 1, 2, 3
+
+
+@dataclass
+class StatusRecord:
+    """One diagnostic_msgs/DiagnosticStatus, without ROS."""
+
+    name: str
+    hardware_id: str
+    level: int
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+MODALITY_STATE_LEVELS = {"ok": DIAG_OK, "degraded": DIAG_WARN, "failed": DIAG_ERROR,
+                         "missing": DIAG_WARN}
+
+
+def modality_statuses(modalities: Sequence[str], report: FrameReport | None,
+                      states: Mapping[str, str], ratios: Mapping[str, float]) -> list[StatusRecord]:
+    """One status per modality from the latest report and the alert engine's state
+    (`pipeline.alerts.states()`, `health_ratios(pipeline)`). STALE before the first frame."""
+    records = []
+    for modality in modalities:
+        name = f"ros2_lmd: {modality} contribution"
+        if report is None:
+            records.append(StatusRecord(name, modality, DIAG_STALE, "no frame processed yet",
+                                        {"state": "unknown"}))
+            continue
+        state = states.get(modality, "ok")
+        share = float(report.shares.get(modality, 0.0))
+        ratio = float(ratios.get(modality, 1.0))
+        message = {"ok": "contributing normally",
+                   "degraded": f"contribution degraded ({ratio:.0%} of baseline)",
+                   "failed": f"contribution collapsed ({ratio:.0%} of baseline)",
+                   "missing": "no data within sync tolerance"}.get(state, state)
+        records.append(StatusRecord(name, modality, MODALITY_STATE_LEVELS.get(state, DIAG_WARN),
+                                    message, {
+                                        "state": state, "share": f"{share:.3f}",
+                                        "contribution_ratio": f"{ratio:.3f}",
+                                        "present": str(bool(report.present.get(modality, True))).lower(),
+                                        "energy": f"{float(report.energy.get(modality, 0.0)):.4g}"}))
+    return records

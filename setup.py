@@ -7,17 +7,18 @@ from setuptools import find_packages, setup
 setup(
     name="ros2_lmd",
     version="0.1.0",
-    description="Runtime monitor for camera-radar-LiDAR BEV fusion with Layer-Wise Modality "
-                "Decomposition",
+    description="Runtime monitor for camera-radar-LiDAR BEV fusion with Layer-Wise Modality Decomposition",
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["ros2_lmd", "ros2_lmd.*"]) + ["ros2_lmd.msg_defs"],
     # The .msg files ship as package data (ros2_lmd/msg_defs/*.msg) so offline tools can register
     # them with rosbags without a colcon build: see ros2_lmd/interfaces.py.
     package_dir={"ros2_lmd.msg_defs": "msg"},
-    package_data={"ros2_lmd.msg_defs": ["*.msg"],
-                  # the trained default models (small safetensors files and their JSON configs)
-                  "ros2_lmd.models": ["weights/*.safetensors", "weights/*.json", "weights/*.md"]},
+    package_data={
+        "ros2_lmd.msg_defs": ["*.msg"],
+        # the trained default models (small safetensors files and their JSON configs)
+        "ros2_lmd.models": ["weights/*.safetensors", "weights/*.json", "weights/*.md"],
+    },
     # Ranges, not pins: requirements.txt pins the development environment. Install torch first
     # where a specific build is wanted (pip would otherwise pick its default one).
     install_requires=[

@@ -19,7 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--model", default="compact_crl")
     parser.add_argument("--batches", default="1,4")
@@ -35,16 +37,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bag = Path(tmp) / "drive.mcap"
         simulate_to_bag(bag, duration_s=args.duration, seed=5, progress=False)
-        print(f"{cpu_cores()} CPU cores; {args.duration:g} s drive (10 Hz, cameras 448x256), model {args.model}")
+        print(
+            f"{cpu_cores()} CPU cores; {args.duration:g} s drive (10 Hz, cameras 448x256), model {args.model}"
+        )
         for workers in (int(w) for w in args.workers.split(",")):
             for batch in (int(b) for b in args.batches.split(",")):
                 t0 = time.perf_counter()
-                result = analyze(bag, model, Path(tmp) / f"out{batch}-{workers}", batch=batch,
-                                 workers=workers, progress=False)
+                result = analyze(
+                    bag,
+                    model,
+                    Path(tmp) / f"out{batch}-{workers}",
+                    batch=batch,
+                    workers=workers,
+                    progress=False,
+                )
                 elapsed = time.perf_counter() - t0
-                print(f"workers {workers} x {max(1, cpu_cores() // workers)} threads, batch {batch}: "
-                      f"{result.processed} frames in {elapsed:.1f} s = {result.processed / elapsed:.1f} "
-                      f"frames/s ({result.processed / elapsed / 10:.2f}x real time)", flush=True)
+                print(
+                    f"workers {workers} x {max(1, cpu_cores() // workers)} threads, batch {batch}: "
+                    f"{result.processed} frames in {elapsed:.1f} s = {result.processed / elapsed:.1f} "
+                    f"frames/s ({result.processed / elapsed / 10:.2f}x real time)",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,9 @@ def _setup(args):
 
 def _run_one(args) -> dict:
     import torch
+    from two_pass_lmd import two_pass_decompose
 
     from ros2_lmd.lmd import RuleVariants, decompose
-    from two_pass_lmd import two_pass_decompose
 
     model, features = _setup(args)
     # the same network on M + 1 samples stacked in the batch: the work a derived-bias decomposition
@@ -76,21 +76,30 @@ def _run_one(args) -> dict:
         baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         call()
         sync()
-        peak = (torch.cuda.max_memory_allocated() - before if cuda
-                else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss) * 1024)
+        peak = (
+            torch.cuda.max_memory_allocated() - before
+            if cuda
+            else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss) * 1024
+        )
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             call()
             sync()
             times.append(time.perf_counter() - t0)
-    return {"method": args.method, "median_s": statistics.median(times), "min_s": min(times),
-            "peak_bytes": peak, "rss_peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    return {
+        "method": args.method,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "peak_bytes": peak,
+        "rss_peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--channels", type=int, default=128)
     parser.add_argument("--modalities", type=int, default=2)
@@ -105,28 +114,47 @@ def main() -> None:
 
     results = {}
     for method in METHODS:
-        cmd = [sys.executable, __file__, "--method", method, "--size", str(args.size), "--channels",
-               str(args.channels), "--modalities", str(args.modalities), "--device", args.device,
-               "--repeats", str(args.repeats)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--method",
+            method,
+            "--size",
+            str(args.size),
+            "--channels",
+            str(args.channels),
+            "--modalities",
+            str(args.modalities),
+            "--device",
+            args.device,
+            "--repeats",
+            str(args.repeats),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
         results[method] = json.loads(out.stdout.strip().splitlines()[-1])
     base = results["fn"]["median_s"]
     m = args.modalities
-    threads = os.environ.get('OMP_NUM_THREADS', 'default')
-    print(f"LMD benchmark: Simple-BEV-like decoder, {args.size}x{args.size} BEV, {args.channels} channels, "
-          f"M={m} modalities, device={args.device}, torch threads={threads}, median of {args.repeats}")
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    print(
+        f"LMD benchmark: Simple-BEV-like decoder, {args.size}x{args.size} BEV, {args.channels} channels, "
+        f"M={m} modalities, device={args.device}, torch threads={threads}, median of {args.repeats}"
+    )
     print(f"{'method':<22}{'median s':>10}{'x fn':>8}{'peak extra MiB':>16}{'process peak RSS MiB':>22}")
     for method, r in results.items():
-        print(f"{method:<22}{r['median_s']:>10.3f}{r['median_s'] / base:>8.2f}"
-              f"{r['peak_bytes'] / 2**20:>16.0f}{r['rss_peak_bytes'] / 2**20:>22.0f}")
+        print(
+            f"{method:<22}{r['median_s']:>10.3f}{r['median_s'] / base:>8.2f}"
+            f"{r['peak_bytes'] / 2**20:>16.0f}{r['rss_peak_bytes'] / 2**20:>22.0f}"
+        )
     floor = (m + 1) * base
     derived = results["decompose_derived"]["median_s"]
     two_pass = results["two_pass"]["median_s"]
     print(f"decompose (derived) vs the (M+1) x fn floor: {derived / floor:.3f} (target <= 1.15)")
     stacked = results["fn_stacked"]["median_s"]
     print(f"decompose (derived) vs fn on M+1 stacked samples: {derived / stacked:.3f}")
-    print(f"decompose (derived) vs two-pass: {derived / two_pass:.3f} "
-          f"({(1 - derived / two_pass) * 100:.0f}% faster; target >= 20%)")
+    print(
+        f"decompose (derived) vs two-pass: {derived / two_pass:.3f} "
+        f"({(1 - derived / two_pass) * 100:.0f}% faster; target >= 20%)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
 

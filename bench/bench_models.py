@@ -14,7 +14,7 @@ import json
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,15 +33,30 @@ def nuscenes_like_frame(seed: int = 0) -> SensorFrame:
     for name, yaw_deg in zip(NUSCENES_CAMERAS, (55, 0, -55, 110, 180, -110)):
         yaw = np.deg2rad(yaw_deg)
         T = np.eye(4)
-        T[:3, :3] = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]) @ R_BASE_OPTICAL
+        T[:3, :3] = (
+            np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+            @ R_BASE_OPTICAL
+        )
         T[:3, 3] = (1.0, 0.0, 1.5)
         K = np.array([[1266.0, 0, 816.0], [0, 1266.0, 491.0], [0, 0, 1]])
         cameras.append(CameraImage(name, rng.integers(0, 255, (H, W, 3), dtype=np.uint8), K, T))
     n_lidar, n_radar = 34_000, 600
-    lidar = np.concatenate([rng.normal(0, 20, (n_lidar, 2)), rng.uniform(-2, 3, (n_lidar, 1)),
-                            rng.uniform(0, 255, (n_lidar, 1))], axis=1)
-    radar = np.concatenate([rng.uniform(-60, 60, (n_radar, 2)), rng.uniform(-1, 2, (n_radar, 1)),
-                            rng.normal(0, 5, (n_radar, 3))], axis=1)
+    lidar = np.concatenate(
+        [
+            rng.normal(0, 20, (n_lidar, 2)),
+            rng.uniform(-2, 3, (n_lidar, 1)),
+            rng.uniform(0, 255, (n_lidar, 1)),
+        ],
+        axis=1,
+    )
+    radar = np.concatenate(
+        [
+            rng.uniform(-60, 60, (n_radar, 2)),
+            rng.uniform(-1, 2, (n_radar, 1)),
+            rng.normal(0, 5, (n_radar, 3)),
+        ],
+        axis=1,
+    )
     return SensorFrame(stamp=0.0, cameras=cameras, radar=radar, lidar=lidar)
 
 
@@ -101,16 +116,22 @@ def main() -> None:
         repeats = 3 if name.startswith("simplebev") else args.repeats
         r = bench(name, repeats, with_lmd=not args.no_lmd and not name.startswith("simplebev"))
         results.append(r)
-        def ms(stage: str) -> str:
+
+        def ms(stage: str, r: dict = r) -> str:
             value = r.get(stage)
             return f"{value['median_ms']:.1f} ({value['min_ms']:.1f})" if isinstance(value, dict) else "-"
-        print(f"{name:14s} params {r['params_total']:>10,d} (fuse {r['params_fuse']:>9,d})  "
-              f"prepare {ms('prepare')}  encode {ms('encode')}  fuse {ms('fuse')}  lmd {ms('lmd')}  "
-              "ms median (min)"
-              + (f"  conservation {r['lmd_conservation_error']:.1e}" if "lmd_conservation_error" in r else ""))
+
+        print(
+            f"{name:14s} params {r['params_total']:>10,d} (fuse {r['params_fuse']:>9,d})  "
+            f"prepare {ms('prepare')}  encode {ms('encode')}  fuse {ms('fuse')}  lmd {ms('lmd')}  "
+            "ms median (min)"
+            + (f"  conservation {r['lmd_conservation_error']:.1e}" if "lmd_conservation_error" in r else "")
+        )
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"threads": args.threads, "torch": torch.__version__, "results": results}, handle, indent=2)
+            json.dump(
+                {"threads": args.threads, "torch": torch.__version__, "results": results}, handle, indent=2
+            )
 
 
 if __name__ == "__main__":

@@ -51,9 +51,11 @@ def pipeline_alone(model: str, frames, threads: int) -> str:
     reports = [pipeline.process(f) for f in frames]
     elapsed = time.perf_counter() - t0
     latency = np.array([r.latency_ms for r in reports])
-    return (f"pipeline alone, {threads} thread(s): {len(reports) / elapsed:.1f} frames/s; latency p50 "
-            f"{np.percentile(latency, 50):.0f} ms, p95 {np.percentile(latency, 95):.0f} ms; "
-            f"{stage_table(reports)}")
+    return (
+        f"pipeline alone, {threads} thread(s): {len(reports) / elapsed:.1f} frames/s; latency p50 "
+        f"{np.percentile(latency, 50):.0f} ms, p95 {np.percentile(latency, 95):.0f} ms; "
+        f"{stage_table(reports)}"
+    )
 
 
 def live_node(bag: Path, model: str, workers: int, threads: int, key_frames: int, duration: float) -> str:
@@ -69,26 +71,38 @@ def live_node(bag: Path, model: str, workers: int, threads: int, key_frames: int
     domain = random.randint(100, 199)
     context = Context()
     rclpy.init(context=context, domain_id=domain)
-    node = MonitorNode(context=context, parameter_overrides=[
-        Parameter("model", value=model), Parameter("inference_workers", value=workers),
-        Parameter("cpu_threads", value=threads)])
+    node = MonitorNode(
+        context=context,
+        parameter_overrides=[
+            Parameter("model", value=model),
+            Parameter("inference_workers", value=workers),
+            Parameter("cpu_threads", value=threads),
+        ],
+    )
     reports, latencies = [], []
     node.report_listeners.append(lambda frame, report: reports.append(report))
     probe = rclpy.create_node("bench_probe", context=context)
-    probe.create_subscription(DecompositionSummary, "/lmd/decomposition",
-                              lambda msg: latencies.append(msg.latency_ms), 100)
+    probe.create_subscription(
+        DecompositionSummary, "/lmd/decomposition", lambda msg: latencies.append(msg.latency_ms), 100
+    )
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     executor.add_node(probe)
     try:
-        if (node.trigger_configure() != TransitionCallbackReturn.SUCCESS
-                or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
+        if (
+            node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+            or node.trigger_activate() != TransitionCallbackReturn.SUCCESS
+        ):
             raise RuntimeError("the monitor node failed to configure/activate")
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
-        subprocess.run([sys.executable, "-m", "ros2_lmd.cli", "play", str(bag), "--rate", "1",
-                        "--delay", "3"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "ros2_lmd.cli", "play", str(bag), "--rate", "1", "--delay", "3"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         time.sleep(1.5)  # the last frames
         received = node.sensor_health.messages("lidar_top")
         processed, drops = node.frames_processed, node.drop_counts()
@@ -101,14 +115,18 @@ def live_node(bag: Path, model: str, workers: int, threads: int, key_frames: int
         rclpy.try_shutdown(context=context)
     lat = np.array(latencies or [np.nan])
     label = f"{workers} worker(s) x {threads} thread(s)"
-    return (f"live node, {label}: {processed} of {key_frames} sweeps processed "
-            f"({processed / duration:.1f} frames/s), {received} received, dropped {drops or 0}; "
-            f"end-to-end latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms; "
-            f"{stage_table(reports) if reports else 'no frames'}")
+    return (
+        f"live node, {label}: {processed} of {key_frames} sweeps processed "
+        f"({processed / duration:.1f} frames/s), {received} received, dropped {drops or 0}; "
+        f"end-to-end latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms; "
+        f"{stage_table(reports) if reports else 'no frames'}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--model", default="compact_crl")
     args = parser.parse_args()
@@ -120,8 +138,10 @@ def main() -> None:
     from ros2_lmd.sim import simulate_drive
 
     cores = cpu_cores()
-    print(f"torch {torch.__version__}, {cores} CPU cores, model {args.model}, "
-          f"{args.duration:g} s drive at 10 Hz, cameras 448x256")
+    print(
+        f"torch {torch.__version__}, {cores} CPU cores, model {args.model}, "
+        f"{args.duration:g} s drive at 10 Hz, cameras 448x256"
+    )
     frames = [f.to_sensor_frame() for f in simulate_drive(3, duration_s=args.duration)]
     for threads in sorted({1, cores}):
         print(pipeline_alone(args.model, frames, threads), flush=True)

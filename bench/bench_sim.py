@@ -19,8 +19,10 @@ def bench_drive(config: SimConfig, duration: float, rate: float, seed: int) -> f
     n = sum(1 for _ in simulate_drive(seed, duration_s=duration, rate_hz=rate, config=config))
     wall = time.perf_counter() - t0
     fps = n / wall
-    print(f"  {n} frames in {wall:.2f} s: {fps:.1f} frames/s, {duration / wall:.2f}x real time "
-          f"({1000 * wall / n:.1f} ms/frame)")
+    print(
+        f"  {n} frames in {wall:.2f} s: {fps:.1f} frames/s, {duration / wall:.2f}x real time "
+        f"({1000 * wall / n:.1f} ms/frame)"
+    )
     return fps
 
 
@@ -54,8 +56,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     default = SimConfig()
-    print(f"drive {args.duration:g} s @ {args.rate:g} Hz, all sensors, cameras "
-          f"{default.camera_width}x{default.camera_height}, LiDAR 32x{default.lidar_azimuth_steps}:")
+    print(
+        f"drive {args.duration:g} s @ {args.rate:g} Hz, all sensors, cameras "
+        f"{default.camera_width}x{default.camera_height}, LiDAR 32x{default.lidar_azimuth_steps}:"
+    )
     bench_drive(default, args.duration, args.rate, args.seed)
     small = replace(default, camera_width=224, camera_height=128)
     print("same drive, cameras 224x128:")

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+
 def _arg(args, kwargs, index, name, default=None):
     return args[index] if len(args) > index else kwargs.get(name, default)
 
@@ -33,7 +34,9 @@ class _RecordPass(TorchFunctionMode):
             return out
         if func is F.instance_norm:
             x = args[0]
-            self.cache.append(torch.rsqrt(x.flatten(2).var(-1, unbiased=False) + _arg(args, kwargs, 7, "eps", 1e-5)))
+            self.cache.append(
+                torch.rsqrt(x.flatten(2).var(-1, unbiased=False) + _arg(args, kwargs, 7, "eps", 1e-5))
+            )
         return func(*args, **kwargs)
 
 
@@ -64,7 +67,11 @@ class _StreamPass(TorchFunctionMode):
                 out[self._bias_rows(out)] += bias.view(1, -1, 1, 1)
             return out
         if func is F.batch_norm:  # identity rule: scale every stream, shift the bias stream
-            x, mean, var = args[0], _arg(args, kwargs, 1, "running_mean"), _arg(args, kwargs, 2, "running_var")
+            x, mean, var = (
+                args[0],
+                _arg(args, kwargs, 1, "running_mean"),
+                _arg(args, kwargs, 2, "running_var"),
+            )
             weight, bias = _arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias")
             eps = _arg(args, kwargs, 7, "eps", 1e-5)
             scale = weight * torch.rsqrt(var + eps)

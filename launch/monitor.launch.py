@@ -7,12 +7,13 @@ Arguments: params_file (default: the installed config/monitor.yaml), use_sim_tim
 (overrides the file's `device` when set), namespace, rviz.
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = "ros2_lmd"
 EXECUTABLE = "monitor"  # installed in lib/ros2_lmd by CMakeLists.txt
@@ -21,49 +22,57 @@ NODE_NAME = "lmd_monitor"
 
 def _monitor_node(context):
     """The monitor node; `device` is passed only when given, so the file's value holds otherwise."""
-    overrides = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower()
-                 in ("true", "1")}
+    overrides = {
+        "use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1")
+    }
     device = LaunchConfiguration("device").perform(context)
     if device:
         overrides["device"] = device
-    return [Node(
-        package=PACKAGE,
-        executable=EXECUTABLE,
-        name=NODE_NAME,
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        output="screen",
-        emulate_tty=True,
-    )]
+    return [
+        Node(
+            package=PACKAGE,
+            executable=EXECUTABLE,
+            name=NODE_NAME,
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[LaunchConfiguration("params_file"), overrides],
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare(PACKAGE)
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=PathJoinSubstitution([share, "config", "monitor.yaml"]),
-            description="ROS 2 parameter file of the monitor node"),
-        DeclareLaunchArgument(
-            "use_sim_time", default_value="false",
-            description="Use /clock (true when replaying a bag with --clock)"),
-        DeclareLaunchArgument(
-            "device", default_value="",
-            description="Inference device: auto, cuda or cpu (empty: the params_file value)"),
-        DeclareLaunchArgument(
-            "namespace", default_value="",
-            description="Namespace of the monitor node"),
-        DeclareLaunchArgument(
-            "rviz", default_value="false",
-            description="Also start rviz2 with config/monitor.rviz"),
-        OpaqueFunction(function=_monitor_node),
-        Node(
-            package="rviz2",
-            executable="rviz2",
-            name="lmd_rviz",
-            arguments=["-d", PathJoinSubstitution([share, "config", "monitor.rviz"])],
-            parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-            condition=IfCondition(LaunchConfiguration("rviz")),
-            output="screen",
-        ),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution([share, "config", "monitor.yaml"]),
+                description="ROS 2 parameter file of the monitor node",
+            ),
+            DeclareLaunchArgument(
+                "use_sim_time",
+                default_value="false",
+                description="Use /clock (true when replaying a bag with --clock)",
+            ),
+            DeclareLaunchArgument(
+                "device",
+                default_value="",
+                description="Inference device: auto, cuda or cpu (empty: the params_file value)",
+            ),
+            DeclareLaunchArgument("namespace", default_value="", description="Namespace of the monitor node"),
+            DeclareLaunchArgument(
+                "rviz", default_value="false", description="Also start rviz2 with config/monitor.rviz"
+            ),
+            OpaqueFunction(function=_monitor_node),
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="lmd_rviz",
+                arguments=["-d", PathJoinSubstitution([share, "config", "monitor.rviz"])],
+                parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+                condition=IfCondition(LaunchConfiguration("rviz")),
+                output="screen",
+            ),
+        ]
+    )

@@ -43,6 +43,8 @@ def _find_generated(package_dir: Path, prefixes: list[str]) -> list[str]:
 
 # Appended, not prepended: modules in this package's own directory always take precedence.
 __path__.extend(  # noqa: F821 (module attribute of a package)
-    _find_generated(Path(__file__).resolve().parent,
-                    [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p])
+    _find_generated(
+        Path(__file__).resolve().parent,
+        [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p],
+    )
 )

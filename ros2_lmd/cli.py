@@ -9,16 +9,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 EXIT_USAGE = 2
 
 
 # --- smoke: is the ROS 2 environment usable? -----------------------------------------------------
 
+
 def _add_smoke(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                        help="seconds to wait for all messages (default: %(default)s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for all messages (default: %(default)s)",
+    )
 
 
 def _run_smoke(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -29,10 +35,13 @@ def _run_smoke(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 # --- monitor: the live node --------------------------------------------------------------------
 
+
 def _add_monitor(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params-file", metavar="FILE",
-                        help="ROS 2 parameter file (e.g. config/monitor.yaml); checked before "
-                             "the node starts")
+    parser.add_argument(
+        "--params-file",
+        metavar="FILE",
+        help="ROS 2 parameter file (e.g. config/monitor.yaml); checked before the node starts",
+    )
 
 
 def _run_monitor(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -52,17 +61,28 @@ def _run_monitor(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 # --- play: publish a rosbag2 (stand-in for `ros2 bag play`) ------------------------------------
 
+
 def _add_play(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
-    parser.add_argument("--rate", type=float, default=1.0, metavar="R",
-                        help="playback speed factor; 0 publishes as fast as possible "
-                             "(default: %(default)s)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="playback speed factor; 0 publishes as fast as possible (default: %(default)s)",
+    )
     parser.add_argument("--loop", action="store_true", help="start again at the end")
-    parser.add_argument("--topics", nargs="+", metavar="TOPIC",
-                        help="publish only these topics (default: all)")
-    parser.add_argument("--delay", type=float, default=0.5, metavar="S",
-                        help="seconds to wait before the first message, so that subscribers "
-                             "are discovered (default: %(default)s)")
+    parser.add_argument(
+        "--topics", nargs="+", metavar="TOPIC", help="publish only these topics (default: all)"
+    )
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="seconds to wait before the first message, so that subscribers "
+        "are discovered (default: %(default)s)",
+    )
 
 
 def _run_play(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -71,11 +91,13 @@ def _run_play(args: argparse.Namespace, ros_args: list[str]) -> int:
         return EXIT_USAGE
     from ros2_lmd.ros import player
 
-    return player.main(args.bag, topics=args.topics, rate=args.rate, loop=args.loop,
-                       delay_s=args.delay, ros_args=ros_args)
+    return player.main(
+        args.bag, topics=args.topics, rate=args.rate, loop=args.loop, delay_s=args.delay, ros_args=ros_args
+    )
 
 
 # --- demo: the whole monitor on a simulated drive -------------------------------------------------
+
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:
     from ros2_lmd.ros.demo import DEFAULT_FAULTS
@@ -85,8 +107,12 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults", default=DEFAULT_FAULTS, metavar="SPEC", help='default: "%(default)s"')
     parser.add_argument("--seed", type=int, default=7, help="default: %(default)s")
     parser.add_argument("--model", default="compact_crl", help="default: %(default)s")
-    parser.add_argument("--rate", type=float, default=None, help="playback speed (default: 0.5, what "
-                        "2 CPU cores keep up with)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="playback speed (default: 0.5, what 2 CPU cores keep up with)",
+    )
 
 
 def _run_demo(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -98,16 +124,30 @@ def _run_demo(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 # --- simulate / analyze: synthetic drives and offline bag analysis --------------------------------
 
+
 def _add_simulate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="rosbag2 directory to create (e.g. drive.mcap); "
-                        "faults.csv is written next to it")
-    parser.add_argument("--duration", type=float, default=20.0, metavar="S", help="seconds (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="rosbag2 directory to create (e.g. drive.mcap); faults.csv is written next to it",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=20.0, metavar="S", help="seconds (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
-    parser.add_argument("--faults", default="", metavar="SPEC",
-                        help='e.g. "camera:blackout@5-9,lidar:dropout@12-16" (target:kind[:param]@start-end)')
-    parser.add_argument("--modalities", default="camera,radar,lidar", help="sensors to record (default: %(default)s)")
+    parser.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help='e.g. "camera:blackout@5-9,lidar:dropout@12-16" (target:kind[:param]@start-end)',
+    )
+    parser.add_argument(
+        "--modalities", default="camera,radar,lidar", help="sensors to record (default: %(default)s)"
+    )
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    parser.add_argument("--camera-size", default="", metavar="WxH", help="camera resolution (default: 448x256)")
+    parser.add_argument(
+        "--camera-size", default="", metavar="WxH", help="camera resolution (default: 448x256)"
+    )
 
 
 def _run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -119,44 +159,62 @@ def _run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
             width, height = (int(v) for v in args.camera_size.lower().split("x"))
             size = (width, height)
         except ValueError:
-            print(f"ros2-lmd simulate: --camera-size must look like 448x256, got {args.camera_size!r}",
-                  file=sys.stderr)
+            print(
+                f"ros2-lmd simulate: --camera-size must look like 448x256, got {args.camera_size!r}",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
     try:
-        result = simulate_to_bag(args.out, args.duration, args.seed, args.faults or None,
-                                 tuple(m.strip() for m in args.modalities.split(",") if m.strip()),
-                                 args.storage, camera_size=size)
+        result = simulate_to_bag(
+            args.out,
+            args.duration,
+            args.seed,
+            args.faults or None,
+            tuple(m.strip() for m in args.modalities.split(",") if m.strip()),
+            args.storage,
+            camera_size=size,
+        )
     except (ValueError, FileExistsError) as error:
         print(f"ros2-lmd simulate: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote {result.frames} frames ({result.messages} messages) to {result.bag} and the fault "
-          f"timeline to {result.faults_csv}")
+    print(
+        f"wrote {result.frames} frames ({result.messages} messages) to {result.bag} and the fault "
+        f"timeline to {result.faults_csv}"
+    )
     return 0
 
 
 def _add_analyze(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
-    parser.add_argument("--model", default="", help="registry name or .safetensors path (default: the "
-                        "params file's model, else compact_crl)")
+    parser.add_argument(
+        "--model",
+        default="",
+        help="registry name or .safetensors path (default: the params file's model, else compact_crl)",
+    )
     parser.add_argument("--params-file", default="", help="node parameter file (topics, thresholds)")
     parser.add_argument("--faults", default="", help="ground-truth faults.csv written by `simulate`")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="model calls in parallel threads (default: the CPU cores; 1 on a GPU)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="model calls in parallel threads (default: the CPU cores; 1 on a GPU)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
 
 
 def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.models.io import load_model
-    from ros2_lmd.monitor.params import ParameterError, load_params_file
-    from ros2_lmd.monitor.params import MonitorParams
+    from ros2_lmd.monitor.params import MonitorParams, ParameterError, load_params_file
     from ros2_lmd.replay.analyze import analyze
     from ros2_lmd.replay.bag import BagError
 
     if args.batch < 1 or args.workers < 0:
-        print(f"ros2-lmd analyze: --batch must be >= 1 and --workers >= 0 (got {args.batch}, "
-              f"{args.workers})", file=sys.stderr)
+        print(
+            f"ros2-lmd analyze: --batch must be >= 1 and --workers >= 0 (got {args.batch}, {args.workers})",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         params = load_params_file(args.params_file) if args.params_file else MonitorParams()
@@ -166,14 +224,25 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     name = args.model or params.model
     model = load_model(name)
     try:
-        result = analyze(args.bag, model, args.out, params, args.faults or None, batch=args.batch,
-                         workers=args.workers, device=args.device, model_name=name)
+        result = analyze(
+            args.bag,
+            model,
+            args.out,
+            params,
+            args.faults or None,
+            batch=args.batch,
+            workers=args.workers,
+            device=args.device,
+            model_name=name,
+        )
     except BagError as error:
         print(f"ros2-lmd analyze: {error}", file=sys.stderr)
         return 1
     skipped = len(result.frames) - result.processed
-    print(f"{len(result.frames)} frames: {result.processed} processed, {skipped} skipped; "
-          f"{len(result.alerts)} alerts; wrote {args.out}/output.mcap, frames.csv, alerts.csv, report.html")
+    print(
+        f"{len(result.frames)} frames: {result.processed} processed, {skipped} skipped; "
+        f"{len(result.alerts)} alerts; wrote {args.out}/output.mcap, frames.csv, alerts.csv, report.html"
+    )
     for topic, reason in result.problems[:20]:
         print(f"  {topic}: {reason}")
     return 0
@@ -181,21 +250,36 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 # --- train: the compact models on synthetic data -------------------------------------------------
 
+
 def _add_train(parser: argparse.ArgumentParser) -> None:
     from ros2_lmd.models.training import TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument("--model", default=defaults.model, help="registry name (default: %(default)s)")
     for name in ("train_frames", "val_frames", "steps", "batch_size", "eval_every", "seed", "threads"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
-                            help="default: %(default)s")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, name),
+            help="default: %(default)s",
+        )
     for name in ("lr", "weight_decay", "modality_dropout", "camera_faults", "pos_weight"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
-                            help="default: %(default)s")
-    parser.add_argument("--out", default="", help="weights path without extension "
-                        "(default: the shipped weights, ros2_lmd/models/weights/<model>)")
-    parser.add_argument("--checkpoint", default="", help="resumable checkpoint "
-                        "(default: .cache/ros2_lmd/<model>.ckpt; an existing one is resumed)")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=getattr(defaults, name),
+            help="default: %(default)s",
+        )
+    parser.add_argument(
+        "--out",
+        default="",
+        help="weights path without extension (default: the shipped weights, ros2_lmd/models/weights/<model>)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default="",
+        help="resumable checkpoint (default: .cache/ros2_lmd/<model>.ckpt; an existing one is resumed)",
+    )
 
 
 def _run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -210,12 +294,21 @@ def _run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 # --- evaluate: the paper's metrics ---------------------------------------------------------------
 
+
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="compact_crl", help="registry name or .safetensors path")
-    parser.add_argument("--frames", type=int, default=24, help="synthetic validation frames (default: %(default)s)")
-    parser.add_argument("--offsets", type=int, default=12, help="perturbation offsets m = 1..N (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="first validation seed offset (default: %(default)s)")
-    parser.add_argument("--methods", default="", help="comma-separated subset of the paper's rows (default: all)")
+    parser.add_argument(
+        "--frames", type=int, default=24, help="synthetic validation frames (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--offsets", type=int, default=12, help="perturbation offsets m = 1..N (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="first validation seed offset (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--methods", default="", help="comma-separated subset of the paper's rows (default: all)"
+    )
     parser.add_argument("--out", required=True, help="output folder")
 
 
@@ -233,8 +326,10 @@ def _run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
         wanted = [m.strip() for m in args.methods.split(",")]
         unknown = sorted(set(wanted) - {m.name for m in methods})
         if unknown:
-            print(f"ros2-lmd evaluate: unknown methods {unknown}; known: {[m.name for m in methods]}",
-                  file=sys.stderr)
+            print(
+                f"ros2-lmd evaluate: unknown methods {unknown}; known: {[m.name for m in methods]}",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         methods = [m for m in methods if m.name in wanted]
     frames = [simulated_sample(VAL_SEED_BASE + args.seed + i)[0] for i in range(args.frames)]
@@ -244,10 +339,13 @@ def _run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 # --- convert-simplebev: official checkpoints to safetensors --------------------------------------
 
+
 def _add_convert_simplebev(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="official Simple-BEV checkpoint (.pth / .ckpt)")
     parser.add_argument("dst", help="output path without extension (writes .safetensors and .json)")
-    parser.add_argument("--variant", default=None, help="c, cr, crm or cl (default: inferred from the weights)")
+    parser.add_argument(
+        "--variant", default=None, help="c, cr, crm or cl (default: inferred from the weights)"
+    )
 
 
 def _run_convert_simplebev(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -264,28 +362,69 @@ def _run_convert_simplebev(args: argparse.Namespace, ros_args: list[str]) -> int
 
 # --- The command ---------------------------------------------------------------------------------
 
-Subcommand = tuple[str, str, Callable[[argparse.ArgumentParser], None],
-                   Callable[[argparse.Namespace, list[str]], int]]
+Subcommand = tuple[
+    str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, list[str]], int]
+]
 
 SUBCOMMANDS: list[Subcommand] = [
-    ("smoke", "check the ROS 2 set-up: publish and receive each ros2_lmd message in-process "
-              "over the real middleware", _add_smoke, _run_smoke),
-    ("monitor", "run the monitor node without the launch system (`--ros-args ...` after the "
-                "options go to ROS)", _add_monitor, _run_monitor),
-    ("play", "publish the messages of a rosbag2 (MCAP or sqlite3) with their recorded timing, "
-             "like `ros2 bag play`", _add_play, _run_play),
-    ("demo", "simulate a drive with sensor faults, play it through ROS 2 to the monitor node, print "
-             "its alerts and write the report", _add_demo, _run_demo),
-    ("simulate", "write a synthetic drive (with injected faults) as a rosbag2 and its fault timeline",
-     _add_simulate, _run_simulate),
-    ("analyze", "analyse a rosbag2 offline: output.mcap, frames.csv, alerts.csv, report.html",
-     _add_analyze, _run_analyze),
-    ("train", "train a compact model on synthetic data (resumable; writes safetensors weights)",
-     _add_train, _run_train),
-    ("evaluate", "the paper's evaluation (perturbation metrics, baselines, rule variants, SHAP, "
-                 "Grad-CAM) on synthetic frames", _add_evaluate, _run_evaluate),
-    ("convert-simplebev", "convert an official Simple-BEV checkpoint to safetensors + JSON",
-     _add_convert_simplebev, _run_convert_simplebev),
+    (
+        "smoke",
+        "check the ROS 2 set-up: publish and receive each ros2_lmd message in-process "
+        "over the real middleware",
+        _add_smoke,
+        _run_smoke,
+    ),
+    (
+        "monitor",
+        "run the monitor node without the launch system (`--ros-args ...` after the options go to ROS)",
+        _add_monitor,
+        _run_monitor,
+    ),
+    (
+        "play",
+        "publish the messages of a rosbag2 (MCAP or sqlite3) with their recorded timing, "
+        "like `ros2 bag play`",
+        _add_play,
+        _run_play,
+    ),
+    (
+        "demo",
+        "simulate a drive with sensor faults, play it through ROS 2 to the monitor node, print "
+        "its alerts and write the report",
+        _add_demo,
+        _run_demo,
+    ),
+    (
+        "simulate",
+        "write a synthetic drive (with injected faults) as a rosbag2 and its fault timeline",
+        _add_simulate,
+        _run_simulate,
+    ),
+    (
+        "analyze",
+        "analyse a rosbag2 offline: output.mcap, frames.csv, alerts.csv, report.html",
+        _add_analyze,
+        _run_analyze,
+    ),
+    (
+        "train",
+        "train a compact model on synthetic data (resumable; writes safetensors weights)",
+        _add_train,
+        _run_train,
+    ),
+    (
+        "evaluate",
+        "the paper's evaluation (perturbation metrics, baselines, rule variants, SHAP, "
+        "Grad-CAM) on synthetic frames",
+        _add_evaluate,
+        _run_evaluate,
+    ),
+    (
+        "convert-simplebev",
+        "convert an official Simple-BEV checkpoint to safetensors + JSON",
+        _add_convert_simplebev,
+        _run_convert_simplebev,
+    ),
 ]
 
 
@@ -293,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ros2-lmd",
         description="Runtime monitor for camera-radar-LiDAR BEV fusion with Layer-Wise Modality "
-                    "Decomposition.")
+        "Decomposition.",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text, add_arguments, run in SUBCOMMANDS:
         subparser = subparsers.add_parser(name, help=help_text, description=help_text)

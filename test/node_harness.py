@@ -13,27 +13,26 @@ import random
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 import rclpy
+import tf2_msgs.msg
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 
-import tf2_msgs.msg
-
 from ros2_lmd.geometry.grid import BEVGrid
-from ros2_lmd.ros.node import MonitorNode
+from ros2_lmd.messages.types import RclpyTypes, header_msg, time_msg
 from ros2_lmd.monitor.params import NUSCENES_CAMERAS, NUSCENES_RADARS
+from ros2_lmd.ros.node import MonitorNode
 from ros2_lmd.sensors.camera_info import make_camera_info
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS
 from ros2_lmd.sensors.image import make_compressed_image, make_image
-from ros2_lmd.messages.types import RclpyTypes, header_msg, time_msg
 from ros2_lmd.sensors.pointcloud2 import make_pointcloud2
 from ros2_lmd.sensors.tf import make_tf_message
 
@@ -42,27 +41,44 @@ TINY_GRID = BEVGrid(-8.0, 8.0, -8.0, 6.0, 0.5)  # 32 x 28 cells: nx != ny catche
 
 # Camera optical frame (z forward, x right, y down) in a forward-looking body frame.
 _R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-_CAMERA_YAW = {"cam_front": 0.0, "cam_front_right": -0.96, "cam_front_left": 0.96,
-               "cam_back": np.pi, "cam_back_left": 1.9, "cam_back_right": -1.9}
-_RADAR_POSE = {"radar_front": (3.6, 0.0, 0.0), "radar_front_left": (3.4, 0.6, 1.57),
-               "radar_front_right": (3.4, -0.6, -1.57), "radar_back_left": (-0.6, 0.6, 3.14),
-               "radar_back_right": (-0.6, -0.6, 3.14)}
+_CAMERA_YAW = {
+    "cam_front": 0.0,
+    "cam_front_right": -0.96,
+    "cam_front_left": 0.96,
+    "cam_back": np.pi,
+    "cam_back_left": 1.9,
+    "cam_back_right": -1.9,
+}
+_RADAR_POSE = {
+    "radar_front": (3.6, 0.0, 0.0),
+    "radar_front_left": (3.4, 0.6, 1.57),
+    "radar_front_right": (3.4, -0.6, -1.57),
+    "radar_back_left": (-0.6, 0.6, 3.14),
+    "radar_back_right": (-0.6, -0.6, 3.14),
+}
 
 
 def tiny_model(directory: Path, name: str = "compact_crl") -> str:
     """Save a small untrained model (tiny grid, 16x32 camera input) and return its path."""
     from ros2_lmd.models import build_model, save_model
 
-    model = build_model(name, grid=TINY_GRID, image_size=(16, 32), camera_widths=[4, 4, 4],
-                        camera_channels=2, fusion_channels=4, decoder_channels=[4, 4],
-                        head_channels=4, lift_z_bins=2)
+    model = build_model(
+        name,
+        grid=TINY_GRID,
+        image_size=(16, 32),
+        camera_widths=[4, 4, 4],
+        camera_channels=2,
+        fusion_channels=4,
+        decoder_channels=[4, 4],
+        head_channels=4,
+        lift_z_bins=2,
+    )
     path = Path(directory) / name
     save_model(model, path)
     return str(path)
 
 
-def _yaw_transform(x: float, y: float, z: float, yaw: float,
-                   R_local: np.ndarray | None = None) -> np.ndarray:
+def _yaw_transform(x: float, y: float, z: float, yaw: float, R_local: np.ndarray | None = None) -> np.ndarray:
     c, s = np.cos(yaw), np.sin(yaw)
     T = np.eye(4)
     R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
@@ -115,12 +131,14 @@ class SensorRig:
 
     def transforms(self) -> list[tuple[str, str, np.ndarray]]:
         """(parent, child, T_parent_child) of every sensor."""
-        entries = [(self.base_frame, cam,
-                    _yaw_transform(1.0, 0.0, 1.5, _CAMERA_YAW.get(cam, 0.0), _R_BODY_OPTICAL))
-                   for cam in self.cameras]
-        entries += [(self.base_frame, radar, _yaw_transform(*_RADAR_POSE[radar][:2], 0.5,
-                                                            _RADAR_POSE[radar][2]))
-                    for radar in self.radars]
+        entries = [
+            (self.base_frame, cam, _yaw_transform(1.0, 0.0, 1.5, _CAMERA_YAW.get(cam, 0.0), _R_BODY_OPTICAL))
+            for cam in self.cameras
+        ]
+        entries += [
+            (self.base_frame, radar, _yaw_transform(*_RADAR_POSE[radar][:2], 0.5, _RADAR_POSE[radar][2]))
+            for radar in self.radars
+        ]
         entries.append((self.base_frame, self.lidar, _yaw_transform(0.9, 0.0, 1.8, 0.0)))
         return entries
 
@@ -133,8 +151,8 @@ class SensorRig:
     def image(self, camera: str, stamp: float, hw: tuple[int, int] | None = None) -> Any:
         h, w = hw or self.image_hw
         rgb = np.zeros((h, w, 3), np.uint8)
-        rgb[h // 2:, :] = (90, 90, 90)  # road
-        rgb[h // 3:h // 2 + 2, w // 3:w // 2] = self.rng.integers(0, 255, 3, dtype=np.uint8)
+        rgb[h // 2 :, :] = (90, 90, 90)  # road
+        rgb[h // 3 : h // 2 + 2, w // 3 : w // 2] = self.rng.integers(0, 255, 3, dtype=np.uint8)
         header = self.header(stamp, camera)
         if self.compressed:
             return make_compressed_image(self.types, header, rgb)
@@ -172,11 +190,15 @@ class SensorRig:
 
 
 OUTPUT_TYPES = {
-    "bev/fused": "nav_msgs/msg/OccupancyGrid", "bev/camera": "nav_msgs/msg/OccupancyGrid",
-    "bev/radar": "nav_msgs/msg/OccupancyGrid", "bev/lidar": "nav_msgs/msg/OccupancyGrid",
-    "bev/bias": "nav_msgs/msg/OccupancyGrid", "bev_image": "sensor_msgs/msg/Image",
+    "bev/fused": "nav_msgs/msg/OccupancyGrid",
+    "bev/camera": "nav_msgs/msg/OccupancyGrid",
+    "bev/radar": "nav_msgs/msg/OccupancyGrid",
+    "bev/lidar": "nav_msgs/msg/OccupancyGrid",
+    "bev/bias": "nav_msgs/msg/OccupancyGrid",
+    "bev_image": "sensor_msgs/msg/Image",
     "markers": "visualization_msgs/msg/MarkerArray",
-    "decomposition": "ros2_lmd/msg/DecompositionSummary", "alerts": "ros2_lmd/msg/AlertArray",
+    "decomposition": "ros2_lmd/msg/DecompositionSummary",
+    "alerts": "ros2_lmd/msg/AlertArray",
 }
 
 
@@ -187,14 +209,26 @@ class MonitorHarness:
     `received[key]` lists (monotonic receive time, message) per output key (OUTPUT_TYPES keys and
     `diagnostics`)."""
 
-    def __init__(self, rig: SensorRig, parameters: dict[str, Any], *, output_prefix: str = "/lmd",
-                 diagnostics_period_s: float = 0.25, domain_id: int | None = None,
-                 autostart: bool = True) -> None:
+    def __init__(
+        self,
+        rig: SensorRig,
+        parameters: dict[str, Any],
+        *,
+        output_prefix: str = "/lmd",
+        diagnostics_period_s: float = 0.25,
+        domain_id: int | None = None,
+        autostart: bool = True,
+    ) -> None:
         self.rig = rig
         # A long stale timeout: the levels the tests read must not depend on how slow this
         # machine is between two frames.
-        self.parameters = {**rig.parameters(), "output_prefix": output_prefix, "device": "cpu",
-                           "stale_timeout_s": 600.0, **parameters}
+        self.parameters = {
+            **rig.parameters(),
+            "output_prefix": output_prefix,
+            "device": "cpu",
+            "stale_timeout_s": 600.0,
+            **parameters,
+        }
         self.prefix = output_prefix.rstrip("/")
         self.diagnostics_period_s = diagnostics_period_s
         self.domain_id = random.randint(100, 199) if domain_id is None else domain_id
@@ -205,25 +239,35 @@ class MonitorHarness:
 
     # --- set-up / tear-down --------------------------------------------------------------------
 
-    def __enter__(self) -> "MonitorHarness":
+    def __enter__(self) -> MonitorHarness:
         self.types = RclpyTypes()
         self.context = Context()
         rclpy.init(context=self.context, domain_id=self.domain_id)
         overrides = [Parameter(name, value=value) for name, value in self.parameters.items()]
-        self.node = MonitorNode(context=self.context, parameter_overrides=overrides,
-                                use_global_arguments=False,
-                                diagnostics_period_s=self.diagnostics_period_s)
+        self.node = MonitorNode(
+            context=self.context,
+            parameter_overrides=overrides,
+            use_global_arguments=False,
+            diagnostics_period_s=self.diagnostics_period_s,
+        )
         self.probe = rclpy.create_node("lmd_probe", context=self.context)
         reliable = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
         for key, type_name in OUTPUT_TYPES.items():
-            self.probe.create_subscription(self.types.cls(type_name), f"{self.prefix}/{key}",
-                                           self._store(key), reliable)
-        self.probe.create_subscription(self.types.cls("diagnostic_msgs/msg/DiagnosticArray"),
-                                       "/diagnostics", self._store("diagnostics"), reliable)
-        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
-                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+            self.probe.create_subscription(
+                self.types.cls(type_name), f"{self.prefix}/{key}", self._store(key), reliable
+            )
+        self.probe.create_subscription(
+            self.types.cls("diagnostic_msgs/msg/DiagnosticArray"),
+            "/diagnostics",
+            self._store("diagnostics"),
+            reliable,
+        )
+        latched = QoSProfile(
+            depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
+        )
         self._publishers["/tf_static"] = self.probe.create_publisher(
-            tf2_msgs.msg.TFMessage, "/tf_static", latched)
+            tf2_msgs.msg.TFMessage, "/tf_static", latched
+        )
         if self.autostart:
             self.start_node()
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -257,6 +301,7 @@ class MonitorHarness:
         def store(message: Any) -> None:
             with self._received_lock:
                 self.received[key].append((time.monotonic(), message))
+
         return store
 
     # --- publishing ------------------------------------------------------------------------------
@@ -275,14 +320,15 @@ class MonitorHarness:
         first (best-effort sensor QoS loses what is sent before discovery)."""
         for topic, message in messages.items():
             publisher = self.publisher(topic, message)
-            self.wait_for(lambda: publisher.get_subscription_count() > 0,
-                          f"the monitor to subscribe to {topic}")
+            self.wait_for(
+                lambda publisher=publisher: publisher.get_subscription_count() > 0,
+                f"the monitor to subscribe to {topic}",
+            )
             publisher.publish(message)
 
     # --- waiting and reading -----------------------------------------------------------------------
 
-    def wait_for(self, condition: Callable[[], bool], what: str,
-                 guard_s: float = HANG_GUARD_S) -> None:
+    def wait_for(self, condition: Callable[[], bool], what: str, guard_s: float = HANG_GUARD_S) -> None:
         deadline = time.monotonic() + guard_s
         while not condition():
             if time.monotonic() > deadline:
@@ -309,22 +355,28 @@ class MonitorHarness:
         self.publish(messages)
         self.wait_for(lambda: self.frames_accounted() > accounted, "the frame to be processed")
         if self.node.frames_processed > processed:
-            self.wait_for(lambda: self.count("decomposition") > summaries,
-                          "its DecompositionSummary")
+            self.wait_for(lambda: self.count("decomposition") > summaries, "its DecompositionSummary")
             return self.messages("decomposition")[-1]
         return None
 
-    def run_frames(self, count: int, start_stamp: float = 1000.0, period_s: float = 0.1,
-                   make: Callable[[float], dict[str, Any]] | None = None) -> list[Any]:
+    def run_frames(
+        self,
+        count: int,
+        start_stamp: float = 1000.0,
+        period_s: float = 0.1,
+        make: Callable[[float], dict[str, Any]] | None = None,
+    ) -> list[Any]:
         """Publish `count` instants, one after another; returns their summaries (None: dropped)."""
         make = make or self.rig.frame
         return [self.run_frame(make(start_stamp + i * period_s)) for i in range(count)]
 
     def diagnostics_after(self, moment: float) -> Any:
         """The first DiagnosticArray received after monotonic time `moment`."""
+
         def found() -> Any:
             with self._received_lock:
                 return next((m for t, m in self.received["diagnostics"] if t > moment), None)
+
         self.wait_for(lambda: found() is not None, "a DiagnosticArray")
         return found()
 

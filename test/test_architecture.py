@@ -10,9 +10,20 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ros2_lmd"
-ROS_ONLY = ("rclpy", "rcl_interfaces", "rosidl_runtime_py", "builtin_interfaces", "std_msgs",
-            "sensor_msgs", "geometry_msgs", "nav_msgs", "visualization_msgs", "diagnostic_msgs",
-            "tf2_msgs", "ros2_lmd.msg")
+ROS_ONLY = (
+    "rclpy",
+    "rcl_interfaces",
+    "rosidl_runtime_py",
+    "builtin_interfaces",
+    "std_msgs",
+    "sensor_msgs",
+    "geometry_msgs",
+    "nav_msgs",
+    "visualization_msgs",
+    "diagnostic_msgs",
+    "tf2_msgs",
+    "ros2_lmd.msg",
+)
 # Package -> the project packages it may import (besides itself). Lower layers never import upper.
 LAYERS = {
     "lmd": set(),
@@ -56,8 +67,11 @@ def _is_ros_only(name: str) -> bool:
 
 
 def test_only_the_ros_package_imports_rclpy_or_generated_messages():
-    offenders = {module: sorted(n for n in _imported_names(path) if _is_ros_only(n))
-                 for module, path in _modules() if not module.startswith("ros2_lmd.ros")}
+    offenders = {
+        module: sorted(n for n in _imported_names(path) if _is_ros_only(n))
+        for module, path in _modules()
+        if not module.startswith("ros2_lmd.ros")
+    }
     assert {m: names for m, names in offenders.items() if names} == {}
 
 
@@ -83,8 +97,9 @@ for module in {modules!r}:
 print("\\n".join(failed))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            timeout=300, cwd=PACKAGE.parent)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, cwd=PACKAGE.parent
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
     assert len(modules) > 40  # the walk found the package

@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
 
-from ros2_lmd.ros.demo import run_live  # noqa: E402
 from ros2_lmd.models.io import load_model  # noqa: E402
-from ros2_lmd.monitor.report import SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_RECOVERED  # noqa: E402
 from ros2_lmd.monitor.params import MonitorParams  # noqa: E402
+from ros2_lmd.monitor.report import SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_RECOVERED  # noqa: E402
 from ros2_lmd.replay.analyze import analyze  # noqa: E402
 from ros2_lmd.replay.simulate import simulate_to_bag  # noqa: E402
+from ros2_lmd.ros.demo import run_live  # noqa: E402
 
 START = 1.7e9
 ONSET, END, DURATION = 4.0, 7.0, 10.0
@@ -26,8 +26,13 @@ RATE_HZ = 10.0
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
-    return simulate_to_bag(folder / "drive.mcap", duration_s=DURATION, seed=11,
-                           faults=f"camera:blackout@{ONSET:g}-{END:g}", progress=False)
+    return simulate_to_bag(
+        folder / "drive.mcap",
+        duration_s=DURATION,
+        seed=11,
+        faults=f"camera:blackout@{ONSET:g}-{END:g}",
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +41,15 @@ def live(drive):
     # compared frame for frame with the offline one: a deep frame queue, reliable sensor QoS (set
     # by run_live), half-speed playback (as the demo), and a time sync that waits up to 5 s for
     # late messages. Two inference workers: alerts must still follow the frames' order.
-    return run_live(drive.bag, "compact_crl", rate=0.5, queue_depth=100, print_alerts=False,
-                    sync_max_delay_s=5.0, inference_workers=2)
+    return run_live(
+        drive.bag,
+        "compact_crl",
+        rate=0.5,
+        queue_depth=100,
+        print_alerts=False,
+        sync_max_delay_s=5.0,
+        inference_workers=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +78,12 @@ def test_camera_share_drops_during_the_blackout(live):
 
 
 def test_camera_failure_alert_within_hysteresis_and_cleared(live):
-    events = [(_t(r.stamp), a) for r in sorted(live.reports, key=lambda r: r.stamp) for a in r.alerts
-              if a.modality == "camera" and a.kind in (SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_RECOVERED)]
+    events = [
+        (_t(r.stamp), a)
+        for r in sorted(live.reports, key=lambda r: r.stamp)
+        for a in r.alerts
+        if a.modality == "camera" and a.kind in (SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_RECOVERED)
+    ]
     raised = [t for t, a in events if a.kind in (SENSOR_FAILED, SENSOR_DEGRADED)]
     assert raised, events
     # The health signal is the change of a contribution between consecutive frames, so the first
@@ -78,20 +94,27 @@ def test_camera_failure_alert_within_hysteresis_and_cleared(live):
     assert cleared and cleared[0] <= END + HYSTERESIS_K / RATE_HZ + 1e-6, events
     # once failed, no flapping between alerts while the fault lasts: the next one clears it
     kinds = [a.kind for _, a in events]
-    assert kinds[kinds.index(SENSOR_FAILED) + 1:] == [SENSOR_RECOVERED], events
+    assert kinds[kinds.index(SENSOR_FAILED) + 1 :] == [SENSOR_RECOVERED], events
     # no sensor failure alert at all outside the fault window (for any modality)
     for report in live.reports:
         t = _t(report.stamp)
         if not ONSET <= t < END + HYSTERESIS_K / RATE_HZ:
-            assert not [a for a in report.alerts if a.kind in (SENSOR_FAILED, SENSOR_DEGRADED)], (t, report.alerts)
+            assert not [a for a in report.alerts if a.kind in (SENSOR_FAILED, SENSOR_DEGRADED)], (
+                t,
+                report.alerts,
+            )
 
 
 def test_live_node_and_offline_analysis_agree(live, offline):
     # (the numbers inside messages may differ in the last digit: offline frames go through the
     # model in batches, live ones one by one)
-    live_alerts = [(round(r.stamp, 3), a.kind, a.modality)
-                   for r in sorted(live.reports, key=lambda r: r.stamp) for a in r.alerts]
+    live_alerts = [
+        (round(r.stamp, 3), a.kind, a.modality)
+        for r in sorted(live.reports, key=lambda r: r.stamp)
+        for a in r.alerts
+    ]
     offline_alerts = [(round(a.stamp, 3), a.kind, a.modality) for a in offline.alerts]
     assert live_alerts == offline_alerts
-    assert [round(r.stamp, 3) for r in sorted(live.reports, key=lambda r: r.stamp)] == \
-        [round(r.stamp, 3) for r in offline.frames if r.status == "processed"]
+    assert [round(r.stamp, 3) for r in sorted(live.reports, key=lambda r: r.stamp)] == [
+        round(r.stamp, 3) for r in offline.frames if r.status == "processed"
+    ]

@@ -27,7 +27,9 @@ def test_pcc_and_mse_match_scipy_and_numpy():
     ours = pcc(torch.from_numpy(a), torch.from_numpy(b)).numpy()
     expected = [stats.pearsonr(a[i].ravel(), b[i].ravel())[0] for i in range(5)]
     assert np.allclose(ours, expected, atol=1e-12)
-    assert np.allclose(mse(torch.from_numpy(a), torch.from_numpy(b)).numpy(), ((a - b) ** 2).reshape(5, -1).mean(1))
+    assert np.allclose(
+        mse(torch.from_numpy(a), torch.from_numpy(b)).numpy(), ((a - b) ** 2).reshape(5, -1).mean(1)
+    )
     assert torch.isnan(pcc(torch.ones(1, 4), torch.randn(1, 4))).all()  # undefined, not silently 0
     assert summarise([1.0, 3.0, float("nan")]) == (2.0, 1.0)
 
@@ -41,7 +43,11 @@ def test_pairs_follow_the_paper_spacing():
 
 
 def test_shapley_efficiency_and_symmetry():
-    x = {"camera": torch.tensor([1.0, 2.0]), "radar": torch.tensor([3.0, -1.0]), "lidar": torch.tensor([0.5, 0.5])}
+    x = {
+        "camera": torch.tensor([1.0, 2.0]),
+        "radar": torch.tensor([3.0, -1.0]),
+        "lidar": torch.tensor([0.5, 0.5]),
+    }
 
     def fn(f):  # symmetric in camera/radar, with interactions
         return f["camera"] * f["radar"] + f["camera"] + f["radar"] + 2 * f["lidar"] ** 2 + 1.0
@@ -51,7 +57,9 @@ def test_shapley_efficiency_and_symmetry():
     assert torch.allclose(sum(phi.values()), fn(x) - fn(zeros))  # efficiency
     swapped = {"camera": x["radar"], "radar": x["camera"], "lidar": x["lidar"]}
     phi_swapped = modality_shapley(fn, swapped)
-    assert torch.allclose(phi["camera"], phi_swapped["radar"]) and torch.allclose(phi["radar"], phi_swapped["camera"])
+    assert torch.allclose(phi["camera"], phi_swapped["radar"]) and torch.allclose(
+        phi["radar"], phi_swapped["camera"]
+    )
     # product game: the interaction is split evenly
     game = shapley_from_game(("a", "b"), lambda s: torch.tensor(6.0 if s == {"a", "b"} else 0.0))
     assert game["a"].item() == game["b"].item() == 3.0
@@ -62,7 +70,9 @@ def _bev_model(seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     channels = {"camera": 4, "radar": 2}
     model = randomise_norm_statistics(SimpleBEVDecoder(channels, latent=8), g).eval().to(dtype)
-    samples = [{m: torch.randn(1, c, 8, 8, generator=g, dtype=dtype) for m, c in channels.items()} for _ in range(6)]
+    samples = [
+        {m: torch.randn(1, c, 8, 8, generator=g, dtype=dtype) for m, c in channels.items()} for _ in range(6)
+    ]
     return model, samples
 
 
@@ -72,7 +82,9 @@ def test_lmd_plus_shap_redistributes_the_bias():
     attributions = lmd_shapley(model, x, "segmentation")
     zeros = {m: torch.zeros_like(v) for m, v in x.items()}
     with torch.no_grad():
-        assert torch.allclose(sum(attributions.values()), model(x)["segmentation"] - model(zeros)["segmentation"], atol=1e-10)
+        assert torch.allclose(
+            sum(attributions.values()), model(x)["segmentation"] - model(zeros)["segmentation"], atol=1e-10
+        )
 
 
 def test_fully_frozen_network_reproduces_lmd_components():
@@ -80,9 +92,16 @@ def test_fully_frozen_network_reproduces_lmd_components():
     clean = samples[0]
     other = {"camera": samples[1]["camera"], "radar": clean["radar"]}
     for rule in ("ratio", "identity"):
-        lmd = modality_predictions(Method("lmd", "lmd", RuleVariants(layernorm=rule)), model, clean, other, "segmentation")
-        frozen = modality_predictions(Method("f", "frozen", RuleVariants(layernorm=rule), True, True), model, clean, other,
-                                      "segmentation")
+        lmd = modality_predictions(
+            Method("lmd", "lmd", RuleVariants(layernorm=rule)), model, clean, other, "segmentation"
+        )
+        frozen = modality_predictions(
+            Method("f", "frozen", RuleVariants(layernorm=rule), True, True),
+            model,
+            clean,
+            other,
+            "segmentation",
+        )
         for m in clean:
             assert torch.allclose(lmd[m], frozen[m], atol=1e-9), (rule, m)
     # nothing frozen is the plain network
@@ -135,7 +154,10 @@ def test_modality_gradcam_matches_direct_computation():
             return self.head(F.relu(self.fusion(torch.cat([f["camera"], f["radar"]], 1))))
 
     model = Toy().double()
-    x = {"camera": torch.randn(1, 2, 6, 6, dtype=torch.float64), "radar": torch.randn(1, 1, 6, 6, dtype=torch.float64)}
+    x = {
+        "camera": torch.randn(1, 2, 6, 6, dtype=torch.float64),
+        "radar": torch.randn(1, 1, 6, 6, dtype=torch.float64),
+    }
     region = torch.zeros(1, 1, 6, 6, dtype=torch.float64)
     region[..., 2:4, 1:3] = 1
     maps = modality_gradcam(model, model, x, "fusion", region)

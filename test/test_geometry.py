@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from ros2_lmd.geometry import (BEVGrid, CameraLifter, lift_with_grid_sample, occupancy,
-                               scale_intrinsics, voxel_centres, voxel_indices, voxelize_lidar,
-                               voxelize_radar)
+from ros2_lmd.geometry import (
+    BEVGrid,
+    CameraLifter,
+    lift_with_grid_sample,
+    occupancy,
+    scale_intrinsics,
+    voxel_centres,
+    voxel_indices,
+    voxelize_lidar,
+    voxelize_radar,
+)
 
 # Camera optical frame (z forward, x right, y down) expressed in base_link (x forward, y left, z up).
 R_BASE_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -43,15 +51,15 @@ def test_point_lands_in_its_cell():
 
 
 def test_points_outside_the_grid_are_dropped():
-    points = np.array([[60.0, 0, 0], [0, -50.01, 0], [0, 0, 5.0], [0, 0, -5.2], [np.nan, 0, 0],
-                       [49.99, 49.99, 4.99]])
+    points = np.array(
+        [[60.0, 0, 0], [0, -50.01, 0], [0, 0, 5.0], [0, 0, -5.2], [np.nan, 0, 0], [49.99, 49.99, 4.99]]
+    )
     occ = occupancy(GRID, points)
     assert occ.sum() == 1 and occ[7, 199, 199] == 1
 
 
 def test_lidar_occupancy_and_mean_intensity():
-    points = np.array([[0.1, 0.1, 0.0, 10.0], [0.2, 0.3, 0.1, 30.0], [5.0, 5.0, -3.0, 100.0]],
-                      np.float32)
+    points = np.array([[0.1, 0.1, 0.0, 10.0], [0.2, 0.3, 0.1, 30.0], [5.0, 5.0, -3.0, 100.0]], np.float32)
     out = voxelize_lidar(GRID, points, intensity_scale=0.5)
     assert out.shape == (9, 200, 200)
     assert out[4, 100, 100] == 1 and out[1, 110, 110] == 1 and out[:8].sum() == 2
@@ -61,8 +69,14 @@ def test_lidar_occupancy_and_mean_intensity():
 
 def test_radar_modes():
     # x, y, z, rcs, vx_comp, vy_comp; first two share a cell.
-    radar = np.array([[20.1, -0.2, 0.5, 4.0, 1.0, -2.0], [20.3, -0.4, 0.6, 8.0, 3.0, 0.0],
-                      [-30.0, 10.0, -4.9, 1.0, 0.5, 0.5]], np.float32)
+    radar = np.array(
+        [
+            [20.1, -0.2, 0.5, 4.0, 1.0, -2.0],
+            [20.3, -0.4, 0.6, 8.0, 3.0, 0.0],
+            [-30.0, 10.0, -4.9, 1.0, 0.5, 0.5],
+        ],
+        np.float32,
+    )
     occ = voxelize_radar(GRID, radar, "occupancy")
     assert occ.shape == (1, 200, 200) and occ.sum() == 2 and occ[0, 99, 140] == 1
     feats = voxelize_radar(GRID, radar, "features")
@@ -130,8 +144,13 @@ def test_average_over_cameras_that_see_a_voxel():
     seen = volume[volume > 0]
     assert seen.numel() > 20 and torch.allclose(seen, torch.full_like(seen, 2.0), atol=1e-5)
     # With the second camera marked invalid only the first one counts.
-    one = CameraLifter(small)(features, torch.tensor(K)[None], torch.tensor(T)[None], (16, 24),
-                              camera_valid=torch.tensor([[1.0, 0.0]]))[0, 0, 0]
+    one = CameraLifter(small)(
+        features,
+        torch.tensor(K)[None],
+        torch.tensor(T)[None],
+        (16, 24),
+        camera_valid=torch.tensor([[1.0, 0.0]]),
+    )[0, 0, 0]
     assert torch.allclose(one[one > 0], torch.ones(1), atol=1e-5)
 
 
@@ -164,8 +183,12 @@ def test_sampling_matrices_are_cached_per_calibration():
     lifter(feats, torch.tensor(K)[None], torch.tensor(T2)[None], (32, 48))
     assert len(lifter._cache) == 2
     # A batch of two calibrations lifts each sample with its own matrix.
-    both = lifter(feats.expand(2, -1, -1, -1, -1), torch.tensor(np.stack([K, K])),
-                  torch.tensor(np.stack([T, T2])), (32, 48))
+    both = lifter(
+        feats.expand(2, -1, -1, -1, -1),
+        torch.tensor(np.stack([K, K])),
+        torch.tensor(np.stack([T, T2])),
+        (32, 48),
+    )
     torch.testing.assert_close(both[0], a[0])
     assert not torch.allclose(both[1], a[0])
 

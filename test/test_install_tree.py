@@ -12,8 +12,9 @@ pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test` (i
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = REPO / "install" / "ros2_lmd"
 SHARE = PREFIX / "share" / "ros2_lmd"
-SITE = PREFIX / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / \
-    "site-packages" / "ros2_lmd"
+SITE = (
+    PREFIX / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "ros2_lmd"
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -22,8 +23,9 @@ def install_tree():
         pytest.fail(f"{PREFIX} does not exist: run `make bootstrap` (colcon build)")
 
 
-@pytest.mark.parametrize("relative", ["launch/monitor.launch.py", "config/monitor.yaml",
-                                      "config/monitor.rviz"])
+@pytest.mark.parametrize(
+    "relative", ["launch/monitor.launch.py", "config/monitor.yaml", "config/monitor.rviz"]
+)
 def test_launch_and_config_installed_unchanged(relative):
     installed = SHARE / relative
     assert installed.is_file(), f"{installed} missing from the install tree"
@@ -33,23 +35,24 @@ def test_launch_and_config_installed_unchanged(relative):
 def test_node_executable_installed():
     executable = PREFIX / "lib" / "ros2_lmd" / "monitor"
     assert executable.is_file() and os.access(executable, os.X_OK)
-    assert "main([\"monitor\"" in executable.read_text()
+    assert 'main(["monitor"' in executable.read_text()
 
 
-@pytest.mark.parametrize("module", ["_detection", "_decomposition_summary", "_alert",
-                                    "_alert_array"])
+@pytest.mark.parametrize("module", ["_detection", "_decomposition_summary", "_alert", "_alert_array"])
 def test_message_modules_installed(module):
     assert (SITE / "msg" / f"{module}.py").is_file()
 
 
 def test_message_typesupport_and_definitions_installed():
-    for support in ("rosidl_typesupport_c", "rosidl_typesupport_fastrtps_c",
-                    "rosidl_typesupport_introspection_c"):
+    for support in (
+        "rosidl_typesupport_c",
+        "rosidl_typesupport_fastrtps_c",
+        "rosidl_typesupport_introspection_c",
+    ):
         assert list(SITE.glob(f"ros2_lmd_s__{support}*.so")), f"{support} extension missing"
     for name in ("Detection", "DecompositionSummary", "Alert", "AlertArray"):
         assert (SHARE / "msg" / f"{name}.msg").is_file()
-        assert (SITE / "msg_defs" / f"{name}.msg").read_text() == \
-            (REPO / "msg" / f"{name}.msg").read_text()
+        assert (SITE / "msg_defs" / f"{name}.msg").read_text() == (REPO / "msg" / f"{name}.msg").read_text()
 
 
 def test_library_installed_beside_generated_messages():

@@ -32,13 +32,17 @@ def _launch_ros_available() -> bool:
 
 # --- With launch_ros: run the launch description -------------------------------------------------
 
-@pytest.mark.skipif(not _launch_ros_available(), reason="launch_ros is not installed (pip-wheel "
-                    "ROS 2); test_launch_file_source_* check the file instead")
+
+@pytest.mark.skipif(
+    not _launch_ros_available(),
+    reason="launch_ros is not installed (pip-wheel ROS 2); test_launch_file_source_* check the file instead",
+)
 def test_generate_launch_description_runs(launch_file):
-    from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.utilities import perform_substitutions
     from launch_ros.actions import Node
+
+    from launch import LaunchContext
 
     spec = importlib.util.spec_from_file_location("monitor_launch", launch_file)
     module = importlib.util.module_from_spec(spec)
@@ -51,9 +55,15 @@ def test_generate_launch_description_runs(launch_file):
     default_params = perform_substitutions(context, declared["params_file"].default_value)
     assert Path(default_params).resolve() == (SHARE / "config" / "monitor.yaml").resolve()
 
-    context.launch_configurations.update({
-        "params_file": default_params, "use_sim_time": "false", "device": "cpu",
-        "namespace": "", "rviz": "false"})
+    context.launch_configurations.update(
+        {
+            "params_file": default_params,
+            "use_sim_time": "false",
+            "device": "cpu",
+            "namespace": "",
+            "rviz": "false",
+        }
+    )
     opaque = next(e for e in description.entities if isinstance(e, OpaqueFunction))
     nodes = [e for e in opaque.execute(context) if isinstance(e, Node)]
     assert [(n.node_package, n.node_executable) for n in nodes] == [("ros2_lmd", "monitor")]
@@ -61,9 +71,13 @@ def test_generate_launch_description_runs(launch_file):
 
 # --- Without launch_ros: parse the file ----------------------------------------------------------
 
+
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
-    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-            and getattr(node.func, "id", getattr(node.func, "attr", None)) == name]
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == name
+    ]
 
 
 def _keyword(call: ast.Call, name: str) -> ast.AST | None:
@@ -72,8 +86,12 @@ def _keyword(call: ast.Call, name: str) -> ast.AST | None:
 
 def _constants(tree: ast.Module) -> dict[str, object]:
     """Module-level NAME = <literal> assignments."""
-    return {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-            and isinstance(node.value, ast.Constant) for target in node.targets}
+    return {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+    }
 
 
 def _literal(node: ast.AST, constants: dict[str, object]):
@@ -86,16 +104,19 @@ def test_launch_file_source_declares_the_arguments(launch_file):
     tree = ast.parse(launch_file.read_text())
     declared = {ast.literal_eval(call.args[0]) for call in _calls(tree, "DeclareLaunchArgument")}
     assert declared == ARGUMENTS
-    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
-               for n in tree.body)
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
 
 
 def test_launch_file_source_starts_installed_executable_with_installed_config(launch_file):
     tree = ast.parse(launch_file.read_text())
     constants = _constants(tree)
-    nodes = {_literal(_keyword(call, "package"), constants):
-             (call, _literal(_keyword(call, "executable"), constants))
-             for call in _calls(tree, "Node")}
+    nodes = {
+        _literal(_keyword(call, "package"), constants): (
+            call,
+            _literal(_keyword(call, "executable"), constants),
+        )
+        for call in _calls(tree, "Node")
+    }
     assert set(nodes) == {"ros2_lmd", "rviz2"}
     monitor_call, executable = nodes["ros2_lmd"]
     executable_path = PREFIX / "lib" / "ros2_lmd" / executable
@@ -106,14 +127,18 @@ def test_launch_file_source_starts_installed_executable_with_installed_config(la
     assert "namespace" in ast.unparse(_keyword(monitor_call, "namespace"))
 
     # The params_file default is <share of ros2_lmd>/config/monitor.yaml, and it is installed.
-    params_argument = next(call for call in _calls(tree, "DeclareLaunchArgument")
-                           if ast.literal_eval(call.args[0]) == "params_file")
+    params_argument = next(
+        call
+        for call in _calls(tree, "DeclareLaunchArgument")
+        if ast.literal_eval(call.args[0]) == "params_file"
+    )
     default = _keyword(params_argument, "default_value")
     (join,) = _calls(default, "PathJoinSubstitution")
     parts = [ast.unparse(element) for element in join.args[0].elts]
     assert parts[1:] == ["'config'", "'monitor.yaml'"]
-    share_call = next(n for n in ast.walk(tree) if isinstance(n, ast.Assign)
-                      and ast.unparse(n.targets[0]) == parts[0])
+    share_call = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == parts[0]
+    )
     (find_share,) = _calls(share_call.value, "FindPackageShare")
     assert _literal(find_share.args[0], constants) == "ros2_lmd"
     assert (SHARE / "config" / "monitor.yaml").is_file()
@@ -127,7 +152,6 @@ def test_launch_file_source_starts_installed_executable_with_installed_config(la
 
 def test_installed_executable_runs(launch_file):
     executable = PREFIX / "lib" / "ros2_lmd" / "monitor"
-    result = subprocess.run([str(executable), "--help"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([str(executable), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "--params-file" in result.stdout

@@ -11,9 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ros2_lmd.lmd import LMDRuleError, RuleVariants, decompose, register_rule
-from ros2_lmd.lmd.reference_nets import (LayerNormMLP, PiecewiseLinearNet, SimpleBEVDecoder,
-                                         TransformerFusion, randomise_norm_statistics)
+from ros2_lmd.lmd import Decomposition, LMDRuleError, RuleVariants, decompose, register_rule
+from ros2_lmd.lmd.reference_nets import (
+    LayerNormMLP,
+    PiecewiseLinearNet,
+    SimpleBEVDecoder,
+    TransformerFusion,
+    randomise_norm_statistics,
+)
 
 VARIANTS = [
     RuleVariants(),
@@ -53,8 +58,12 @@ def _transformer(dtype=torch.float32, seed=2):
     return model, {m: torch.randn(2, tokens[m], n, generator=g, dtype=dtype) for m, n in sizes.items()}
 
 
-NETS = {"bev": _bev, "bev3": lambda dtype=torch.float32: _bev(dtype, three=True),
-        "mlp": _mlp, "transformer": _transformer}
+NETS = {
+    "bev": _bev,
+    "bev3": lambda dtype=torch.float32: _bev(dtype, three=True),
+    "mlp": _mlp,
+    "transformer": _transformer,
+}
 
 
 def _decs(out):
@@ -62,8 +71,9 @@ def _decs(out):
 
 
 @pytest.mark.parametrize("net", list(NETS))
-@pytest.mark.parametrize("rules", VARIANTS,
-                         ids=lambda r: f"{r.batchnorm}-{r.layernorm}-{r.activation_split}-{r.bias}")
+@pytest.mark.parametrize(
+    "rules", VARIANTS, ids=lambda r: f"{r.batchnorm}-{r.layernorm}-{r.activation_split}-{r.bias}"
+)
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)], ids=["f32", "f64"])
 def test_conservation_and_total(net, rules, dtype, tol):
     model, features = NETS[net](dtype=dtype)
@@ -76,22 +86,26 @@ def test_conservation_and_total(net, rules, dtype, tol):
         # statistics, bias splitting) and attention's explicit cross-term bias can produce streams
         # much larger than their sum, so float rounding there scales with the streams.
         streams = max(float(c.abs().max()) for c in [*dec.components.values(), dec.bias])
-        default = ((rules.batchnorm, rules.layernorm, rules.activation_split)
-                   == ("identity", "ratio", "identity")
-                   and (rules.bias == "derived" or net != "transformer"))
+        default = (rules.batchnorm, rules.layernorm, rules.activation_split) == (
+            "identity",
+            "ratio",
+            "identity",
+        ) and (rules.bias == "derived" or net != "transformer")
         amplification = 1.0 if default else max(1.0, streams / float(ref.abs().max()))
         assert dec.conservation_error <= tol * amplification
         scale = ref.abs().max().item()
-        assert ((dec.total - ref).abs().max().item()
-                <= 1e-6 * max(scale, 1.0) * (1 if dtype == torch.float32 else 1e-6))
+        assert (dec.total - ref).abs().max().item() <= 1e-6 * max(scale, 1.0) * (
+            1 if dtype == torch.float32 else 1e-6
+        )
         # an independent check of eq. 8, summing the streams ourselves
         summed = sum(dec.components.values()) + dec.bias
         assert torch.allclose(summed, ref, rtol=0, atol=tol * max(scale, 1.0) * 10)
 
 
 @pytest.mark.parametrize("net", list(NETS))
-@pytest.mark.parametrize("rules", VARIANTS[:7],
-                         ids=lambda r: f"{r.batchnorm}-{r.layernorm}-{r.activation_split}")
+@pytest.mark.parametrize(
+    "rules", VARIANTS[:7], ids=lambda r: f"{r.batchnorm}-{r.layernorm}-{r.activation_split}"
+)
 def test_separation_with_fixed_linearisation(net, rules):
     """Eq. 14: with the linearisation fixed at the clean input, replacing modality m's input
     leaves every other component unchanged (R_p/C = 1.00, MSE 0.00) and changes component m."""
@@ -101,8 +115,9 @@ def test_separation_with_fixed_linearisation(net, rules):
         base = decompose(model, clean, rules=rules, linearize_at=clean)
         for perturbed_modality in clean:
             perturbed = dict(clean)
-            perturbed[perturbed_modality] = torch.randn(clean[perturbed_modality].shape, generator=g,
-                                                        dtype=torch.float64)
+            perturbed[perturbed_modality] = torch.randn(
+                clean[perturbed_modality].shape, generator=g, dtype=torch.float64
+            )
             out = decompose(model, perturbed, rules=rules, linearize_at=clean)
             for dec_p, dec_c in zip(_decs(out), _decs(base)):
                 for m in clean:
@@ -153,8 +168,12 @@ def test_zero_input_gives_exactly_zero_component():
 
 def test_bias_free_linear_model_component_is_model_on_that_modality_alone():
     g = torch.Generator().manual_seed(3)
-    convs = nn.ModuleDict({"camera": nn.Conv2d(3, 4, 3, padding=1, bias=False),
-                           "radar": nn.Conv2d(2, 4, 3, padding=1, bias=False)})
+    convs = nn.ModuleDict(
+        {
+            "camera": nn.Conv2d(3, 4, 3, padding=1, bias=False),
+            "radar": nn.Conv2d(2, 4, 3, padding=1, bias=False),
+        }
+    )
     head = nn.Linear(4, 2, bias=False)
 
     def fn(f):
@@ -184,8 +203,9 @@ def test_explicit_and_derived_bias_agree(net):
 
 
 def _state(model):
-    return {k: v.detach().clone()
-            for k, v in itertools.chain(model.named_parameters(), model.named_buffers())}
+    return {
+        k: v.detach().clone() for k, v in itertools.chain(model.named_parameters(), model.named_buffers())
+    }
 
 
 def test_model_is_never_modified_even_after_an_error():
@@ -211,16 +231,20 @@ def test_batch_norm_rule_refuses_batch_statistics():
     # (nn.BatchNorm2d itself counts the call in num_batches_tracked before F.batch_norm runs: pass
     # the model, or module=, to have decompose refuse before anything runs.)
     with pytest.raises(LMDRuleError, match="batch_norm"):
-        decompose(lambda f: F.batch_norm(f["camera"], None, None, training=True),
-                  {"camera": torch.randn(4, 3)})
+        decompose(
+            lambda f: F.batch_norm(f["camera"], None, None, training=True), {"camera": torch.randn(4, 3)}
+        )
 
 
 def test_instance_norm_rule_does_not_update_running_stats():
     norm = nn.InstanceNorm2d(4, affine=True, track_running_stats=True).train()
     before = norm.running_mean.clone()
-    out = decompose(lambda f: F.instance_norm(f["camera"], norm.running_mean, norm.running_var,
-                                              norm.weight, norm.bias, True),
-                    {"camera": torch.randn(2, 4, 5, 5) + 3.0})
+    out = decompose(
+        lambda f: F.instance_norm(
+            f["camera"], norm.running_mean, norm.running_var, norm.weight, norm.bias, True
+        ),
+        {"camera": torch.randn(2, 4, 5, 5) + 3.0},
+    )
     assert torch.equal(norm.running_mean, before)
     assert out.conservation_error < 1e-5
 
@@ -231,6 +255,28 @@ def test_unknown_op_raises_naming_it():
 
     with pytest.raises(LMDRuleError, match=r"torch\.erfinv.*register_rule"):
         decompose(fn, {"camera": torch.randn(3)})
+
+
+def test_lp_pooling_is_not_taken_for_a_linear_op():
+    # (sum x^p)^(1/p) pooled stream by stream would not sum to the pooled total.
+    with pytest.raises(LMDRuleError, match="lp_pool2d"):
+        decompose(
+            lambda f: F.lp_pool2d(f["camera"] + f["lidar"], 2.0, 2),
+            {"camera": torch.rand(1, 1, 4, 4), "lidar": torch.rand(1, 1, 4, 4)},
+        )
+
+
+def test_per_sample_conservation_errors_match_the_formula():
+    total = torch.tensor([[4.0, -2.0], [1.0, 0.5]])
+    components = {
+        "camera": torch.tensor([[1.0, -1.0], [0.5, 0.0]]),
+        "lidar": torch.tensor([[2.0, -1.0], [0.25, 0.5]]),
+    }
+    bias = torch.tensor([[0.5, 0.0], [0.0, 0.0]])  # sample 0 off by 0.5 at one cell, sample 1 by 0.25
+    dec = Decomposition(total, components, bias)
+    assert dec.conservation_errors(batch_dim=0) == [0.5 / 4.0, 0.25 / 1.0]
+    assert dec.conservation_errors(batch_dim=1) == [0.5 / 4.0, 0.0 / 2.0]
+    assert dec.conservation_error == 0.5 / 4.0  # the whole tensor: max residual / max |total|
 
 
 @pytest.fixture
@@ -263,8 +309,11 @@ def test_extra_rules_take_precedence():
         calls.append(func)
         return linear_rule(ctx, func, args, kwargs)
 
-    dec = decompose(lambda f: torch.flip(f["camera"], (0,)), {"camera": torch.arange(3.0)},
-                    rules=RuleVariants(extra_rules={torch.flip: counting_rule}))
+    dec = decompose(
+        lambda f: torch.flip(f["camera"], (0,)),
+        {"camera": torch.arange(3.0)},
+        rules=RuleVariants(extra_rules={torch.flip: counting_rule}),
+    )
     assert calls == [torch.flip]
     assert torch.equal(dec.components["camera"], torch.tensor([2.0, 1.0, 0.0]))
 

@@ -25,27 +25,44 @@ def two_modalities(shape=(2, 4, 5, 5)):
 # --- activations: eq. 9 with f(0) routed to the bias ---------------------------------------------
 
 ACTIVATIONS = {
-    "relu": F.relu, "leaky_relu": lambda x: F.leaky_relu(x, 0.2), "elu": F.elu, "gelu": F.gelu,
-    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu, "mish": F.mish,
-    "softplus": F.softplus, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "hardswish": F.hardswish,
-    "hardsigmoid": F.hardsigmoid, "relu6": F.relu6, "nn.ReLU": nn.ReLU(), "nn.GELU": nn.GELU(),
-    "nn.Sigmoid": nn.Sigmoid(), "Tensor.relu": torch.Tensor.relu, "clamp": lambda x: x.clamp(-0.5, 0.7),
+    "relu": F.relu,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
+    "elu": F.elu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
+    "mish": F.mish,
+    "softplus": F.softplus,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "hardswish": F.hardswish,
+    "hardsigmoid": F.hardsigmoid,
+    "relu6": F.relu6,
+    "nn.ReLU": nn.ReLU(),
+    "nn.GELU": nn.GELU(),
+    "nn.Sigmoid": nn.Sigmoid(),
+    "Tensor.relu": torch.Tensor.relu,
+    "clamp": lambda x: x.clamp(-0.5, 0.7),
 }
 INPLACE = {
-    "relu_": torch.relu_, "nn.ReLU(inplace)": nn.ReLU(inplace=True),
+    "relu_": torch.relu_,
+    "nn.ReLU(inplace)": nn.ReLU(inplace=True),
     "leaky_relu(inplace)": lambda x: F.leaky_relu(x, 0.1, inplace=True),
-    "hardtanh_": F.hardtanh_, "sigmoid_": torch.Tensor.sigmoid_, "tanh_": torch.Tensor.tanh_,
-    "nn.ReLU6(inplace)": nn.ReLU6(inplace=True), "silu(inplace)": lambda x: F.silu(x, inplace=True),
+    "hardtanh_": F.hardtanh_,
+    "sigmoid_": torch.Tensor.sigmoid_,
+    "tanh_": torch.Tensor.tanh_,
+    "nn.ReLU6(inplace)": nn.ReLU6(inplace=True),
+    "silu(inplace)": lambda x: F.silu(x, inplace=True),
     "elu_": F.elu_,
 }
 
 
 def reference_activation(f, features, b):
     A = features["camera"] + features["radar"] + b
-    O = f(A.clone())
+    out = f(A.clone())
     f0 = f(torch.zeros(1)).item()
-    c = (O - f0) / A
-    return O, c, f0
+    c = (out - f0) / A
+    return out, c, f0
 
 
 @pytest.mark.parametrize("name", list(ACTIVATIONS) + list(INPLACE))
@@ -54,8 +71,8 @@ def test_activation_secant_rule(name, bias_mode):
     f = ACTIVATIONS.get(name) or INPLACE[name]
     features, b = two_modalities()
     dec = decompose(lambda x: f(x["camera"] + x["radar"] + b), features, rules=RuleVariants(bias=bias_mode))
-    O, c, f0 = reference_activation(f, features, b)
-    assert torch.allclose(dec.total, O, atol=1e-12)
+    out, c, f0 = reference_activation(f, features, b)
+    assert torch.allclose(dec.total, out, atol=1e-12)
     for m in features:
         assert torch.allclose(dec.components[m], c * features[m], atol=1e-9)
     assert torch.allclose(dec.bias, c * b + f0, atol=1e-9)
@@ -66,7 +83,9 @@ def test_activation_at_exact_zero_uses_the_derivative():
     h = torch.tensor([1.0, -2.0, 0.5])
     features = {"camera": h, "radar": -h}  # A == 0 exactly
     for f, slope in ((torch.sigmoid, 0.25), (F.gelu, 0.5), (F.softplus, 0.5), (F.relu, 0.0)):
-        dec = decompose(lambda x: f(x["camera"] + x["radar"]), features, rules=RuleVariants(bias="explicit"))
+        dec = decompose(
+            lambda x, f=f: f(x["camera"] + x["radar"]), features, rules=RuleVariants(bias="explicit")
+        )
         assert torch.allclose(dec.components["camera"], slope * h)
         assert torch.allclose(dec.bias, f(torch.zeros(3)))
         assert torch.isfinite(dec.components["radar"]).all()
@@ -101,8 +120,11 @@ def paper_ratio_rule(hc, hr, hb, c, eps):
 def test_bias_split_rules_match_paper_for_two_modalities(split, f):
     features, b = two_modalities((4000,))
     eps = 1e-6
-    dec = decompose(lambda x: f(x["camera"] + x["radar"] + b), features,
-                    rules=RuleVariants(activation_split=split, bias="explicit", split_eps=eps))
+    dec = decompose(
+        lambda x: f(x["camera"] + x["radar"] + b),
+        features,
+        rules=RuleVariants(activation_split=split, bias="explicit", split_eps=eps),
+    )
     hc, hr = features["camera"], features["radar"]
     A = hc + hr + b
     c = (f(A) - f(torch.zeros(1))) / A
@@ -122,8 +144,11 @@ def test_bias_split_rules_match_paper_for_two_modalities(split, f):
 def test_bias_split_generalises_to_three_modalities(split):
     x = {m: randn(3000) for m in ("camera", "radar", "lidar")}
     b = randn(3000)
-    dec = decompose(lambda f: F.relu(f["camera"] + f["radar"] + f["lidar"] + b), x,
-                    rules=RuleVariants(activation_split=split, bias="explicit"))
+    dec = decompose(
+        lambda f: F.relu(f["camera"] + f["radar"] + f["lidar"] + b),
+        x,
+        rules=RuleVariants(activation_split=split, bias="explicit"),
+    )
     A = sum(x.values()) + b
     c = F.relu(A) / A
     handed = sum(dec.components[m] - c * x[m] for m in x)  # bias handed to the modalities
@@ -131,8 +156,9 @@ def test_bias_split_generalises_to_three_modalities(split):
     signs = torch.stack([x[m].sign() for m in x])
     if split == "ratio":
         all_agree = (signs == b.sign()).all(0)
-        assert torch.allclose(dec.bias[all_agree], torch.zeros(int(all_agree.sum()), dtype=torch.float64),
-                              atol=1e-12)
+        assert torch.allclose(
+            dec.bias[all_agree], torch.zeros(int(all_agree.sum()), dtype=torch.float64), atol=1e-12
+        )
         weights = torch.stack([x[m].abs() for m in x])
         weights = weights / (weights.sum(0) + 1e-6)
         weights[0] = 1 - weights[1:].sum(0)  # eps goes to the first modality, as in the paper
@@ -165,8 +191,11 @@ def _random_bn(channels=4):
 def test_batchnorm_rules(rule):
     bn = _random_bn()
     features, b = two_modalities()
-    dec = decompose(lambda x: bn(x["camera"] + x["radar"] + b), features,
-                    rules=RuleVariants(batchnorm=rule, bias="explicit"))
+    dec = decompose(
+        lambda x: bn(x["camera"] + x["radar"] + b),
+        features,
+        rules=RuleVariants(batchnorm=rule, bias="explicit"),
+    )
     scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(1, -1, 1, 1)
     shift = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(1, -1, 1, 1)
     if rule == "identity":  # eq. 10 with delta_c = delta_r = 0, delta_b = 1
@@ -202,8 +231,11 @@ def test_statistics_norm_rules(case, rule):
     layer, shape, grouped, channel = _norm_cases()[case]
     features = {"camera": randn(*shape) + 0.7, "radar": randn(*shape) * 2}
     b = randn(*shape) * 0.5 + 0.3
-    dec = decompose(lambda x: layer(x["camera"] + x["radar"] + b), features,
-                    rules=RuleVariants(layernorm=rule, bias="explicit"))
+    dec = decompose(
+        lambda x: layer(x["camera"] + x["radar"] + b),
+        features,
+        rules=RuleVariants(layernorm=rule, bias="explicit"),
+    )
     A = features["camera"] + features["radar"] + b
     mean = grouped(A).mean(-1, keepdim=True)
     std = torch.sqrt(grouped(A).var(-1, unbiased=False, keepdim=True) + layer.eps)
@@ -250,14 +282,18 @@ def test_rms_norm_holds_the_real_rms_fixed():
 def test_product_of_two_decomposed_tensors_keeps_same_modality_terms():
     x = {"camera": randn(5), "radar": randn(5)}
     a_const, b_const = randn(5), randn(5)
-    dec = decompose(lambda f: (f["camera"] + f["radar"] + a_const) * (2 * f["camera"] - f["radar"] + b_const),
-                    x, rules=RuleVariants(bias="explicit"))
+    dec = decompose(
+        lambda f: (f["camera"] + f["radar"] + a_const) * (2 * f["camera"] - f["radar"] + b_const),
+        x,
+        rules=RuleVariants(bias="explicit"),
+    )
     c, r = x["camera"], x["radar"]
     assert torch.allclose(dec.components["camera"], c * 2 * c)
     assert torch.allclose(dec.components["radar"], r * -r)
     # every cross term and every term with a constant is bias
-    assert torch.allclose(dec.bias,
-                          c * (-r) + c * b_const + r * 2 * c + r * b_const + a_const * (2 * c - r + b_const))
+    assert torch.allclose(
+        dec.bias, c * (-r) + c * b_const + r * 2 * c + r * b_const + a_const * (2 * c - r + b_const)
+    )
 
 
 def test_softmax_is_linearised_as_an_activation():
@@ -292,32 +328,58 @@ def test_attention_conserves_and_matches_modules():
 # --- linear and structural ops: component m = op(x_m), constants only in the bias ----------------
 
 x4 = randn(2, 3, 6, 6)
-W = {"c311": randn(3, 1, 1), "64": randn(6, 4), "56": randn(5, 6), "62": randn(6, 2), "433": randn(4, 3, 3),
-     "3233": randn(3, 2, 3, 3), "21222": randn(2, 1, 2, 2, 2), "4333": randn(4, 3, 3, 3),
-     "grid": torch.rand(2, 4, 4, 2, generator=G, dtype=torch.float64) * 2 - 1}
+W = {
+    "c311": randn(3, 1, 1),
+    "64": randn(6, 4),
+    "56": randn(5, 6),
+    "62": randn(6, 2),
+    "433": randn(4, 3, 3),
+    "3233": randn(3, 2, 3, 3),
+    "21222": randn(2, 1, 2, 2, 2),
+    "4333": randn(4, 3, 3, 3),
+    "grid": torch.rand(2, 4, 4, 2, generator=G, dtype=torch.float64) * 2 - 1,
+}
 LINEAR_OPS = {
-    "view": lambda t: t.view(2, -1), "reshape": lambda t: torch.reshape(t, (6, 36)),
-    "permute": lambda t: t.permute(0, 2, 3, 1), "transpose": lambda t: t.transpose(1, 3),
-    "flatten": lambda t: torch.flatten(t, 1), "unsqueeze": lambda t: t.unsqueeze(-1),
-    "squeeze": lambda t: t[:, :1].squeeze(1), "T": lambda t: t[0, 0].T, "mT": lambda t: t.mT,
+    "view": lambda t: t.view(2, -1),
+    "reshape": lambda t: torch.reshape(t, (6, 36)),
+    "permute": lambda t: t.permute(0, 2, 3, 1),
+    "transpose": lambda t: t.transpose(1, 3),
+    "flatten": lambda t: torch.flatten(t, 1),
+    "unsqueeze": lambda t: t.unsqueeze(-1),
+    "squeeze": lambda t: t[:, :1].squeeze(1),
+    "T": lambda t: t[0, 0].T,
+    "mT": lambda t: t.mT,
     "getitem_basic": lambda t: t[:, 1:, ::2, -1],
     "getitem_advanced": lambda t: t[:, [0, 2], :, torch.tensor([1, 3])],
-    "getitem_mask": lambda t: t[:, :, torch.arange(6) > 2], "select": lambda t: t.select(1, 2),
-    "cat": lambda t: torch.cat([t, 2 * t], 1), "stack": lambda t: torch.stack([t, -t], -1),
-    "split": lambda t: torch.split(t, 2, dim=1)[1], "chunk": lambda t: t.chunk(3, dim=2)[2],
-    "unbind": lambda t: t.unbind(0)[1], "expand": lambda t: t[:, :1].expand(2, 5, 6, 6),
-    "repeat": lambda t: t.repeat(1, 2, 1, 1), "flip": lambda t: torch.flip(t, (2,)),
+    "getitem_mask": lambda t: t[:, :, torch.arange(6) > 2],
+    "select": lambda t: t.select(1, 2),
+    "cat": lambda t: torch.cat([t, 2 * t], 1),
+    "stack": lambda t: torch.stack([t, -t], -1),
+    "split": lambda t: torch.split(t, 2, dim=1)[1],
+    "chunk": lambda t: t.chunk(3, dim=2)[2],
+    "unbind": lambda t: t.unbind(0)[1],
+    "expand": lambda t: t[:, :1].expand(2, 5, 6, 6),
+    "repeat": lambda t: t.repeat(1, 2, 1, 1),
+    "flip": lambda t: torch.flip(t, (2,)),
     "roll": lambda t: torch.roll(t, 2, 3),
     "gather": lambda t: t.gather(3, torch.zeros(2, 3, 6, 2, dtype=torch.long)),
     "nearest": lambda t: F.interpolate(t, scale_factor=2, mode="nearest"),
     "bilinear": lambda t: F.interpolate(t, size=(9, 5), mode="bilinear", align_corners=True),
     "bicubic": lambda t: F.interpolate(t, scale_factor=1.5, mode="bicubic"),
-    "pad": lambda t: F.pad(t, (1, 2, 0, 1)), "pad_reflect": lambda t: F.pad(t, (1, 1, 2, 2), mode="reflect"),
-    "avg_pool": lambda t: F.avg_pool2d(t, 2), "adaptive_avg": lambda t: F.adaptive_avg_pool2d(t, (2, 3)),
-    "mean": lambda t: t.mean((2, 3)), "sum": lambda t: torch.sum(t, dim=-1, keepdim=True),
-    "sum_all": lambda t: t.sum(), "mul_const": lambda t: t * W["c311"], "div_const": lambda t: t / 4.0,
-    "neg": lambda t: -t, "sub": lambda t: t - 2 * t, "matmul": lambda t: t @ W["64"],
-    "rmatmul": lambda t: W["56"] @ t, "einsum": lambda t: torch.einsum("bchw,wk->bchk", t, W["62"]),
+    "pad": lambda t: F.pad(t, (1, 2, 0, 1)),
+    "pad_reflect": lambda t: F.pad(t, (1, 1, 2, 2), mode="reflect"),
+    "avg_pool": lambda t: F.avg_pool2d(t, 2),
+    "adaptive_avg": lambda t: F.adaptive_avg_pool2d(t, (2, 3)),
+    "mean": lambda t: t.mean((2, 3)),
+    "sum": lambda t: torch.sum(t, dim=-1, keepdim=True),
+    "sum_all": lambda t: t.sum(),
+    "mul_const": lambda t: t * W["c311"],
+    "div_const": lambda t: t / 4.0,
+    "neg": lambda t: -t,
+    "sub": lambda t: t - 2 * t,
+    "matmul": lambda t: t @ W["64"],
+    "rmatmul": lambda t: W["56"] @ t,
+    "einsum": lambda t: torch.einsum("bchw,wk->bchk", t, W["62"]),
     "conv1d": lambda t: F.conv1d(t.flatten(2), W["433"]),
     "conv_transpose2d": lambda t: F.conv_transpose2d(t, W["3233"], stride=2),
     "conv3d": lambda t: F.conv3d(t.unsqueeze(1), W["21222"]),
@@ -327,7 +389,8 @@ LINEAR_OPS = {
     "grid_sample": lambda t: F.grid_sample(t, W["grid"], align_corners=False),
     "dropout_eval": lambda t: F.dropout(t, 0.3, training=False),
     "contiguous": lambda t: t.permute(0, 2, 1, 3).contiguous(),
-    "to": lambda t: t.to(torch.float64), "clone": lambda t: t.clone(),
+    "to": lambda t: t.to(torch.float64),
+    "clone": lambda t: t.clone(),
     "inplace_add": lambda t: t.clone().add_(t),
 }
 
@@ -367,8 +430,12 @@ def test_max_pool_and_max_take_the_selection_from_the_real_activation():
     def fn(f):
         s = f["camera"] + f["radar"]
         pooled, idx = F.max_pool2d(s, 2, return_indices=True)
-        return (F.max_pool2d(s, 3, stride=2, padding=1), pooled, torch.max(s, dim=1).values,
-                F.adaptive_max_pool2d(s, 2))
+        return (
+            F.max_pool2d(s, 3, stride=2, padding=1),
+            pooled,
+            torch.max(s, dim=1).values,
+            F.adaptive_max_pool2d(s, 2),
+        )
 
     decs = decompose(fn, features)
     A = features["camera"] + features["radar"]
@@ -384,10 +451,10 @@ def test_max_pool_and_max_take_the_selection_from_the_real_activation():
 
 def test_where_with_a_mask_from_the_real_value():
     features = {"camera": randn(50), "radar": randn(50)}
-    dec = decompose(lambda f: torch.where((f["camera"] + f["radar"]) > 0, f["camera"] + f["radar"], 0.5),
-                    features)
+    dec = decompose(
+        lambda f: torch.where((f["camera"] + f["radar"]) > 0, f["camera"] + f["radar"], 0.5), features
+    )
     mask = (features["camera"] + features["radar"]) > 0
     zero = torch.zeros((), dtype=torch.float64)
     assert torch.allclose(dec.components["camera"], torch.where(mask, features["camera"], zero))
     assert torch.allclose(dec.bias, torch.where(mask, zero, zero + 0.5))
-

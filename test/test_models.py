@@ -12,8 +12,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ros2_lmd.geometry import BEVGrid
-from ros2_lmd.models import (ModelConfig, available_models, build_model, load_model, save_model,
-                             weights_path)
+from ros2_lmd.models import ModelConfig, available_models, build_model, load_model, save_model, weights_path
 from ros2_lmd.models.base import NUSCENES_CAMERAS
 from ros2_lmd.sensors.frame import CameraImage, SensorFrame
 
@@ -30,14 +29,20 @@ def make_frame(seed: int = 0, H: int = 90, W: int = 160, names=NUSCENES_CAMERAS)
     for name in names:
         yaw = np.deg2rad(YAWS[name])
         T = np.eye(4)
-        T[:3, :3] = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]) @ R_BASE_OPTICAL
+        T[:3, :3] = (
+            np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+            @ R_BASE_OPTICAL
+        )
         T[:3, 3] = (1.0, 0.0, 1.5)
         K = np.array([[f, 0, W / 2 - 0.5], [0, f, H / 2 - 0.5], [0, 0, 1]])
         cameras.append(CameraImage(name, rng.integers(0, 255, (H, W, 3), dtype=np.uint8), K, T))
-    radar = np.concatenate([rng.uniform(-40, 40, (60, 2)), rng.uniform(-1, 2, (60, 1)),
-                            rng.normal(0, 5, (60, 3))], axis=1)
-    lidar = np.concatenate([rng.uniform(-45, 45, (3000, 2)), rng.uniform(-2, 3, (3000, 1)),
-                            rng.uniform(0, 255, (3000, 1))], axis=1)
+    radar = np.concatenate(
+        [rng.uniform(-40, 40, (60, 2)), rng.uniform(-1, 2, (60, 1)), rng.normal(0, 5, (60, 3))], axis=1
+    )
+    lidar = np.concatenate(
+        [rng.uniform(-45, 45, (3000, 2)), rng.uniform(-2, 3, (3000, 1)), rng.uniform(0, 255, (3000, 1))],
+        axis=1,
+    )
     return SensorFrame(stamp=float(seed), cameras=cameras, radar=radar, lidar=lidar)
 
 
@@ -71,7 +76,10 @@ def test_encode_and_fuse_shapes(models, name):
         assert tuple(features[modality].shape) == (2, *shape)
     ny, nx = model.grid.shape
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
-        "bev_logits": (2, 1, ny, nx), "center_logits": (2, 1, ny, nx), "offset": (2, 2, ny, nx)}
+        "bev_logits": (2, 1, ny, nx),
+        "center_logits": (2, 1, ny, nx),
+        "offset": (2, 2, ny, nx),
+    }
     assert all(torch.isfinite(v).all() for v in outputs.values())
     torch.testing.assert_close(model(inputs)["bev_logits"], outputs["bev_logits"])
 
@@ -133,8 +141,19 @@ def test_absent_modality_gives_zero_inputs_and_features(models, missing):
 
 
 def test_fuse_only_uses_ops_the_lmd_engine_supports(models):
-    allowed = {"conv2d", "batch_norm", "instance_norm", "gelu", "relu", "interpolate", "cat",
-               "add", "dim", "size", "__get__"}
+    allowed = {
+        "conv2d",
+        "batch_norm",
+        "instance_norm",
+        "gelu",
+        "relu",
+        "interpolate",
+        "cat",
+        "add",
+        "dim",
+        "size",
+        "__get__",
+    }
 
     class Recorder(TorchFunctionMode):
         def __init__(self) -> None:
@@ -229,6 +248,7 @@ def test_save_load_round_trip(models, name, tmp_path):
     for key in expected:
         assert torch.equal(expected[key], actual[key])
     from safetensors import safe_open
+
     with safe_open(str(weights), framework="pt") as handle:
         metadata = handle.metadata()
     assert metadata["architecture"] == "compact" and metadata["variant"] == name.split("_")[1]
@@ -271,18 +291,25 @@ def test_load_errors_name_the_problem(models, tmp_path):
 
     # Same architecture, other widths: every mismatching shape is listed by name.
     config_file.write_text(json.dumps({**values, "params": {**values["params"], "fusion_channels": 24}}))
-    with pytest.raises(ValueError, match=r"shape mismatches \(\d+\): .*bev_compressor\.0\.weight: file "
-                                         r"\(32, 36, 3, 3\) != model \(24, 36, 3, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape mismatches \(\d+\): .*bev_compressor\.0\.weight: file "
+        r"\(32, 36, 3, 3\) != model \(24, 36, 3, 3\)",
+    ):
         load_model(weights)
 
     # A renamed key: missing and unexpected, both named.
     from safetensors.torch import load_file, save_file
+
     tensors = load_file(str(weights))
     tensors["bev_compressor.9.weight"] = tensors.pop("bev_compressor.0.weight")
     save_file(tensors, str(tmp_path / "renamed.safetensors"))
     (tmp_path / "renamed.json").write_text(json.dumps(values))
-    with pytest.raises(ValueError, match=r"missing keys \(1\): bev_compressor\.0\.weight(.|\n)*"
-                                         r"unexpected keys \(1\): bev_compressor\.9\.weight"):
+    with pytest.raises(
+        ValueError,
+        match=r"missing keys \(1\): bev_compressor\.0\.weight(.|\n)*"
+        r"unexpected keys \(1\): bev_compressor\.9\.weight",
+    ):
         load_model(tmp_path / "renamed.json")
 
 

@@ -15,14 +15,29 @@ from ros2_lmd.models.simplebev import SimpleBEV, infer_simplebev_variant, simple
 # --- the official state_dict, as data --------------------------------------------------------
 TOP_LEVEL = {"ce_weight", "center_weight", "offset_weight", "encoder", "bev_compressor", "decoder"}
 SECOND_LEVEL = {
-    "encoder.backbone", "encoder.layer3", "encoder.depth_layer", "encoder.upsampling_layer",
-    "decoder.first_conv", "decoder.bn1", "decoder.layer1", "decoder.layer2", "decoder.layer3",
-    "decoder.up3_skip", "decoder.up2_skip", "decoder.up1_skip", "decoder.feat_head",
-    "decoder.segmentation_head", "decoder.instance_offset_head", "decoder.instance_center_head",
-    "bev_compressor.0"}
+    "encoder.backbone",
+    "encoder.layer3",
+    "encoder.depth_layer",
+    "encoder.upsampling_layer",
+    "decoder.first_conv",
+    "decoder.bn1",
+    "decoder.layer1",
+    "decoder.layer2",
+    "decoder.layer3",
+    "decoder.up3_skip",
+    "decoder.up2_skip",
+    "decoder.up1_skip",
+    "decoder.feat_head",
+    "decoder.segmentation_head",
+    "decoder.instance_offset_head",
+    "decoder.instance_center_head",
+    "bev_compressor.0",
+}
 # Encoder_res101: resnet101 children()[:-4] = conv1, bn1, relu, maxpool, layer1, layer2.
 SHAPES = {
-    "ce_weight": (), "center_weight": (), "offset_weight": (),
+    "ce_weight": (),
+    "center_weight": (),
+    "offset_weight": (),
     "encoder.backbone.0.weight": (64, 3, 7, 7),
     "encoder.backbone.1.running_var": (64,),
     "encoder.backbone.1.num_batches_tracked": (),
@@ -35,7 +50,8 @@ SHAPES = {
     "encoder.layer3.0.downsample.0.weight": (1024, 512, 1, 1),
     "encoder.layer3.22.conv3.weight": (1024, 256, 1, 1),
     "encoder.layer3.22.bn3.running_mean": (1024,),
-    "encoder.depth_layer.weight": (128, 512, 1, 1), "encoder.depth_layer.bias": (128,),
+    "encoder.depth_layer.weight": (128, 512, 1, 1),
+    "encoder.depth_layer.bias": (128,),
     "encoder.upsampling_layer.conv.0.weight": (512, 1536, 3, 3),
     "encoder.upsampling_layer.conv.3.weight": (512, 512, 3, 3),
     "bev_compressor.0.weight": (128, 128 * 8 + 1, 3, 3),  # use_radar, not meta: C*Y + 1
@@ -47,15 +63,24 @@ SHAPES = {
     "decoder.up3_skip.upsample_layer.1.weight": (128, 256, 1, 1),
     "decoder.up2_skip.upsample_layer.1.weight": (64, 128, 1, 1),
     "decoder.up1_skip.upsample_layer.1.weight": (128, 64, 1, 1),
-    "decoder.feat_head.0.weight": (128, 128, 3, 3), "decoder.feat_head.3.weight": (128, 128, 1, 1),
-    "decoder.segmentation_head.3.weight": (1, 128, 1, 1), "decoder.segmentation_head.3.bias": (1,),
+    "decoder.feat_head.0.weight": (128, 128, 3, 3),
+    "decoder.feat_head.3.weight": (128, 128, 1, 1),
+    "decoder.segmentation_head.3.weight": (1, 128, 1, 1),
+    "decoder.segmentation_head.3.bias": (1,),
     "decoder.instance_offset_head.3.weight": (2, 128, 1, 1),
     "decoder.instance_center_head.0.weight": (128, 128, 3, 3),
     "decoder.instance_center_head.3.bias": (1,),
 }
-ABSENT = ["mean", "std", "encoder.layer4.0.conv1.weight", "encoder.backbone.2.weight",
-          "decoder.layer4.0.conv1.weight", "decoder.instance_center_head.4.weight",
-          "bev_compressor.1.weight", "encoder.upsampling_layer.conv.1.weight"]
+ABSENT = [
+    "mean",
+    "std",
+    "encoder.layer4.0.conv1.weight",
+    "encoder.backbone.2.weight",
+    "decoder.layer4.0.conv1.weight",
+    "decoder.instance_center_head.4.weight",
+    "bev_compressor.1.weight",
+    "encoder.upsampling_layer.conv.1.weight",
+]
 # Key count: encoder 568 (stem 6, layer1 60, layer2 78, layer3 420, depth 2, upsampling 2),
 # compressor 1, decoder 105 (stem 6, layers 24+30+30, ups 3, heads 12), loss weights 3.
 NUM_KEYS = 677
@@ -65,10 +90,10 @@ NUM_KEYS = 677
 _ENC101, _ENC50, _DECODER = 27_535_424 + 9_437_184 + 65_664, 8_543_296 + 9_437_184 + 65_664, 3_830_788
 PARAMS = {
     ("c", "res101"): _ENC101 + 128 * 9 * 1024 + _DECODER + 3,
-    ("cr", "res101"): _ENC101 + 128 * 9 * 1025 + _DECODER + 3,       # 42,049,863
+    ("cr", "res101"): _ENC101 + 128 * 9 * 1025 + _DECODER + 3,  # 42,049,863
     ("crm", "res101"): _ENC101 + 128 * 9 * (1024 + 128) + _DECODER + 3,
     ("cl", "res101"): _ENC101 + 128 * 9 * (1024 + 8) + _DECODER + 3,
-    ("cr", "res50"): _ENC50 + 128 * 9 * 1025 + _DECODER + 3,         # 23,057,735
+    ("cr", "res50"): _ENC50 + 128 * 9 * 1025 + _DECODER + 3,  # 23,057,735
 }
 
 
@@ -89,8 +114,9 @@ def test_state_dict_matches_the_official_segnet(official_cr):
     assert sum(p.numel() for p in official_cr.parameters()) == PARAMS[("cr", "res101")] == 42_049_863
 
 
-@pytest.mark.parametrize("variant, encoder", [("c", "res101"), ("crm", "res101"), ("cl", "res101"),
-                                              ("cr", "res50")])
+@pytest.mark.parametrize(
+    "variant, encoder", [("c", "res101"), ("crm", "res101"), ("cl", "res101"), ("cr", "res50")]
+)
 def test_parameter_counts_of_other_variants(variant, encoder):
     model = SimpleBEV(simplebev_config(variant, encoder_type=encoder))
     assert sum(p.numel() for p in model.parameters()) == PARAMS[(variant, encoder)]
@@ -100,12 +126,18 @@ def test_parameter_counts_of_other_variants(variant, encoder):
 
 def small_config(variant: str = "cr", **overrides):
     """Full channel widths, tiny BEV (32 x 32 x 8) and two small cameras: a fast forward pass."""
-    return simplebev_config(variant, grid=BEVGrid(-8, 8, -8, 8, z_min=-4.5, z_max=5.5, z_bins=8),
-                            image_size=(64, 96), camera_names=("cam_front", "cam_back"), **overrides)
+    return simplebev_config(
+        variant,
+        grid=BEVGrid(-8, 8, -8, 8, z_min=-4.5, z_max=5.5, z_bins=8),
+        image_size=(64, 96),
+        camera_names=("cam_front", "cam_back"),
+        **overrides,
+    )
 
 
 def two_camera_frame(seed: int = 0):
     from test_models import make_frame
+
     return make_frame(seed, H=72, W=128, names=("cam_front", "cam_back"))
 
 
@@ -122,12 +154,16 @@ def test_forward_at_small_grid(variant):
     assert features["camera"].shape == (1, 128 * 8, 32, 32)
     assert features[other].shape == (1, extra, 32, 32)
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
-        "bev_logits": (1, 1, 32, 32), "center_logits": (1, 1, 32, 32), "offset": (1, 2, 32, 32)}
+        "bev_logits": (1, 1, 32, 32),
+        "center_logits": (1, 1, 32, 32),
+        "offset": (1, 2, 32, 32),
+    }
     # center_logits are the official instance_center before its final Sigmoid.
     with torch.no_grad():
         x = model.decoder.trunk(model.bev_compressor(torch.cat([features[m] for m in model.modalities], 1)))
-        torch.testing.assert_close(torch.sigmoid(outputs["center_logits"]),
-                                   model.decoder.instance_center_head(x))
+        torch.testing.assert_close(
+            torch.sigmoid(outputs["center_logits"]), model.decoder.instance_center_head(x)
+        )
 
 
 def test_simplebev_point_layout_is_top_bin_first():
@@ -152,6 +188,7 @@ def test_lmd_conserves_on_simplebev():
 
 
 # --- converter --------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def small_official():

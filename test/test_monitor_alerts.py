@@ -8,8 +8,15 @@ import pytest
 from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine
 from ros2_lmd.monitor.detections import evidence_shares, extract_detections
-from ros2_lmd.monitor.report import (MODALITY_DISAGREEMENT, SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_MISSING,
-                                     SENSOR_RECOVERED, SENSOR_STALE, SINGLE_SENSOR_SUPPORT)
+from ros2_lmd.monitor.report import (
+    MODALITY_DISAGREEMENT,
+    SENSOR_DEGRADED,
+    SENSOR_FAILED,
+    SENSOR_MISSING,
+    SENSOR_RECOVERED,
+    SENSOR_STALE,
+    SINGLE_SENSOR_SUPPORT,
+)
 
 GRID = BEVGrid(-10, 10, -10, 10, 0.5)  # 40 x 40 cells
 
@@ -25,15 +32,25 @@ def scene(camera_box=4.0, radar_box=4.0, radar_ghost=0.0):
     radar[box] += radar_box
     if radar_ghost:
         gy, gx, _ = GRID.cell_of(np.array([-6.0]), np.array([-6.0]))
-        radar[gy[0] - 1:gy[0] + 2, gx[0] - 1:gx[0] + 2] += radar_ghost
+        radar[gy[0] - 1 : gy[0] + 2, gx[0] - 1 : gx[0] + 2] += radar_ghost
     fused = camera + radar + bias
     return fused, {"camera": camera, "radar": radar, "bias": bias}
 
 
-def detect(fused, comps, config=AlertConfig()):
+DEFAULT_CONFIG = AlertConfig()
+
+
+def detect(fused, comps, config=DEFAULT_CONFIG):
     mods = {m: comps[m] for m in ("camera", "radar")}
-    return extract_detections(fused, mods, GRID, config.detection_threshold, config.min_detection_cells,
-                              config.support_share, config.single_sensor_share)
+    return extract_detections(
+        fused,
+        mods,
+        GRID,
+        config.detection_threshold,
+        config.min_detection_cells,
+        config.support_share,
+        config.single_sensor_share,
+    )
 
 
 def test_detection_geometry_and_shares():
@@ -61,8 +78,9 @@ def test_single_sensor_support_alert():
     fused, comps = scene(camera_box=0.2, radar_box=8.0)
     engine = AlertEngine(("camera", "radar"), GRID, AlertConfig())
     dets, labels = detect(fused, comps)
-    alerts = engine.update(fused, comps, {"camera": 1.0, "radar": 1.0}, {"camera": True, "radar": True}, {},
-                           dets, labels)
+    alerts = engine.update(
+        fused, comps, {"camera": 1.0, "radar": 1.0}, {"camera": True, "radar": True}, {}, dets, labels
+    )
     single = [a for a in alerts if a.kind == SINGLE_SENSOR_SUPPORT]
     assert len(single) == 1 and single[0].modality == "radar" and single[0].detection is dets[0]
     assert "radar alone" in single[0].message
@@ -72,17 +90,22 @@ def test_disagreement_both_directions():
     # radar sees a ghost the fused output rejects? make the camera suppress it strongly
     fused, comps = scene(radar_ghost=9.0)
     gy, gx, _ = GRID.cell_of(np.array([-6.0]), np.array([-6.0]))
-    comps["camera"][gy[0] - 1:gy[0] + 2, gx[0] - 1:gx[0] + 2] -= 9.0
+    comps["camera"][gy[0] - 1 : gy[0] + 2, gx[0] - 1 : gx[0] + 2] -= 9.0
     fused = comps["camera"] + comps["radar"] + comps["bias"]
     # and inside the real car the camera argues against it, radar carries it
     iy, ix, _ = GRID.cell_of(np.array([5.0]), np.array([2.0]))
-    comps["camera"][iy[0] - 2:iy[0] + 2, ix[0] - 4:ix[0] + 4] = -3.0
-    comps["radar"][iy[0] - 2:iy[0] + 2, ix[0] - 4:ix[0] + 4] = 12.0
+    comps["camera"][iy[0] - 2 : iy[0] + 2, ix[0] - 4 : ix[0] + 4] = -3.0
+    comps["radar"][iy[0] - 2 : iy[0] + 2, ix[0] - 4 : ix[0] + 4] = 12.0
     fused = comps["camera"] + comps["radar"] + comps["bias"]
     engine = AlertEngine(("camera", "radar"), GRID, AlertConfig())
     dets, labels = detect(fused, comps)
-    alerts = [a for a in engine.update(fused, comps, {"camera": 1, "radar": 1}, {"camera": True, "radar": True},
-                                       {}, dets, labels) if a.kind == MODALITY_DISAGREEMENT]
+    alerts = [
+        a
+        for a in engine.update(
+            fused, comps, {"camera": 1, "radar": 1}, {"camera": True, "radar": True}, {}, dets, labels
+        )
+        if a.kind == MODALITY_DISAGREEMENT
+    ]
     kinds = {(a.modality, "rejects" in a.message, "argues against" in a.message) for a in alerts}
     assert ("radar", True, False) in kinds
     assert ("camera", False, True) in kinds
@@ -91,10 +114,15 @@ def test_disagreement_both_directions():
 
 def run_health(energies, config):
     engine = AlertEngine(("camera",), GRID, config)
-    fused, comps = np.full(GRID.shape, -5.0), {"camera": np.zeros(GRID.shape), "bias": np.full(GRID.shape, -5.0)}
+    fused, comps = (
+        np.full(GRID.shape, -5.0),
+        {"camera": np.zeros(GRID.shape), "bias": np.full(GRID.shape, -5.0)},
+    )
     timeline = []
     for i, e in enumerate(energies):
-        for alert in engine.update(fused, comps, {"camera": e}, {"camera": True}, {}, [], np.zeros(GRID.shape, int)):
+        for alert in engine.update(
+            fused, comps, {"camera": e}, {"camera": True}, {}, [], np.zeros(GRID.shape, int)
+        ):
             timeline.append((i, alert.kind))
     return timeline, engine
 
@@ -129,14 +157,20 @@ def test_missing_and_stale_raise_on_transition_and_recover():
     comps = {"camera": np.zeros(GRID.shape), "lidar": np.zeros(GRID.shape), "bias": fused}
     energy = {"camera": 1.0, "lidar": 1.0}
     labels = np.zeros(GRID.shape, int)
-    steps = [({"camera": True, "lidar": False}, {}),
-             ({"camera": True, "lidar": False}, {"cam_front": "stale: last image 0.4 s old"}),
-             ({"camera": True, "lidar": True}, {})]
-    seen = [[(a.kind, a.modality, a.sensor) for a in engine.update(fused, comps, energy, p, s, [], labels)]
-            for p, s in steps]
+    steps = [
+        ({"camera": True, "lidar": False}, {}),
+        ({"camera": True, "lidar": False}, {"cam_front": "stale: last image 0.4 s old"}),
+        ({"camera": True, "lidar": True}, {}),
+    ]
+    seen = [
+        [(a.kind, a.modality, a.sensor) for a in engine.update(fused, comps, energy, p, s, [], labels)]
+        for p, s in steps
+    ]
     assert seen[0] == [(SENSOR_MISSING, "lidar", "")]
     assert seen[1] == [(SENSOR_STALE, "camera", "cam_front")]
-    assert sorted(seen[2]) == sorted([(SENSOR_RECOVERED, "lidar", ""), (SENSOR_RECOVERED, "camera", "cam_front")])
+    assert sorted(seen[2]) == sorted(
+        [(SENSOR_RECOVERED, "lidar", ""), (SENSOR_RECOVERED, "camera", "cam_front")]
+    )
 
 
 def test_stale_alerts_name_the_modality_of_any_sensor_name():
@@ -145,12 +179,19 @@ def test_stale_alerts_name_the_modality_of_any_sensor_name():
     fused = np.full(GRID.shape, -5.0)
     comps = {"camera": np.zeros(GRID.shape), "radar": np.zeros(GRID.shape), "bias": fused}
     present = {"camera": True, "radar": True}
-    alerts = engine.update(fused, comps, {"camera": 1.0, "radar": 1.0}, present,
-                           {"front_long_range_points": "no message within 0.06 s", "cam_front": ""}, [],
-                           np.zeros(GRID.shape, int),
-                           sensor_modality={"front_long_range_points": "radar", "cam_front": "camera"})
+    alerts = engine.update(
+        fused,
+        comps,
+        {"camera": 1.0, "radar": 1.0},
+        present,
+        {"front_long_range_points": "no message within 0.06 s", "cam_front": ""},
+        [],
+        np.zeros(GRID.shape, int),
+        sensor_modality={"front_long_range_points": "radar", "cam_front": "camera"},
+    )
     assert [(a.kind, a.modality, a.sensor) for a in alerts] == [
-        (SENSOR_STALE, "radar", "front_long_range_points")]
+        (SENSOR_STALE, "radar", "front_long_range_points")
+    ]
 
 
 def test_bad_alert_config_is_named():
@@ -210,12 +251,25 @@ def test_a_modality_without_sensors_does_not_stop_the_health_checks():
     engine = AlertEngine(mods, GRID, AlertConfig(baseline_window=20, baseline_min_frames=10))
     fused = np.full(GRID.shape, -5.0)
     comps = {m: np.zeros(GRID.shape) for m in mods} | {"bias": fused}
-    healthy, blackout = {"camera": 1.0, "radar": 0.01, "lidar": None}, {"camera": 0.01, "radar": 0.01, "lidar": None}
+    healthy, blackout = (
+        {"camera": 1.0, "radar": 0.01, "lidar": None},
+        {"camera": 0.01, "radar": 0.01, "lidar": None},
+    )
     kinds = []
     for act in [healthy] * 20 + [blackout] * 5:
-        kinds += [(a.kind, a.modality) for a in engine.update(
-            fused, comps, act, {"camera": True, "radar": True, "lidar": False}, {}, [],
-            np.zeros(GRID.shape, int), expected=("camera", "radar"))]
+        kinds += [
+            (a.kind, a.modality)
+            for a in engine.update(
+                fused,
+                comps,
+                act,
+                {"camera": True, "radar": True, "lidar": False},
+                {},
+                [],
+                np.zeros(GRID.shape, int),
+                expected=("camera", "radar"),
+            )
+        ]
     assert (SENSOR_FAILED, "camera") in kinds
 
 

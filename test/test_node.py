@@ -19,8 +19,15 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
 pytest.importorskip("tf2_msgs", reason="tf2_msgs is not built: run `make bootstrap`")
 
-from node_harness import (HANG_GUARD_S, OUTPUT_TYPES, MonitorHarness, SensorRig,  # noqa: E402
-                          status_by_hardware_id, tiny_model, values_of)
+from node_harness import (
+    HANG_GUARD_S,
+    OUTPUT_TYPES,
+    MonitorHarness,
+    SensorRig,  # noqa: E402
+    status_by_hardware_id,
+    tiny_model,
+    values_of,
+)
 
 from ros2_lmd.messages.types import as_int  # noqa: E402
 from ros2_lmd.sensors.frame import LIDAR_FIELDS  # noqa: E402
@@ -46,10 +53,16 @@ def test_every_output_is_published_on_the_configured_grid(model_path):
         assert [s.frames_processed for s in summaries] == [1, 2, 3, 4]
         assert [s.frames_dropped for s in summaries] == [0, 0, 0, 0]
         assert [list(s.present) for s in summaries] == [[True] * 3] * 3 + [[True, False, True]]
-        assert [round(s.header.stamp.sec + s.header.stamp.nanosec * 1e-9, 6)
-                for s in summaries] == [1000.0, 1000.1, 1000.2, 1000.3]
-        harness.wait_for(lambda: all(harness.count(k) >= 4 for k in OUTPUT_TYPES
-                                     if k != "alerts"), "every output of the four frames")
+        assert [round(s.header.stamp.sec + s.header.stamp.nanosec * 1e-9, 6) for s in summaries] == [
+            1000.0,
+            1000.1,
+            1000.2,
+            1000.3,
+        ]
+        harness.wait_for(
+            lambda: all(harness.count(k) >= 4 for k in OUTPUT_TYPES if k != "alerts"),
+            "every output of the four frames",
+        )
 
         for key in ("bev/fused", "bev/camera", "bev/radar", "bev/lidar", "bev/bias"):
             for grid in harness.messages(key):
@@ -86,18 +99,20 @@ def test_every_output_is_published_on_the_configured_grid(model_path):
 def _corrupt(rig: SensorRig, stamp: float) -> dict:
     """One instant with each kind of malformed message on a different sensor."""
     messages = rig.frame(stamp)
-    messages["/cam_front/image_rect_compressed"].data = \
-        messages["/cam_front/image_rect_compressed"].data[:20]  # corrupt JPEG
+    messages["/cam_front/image_rect_compressed"].data = messages["/cam_front/image_rect_compressed"].data[
+        :20
+    ]  # corrupt JPEG
     info = messages["/cam_front_right/camera_info"]
     info.k = np.zeros(9)  # zero intrinsics
-    messages["/cam_front_left/image_rect_compressed"] = rig.image("cam_front_left", stamp,
-                                                                  hw=(30, 50))  # != CameraInfo
+    messages["/cam_front_left/image_rect_compressed"] = rig.image(
+        "cam_front_left", stamp, hw=(30, 50)
+    )  # != CameraInfo
     truncated = messages["/radar_front"]
     truncated.data = truncated.data[:-7]
     wrong_step = messages["/radar_front_left"]
     wrong_step.point_step = 20  # six float32 fields need 24 bytes
     wrong_step.row_step = 20 * wrong_step.width
-    wrong_step.data = wrong_step.data[:wrong_step.row_step]
+    wrong_step.data = wrong_step.data[: wrong_step.row_step]
     points = np.random.default_rng(1).uniform(-5, 5, (50, len(LIDAR_FIELDS))).astype(np.float32)
     points[:3, 0] = (np.nan, np.inf, -np.inf)
     nan_cloud = rig.lidar_cloud(stamp, points)
@@ -169,13 +184,14 @@ def test_keep_latest_queue_counts_superseded_frames(model_path):
         for i in range(6):  # faster than inference: older queued frames are superseded
             harness.publish(rig.frame(10.0 + i * 0.1))
             # Paced by arrival (not by inference), so best-effort QoS loses no sweep.
-            harness.wait_for(lambda: health.messages("lidar_top") == i + 1, f"sweep {i}")
+            harness.wait_for(lambda i=i: health.messages("lidar_top") == i + 1, f"sweep {i}")
         harness.wait_for(lambda: harness.frames_accounted() == 6, "all six frames accounted for")
         drops = harness.node.drop_counts()
         assert harness.node.frames_processed + sum(drops.values()) == 6
         assert set(drops) <= {"superseded in the queue by a newer frame"}
-        harness.wait_for(lambda: harness.count("decomposition") == harness.node.frames_processed,
-                         "the last summary")
+        harness.wait_for(
+            lambda: harness.count("decomposition") == harness.node.frames_processed, "the last summary"
+        )
         last = harness.messages("decomposition")[-1]
         assert last.frames_processed + last.frames_dropped <= 6
 
@@ -190,7 +206,7 @@ def test_several_inference_workers_conclude_frames_in_stamp_order(model_path):
         health = harness.node.sensor_health
         for i in range(8):
             harness.publish(rig.frame(10.0 + i * 0.1))
-            harness.wait_for(lambda: health.messages("lidar_top") == i + 1, f"sweep {i}")
+            harness.wait_for(lambda i=i: health.messages("lidar_top") == i + 1, f"sweep {i}")
         harness.wait_for(lambda: harness.frames_accounted() == 8, "all eight frames accounted for")
         assert harness.node.drop_counts() == {}
         # three frames in inference at once, yet alerts and outputs follow the stamps
@@ -199,8 +215,7 @@ def test_several_inference_workers_conclude_frames_in_stamp_order(model_path):
 
 def test_lifecycle_without_autostart(model_path):
     rig = SensorRig(cameras=("cam_front",), radars=("radar_front",))
-    with MonitorHarness(rig, {"model": model_path, "autostart": False},
-                        autostart=False) as harness:
+    with MonitorHarness(rig, {"model": model_path, "autostart": False}, autostart=False) as harness:
         node, probe = harness.node, harness.probe
         assert node.autostart is False
         assert probe.count_subscribers("/lidar_top") == 0  # unconfigured: nothing subscribed
@@ -218,8 +233,7 @@ def test_lifecycle_without_autostart(model_path):
         assert not result.successful
         result = node.set_parameters([rclpy.parameter.Parameter("failed_ratio", value=0.9)])[0]
         assert not result.successful and "degraded_ratio" in result.reason
-        assert node.set_parameters([rclpy.parameter.Parameter("bev_image_scale", value=3)])[0] \
-            .successful
+        assert node.set_parameters([rclpy.parameter.Parameter("bev_image_scale", value=3)])[0].successful
 
 
 def test_parameters_are_declared_with_descriptors(model_path):
@@ -241,9 +255,22 @@ def test_cli_monitor_starts_and_stops_cleanly_on_ctrl_c(model_path, tmp_path):
     params.write_text(f"/**:\n  ros__parameters:\n    model: {model_path}\n    device: cpu\n")
     env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 199))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "ros2_lmd.cli", "monitor", "--params-file", str(params),
-         "--ros-args", "-p", "queue_depth:=2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        [
+            sys.executable,
+            "-m",
+            "ros2_lmd.cli",
+            "monitor",
+            "--params-file",
+            str(params),
+            "--ros-args",
+            "-p",
+            "queue_depth:=2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
     lines = []
     try:
         deadline = time.monotonic() + HANG_GUARD_S
@@ -262,6 +289,9 @@ def test_cli_monitor_starts_and_stops_cleanly_on_ctrl_c(model_path, tmp_path):
 def test_cli_monitor_refuses_bad_parameters(tmp_path):
     params = tmp_path / "monitor.yaml"
     params.write_text("/**:\n  ros__parameters:\n    queue_depth: 0\n")
-    result = subprocess.run([sys.executable, "-m", "ros2_lmd.cli", "monitor", "--params-file",
-                             str(params)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ros2_lmd.cli", "monitor", "--params-file", str(params)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "queue_depth" in result.stderr

@@ -11,12 +11,20 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make 
 
 from rclpy.serialization import serialize_message  # noqa: E402
 
-from ros2_lmd.messages import outputs  # noqa: E402
-from ros2_lmd.monitor import status  # noqa: E402
 from ros2_lmd.geometry.grid import BEVGrid  # noqa: E402
-from ros2_lmd.monitor.report import (ERROR, INFO, SENSOR_FAILED, SINGLE_SENSOR_SUPPORT,  # noqa: E402
-                                     WARN, Alert, Detection, FrameReport)
+from ros2_lmd.messages import outputs  # noqa: E402
 from ros2_lmd.messages.types import RclpyTypes, as_int, rosbags_types, type_name_of  # noqa: E402
+from ros2_lmd.monitor import status  # noqa: E402
+from ros2_lmd.monitor.report import (
+    ERROR,
+    INFO,
+    SENSOR_FAILED,
+    SINGLE_SENSOR_SUPPORT,  # noqa: E402
+    WARN,
+    Alert,
+    Detection,
+    FrameReport,
+)
 from ros2_lmd.monitor.sensor_health import SensorHealthTracker, SensorInfo  # noqa: E402
 
 GRID = BEVGrid(-2.0, 2.0, -1.0, 2.0, 0.5)  # nx = 8, ny = 6
@@ -44,29 +52,50 @@ def _report() -> FrameReport:
     radar[2, 3] = 2.0  # -> 75 ; image green 127.5 -> 128
     lidar[4, 2] = -2.0  # -> 25
     radar_only = Detection(
-        id=0, centroid=(1.25, -0.25), footprint=np.array([[1.0, -0.5], [1.0, 0.0], [1.5, 0.0],
-                                                          [1.5, -0.5]]),  # clockwise on purpose
-        area_m2=0.25, score=0.5, shares={"camera": 0.1, "radar": 0.85, "lidar": 0.05},
-        dominant="radar", supporting=("radar",), single_sensor=True, cells=1, label=1)
+        id=0,
+        centroid=(1.25, -0.25),
+        footprint=np.array([[1.0, -0.5], [1.0, 0.0], [1.5, 0.0], [1.5, -0.5]]),  # clockwise on purpose
+        area_m2=0.25,
+        score=0.5,
+        shares={"camera": 0.1, "radar": 0.85, "lidar": 0.05},
+        dominant="radar",
+        supporting=("radar",),
+        single_sensor=True,
+        cells=1,
+        label=1,
+    )
     mixed = Detection(
-        id=1, centroid=(-0.25, 0.25), footprint=np.array([[-0.5, 0.0], [0.0, 0.0], [0.0, 0.5],
-                                                          [-0.5, 0.5]]),
-        area_m2=0.25, score=0.99, shares={"camera": 0.5, "radar": 0.25, "lidar": 0.25},
-        dominant="camera", supporting=("camera", "radar", "lidar"), single_sensor=False, cells=1,
-        label=2)
-    alerts = [Alert(SINGLE_SENSOR_SUPPORT, WARN, "radar", "seen by radar alone",
-                    detection=radar_only),
-              Alert(SENSOR_FAILED, ERROR, "lidar", "lidar failing"),
-              Alert("SENSOR_RECOVERED", INFO, "camera", "camera back", sensor="/cam_front")]
+        id=1,
+        centroid=(-0.25, 0.25),
+        footprint=np.array([[-0.5, 0.0], [0.0, 0.0], [0.0, 0.5], [-0.5, 0.5]]),
+        area_m2=0.25,
+        score=0.99,
+        shares={"camera": 0.5, "radar": 0.25, "lidar": 0.25},
+        dominant="camera",
+        supporting=("camera", "radar", "lidar"),
+        single_sensor=False,
+        cells=1,
+        label=2,
+    )
+    alerts = [
+        Alert(SINGLE_SENSOR_SUPPORT, WARN, "radar", "seen by radar alone", detection=radar_only),
+        Alert(SENSOR_FAILED, ERROR, "lidar", "lidar failing"),
+        Alert("SENSOR_RECOVERED", INFO, "camera", "camera back", sensor="/cam_front"),
+    ]
     return FrameReport(
-        stamp=STAMP, frame_index=7, grid=GRID, fused=fused,
+        stamp=STAMP,
+        frame_index=7,
+        grid=GRID,
+        fused=fused,
         components={"camera": camera, "radar": radar, "lidar": lidar, "bias": bias},
         shares={"camera": 0.5, "radar": 0.375, "lidar": 0.125},
         energy={"camera": 1.0, "radar": 0.5, "lidar": 0.25},
         present={"camera": True, "radar": True, "lidar": False},
-        detections=[radar_only, mixed], alerts=alerts,
+        detections=[radar_only, mixed],
+        alerts=alerts,
         timings_ms={"prepare": 1.0, "encode": 2.0, "decompose": 3.0, "postprocess": 0.5},
-        conservation_error=1e-7)
+        conservation_error=1e-7,
+    )
 
 
 def _cell(grid_msg, iy: int, ix: int) -> int:
@@ -83,6 +112,7 @@ def _serialized(message) -> bytes:
 
 # --- Grids -------------------------------------------------------------------------------------------
 
+
 @ADAPTERS
 def test_occupancy_grid_geometry(types):
     grid = outputs.occupancy_grid(_report(), "fused", types, "base_link")
@@ -91,8 +121,12 @@ def test_occupancy_grid_geometry(types):
     info = grid.info
     assert (info.width, info.height, info.resolution) == (NX, NY, 0.5)
     assert (info.origin.position.x, info.origin.position.y, info.origin.position.z) == (-2.0, -1.0, 0.0)
-    assert (info.origin.orientation.x, info.origin.orientation.y, info.origin.orientation.z,
-            info.origin.orientation.w) == (0.0, 0.0, 0.0, 1.0)
+    assert (
+        info.origin.orientation.x,
+        info.origin.orientation.y,
+        info.origin.orientation.z,
+        info.origin.orientation.w,
+    ) == (0.0, 0.0, 0.0, 1.0)
     assert len(grid.data) == NX * NY
 
 
@@ -131,12 +165,17 @@ def test_non_finite_logits_are_unknown():
 
 # --- Image -------------------------------------------------------------------------------------------
 
+
 @ADAPTERS
 def test_bev_image_size_orientation_and_colours(types):
     scale = 2
     image = outputs.bev_image(_report(), types, "base_link", scale=scale, component_logit_range=R)
-    assert (image.height, image.width, image.encoding, image.step) == (NX * scale, NY * scale,
-                                                                       "rgb8", NY * scale * 3)
+    assert (image.height, image.width, image.encoding, image.step) == (
+        NX * scale,
+        NY * scale,
+        "rgb8",
+        NY * scale * 3,
+    )
     rgb = np.asarray(image.data, dtype=np.uint8).reshape(image.height, image.width, 3)
 
     def pixel(iy, ix):  # x forward is up (row 0 = largest x), y left is left (col 0 = largest y)
@@ -159,6 +198,7 @@ def test_bev_rgb_blue_is_lidar():
 
 
 # --- Markers -----------------------------------------------------------------------------------------
+
 
 @ADAPTERS
 def test_markers(types):
@@ -190,11 +230,13 @@ def test_markers(types):
 
 # --- Project messages ---------------------------------------------------------------------------------
 
+
 @ADAPTERS
 def test_decomposition_summary(types):
     report = _report()
-    summary = outputs.decomposition_summary(report, types, "base_link", frames_processed=8,
-                                            frames_dropped=3, latency_ms=12.5, frame_index=7)
+    summary = outputs.decomposition_summary(
+        report, types, "base_link", frames_processed=8, frames_dropped=3, latency_ms=12.5, frame_index=7
+    )
     assert (summary.frame_index, summary.frames_processed, summary.frames_dropped) == (7, 8, 3)
     assert summary.latency_ms == 12.5
     assert list(summary.modalities) == ["camera", "radar", "lidar"]
@@ -235,8 +277,8 @@ def test_both_libraries_give_identical_messages():
         "summary": lambda t: outputs.decomposition_summary(report, t, "base_link", 8, 3, 12.5),
         "alerts": lambda t: outputs.alert_array(report, t, "base_link"),
         "diagnostics": lambda t: outputs.diagnostic_array(
-            [status.StatusRecord("ros2_lmd: x", "x", status.DIAG_STALE, "no data", {"k": "v"})],
-            t, STAMP),
+            [status.StatusRecord("ros2_lmd: x", "x", status.DIAG_STALE, "no data", {"k": "v"})], t, STAMP
+        ),
     }
     for name, build in builders.items():
         assert _serialized(build(RCLPY)) == _serialized(build(ROSBAGS)), name
@@ -244,8 +286,10 @@ def test_both_libraries_give_identical_messages():
 
 # --- Diagnostics ---------------------------------------------------------------------------------------
 
-SENSORS = [SensorInfo("cam_front", "/cam_front/image", "camera"),
-           SensorInfo("lidar_top", "/lidar_top", "lidar")]
+SENSORS = [
+    SensorInfo("cam_front", "/cam_front/image", "camera"),
+    SensorInfo("lidar_top", "/lidar_top", "lidar"),
+]
 
 
 def _levels(tracker: SensorHealthTracker, now: float) -> dict[str, int]:
@@ -300,17 +344,23 @@ def test_diagnostic_array(types):
     tracker.message("lidar_top", 5.0, 1.0)
     report = _report()
     records = tracker.statuses(1.0) + status.modality_statuses(
-        ("camera", "radar", "lidar"), report,
+        ("camera", "radar", "lidar"),
+        report,
         {"camera": "ok", "radar": "degraded", "lidar": "failed"},
-        {"camera": 1.0, "radar": 0.4, "lidar": 0.1})
+        {"camera": 1.0, "radar": 0.4, "lidar": 0.1},
+    )
     array = outputs.diagnostic_array(records, types, STAMP)
     statuses = list(array.status)
-    assert [s.hardware_id for s in statuses] == ["cam_front", "lidar_top", "camera", "radar",
-                                                 "lidar"]
+    assert [s.hardware_id for s in statuses] == ["cam_front", "lidar_top", "camera", "radar", "lidar"]
     assert [as_int(s.level) for s in statuses] == [3, 0, 0, 1, 2]
     values = {kv.key: kv.value for kv in statuses[3].values}
-    assert values == {"state": "degraded", "share": "0.375", "contribution_ratio": "0.400",
-                      "present": "true", "energy": "0.5"}
+    assert values == {
+        "state": "degraded",
+        "share": "0.375",
+        "contribution_ratio": "0.400",
+        "present": "true",
+        "energy": "0.5",
+    }
     assert statuses[2].name == "ros2_lmd: camera contribution"
     before = status.modality_statuses(("camera",), None, {}, {})
     assert before[0].level == status.DIAG_STALE
@@ -322,6 +372,7 @@ def test_modality_missing_is_warn():
 
 
 # --- The adapter itself -----------------------------------------------------------------------------
+
 
 @ADAPTERS
 def test_new_fills_defaults_and_refuses_unknown_fields(types):

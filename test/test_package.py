@@ -16,18 +16,30 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _ros2_lmd(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ros2_lmd.cli", *args], capture_output=True,
-                          text=True, timeout=120, env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "ros2_lmd.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def test_library_imports_without_ros():
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("AMENT_PREFIX_PATH", "LD_LIBRARY_PATH", "PYTHONPATH")}
-    code = ("import sys, ros2_lmd, ros2_lmd.monitor.params, ros2_lmd.cli, ros2_lmd.messages.definitions; "
-            "assert not [m for m in sys.modules if m.startswith(('rclpy', 'ros2_lmd.msg'))]; "
-            "print(len(ros2_lmd.__path__))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=120)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("AMENT_PREFIX_PATH", "LD_LIBRARY_PATH", "PYTHONPATH")
+    }
+    code = (
+        "import sys, ros2_lmd, ros2_lmd.monitor.params, ros2_lmd.cli, ros2_lmd.messages.definitions; "
+        "assert not [m for m in sys.modules if m.startswith(('rclpy', 'ros2_lmd.msg'))]; "
+        "print(len(ros2_lmd.__path__))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"  # No generated messages found without a prefix.
 
@@ -56,9 +68,10 @@ def test_no_search_when_the_package_has_its_messages(tmp_path):
 
 
 def test_split_ros_args():
-    assert cli.split_ros_args(["monitor", "--params-file", "a.yaml", "--ros-args", "-r",
-                               "__ns:=/car"]) == (["monitor", "--params-file", "a.yaml"],
-                                                  ["--ros-args", "-r", "__ns:=/car"])
+    assert cli.split_ros_args(["monitor", "--params-file", "a.yaml", "--ros-args", "-r", "__ns:=/car"]) == (
+        ["monitor", "--params-file", "a.yaml"],
+        ["--ros-args", "-r", "__ns:=/car"],
+    )
     assert cli.split_ros_args(["smoke"]) == (["smoke"], [])
 
 
@@ -95,8 +108,18 @@ def test_message_definitions_register_with_rosbags():
     assert "single_sensor" in Detection.__dataclass_fields__
     summary_fields = typestore.fielddefs["ros2_lmd/msg/DecompositionSummary"][1]
     assert [name for name, _ in summary_fields] == [
-        "header", "frame_index", "grid", "modalities", "shares", "present", "detections",
-        "conservation_error", "latency_ms", "frames_processed", "frames_dropped"]
+        "header",
+        "frame_index",
+        "grid",
+        "modalities",
+        "shares",
+        "present",
+        "detections",
+        "conservation_error",
+        "latency_ms",
+        "frames_processed",
+        "frames_dropped",
+    ]
 
 
 def test_message_definitions_are_the_repository_files():

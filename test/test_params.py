@@ -9,8 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ros2_lmd.monitor.params import (MonitorParams, ParameterError, load_params_file, parameter_specs,
-                             params_from_mapping)
+from ros2_lmd.monitor.params import (
+    MonitorParams,
+    ParameterError,
+    load_params_file,
+    parameter_specs,
+    params_from_mapping,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "monitor.yaml"
@@ -60,13 +65,14 @@ def test_expected_defaults():
     assert params.camera_image_topics[0] == "/cam_front/image_rect_compressed"
     assert params.camera_info_topics[-1] == "/cam_back_right/camera_info"
     assert len(params.camera_names) == 6 and len(params.radar_topics) == 5
-    assert (params.lidar_topic, params.key_sensor, params.sync_tolerance_s) == (
-        "/lidar_top", "lidar", 0.06)
+    assert (params.lidar_topic, params.key_sensor, params.sync_tolerance_s) == ("/lidar_top", "lidar", 0.06)
     assert (params.output_prefix, params.queue_depth, params.publish_rate_hz) == ("/lmd", 1, 0.0)
 
 
 def test_node_section_overrides_wildcard(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 /**:
   ros__parameters:
     device: cpu
@@ -78,7 +84,8 @@ lmd_monitor:
 other_node:
   ros__parameters:
     not_ours: 1
-""")
+""",
+    )
     params = load_params_file(path)
     assert (params.device, params.detection_threshold) == ("cpu", 0.6)
     assert params.radar_topics == ("/radar_a", "/radar_b")
@@ -96,15 +103,18 @@ def test_nested_parameter_is_named_with_its_dotted_name(tmp_path):
         load_params_file(path)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("sync_tolerance_s: 1", r"sync_tolerance_s: expected double, got int 1 \(write 1\.0\)"),
-    ("min_detection_cells: 2.5", r"min_detection_cells: expected integer, got float"),
-    ("use_compressed: 'yes'", r"use_compressed: expected bool, got str"),
-    ("baseline_window: true", r"baseline_window: expected integer, got bool"),
-    ("radar_topics: [1, 2]", r"radar_topics: expected a list of strings"),
-    ("modalities: []", r"modalities: an empty list cannot be given"),
-    ("use_sim_time: 1", r"use_sim_time: expected bool"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("sync_tolerance_s: 1", r"sync_tolerance_s: expected double, got int 1 \(write 1\.0\)"),
+        ("min_detection_cells: 2.5", r"min_detection_cells: expected integer, got float"),
+        ("use_compressed: 'yes'", r"use_compressed: expected bool, got str"),
+        ("baseline_window: true", r"baseline_window: expected integer, got bool"),
+        ("radar_topics: [1, 2]", r"radar_topics: expected a list of strings"),
+        ("modalities: []", r"modalities: an empty list cannot be given"),
+        ("use_sim_time: 1", r"use_sim_time: expected bool"),
+    ],
+)
 def test_wrong_type_is_named(tmp_path, line, message):
     path = _write(tmp_path, f"/**:\n  ros__parameters:\n    {line}\n")
     with pytest.raises(ParameterError, match=message):
@@ -114,28 +124,29 @@ def test_wrong_type_is_named(tmp_path, line, message):
 def test_all_problems_are_reported_together():
     with pytest.raises(ParameterError) as error:
         params_from_mapping({"bogus": 1, "queue_depth": "1", "device": "cpu"})
-    assert "bogus: unknown" in str(error.value) and "queue_depth: expected integer" in str(
-        error.value)
+    assert "bogus: unknown" in str(error.value) and "queue_depth: expected integer" in str(error.value)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"detection_threshold": 1.5}, r"detection_threshold: 1\.5 is outside \[0\.0, 1\.0\]"),
-    ({"device": "gpu"}, r"device: 'gpu' is not one of"),
-    ({"failed_ratio": 0.6}, r"failed_ratio: 0\.6 must be in \[0, degraded_ratio 0\.5\)"),
-    ({"hysteresis_k": 6}, r"hysteresis_k: 6 must be in \[1, hysteresis_n 5\]"),
-    ({"key_sensor": "camera", "modalities": ["radar", "lidar"]}, r"key_sensor: 'camera' is not"),
-    ({"camera_names": ["cam_front"]}, r"camera_image_topics: 6 topics for 1 camera_names"),
-    ({"modalities": ["lidar", "sonar"]}, r"modalities: unknown \['sonar'\]"),
-    ({"extrinsics_source": "config"}, r"extrinsics_file: required"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"detection_threshold": 1.5}, r"detection_threshold: 1\.5 is outside \[0\.0, 1\.0\]"),
+        ({"device": "gpu"}, r"device: 'gpu' is not one of"),
+        ({"failed_ratio": 0.6}, r"failed_ratio: 0\.6 must be in \[0, degraded_ratio 0\.5\)"),
+        ({"hysteresis_k": 6}, r"hysteresis_k: 6 must be in \[1, hysteresis_n 5\]"),
+        ({"key_sensor": "camera", "modalities": ["radar", "lidar"]}, r"key_sensor: 'camera' is not"),
+        ({"camera_names": ["cam_front"]}, r"camera_image_topics: 6 topics for 1 camera_names"),
+        ({"modalities": ["lidar", "sonar"]}, r"modalities: unknown \['sonar'\]"),
+        ({"extrinsics_source": "config"}, r"extrinsics_file: required"),
+    ],
+)
 def test_invalid_values_are_named(values, message):
     with pytest.raises(ParameterError, match=message):
         params_from_mapping(values)
 
 
 def test_use_sim_time_and_qos_overrides_are_accepted():
-    params = params_from_mapping({"use_sim_time": True,
-                                  "qos_overrides./lidar_top.subscription.depth": 5})
+    params = params_from_mapping({"use_sim_time": True, "qos_overrides./lidar_top.subscription.depth": 5})
     assert params == MonitorParams()
 
 

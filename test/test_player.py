@@ -33,10 +33,8 @@ def _write_bag(path, storage) -> dict[str, list[bytes]]:
     written: dict[str, list[bytes]] = {"/tf_static": [], "/lidar_top": [], "/chatter": []}
     with Writer(path, version=8, storage_plugin=storage) as writer:
         connections = {
-            "/tf_static": writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage",
-                                                typestore=store),
-            "/lidar_top": writer.add_connection("/lidar_top", "sensor_msgs/msg/PointCloud2",
-                                                typestore=store),
+            "/tf_static": writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=store),
+            "/lidar_top": writer.add_connection("/lidar_top", "sensor_msgs/msg/PointCloud2", typestore=store),
             "/chatter": writer.add_connection("/chatter", "std_msgs/msg/String", typestore=store),
         }
 
@@ -45,17 +43,28 @@ def _write_bag(path, storage) -> dict[str, list[bytes]]:
             writer.write(connections[topic], t_ns, raw)
             written[topic].append(raw)
 
-        transform = types.new("geometry_msgs/msg/TransformStamped", child_frame_id="lidar_top",
-                              header=types.new("std_msgs/msg/Header", frame_id="base_link"))
+        transform = types.new(
+            "geometry_msgs/msg/TransformStamped",
+            child_frame_id="lidar_top",
+            header=types.new("std_msgs/msg/Header", frame_id="base_link"),
+        )
         add("/tf_static", types.new("tf2_msgs/msg/TFMessage", transforms=[transform]), 1_000)
         for i in range(3):
             points = np.full((5, len(LIDAR_FIELDS)), float(i), np.float32)
             fields, step, data = pointcloud2_layout(points, LIDAR_FIELDS)
             cloud = types.new(
-                "sensor_msgs/msg/PointCloud2", height=1, width=5, point_step=step,
-                row_step=step * 5, data=np.frombuffer(data, np.uint8), is_dense=True,
-                fields=[types.new("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d,
-                                  count=c) for n, o, d, c in fields])
+                "sensor_msgs/msg/PointCloud2",
+                height=1,
+                width=5,
+                point_step=step,
+                row_step=step * 5,
+                data=np.frombuffer(data, np.uint8),
+                is_dense=True,
+                fields=[
+                    types.new("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d, count=c)
+                    for n, o, d, c in fields
+                ],
+            )
             add("/lidar_top", cloud, 2_000 + i * 50_000_000)
         for i in range(2):
             add("/chatter", types.new("std_msgs/msg/String", data=f"hello {i}"), 3_000 + i)
@@ -85,8 +94,7 @@ def _wait(condition, what):
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("storage", [StoragePlugin.SQLITE3, StoragePlugin.MCAP],
-                         ids=["sqlite3", "mcap"])
+@pytest.mark.parametrize("storage", [StoragePlugin.SQLITE3, StoragePlugin.MCAP], ids=["sqlite3", "mcap"])
 def test_play_publishes_every_message_unchanged(tmp_path, ros_context, storage):
     from rclpy.serialization import serialize_message
 
@@ -94,17 +102,23 @@ def test_play_publishes_every_message_unchanged(tmp_path, ros_context, storage):
     bag = tmp_path / "bag"
     written = _write_bag(bag, storage)
     received: dict[str, list[bytes]] = {topic: [] for topic in written}
-    types = {"/tf_static": "tf2_msgs/msg/TFMessage", "/lidar_top": "sensor_msgs/msg/PointCloud2",
-             "/chatter": "std_msgs/msg/String"}
+    types = {
+        "/tf_static": "tf2_msgs/msg/TFMessage",
+        "/lidar_top": "sensor_msgs/msg/PointCloud2",
+        "/chatter": "std_msgs/msg/String",
+    }
     for topic, type_name in types.items():
-        probe.create_subscription(message_class(type_name), topic, lambda m, t=topic:
-                                  received[t].append(bytes(serialize_message(m))),
-                                  qos_for(topic, type_name), raw=False)
+        probe.create_subscription(
+            message_class(type_name),
+            topic,
+            lambda m, t=topic: received[t].append(bytes(serialize_message(m))),
+            qos_for(topic, type_name),
+            raw=False,
+        )
     player_node = rclpy.create_node("lmd_player_test", context=context)
     player = BagPlayer(bag, player_node, rate=0.0)
     try:
-        _wait(lambda: all(p.get_subscription_count() for p in player.publishers.values()),
-              "discovery")
+        _wait(lambda: all(p.get_subscription_count() for p in player.publishers.values()), "discovery")
         assert player.play() == 6
         _wait(lambda: all(len(received[t]) == len(written[t]) for t in written), "all messages")
     finally:
@@ -113,8 +127,9 @@ def test_play_publishes_every_message_unchanged(tmp_path, ros_context, storage):
     for topic in written:
         # rclpy re-serialises with uninitialised padding: compare the deserialised messages.
         store = rosbags_types().typestore
-        assert [repr(store.deserialize_cdr(r, types[topic])) for r in received[topic]] == \
-            [repr(store.deserialize_cdr(w, types[topic])) for w in written[topic]], topic
+        assert [repr(store.deserialize_cdr(r, types[topic])) for r in received[topic]] == [
+            repr(store.deserialize_cdr(w, types[topic])) for w in written[topic]
+        ], topic
     assert qos_for("/tf_static", types["/tf_static"]).durability.name == "TRANSIENT_LOCAL"
     assert qos_for("/lidar_top", types["/lidar_top"]).reliability.name == "BEST_EFFORT"
 

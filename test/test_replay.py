@@ -12,15 +12,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from ros2_lmd.messages.types import project_typestore
 from ros2_lmd.models.registry import build_model
 from ros2_lmd.replay.analyze import analyze
-from ros2_lmd.messages.types import project_typestore
 from ros2_lmd.replay.bag import BagError, ReadStats, read_messages
 from ros2_lmd.replay.simulate import simulate_to_bag
 
 FAULTS = "camera:blackout@0.5-1.2"
-OUTPUT_TOPICS = ["/lmd/bev/fused", "/lmd/bev/camera", "/lmd/bev/radar", "/lmd/bev/lidar", "/lmd/bev/bias",
-                 "/lmd/bev_image", "/lmd/markers", "/lmd/decomposition"]
+OUTPUT_TOPICS = [
+    "/lmd/bev/fused",
+    "/lmd/bev/camera",
+    "/lmd/bev/radar",
+    "/lmd/bev/lidar",
+    "/lmd/bev/bias",
+    "/lmd/bev_image",
+    "/lmd/markers",
+    "/lmd/decomposition",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +38,15 @@ def drives(tmp_path_factory):
     for storage in ("mcap", "sqlite3"):
         folder = root / storage
         folder.mkdir()
-        result = simulate_to_bag(folder / "drive", duration_s=1.5, seed=3, faults=FAULTS, storage=storage,
-                                 camera_size=(224, 128), progress=False)
+        result = simulate_to_bag(
+            folder / "drive",
+            duration_s=1.5,
+            seed=3,
+            faults=FAULTS,
+            storage=storage,
+            camera_size=(224, 128),
+            progress=False,
+        )
         bags[storage] = result
     return bags
 
@@ -49,26 +64,37 @@ def _rows(path: Path) -> list[dict]:
 
 def test_simulated_bag_holds_the_design_topics(drives):
     stats = ReadStats()
-    counts = Counter(topic for topic, _, _, _ in read_messages(drives["mcap"].bag, None, project_typestore(), stats))
+    counts = Counter(
+        topic for topic, _, _, _ in read_messages(drives["mcap"].bag, None, project_typestore(), stats)
+    )
     assert counts["/tf_static"] == 1
     assert counts["/lidar_top"] == 15 and counts["/radar_front"] == 15
     assert counts["/cam_front/camera_info"] == 15
     assert counts["/cam_front/image_rect_compressed"] == 15
     faults = _rows(drives["mcap"].faults_csv)
-    assert {r["sensor"] for r in faults} == {"cam_front", "cam_front_left", "cam_front_right", "cam_back",
-                                               "cam_back_left", "cam_back_right"}
+    assert {r["sensor"] for r in faults} == {
+        "cam_front",
+        "cam_front_left",
+        "cam_front_right",
+        "cam_back",
+        "cam_back_left",
+        "cam_back_right",
+    }
     assert {(r["kind"], r["start"], r["end"]) for r in faults} == {("blackout", "0.5", "1.2")}
 
 
 def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp_path):
-    result = analyze(drives["mcap"].bag, model, tmp_path / "out", faults_csv=drives["mcap"].faults_csv,
-                     progress=False)
+    result = analyze(
+        drives["mcap"].bag, model, tmp_path / "out", faults_csv=drives["mcap"].faults_csv, progress=False
+    )
     rows = _rows(tmp_path / "out" / "frames.csv")
     assert len(rows) == 15  # one row per LiDAR sweep: every input frame accounted for
     processed = [r for r in rows if r["status"] == "processed"]
     assert len(processed) == result.processed == 15
     stats = ReadStats()
-    counts = Counter(t for t, _, _, _ in read_messages(tmp_path / "out" / "output.mcap", None, project_typestore(), stats))
+    counts = Counter(
+        t for t, _, _, _ in read_messages(tmp_path / "out" / "output.mcap", None, project_typestore(), stats)
+    )
     for topic in OUTPUT_TOPICS:
         assert counts[topic] == len(processed), topic
     assert counts["/lmd/alerts"] == sum(1 for r in result.reports if r.alerts)
@@ -83,8 +109,14 @@ def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp
 def test_a_dead_lidar_is_reported_not_silenced(model, tmp_path):
     # The LiDAR (key sensor) publishes nothing from 0.5 to 1.3 s: the cameras take over as the key
     # (key_fallback), so the monitor keeps producing frames and says the LiDAR is missing.
-    drive = simulate_to_bag(tmp_path / "drive", duration_s=2.0, seed=5, faults="lidar:dropout@0.5-1.3",
-                            camera_size=(224, 128), progress=False)
+    drive = simulate_to_bag(
+        tmp_path / "drive",
+        duration_s=2.0,
+        seed=5,
+        faults="lidar:dropout@0.5-1.3",
+        camera_size=(224, 128),
+        progress=False,
+    )
     result = analyze(drive.bag, model, tmp_path / "out", progress=False)
     rows = _rows(tmp_path / "out" / "frames.csv")
     t = [round(float(r["stamp"]) - 1.7e9, 3) for r in rows]
@@ -95,11 +127,17 @@ def test_a_dead_lidar_is_reported_not_silenced(model, tmp_path):
     assert without == inside  # the frames in the dropout and only those lack the LiDAR
     # raised when the LiDAR goes missing (modality) and stale (lidar_top), cleared at the first
     # sweep after the dropout, and at no other time
-    lidar = {(round(a.stamp - 1.7e9, 3), a.kind) for a in result.alerts if a.modality == "lidar"
-             and a.kind in ("SENSOR_MISSING", "SENSOR_STALE", "SENSOR_RECOVERED")}
+    lidar = {
+        (round(a.stamp - 1.7e9, 3), a.kind)
+        for a in result.alerts
+        if a.modality == "lidar" and a.kind in ("SENSOR_MISSING", "SENSOR_STALE", "SENSOR_RECOVERED")
+    }
     back = min(x for x in t if x > max(inside))
-    assert lidar == {(inside[0], "SENSOR_MISSING"), (inside[0], "SENSOR_STALE"),
-                     (back, "SENSOR_RECOVERED")}, (lidar, back)
+    assert lidar == {
+        (inside[0], "SENSOR_MISSING"),
+        (inside[0], "SENSOR_STALE"),
+        (back, "SENSOR_RECOVERED"),
+    }, (lidar, back)
 
 
 def test_mcap_and_sqlite3_give_identical_frames(drives, model, tmp_path):
@@ -131,8 +169,10 @@ def test_batch_size_and_worker_threads_do_not_change_the_analysis(drives, model,
     for batch, workers in ((1, 1), (3, 2)):
         out = tmp_path / f"b{batch}w{workers}"
         analyze(drives["mcap"].bag, model, out, batch=batch, workers=workers, progress=False)
-        frames = [{k: v for k, v in r.items() if k not in ("latency_ms", "conservation_error")}
-                  for r in _rows(out / "frames.csv")]
+        frames = [
+            {k: v for k, v in r.items() if k not in ("latency_ms", "conservation_error")}
+            for r in _rows(out / "frames.csv")
+        ]
         runs[batch, workers] = frames, (out / "alerts.csv").read_text()
     assert runs[1, 1] == runs[3, 2]
     assert len(runs[1, 1][0]) == 15

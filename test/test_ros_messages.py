@@ -4,8 +4,7 @@ which consumers depend on."""
 
 import pytest
 
-rclpy = pytest.importorskip(
-    "rclpy", reason="rclpy is not importable: run `make test` (it sets up ROS 2)")
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test` (it sets up ROS 2)")
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import Point32  # noqa: E402
@@ -20,8 +19,12 @@ def _camera_only_detection() -> Detection:
     detection = Detection()
     detection.id = 3
     detection.position.x, detection.position.y, detection.position.z = -20.25, 7.5, 0.0
-    detection.footprint.points = [Point32(x=-21.0, y=7.0), Point32(x=-19.5, y=7.0),
-                                  Point32(x=-19.5, y=8.0), Point32(x=-21.0, y=8.0)]
+    detection.footprint.points = [
+        Point32(x=-21.0, y=7.0),
+        Point32(x=-19.5, y=7.0),
+        Point32(x=-19.5, y=8.0),
+        Point32(x=-21.0, y=8.0),
+    ]
     detection.area_m2 = 1.5
     detection.score = 0.625
     detection.modalities = ["camera", "radar", "lidar"]
@@ -70,10 +73,19 @@ def _alert() -> Alert:
 
 
 def _alert_array() -> AlertArray:
-    degraded = Alert(kind=Alert.SENSOR_DEGRADED, severity=Alert.WARN, modality="radar",
-                     message="radar contribution at 0.4 of baseline")
-    recovered = Alert(kind=Alert.SENSOR_RECOVERED, severity=Alert.INFO, modality="camera",
-                      sensor="/cam_back/image_rect_compressed", message="camera back")
+    degraded = Alert(
+        kind=Alert.SENSOR_DEGRADED,
+        severity=Alert.WARN,
+        modality="radar",
+        message="radar contribution at 0.4 of baseline",
+    )
+    recovered = Alert(
+        kind=Alert.SENSOR_RECOVERED,
+        severity=Alert.INFO,
+        modality="camera",
+        sensor="/cam_back/image_rect_compressed",
+        message="camera back",
+    )
     array = AlertArray(alerts=[_alert(), degraded, recovered])
     array.header.stamp.sec, array.header.frame_id = 1533151604, "base_link"
     return array
@@ -81,8 +93,12 @@ def _alert_array() -> AlertArray:
 
 @pytest.fixture(scope="module")
 def received_and_sent():
-    sent = {"Detection": _camera_only_detection(), "DecompositionSummary": _summary(),
-            "Alert": _alert(), "AlertArray": _alert_array()}
+    sent = {
+        "Detection": _camera_only_detection(),
+        "DecompositionSummary": _summary(),
+        "Alert": _alert(),
+        "AlertArray": _alert_array(),
+    }
     return exchange(sent, timeout_s=20.0), sent
 
 
@@ -105,39 +121,80 @@ def test_received_values_are_the_sent_ones(received_and_sent):
     assert [d.single_sensor for d in summary.detections] == [True, False]
     assert summary.conservation_error == 2.0**-20
     alerts = received["AlertArray"].alerts
-    assert [a.kind for a in alerts] == ["MODALITY_DISAGREEMENT", "SENSOR_DEGRADED",
-                                        "SENSOR_RECOVERED"]
+    assert [a.kind for a in alerts] == ["MODALITY_DISAGREEMENT", "SENSOR_DEGRADED", "SENSOR_RECOVERED"]
     assert [a.severity for a in alerts] == [2, 1, 0]
     assert alerts[0].detection.footprint.points[2].x == -19.5
     assert received["Detection"].dominant_modality == "camera"
 
 
 def test_alert_constants():
-    kinds = ["SINGLE_SENSOR_SUPPORT", "MODALITY_DISAGREEMENT", "SENSOR_DEGRADED", "SENSOR_FAILED",
-             "SENSOR_STALE", "SENSOR_MISSING", "SENSOR_RECOVERED"]
+    kinds = [
+        "SINGLE_SENSOR_SUPPORT",
+        "MODALITY_DISAGREEMENT",
+        "SENSOR_DEGRADED",
+        "SENSOR_FAILED",
+        "SENSOR_STALE",
+        "SENSOR_MISSING",
+        "SENSOR_RECOVERED",
+    ]
     assert [getattr(Alert, kind) for kind in kinds] == kinds
     # Severities are diagnostic_msgs/DiagnosticStatus levels (bytes there, uint8 here).
     assert (Alert.INFO, Alert.WARN, Alert.ERROR) == (
-        ord(DiagnosticStatus.OK), ord(DiagnosticStatus.WARN), ord(DiagnosticStatus.ERROR))
+        ord(DiagnosticStatus.OK),
+        ord(DiagnosticStatus.WARN),
+        ord(DiagnosticStatus.ERROR),
+    )
 
 
-@pytest.mark.parametrize("message_type, fields", [
-    (Detection, {
-        "id": "uint32", "position": "geometry_msgs/Point", "footprint": "geometry_msgs/Polygon",
-        "area_m2": "float", "score": "float", "modalities": "sequence<string>",
-        "shares": "sequence<float>", "dominant_modality": "string",
-        "supporting_modalities": "sequence<string>", "single_sensor": "boolean"}),
-    (DecompositionSummary, {
-        "header": "std_msgs/Header", "frame_index": "uint64", "grid": "nav_msgs/MapMetaData",
-        "modalities": "sequence<string>", "shares": "sequence<float>",
-        "present": "sequence<boolean>", "detections": "sequence<ros2_lmd/Detection>",
-        "conservation_error": "float", "latency_ms": "float", "frames_processed": "uint64",
-        "frames_dropped": "uint64"}),
-    (Alert, {
-        "header": "std_msgs/Header", "kind": "string", "severity": "uint8", "modality": "string",
-        "sensor": "string", "message": "string", "has_detection": "boolean",
-        "detection": "ros2_lmd/Detection"}),
-    (AlertArray, {"header": "std_msgs/Header", "alerts": "sequence<ros2_lmd/Alert>"}),
-])
+@pytest.mark.parametrize(
+    "message_type, fields",
+    [
+        (
+            Detection,
+            {
+                "id": "uint32",
+                "position": "geometry_msgs/Point",
+                "footprint": "geometry_msgs/Polygon",
+                "area_m2": "float",
+                "score": "float",
+                "modalities": "sequence<string>",
+                "shares": "sequence<float>",
+                "dominant_modality": "string",
+                "supporting_modalities": "sequence<string>",
+                "single_sensor": "boolean",
+            },
+        ),
+        (
+            DecompositionSummary,
+            {
+                "header": "std_msgs/Header",
+                "frame_index": "uint64",
+                "grid": "nav_msgs/MapMetaData",
+                "modalities": "sequence<string>",
+                "shares": "sequence<float>",
+                "present": "sequence<boolean>",
+                "detections": "sequence<ros2_lmd/Detection>",
+                "conservation_error": "float",
+                "latency_ms": "float",
+                "frames_processed": "uint64",
+                "frames_dropped": "uint64",
+            },
+        ),
+        (
+            Alert,
+            {
+                "header": "std_msgs/Header",
+                "kind": "string",
+                "severity": "uint8",
+                "modality": "string",
+                "sensor": "string",
+                "message": "string",
+                "has_detection": "boolean",
+                "detection": "ros2_lmd/Detection",
+            },
+        ),
+        (AlertArray, {"header": "std_msgs/Header", "alerts": "sequence<ros2_lmd/Alert>"}),
+    ],
+)
 def test_message_fields_are_stable(message_type, fields):
     assert message_type.get_fields_and_field_types() == fields

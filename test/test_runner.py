@@ -30,8 +30,9 @@ def _jittered_square(seed: int):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), workers=st.integers(1, 4), batch=st.integers(1, 5),
-       count=st.integers(0, 40))
+@given(
+    seed=st.integers(0, 10_000), workers=st.integers(1, 4), batch=st.integers(1, 5), count=st.integers(0, 40)
+)
 def test_wait_mode_concludes_every_item_once_in_queue_order(seed, workers, batch, count):
     concluded = []
     batches = []
@@ -40,8 +41,13 @@ def test_wait_mode_concludes_every_item_once_in_queue_order(seed, workers, batch
         batches.append(list(items))
         return _jittered_square(seed)(items)
 
-    with OrderedRunner(compute, lambda item, result, error: concluded.append((item, result, error)),
-                       workers=workers, batch=batch, when_full="wait") as runner:
+    with OrderedRunner(
+        compute,
+        lambda item, result, error: concluded.append((item, result, error)),
+        workers=workers,
+        batch=batch,
+        when_full="wait",
+    ) as runner:
         for i in range(count):
             runner.put(i)
         assert runner.join(timeout=30)
@@ -53,8 +59,9 @@ def test_wait_mode_concludes_every_item_once_in_queue_order(seed, workers, batch
 
 def test_wait_mode_waits_for_a_full_batch_until_flushed():
     seen = []
-    with OrderedRunner(lambda items: seen.append(list(items)) or items, lambda *_: None, batch=3,
-                       when_full="wait") as runner:
+    with OrderedRunner(
+        lambda items: seen.append(list(items)) or items, lambda *_: None, batch=3, when_full="wait"
+    ) as runner:
         runner.put(1)
         runner.put(2)
         time.sleep(0.05)
@@ -88,8 +95,9 @@ def test_drop_oldest_hands_back_the_superseded_item_and_keeps_the_newest():
 def test_close_with_discard_returns_what_was_still_queued():
     gate = threading.Event()
     concluded = []
-    runner = OrderedRunner(lambda items: gate.wait(10) and items, lambda item, *_: concluded.append(item),
-                           depth=10)
+    runner = OrderedRunner(
+        lambda items: gate.wait(10) and items, lambda item, *_: concluded.append(item), depth=10
+    )
     for i in range(4):
         runner.put(i)
     deadline = time.monotonic() + 10
@@ -112,12 +120,20 @@ def test_compute_failure_is_concluded_with_the_error_for_each_item_of_the_batch(
             raise ValueError("model exploded")
         return items
 
-    with OrderedRunner(compute, lambda item, result, error: concluded.append((item, result, repr(error))),
-                       batch=2, when_full="wait") as runner:
+    with OrderedRunner(
+        compute,
+        lambda item, result, error: concluded.append((item, result, repr(error))),
+        batch=2,
+        when_full="wait",
+    ) as runner:
         for i in range(4):
             runner.put(i)
-    assert concluded == [(0, 0, "None"), (1, 1, "None"),
-                         (2, None, "ValueError('model exploded')"), (3, None, "ValueError('model exploded')")]
+    assert concluded == [
+        (0, 0, "None"),
+        (1, 1, "None"),
+        (2, None, "ValueError('model exploded')"),
+        (3, None, "ValueError('model exploded')"),
+    ]
 
 
 def test_a_failing_conclusion_goes_to_on_error_or_is_raised_by_join():
@@ -126,8 +142,9 @@ def test_a_failing_conclusion_goes_to_on_error_or_is_raised_by_join():
             raise KeyError("publisher gone")
 
     reported = []
-    with OrderedRunner(lambda items: items, conclude, depth=10,
-                       on_error=lambda item, e: reported.append(item)) as r:
+    with OrderedRunner(
+        lambda items: items, conclude, depth=10, on_error=lambda item, e: reported.append(item)
+    ) as r:
         for i in range(3):
             r.put(i)
         assert r.join(timeout=10)
@@ -148,15 +165,18 @@ def test_bad_settings_are_refused_with_their_names():
         OrderedRunner(lambda i: i, lambda *_: None, workers=0)
 
 
-@pytest.mark.parametrize("cores, args, expected", [
-    (2, dict(on_cpu=True, reserved_cores=1, prefer="latency"), (1, 1)),  # the node on 2 cores
-    (8, dict(on_cpu=True, reserved_cores=1, prefer="latency"), (1, 7)),
-    (8, dict(on_cpu=True, prefer="throughput"), (8, 1)),  # analyze
-    (8, dict(on_cpu=True, workers=2, prefer="throughput"), (2, 4)),
-    (8, dict(on_cpu=False, prefer="throughput"), (1, 8)),  # a GPU: one worker feeds it
-    (1, dict(on_cpu=True, reserved_cores=1), (1, 1)),  # never below one thread
-    (8, dict(on_cpu=True, workers=3, threads=5), (3, 5)),  # explicit settings win
-])
+@pytest.mark.parametrize(
+    "cores, args, expected",
+    [
+        (2, dict(on_cpu=True, reserved_cores=1, prefer="latency"), (1, 1)),  # the node on 2 cores
+        (8, dict(on_cpu=True, reserved_cores=1, prefer="latency"), (1, 7)),
+        (8, dict(on_cpu=True, prefer="throughput"), (8, 1)),  # analyze
+        (8, dict(on_cpu=True, workers=2, prefer="throughput"), (2, 4)),
+        (8, dict(on_cpu=False, prefer="throughput"), (1, 8)),  # a GPU: one worker feeds it
+        (1, dict(on_cpu=True, reserved_cores=1), (1, 1)),  # never below one thread
+        (8, dict(on_cpu=True, workers=3, threads=5), (3, 5)),  # explicit settings win
+    ],
+)
 def test_inference_plan(monkeypatch, cores, args, expected):
     monkeypatch.setattr(runner_module, "cpu_cores", lambda: cores)
     assert inference_plan(**args) == expected

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ros2_lmd.messages.types import header_msg, rosbags_types
 from ros2_lmd.sensors import (
     SensorDataError,
     camera_info_fields,
@@ -26,14 +27,20 @@ from ros2_lmd.sensors import (
     rgb_to_compressed,
     rgb_to_image_fields,
 )
-from ros2_lmd.messages.types import header_msg, rosbags_types
 
 TOPIC = "/cam_front/image_raw"
 
 
 def _image_msg(encoding, height, width, step, data, big=0):
-    return SimpleNamespace(header=SimpleNamespace(frame_id="cam_front"), height=height, width=width,
-                           encoding=encoding, is_bigendian=big, step=step, data=data)
+    return SimpleNamespace(
+        header=SimpleNamespace(frame_id="cam_front"),
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=big,
+        step=step,
+        data=data,
+    )
 
 
 def _padded(rows: list[bytes], step: int, junk: bytes) -> bytes:
@@ -61,8 +68,12 @@ def _raw_images(draw):
         if encoding == "mono8":
             layout, expected = rgb[..., 0], np.repeat(rgb[..., :1], 3, axis=2)
         else:
-            code = {"rgb8": None, "bgr8": cv2.COLOR_RGB2BGR, "rgba8": cv2.COLOR_RGB2RGBA,
-                    "bgra8": cv2.COLOR_RGB2BGRA}[encoding]
+            code = {
+                "rgb8": None,
+                "bgr8": cv2.COLOR_RGB2BGR,
+                "rgba8": cv2.COLOR_RGB2RGBA,
+                "bgra8": cv2.COLOR_RGB2BGRA,
+            }[encoding]
             layout = rgb if code is None else cv2.cvtColor(rgb, code)
             if encoding.endswith("a8"):
                 layout[..., 3] = rng.integers(0, 256, size=(height, width))  # alpha is ignored
@@ -71,8 +82,12 @@ def _raw_images(draw):
     step = len(rows[0]) + draw(st.integers(0, 7))
     data = _padded(rows, step, rng.integers(0, 256, size=8, dtype=np.uint8).tobytes())
     kind = draw(st.sampled_from(["bytes", "array", "list", "numpy"]))
-    container = {"bytes": data, "array": array.array("B", data), "list": list(data),
-                 "numpy": np.frombuffer(data, np.uint8).copy()}[kind]
+    container = {
+        "bytes": data,
+        "array": array.array("B", data),
+        "list": list(data),
+        "numpy": np.frombuffer(data, np.uint8).copy(),
+    }[kind]
     return _image_msg(encoding, height, width, step, container, big), expected
 
 
@@ -110,15 +125,18 @@ def _valid_image():
     return _image_msg("rgb8", 2, 3, 9, bytes(18))
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"encoding": "yuv422"}, ["encoding", "'yuv422'", "supported"]),
-    ({"step": 8}, ["step", "8 < width*bytes_per_pixel", "9"]),
-    ({"data": bytes(17)}, ["truncated", "18 bytes", "got 17"]),
-    ({"data": bytes(19)}, ["data", "19 bytes", "18"]),
-    ({"width": 0}, ["width/height", "0 x 2"]),
-    ({"height": 0}, ["width/height", "3 x 0"]),
-    ({"encoding": "mono16", "step": 5}, ["step", "mono16"]),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"encoding": "yuv422"}, ["encoding", "'yuv422'", "supported"]),
+        ({"step": 8}, ["step", "8 < width*bytes_per_pixel", "9"]),
+        ({"data": bytes(17)}, ["truncated", "18 bytes", "got 17"]),
+        ({"data": bytes(19)}, ["data", "19 bytes", "18"]),
+        ({"width": 0}, ["width/height", "0 x 2"]),
+        ({"height": 0}, ["width/height", "3 x 0"]),
+        ({"encoding": "mono16", "step": 5}, ["step", "mono16"]),
+    ],
+)
 def test_malformed_image_raises_naming_topic_and_field(change, words):
     msg = _valid_image()
     for key, value in change.items():
@@ -154,13 +172,16 @@ def test_jpeg_keeps_colour_order(fmt):
     assert error < 3 and swapped > 30
 
 
-@pytest.mark.parametrize("data, fmt, words", [
-    (b"", "jpeg", ["empty"]),
-    (b"\xff\xd8\xff" + b"garbage" * 10, "jpeg", ["cannot decode", "'jpeg'"]),
-    (None, "jpeg", ["cannot decode"]),  # a real JPEG cut in half
-    (bytes(64), "png", ["cannot decode"]),
-    (b"\x89PNG", "16UC1; compressedDepth png", ["compressedDepth"]),
-])
+@pytest.mark.parametrize(
+    "data, fmt, words",
+    [
+        (b"", "jpeg", ["empty"]),
+        (b"\xff\xd8\xff" + b"garbage" * 10, "jpeg", ["cannot decode", "'jpeg'"]),
+        (None, "jpeg", ["cannot decode"]),  # a real JPEG cut in half
+        (bytes(64), "png", ["cannot decode"]),
+        (b"\x89PNG", "16UC1; compressedDepth png", ["compressedDepth"]),
+    ],
+)
 def test_bad_compressed_image_raises(data, fmt, words):
     if data is None:
         whole = rgb_to_compressed(_smooth_rgb())
@@ -192,8 +213,9 @@ def test_rosbags_image_messages_round_trip():
     decoded = store.deserialize_cdr(store.serialize_cdr(raw, raw.__msgtype__), raw.__msgtype__)
     np.testing.assert_array_equal(image_to_rgb(decoded, TOPIC), rgb)
     compressed = make_compressed_image(types, header, rgb, "png")
-    decoded = store.deserialize_cdr(store.serialize_cdr(compressed, compressed.__msgtype__),
-                                    compressed.__msgtype__)
+    decoded = store.deserialize_cdr(
+        store.serialize_cdr(compressed, compressed.__msgtype__), compressed.__msgtype__
+    )
     assert decoded.format == "rgb8; png compressed bgr8"
     np.testing.assert_array_equal(compressed_to_rgb(decoded, TOPIC), rgb)
 
@@ -205,8 +227,9 @@ K = np.array([[400.0, 0.0, 224.0], [0.0, 410.0, 128.0], [0.0, 0.0, 1.0]])
 
 
 def _info(**change):
-    msg = SimpleNamespace(header=SimpleNamespace(frame_id="cam_front"), width=448, height=256,
-                          k=list(K.reshape(-1)))
+    msg = SimpleNamespace(
+        header=SimpleNamespace(frame_id="cam_front"), width=448, height=256, k=list(K.reshape(-1))
+    )
     for key, value in change.items():
         setattr(msg, key, value)
     return msg
@@ -217,19 +240,21 @@ def test_intrinsics_from_camera_info():
     np.testing.assert_array_equal(calib.K, K)
     assert (calib.width, calib.height, calib.frame_id) == (448, 256, "cam_front")
     # Older messages name the field K.
-    old = SimpleNamespace(header=SimpleNamespace(frame_id="c"), width=448, height=256,
-                          K=tuple(K.reshape(-1)))
+    old = SimpleNamespace(header=SimpleNamespace(frame_id="c"), width=448, height=256, K=tuple(K.reshape(-1)))
     np.testing.assert_array_equal(intrinsics_from_camera_info(old, INFO_TOPIC).K, K)
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"k": [0.0] * 9}, ["zero intrinsics"]),
-    ({"k": [400.0, 0, 224, 0, -1.0, 128, 0, 0, 1]}, ["fy=-1"]),
-    ({"k": [np.nan, 0, 224, 0, 410, 128, 0, 0, 1]}, ["non-finite"]),
-    ({"k": [400.0, 0, 224, 0, 410, 128]}, ["9 numbers", "got 6"]),
-    ({"k": [400.0, 0, 224, 0, 410, 128, 0, 0, 0]}, ["last row"]),
-    ({"width": 0}, ["width/height", "0 x 256"]),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"k": [0.0] * 9}, ["zero intrinsics"]),
+        ({"k": [400.0, 0, 224, 0, -1.0, 128, 0, 0, 1]}, ["fy=-1"]),
+        ({"k": [np.nan, 0, 224, 0, 410, 128, 0, 0, 1]}, ["non-finite"]),
+        ({"k": [400.0, 0, 224, 0, 410, 128]}, ["9 numbers", "got 6"]),
+        ({"k": [400.0, 0, 224, 0, 410, 128, 0, 0, 0]}, ["last row"]),
+        ({"width": 0}, ["width/height", "0 x 256"]),
+    ],
+)
 def test_bad_camera_info_raises(change, words):
     with pytest.raises(SensorDataError) as info:
         intrinsics_from_camera_info(_info(**change), INFO_TOPIC)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ros2_lmd.messages.types import header_msg, rosbags_types
 from ros2_lmd.sensors import (
     LIDAR_FIELDS,
     RADAR_FIELDS,
@@ -20,7 +21,6 @@ from ros2_lmd.sensors import (
     pointcloud2_layout,
     read_points,
 )
-from ros2_lmd.messages.types import header_msg, rosbags_types
 
 TOPIC = "/lidar_top"
 
@@ -29,9 +29,9 @@ TOPIC = "/lidar_top"
 _DATATYPES = {
     1: ("b", 1, st.integers(-128, 127)),
     2: ("B", 1, st.integers(0, 255)),
-    3: ("h", 2, st.integers(-2**15, 2**15 - 1)),
+    3: ("h", 2, st.integers(-(2**15), 2**15 - 1)),
     4: ("H", 2, st.integers(0, 2**16 - 1)),
-    5: ("i", 4, st.integers(-2**31, 2**31 - 1)),
+    5: ("i", 4, st.integers(-(2**31), 2**31 - 1)),
     6: ("I", 4, st.integers(0, 2**32 - 1)),
     7: ("f", 4, st.floats(width=32, allow_nan=False, allow_infinity=False)),
     8: ("d", 8, st.floats(width=32, allow_nan=False, allow_infinity=False)),
@@ -45,15 +45,27 @@ def _field(name: str, offset: int, datatype: int, count: int = 1) -> SimpleNames
 
 def _cloud(fields, data, *, width, height=1, point_step, row_step=None, big=False, dense=True):
     return SimpleNamespace(
-        header=SimpleNamespace(frame_id="lidar_top"), height=height, width=width, fields=fields,
-        is_bigendian=big, point_step=point_step,
-        row_step=width * point_step if row_step is None else row_step, data=data, is_dense=dense)
+        header=SimpleNamespace(frame_id="lidar_top"),
+        height=height,
+        width=width,
+        fields=fields,
+        is_bigendian=big,
+        point_step=point_step,
+        row_step=width * point_step if row_step is None else row_step,
+        data=data,
+        is_dense=dense,
+    )
 
 
 def _as_container(raw: bytes, kind: str):
     """The byte containers the bindings use: rclpy (array.array, list), rosbags (numpy)."""
-    return {"bytes": raw, "bytearray": bytearray(raw), "array": array.array("B", raw),
-            "list": list(raw), "numpy": np.frombuffer(raw, np.uint8).copy()}[kind]
+    return {
+        "bytes": raw,
+        "bytearray": bytearray(raw),
+        "array": array.array("B", raw),
+        "list": list(raw),
+        "numpy": np.frombuffer(raw, np.uint8).copy(),
+    }[kind]
 
 
 @st.composite
@@ -75,23 +87,35 @@ def _random_clouds(draw):
     row_step = width * point_step + draw(st.integers(0, 7))
     big = draw(st.booleans())
     endian = ">" if big else "<"
-    values = [[[draw(_DATATYPES[dt][2]) for dt in datatypes] for _ in range(width)]
-              for _ in range(height)]
+    values = [[[draw(_DATATYPES[dt][2]) for dt in datatypes] for _ in range(width)] for _ in range(height)]
     junk = draw(st.binary(min_size=row_step * height, max_size=row_step * height))
     buf = bytearray(junk)  # padding bytes hold junk, so reading them would show up
     for r in range(height):
         for c in range(width):
             for i, dt in enumerate(datatypes):
-                struct.pack_into(endian + _DATATYPES[dt][0], buf, r * row_step + c * point_step + offsets[i],
-                                 values[r][c][i])
+                struct.pack_into(
+                    endian + _DATATYPES[dt][0],
+                    buf,
+                    r * row_step + c * point_step + offsets[i],
+                    values[r][c][i],
+                )
     fields = [_field(n, o, dt) for n, o, dt in zip(names, offsets, datatypes)]
     fields = draw(st.permutations(fields))  # the fields list order is independent of memory order
     requested = draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names), unique=True))
-    expected = np.array([[values[r][c][names.index(n)] for n in requested]
-                         for r in range(height) for c in range(width)], dtype=np.float64)
+    expected = np.array(
+        [[values[r][c][names.index(n)] for n in requested] for r in range(height) for c in range(width)],
+        dtype=np.float64,
+    )
     kind = draw(st.sampled_from(["bytes", "bytearray", "array", "list", "numpy"]))
-    msg = _cloud(list(fields), _as_container(bytes(buf), kind), width=width, height=height,
-                 point_step=point_step, row_step=row_step, big=big)
+    msg = _cloud(
+        list(fields),
+        _as_container(bytes(buf), kind),
+        width=width,
+        height=height,
+        point_step=point_step,
+        row_step=row_step,
+        big=big,
+    )
     return msg, requested, expected.astype(np.float32)
 
 
@@ -157,21 +181,26 @@ def _valid():
     return _float_cloud(np.ones((3, 4), np.float32))
 
 
-@pytest.mark.parametrize("mutate, words", [
-    (lambda m: setattr(m, "fields", m.fields[:3]), ["intensity", "missing", "available", "'x'"]),
-    (lambda m: setattr(m.fields[1], "datatype", 9), ["'y'", "datatype 9"]),
-    (lambda m: setattr(m.fields[3], "offset", 14), ["'intensity'", "past point_step 16"]),
-    (lambda m: setattr(m, "point_step", 0), ["point_step", "> 0"]),
-    (lambda m: setattr(m, "data", m.data[:-1]), ["truncated", "48 bytes", "got 47"]),
-    (lambda m: setattr(m, "row_step", 40), ["row_step", "40 < width*point_step"]),
-    (lambda m: (setattr(m, "width", 2), setattr(m, "row_step", 32)),
-     ["width*height", "2 x 1", "data has 48"]),
-    (lambda m: setattr(m.fields[0], "count", 3), ["'x'", "count"]),
-    (lambda m: setattr(m, "fields", m.fields + [_field("x", 0, 7)]), ["'x'", "twice"]),
-    (lambda m: setattr(m, "data", [0, 300] * 24), ["data", "0..255"]),
-    (lambda m: setattr(m, "data", array.array("f", [0.0] * 12)), ["data", "typecode"]),
-    (lambda m: setattr(m, "data", "not bytes"), ["data", "str"]),
-])
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda m: setattr(m, "fields", m.fields[:3]), ["intensity", "missing", "available", "'x'"]),
+        (lambda m: setattr(m.fields[1], "datatype", 9), ["'y'", "datatype 9"]),
+        (lambda m: setattr(m.fields[3], "offset", 14), ["'intensity'", "past point_step 16"]),
+        (lambda m: setattr(m, "point_step", 0), ["point_step", "> 0"]),
+        (lambda m: setattr(m, "data", m.data[:-1]), ["truncated", "48 bytes", "got 47"]),
+        (lambda m: setattr(m, "row_step", 40), ["row_step", "40 < width*point_step"]),
+        (
+            lambda m: (setattr(m, "width", 2), setattr(m, "row_step", 32)),
+            ["width*height", "2 x 1", "data has 48"],
+        ),
+        (lambda m: setattr(m.fields[0], "count", 3), ["'x'", "count"]),
+        (lambda m: setattr(m, "fields", m.fields + [_field("x", 0, 7)]), ["'x'", "twice"]),
+        (lambda m: setattr(m, "data", [0, 300] * 24), ["data", "0..255"]),
+        (lambda m: setattr(m, "data", array.array("f", [0.0] * 12)), ["data", "typecode"]),
+        (lambda m: setattr(m, "data", "not bytes"), ["data", "str"]),
+    ],
+)
 def test_malformed_cloud_raises_naming_topic_and_field(mutate, words):
     msg = _valid()
     mutate(msg)
@@ -232,11 +261,19 @@ def test_rosbags_big_endian_cloud_with_padding():
             struct.pack_into(">fxxxxH", buf, r * row_step + c * 12, x, ring)
     msg = types.new(
         "sensor_msgs/msg/PointCloud2",
-        header=header_msg(types, 0.0, "lidar_top"), height=2, width=2,
-        fields=[types.new("sensor_msgs/msg/PointField", name="x", offset=0, datatype=7, count=1),
-                types.new("sensor_msgs/msg/PointField", name="ring", offset=8, datatype=4, count=1)],
-        is_bigendian=True, point_step=12, row_step=row_step,
-        data=np.frombuffer(bytes(buf), np.uint8), is_dense=True)
+        header=header_msg(types, 0.0, "lidar_top"),
+        height=2,
+        width=2,
+        fields=[
+            types.new("sensor_msgs/msg/PointField", name="x", offset=0, datatype=7, count=1),
+            types.new("sensor_msgs/msg/PointField", name="ring", offset=8, datatype=4, count=1),
+        ],
+        is_bigendian=True,
+        point_step=12,
+        row_step=row_step,
+        data=np.frombuffer(bytes(buf), np.uint8),
+        is_dense=True,
+    )
     result = read_points(msg, ["ring", "x"], TOPIC)
     np.testing.assert_array_equal(result.points, [[300, 1.5], [7, -2.0], [65535, 8.0], [0, 0.25]])
 
@@ -245,6 +282,7 @@ def test_no_rclpy_import_in_sensors():
     import pathlib
 
     import ros2_lmd.sensors as sensors
+
     for path in pathlib.Path(sensors.__file__).parent.glob("*.py"):
         source = path.read_text()
         assert "import rclpy" not in source and "from rclpy" not in source, path

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from ros2_lmd.messages.types import rosbags_types, time_msg
-
 from ros2_lmd.sensors import (
     DroppedFrame,
     FrameAssembler,
@@ -42,11 +41,16 @@ def _tf_message(entries):
     transforms = []
     for parent, child, T in entries:
         f = transform_stamped_fields(parent, child, T)
-        transforms.append(SimpleNamespace(
-            header=SimpleNamespace(frame_id=f["frame_id"]), child_frame_id=f["child_frame_id"],
-            transform=SimpleNamespace(
-                translation=SimpleNamespace(**dict(zip("xyz", f["translation"]))),
-                rotation=SimpleNamespace(**dict(zip("xyzw", f["rotation"]))))))
+        transforms.append(
+            SimpleNamespace(
+                header=SimpleNamespace(frame_id=f["frame_id"]),
+                child_frame_id=f["child_frame_id"],
+                transform=SimpleNamespace(
+                    translation=SimpleNamespace(**dict(zip("xyz", f["translation"]))),
+                    rotation=SimpleNamespace(**dict(zip("xyzw", f["rotation"]))),
+                ),
+            )
+        )
     return SimpleNamespace(transforms=transforms)
 
 
@@ -57,19 +61,28 @@ def test_lookup_composes_chains_and_inverses(seed):
     # base_link -> roof -> lidar, base_link -> radar, plus roof -> cam
     T_base_roof, T_roof_lidar, T_base_radar, T_roof_cam = (_random_transform(rng) for _ in range(4))
     tree = TransformTree()
-    tree.add_tf_message(_tf_message([("base_link", "roof", T_base_roof),
-                                     ("roof", "lidar", T_roof_lidar),
-                                     ("base_link", "radar", T_base_radar),
-                                     ("/roof", "cam", T_roof_cam)]))
+    tree.add_tf_message(
+        _tf_message(
+            [
+                ("base_link", "roof", T_base_roof),
+                ("roof", "lidar", T_roof_lidar),
+                ("base_link", "radar", T_base_radar),
+                ("/roof", "cam", T_roof_cam),
+            ]
+        )
+    )
     T_base_lidar = T_base_roof @ T_roof_lidar
     np.testing.assert_allclose(tree.lookup("base_link", "lidar"), T_base_lidar, atol=1e-9)
     np.testing.assert_allclose(tree.lookup("lidar", "base_link"), np.linalg.inv(T_base_lidar), atol=1e-9)
-    np.testing.assert_allclose(tree.lookup("radar", "cam"),
-                               np.linalg.inv(T_base_radar) @ T_base_roof @ T_roof_cam, atol=1e-9)
-    np.testing.assert_allclose(tree.lookup("cam", "lidar"),
-                               np.linalg.inv(T_roof_cam) @ T_roof_lidar, atol=1e-9)
-    np.testing.assert_allclose(tree.lookup("radar", "cam") @ tree.lookup("cam", "radar"), np.eye(4),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        tree.lookup("radar", "cam"), np.linalg.inv(T_base_radar) @ T_base_roof @ T_roof_cam, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        tree.lookup("cam", "lidar"), np.linalg.inv(T_roof_cam) @ T_roof_lidar, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        tree.lookup("radar", "cam") @ tree.lookup("cam", "radar"), np.eye(4), atol=1e-9
+    )
     np.testing.assert_array_equal(tree.lookup("cam", "cam"), np.eye(4))
 
 
@@ -121,11 +134,13 @@ def _rz(a):
 def test_from_config_rpy_quaternion_and_parent():
     roll, pitch, yaw = 0.1, -0.2, 1.3
     q = Rotation.from_rotvec([0, 0, 0.5]).as_quat()
-    tree = TransformTree.from_config({
-        "roof": {"xyz": [1.0, 0.0, 1.8], "rpy": [roll, pitch, yaw]},
-        "cam": {"parent": "roof", "translation": [0.2, 0.0, 0.0], "quaternion": list(q)},
-        "radar": {"translation": [3.0, 0.0, 0.5], "rotation": list(q)},  # monitor.yaml format
-    })
+    tree = TransformTree.from_config(
+        {
+            "roof": {"xyz": [1.0, 0.0, 1.8], "rpy": [roll, pitch, yaw]},
+            "cam": {"parent": "roof", "translation": [0.2, 0.0, 0.0], "quaternion": list(q)},
+            "radar": {"translation": [3.0, 0.0, 0.5], "rotation": list(q)},  # monitor.yaml format
+        }
+    )
     R_roof = _rz(yaw) @ _ry(pitch) @ _rx(roll)  # URDF: fixed-axis roll, pitch, yaw
     T_base_roof = np.eye(4)
     T_base_roof[:3, :3], T_base_roof[:3, 3] = R_roof, [1.0, 0.0, 1.8]
@@ -143,8 +158,10 @@ def test_tf_message_round_trips_through_rosbags():
     types = rosbags_types()
     store = types.typestore
     rng = np.random.default_rng(5)
-    entries = [("base_link", "lidar_top", _random_transform(rng)),
-               ("base_link", "cam_front", _random_transform(rng))]
+    entries = [
+        ("base_link", "lidar_top", _random_transform(rng)),
+        ("base_link", "cam_front", _random_transform(rng)),
+    ]
     msg = make_tf_message(types, time_msg(types, 0.0), entries)
     decoded = store.deserialize_cdr(store.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)
     tree = TransformTree()
@@ -165,8 +182,12 @@ def test_transform_points_rotates_velocities_without_translating_them():
 
 TOL = 0.06
 MAX_DELAY = 0.03
-SENSORS = [SensorSource("cam_front", "camera"), SensorSource("radar_front", "radar"),
-           SensorSource("radar_back", "radar"), SensorSource("lidar_top", "lidar")]
+SENSORS = [
+    SensorSource("cam_front", "camera"),
+    SensorSource("radar_front", "radar"),
+    SensorSource("radar_back", "radar"),
+    SensorSource("lidar_top", "lidar"),
+]
 CAM_K = np.array([[50.0, 0, 8], [0, 50.0, 6], [0, 0, 1]])
 
 
@@ -178,8 +199,7 @@ def _extrinsics(seed=7) -> tuple[TransformTree, dict[str, np.ndarray]]:
 
 def _assembler(tree, max_delay_s=MAX_DELAY, **kwargs) -> FrameAssembler:
     asm = FrameAssembler(SENSORS, TOL, tree, max_delay_s=max_delay_s, **kwargs)
-    info = SimpleNamespace(header=SimpleNamespace(frame_id="cam_front"),
-                           **camera_info_fields(CAM_K, 16, 12))
+    info = SimpleNamespace(header=SimpleNamespace(frame_id="cam_front"), **camera_info_fields(CAM_K, 16, 12))
     asm.add_camera_info("cam_front", info)
     return asm
 
@@ -253,8 +273,9 @@ def test_frames_do_not_depend_on_arrival_order(seed, pop_every_message):
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.booleans(), st.sampled_from([MAX_DELAY, 0.5]))
-def test_fallback_key_fills_a_silent_key_sensor_whatever_the_arrival_order(seed, pop_every_message,
-                                                                           max_delay):
+def test_fallback_key_fills_a_silent_key_sensor_whatever_the_arrival_order(
+    seed, pop_every_message, max_delay
+):
     gap = 0.2
     readings = _stream(seed, gaps=[("lidar_top", 0.4, 1.2)])
     rng = random.Random(seed)
@@ -307,7 +328,8 @@ def test_sensor_outside_tolerance_is_missing_with_a_reason():
     frame = _frame_at(results, 1.0)
     assert frame.present == {"camera": True, "radar": True, "lidar": True}
     assert frame.sensor_status["radar_front"] == (
-        "no message within 0.06 s of key stamp (previous one 0.31 s before)")
+        "no message within 0.06 s of key stamp (previous one 0.31 s before)"
+    )
     assert frame.sensor_status["radar_back"] == "" and frame.sensor_status["cam_front"] == ""
     assert len(frame.radar) == 2  # radar_back only
     assert frame.sensor_modality == {s.name: s.modality for s in SENSORS}
@@ -349,8 +371,9 @@ def test_camera_needs_camera_info_matching_size_and_extrinsic():
     frame = _frame_at(asm.flush(), 0.0)
     assert not frame.present["camera"] and frame.sensor_status["cam_front"] == "no CameraInfo yet"
 
-    info = SimpleNamespace(header=SimpleNamespace(frame_id="cam_front_optical"),
-                           **camera_info_fields(CAM_K, 32, 12))
+    info = SimpleNamespace(
+        header=SimpleNamespace(frame_id="cam_front_optical"), **camera_info_fields(CAM_K, 32, 12)
+    )
     asm.add_camera_info("cam_front", info)
     asm.add("cam_front", 1.0, image)
     asm.add("lidar_top", 1.0, np.ones((1, 4), np.float32))
@@ -441,5 +464,6 @@ def test_key_sensor_by_modality_or_name():
     assert FrameAssembler(SENSORS, TOL, tree).key_sensor == "lidar_top"
     assert FrameAssembler(SENSORS, TOL, tree, key_sensor="radar").key_sensor == "radar_front"
     assert FrameAssembler(SENSORS, TOL, tree, key_sensor="radar_back").key_sensor == "radar_back"
-    np.testing.assert_allclose(invert_rigid(tree.lookup("base_link", "cam_front")),
-                               tree.lookup("cam_front", "base_link"), atol=1e-12)
+    np.testing.assert_allclose(
+        invert_rigid(tree.lookup("base_link", "cam_front")), tree.lookup("cam_front", "base_link"), atol=1e-12
+    )

@@ -43,7 +43,9 @@ def test_world_is_deterministic_per_seed():
     assert xa.keys() == xb.keys()
     for k in xa:
         np.testing.assert_array_equal(xa[k], xb[k], err_msg=k)
-    differing = [k for k in xa if k in xc and (xa[k].shape != xc[k].shape or not np.array_equal(xa[k], xc[k]))]
+    differing = [
+        k for k in xa if k in xc and (xa[k].shape != xc[k].shape or not np.array_equal(xa[k], xc[k]))
+    ]
     assert "lidar_top" in differing and "cam_front" in differing and "occupancy" in differing
 
 
@@ -57,17 +59,29 @@ def test_drive_is_deterministic_and_moves():
     assert first[1].stamp == pytest.approx(SMALL.start_stamp + 0.1)
     # The ego drives: its pose advances and the world seen from it changes.
     assert first[2].T_world_base[0, 3] > first[0].T_world_base[0, 3]
-    assert not np.array_equal(first[0].readings["lidar_top"].data.points[:50],
-                              first[2].readings["lidar_top"].data.points[:50])
+    assert not np.array_equal(
+        first[0].readings["lidar_top"].data.points[:50], first[2].readings["lidar_top"].data.points[:50]
+    )
 
 
 def test_rig_layout():
     rig = default_rig()
     cams = {s.name: s for s in rig.of_modality("camera")}
-    assert set(cams) == {"cam_front", "cam_front_left", "cam_front_right", "cam_back_left", "cam_back_right",
-                         "cam_back"}
-    for name, yaw in [("cam_front", 0), ("cam_front_left", 55), ("cam_front_right", -55), ("cam_back_left", 110),
-                      ("cam_back_right", -110)]:
+    assert set(cams) == {
+        "cam_front",
+        "cam_front_left",
+        "cam_front_right",
+        "cam_back_left",
+        "cam_back_right",
+        "cam_back",
+    }
+    for name, yaw in [
+        ("cam_front", 0),
+        ("cam_front_left", 55),
+        ("cam_front_right", -55),
+        ("cam_back_left", 110),
+        ("cam_back_right", -110),
+    ]:
         assert np.degrees(cams[name].yaw) == pytest.approx(yaw)
     assert abs(np.degrees(cams["cam_back"].yaw)) == pytest.approx(180)
     front = cams["cam_front"].T_base_sensor
@@ -85,8 +99,16 @@ def _one_box_world(x: float, y: float, yaw: float = 0.3) -> tuple[World, World]:
     empty = World.generate(0, EMPTY_ROAD, duration_s=0.0)
     empty = replace(empty, objects=empty.objects.subset(np.zeros(len(empty.objects), bool)))
     ex, ey = empty.ego_start
-    box = ObjectBoxes(np.array([1]), np.array([0]), np.array([[ex + x, ey + y, 0.75]]), np.array([[4.5, 1.8, 1.5]]),
-                      np.array([yaw]), np.zeros((1, 2)), np.array([[200.0, 30.0, 30.0]]), np.array([0.5]))
+    box = ObjectBoxes(
+        np.array([1]),
+        np.array([0]),
+        np.array([[ex + x, ey + y, 0.75]]),
+        np.array([[4.5, 1.8, 1.5]]),
+        np.array([yaw]),
+        np.zeros((1, 2)),
+        np.array([[200.0, 30.0, 30.0]]),
+        np.array([0.5]),
+    )
     return empty, replace(empty, objects=box)
 
 
@@ -109,8 +131,10 @@ def test_box_projects_into_its_rendered_region():
     # ... and the corners bound it tightly (no big offset between geometry and image).
     assert u.min() <= u_lo + 2 and u.max() >= u_hi - 2 and v.min() <= v_lo + 2 and v.max() >= v_hi - 2
     back = SMALL.rig()["cam_back"]
-    np.testing.assert_array_equal(Simulator(empty, SMALL).render(back, 0.0, 0).image,
-                                  Simulator(with_box, SMALL).render(back, 0.0, 0).image)
+    np.testing.assert_array_equal(
+        Simulator(empty, SMALL).render(back, 0.0, 0).image,
+        Simulator(with_box, SMALL).render(back, 0.0, 0).image,
+    )
 
 
 def test_near_box_is_clipped_not_lost():
@@ -203,14 +227,15 @@ def test_ground_truth_occupancy_covers_footprints():
     # Hence every footprint point deeper than half a cell diagonal from the edge is covered.
     margin = gt.grid.resolution * np.sqrt(0.5) + 1e-6
     for o in gt.objects:
-        u, v = np.meshgrid(np.linspace(-1, 1, 9) * (o.length / 2 - margin),
-                           np.linspace(-1, 1, 5) * (o.width / 2 - margin))
+        u, v = np.meshgrid(
+            np.linspace(-1, 1, 9) * (o.length / 2 - margin), np.linspace(-1, 1, 5) * (o.width / 2 - margin)
+        )
         x = o.x + np.cos(o.yaw) * u - np.sin(o.yaw) * v
         y = o.y + np.sin(o.yaw) * u + np.cos(o.yaw) * v
         iy, ix, inside = gt.grid.cell_of(x, y)
         assert gt.occupancy[iy[inside], ix[inside]].all(), o
     area = sum(o.length * o.width for o in gt.objects if abs(o.x) < 45 and abs(o.y) < 45)
-    inner = gt.occupancy[10:-10, 10:-10].sum() * gt.grid.resolution ** 2
+    inner = gt.occupancy[10:-10, 10:-10].sum() * gt.grid.resolution**2
     assert 0.6 * area < inner < 1.4 * area + 5
 
 
@@ -235,9 +260,12 @@ def test_config_switches_sensors_off_without_changing_others():
     full = random_frame(9, SMALL)
     no_cam = random_frame(9, replace(SMALL, modalities=("radar", "lidar")))
     assert not any(r.modality == "camera" for r in no_cam.readings.values())
-    np.testing.assert_array_equal(full.readings["lidar_top"].data.points, no_cam.readings["lidar_top"].data.points)
-    np.testing.assert_array_equal(full.readings["radar_front"].data.points,
-                                  no_cam.readings["radar_front"].data.points)
+    np.testing.assert_array_equal(
+        full.readings["lidar_top"].data.points, no_cam.readings["lidar_top"].data.points
+    )
+    np.testing.assert_array_equal(
+        full.readings["radar_front"].data.points, no_cam.readings["radar_front"].data.points
+    )
     assert no_cam.to_sensor_frame().present == {"camera": False, "radar": True, "lidar": True}
     with pytest.raises(ValueError, match="modalities"):
         SimConfig(modalities=("sonar",))

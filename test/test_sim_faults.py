@@ -26,7 +26,9 @@ RIG = default_rig(64, 48)
 
 
 def test_parse_and_format_round_trip():
-    spec = "camera:blackout@5-9,lidar:dropout@12-16,cam_front:delay:0.25@1.5-3,lidar_top:sector_dropout:45@0-2"
+    spec = (
+        "camera:blackout@5-9,lidar:dropout@12-16,cam_front:delay:0.25@1.5-3,lidar_top:sector_dropout:45@0-2"
+    )
     faults = parse_fault_spec(spec)
     assert faults == [
         FaultSpec("camera", "blackout", 5.0, 9.0),
@@ -36,26 +38,31 @@ def test_parse_and_format_round_trip():
     ]
     assert format_fault_spec(faults) == spec
     assert parse_fault_spec(format_fault_spec(faults)) == faults
-    assert parse_fault_spec(" radar_front_left : ghosts @ 1 - 2 ,") == [FaultSpec("radar_front_left", "ghosts", 1, 2)]
+    assert parse_fault_spec(" radar_front_left : ghosts @ 1 - 2 ,") == [
+        FaultSpec("radar_front_left", "ghosts", 1, 2)
+    ]
     assert parse_fault_spec("") == []
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("cam_middle:blackout@1-2", r"'cam_middle:blackout@1-2'.*unknown sensor or modality 'cam_middle'"),
-    ("lidar:glare@1-2", r"kind 'glare' does not apply to lidar"),
-    ("lidar_top:ghosts@1-2", r"kind 'ghosts' does not apply to lidar"),
-    ("radar_front:fog@1-2", r"kind 'fog' does not apply to radar"),
-    ("camera:blackout@3-3", r"end \(3\) must be greater than start \(3\)"),
-    ("camera:blackout@4-2", r"'camera:blackout@4-2'.*end"),
-    ("camera:blackout", r"missing '@start-end'"),
-    ("camera:blackout@1", r"window '1' must be start-end"),
-    ("camera:blackout@a-2", r"start 'a' is not a number"),
-    ("camera@1-2", r"expected target:kind"),
-    ("camera:blackout:2@1-2", r"'blackout' takes no parameter"),
-    ("camera:delay:x@1-2", r"parameter 'x' is not a number"),
-    ("camera:delay:-1@1-2", r"parameter must be > 0"),
-    ("camera:blackout@1-2,lidar:dropout@5-x", r"'lidar:dropout@5-x'.*end 'x'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("cam_middle:blackout@1-2", r"'cam_middle:blackout@1-2'.*unknown sensor or modality 'cam_middle'"),
+        ("lidar:glare@1-2", r"kind 'glare' does not apply to lidar"),
+        ("lidar_top:ghosts@1-2", r"kind 'ghosts' does not apply to lidar"),
+        ("radar_front:fog@1-2", r"kind 'fog' does not apply to radar"),
+        ("camera:blackout@3-3", r"end \(3\) must be greater than start \(3\)"),
+        ("camera:blackout@4-2", r"'camera:blackout@4-2'.*end"),
+        ("camera:blackout", r"missing '@start-end'"),
+        ("camera:blackout@1", r"window '1' must be start-end"),
+        ("camera:blackout@a-2", r"start 'a' is not a number"),
+        ("camera@1-2", r"expected target:kind"),
+        ("camera:blackout:2@1-2", r"'blackout' takes no parameter"),
+        ("camera:delay:x@1-2", r"parameter 'x' is not a number"),
+        ("camera:delay:-1@1-2", r"parameter must be > 0"),
+        ("camera:blackout@1-2,lidar:dropout@5-x", r"'lidar:dropout@5-x'.*end 'x'"),
+    ],
+)
 def test_parse_errors_name_the_bad_part(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_fault_spec(spec)
@@ -92,10 +99,12 @@ def _same(a, b) -> bool:
     return x.shape == y.shape and np.array_equal(x, y)
 
 
-FAULTS = ("cam_front:blackout@0.2-0.5,cam_back:frozen@0.3-0.7,cam_front_left:occlusion@0.1-0.4,"
-          "cam_front_right:glare@0.4-0.6,cam_back_left:night@0-0.2,cam_back_right:delay:0.2@0.3-0.6,"
-          "lidar_top:sector_dropout@0.1-0.3,lidar_top:fog@0.5-0.7,radar_front:ghosts@0.2-0.6,"
-          "radar_back_left:dropout@0.5-0.9,radar_front_right:delay@0.6-0.8")
+FAULTS = (
+    "cam_front:blackout@0.2-0.5,cam_back:frozen@0.3-0.7,cam_front_left:occlusion@0.1-0.4,"
+    "cam_front_right:glare@0.4-0.6,cam_back_left:night@0-0.2,cam_back_right:delay:0.2@0.3-0.6,"
+    "lidar_top:sector_dropout@0.1-0.3,lidar_top:fog@0.5-0.7,radar_front:ghosts@0.2-0.6,"
+    "radar_back_left:dropout@0.5-0.9,radar_front_right:delay@0.6-0.8"
+)
 
 
 def test_fault_changes_exactly_the_faulted_sensor_in_its_window():
@@ -125,10 +134,14 @@ def test_fault_effects():
         r = faulted[t].readings["cam_back"]
         np.testing.assert_array_equal(r.data.image, clean[0.2].readings["cam_back"].data.image)
         assert r.stamp == faulted[t].stamp
-    assert faulted[0.1].readings["cam_back_left"].data.image.mean() < 0.4 * clean[0.1].readings[
-        "cam_back_left"].data.image.mean()  # night
-    assert faulted[0.4].readings["cam_front_right"].data.image.mean() > clean[0.4].readings[
-        "cam_front_right"].data.image.mean() + 30  # glare
+    assert (
+        faulted[0.1].readings["cam_back_left"].data.image.mean()
+        < 0.4 * clean[0.1].readings["cam_back_left"].data.image.mean()
+    )  # night
+    assert (
+        faulted[0.4].readings["cam_front_right"].data.image.mean()
+        > clean[0.4].readings["cam_front_right"].data.image.mean() + 30
+    )  # glare
     delayed = faulted[0.4].readings["cam_back_right"]
     assert delayed.stamp == pytest.approx(faulted[0.4].stamp - 0.2) and delayed.arrival == faulted[0.4].stamp
     assert "cam_back_right" in faulted[0.4].to_sensor_frame(sync_tolerance=0.1).sensor_status
@@ -137,7 +150,9 @@ def test_fault_effects():
     assert faulted[0.6].readings["radar_back_left"].data is None
     assert faulted[0.6].to_sensor_frame().sensor_status["radar_back_left"] == "no data"
     ghosts = faulted[0.3].readings["radar_front"].data
-    assert ghosts.is_ghost.sum() >= 30 and len(ghosts.points) > len(clean[0.3].readings["radar_front"].data.points)
+    assert ghosts.is_ghost.sum() >= 30 and len(ghosts.points) > len(
+        clean[0.3].readings["radar_front"].data.points
+    )
     # sector dropout: one contiguous 90 degree sector (of the default width) is empty
     pts = faulted[0.2].readings["lidar_top"].data.points
     az = np.sort(np.degrees(np.arctan2(pts[:, 1], pts[:, 0])))

@@ -11,38 +11,55 @@ TorchFunctionMode, so no model code changes."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from ros2_lmd.lmd.rules.common import arg
 from ros2_lmd.lmd.rules.nonlinear import ACTIVATIONS, value_and_slope_at_zero
 
 _ACTIVATIONS = set(ACTIVATIONS) | {F.softmax, torch.softmax, torch.Tensor.softmax}
 _NORMS = {F.layer_norm, F.instance_norm, F.group_norm}
 
 
-def _arg(args, kwargs, index, name, default=None):
-    return args[index] if len(args) > index else kwargs.get(name, default)
-
-
-def _norm_groups(func, args, kwargs, x: torch.Tensor) -> tuple[tuple[int, ...], torch.Tensor | None, torch.Tensor | None, float]:
+def _norm_groups(
+    func, args, kwargs, x: torch.Tensor
+) -> tuple[tuple[int, ...], torch.Tensor | None, torch.Tensor | None, float]:
     """(grouping shape, weight view, bias view, eps) of a statistics norm call."""
     if func is F.layer_norm:
-        shape = _arg(args, kwargs, 1, "normalized_shape")
+        shape = arg(args, kwargs, 1, "normalized_shape")
         k = len(shape) if isinstance(shape, (tuple, list, torch.Size)) else 1
-        weight, bias, eps = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias"), _arg(args, kwargs, 4, "eps", 1e-5)
+        weight, bias, eps = (
+            arg(args, kwargs, 2, "weight"),
+            arg(args, kwargs, 3, "bias"),
+            arg(args, kwargs, 4, "eps", 1e-5),
+        )
         return (*x.shape[: x.dim() - k], -1), weight, bias, eps
     view = [-1] + [1] * (x.dim() - 2)
     if func is F.instance_norm:
-        weight, bias, eps = _arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias"), _arg(args, kwargs, 7, "eps", 1e-5)
+        weight, bias, eps = (
+            arg(args, kwargs, 3, "weight"),
+            arg(args, kwargs, 4, "bias"),
+            arg(args, kwargs, 7, "eps", 1e-5),
+        )
         groups = (*x.shape[:2], -1)
     else:
-        groups_n = _arg(args, kwargs, 1, "num_groups")
-        weight, bias, eps = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias"), _arg(args, kwargs, 4, "eps", 1e-5)
+        groups_n = arg(args, kwargs, 1, "num_groups")
+        weight, bias, eps = (
+            arg(args, kwargs, 2, "weight"),
+            arg(args, kwargs, 3, "bias"),
+            arg(args, kwargs, 4, "eps", 1e-5),
+        )
         groups = (x.shape[0], groups_n, -1)
-    return groups, None if weight is None else weight.view(view), None if bias is None else bias.view(view), eps
+    return (
+        groups,
+        None if weight is None else weight.view(view),
+        None if bias is None else bias.view(view),
+        eps,
+    )
 
 
 class _Record(TorchFunctionMode):
@@ -69,12 +86,16 @@ class _Record(TorchFunctionMode):
             x = args[0]
             groups, _, _, eps = _norm_groups(func, args, kwargs, x)
             g = x.reshape(groups)
-            self.cache.append((g.mean(-1, keepdim=True), torch.rsqrt(g.var(-1, unbiased=False, keepdim=True) + eps)))
+            self.cache.append(
+                (g.mean(-1, keepdim=True), torch.rsqrt(g.var(-1, unbiased=False, keepdim=True) + eps))
+            )
         return func(*args, **kwargs)
 
 
 class _Replay(TorchFunctionMode):
-    def __init__(self, cache: list[Any], activations: bool, norms: bool, norm_rule: str, repeats: int) -> None:
+    def __init__(
+        self, cache: list[Any], activations: bool, norms: bool, norm_rule: str, repeats: int
+    ) -> None:
         super().__init__()
         self.cache = iter(cache)
         self.activations, self.norms, self.norm_rule, self.repeats = activations, norms, norm_rule, repeats
@@ -106,15 +127,28 @@ class FrozenNetwork:
     """`fn` with activations and/or statistics norms frozen at `clean` (a dict of batched features).
     Call it on inputs of the same shape, or on `repeats` variants stacked along the batch dim."""
 
-    def __init__(self, fn: Callable[[dict[str, torch.Tensor]], Any], clean: dict[str, torch.Tensor],
-                 freeze_activations: bool, freeze_norms: bool, norm_rule: str = "ratio") -> None:
+    def __init__(
+        self,
+        fn: Callable[[dict[str, torch.Tensor]], Any],
+        clean: dict[str, torch.Tensor],
+        freeze_activations: bool,
+        freeze_norms: bool,
+        norm_rule: str = "ratio",
+    ) -> None:
         self.fn = fn
-        self.freeze_activations, self.freeze_norms, self.norm_rule = freeze_activations, freeze_norms, norm_rule
+        self.freeze_activations, self.freeze_norms, self.norm_rule = (
+            freeze_activations,
+            freeze_norms,
+            norm_rule,
+        )
         recorder = _Record(freeze_activations, freeze_norms)
         with torch.no_grad(), recorder:
             self.clean_output = fn(clean)
         self.cache = recorder.cache
 
     def __call__(self, features: dict[str, torch.Tensor], repeats: int = 1) -> Any:
-        with torch.no_grad(), _Replay(self.cache, self.freeze_activations, self.freeze_norms, self.norm_rule, repeats):
+        with (
+            torch.no_grad(),
+            _Replay(self.cache, self.freeze_activations, self.freeze_norms, self.norm_rule, repeats),
+        ):
             return self.fn(features)

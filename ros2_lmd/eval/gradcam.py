@@ -5,7 +5,7 @@ ReLU(sum_k alpha_k * component_m^k) at that layer."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -13,8 +13,14 @@ from torch import nn
 from ros2_lmd.lmd import RuleVariants, decompose
 
 
-def _layer_gradient(model: nn.Module, fn: Callable, features: dict[str, torch.Tensor], layer: str,
-                    output_key: str | None, region: torch.Tensor) -> torch.Tensor:
+def _layer_gradient(
+    model: nn.Module,
+    fn: Callable,
+    features: dict[str, torch.Tensor],
+    layer: str,
+    output_key: str | None,
+    region: torch.Tensor,
+) -> torch.Tensor:
     """d(sum over region of the output) / d(activation of `layer`), at the real input (eq. 21)."""
     module = dict(model.named_modules())[layer]
     captured: dict[str, torch.Tensor] = {}
@@ -37,9 +43,15 @@ def _layer_gradient(model: nn.Module, fn: Callable, features: dict[str, torch.Te
     return grad
 
 
-def modality_gradcam(model: nn.Module, fn: Callable, features: dict[str, torch.Tensor], layer: str,
-                     region: torch.Tensor, output_key: str | None = None, rules: RuleVariants | None = None
-                     ) -> dict[str, torch.Tensor]:
+def modality_gradcam(
+    model: nn.Module,
+    fn: Callable,
+    features: dict[str, torch.Tensor],
+    layer: str,
+    region: torch.Tensor,
+    output_key: str | None = None,
+    rules: RuleVariants | None = None,
+) -> dict[str, torch.Tensor]:
     """One (B, H, W) map per modality for the BEV `region` (a 0/1 mask broadcastable to the output)."""
     grad = _layer_gradient(model, fn, features, layer, output_key, region)
     alpha = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True)  # (B, K, 1, 1): eq. 19 / 21

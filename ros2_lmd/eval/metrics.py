@@ -20,8 +20,11 @@ def pcc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a = a - a.mean(1, keepdim=True)
     b = b - b.mean(1, keepdim=True)
     denominator = torch.sqrt((a * a).sum(1) * (b * b).sum(1))
-    return torch.where(denominator > 0, (a * b).sum(1) / denominator.clamp_min(1e-300),
-                       torch.full_like(denominator, float("nan")))
+    return torch.where(
+        denominator > 0,
+        (a * b).sum(1) / denominator.clamp_min(1e-300),
+        torch.full_like(denominator, float("nan")),
+    )
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -29,7 +32,9 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.flatten(1).double() - b.flatten(1).double()).pow(2).mean(1)
 
 
-def perturbation_pairs(n: int, offsets: int = PAPER_OFFSETS, spacing: int | None = None) -> list[tuple[int, int]]:
+def perturbation_pairs(
+    n: int, offsets: int = PAPER_OFFSETS, spacing: int | None = None
+) -> list[tuple[int, int]]:
     """(k, (k + spacing * m) mod n) for every sample k and m = 1..offsets. The paper uses spacing 500
     on 6019 samples; by default the spacing keeps that fraction of the dataset (at least 1), and a
     pair that would map a sample onto itself is skipped."""

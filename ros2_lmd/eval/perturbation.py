@@ -14,8 +14,8 @@ Methods and how they give modality m's prediction at input x, linearised at the 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import torch
 
@@ -45,10 +45,27 @@ def paper_methods() -> list[Method]:
         Method("Act. only", "frozen", freeze_activations=True, table="linearisation"),
         Method("Norm. only", "frozen", freeze_norms=True, table="linearisation"),
         Method("LMD (Ratio Rule)", "lmd", RuleVariants(), table="linearisation"),
-        Method("Uniform - Identity", "lmd", RuleVariants(batchnorm="uniform", layernorm="identity"), table="variants"),
-        Method("Identity - Identity", "lmd", RuleVariants(batchnorm="identity", layernorm="identity"), table="variants"),
-        Method("Identity - Uniform", "lmd", RuleVariants(batchnorm="identity", layernorm="uniform"), table="variants"),
-        Method("Identity - Ratio", "lmd", RuleVariants(batchnorm="identity", layernorm="ratio"), table="variants"),
+        Method(
+            "Uniform - Identity",
+            "lmd",
+            RuleVariants(batchnorm="uniform", layernorm="identity"),
+            table="variants",
+        ),
+        Method(
+            "Identity - Identity",
+            "lmd",
+            RuleVariants(batchnorm="identity", layernorm="identity"),
+            table="variants",
+        ),
+        Method(
+            "Identity - Uniform",
+            "lmd",
+            RuleVariants(batchnorm="identity", layernorm="uniform"),
+            table="variants",
+        ),
+        Method(
+            "Identity - Ratio", "lmd", RuleVariants(batchnorm="identity", layernorm="ratio"), table="variants"
+        ),
         Method("Sum-Splitting", "lmd", RuleVariants(activation_split="sum"), table="splitting"),
         Method("Ratio-Splitting", "lmd", RuleVariants(activation_split="ratio"), table="splitting"),
         Method("SHAP", "shap", table="shap"),
@@ -56,8 +73,13 @@ def paper_methods() -> list[Method]:
     ]
 
 
-def modality_predictions(method: Method, fn: Callable, clean: dict[str, torch.Tensor],
-                         inputs: dict[str, torch.Tensor], output_key: str) -> dict[str, torch.Tensor]:
+def modality_predictions(
+    method: Method,
+    fn: Callable,
+    clean: dict[str, torch.Tensor],
+    inputs: dict[str, torch.Tensor],
+    output_key: str,
+) -> dict[str, torch.Tensor]:
     """Per-modality predictions (each shaped like the output) of `method` at `inputs`, with the
     linearisation point `clean` where the method has one."""
     names = list(inputs)
@@ -66,9 +88,13 @@ def modality_predictions(method: Method, fn: Callable, clean: dict[str, torch.Te
             dec = decompose(fn, inputs, rules=method.rules, linearize_at=clean)[output_key]
         return dict(dec.components)
     if method.kind == "frozen":
-        frozen = FrozenNetwork(fn, clean, method.freeze_activations, method.freeze_norms, method.rules.layernorm)
+        frozen = FrozenNetwork(
+            fn, clean, method.freeze_activations, method.freeze_norms, method.rules.layernorm
+        )
         # all variants in one call: [x, x without m1, x without m2, ...] along the batch dim
-        variants = [inputs] + [{k: (torch.zeros_like(v) if k == m else v) for k, v in inputs.items()} for m in names]
+        variants = [inputs] + [
+            {k: (torch.zeros_like(v) if k == m else v) for k, v in inputs.items()} for m in names
+        ]
         stacked = {k: torch.cat([v[k] for v in variants]) for k in names}
         out = frozen(stacked, repeats=len(variants))[output_key]
         parts = out.chunk(len(variants))
@@ -92,9 +118,16 @@ def column_name(perturbed: tuple[str, ...], observed: str) -> str:
     return "".join(f"{LETTER.get(m, m)}_p" for m in perturbed) + "/" + LETTER.get(observed, observed)
 
 
-def run_perturbation(fn: Callable, samples: list[dict[str, torch.Tensor]], methods: Iterable[Method],
-                     output_key: str = "bev_logits", offsets: int = 12, spacing: int | None = None,
-                     batch: int = 8, progress: Callable[[int], None] | None = None) -> dict[str, dict[str, tuple[float, float]]]:
+def run_perturbation(
+    fn: Callable,
+    samples: list[dict[str, torch.Tensor]],
+    methods: Iterable[Method],
+    output_key: str = "bev_logits",
+    offsets: int = 12,
+    spacing: int | None = None,
+    batch: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, dict[str, tuple[float, float]]]:
     """metrics[method][f"PCC {column}" or f"MSE {column}"] = (mean, std) over all pairs."""
     modalities = tuple(samples[0])
     pairs = perturbation_pairs(len(samples), offsets, spacing)
@@ -103,17 +136,23 @@ def run_perturbation(fn: Callable, samples: list[dict[str, torch.Tensor]], metho
     for method in methods:
         values: dict[str, list[float]] = {}
         for start in range(0, len(pairs), batch):
-            chunk = pairs[start:start + batch]
+            chunk = pairs[start : start + batch]
             clean = {m: torch.cat([samples[k][m] for k, _ in chunk]) for m in modalities}
             before = modality_predictions(method, fn, clean, clean, output_key)
             for replaced in sets:
-                perturbed = {m: (torch.cat([samples[j][m] for _, j in chunk]) if m in replaced else clean[m])
-                             for m in modalities}
+                perturbed = {
+                    m: (torch.cat([samples[j][m] for _, j in chunk]) if m in replaced else clean[m])
+                    for m in modalities
+                }
                 after = modality_predictions(method, fn, clean, perturbed, output_key)
                 for observed in modalities:
                     col = column_name(replaced, observed)
-                    values.setdefault(f"PCC {col}", []).extend(pcc(after[observed], before[observed]).tolist())
-                    values.setdefault(f"MSE {col}", []).extend(mse(after[observed], before[observed]).tolist())
+                    values.setdefault(f"PCC {col}", []).extend(
+                        pcc(after[observed], before[observed]).tolist()
+                    )
+                    values.setdefault(f"MSE {col}", []).extend(
+                        mse(after[observed], before[observed]).tolist()
+                    )
             if progress:
                 progress(len(chunk))
         results[method.name] = {k: summarise(v) for k, v in values.items()}

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,9 +24,17 @@ OUTPUT_KEY = "bev_logits"
 PAPER_LMD_PCC = {
     ("camera", "radar"): {"R_p/R": 0.05, "R_p/C": 1.00, "C_p/R": 1.00, "C_p/C": 0.15},
     ("camera", "lidar"): {"L_p/L": 0.09, "L_p/C": 1.00, "C_p/L": 1.00, "C_p/C": 0.44},
-    ("camera", "radar", "lidar"): {"C_pR_p/L": 1.00, "C_pR_p/C": 0.1385, "C_pR_p/R": 0.0279,
-                                   "C_pL_p/R": 1.00, "C_pL_p/C": 0.1488, "C_pL_p/L": 0.2310,
-                                   "R_pL_p/C": 1.00, "R_pL_p/R": 0.0373, "R_pL_p/L": 0.2023},
+    ("camera", "radar", "lidar"): {
+        "C_pR_p/L": 1.00,
+        "C_pR_p/C": 0.1385,
+        "C_pR_p/R": 0.0279,
+        "C_pL_p/R": 1.00,
+        "C_pL_p/C": 0.1488,
+        "C_pL_p/L": 0.2310,
+        "R_pL_p/C": 1.00,
+        "R_pL_p/R": 0.0373,
+        "R_pL_p/L": 0.2023,
+    },
 }
 
 
@@ -35,23 +43,28 @@ def encode_frames(model: FusionModel, frames: Sequence, batch: int = 8) -> list[
     samples = []
     with torch.no_grad():
         for start in range(0, len(frames), batch):
-            feats = model.encode(model.prepare(list(frames[start:start + batch])))
+            feats = model.encode(model.prepare(list(frames[start : start + batch])))
             for b in range(next(iter(feats.values())).shape[0]):
-                samples.append({m: f[b:b + 1].clone() for m, f in feats.items()})
+                samples.append({m: f[b : b + 1].clone() for m, f in feats.items()})
     return samples
 
 
 def columns(modalities: tuple[str, ...]) -> list[str]:
-    return [f"{''.join(LETTER[m] + '_p' for m in pert)}/{LETTER[o]}"
-            for pert in perturbation_sets(modalities) for o in modalities]
+    return [
+        f"{''.join(LETTER[m] + '_p' for m in pert)}/{LETTER[o]}"
+        for pert in perturbation_sets(modalities)
+        for o in modalities
+    ]
 
 
 def write_metrics_csv(path: Path, results: dict, modalities: tuple[str, ...]) -> None:
     cols = columns(modalities)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method"] + [f"{metric} {c} {stat}" for metric in ("PCC", "MSE") for c in cols
-                                      for stat in ("mean", "std")])
+        writer.writerow(
+            ["method"]
+            + [f"{metric} {c} {stat}" for metric in ("PCC", "MSE") for c in cols for stat in ("mean", "std")]
+        )
         for method, row in results.items():
             values = []
             for metric in ("PCC", "MSE"):
@@ -61,24 +74,40 @@ def write_metrics_csv(path: Path, results: dict, modalities: tuple[str, ...]) ->
             writer.writerow([method, *values])
 
 
-def markdown_tables(results: dict, methods: Sequence[Method], modalities: tuple[str, ...], n_samples: int,
-                    n_pairs: int, model_name: str) -> str:
+def markdown_tables(
+    results: dict,
+    methods: Sequence[Method],
+    modalities: tuple[str, ...],
+    n_samples: int,
+    n_pairs: int,
+    model_name: str,
+) -> str:
     cols = columns(modalities)
-    lines = [f"# LMD evaluation: {model_name}", "",
-             f"{n_samples} synthetic validation frames, {n_pairs} perturbation pairs per column "
-             "(App. D.4 sampling, spacing scaled to the set size). Mean ± std. A column X_p/Y is "
-             "modality Y's prediction when X is replaced: PCC should be high and MSE ~0 when Y is not "
-             "among the replaced ones, low PCC and high MSE when it is.", ""]
-    for table, title in (("linearisation", "Linearisation ablation (paper Tables 1 / 7)"),
-                         ("variants", "BN - LN rule variants (paper Tables 2 / 8)"),
-                         ("splitting", "Activation bias splitting (paper Table 6)"),
-                         ("shap", "SHAP vs LMD + SHAP (paper Table 4)")):
+    lines = [
+        f"# LMD evaluation: {model_name}",
+        "",
+        f"{n_samples} synthetic validation frames, {n_pairs} perturbation pairs per column "
+        "(App. D.4 sampling, spacing scaled to the set size). Mean ± std. A column X_p/Y is "
+        "modality Y's prediction when X is replaced: PCC should be high and MSE ~0 when Y is not "
+        "among the replaced ones, low PCC and high MSE when it is.",
+        "",
+    ]
+    for table, title in (
+        ("linearisation", "Linearisation ablation (paper Tables 1 / 7)"),
+        ("variants", "BN - LN rule variants (paper Tables 2 / 8)"),
+        ("splitting", "Activation bias splitting (paper Table 6)"),
+        ("shap", "SHAP vs LMD + SHAP (paper Table 4)"),
+    ):
         rows = [m for m in methods if m.table == table and m.name in results]
         if not rows:
             continue
         for metric in ("PCC", "MSE"):
-            lines += [f"## {title}: {metric}", "", "| method | " + " | ".join(cols) + " |",
-                      "|---|" + "---|" * len(cols)]
+            lines += [
+                f"## {title}: {metric}",
+                "",
+                "| method | " + " | ".join(cols) + " |",
+                "|---|" + "---|" * len(cols),
+            ]
             for method in rows:
                 cells = []
                 for c in cols:
@@ -149,9 +178,16 @@ def gradcam_figure(path: Path, model: FusionModel, sample: dict[str, torch.Tenso
     plt.close(fig)
 
 
-def evaluate(model: FusionModel, frames: Sequence, out_dir: Path, model_name: str, offsets: int = 12,
-             methods: Sequence[Method] | None = None, gradcam_layer: str = "bev_compressor",
-             log: Callable[[str], None] = print) -> dict:
+def evaluate(
+    model: FusionModel,
+    frames: Sequence,
+    out_dir: Path,
+    model_name: str,
+    offsets: int = 12,
+    methods: Sequence[Method] | None = None,
+    gradcam_layer: str = "bev_compressor",
+    log: Callable[[str], None] = print,
+) -> dict:
     from tqdm import tqdm
 
     from ros2_lmd.eval.metrics import perturbation_pairs
@@ -161,7 +197,9 @@ def evaluate(model: FusionModel, frames: Sequence, out_dir: Path, model_name: st
     samples = encode_frames(model, frames)
     n_pairs = len(perturbation_pairs(len(samples), offsets))
     with tqdm(total=n_pairs * len(methods), desc="evaluating", unit="pair", file=sys.stderr) as bar:
-        results = run_perturbation(model.fuse, samples, methods, OUTPUT_KEY, offsets=offsets, progress=bar.update)
+        results = run_perturbation(
+            model.fuse, samples, methods, OUTPUT_KEY, offsets=offsets, progress=bar.update
+        )
     write_metrics_csv(out_dir / "metrics.csv", results, model.modalities)
     text = markdown_tables(results, methods, model.modalities, len(samples), n_pairs, model_name)
     (out_dir / "tables.md").write_text(text)

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from ros2_lmd.lmd import RuleVariants, decompose
 
 
-def shapley_from_game(players: tuple[str, ...], value: Callable[[frozenset[str]], torch.Tensor]) -> dict[str, torch.Tensor]:
+def shapley_from_game(
+    players: tuple[str, ...], value: Callable[[frozenset[str]], torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """phi_m = sum over S not containing m of |S|!(M-|S|-1)!/M! (v(S + m) - v(S)), elementwise."""
     M = len(players)
-    values = {frozenset(s): value(frozenset(s)) for r in range(M + 1) for s in itertools.combinations(players, r)}
+    values = {
+        frozenset(s): value(frozenset(s)) for r in range(M + 1) for s in itertools.combinations(players, r)
+    }
     phi = {}
     for m in players:
         others = [p for p in players if p != m]
@@ -33,7 +37,9 @@ def _coalition(features: dict[str, torch.Tensor], present: frozenset[str]) -> di
     return {m: (x if m in present else torch.zeros_like(x)) for m, x in features.items()}
 
 
-def modality_shapley(fn: Callable, features: dict[str, torch.Tensor], output_key: str | None = None) -> dict[str, torch.Tensor]:
+def modality_shapley(
+    fn: Callable, features: dict[str, torch.Tensor], output_key: str | None = None
+) -> dict[str, torch.Tensor]:
     """Shapley values of the plain network over modality coalitions (absent = zero features)."""
 
     def value(present: frozenset[str]) -> torch.Tensor:
@@ -44,8 +50,12 @@ def modality_shapley(fn: Callable, features: dict[str, torch.Tensor], output_key
     return shapley_from_game(tuple(features), value)
 
 
-def lmd_shapley(fn: Callable, features: dict[str, torch.Tensor], output_key: str | None = None,
-                rules: RuleVariants | None = None) -> dict[str, torch.Tensor]:
+def lmd_shapley(
+    fn: Callable,
+    features: dict[str, torch.Tensor],
+    output_key: str | None = None,
+    rules: RuleVariants | None = None,
+) -> dict[str, torch.Tensor]:
     """LMD component of each modality plus its Shapley share of the LMD bias term."""
     rules = rules or RuleVariants()
 

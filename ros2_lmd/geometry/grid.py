@@ -70,7 +70,7 @@ class BEVGrid:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "BEVGrid":
+    def from_dict(cls, values: dict) -> BEVGrid:
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown BEVGrid keys: {sorted(unknown)}")

@@ -56,9 +56,14 @@ def scale_intrinsics(K: np.ndarray, sx: float, sy: float, convention: str = "cen
     return K
 
 
-def project_voxels(grid: BEVGrid, K_feat: np.ndarray, T_base_cam: np.ndarray,
-                   feature_hw: tuple[int, int], z_descending: bool = False,
-                   convention: str = "centre") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def project_voxels(
+    grid: BEVGrid,
+    K_feat: np.ndarray,
+    T_base_cam: np.ndarray,
+    feature_hw: tuple[int, int],
+    z_descending: bool = False,
+    convention: str = "centre",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project every voxel centre into S cameras given intrinsics in feature-map pixels (S,3,3).
     Returns sample coordinates (u, v), each (S, N) in feature-pixel index space (pixel centres at
     integers), and the validity mask (S, N): in front of the camera and inside the image."""
@@ -80,9 +85,15 @@ def project_voxels(grid: BEVGrid, K_feat: np.ndarray, T_base_cam: np.ndarray,
     return x, y, valid
 
 
-def sampling_matrix(grid: BEVGrid, K_feat: np.ndarray, T_base_cam: np.ndarray,
-                    feature_hw: tuple[int, int], camera_valid: np.ndarray | None = None,
-                    z_descending: bool = False, convention: str = "centre") -> torch.Tensor:
+def sampling_matrix(
+    grid: BEVGrid,
+    K_feat: np.ndarray,
+    T_base_cam: np.ndarray,
+    feature_hw: tuple[int, int],
+    camera_valid: np.ndarray | None = None,
+    z_descending: bool = False,
+    convention: str = "centre",
+) -> torch.Tensor:
     """The lifting as a sparse CSR matrix (N voxels x S*Hf*Wf feature pixels): bilinear weights
     (zero padding outside the map) divided by the number of cameras that see each voxel."""
     Hf, Wf = feature_hw
@@ -96,8 +107,12 @@ def sampling_matrix(grid: BEVGrid, K_feat: np.ndarray, T_base_cam: np.ndarray,
     u0, v0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
     du, dv = u - u0, v - v0
     rows, cols, weights = [], [], []
-    for oy, ox, w in ((0, 0, (1 - du) * (1 - dv)), (0, 1, du * (1 - dv)),
-                      (1, 0, (1 - du) * dv), (1, 1, du * dv)):
+    for oy, ox, w in (
+        (0, 0, (1 - du) * (1 - dv)),
+        (0, 1, du * (1 - dv)),
+        (1, 0, (1 - du) * dv),
+        (1, 1, du * dv),
+    ):
         uu, vv = u0 + ox, v0 + oy
         keep = (uu >= 0) & (uu < Wf) & (vv >= 0) & (vv < Hf) & (w > 0)
         rows.append(vox_idx[keep])
@@ -117,8 +132,9 @@ class CameraLifter:
     Sampling matrices are cached per (calibration, image size, feature size, device): a vehicle's
     calibration rarely changes, so after the first frame lifting is a single sparse product."""
 
-    def __init__(self, grid: BEVGrid, z_descending: bool = False, convention: str = "centre",
-                 cache_size: int = 8) -> None:
+    def __init__(
+        self, grid: BEVGrid, z_descending: bool = False, convention: str = "centre", cache_size: int = 8
+    ) -> None:
         if convention not in PIXEL_CONVENTIONS:
             raise ValueError(f"unknown pixel convention {convention!r}; expected one of {PIXEL_CONVENTIONS}")
         self.grid = grid
@@ -128,9 +144,15 @@ class CameraLifter:
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._cache_lock = threading.Lock()  # the node may lift frames in several threads
 
-    def _matrix(self, K_image: np.ndarray, T_base_cam: np.ndarray, camera_valid: np.ndarray,
-                image_hw: tuple[int, int], feature_hw: tuple[int, int],
-                device: torch.device) -> torch.Tensor:
+    def _matrix(
+        self,
+        K_image: np.ndarray,
+        T_base_cam: np.ndarray,
+        camera_valid: np.ndarray,
+        image_hw: tuple[int, int],
+        feature_hw: tuple[int, int],
+        device: torch.device,
+    ) -> torch.Tensor:
         K_image = np.ascontiguousarray(K_image, np.float64)
         T_base_cam = np.ascontiguousarray(T_base_cam, np.float64)
         camera_valid = np.ascontiguousarray(camera_valid, bool)
@@ -144,37 +166,49 @@ class CameraLifter:
                 return self._cache[key]
         sx, sy = feature_hw[1] / image_hw[1], feature_hw[0] / image_hw[0]
         K_feat = scale_intrinsics(K_image, sx, sy, self.convention)
-        matrix = sampling_matrix(self.grid, K_feat, T_base_cam, feature_hw, camera_valid,
-                                 self.z_descending, self.convention).to(device)
+        matrix = sampling_matrix(
+            self.grid, K_feat, T_base_cam, feature_hw, camera_valid, self.z_descending, self.convention
+        ).to(device)
         with self._cache_lock:
             self._cache[key] = matrix
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return matrix
 
-    def __call__(self, features: torch.Tensor, K_image: torch.Tensor, T_base_cam: torch.Tensor,
-                 image_hw: tuple[int, int], camera_valid: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        features: torch.Tensor,
+        K_image: torch.Tensor,
+        T_base_cam: torch.Tensor,
+        image_hw: tuple[int, int],
+        camera_valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """features (B, S, C, Hf, Wf); K_image (B, S, 3, 3) for images of size `image_hw`;
         T_base_cam (B, S, 4, 4); camera_valid (B, S) or None. Returns (B, C, z_bins, ny, nx)."""
         B, S, C, Hf, Wf = features.shape
         K_np = K_image.detach().cpu().double().numpy()
         T_np = T_base_cam.detach().cpu().double().numpy()
-        valid_np = (np.ones((B, S), bool) if camera_valid is None
-                    else camera_valid.detach().cpu().numpy() > 0.5)
+        valid_np = (
+            np.ones((B, S), bool) if camera_valid is None else camera_valid.detach().cpu().numpy() > 0.5
+        )
         g = self.grid
         out = []
         for b in range(B):
-            matrix = self._matrix(K_np[b], T_np[b], valid_np[b], tuple(image_hw), (Hf, Wf),
-                                  features.device)
+            matrix = self._matrix(K_np[b], T_np[b], valid_np[b], tuple(image_hw), (Hf, Wf), features.device)
             pixels = features[b].permute(0, 2, 3, 1).reshape(S * Hf * Wf, C)
             lifted = torch.sparse.mm(matrix, pixels)  # (N, C)
             out.append(lifted.t().reshape(C, g.z_bins, g.ny, g.nx))
         return torch.stack(out)
 
 
-def lift_with_grid_sample(grid: BEVGrid, features: torch.Tensor, K_feat: np.ndarray,
-                          T_base_cam: np.ndarray, z_descending: bool = False,
-                          convention: str = "centre") -> torch.Tensor:
+def lift_with_grid_sample(
+    grid: BEVGrid,
+    features: torch.Tensor,
+    K_feat: np.ndarray,
+    T_base_cam: np.ndarray,
+    z_descending: bool = False,
+    convention: str = "centre",
+) -> torch.Tensor:
     """Reference lifting for one sample with F.grid_sample: features (S, C, Hf, Wf), intrinsics
     already in feature pixels (S, 3, 3). Returns (C, z_bins, ny, nx). Slow; for tests."""
     S, C, Hf, Wf = features.shape
@@ -183,8 +217,9 @@ def lift_with_grid_sample(grid: BEVGrid, features: torch.Tensor, K_feat: np.ndar
     gx = torch.from_numpy(2.0 * x / max(Wf - 1, 1) - 1.0).float()
     gy = torch.from_numpy(2.0 * y / max(Hf - 1, 1) - 1.0).float()
     coords = torch.stack([gx, gy], dim=-1).reshape(S, 1, -1, 2)
-    sampled = F.grid_sample(features, coords, mode="bilinear", padding_mode="zeros",
-                            align_corners=True)[:, :, 0]  # (S, C, N)
+    sampled = F.grid_sample(features, coords, mode="bilinear", padding_mode="zeros", align_corners=True)[
+        :, :, 0
+    ]  # (S, C, N)
     mask = torch.from_numpy(valid).float()[:, None]
     total = (sampled * mask).sum(0)
     count = mask.sum(0).clamp(min=1.0)

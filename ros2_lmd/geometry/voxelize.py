@@ -11,14 +11,30 @@ from ros2_lmd.geometry.grid import BEVGrid
 # Simple-BEV's meta-radar channels are the nuScenes radar fields after x, y, z (plus the sweep time
 # lag). SensorFrame carries only rcs, vx_comp, vy_comp; the other channels stay zero.
 SIMPLEBEV_META_RADAR_FIELDS: tuple[str, ...] = (
-    "dyn_prop", "id", "rcs", "vx", "vy", "vx_comp", "vy_comp", "is_quality_valid", "ambig_state",
-    "x_rms", "y_rms", "invalid_state", "pdh0", "vx_rms", "vy_rms", "dt")
+    "dyn_prop",
+    "id",
+    "rcs",
+    "vx",
+    "vy",
+    "vx_comp",
+    "vy_comp",
+    "is_quality_valid",
+    "ambig_state",
+    "x_rms",
+    "y_rms",
+    "invalid_state",
+    "pdh0",
+    "vx_rms",
+    "vy_rms",
+    "dt",
+)
 # SensorFrame radar columns (x, y, z, rcs, vx_comp, vy_comp) -> meta channel index.
 _META_FROM_FRAME = {3: 2, 4: 5, 5: 6}
 
 
-def voxel_indices(grid: BEVGrid, xyz: np.ndarray, use_z: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def voxel_indices(
+    grid: BEVGrid, xyz: np.ndarray, use_z: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Integer voxel indices (iz, iy, ix) of base_link points and the mask of points inside the
     grid. With `use_z=False` the height bounds are ignored and iz is 0 (a 2-D BEV cell)."""
     xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
@@ -77,8 +93,9 @@ def cell_mean(grid: BEVGrid, xyz: np.ndarray, values: np.ndarray, per_z: bool = 
     return out.reshape(*shape, grid.ny, grid.nx)
 
 
-def voxelize_lidar(grid: BEVGrid, points: np.ndarray, with_intensity: bool = True,
-                   intensity_scale: float = 1.0) -> np.ndarray:
+def voxelize_lidar(
+    grid: BEVGrid, points: np.ndarray, with_intensity: bool = True, intensity_scale: float = 1.0
+) -> np.ndarray:
     """LiDAR (N x 4: x, y, z, intensity) -> (z_bins [+1], ny, nx): occupancy per height bin, then
     (optionally) the mean intensity of the cell's points times `intensity_scale`."""
     points = np.asarray(points, dtype=np.float32).reshape(-1, 4)

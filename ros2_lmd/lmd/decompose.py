@@ -4,8 +4,9 @@ component per modality plus a bias component (paper eq. 8 and 14; App. F for M m
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,14 +36,25 @@ class Decomposition:
     @property
     def conservation_error(self) -> float:
         """max|total - sum(components) - bias| / max|total| (relative, in float64)."""
+        if not self.total.numel():
+            return 0.0
+        return max(self.conservation_errors(batch_dim=None))
+
+    def conservation_errors(self, batch_dim: int | None = 0) -> list[float]:
+        """`conservation_error` of each sample along `batch_dim` (None: of the whole tensor)."""
         total = self.total.double()
         residual = total - self.bias.double()
         for component in self.components.values():
             residual = residual - component.double()
-        if not total.numel():
-            return 0.0
-        scale = total.abs().max().item()
-        return residual.abs().max().item() / max(scale, torch.finfo(torch.float64).tiny)
+        if batch_dim is None:
+            total, residual = total.reshape(1, -1), residual.reshape(1, -1)
+        else:
+            total, residual = (
+                total.movedim(batch_dim, 0).flatten(1),
+                residual.movedim(batch_dim, 0).flatten(1),
+            )
+        scale = total.abs().amax(1).clamp_min(torch.finfo(torch.float64).tiny)
+        return (residual.abs().amax(1) / scale).cpu().tolist()
 
     def stack(self) -> torch.Tensor:
         """Components then bias stacked on a new leading dim: (M + 1, *total.shape)."""
@@ -79,13 +91,17 @@ def decompose(
             raise TypeError(f"decompose: features[{name!r}] is already decomposed")
     if linearize_at is not None:
         if set(linearize_at) != set(features):
-            raise ValueError(f"decompose: linearize_at has modalities {sorted(linearize_at)}, "
-                             f"features has {sorted(features)}")
+            raise ValueError(
+                f"decompose: linearize_at has modalities {sorted(linearize_at)}, "
+                f"features has {sorted(features)}"
+            )
         for name in features:
             if linearize_at[name].shape != features[name].shape:
-                raise ValueError(f"decompose: linearize_at[{name!r}] has shape "
-                                 f"{tuple(linearize_at[name].shape)}, "
-                                 f"features has {tuple(features[name].shape)}")
+                raise ValueError(
+                    f"decompose: linearize_at[{name!r}] has shape "
+                    f"{tuple(linearize_at[name].shape)}, "
+                    f"features has {tuple(features[name].shape)}"
+                )
     _refuse_stateful_training(module or _owner(fn))
     explicit = rules.bias == "explicit" or linearize_at is not None
     replay = None
@@ -107,8 +123,9 @@ def decompose(
     return _to_decompositions(output, ctx, layers)
 
 
-def _decomposed_inputs(ctx: Context, features: Mapping[str, torch.Tensor],
-                       linearize_at: Mapping[str, torch.Tensor] | None) -> dict[str, LMDTensor]:
+def _decomposed_inputs(
+    ctx: Context, features: Mapping[str, torch.Tensor], linearize_at: Mapping[str, torch.Tensor] | None
+) -> dict[str, LMDTensor]:
     """Input m: real plane = the linearisation point, stream m = the input, other streams zero."""
     inputs = {}
     for index, (name, value) in enumerate(features.items()):
@@ -130,11 +147,16 @@ def _refuse_stateful_training(owner: nn.Module | None) -> None:
     if owner is None:
         return
     for name, sub in owner.named_modules():
-        if (sub.training and isinstance(sub, nn.modules.batchnorm._NormBase)
-                and getattr(sub, "track_running_stats", False)):
-            raise LMDRuleError(f"module {name or type(owner).__name__!r} ({type(sub).__name__}) is in "
-                               f"training mode, where batch_norm would use and update batch "
-                               f"statistics; call model.eval() before decomposing")
+        if (
+            sub.training
+            and isinstance(sub, nn.modules.batchnorm._NormBase)
+            and getattr(sub, "track_running_stats", False)
+        ):
+            raise LMDRuleError(
+                f"module {name or type(owner).__name__!r} ({type(sub).__name__}) is in "
+                f"training mode, where batch_norm would use and update batch "
+                f"statistics; call model.eval() before decomposing"
+            )
 
 
 def _record_hooks(fn, module, record, ctx, layers) -> list:
@@ -148,8 +170,9 @@ def _record_hooks(fn, module, record, ctx, layers) -> list:
     for name in record:
         if name not in named:
             close = [n for n in named if name.split(".")[-1] in n][:5]
-            raise KeyError(f"decompose(record=...): no module named {name!r}"
-                           + (f"; similar: {close}" if close else ""))
+            raise KeyError(
+                f"decompose(record=...): no module named {name!r}" + (f"; similar: {close}" if close else "")
+            )
 
         def hook(_module, _inputs, output, name=name):
             # clone: later in-place ops (ReLU(inplace=True)) would overwrite the recorded planes
@@ -171,8 +194,12 @@ def _to_decompositions(value: Any, ctx: Context, layers: dict, clone: bool = Fal
         return Decomposition(total=total, components=components, bias=bias, layers=layers)
     if isinstance(value, torch.Tensor):  # an output that no modality reaches: all bias
         total = value.clone() if clone else value
-        return Decomposition(total=total, components={m: torch.zeros_like(total) for m in ctx.modalities},
-                             bias=total, layers=layers)
+        return Decomposition(
+            total=total,
+            components={m: torch.zeros_like(total) for m in ctx.modalities},
+            bias=total,
+            layers=layers,
+        )
     if isinstance(value, dict):
         return {k: _to_decompositions(v, ctx, layers, clone) for k, v in value.items()}
     if isinstance(value, (tuple, list)):

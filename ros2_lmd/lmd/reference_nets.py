@@ -51,15 +51,22 @@ class SimpleBEVDecoder(nn.Module):
             nn.InstanceNorm2d(latent, affine=True),
             nn.GELU(),
         )
-        self.stem = nn.Sequential(nn.Conv2d(latent, latent, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(latent), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(latent, latent, 3, padding=1, bias=False), nn.BatchNorm2d(latent), nn.ReLU(inplace=True)
+        )
         self.layer1 = BasicBlock(latent)
-        self.down = nn.Sequential(nn.Conv2d(latent, 2 * latent, 3, stride=2, padding=1, bias=False),
-                                  nn.BatchNorm2d(2 * latent), nn.ReLU(inplace=True))
+        self.down = nn.Sequential(
+            nn.Conv2d(latent, 2 * latent, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * latent),
+            nn.ReLU(inplace=True),
+        )
         self.layer2 = BasicBlock(2 * latent)
         self.up = UpsamplingAdd(2 * latent, latent)
-        self.feat_head = nn.Sequential(nn.Conv2d(latent, latent, 3, padding=1, bias=False),
-                                       nn.InstanceNorm2d(latent), nn.ReLU(inplace=True))
+        self.feat_head = nn.Sequential(
+            nn.Conv2d(latent, latent, 3, padding=1, bias=False),
+            nn.InstanceNorm2d(latent),
+            nn.ReLU(inplace=True),
+        )
         self.segmentation_head = nn.Conv2d(latent, 1, 1)
         self.center_head = nn.Sequential(nn.Conv2d(latent, 1, 1), nn.Sigmoid())
         self.offset_head = nn.Conv2d(latent, 2, 1)
@@ -69,8 +76,11 @@ class SimpleBEVDecoder(nn.Module):
         skip = self.layer1(self.stem(x))
         x = self.layer2(self.down(skip))
         x = self.feat_head(self.up(x, skip))
-        return {"segmentation": self.segmentation_head(x), "center": self.center_head(x),
-                "offset": self.offset_head(x)}
+        return {
+            "segmentation": self.segmentation_head(x),
+            "center": self.center_head(x),
+            "offset": self.offset_head(x),
+        }
 
 
 class LayerNormMLP(nn.Module):
@@ -101,8 +111,9 @@ class TransformerFusion(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(approximate="tanh"),
-                                 nn.Linear(2 * dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, 2 * dim), nn.GELU(approximate="tanh"), nn.Linear(2 * dim, dim)
+        )
         self.query = nn.Parameter(torch.randn(1, 1, dim))
         self.head = nn.Linear(dim, 3)
 

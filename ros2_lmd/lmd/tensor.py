@@ -4,8 +4,9 @@ computes both; and Context, what every rule knows about the decomposition in pro
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -56,7 +57,7 @@ class Context:
         """Slice of every component stream (modalities and, if carried, bias)."""
         return slice(1, self.num_planes)
 
-    def wrap(self, planes: torch.Tensor) -> "LMDTensor":
+    def wrap(self, planes: torch.Tensor) -> LMDTensor:
         if planes.shape[0] != self.num_planes:
             raise AssertionError(f"internal: {planes.shape[0]} planes, expected {self.num_planes}")
         out = planes[0].as_subclass(LMDTensor)
@@ -131,9 +132,9 @@ def op_name(func: Callable) -> str:
         module = "torch"
     for prefix in ("_VariableFunctionsClass.", "_nn."):
         if qual.startswith(prefix):
-            qual = qual[len(prefix):]
+            qual = qual[len(prefix) :]
     if qual.startswith("TensorBase."):
-        qual = "Tensor." + qual[len("TensorBase."):]
+        qual = "Tensor." + qual[len("TensorBase.") :]
     return f"{module}.{qual}" if not qual.startswith("Tensor.") else qual
 
 
@@ -146,4 +147,3 @@ def _no_rule_message(func: Callable) -> str:
         f"ros2_lmd.lmd.linear_rule)`; otherwise write a rule (see ros2_lmd/lmd/registry.py) and pass "
         f"it with `RuleVariants(extra_rules={{<the function>: rule}})`."
     )
-

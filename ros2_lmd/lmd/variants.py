@@ -4,8 +4,9 @@ activation identity split, bias stream derived."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 BATCHNORM_RULES = ("identity", "uniform")
 LAYERNORM_RULES = ("ratio", "identity", "uniform")

@@ -20,15 +20,13 @@ def message_definitions_dir() -> Path:
     for candidate in candidates:
         if all((candidate / f"{name}.msg").is_file() for name in MESSAGE_NAMES):
             return candidate
-    raise FileNotFoundError(f"ros2_lmd message definitions not found in "
-                            f"{[str(c) for c in candidates]}")
+    raise FileNotFoundError(f"ros2_lmd message definitions not found in {[str(c) for c in candidates]}")
 
 
 def message_definitions() -> dict[str, str]:
     """`ros2_lmd/msg/<Name>` -> the .msg text, for every project message."""
     directory = message_definitions_dir()
-    return {f"{PACKAGE}/msg/{name}": (directory / f"{name}.msg").read_text()
-            for name in MESSAGE_NAMES}
+    return {f"{PACKAGE}/msg/{name}": (directory / f"{name}.msg").read_text() for name in MESSAGE_NAMES}
 
 
 def register_with_rosbags(typestore) -> None:  # a rosbags.typesys Typestore

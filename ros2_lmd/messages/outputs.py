@@ -17,13 +17,14 @@ Value scales (what rviz shows):
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ros2_lmd.messages.types import MessageTypes, header_msg, time_msg
 from ros2_lmd.monitor.detections import sigmoid
 from ros2_lmd.monitor.report import SEVERITY_NAMES, Detection, FrameReport
-from ros2_lmd.messages.types import MessageTypes, header_msg, time_msg
 from ros2_lmd.monitor.status import StatusRecord
 
 BEV_LAYERS = ("fused", "camera", "radar", "lidar", "bias")
@@ -40,32 +41,39 @@ SEVERITY_COLOURS = {0: (1.0, 1.0, 1.0), 1: (1.0, 0.85, 0.1), 2: (1.0, 0.15, 0.15
 
 # --- Common pieces ----------------------------------------------------------------------------------
 
+
 def map_metadata(report: FrameReport, types: MessageTypes, stamp: float) -> Any:
     """nav_msgs/MapMetaData of the report's BEVGrid: cell (0, 0) at (x_min, y_min), no rotation."""
     grid = report.grid
     origin = types.new(
         "geometry_msgs/msg/Pose",
-        position=types.new("geometry_msgs/msg/Point", x=float(grid.x_min), y=float(grid.y_min),
-                           z=0.0),
-        orientation=types.new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0))
-    return types.new("nav_msgs/msg/MapMetaData", map_load_time=time_msg(types, stamp),
-                     resolution=float(grid.resolution), width=grid.nx, height=grid.ny,
-                     origin=origin)
+        position=types.new("geometry_msgs/msg/Point", x=float(grid.x_min), y=float(grid.y_min), z=0.0),
+        orientation=types.new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0),
+    )
+    return types.new(
+        "nav_msgs/msg/MapMetaData",
+        map_load_time=time_msg(types, stamp),
+        resolution=float(grid.resolution),
+        width=grid.nx,
+        height=grid.ny,
+        origin=origin,
+    )
 
 
 def _layer(report: FrameReport, layer: str) -> np.ndarray:
     if layer == "fused":
         return report.fused
     if layer not in report.components:
-        raise KeyError(f"BEV layer {layer!r} not in this report; it has "
-                       f"{['fused', *report.components]}")
+        raise KeyError(f"BEV layer {layer!r} not in this report; it has {['fused', *report.components]}")
     return report.components[layer]
 
 
 # --- BEV grids --------------------------------------------------------------------------------------
 
-def occupancy_values(report: FrameReport, layer: str,
-                     component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE) -> np.ndarray:
+
+def occupancy_values(
+    report: FrameReport, layer: str, component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE
+) -> np.ndarray:
     """(ny, nx) int8 cell values of one layer, on the scales of the module docstring."""
     values = np.asarray(_layer(report, layer), dtype=np.float64)
     if layer == "fused":
@@ -79,22 +87,35 @@ def occupancy_values(report: FrameReport, layer: str,
     return cells.astype(np.int8)
 
 
-def occupancy_grid(report: FrameReport, layer: str, types: MessageTypes, frame_id: str,
-                   stamp: float | None = None,
-                   component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE) -> Any:
+def occupancy_grid(
+    report: FrameReport,
+    layer: str,
+    types: MessageTypes,
+    frame_id: str,
+    stamp: float | None = None,
+    component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
+) -> Any:
     """nav_msgs/OccupancyGrid of `layer` (fused, camera, radar, lidar or bias). The arrays are
     [iy, ix], so row-major flattening is OccupancyGrid's order (y rows of x cells)."""
     stamp = report.stamp if stamp is None else stamp
     values = occupancy_values(report, layer, component_logit_range)
-    return types.new("nav_msgs/msg/OccupancyGrid", header=header_msg(types, stamp, frame_id),
-                     info=map_metadata(report, types, stamp), data=values.reshape(-1))
+    return types.new(
+        "nav_msgs/msg/OccupancyGrid",
+        header=header_msg(types, stamp, frame_id),
+        info=map_metadata(report, types, stamp),
+        data=values.reshape(-1),
+    )
 
 
 # --- Colour BEV image -------------------------------------------------------------------------------
 
-def bev_rgb(report: FrameReport, scale: int = 1,
-            component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
-            detection_threshold: float = 0.5) -> np.ndarray:
+
+def bev_rgb(
+    report: FrameReport,
+    scale: int = 1,
+    component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
+    detection_threshold: float = 0.5,
+) -> np.ndarray:
     """(nx*scale, ny*scale, 3) uint8 RGB view from above, x forward up (module docstring)."""
     if scale < 1:
         raise ValueError(f"bev image scale must be >= 1, got {scale}")
@@ -117,21 +138,33 @@ def bev_rgb(report: FrameReport, scale: int = 1,
 def _outline(mask: np.ndarray) -> np.ndarray:
     """Cells of `mask` with a 4-neighbour outside it (or on the grid border)."""
     padded = np.pad(mask, 1, constant_values=False)
-    interior = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~interior
 
 
-def bev_image(report: FrameReport, types: MessageTypes, frame_id: str, scale: int = 1,
-              stamp: float | None = None,
-              component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
-              detection_threshold: float = 0.5) -> Any:
+def bev_image(
+    report: FrameReport,
+    types: MessageTypes,
+    frame_id: str,
+    scale: int = 1,
+    stamp: float | None = None,
+    component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
+    detection_threshold: float = 0.5,
+) -> Any:
     """sensor_msgs/Image (rgb8) of `bev_rgb`."""
     stamp = report.stamp if stamp is None else stamp
     rgb = bev_rgb(report, scale, component_logit_range, detection_threshold)
     height, width = rgb.shape[:2]
-    return types.new("sensor_msgs/msg/Image", header=header_msg(types, stamp, frame_id),
-                     height=height, width=width, encoding="rgb8", is_bigendian=0,
-                     step=3 * width, data=rgb.reshape(-1))
+    return types.new(
+        "sensor_msgs/msg/Image",
+        header=header_msg(types, stamp, frame_id),
+        height=height,
+        width=width,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=3 * width,
+        data=rgb.reshape(-1),
+    )
 
 
 # --- rviz markers -----------------------------------------------------------------------------------
@@ -142,8 +175,9 @@ MARKER_TEXT_HEIGHT = 0.8
 
 
 def _colour(types: MessageTypes, rgb: tuple[float, float, float], alpha: float = 1.0) -> Any:
-    return types.new("std_msgs/msg/ColorRGBA", r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]),
-                     a=float(alpha))
+    return types.new(
+        "std_msgs/msg/ColorRGBA", r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]), a=float(alpha)
+    )
 
 
 def _point(types: MessageTypes, x: float, y: float, z: float = 0.0) -> Any:
@@ -151,8 +185,11 @@ def _point(types: MessageTypes, x: float, y: float, z: float = 0.0) -> Any:
 
 
 def _pose(types: MessageTypes, x: float, y: float, z: float) -> Any:
-    return types.new("geometry_msgs/msg/Pose", position=_point(types, x, y, z),
-                     orientation=types.new("geometry_msgs/msg/Quaternion", w=1.0))
+    return types.new(
+        "geometry_msgs/msg/Pose",
+        position=_point(types, x, y, z),
+        orientation=types.new("geometry_msgs/msg/Quaternion", w=1.0),
+    )
 
 
 def detection_label(detection: Detection) -> str:
@@ -164,8 +201,7 @@ def detection_label(detection: Detection) -> str:
     return text
 
 
-def markers(report: FrameReport, types: MessageTypes, frame_id: str,
-            stamp: float | None = None) -> Any:
+def markers(report: FrameReport, types: MessageTypes, frame_id: str, stamp: float | None = None) -> Any:
     """visualization_msgs/MarkerArray: a DELETEALL first (stale markers of the previous frame
     vanish), then per detection a closed LINE_STRIP footprint (ns `detections`) and a TEXT label
     (ns `detection_labels`) coloured by the dominant modality, single-sensor ones drawn with a
@@ -177,43 +213,61 @@ def markers(report: FrameReport, types: MessageTypes, frame_id: str,
 
     def marker(**fields: Any) -> Any:
         fields.setdefault("pose", _pose(types, 0.0, 0.0, 0.0))
-        return types.new("visualization_msgs/msg/Marker", header=header,
-                         action=marker_class.ADD, **fields)
+        return types.new("visualization_msgs/msg/Marker", header=header, action=marker_class.ADD, **fields)
 
-    items = [types.new("visualization_msgs/msg/Marker", header=header,
-                       action=marker_class.DELETEALL)]
+    items = [types.new("visualization_msgs/msg/Marker", header=header, action=marker_class.DELETEALL)]
     for det in report.detections:
         colour = MODALITY_COLOURS.get(det.dominant, (1.0, 1.0, 1.0))
         corners = np.asarray(det.footprint, dtype=np.float64)
         outline = [_point(types, x, y, 0.1) for x, y in (*corners, corners[0])]
         width = MARKER_SINGLE_SENSOR_LINE_WIDTH if det.single_sensor else MARKER_LINE_WIDTH
-        items.append(marker(
-            ns="detections", id=det.id, type=marker_class.LINE_STRIP, points=outline,
-            scale=types.new("geometry_msgs/msg/Vector3", x=width), color=_colour(types, colour)))
-        items.append(marker(
-            ns="detection_labels", id=det.id, type=marker_class.TEXT_VIEW_FACING,
-            pose=_pose(types, det.centroid[0], det.centroid[1], 1.5),
-            scale=types.new("geometry_msgs/msg/Vector3", z=MARKER_TEXT_HEIGHT),
-            color=_colour(types, colour), text=detection_label(det)))
+        items.append(
+            marker(
+                ns="detections",
+                id=det.id,
+                type=marker_class.LINE_STRIP,
+                points=outline,
+                scale=types.new("geometry_msgs/msg/Vector3", x=width),
+                color=_colour(types, colour),
+            )
+        )
+        items.append(
+            marker(
+                ns="detection_labels",
+                id=det.id,
+                type=marker_class.TEXT_VIEW_FACING,
+                pose=_pose(types, det.centroid[0], det.centroid[1], 1.5),
+                scale=types.new("geometry_msgs/msg/Vector3", z=MARKER_TEXT_HEIGHT),
+                color=_colour(types, colour),
+                text=detection_label(det),
+            )
+        )
     stacked = 0
     for index, alert in enumerate(report.alerts):
         if alert.detection is not None:
             x, y = alert.detection.centroid
             z = 2.5 + MARKER_TEXT_HEIGHT * 1.2 * sum(
-                1 for a in report.alerts[:index] if a.detection is alert.detection)
+                1 for a in report.alerts[:index] if a.detection is alert.detection
+            )
         else:
             x, y, z = 0.0, 0.0, 3.0 + MARKER_TEXT_HEIGHT * 1.2 * stacked
             stacked += 1
-        items.append(marker(
-            ns="alerts", id=index, type=marker_class.TEXT_VIEW_FACING, pose=_pose(types, x, y, z),
-            scale=types.new("geometry_msgs/msg/Vector3", z=MARKER_TEXT_HEIGHT),
-            color=_colour(types, SEVERITY_COLOURS.get(alert.severity, (1.0, 1.0, 1.0))),
-            text=f"{SEVERITY_NAMES.get(alert.severity, alert.severity)} {alert.kind}: "
-                 f"{alert.message}"))
+        items.append(
+            marker(
+                ns="alerts",
+                id=index,
+                type=marker_class.TEXT_VIEW_FACING,
+                pose=_pose(types, x, y, z),
+                scale=types.new("geometry_msgs/msg/Vector3", z=MARKER_TEXT_HEIGHT),
+                color=_colour(types, SEVERITY_COLOURS.get(alert.severity, (1.0, 1.0, 1.0))),
+                text=f"{SEVERITY_NAMES.get(alert.severity, alert.severity)} {alert.kind}: {alert.message}",
+            )
+        )
     return types.new("visualization_msgs/msg/MarkerArray", markers=items)
 
 
 # --- Project messages -------------------------------------------------------------------------------
+
 
 def _ccw(corners: np.ndarray) -> np.ndarray:
     """The polygon's corners in counter-clockwise order (Detection.msg's footprint contract)."""
@@ -225,49 +279,71 @@ def _ccw(corners: np.ndarray) -> np.ndarray:
 def detection_msg(detection: Detection, types: MessageTypes) -> Any:
     """ros2_lmd/msg/Detection of a monitor Detection."""
     corners = _ccw(np.asarray(detection.footprint, dtype=np.float64))
-    footprint = types.new("geometry_msgs/msg/Polygon", points=[
-        types.new("geometry_msgs/msg/Point32", x=float(x), y=float(y), z=0.0) for x, y in corners])
+    footprint = types.new(
+        "geometry_msgs/msg/Polygon",
+        points=[types.new("geometry_msgs/msg/Point32", x=float(x), y=float(y), z=0.0) for x, y in corners],
+    )
     modalities = list(detection.shares)
     return types.new(
-        "ros2_lmd/msg/Detection", id=int(detection.id),
+        "ros2_lmd/msg/Detection",
+        id=int(detection.id),
         position=_point(types, detection.centroid[0], detection.centroid[1]),
-        footprint=footprint, area_m2=float(detection.area_m2), score=float(detection.score),
-        modalities=modalities, shares=[float(detection.shares[m]) for m in modalities],
+        footprint=footprint,
+        area_m2=float(detection.area_m2),
+        score=float(detection.score),
+        modalities=modalities,
+        shares=[float(detection.shares[m]) for m in modalities],
         dominant_modality=detection.dominant,
         supporting_modalities=list(detection.supporting),
-        single_sensor=bool(detection.single_sensor))
+        single_sensor=bool(detection.single_sensor),
+    )
 
 
-def decomposition_summary(report: FrameReport, types: MessageTypes, frame_id: str,
-                          frames_processed: int, frames_dropped: int,
-                          latency_ms: float | None = None, frame_index: int | None = None,
-                          stamp: float | None = None) -> Any:
+def decomposition_summary(
+    report: FrameReport,
+    types: MessageTypes,
+    frame_id: str,
+    frames_processed: int,
+    frames_dropped: int,
+    latency_ms: float | None = None,
+    frame_index: int | None = None,
+    stamp: float | None = None,
+) -> Any:
     """ros2_lmd/msg/DecompositionSummary. `latency_ms` defaults to the pipeline's own timings (the
     node passes arrival-to-ready); `frame_index` to the report's."""
     stamp = report.stamp if stamp is None else stamp
     modalities = list(report.modalities)
     return types.new(
-        "ros2_lmd/msg/DecompositionSummary", header=header_msg(types, stamp, frame_id),
+        "ros2_lmd/msg/DecompositionSummary",
+        header=header_msg(types, stamp, frame_id),
         frame_index=int(report.frame_index if frame_index is None else frame_index),
-        grid=map_metadata(report, types, stamp), modalities=modalities,
+        grid=map_metadata(report, types, stamp),
+        modalities=modalities,
         shares=[float(report.shares.get(m, 0.0)) for m in modalities],
         present=[bool(report.present.get(m, True)) for m in modalities],
         detections=[detection_msg(d, types) for d in report.detections],
         conservation_error=float(report.conservation_error),
         latency_ms=float(report.latency_ms if latency_ms is None else latency_ms),
-        frames_processed=int(frames_processed), frames_dropped=int(frames_dropped))
+        frames_processed=int(frames_processed),
+        frames_dropped=int(frames_dropped),
+    )
 
 
-def alert_array(report: FrameReport, types: MessageTypes, frame_id: str,
-                stamp: float | None = None) -> Any:
+def alert_array(report: FrameReport, types: MessageTypes, frame_id: str, stamp: float | None = None) -> Any:
     """ros2_lmd/msg/AlertArray of the report's alerts, in the order raised (may be empty)."""
     stamp = report.stamp if stamp is None else stamp
     header = header_msg(types, stamp, frame_id)
     alerts = []
     for alert in report.alerts:
         fields: dict[str, Any] = dict(
-            header=header, kind=alert.kind, severity=int(alert.severity), modality=alert.modality,
-            sensor=alert.sensor, message=alert.message, has_detection=alert.detection is not None)
+            header=header,
+            kind=alert.kind,
+            severity=int(alert.severity),
+            modality=alert.modality,
+            sensor=alert.sensor,
+            message=alert.message,
+            has_detection=alert.detection is not None,
+        )
         if alert.detection is not None:
             fields["detection"] = detection_msg(alert.detection, types)
         alerts.append(types.new("ros2_lmd/msg/Alert", **fields))
@@ -276,23 +352,58 @@ def alert_array(report: FrameReport, types: MessageTypes, frame_id: str,
 
 # --- Everything for one frame ---------------------------------------------------------------------
 
-def frame_messages(report: FrameReport, types: MessageTypes, frame_id: str, frames_processed: int,
-                   frames_dropped: int, latency_ms: float | None = None, bev_image_scale: int = 1,
-                   component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
-                   detection_threshold: float = 0.5) -> list[tuple[str, str, Any]]:
+
+def frame_messages(
+    report: FrameReport,
+    types: MessageTypes,
+    frame_id: str,
+    frames_processed: int,
+    frames_dropped: int,
+    latency_ms: float | None = None,
+    bev_image_scale: int = 1,
+    component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
+    detection_threshold: float = 0.5,
+) -> list[tuple[str, str, Any]]:
     """Everything published for one processed frame, as (topic relative to the output prefix,
     message type, message): the live node and the offline analysis publish exactly this."""
-    messages = [(f"bev/{layer}", "nav_msgs/msg/OccupancyGrid",
-                 occupancy_grid(report, layer, types, frame_id, component_logit_range=component_logit_range))
-                for layer in ("fused", *report.components)]
-    messages.append(("bev_image", "sensor_msgs/msg/Image",
-                     bev_image(report, types, frame_id, bev_image_scale, component_logit_range=component_logit_range,
-                               detection_threshold=detection_threshold)))
+    messages = [
+        (
+            f"bev/{layer}",
+            "nav_msgs/msg/OccupancyGrid",
+            occupancy_grid(report, layer, types, frame_id, component_logit_range=component_logit_range),
+        )
+        for layer in ("fused", *report.components)
+    ]
+    messages.append(
+        (
+            "bev_image",
+            "sensor_msgs/msg/Image",
+            bev_image(
+                report,
+                types,
+                frame_id,
+                bev_image_scale,
+                component_logit_range=component_logit_range,
+                detection_threshold=detection_threshold,
+            ),
+        )
+    )
     messages.append(("markers", "visualization_msgs/msg/MarkerArray", markers(report, types, frame_id)))
-    messages.append(("decomposition", "ros2_lmd/msg/DecompositionSummary",
-                     decomposition_summary(report, types, frame_id, frames_processed=frames_processed,
-                                           frames_dropped=frames_dropped, latency_ms=latency_ms,
-                                           frame_index=frames_processed - 1)))
+    messages.append(
+        (
+            "decomposition",
+            "ros2_lmd/msg/DecompositionSummary",
+            decomposition_summary(
+                report,
+                types,
+                frame_id,
+                frames_processed=frames_processed,
+                frames_dropped=frames_dropped,
+                latency_ms=latency_ms,
+                frame_index=frames_processed - 1,
+            ),
+        )
+    )
     if report.alerts:  # published only when there is something to say
         messages.append(("alerts", "ros2_lmd/msg/AlertArray", alert_array(report, types, frame_id)))
     return messages
@@ -302,10 +413,20 @@ def diagnostic_array(records: Sequence[StatusRecord], types: MessageTypes, stamp
     """diagnostic_msgs/DiagnosticArray of status records (sensors, modalities, the monitor)."""
     statuses = []
     for record in records:
-        values = [types.new("diagnostic_msgs/msg/KeyValue", key=str(k), value=str(v))
-                  for k, v in record.values.items()]
-        statuses.append(types.new("diagnostic_msgs/msg/DiagnosticStatus", level=int(record.level),
-                                  name=record.name, message=record.message,
-                                  hardware_id=record.hardware_id, values=values))
-    return types.new("diagnostic_msgs/msg/DiagnosticArray",
-                     header=header_msg(types, stamp, ""), status=statuses)
+        values = [
+            types.new("diagnostic_msgs/msg/KeyValue", key=str(k), value=str(v))
+            for k, v in record.values.items()
+        ]
+        statuses.append(
+            types.new(
+                "diagnostic_msgs/msg/DiagnosticStatus",
+                level=int(record.level),
+                name=record.name,
+                message=record.message,
+                hardware_id=record.hardware_id,
+                values=values,
+            )
+        )
+    return types.new(
+        "diagnostic_msgs/msg/DiagnosticArray", header=header_msg(types, stamp, ""), status=statuses
+    )

@@ -16,18 +16,38 @@ from typing import Any, Protocol
 
 import numpy as np
 
-
 # Primitive ROS type -> numpy dtype (rosbags' spelling and rclpy's spelling of the same types).
 _NUMPY_DTYPES: dict[str, str] = {
-    "bool": "bool", "boolean": "bool", "byte": "uint8", "octet": "uint8", "char": "uint8",
-    "int8": "int8", "uint8": "uint8", "int16": "int16", "uint16": "uint16", "int32": "int32",
-    "uint32": "uint32", "int64": "int64", "uint64": "uint64", "float32": "float32",
-    "float64": "float64", "float": "float32", "double": "float64",
+    "bool": "bool",
+    "boolean": "bool",
+    "byte": "uint8",
+    "octet": "uint8",
+    "char": "uint8",
+    "int8": "int8",
+    "uint8": "uint8",
+    "int16": "int16",
+    "uint16": "uint16",
+    "int32": "int32",
+    "uint32": "uint32",
+    "int64": "int64",
+    "uint64": "uint64",
+    "float32": "float32",
+    "float64": "float64",
+    "float": "float32",
+    "double": "float64",
 }
 # rclpy stores numeric sequences/arrays as array.array with these type codes.
 _ARRAY_TYPECODES: dict[str, str] = {
-    "int8": "b", "uint8": "B", "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
-    "int64": "q", "uint64": "Q", "float": "f", "double": "d",
+    "int8": "b",
+    "uint8": "B",
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float": "f",
+    "double": "d",
 }
 
 
@@ -71,8 +91,7 @@ class RclpyTypes:
                 module = importlib.import_module(f"{package}.msg")
                 found = getattr(module, name)
             except (ImportError, AttributeError) as error:
-                raise LookupError(f"message type {type_name!r} is not available to rclpy: "
-                                  f"{error}") from None
+                raise LookupError(f"message type {type_name!r} is not available to rclpy: {error}") from None
             self._classes[type_name] = found
         return found
 
@@ -82,8 +101,7 @@ class RclpyTypes:
         unknown = set(fields) - set(slots)
         if unknown:
             raise TypeError(f"{type_name} has no fields {sorted(unknown)}")
-        return message_class(**{name: _to_rclpy(slots[name], value)
-                                for name, value in fields.items()})
+        return message_class(**{name: _to_rclpy(slots[name], value) for name, value in fields.items()})
 
 
 def _to_rclpy(field_type: str, value: Any) -> Any:
@@ -93,7 +111,7 @@ def _to_rclpy(field_type: str, value: Any) -> Any:
         return bytes([int(value)])
     element = field_type
     if field_type.startswith("sequence<"):
-        element = field_type[len("sequence<"):].split(",")[0].rstrip(">")
+        element = field_type[len("sequence<") :].split(",")[0].rstrip(">")
     elif "[" in field_type:
         element = field_type.split("[")[0]
     else:
@@ -120,9 +138,10 @@ class RosbagsTypes:
         try:
             return self.typestore.types[_canonical(type_name)]
         except KeyError:
-            raise LookupError(f"message type {type_name!r} is not in the rosbags typestore "
-                              "(register it, e.g. ros2_lmd.messages.definitions.register_with_rosbags)"
-                              ) from None
+            raise LookupError(
+                f"message type {type_name!r} is not in the rosbags typestore "
+                "(register it, e.g. ros2_lmd.messages.definitions.register_with_rosbags)"
+            ) from None
 
     def new(self, type_name: str, **fields: Any) -> Any:
         type_name = _canonical(type_name)
@@ -178,8 +197,7 @@ class RosbagsTypes:
                     value = np.frombuffer(value, dtype=np.uint8)
                 return np.asarray(value, dtype=_NUMPY_DTYPES[element[1][0]])
             return list(value)
-        if nodetype == Nodetype.BASE and detail[0] in ("byte", "octet", "char") \
-                and isinstance(value, bytes):
+        if nodetype == Nodetype.BASE and detail[0] in ("byte", "octet", "char") and isinstance(value, bytes):
             return value[0]
         return value
 
@@ -207,6 +225,7 @@ def rosbags_types(distro: str = "ROS2_JAZZY") -> RosbagsTypes:
 
 
 # --- Stamps and headers ---------------------------------------------------------------------------
+
 
 def time_msg(types: MessageTypes, stamp: float) -> Any:
     """builtin_interfaces/Time of a stamp in seconds (nanoseconds rounded, carried into sec)."""

@@ -3,10 +3,27 @@
 
 from ros2_lmd.models.base import FusionModel, ModelConfig
 from ros2_lmd.models.io import load_model, read_config, save_model
-from ros2_lmd.models.registry import (DEFAULT_MODEL, available_models, build_model, default_config,
-                                      model_from_config, weights_path)
+from ros2_lmd.models.registry import (
+    DEFAULT_MODEL,
+    available_models,
+    build_model,
+    default_config,
+    model_from_config,
+    weights_path,
+)
 from ros2_lmd.models.simplebev import convert_simplebev_checkpoint
 
-__all__ = ["FusionModel", "ModelConfig", "load_model", "read_config", "save_model", "DEFAULT_MODEL",
-           "available_models", "build_model", "default_config", "model_from_config", "weights_path",
-           "convert_simplebev_checkpoint"]
+__all__ = [
+    "FusionModel",
+    "ModelConfig",
+    "load_model",
+    "read_config",
+    "save_model",
+    "DEFAULT_MODEL",
+    "available_models",
+    "build_model",
+    "default_config",
+    "model_from_config",
+    "weights_path",
+    "convert_simplebev_checkpoint",
+]

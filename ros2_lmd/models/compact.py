@@ -28,8 +28,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 DEFAULT_IMAGE_SIZE = (128, 224)  # (H, W): nuScenes' 900x1600 shrunk ~7x, divisible by 8
 
 DEFAULT_PARAMS: dict[str, Any] = {
-    "bev_downsample": 2,           # internal BEV cell = grid.resolution * bev_downsample
-    "lift_z_bins": 4,              # height bins of the camera lifting
+    "bev_downsample": 2,  # internal BEV cell = grid.resolution * bev_downsample
+    "lift_z_bins": 4,  # height bins of the camera lifting
     # Height band of the camera lifting [m, base_link]: the road to just above a truck; voxels far
     # below ground or in the sky only sample the road texture and the horizon.
     "lift_z_range": [-1.0, 3.0],
@@ -38,8 +38,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "lidar_z_range": [-0.5, 3.0],
     "lidar_z_bins": 7,
     "camera_widths": [32, 64, 96],  # three stride-2 conv stages: image features at stride 8
-    "camera_channels": 8,          # lifted camera channels per height bin
-    "fusion_channels": 32,         # bev_compressor output
+    "camera_channels": 8,  # lifted camera channels per height bin
+    "fusion_channels": 32,  # bev_compressor output
     # Norm of the bev_compressor: "batch" (fixed statistics in eval: each sensor's share of the
     # fused features does not depend on the other sensors, and LMD through it is exact) or
     # "instance" (Simple-BEV's; per-frame statistics, so a dense camera map rescales the sparse
@@ -47,7 +47,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "fusion_norm": "batch",
     "decoder_channels": [48, 64],  # U-Net stages at 1/2 and 1/4 of the internal grid
     "head_channels": 16,
-    "radar_mode": "features",      # occupancy + mean rcs, vx_comp, vy_comp per cell
+    "radar_mode": "features",  # occupancy + mean rcs, vx_comp, vy_comp per cell
     # Scales bring raw sensor units near 1: rcs [dBsm] / 10, velocity [m/s] / 10, intensity / 255.
     "radar_scale": [1.0, 0.1, 0.1, 0.1],
     "lidar_intensity_scale": 1.0 / 255.0,
@@ -55,8 +55,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()
+    )
 
 
 class UpsampleAdd(nn.Module):
@@ -108,16 +109,27 @@ class CompactFusion(FusionModel):
         p = {**DEFAULT_PARAMS, **config.params}
         self.params = p
         g = config.grid
-        self.feature_grid = replace(g, resolution=g.resolution * p["bev_downsample"],
-                                    z_min=float(p["lift_z_range"][0]), z_max=float(p["lift_z_range"][1]),
-                                    z_bins=p["lift_z_bins"])
-        self.lidar_grid = replace(self.feature_grid, z_min=float(p["lidar_z_range"][0]),
-                                  z_max=float(p["lidar_z_range"][1]), z_bins=p["lidar_z_bins"])
+        self.feature_grid = replace(
+            g,
+            resolution=g.resolution * p["bev_downsample"],
+            z_min=float(p["lift_z_range"][0]),
+            z_max=float(p["lift_z_range"][1]),
+            z_bins=p["lift_z_bins"],
+        )
+        self.lidar_grid = replace(
+            self.feature_grid,
+            z_min=float(p["lidar_z_range"][0]),
+            z_max=float(p["lidar_z_range"][1]),
+            z_bins=p["lidar_z_bins"],
+        )
         self.lifter = CameraLifter(self.feature_grid)
 
         self.camera_backbone = CameraBackbone(p["camera_widths"], p["camera_channels"])
-        self.register_buffer("radar_scale", torch.tensor(p["radar_scale"], dtype=torch.float32)
-                             .reshape(1, -1, 1, 1), persistent=False)
+        self.register_buffer(
+            "radar_scale",
+            torch.tensor(p["radar_scale"], dtype=torch.float32).reshape(1, -1, 1, 1),
+            persistent=False,
+        )
         channels = self.feature_shapes()
         fusion_in = sum(channels[m][0] for m in self.modalities)
         c0, (c1, c2) = p["fusion_channels"], p["decoder_channels"]
@@ -125,8 +137,9 @@ class CompactFusion(FusionModel):
         norms = {"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d}
         if p["fusion_norm"] not in norms:
             raise ValueError(f"compact: fusion_norm must be one of {sorted(norms)}, got {p['fusion_norm']!r}")
-        self.bev_compressor = nn.Sequential(nn.Conv2d(fusion_in, c0, 3, padding=1, bias=False),
-                                            norms[p["fusion_norm"]](c0), nn.GELU())
+        self.bev_compressor = nn.Sequential(
+            nn.Conv2d(fusion_in, c0, 3, padding=1, bias=False), norms[p["fusion_norm"]](c0), nn.GELU()
+        )
         self.down1 = conv_bn_relu(c0, c1, stride=2)
         self.block1 = BasicBlock(c1, c1)
         self.down2 = conv_bn_relu(c1, c2, stride=2)
@@ -134,8 +147,9 @@ class CompactFusion(FusionModel):
         self.up2 = UpsampleAdd(c2, c1)
         self.up1 = UpsampleAdd(c1, c0)
         ch = p["head_channels"]
-        self.head_trunk = nn.Sequential(nn.Conv2d(c0, ch, 3, padding=1, bias=False),
-                                        nn.InstanceNorm2d(ch), nn.ReLU())
+        self.head_trunk = nn.Sequential(
+            nn.Conv2d(c0, ch, 3, padding=1, bias=False), nn.InstanceNorm2d(ch), nn.ReLU()
+        )
         self.segmentation_head = nn.Conv2d(ch, 1, 1)
         self.center_head = nn.Conv2d(ch, 1, 1)
         self.offset_head = nn.Conv2d(ch, 2, 1)
@@ -146,17 +160,23 @@ class CompactFusion(FusionModel):
         radar_channels = {"occupancy": 1, "features": 4}
         if p["radar_mode"] not in radar_channels:
             raise ValueError(f"compact: radar_mode must be one of {sorted(radar_channels)}")
-        shapes = {"camera": (p["camera_channels"] * fg.z_bins, fg.ny, fg.nx),
-                  "radar": (radar_channels[p["radar_mode"]], fg.ny, fg.nx),
-                  "lidar": (self.lidar_grid.z_bins + 1, fg.ny, fg.nx)}
+        shapes = {
+            "camera": (p["camera_channels"] * fg.z_bins, fg.ny, fg.nx),
+            "radar": (radar_channels[p["radar_mode"]], fg.ny, fg.nx),
+            "lidar": (self.lidar_grid.z_bins + 1, fg.ny, fg.nx),
+        }
         return {m: shapes[m] for m in self.modalities}
 
     def point_inputs(self, modality: str, points: np.ndarray) -> np.ndarray:
         if modality == "radar":
             return voxelize_radar(self.feature_grid, points, self.params["radar_mode"])
         if modality == "lidar":
-            return voxelize_lidar(self.lidar_grid, points, with_intensity=True,
-                                  intensity_scale=self.params["lidar_intensity_scale"])
+            return voxelize_lidar(
+                self.lidar_grid,
+                points,
+                with_intensity=True,
+                intensity_scale=self.params["lidar_intensity_scale"],
+            )
         raise ValueError(f"compact: no point input for modality {modality!r}")
 
     def encode(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -166,8 +186,9 @@ class CompactFusion(FusionModel):
             B, S, _, H, W = images.shape
             feats = self.camera_backbone(self.normalise_images(images.flatten(0, 1)))
             feats = feats.reshape(B, S, *feats.shape[1:])
-            volume = self.lifter(feats, inputs["intrinsics"], inputs["T_base_cam"], (H, W),
-                                 inputs.get("camera_valid"))
+            volume = self.lifter(
+                feats, inputs["intrinsics"], inputs["T_base_cam"], (H, W), inputs.get("camera_valid")
+            )
             features["camera"] = volume.flatten(1, 2)  # (B, C*Z, Y, X): height into channels
         if "radar" in self.modalities:
             radar = inputs["radar"]
@@ -185,11 +206,16 @@ class CompactFusion(FusionModel):
         x = self.up1(self.up2(x, skip2), skip1)
         h = self.head_trunk(x)
         size = self.grid.shape
-        outputs = {"bev_logits": self.segmentation_head(h), "center_logits": self.center_head(h),
-                   "offset": self.offset_head(h)}
+        outputs = {
+            "bev_logits": self.segmentation_head(h),
+            "center_logits": self.center_head(h),
+            "offset": self.offset_head(h),
+        }
         if tuple(h.shape[-2:]) != size:
-            outputs = {k: F.interpolate(v, size=size, mode="bilinear", align_corners=False)
-                       for k, v in outputs.items()}
+            outputs = {
+                k: F.interpolate(v, size=size, mode="bilinear", align_corners=False)
+                for k, v in outputs.items()
+            }
         return outputs
 
 
@@ -201,5 +227,10 @@ def compact_config(variant: str, **overrides: Any) -> ModelConfig:
     fields_ = {"grid", "image_size", "camera_names", "image_mean", "image_std"}
     top = {"image_size": DEFAULT_IMAGE_SIZE, **{k: v for k, v in overrides.items() if k in fields_}}
     params = {k: v for k, v in overrides.items() if k not in fields_}
-    return ModelConfig(architecture="compact", variant=variant, modalities=VARIANTS[variant],
-                       params={**DEFAULT_PARAMS, **params}, **top)
+    return ModelConfig(
+        architecture="compact",
+        variant=variant,
+        modalities=VARIANTS[variant],
+        params={**DEFAULT_PARAMS, **params},
+        **top,
+    )

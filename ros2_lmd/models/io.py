@@ -30,15 +30,20 @@ def model_files(path: str | Path) -> tuple[Path, Path]:
     return base.parent / f"{base.name}.safetensors", base.parent / f"{base.name}.json"
 
 
-def save_model(model: FusionModel, path: str | Path, metadata: dict[str, str] | None = None
-               ) -> tuple[Path, Path]:
+def save_model(
+    model: FusionModel, path: str | Path, metadata: dict[str, str] | None = None
+) -> tuple[Path, Path]:
     """Write `<path>.safetensors` and `<path>.json`; returns both paths."""
     weights, config_file = model_files(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    info = {"format": FORMAT, "architecture": model.config.architecture,
-            "variant": model.config.variant, "config": model.config.to_json(),
-            **{str(k): str(v) for k, v in (metadata or {}).items()}}
+    info = {
+        "format": FORMAT,
+        "architecture": model.config.architecture,
+        "variant": model.config.variant,
+        "config": model.config.to_json(),
+        **{str(k): str(v) for k, v in (metadata or {}).items()},
+    }
     save_file(tensors, str(weights), metadata=info)
     config_file.write_text(model.config.to_json() + "\n")
     return weights, config_file
@@ -48,16 +53,20 @@ def read_config(path: str | Path) -> ModelConfig:
     """The ModelConfig stored beside a weights file, with errors naming the file."""
     _, config_file = model_files(path)
     if not config_file.is_file():
-        raise FileNotFoundError(f"model config {config_file} is missing (every .safetensors model "
-                                "needs its .json config beside it)")
+        raise FileNotFoundError(
+            f"model config {config_file} is missing (every .safetensors model "
+            "needs its .json config beside it)"
+        )
     try:
         values = json.loads(config_file.read_text())
         config = ModelConfig.from_dict(values)
     except (json.JSONDecodeError, TypeError, ValueError) as error:
         raise ValueError(f"model config {config_file} is invalid: {error}") from error
     if config.architecture not in ARCHITECTURES:
-        raise ValueError(f"model config {config_file} names unknown architecture "
-                         f"{config.architecture!r}; known: {sorted(ARCHITECTURES)}")
+        raise ValueError(
+            f"model config {config_file} names unknown architecture "
+            f"{config.architecture!r}; known: {sorted(ARCHITECTURES)}"
+        )
     return config
 
 
@@ -80,18 +89,22 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
             raise FileNotFoundError(
                 f"no shipped weights for model {name_or_path!r}: {weights} does not exist yet "
                 f"(weights come from training; build_model({name_or_path!r}) gives a randomly "
-                "initialised model)")
+                "initialised model)"
+            )
     else:
         weights, _ = model_files(name_or_path)
         if not weights.is_file():
-            raise FileNotFoundError(f"model weights {weights} not found ({name_or_path!r} is neither "
-                                    f"a file nor a registry name; known names: {list(MODEL_NAMES)})")
+            raise FileNotFoundError(
+                f"model weights {weights} not found ({name_or_path!r} is neither "
+                f"a file nor a registry name; known names: {list(MODEL_NAMES)})"
+            )
     config = read_config(weights)
     tensors, metadata = _read_weights(weights)
     for key in ("architecture", "variant"):
         if key in metadata and metadata[key] != getattr(config, key):
-            raise ValueError(f"{weights} was saved as {key} {metadata[key]!r} but its config says "
-                             f"{getattr(config, key)!r}")
+            raise ValueError(
+                f"{weights} was saved as {key} {metadata[key]!r} but its config says {getattr(config, key)!r}"
+            )
     model = model_from_config(config)
     check_state_dict(model, tensors, str(weights))
     model.load_state_dict(tensors, strict=True)

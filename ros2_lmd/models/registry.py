@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ros2_lmd.models.base import FusionModel, ModelConfig
 from ros2_lmd.models.compact import CompactFusion, compact_config

@@ -37,7 +37,7 @@ META_RADAR_CHANNELS = 16
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "encoder_type": "res101",  # or "res50" (the EfficientNet encoders are not reimplemented)
-    "latent_dim": 128,         # Segnet's latent_dim == feat2d_dim
+    "latent_dim": 128,  # Segnet's latent_dim == feat2d_dim
 }
 # Paper Table 5 / Simple-BEV nuScenes setting: 224x400 images, a (200, 8, 200) voxel grid over
 # +-50 m. Official height bounds are Y in [-5, 5] m about a centroid 1 m below the reference
@@ -54,9 +54,12 @@ class UpsamplingConcat(nn.Module):
         self.upsample = nn.Upsample(scale_factor=scale_factor, mode="bilinear", align_corners=False)
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            nn.InstanceNorm2d(out_channels), nn.ReLU(),
+            nn.InstanceNorm2d(out_channels),
+            nn.ReLU(),
             nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            nn.InstanceNorm2d(out_channels), nn.ReLU())
+            nn.InstanceNorm2d(out_channels),
+            nn.ReLU(),
+        )
 
     def forward(self, x_to_upsample: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat([x, self.upsample(x_to_upsample)], dim=1))
@@ -70,7 +73,8 @@ class UpsamplingAdd(nn.Module):
         self.upsample_layer = nn.Sequential(
             nn.Upsample(scale_factor=scale_factor, mode="bilinear", align_corners=False),
             nn.Conv2d(in_channels, out_channels, kernel_size=1, padding=0, bias=False),
-            nn.InstanceNorm2d(out_channels))
+            nn.InstanceNorm2d(out_channels),
+        )
 
     def forward(self, x: torch.Tensor, x_skip: torch.Tensor) -> torch.Tensor:
         return self.upsample_layer(x) + x_skip
@@ -86,8 +90,9 @@ class ImageEncoder(nn.Module):
         conv1, bn1, (layer1, layer2, layer3) = resnet_stages(depth, num_stages=3)
         # Same children order as torchvision's resnet children()[:-4]: conv1, bn1, relu, maxpool,
         # layer1, layer2 (state_dict indices 0, 1, 4, 5).
-        self.backbone = nn.Sequential(conv1, bn1, nn.ReLU(),
-                                      nn.MaxPool2d(kernel_size=3, stride=2, padding=1), layer1, layer2)
+        self.backbone = nn.Sequential(
+            conv1, bn1, nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2, padding=1), layer1, layer2
+        )
         self.layer3 = layer3
         self.depth_layer = nn.Conv2d(512, C, kernel_size=1, padding=0)
         self.upsampling_layer = UpsamplingConcat(1536, 512)
@@ -99,9 +104,12 @@ class ImageEncoder(nn.Module):
 
 
 def _head(channels: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
-                         nn.InstanceNorm2d(channels), nn.ReLU(),
-                         nn.Conv2d(channels, out, kernel_size=1, padding=0))
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
+        nn.InstanceNorm2d(channels),
+        nn.ReLU(),
+        nn.Conv2d(channels, out, kernel_size=1, padding=0),
+    )
 
 
 class Decoder(nn.Module):
@@ -148,12 +156,15 @@ class SimpleBEV(FusionModel):
             raise ValueError(f"simplebev: unknown variant {config.variant!r}; expected {sorted(VARIANTS)}")
         modalities, self.radar_mode = VARIANTS[config.variant]
         if tuple(config.modalities) != modalities:
-            raise ValueError(f"simplebev variant {config.variant!r} needs modalities {modalities}, "
-                             f"got {config.modalities}")
+            raise ValueError(
+                f"simplebev variant {config.variant!r} needs modalities {modalities}, got {config.modalities}"
+            )
         p = {**DEFAULT_PARAMS, **config.params}
         depth = {"res101": 101, "res50": 50}.get(p["encoder_type"])
         if depth is None:
-            raise ValueError(f"simplebev: encoder_type must be 'res101' or 'res50', got {p['encoder_type']!r}")
+            raise ValueError(
+                f"simplebev: encoder_type must be 'res101' or 'res50', got {p['encoder_type']!r}"
+            )
         # Fixed x2 upsampling joins stride 16 to stride 8 (encoder) and 1/8 .. 1 of the BEV (decoder).
         H, W = config.image_size
         if H % 16 or W % 16:
@@ -169,7 +180,9 @@ class SimpleBEV(FusionModel):
         compressor_in = sum(shape[0] for shape in self.feature_shapes().values())
         self.bev_compressor = nn.Sequential(
             nn.Conv2d(compressor_in, self.latent_dim, kernel_size=3, padding=1, stride=1, bias=False),
-            nn.InstanceNorm2d(self.latent_dim), nn.GELU())
+            nn.InstanceNorm2d(self.latent_dim),
+            nn.GELU(),
+        )
         self.decoder = Decoder(self.latent_dim, n_classes=1)
         # Segnet's learned uncertainty weights of its three losses (kept for state_dict parity).
         self.ce_weight = nn.Parameter(torch.tensor(0.0))
@@ -181,9 +194,11 @@ class SimpleBEV(FusionModel):
     def feature_shapes(self) -> dict[str, tuple[int, int, int]]:
         g = self.grid
         radar_channels = META_RADAR_CHANNELS * g.z_bins if self.radar_mode == "meta" else 1
-        shapes = {"camera": (self.latent_dim * g.z_bins, g.ny, g.nx),
-                  "radar": (radar_channels, g.ny, g.nx),
-                  "lidar": (g.z_bins, g.ny, g.nx)}
+        shapes = {
+            "camera": (self.latent_dim * g.z_bins, g.ny, g.nx),
+            "radar": (radar_channels, g.ny, g.nx),
+            "lidar": (g.z_bins, g.ny, g.nx),
+        }
         return {m: shapes[m] for m in self.modalities}
 
     def point_inputs(self, modality: str, points: np.ndarray) -> np.ndarray:
@@ -202,8 +217,9 @@ class SimpleBEV(FusionModel):
         B, S, _, H, W = images.shape
         feats = self.encoder(self.normalise_images(images.flatten(0, 1)))
         feats = feats.reshape(B, S, *feats.shape[1:])
-        volume = self.lifter(feats, inputs["intrinsics"], inputs["T_base_cam"], (H, W),
-                             inputs.get("camera_valid"))  # (B, C, Y, Z, X)
+        volume = self.lifter(
+            feats, inputs["intrinsics"], inputs["T_base_cam"], (H, W), inputs.get("camera_valid")
+        )  # (B, C, Y, Z, X)
         # Official: feat_mem.permute(0, 1, 3, 2, 4).reshape(B, C*Y, Z, X); ours is already (C, Y, Z, X).
         features = {"camera": volume.flatten(1, 2)}
         for modality in ("radar", "lidar"):
@@ -216,9 +232,11 @@ class SimpleBEV(FusionModel):
         x = self.decoder.trunk(self.bev_compressor(x))
         center = self.decoder.instance_center_head
         center_logits = center[3](center[2](center[1](center[0](x))))
-        return {"bev_logits": self.decoder.segmentation_head(x),
-                "center_logits": center_logits,
-                "offset": self.decoder.instance_offset_head(x)}
+        return {
+            "bev_logits": self.decoder.segmentation_head(x),
+            "center_logits": center_logits,
+            "offset": self.decoder.instance_offset_head(x),
+        }
 
 
 def simplebev_config(variant: str, **overrides: Any) -> ModelConfig:
@@ -227,39 +245,52 @@ def simplebev_config(variant: str, **overrides: Any) -> ModelConfig:
     if variant not in VARIANTS:
         raise ValueError(f"simplebev: unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
     fields_ = {"grid", "image_size", "camera_names", "image_mean", "image_std"}
-    top = {"grid": DEFAULT_GRID, "image_size": DEFAULT_IMAGE_SIZE,
-           **{k: v for k, v in overrides.items() if k in fields_}}
+    top = {
+        "grid": DEFAULT_GRID,
+        "image_size": DEFAULT_IMAGE_SIZE,
+        **{k: v for k, v in overrides.items() if k in fields_},
+    }
     params = {**DEFAULT_PARAMS, **{k: v for k, v in overrides.items() if k not in fields_}}
-    return ModelConfig(architecture="simplebev", variant=variant, modalities=VARIANTS[variant][0],
-                       params=params, **top)
+    return ModelConfig(
+        architecture="simplebev", variant=variant, modalities=VARIANTS[variant][0], params=params, **top
+    )
 
 
 # -- official checkpoint conversion -------------------------------------------------------------
 
-def infer_simplebev_variant(state_dict: dict[str, torch.Tensor], z_bins: int = 8
-                            ) -> tuple[str, dict[str, Any]]:
+
+def infer_simplebev_variant(
+    state_dict: dict[str, torch.Tensor], z_bins: int = 8
+) -> tuple[str, dict[str, Any]]:
     """Variant and params of an official Segnet state_dict, read from its shapes: the encoder depth
     from the number of layer3 blocks, latent_dim from depth_layer, the inputs from the
     bev_compressor's input width (C*Y, +1 radar, +16*Y meta radar, +Y LiDAR)."""
     if "encoder.depth_layer.weight" not in state_dict or "bev_compressor.0.weight" not in state_dict:
-        raise ValueError("not a Simple-BEV Segnet checkpoint (or an EfficientNet encoder, which is not "
-                         "supported): encoder.depth_layer.weight / bev_compressor.0.weight missing")
+        raise ValueError(
+            "not a Simple-BEV Segnet checkpoint (or an EfficientNet encoder, which is not "
+            "supported): encoder.depth_layer.weight / bev_compressor.0.weight missing"
+        )
     latent = int(state_dict["encoder.depth_layer.weight"].shape[0])
     blocks = {int(k.split(".")[2]) for k in state_dict if k.startswith("encoder.layer3.")}
     encoder_type = {23: "res101", 6: "res50"}.get(len(blocks))
     if encoder_type is None:
-        raise ValueError(f"Simple-BEV checkpoint has {len(blocks)} encoder.layer3 blocks; "
-                         "expected 23 (res101) or 6 (res50)")
+        raise ValueError(
+            f"Simple-BEV checkpoint has {len(blocks)} encoder.layer3 blocks; "
+            "expected 23 (res101) or 6 (res50)"
+        )
     extra = int(state_dict["bev_compressor.0.weight"].shape[1]) - latent * z_bins
     by_extra = {0: "c", 1: "cr", META_RADAR_CHANNELS * z_bins: "crm", z_bins: "cl"}
     if extra not in by_extra:
-        raise ValueError(f"cannot tell the Simple-BEV variant: bev_compressor.0.weight takes "
-                         f"{latent * z_bins} camera + {extra} other channels (z_bins={z_bins})")
+        raise ValueError(
+            f"cannot tell the Simple-BEV variant: bev_compressor.0.weight takes "
+            f"{latent * z_bins} camera + {extra} other channels (z_bins={z_bins})"
+        )
     return by_extra[extra], {"encoder_type": encoder_type, "latent_dim": latent}
 
 
-def convert_simplebev_checkpoint(src_path: str | Path, dst_path: str | Path,
-                                 variant: str | None = None, **overrides: Any) -> ModelConfig:
+def convert_simplebev_checkpoint(
+    src_path: str | Path, dst_path: str | Path, variant: str | None = None, **overrides: Any
+) -> ModelConfig:
     """Convert an official Simple-BEV checkpoint (.pth/.ckpt) into `<dst>.safetensors` +
     `<dst>.json`. The variant (c/cr/crm/cl), encoder and latent_dim are read from the weights unless
     given; `overrides` adjust the config (grid, image_size, camera_names, ...). Raises ValueError
@@ -276,7 +307,7 @@ def convert_simplebev_checkpoint(src_path: str | Path, dst_path: str | Path,
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise ValueError(f"{src_path}: expected a state_dict (or a dict with 'model_state_dict')")
     # Checkpoints saved from DataParallel prefix every key with "module.".
-    state_dict = {k[len("module."):] if k.startswith("module.") else k: v for k, v in checkpoint.items()}
+    state_dict = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in checkpoint.items()}
     grid = overrides.get("grid", DEFAULT_GRID)
     z_bins = grid.z_bins if isinstance(grid, BEVGrid) else int(grid["z_bins"])
     if variant is None:
@@ -287,4 +318,3 @@ def convert_simplebev_checkpoint(src_path: str | Path, dst_path: str | Path,
     model.load_state_dict(state_dict, strict=True)
     save_model(model, dst_path, metadata={"source": src_path.name})
     return model.config
-

@@ -13,9 +13,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -65,8 +65,9 @@ def simulated_sample(seed: int):
     return frame.to_sensor_frame(), frame.ground_truth.occupancy
 
 
-def build_dataset(model: FusionModel, seeds: range, sample_fn: Callable = simulated_sample,
-                  progress: bool = True) -> dict[str, torch.Tensor]:
+def build_dataset(
+    model: FusionModel, seeds: range, sample_fn: Callable = simulated_sample, progress: bool = True
+) -> dict[str, torch.Tensor]:
     """Prepared inputs for every seed, stacked: images as uint8, the rest as float32, plus `target`."""
     from tqdm import tqdm
 
@@ -82,14 +83,23 @@ def build_dataset(model: FusionModel, seeds: range, sample_fn: Callable = simula
     return {key: torch.cat(values).contiguous() for key, values in chunks.items()}
 
 
-def cached_dataset(model: FusionModel, seeds: range, cache_dir: Path = CACHE_DIR,
-                   sample_fn: Callable = simulated_sample) -> dict[str, torch.Tensor]:
+def cached_dataset(
+    model: FusionModel, seeds: range, cache_dir: Path = CACHE_DIR, sample_fn: Callable = simulated_sample
+) -> dict[str, torch.Tensor]:
     """build_dataset, cached as safetensors keyed by the model's input settings and the seeds."""
     config = model.config.to_dict()
-    key_material = json.dumps({"grid": config["grid"], "image_size": config["image_size"],
-                               "cameras": config["camera_names"], "params": config["params"],
-                               "modalities": config["modalities"], "seeds": [seeds.start, seeds.stop],
-                               "sim": _sim_version()}, sort_keys=True)
+    key_material = json.dumps(
+        {
+            "grid": config["grid"],
+            "image_size": config["image_size"],
+            "cameras": config["camera_names"],
+            "params": config["params"],
+            "modalities": config["modalities"],
+            "seeds": [seeds.start, seeds.stop],
+            "sim": _sim_version(),
+        },
+        sort_keys=True,
+    )
     key = hashlib.sha256(key_material.encode()).hexdigest()[:16]
     path = cache_dir / f"dataset-{key}.safetensors"
     if path.exists():
@@ -110,7 +120,9 @@ def _sim_version() -> str:
     return digest.hexdigest()[:16] + f"-{SIM_CAMERA_SIZE}"
 
 
-def batch_inputs(data: dict[str, torch.Tensor], index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def batch_inputs(
+    data: dict[str, torch.Tensor], index: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     inputs = {k: v[index] for k, v in data.items() if k != "target"}
     if "images" in inputs:
         inputs["images"] = inputs["images"].float().div_(255.0)
@@ -128,7 +140,7 @@ def modality_dropout(present: torch.Tensor, p: float, generator: torch.Generator
     if not dropped.any() or modalities < 2:
         return present
     # a subset as the bits of an integer in [1, 2^M - 2]: neither empty nor all sensors
-    subsets = torch.randint(1, 2 ** modalities - 1, (int(dropped.sum()),), generator=generator)
+    subsets = torch.randint(1, 2**modalities - 1, (int(dropped.sum()),), generator=generator)
     bits = (subsets[:, None] >> torch.arange(modalities)) & 1
     keep = torch.ones_like(present, dtype=torch.bool)
     keep[dropped] = bits.bool()
@@ -145,7 +157,11 @@ def camera_fault_augmentation(images: torch.Tensor, p: float, generator: torch.G
         return images
     images = images.clone()
     for b in hit.nonzero().flatten().tolist():
-        level = 0.0 if torch.rand(1, generator=generator).item() < 0.5 else 0.05 + 0.15 * torch.rand(1, generator=generator).item()
+        level = (
+            0.0
+            if torch.rand(1, generator=generator).item() < 0.5
+            else 0.05 + 0.15 * torch.rand(1, generator=generator).item()
+        )
         noise = 0.02 * torch.randn(images[b].shape, generator=generator)
         images[b] = (images[b] * level + noise).clamp_(0.0, 1.0)
     return images
@@ -155,8 +171,13 @@ def camera_fault_augmentation(images: torch.Tensor, p: float, generator: torch.G
 
 
 @torch.no_grad()
-def evaluate_iou(model: FusionModel, data: dict[str, torch.Tensor], drop: str | None = None,
-                 batch_size: int = 16, threshold: float = 0.5) -> float:
+def evaluate_iou(
+    model: FusionModel,
+    data: dict[str, torch.Tensor],
+    drop: str | None = None,
+    batch_size: int = 16,
+    threshold: float = 0.5,
+) -> float:
     """Vehicle IoU over the whole set (intersection and union summed over frames). With `drop`, that
     modality is marked absent (its features zeroed), as when the sensor is lost."""
     model.eval()
@@ -178,18 +199,29 @@ def evaluate_iou(model: FusionModel, data: dict[str, torch.Tensor], drop: str | 
 CHECK_FRAMES = 16  # the small fixed validation set the tests re-run on the shipped weights
 
 
-def check_set_metrics(model: FusionModel, frames: int = CHECK_FRAMES, sample_fn: Callable = simulated_sample) -> dict:
+def check_set_metrics(
+    model: FusionModel, frames: int = CHECK_FRAMES, sample_fn: Callable = simulated_sample
+) -> dict:
     """IoU on the first `frames` validation scenes, with all sensors and with each one zeroed."""
     data = build_dataset(model, range(VAL_SEED_BASE, VAL_SEED_BASE + frames), sample_fn, progress=False)
-    return {"frames": frames, "iou": evaluate_iou(model, data),
-            "iou_without": {m: evaluate_iou(model, data, drop=m) for m in model.modalities}}
+    return {
+        "frames": frames,
+        "iou": evaluate_iou(model, data),
+        "iou_without": {m: evaluate_iou(model, data, drop=m) for m in model.modalities},
+    }
 
 
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, model: FusionModel, optimizer: torch.optim.Optimizer, step: int,
-                    best_iou: float, history: list[dict]) -> None:
+def save_checkpoint(
+    path: Path,
+    model: FusionModel,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    best_iou: float,
+    history: list[dict],
+) -> None:
     """Model and optimizer tensors in safetensors, counters and history in JSON beside it."""
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     state = optimizer.state_dict()
@@ -205,7 +237,9 @@ def save_checkpoint(path: Path, model: FusionModel, optimizer: torch.optim.Optim
     path.with_suffix(".json").write_text(json.dumps(meta))
 
 
-def load_checkpoint(path: Path, model: FusionModel, optimizer: torch.optim.Optimizer) -> tuple[int, float, list]:
+def load_checkpoint(
+    path: Path, model: FusionModel, optimizer: torch.optim.Optimizer
+) -> tuple[int, float, list]:
     tensors = load_file(str(path))
     meta = json.loads(path.with_suffix(".json").read_text())
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -223,7 +257,9 @@ def load_checkpoint(path: Path, model: FusionModel, optimizer: torch.optim.Optim
 # --- the loop ---------------------------------------------------------------------------------
 
 
-def train(config: TrainConfig, sample_fn: Callable = simulated_sample, log: Callable[[str], None] = print) -> dict:
+def train(
+    config: TrainConfig, sample_fn: Callable = simulated_sample, log: Callable[[str], None] = print
+) -> dict:
     """Train `config.model`; returns the final report (IoU, per-modality-dropped IoU, timings)."""
     from tqdm import tqdm
 
@@ -232,15 +268,21 @@ def train(config: TrainConfig, sample_fn: Callable = simulated_sample, log: Call
     torch.manual_seed(config.seed)
     model = build_model(config.model).train()
     t0 = time.perf_counter()
-    train_data = cached_dataset(model, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + config.train_frames), sample_fn=sample_fn)
-    val_data = cached_dataset(model, range(VAL_SEED_BASE, VAL_SEED_BASE + config.val_frames), sample_fn=sample_fn)
+    train_data = cached_dataset(
+        model, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + config.train_frames), sample_fn=sample_fn
+    )
+    val_data = cached_dataset(
+        model, range(VAL_SEED_BASE, VAL_SEED_BASE + config.val_frames), sample_fn=sample_fn
+    )
     data_seconds = time.perf_counter() - t0
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     checkpoint = Path(config.checkpoint or CACHE_DIR / f"{config.model}.ckpt")
     out = Path(config.out) if config.out else weights_path(config.model).with_suffix("")
     if checkpoint.with_suffix(".json") == out.with_suffix(".json"):
-        raise ValueError(f"train: checkpoint {checkpoint} and weights {out} would share the JSON file "
-                         f"{out.with_suffix('.json')}; give the checkpoint another name")
+        raise ValueError(
+            f"train: checkpoint {checkpoint} and weights {out} would share the JSON file "
+            f"{out.with_suffix('.json')}; give the checkpoint another name"
+        )
     step, best_iou, history = 0, -1.0, []
     if checkpoint.exists():
         step, best_iou, history = load_checkpoint(checkpoint, model, optimizer)
@@ -249,7 +291,9 @@ def train(config: TrainConfig, sample_fn: Callable = simulated_sample, log: Call
     n = train_data["target"].shape[0]
     pos_weight = torch.tensor([config.pos_weight])
     t1 = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=step, desc=f"training {config.model}", unit="step", file=sys.stderr)
+    bar = tqdm(
+        total=config.steps, initial=step, desc=f"training {config.model}", unit="step", file=sys.stderr
+    )
     while step < config.steps:
         model.train()
         lr = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))  # cosine decay
@@ -281,11 +325,19 @@ def train(config: TrainConfig, sample_fn: Callable = simulated_sample, log: Call
     from ros2_lmd.models.io import load_model
 
     best = load_model(str(out))
-    report = {"model": config.model, "config": asdict(config), "val_iou": evaluate_iou(best, val_data),
-              "val_iou_without": {m: evaluate_iou(best, val_data, drop=m) for m in best.modalities},
-              "check_set": check_set_metrics(best, sample_fn=sample_fn),
-              "parameters": sum(p.numel() for p in best.parameters()), "data_seconds": data_seconds,
-              "train_seconds": train_seconds, "history": history}
+    report = {
+        "model": config.model,
+        "config": asdict(config),
+        "val_iou": evaluate_iou(best, val_data),
+        "val_iou_without": {m: evaluate_iou(best, val_data, drop=m) for m in best.modalities},
+        "check_set": check_set_metrics(best, sample_fn=sample_fn),
+        "parameters": sum(p.numel() for p in best.parameters()),
+        "data_seconds": data_seconds,
+        "train_seconds": train_seconds,
+        "history": history,
+    }
     out.with_suffix(".train.json").write_text(json.dumps(report, indent=2))
-    log(json.dumps({k: report[k] for k in ("model", "val_iou", "val_iou_without", "train_seconds")}, indent=2))
+    log(
+        json.dumps({k: report[k] for k in ("model", "val_iou", "val_iou_without", "train_seconds")}, indent=2)
+    )
     return report

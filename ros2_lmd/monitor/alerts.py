@@ -14,9 +14,20 @@ import numpy as np
 
 from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.monitor.detections import sigmoid
-from ros2_lmd.monitor.report import (ERROR, INFO, MODALITY_DISAGREEMENT, SENSOR_DEGRADED, SENSOR_FAILED,
-                                     SENSOR_MISSING, SENSOR_RECOVERED, SENSOR_STALE, SINGLE_SENSOR_SUPPORT,
-                                     WARN, Alert, Detection)
+from ros2_lmd.monitor.report import (
+    ERROR,
+    INFO,
+    MODALITY_DISAGREEMENT,
+    SENSOR_DEGRADED,
+    SENSOR_FAILED,
+    SENSOR_MISSING,
+    SENSOR_RECOVERED,
+    SENSOR_STALE,
+    SINGLE_SENSOR_SUPPORT,
+    WARN,
+    Alert,
+    Detection,
+)
 
 
 @dataclass(frozen=True)
@@ -46,22 +57,31 @@ def alert_config_problems(config: object) -> list[str]:
     any record with these field names; fields it lacks are not checked). The one owner of these
     checks: MonitorParams reports them with its other parameter problems."""
     problems = []
-    value = {name: getattr(config, name) for name in AlertConfig.__dataclass_fields__
-             if hasattr(config, name)}
+    value = {
+        name: getattr(config, name) for name in AlertConfig.__dataclass_fields__ if hasattr(config, name)
+    }
     if "detection_threshold" in value and not 0 < value["detection_threshold"] < 1:
         problems.append(f"detection_threshold: must be in (0, 1), got {value['detection_threshold']}")
     if {"failed_ratio", "degraded_ratio"} <= value.keys() and not (
-            0 <= value["failed_ratio"] < value["degraded_ratio"] <= 1):
-        problems.append(f"failed_ratio: {value['failed_ratio']} must be in [0, degraded_ratio "
-                        f"{value['degraded_ratio']}) and degraded_ratio at most 1")
+        0 <= value["failed_ratio"] < value["degraded_ratio"] <= 1
+    ):
+        problems.append(
+            f"failed_ratio: {value['failed_ratio']} must be in [0, degraded_ratio "
+            f"{value['degraded_ratio']}) and degraded_ratio at most 1"
+        )
     if {"hysteresis_k", "hysteresis_n"} <= value.keys() and not (
-            1 <= value["hysteresis_k"] <= value["hysteresis_n"]):
-        problems.append(f"hysteresis_k: {value['hysteresis_k']} must be in [1, hysteresis_n "
-                        f"{value['hysteresis_n']}]")
+        1 <= value["hysteresis_k"] <= value["hysteresis_n"]
+    ):
+        problems.append(
+            f"hysteresis_k: {value['hysteresis_k']} must be in [1, hysteresis_n {value['hysteresis_n']}]"
+        )
     if {"baseline_min_frames", "baseline_window"} <= value.keys() and (
-            value["baseline_min_frames"] > value["baseline_window"]):
-        problems.append(f"baseline_min_frames: {value['baseline_min_frames']} exceeds baseline_window "
-                        f"{value['baseline_window']}")
+        value["baseline_min_frames"] > value["baseline_window"]
+    ):
+        problems.append(
+            f"baseline_min_frames: {value['baseline_min_frames']} exceeds baseline_window "
+            f"{value['baseline_window']}"
+        )
     return problems
 
 
@@ -132,11 +152,19 @@ class ModalityHealth:
             return None
         detail = f"contribution activity at {ratio:.0%} of its baseline, relative to the other sensors"
         if self.state == self.FAILED:
-            return Alert(SENSOR_FAILED, ERROR, self.modality,
-                         f"{self.modality} contribution collapsed ({detail}): {self.modality} failing")
+            return Alert(
+                SENSOR_FAILED,
+                ERROR,
+                self.modality,
+                f"{self.modality} contribution collapsed ({detail}): {self.modality} failing",
+            )
         if self.state == self.DEGRADED:
-            return Alert(SENSOR_DEGRADED, WARN, self.modality, f"{self.modality} contribution degraded ({detail})")
-        return Alert(SENSOR_RECOVERED, INFO, self.modality, f"{self.modality} contribution recovered ({detail})")
+            return Alert(
+                SENSOR_DEGRADED, WARN, self.modality, f"{self.modality} contribution degraded ({detail})"
+            )
+        return Alert(
+            SENSOR_RECOVERED, INFO, self.modality, f"{self.modality} contribution recovered ({detail})"
+        )
 
 
 class AlertEngine:
@@ -154,11 +182,18 @@ class AlertEngine:
         """Current condition per modality: ok / degraded / failed / missing."""
         return {m: "missing" if self.missing[m] else self.health[m].state for m in self.modalities}
 
-    def update(self, fused: np.ndarray, components: dict[str, np.ndarray], activity: dict[str, float | None],
-               present: dict[str, bool], sensor_status: dict[str, str],
-               detections: list[Detection], labels: np.ndarray,
-               expected: Sequence[str] | None = None,
-               sensor_modality: Mapping[str, str] | None = None) -> list[Alert]:
+    def update(
+        self,
+        fused: np.ndarray,
+        components: dict[str, np.ndarray],
+        activity: dict[str, float | None],
+        present: dict[str, bool],
+        sensor_status: dict[str, str],
+        detections: list[Detection],
+        labels: np.ndarray,
+        expected: Sequence[str] | None = None,
+        sensor_modality: Mapping[str, str] | None = None,
+    ) -> list[Alert]:
         """`activity[m]` is modality m's health signal this frame (None: no value, e.g. the first
         frame); modalities not present are reported as missing, not as failed. `expected`: the
         modalities that have sensors (default: all); one without is never waited for.
@@ -172,8 +207,7 @@ class AlertEngine:
         # once all are back.
         expected = self.modalities if expected is None else expected
         all_present = all(present.get(m, True) for m in expected)
-        live = [m for m in self.modalities
-                if all_present and activity.get(m) is not None]
+        live = [m for m in self.modalities if all_present and activity.get(m) is not None]
         ratios = {m: self.health[m].ratio(activity[m]) for m in live}
         known = [r for r in ratios.values() if r is not None]
         # divide by the median over modalities (with one modality: by itself is no test; keep it)
@@ -186,37 +220,63 @@ class AlertEngine:
         if len(self.modalities) > 1:
             for det in detections:
                 if det.single_sensor:
-                    alerts.append(Alert(
-                        SINGLE_SENSOR_SUPPORT, WARN, det.dominant,
-                        f"object at {_fmt_xy(det.centroid)} is seen by {det.dominant} alone "
-                        f"({det.shares[det.dominant]:.0%} of its evidence)", detection=det))
+                    alerts.append(
+                        Alert(
+                            SINGLE_SENSOR_SUPPORT,
+                            WARN,
+                            det.dominant,
+                            f"object at {_fmt_xy(det.centroid)} is seen by {det.dominant} alone "
+                            f"({det.shares[det.dominant]:.0%} of its evidence)",
+                            detection=det,
+                        )
+                    )
             alerts += self._disagreement(fused, components, detections, labels)
         return alerts
 
-    def _availability(self, present: dict[str, bool], sensor_status: dict[str, str],
-                      sensor_modality: Mapping[str, str]) -> list[Alert]:
+    def _availability(
+        self, present: dict[str, bool], sensor_status: dict[str, str], sensor_modality: Mapping[str, str]
+    ) -> list[Alert]:
         alerts = []
         for m in self.modalities:
             missing = not present.get(m, True)
             if missing and not self.missing[m]:
-                alerts.append(Alert(SENSOR_MISSING, ERROR, m, f"no {m} data within the sync tolerance: "
-                                    f"{m} features are zero for this frame"))
+                alerts.append(
+                    Alert(
+                        SENSOR_MISSING,
+                        ERROR,
+                        m,
+                        f"no {m} data within the sync tolerance: {m} features are zero for this frame",
+                    )
+                )
             elif not missing and self.missing[m]:
                 alerts.append(Alert(SENSOR_RECOVERED, INFO, m, f"{m} data is back"))
             self.missing[m] = missing
         now_stale = {s for s, reason in sensor_status.items() if reason}
         modality_of = lambda sensor: sensor_modality.get(sensor) or _modality_of(sensor)  # noqa: E731
         for sensor in sorted(now_stale - self.stale):
-            alerts.append(Alert(SENSOR_STALE, WARN, modality_of(sensor), f"{sensor}: {sensor_status[sensor]}",
-                                sensor=sensor))
+            alerts.append(
+                Alert(
+                    SENSOR_STALE,
+                    WARN,
+                    modality_of(sensor),
+                    f"{sensor}: {sensor_status[sensor]}",
+                    sensor=sensor,
+                )
+            )
         for sensor in sorted(self.stale - now_stale):
-            alerts.append(Alert(SENSOR_RECOVERED, INFO, modality_of(sensor), f"{sensor} is fresh again",
-                                sensor=sensor))
+            alerts.append(
+                Alert(SENSOR_RECOVERED, INFO, modality_of(sensor), f"{sensor} is fresh again", sensor=sensor)
+            )
         self.stale = now_stale
         return alerts
 
-    def _disagreement(self, fused: np.ndarray, components: dict[str, np.ndarray],
-                      detections: list[Detection], labels: np.ndarray) -> list[Alert]:
+    def _disagreement(
+        self,
+        fused: np.ndarray,
+        components: dict[str, np.ndarray],
+        detections: list[Detection],
+        labels: np.ndarray,
+    ) -> list[Alert]:
         """A modality that, with the bias, clearly predicts an object (logit margin above the
         threshold's) where the fused output has none; or whose mean contribution inside a kept
         detection is strongly negative."""
@@ -235,16 +295,29 @@ class AlertEngine:
                     continue
                 region = regions == label
                 where = (float(xs[region].mean()), float(ys[region].mean()))
-                alerts.append(Alert(MODALITY_DISAGREEMENT, WARN, m,
-                                    f"{m} predicts an object at {_fmt_xy(where)} that the fused output rejects"))
+                alerts.append(
+                    Alert(
+                        MODALITY_DISAGREEMENT,
+                        WARN,
+                        m,
+                        f"{m} predicts an object at {_fmt_xy(where)} that the fused output rejects",
+                    )
+                )
         for det in detections:
             region = labels == det.label
             for m in self.modalities:
                 mean = float(components[m][region].mean())
                 if mean <= -c.disagreement_logit:
-                    alerts.append(Alert(MODALITY_DISAGREEMENT, INFO, m,
-                                        f"{m} argues against the object at {_fmt_xy(det.centroid)} "
-                                        f"(mean {mean:+.1f} logits) that the fused output keeps", detection=det))
+                    alerts.append(
+                        Alert(
+                            MODALITY_DISAGREEMENT,
+                            INFO,
+                            m,
+                            f"{m} argues against the object at {_fmt_xy(det.centroid)} "
+                            f"(mean {mean:+.1f} logits) that the fused output keeps",
+                            detection=det,
+                        )
+                    )
         return alerts
 
 

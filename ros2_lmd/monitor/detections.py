@@ -35,9 +35,15 @@ def evidence_shares(components: dict[str, np.ndarray], mask: np.ndarray | None =
     return {name: e / total for name, e in evidence.items()}
 
 
-def extract_detections(fused: np.ndarray, components: dict[str, np.ndarray], grid: BEVGrid,
-                       threshold: float, min_cells: int, support_share: float,
-                       single_sensor_share: float) -> tuple[list[Detection], np.ndarray]:
+def extract_detections(
+    fused: np.ndarray,
+    components: dict[str, np.ndarray],
+    grid: BEVGrid,
+    threshold: float,
+    min_cells: int,
+    support_share: float,
+    single_sensor_share: float,
+) -> tuple[list[Detection], np.ndarray]:
     """Connected regions (8-connectivity) of sigmoid(fused) >= threshold with at least min_cells
     cells, and the label map (`labels == det.label` is a detection's region). `components` holds
     the modality components only (no bias)."""
@@ -58,17 +64,20 @@ def extract_detections(fused: np.ndarray, components: dict[str, np.ndarray], gri
         # The rectangle of cell centres, grown by half a cell on each side to cover the cells.
         (cx, cy), (w, h), angle = cv2.minAreaRect(points)
         corners = cv2.boxPoints(((cx, cy), (w + grid.resolution, h + grid.resolution), angle))
-        detections.append(Detection(
-            id=len(detections),
-            centroid=(float(xs[region].mean()), float(ys[region].mean())),
-            footprint=corners.astype(np.float64),
-            area_m2=cells * grid.resolution ** 2,
-            score=float(probability[region].max()),
-            shares=shares,
-            dominant=ranked[0],
-            supporting=supporting,
-            single_sensor=len(components) > 1 and (len(supporting) <= 1 or shares[ranked[0]] >= single_sensor_share),
-            cells=cells,
-            label=label,
-        ))
+        detections.append(
+            Detection(
+                id=len(detections),
+                centroid=(float(xs[region].mean()), float(ys[region].mean())),
+                footprint=corners.astype(np.float64),
+                area_m2=cells * grid.resolution**2,
+                score=float(probability[region].max()),
+                shares=shares,
+                dominant=ranked[0],
+                supporting=supporting,
+                single_sensor=len(components) > 1
+                and (len(supporting) <= 1 or shares[ranked[0]] >= single_sensor_share),
+                cells=cells,
+                label=label,
+            )
+        )
     return detections, labels

@@ -44,8 +44,12 @@ def input_sensors(params: MonitorParams, modalities: tuple[str, ...]) -> list[In
     """The sensors of the modalities both configured and known to the model, in parameter order."""
     sensors = []
     if "camera" in modalities:
-        sensors += [InputSensor(name, "camera", image, info) for name, image, info in
-                    zip(params.camera_names, params.camera_image_topics, params.camera_info_topics)]
+        sensors += [
+            InputSensor(name, "camera", image, info)
+            for name, image, info in zip(
+                params.camera_names, params.camera_image_topics, params.camera_info_topics
+            )
+        ]
     if "radar" in modalities:
         sensors += [InputSensor(sensor_name_of_topic(t), "radar", t) for t in params.radar_topics]
     if "lidar" in modalities:
@@ -53,7 +57,9 @@ def input_sensors(params: MonitorParams, modalities: tuple[str, ...]) -> list[In
     names = [s.name for s in sensors]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ParameterError(f"sensor names {duplicates} are used twice (camera_names and topics must be distinct)")
+        raise ParameterError(
+            f"sensor names {duplicates} are used twice (camera_names and topics must be distinct)"
+        )
     return sensors
 
 
@@ -91,15 +97,23 @@ def convert_reading(sensor: InputSensor, msg: Any, calibration: CameraCalibratio
     return Reading(stamp, cloud.points, note=reason)
 
 
-def frame_assembler(params: MonitorParams, sensors: list[InputSensor],
-                    extrinsics: TransformTree) -> FrameAssembler:
+def frame_assembler(
+    params: MonitorParams, sensors: list[InputSensor], extrinsics: TransformTree
+) -> FrameAssembler:
     """The time sync configured by the node parameters (live and offline alike). The fallback key
     applies when its modality is among the subscribed sensors."""
     modalities = {s.modality for s in sensors}
     fallback = params.key_fallback if params.key_fallback in modalities else None
-    return FrameAssembler(sensors, params.sync_tolerance_s, extrinsics, key_sensor=params.key_sensor,
-                          base_frame=params.base_frame, max_delay_s=params.sync_max_delay_s,
-                          key_fallback=fallback, key_gap_s=params.key_gap_s)
+    return FrameAssembler(
+        sensors,
+        params.sync_tolerance_s,
+        extrinsics,
+        key_sensor=params.key_sensor,
+        base_frame=params.base_frame,
+        max_delay_s=params.sync_max_delay_s,
+        key_fallback=fallback,
+        key_gap_s=params.key_gap_s,
+    )
 
 
 def extrinsics_from_file(path: str, base_frame: str) -> TransformTree:
@@ -177,8 +191,9 @@ class Ingest:
             try:
                 self.calibrations[sensor.name] = self.assembler.add_camera_info(sensor.name, msg, topic)
             except SensorDataError as error:
-                return MessageOutcome(topic, "camera_info", sensor, header_stamp_or_nan(msg),
-                                      error=error.reason)
+                return MessageOutcome(
+                    topic, "camera_info", sensor, header_stamp_or_nan(msg), error=error.reason
+                )
             return MessageOutcome(topic, "camera_info", sensor, header_stamp_or_nan(msg))
         sensor = self.by_topic.get(topic)
         if sensor is None:
@@ -192,8 +207,9 @@ class Ingest:
                 # a key-sensor message that cannot be used is a frame that cannot be built
                 self.assembler.refuse_key(stamp, f"{topic}: {error.reason}", malformed=True)
             return MessageOutcome(topic, "reading", sensor, stamp, error=error.reason)
-        return MessageOutcome(topic, "reading", sensor, reading.stamp, problem=reading.problem,
-                              note=reading.note)
+        return MessageOutcome(
+            topic, "reading", sensor, reading.stamp, problem=reading.problem, note=reading.note
+        )
 
     def pop_ready(self, now_stamp: float | None = None) -> list[AssemblyResult]:
         return self.assembler.pop_ready(now_stamp)
@@ -202,21 +218,26 @@ class Ingest:
         return self.assembler.flush()
 
 
-def ingest_for_model(params: MonitorParams, model: Any, *, adapt_key_sensor: bool = False
-                     ) -> tuple[Ingest, list[str]]:
+def ingest_for_model(
+    params: MonitorParams, model: Any, *, adapt_key_sensor: bool = False
+) -> tuple[Ingest, list[str]]:
     """The Ingest of `params` for `model`'s inputs, and the configured modalities the model does
     not take (not subscribed). A key sensor the model does not take is an error, or, with
     `adapt_key_sensor` (offline analysis of any bag), replaced by the model's last modality."""
     unknown = sorted({n.lower() for n in params.camera_names} - set(model.config.camera_names))
     if "camera" in params.modalities and "camera" in model.modalities and unknown:
-        raise ParameterError(f"camera_names: {unknown} are not cameras of model "
-                             f"{params.model} ({list(model.config.camera_names)})")
+        raise ParameterError(
+            f"camera_names: {unknown} are not cameras of model "
+            f"{params.model} ({list(model.config.camera_names)})"
+        )
     modalities = tuple(m for m in params.modalities if m in model.modalities)
     if params.key_sensor not in modalities:
         if not adapt_key_sensor or not modalities:
-            raise ParameterError(f"key_sensor: {params.key_sensor} is not a modality of model "
-                                 f"{params.model} ({list(model.modalities)}) among modalities "
-                                 f"{list(params.modalities)}")
+            raise ParameterError(
+                f"key_sensor: {params.key_sensor} is not a modality of model "
+                f"{params.model} ({list(model.modalities)}) among modalities "
+                f"{list(params.modalities)}"
+            )
         key = modalities[-1]
         fallback = "none" if params.key_fallback == key else params.key_fallback
         params = replace(params, key_sensor=key, key_fallback=fallback)

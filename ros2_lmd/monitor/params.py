@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ros2_lmd.monitor.alerts import alert_config_problems
 from ros2_lmd.sensors.frame import MODALITIES
-
 
 NUSCENES_CAMERAS = (
     "cam_front",
@@ -57,14 +57,22 @@ class ParameterSpec:
     @property
     def ros_type(self) -> str:
         """The ROS 2 parameter type name (rcl_interfaces/ParameterType), e.g. `double`."""
-        return {bool: "bool", int: "integer", float: "double", str: "string",
-                tuple: "string_array"}[self.type]
+        return {bool: "bool", int: "integer", float: "double", str: "string", tuple: "string_array"}[
+            self.type
+        ]
 
 
-def _param(default: Any, description: str, *, min: float | None = None,
-           max: float | None = None, choices: tuple[str, ...] = ()) -> Any:
-    return field(default=default, metadata={
-        "description": description, "min": min, "max": max, "choices": choices})
+def _param(
+    default: Any,
+    description: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] = (),
+) -> Any:
+    return field(
+        default=default, metadata={"description": description, "min": min, "max": max, "choices": choices}
+    )
 
 
 @dataclass(frozen=True)
@@ -79,141 +87,214 @@ class MonitorParams:
     model: str = _param(
         "compact_crl",
         "Fusion model: a registry name (e.g. compact_crl) or a path to a .safetensors file with "
-        "its JSON config beside it.")
+        "its JSON config beside it.",
+    )
     device: str = _param(
-        "auto", "Where inference runs: auto (CUDA when available, else CPU), cuda or cpu.",
-        choices=("auto", "cuda", "cpu"))
+        "auto",
+        "Where inference runs: auto (CUDA when available, else CPU), cuda or cpu.",
+        choices=("auto", "cuda", "cpu"),
+    )
     cpu_threads: int = _param(
-        0, "CPU threads per inference worker (torch intra-op threads). 0: the CPU cores less one, "
+        0,
+        "CPU threads per inference worker (torch intra-op threads). 0: the CPU cores less one, "
         "shared among the workers, at least 1: a core stays free for the sensor callbacks; with "
         "every core given to inference, each step waits for threads descheduled by the callbacks.",
-        min=0, max=256)
+        min=0,
+        max=256,
+    )
     inference_workers: int = _param(
-        0, "Frames in inference at once, each in its own thread (alerts are still concluded in "
+        0,
+        "Frames in inference at once, each in its own thread (alerts are still concluded in "
         "stamp order). 0: 1. More workers can raise the frame rate a many-core CPU sustains, not "
-        "the latency of a frame.", min=0, max=8)
+        "the latency of a frame.",
+        min=0,
+        max=8,
+    )
     modalities: tuple[str, ...] = _param(
-        MODALITIES,
-        "Modalities fed to the model and decomposed; the others are not subscribed to.")
+        MODALITIES, "Modalities fed to the model and decomposed; the others are not subscribed to."
+    )
 
     # --- Inputs ---
     camera_names: tuple[str, ...] = _param(
-        NUSCENES_CAMERAS, "Camera names, in the model's camera order; also the hardware ids in "
-        "diagnostics.")
+        NUSCENES_CAMERAS, "Camera names, in the model's camera order; also the hardware ids in diagnostics."
+    )
     camera_image_topics: tuple[str, ...] = _param(
         tuple(f"/{name}/image_rect_compressed" for name in NUSCENES_CAMERAS),
-        "Image topic of each camera, aligned with camera_names.")
+        "Image topic of each camera, aligned with camera_names.",
+    )
     camera_info_topics: tuple[str, ...] = _param(
         tuple(f"/{name}/camera_info" for name in NUSCENES_CAMERAS),
-        "sensor_msgs/CameraInfo topic of each camera (intrinsics), aligned with camera_names.")
+        "sensor_msgs/CameraInfo topic of each camera (intrinsics), aligned with camera_names.",
+    )
     use_compressed: bool = _param(
-        True, "true: camera_image_topics carry sensor_msgs/CompressedImage; false: "
-        "sensor_msgs/Image.")
+        True, "true: camera_image_topics carry sensor_msgs/CompressedImage; false: sensor_msgs/Image."
+    )
     radar_topics: tuple[str, ...] = _param(
-        tuple(f"/{name}" for name in NUSCENES_RADARS), "sensor_msgs/PointCloud2 topic of each "
-        "radar (fields x, y, z, rcs, vx_comp, vy_comp).")
+        tuple(f"/{name}" for name in NUSCENES_RADARS),
+        "sensor_msgs/PointCloud2 topic of each radar (fields x, y, z, rcs, vx_comp, vy_comp).",
+    )
     lidar_topic: str = _param(
-        "/lidar_top", "sensor_msgs/PointCloud2 topic of the LiDAR (fields x, y, z, intensity).")
+        "/lidar_top", "sensor_msgs/PointCloud2 topic of the LiDAR (fields x, y, z, intensity)."
+    )
 
     # --- Synchronisation and frames ---
     key_sensor: str = _param(
-        "lidar", "Modality whose messages trigger a frame; the others are matched to it in time.",
-        choices=MODALITIES)
+        "lidar",
+        "Modality whose messages trigger a frame; the others are matched to it in time.",
+        choices=MODALITIES,
+    )
     key_fallback: str = _param(
-        "camera", "Modality whose first sensor triggers frames while the key sensor is silent (its "
+        "camera",
+        "Modality whose first sensor triggers frames while the key sensor is silent (its "
         "messages then start a frame when no key message is within key_gap_s), so a dead key "
         "sensor is reported instead of stopping the monitor; none: no fallback.",
-        choices=("none", *MODALITIES))
+        choices=("none", *MODALITIES),
+    )
     key_gap_s: float = _param(
-        0.25, "How long (s) without a key-sensor message, around a fallback-sensor message, before "
-        "that message starts a frame (a few key-sensor periods).", min=0.01, max=10.0)
+        0.25,
+        "How long (s) without a key-sensor message, around a fallback-sensor message, before "
+        "that message starts a frame (a few key-sensor periods).",
+        min=0.01,
+        max=10.0,
+    )
     sync_tolerance_s: float = _param(
-        0.06, "Largest stamp difference (s) to the key sensor for a message to join its frame; a "
-        "sensor outside it is missing for that frame.", min=0.0, max=1.0)
+        0.06,
+        "Largest stamp difference (s) to the key sensor for a message to join its frame; a "
+        "sensor outside it is missing for that frame.",
+        min=0.0,
+        max=1.0,
+    )
     sensor_qos: str = _param(
-        "sensor_data", "QoS of the sensor subscriptions: sensor_data (best effort, keep last 5: what "
+        "sensor_data",
+        "QoS of the sensor subscriptions: sensor_data (best effort, keep last 5: what "
         "drivers publish) or reliable (keep last 100: every message, late rather than lost, from "
         "reliable publishers only; e.g. bag replay into a node slower than the recording).",
-        choices=("sensor_data", "reliable"))
+        choices=("sensor_data", "reliable"),
+    )
     sync_max_delay_s: float = _param(
-        0.3, "How much later (s) than a newer message an older one may still arrive (transport and "
+        0.3,
+        "How much later (s) than a newer message an older one may still arrive (transport and "
         "decoding jitter); a frame waits at most this long past the tolerance for a missing sensor. "
         "Larger: fewer sensors wrongly missing on a loaded machine; smaller: lower latency.",
-        min=0.0, max=5.0)
-    base_frame: str = _param(
-        "base_link", "Vehicle frame of the BEV grid and of every output (REP-103).")
+        min=0.0,
+        max=5.0,
+    )
+    base_frame: str = _param("base_link", "Vehicle frame of the BEV grid and of every output (REP-103).")
     extrinsics_source: str = _param(
-        "tf_static", "Where sensor poses in base_frame come from: tf_static (the /tf_static "
-        "topic) or config (extrinsics_file).", choices=("tf_static", "config"))
+        "tf_static",
+        "Where sensor poses in base_frame come from: tf_static (the /tf_static "
+        "topic) or config (extrinsics_file).",
+        choices=("tf_static", "config"),
+    )
     extrinsics_file: str = _param(
-        "", "With extrinsics_source config: a YAML file mapping each sensor's frame_id to "
-        "{translation: [x, y, z], rotation: [qx, qy, qz, qw]}, its pose in base_frame.")
+        "",
+        "With extrinsics_source config: a YAML file mapping each sensor's frame_id to "
+        "{translation: [x, y, z], rotation: [qx, qy, qz, qw]}, its pose in base_frame.",
+    )
 
     # --- Detections ---
     detection_threshold: float = _param(
-        0.5, "Fused occupancy probability above which a BEV cell is part of a detection.",
-        min=0.0, max=1.0)
+        0.5, "Fused occupancy probability above which a BEV cell is part of a detection.", min=0.0, max=1.0
+    )
     min_detection_cells: int = _param(
-        4, "Smallest detection, in connected BEV cells above detection_threshold.",
-        min=1, max=10000)
+        4, "Smallest detection, in connected BEV cells above detection_threshold.", min=1, max=10000
+    )
     single_sensor_share: float = _param(
-        0.8, "Share of a detection's evidence from one modality at or above which it is flagged "
-        "single-sensor (SINGLE_SENSOR_SUPPORT alert).", min=0.0, max=1.0)
+        0.8,
+        "Share of a detection's evidence from one modality at or above which it is flagged "
+        "single-sensor (SINGLE_SENSOR_SUPPORT alert).",
+        min=0.0,
+        max=1.0,
+    )
     support_share: float = _param(
-        0.15, "Share at or above which a modality counts as supporting a detection.",
-        min=0.0, max=1.0)
+        0.15, "Share at or above which a modality counts as supporting a detection.", min=0.0, max=1.0
+    )
     disagreement_logit: float = _param(
-        2.0, "Modalities disagree on a detection when one pushes its fused logit up and another "
+        2.0,
+        "Modalities disagree on a detection when one pushes its fused logit up and another "
         "down, each by more than this (logit units) (MODALITY_DISAGREEMENT alert).",
-        min=0.0, max=100.0)
+        min=0.0,
+        max=100.0,
+    )
 
     # --- Sensor health ---
     degraded_ratio: float = _param(
-        0.5, "A modality whose contribution falls below this fraction of its baseline is "
-        "degraded (SENSOR_DEGRADED, diagnostics WARN).", min=0.0, max=1.0)
+        0.5,
+        "A modality whose contribution falls below this fraction of its baseline is "
+        "degraded (SENSOR_DEGRADED, diagnostics WARN).",
+        min=0.0,
+        max=1.0,
+    )
     failed_ratio: float = _param(
-        0.15, "Below this fraction of its baseline a modality has failed (SENSOR_FAILED, "
-        "diagnostics ERROR); less than degraded_ratio.", min=0.0, max=1.0)
+        0.15,
+        "Below this fraction of its baseline a modality has failed (SENSOR_FAILED, "
+        "diagnostics ERROR); less than degraded_ratio.",
+        min=0.0,
+        max=1.0,
+    )
     baseline_window: int = _param(
-        50, "Frames in the running baseline of each modality's contribution.", min=1, max=100000)
+        50, "Frames in the running baseline of each modality's contribution.", min=1, max=100000
+    )
     hysteresis_k: int = _param(
-        3, "A health state changes when it holds in hysteresis_k of the last hysteresis_n frames.",
-        min=1, max=1000)
+        3,
+        "A health state changes when it holds in hysteresis_k of the last hysteresis_n frames.",
+        min=1,
+        max=1000,
+    )
     hysteresis_n: int = _param(
-        5, "Window of the k-of-n hysteresis (frames); at least hysteresis_k.", min=1, max=1000)
+        5, "Window of the k-of-n hysteresis (frames); at least hysteresis_k.", min=1, max=1000
+    )
     stale_timeout_s: float = _param(
-        0.5, "A sensor with no message for this long (s) is stale (diagnostics WARN; STALE is "
-        "kept for a sensor that never sent anything).", min=0.001, max=3600.0)
+        0.5,
+        "A sensor with no message for this long (s) is stale (diagnostics WARN; STALE is "
+        "kept for a sensor that never sent anything).",
+        min=0.001,
+        max=3600.0,
+    )
     diagnostics_persistence: int = _param(
-        3, "Consecutive failing checks before a diagnostics status becomes ERROR.",
-        min=1, max=1000)
+        3, "Consecutive failing checks before a diagnostics status becomes ERROR.", min=1, max=1000
+    )
 
     # --- Outputs ---
     publish_rate_hz: float = _param(
-        0.0, "Most outputs per second; 0 publishes every processed frame.", min=0.0, max=1000.0)
+        0.0, "Most outputs per second; 0 publishes every processed frame.", min=0.0, max=1000.0
+    )
     output_prefix: str = _param(
-        "/lmd", "Prefix of the output topics (<prefix>/bev/<fused|camera|radar|lidar|bias>, "
+        "/lmd",
+        "Prefix of the output topics (<prefix>/bev/<fused|camera|radar|lidar|bias>, "
         "<prefix>/bev_image, <prefix>/markers, <prefix>/decomposition, <prefix>/alerts). "
-        "Absolute by default; a relative name (lmd) puts them under the node's namespace.")
+        "Absolute by default; a relative name (lmd) puts them under the node's namespace.",
+    )
     queue_depth: int = _param(
-        1, "Frames waiting for inference; 1 keeps only the latest (older frames are dropped and "
-        "counted in frames_dropped).", min=1, max=100)
+        1,
+        "Frames waiting for inference; 1 keeps only the latest (older frames are dropped and "
+        "counted in frames_dropped).",
+        min=1,
+        max=100,
+    )
     bev_image_scale: int = _param(
-        2, "Pixels per BEV cell in the colour image <prefix>/bev_image.", min=1, max=16)
+        2, "Pixels per BEV cell in the colour image <prefix>/bev_image.", min=1, max=16
+    )
     component_logit_range: float = _param(
-        4.0, "Logit contribution shown at full scale in <prefix>/bev/<camera|radar|lidar|bias> "
+        4.0,
+        "Logit contribution shown at full scale in <prefix>/bev/<camera|radar|lidar|bias> "
         "(cell value 50 + 50 * clip(c / range, -1, 1): 50 no contribution, 100 at +range or "
         "more, 0 at -range or less) and at full intensity in <prefix>/bev_image.",
-        min=0.01, max=1000.0)
+        min=0.01,
+        max=1000.0,
+    )
 
     # --- Lifecycle ---
     autostart: bool = _param(
-        True, "true: the node configures and activates itself on start; false: it waits in the "
-        "unconfigured state for a lifecycle manager (configure, activate).")
+        True,
+        "true: the node configures and activates itself on start; false: it waits in the "
+        "unconfigured state for a lifecycle manager (configure, activate).",
+    )
 
     def __post_init__(self) -> None:
-        problems = [problem for spec in parameter_specs()
-                    for problem in _check_value(spec, getattr(self, spec.name))]
+        problems = [
+            problem for spec in parameter_specs() for problem in _check_value(spec, getattr(self, spec.name))
+        ]
         if not problems:
             problems = self._check_consistency()
         if problems:
@@ -222,21 +303,19 @@ class MonitorParams:
     def _check_consistency(self) -> list[str]:
         problems = []
         if len(set(self.modalities)) != len(self.modalities) or not self.modalities:
-            problems.append(f"modalities: must be distinct and non-empty, got "
-                            f"{list(self.modalities)}")
+            problems.append(f"modalities: must be distinct and non-empty, got {list(self.modalities)}")
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown:
             problems.append(f"modalities: unknown {unknown}, expected some of {list(MODALITIES)}")
         if self.key_sensor not in self.modalities:
-            problems.append(f"key_sensor: {self.key_sensor!r} is not in modalities "
-                            f"{list(self.modalities)}")
+            problems.append(f"key_sensor: {self.key_sensor!r} is not in modalities {list(self.modalities)}")
         if self.key_fallback == self.key_sensor:
-            problems.append(f"key_fallback: must differ from key_sensor ({self.key_sensor!r}) or "
-                            f"be none")
+            problems.append(f"key_fallback: must differ from key_sensor ({self.key_sensor!r}) or be none")
         for name in ("camera_image_topics", "camera_info_topics"):
             if len(getattr(self, name)) != len(self.camera_names):
-                problems.append(f"{name}: {len(getattr(self, name))} topics for "
-                                f"{len(self.camera_names)} camera_names")
+                problems.append(
+                    f"{name}: {len(getattr(self, name))} topics for {len(self.camera_names)} camera_names"
+                )
         problems += alert_config_problems(self)
         if self.extrinsics_source == "config" and not self.extrinsics_file:
             problems.append("extrinsics_file: required when extrinsics_source is config")
@@ -249,15 +328,17 @@ def parameter_specs() -> tuple[ParameterSpec, ...]:
     specs = []
     for f in fields(MonitorParams):
         kind = hints[f.name]
-        specs.append(ParameterSpec(
-            name=f.name,
-            type=tuple if typing.get_origin(kind) is tuple else kind,
-            default=f.default if f.default is not MISSING else None,
-            description=f.metadata["description"],
-            min=f.metadata["min"],
-            max=f.metadata["max"],
-            choices=f.metadata["choices"],
-        ))
+        specs.append(
+            ParameterSpec(
+                name=f.name,
+                type=tuple if typing.get_origin(kind) is tuple else kind,
+                default=f.default if f.default is not MISSING else None,
+                description=f.metadata["description"],
+                min=f.metadata["min"],
+                max=f.metadata["max"],
+                choices=f.metadata["choices"],
+            )
+        )
     return tuple(specs)
 
 
@@ -272,8 +353,11 @@ def _type_problem(spec: ParameterSpec, value: Any) -> str | None:
     ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
     if ok:
         return None
-    hint = f" (write {value}.0)" if expected is float and isinstance(value, int) \
-        and not isinstance(value, bool) else ""
+    hint = (
+        f" (write {value}.0)"
+        if expected is float and isinstance(value, int) and not isinstance(value, bool)
+        else ""
+    )
     return f"expected {spec.ros_type}, got {type(value).__name__} {value!r}{hint}"
 
 
@@ -299,8 +383,7 @@ def params_from_mapping(values: Mapping[str, Any], source: str = "parameters") -
     for name, value in values.items():
         if name in ROS_NODE_PARAMETERS:
             if not isinstance(value, ROS_NODE_PARAMETERS[name]):
-                problems.append(f"{name}: expected {ROS_NODE_PARAMETERS[name].__name__}, "
-                                f"got {value!r}")
+                problems.append(f"{name}: expected {ROS_NODE_PARAMETERS[name].__name__}, got {value!r}")
             continue
         if name.startswith(ROS_PARAMETER_PREFIXES):
             continue
@@ -368,8 +451,7 @@ def read_yaml_mapping(path: str | Path, expected: str, label: str = "") -> Mappi
     return document
 
 
-def load_params_file(path: str | Path, node_name: str = "lmd_monitor",
-                     namespace: str = "/") -> MonitorParams:
+def load_params_file(path: str | Path, node_name: str = "lmd_monitor", namespace: str = "/") -> MonitorParams:
     """MonitorParams from a ROS 2 parameter file (`/**:` or `<node>:` then `ros__parameters:`).
 
     Every section matching the node's fully qualified name applies, later ones overriding
@@ -388,11 +470,14 @@ def load_params_file(path: str | Path, node_name: str = "lmd_monitor",
             raise ParameterError(f"{path}: section {section!r} has no ros__parameters mapping")
         extra = sorted(set(body) - {"ros__parameters"})
         if extra:
-            raise ParameterError(f"{path}: section {section!r}: unexpected keys {extra} beside "
-                                 "ros__parameters")
+            raise ParameterError(
+                f"{path}: section {section!r}: unexpected keys {extra} beside ros__parameters"
+            )
         matched.append(str(section))
         merged.update(_flatten(body["ros__parameters"]))
     if not matched:
-        raise ParameterError(f"{path}: no section applies to node {node_fqn} (sections: "
-                             f"{[str(s) for s in document]}); use '/**:' or '{node_name}:'")
+        raise ParameterError(
+            f"{path}: no section applies to node {node_fqn} (sections: "
+            f"{[str(s) for s in document]}); use '/**:' or '{node_name}:'"
+        )
     return params_from_mapping(merged, source=str(path))

@@ -4,8 +4,9 @@ tools. encode runs once; LMD decomposes fuse; detections, shares and alerts foll
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,8 +75,13 @@ class ComputedFrame:
 class Pipeline:
     """Runs the model and LMD on frames and keeps the alert state between them."""
 
-    def __init__(self, model: FusionModel, alert_config: AlertConfig | None = None,
-                 device: str | torch.device = "cpu", rules: RuleVariants | None = None) -> None:
+    def __init__(
+        self,
+        model: FusionModel,
+        alert_config: AlertConfig | None = None,
+        device: str | torch.device = "cpu",
+        rules: RuleVariants | None = None,
+    ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.eval().to(self.device)
         self.rules = rules or RuleVariants()
@@ -115,7 +121,7 @@ class Pipeline:
             t2 = time.perf_counter()
             dec = decompose(self.model.fuse, features, rules=self.rules)[OUTPUT_KEY]
             stacked = torch.stack([dec.total, *dec.components.values(), dec.bias]).float().cpu().numpy()
-            errors = _per_sample_error(dec)
+            errors = dec.conservation_errors(batch_dim=0)
         t3 = time.perf_counter()
         batch = len(frames)
         names = [*self.modalities, "bias"]
@@ -126,16 +132,33 @@ class Pipeline:
             components = {name: stacked[1 + i, b, 0] for i, name in enumerate(names)}
             modality_components = {m: components[m] for m in self.modalities}
             detections, labels = extract_detections(
-                fused, modality_components, self.model.grid, self.config.detection_threshold,
-                self.config.min_detection_cells, self.config.support_share, self.config.single_sensor_share)
+                fused,
+                modality_components,
+                self.model.grid,
+                self.config.detection_threshold,
+                self.config.min_detection_cells,
+                self.config.support_share,
+                self.config.single_sensor_share,
+            )
             occupied = sigmoid(fused) >= self.config.detection_threshold
             shares = evidence_shares(modality_components, occupied if occupied.any() else None)
-            computed.append(ComputedFrame(
-                frame=frame, fused=fused, components=components, detections=detections, labels=labels,
-                shares=shares, conservation_error=errors[b],
-                timings_ms={"prepare": (t1 - t0) * 1e3 / batch, "encode": (t2 - t1) * 1e3 / batch,
-                            "decompose": (t3 - t2) * 1e3 / batch,
-                            "postprocess": (time.perf_counter() - t4) * 1e3}))
+            computed.append(
+                ComputedFrame(
+                    frame=frame,
+                    fused=fused,
+                    components=components,
+                    detections=detections,
+                    labels=labels,
+                    shares=shares,
+                    conservation_error=errors[b],
+                    timings_ms={
+                        "prepare": (t1 - t0) * 1e3 / batch,
+                        "encode": (t2 - t1) * 1e3 / batch,
+                        "decompose": (t3 - t2) * 1e3 / batch,
+                        "postprocess": (time.perf_counter() - t4) * 1e3,
+                    },
+                )
+            )
         return computed
 
     def conclude(self, computed: ComputedFrame) -> FrameReport:
@@ -145,35 +168,49 @@ class Pipeline:
         energy = {m: contribution_energy(components[m]) for m in self.modalities}
         present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
         activity = self._activity(frame.stamp, components, present)
-        alerts = self.alerts.update(computed.fused, components, activity, present, frame.sensor_status,
-                                    computed.detections, computed.labels,
-                                    expected=[m for m in self.modalities if m not in frame.no_sensor],
-                                    sensor_modality=frame.sensor_modality)
+        alerts = self.alerts.update(
+            computed.fused,
+            components,
+            activity,
+            present,
+            frame.sensor_status,
+            computed.detections,
+            computed.labels,
+            expected=[m for m in self.modalities if m not in frame.no_sensor],
+            sensor_modality=frame.sensor_modality,
+        )
         self.frames_processed += 1
         timings = dict(computed.timings_ms)
         timings["postprocess"] += (time.perf_counter() - t0) * 1e3
         return FrameReport(
-            stamp=frame.stamp, frame_index=frame.frame_index, grid=self.model.grid, fused=computed.fused,
-            components=components, shares=computed.shares, energy=energy, activity=activity,
-            present=present, detections=computed.detections, alerts=alerts, timings_ms=timings,
-            conservation_error=computed.conservation_error)
+            stamp=frame.stamp,
+            frame_index=frame.frame_index,
+            grid=self.model.grid,
+            fused=computed.fused,
+            components=components,
+            shares=computed.shares,
+            energy=energy,
+            activity=activity,
+            present=present,
+            detections=computed.detections,
+            alerts=alerts,
+            timings_ms=timings,
+            conservation_error=computed.conservation_error,
+        )
 
-    def _activity(self, stamp: float, components: dict[str, np.ndarray], present: dict[str, bool]
-                  ) -> dict[str, float | None]:
+    def _activity(
+        self, stamp: float, components: dict[str, np.ndarray], present: dict[str, bool]
+    ) -> dict[str, float | None]:
         previous = self._previous
         self._previous = (stamp, {m: components[m] for m in self.modalities}, dict(present))
         if previous is None or not 0 < stamp - previous[0] <= ACTIVITY_MAX_GAP_S:
             return {m: None for m in self.modalities}
-        return {m: contribution_activity(components[m], previous[1][m])
-                if present[m] and previous[2].get(m, True) else None for m in self.modalities}
-
-
-def _per_sample_error(dec) -> list[float]:
-    total = dec.total.double()
-    residual = total - dec.bias.double() - sum(c.double() for c in dec.components.values())
-    flat_res = residual.flatten(1).abs().max(1).values
-    flat_tot = total.flatten(1).abs().max(1).values.clamp_min(torch.finfo(torch.float64).tiny)
-    return (flat_res / flat_tot).cpu().tolist()
+        return {
+            m: contribution_activity(components[m], previous[1][m])
+            if present[m] and previous[2].get(m, True)
+            else None
+            for m in self.modalities
+        }
 
 
 def health_ratios(pipeline: Pipeline) -> dict[str, float]:
@@ -181,5 +218,13 @@ def health_ratios(pipeline: Pipeline) -> dict[str, float]:
     return {m: h.last_ratio for m, h in pipeline.alerts.health.items()}
 
 
-__all__ = ["Pipeline", "ComputedFrame", "contribution_energy", "contribution_activity",
-           "alert_config_from", "resolve_device", "health_ratios", "OUTPUT_KEY"]
+__all__ = [
+    "Pipeline",
+    "ComputedFrame",
+    "contribution_energy",
+    "contribution_activity",
+    "alert_config_from",
+    "resolve_device",
+    "health_ratios",
+    "OUTPUT_KEY",
+]

@@ -27,8 +27,9 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def inference_plan(on_cpu: bool, workers: int = 0, threads: int = 0, *, reserved_cores: int = 0,
-                   prefer: str = "latency") -> tuple[int, int]:
+def inference_plan(
+    on_cpu: bool, workers: int = 0, threads: int = 0, *, reserved_cores: int = 0, prefer: str = "latency"
+) -> tuple[int, int]:
     """(workers, torch threads per worker); 0 means automatic. `reserved_cores` stay free for other
     work (the live node's message callbacks). On a GPU one worker feeds it. On a CPU, `latency`
     gives one worker all usable cores (a frame is finished soonest); `throughput` one
@@ -55,16 +56,24 @@ class OrderedRunner(Generic[Item, Result]):
     and goes on); otherwise the first one is raised again by `join` or `close`.
     """
 
-    def __init__(self, compute: Callable[[list[Item]], Sequence[Result]],
-                 conclude: Callable[[Item, Result | None, BaseException | None], None], *,
-                 workers: int = 1, batch: int = 1, depth: int = 1, when_full: str = "drop_oldest",
-                 on_error: Callable[[Item, BaseException], None] | None = None,
-                 name: str = "lmd_runner") -> None:
+    def __init__(
+        self,
+        compute: Callable[[list[Item]], Sequence[Result]],
+        conclude: Callable[[Item, Result | None, BaseException | None], None],
+        *,
+        workers: int = 1,
+        batch: int = 1,
+        depth: int = 1,
+        when_full: str = "drop_oldest",
+        on_error: Callable[[Item, BaseException], None] | None = None,
+        name: str = "lmd_runner",
+    ) -> None:
         if when_full not in WHEN_FULL:
             raise ValueError(f"OrderedRunner: when_full must be one of {WHEN_FULL}, got {when_full!r}")
         if workers < 1 or batch < 1 or depth < 1:
-            raise ValueError(f"OrderedRunner: need workers, batch, depth >= 1, got {workers}, {batch}, "
-                             f"{depth}")
+            raise ValueError(
+                f"OrderedRunner: need workers, batch, depth >= 1, got {workers}, {batch}, {depth}"
+            )
         self.compute, self.conclude, self.on_error = compute, conclude, on_error
         self.workers, self.batch, self.when_full = workers, batch, when_full
         self.depth = max(depth, batch) if when_full == "wait" else depth
@@ -75,8 +84,9 @@ class OrderedRunner(Generic[Item, Result]):
         self._flushing = False
         self._stopping = False
         self._error: BaseException | None = None
-        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -109,8 +119,7 @@ class OrderedRunner(Generic[Item, Result]):
         """Wait until every queued item is concluded (flushes first). False on timeout."""
         self.flush()
         with self._state:
-            done = self._state.wait_for(lambda: not self._items and self._concluded == self._taken,
-                                        timeout)
+            done = self._state.wait_for(lambda: not self._items and self._concluded == self._taken, timeout)
             self._raise_error()
             return done
 
@@ -137,7 +146,7 @@ class OrderedRunner(Generic[Item, Result]):
             self._raise_error()
         return left
 
-    def __enter__(self) -> "OrderedRunner[Item, Result]":
+    def __enter__(self) -> OrderedRunner[Item, Result]:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
@@ -147,8 +156,13 @@ class OrderedRunner(Generic[Item, Result]):
 
     def _take(self) -> tuple[int, list[Item]] | None:
         with self._state:
-            self._state.wait_for(lambda: self._stopping or len(self._items) >= self.batch
-                                 or (self._items and (self._flushing or self.when_full == "drop_oldest")))
+            self._state.wait_for(
+                lambda: (
+                    self._stopping
+                    or len(self._items) >= self.batch
+                    or (self._items and (self._flushing or self.when_full == "drop_oldest"))
+                )
+            )
             if not self._items:
                 return None  # stopping
             count = min(self.batch, len(self._items))
@@ -169,7 +183,7 @@ class OrderedRunner(Generic[Item, Result]):
             except Exception as error:  # noqa: BLE001 — reported with each item of the batch
                 results, failure = [None] * len(items), error
             with self._state:
-                self._state.wait_for(lambda: self._concluded == first)
+                self._state.wait_for(lambda first=first: self._concluded == first)
             for item, result in zip(items, results):
                 self._conclude_one(item, result, failure)
             with self._state:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from ros2_lmd.monitor.status import DIAG_ERROR, DIAG_OK, DIAG_STALE, DIAG_WARN, StatusRecord
 
@@ -44,8 +44,9 @@ class SensorHealthTracker:
     """Thread-safe: callbacks, the inference worker and the diagnostics timer all touch it.
     `now` is a monotonic receive time in seconds (time.monotonic() in the node)."""
 
-    def __init__(self, sensors: Sequence[SensorInfo], stale_timeout_s: float, persistence: int,
-                 rate_window: int = 20) -> None:
+    def __init__(
+        self, sensors: Sequence[SensorInfo], stale_timeout_s: float, persistence: int, rate_window: int = 20
+    ) -> None:
         if stale_timeout_s <= 0 or persistence < 1 or rate_window < 2:
             raise ValueError("need stale_timeout_s > 0, persistence >= 1, rate_window >= 2")
         self.sensors = {s.name: s for s in sensors}
@@ -103,8 +104,11 @@ class SensorHealthTracker:
         """sensor -> why it is stale, for sensors with no valid message for stale_timeout_s (a
         sensor that never sent anything is included once anything else has)."""
         with self._lock:
-            return {name: reason for name in self._states
-                    if (reason := self._stale_reason(self._states[name], now))}
+            return {
+                name: reason
+                for name in self._states
+                if (reason := self._stale_reason(self._states[name], now))
+            }
 
     def _stale_reason(self, state: _SensorState, now: float) -> str:
         if state.last_receive is None:

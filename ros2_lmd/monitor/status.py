@@ -5,8 +5,8 @@ turns records into a DiagnosticArray."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from ros2_lmd.monitor.report import FrameReport
 
@@ -25,32 +25,47 @@ class StatusRecord:
     values: dict[str, str] = field(default_factory=dict)
 
 
-MODALITY_STATE_LEVELS = {"ok": DIAG_OK, "degraded": DIAG_WARN, "failed": DIAG_ERROR,
-                         "missing": DIAG_WARN}
+MODALITY_STATE_LEVELS = {"ok": DIAG_OK, "degraded": DIAG_WARN, "failed": DIAG_ERROR, "missing": DIAG_WARN}
 
 
-def modality_statuses(modalities: Sequence[str], report: FrameReport | None,
-                      states: Mapping[str, str], ratios: Mapping[str, float]) -> list[StatusRecord]:
+def modality_statuses(
+    modalities: Sequence[str],
+    report: FrameReport | None,
+    states: Mapping[str, str],
+    ratios: Mapping[str, float],
+) -> list[StatusRecord]:
     """One status per modality from the latest report and the alert engine's state
     (`pipeline.alerts.states()`, `health_ratios(pipeline)`). STALE before the first frame."""
     records = []
     for modality in modalities:
         name = f"ros2_lmd: {modality} contribution"
         if report is None:
-            records.append(StatusRecord(name, modality, DIAG_STALE, "no frame processed yet",
-                                        {"state": "unknown"}))
+            records.append(
+                StatusRecord(name, modality, DIAG_STALE, "no frame processed yet", {"state": "unknown"})
+            )
             continue
         state = states.get(modality, "ok")
         share = float(report.shares.get(modality, 0.0))
         ratio = float(ratios.get(modality, 1.0))
-        message = {"ok": "contributing normally",
-                   "degraded": f"contribution degraded ({ratio:.0%} of baseline)",
-                   "failed": f"contribution collapsed ({ratio:.0%} of baseline)",
-                   "missing": "no data within sync tolerance"}.get(state, state)
-        records.append(StatusRecord(name, modality, MODALITY_STATE_LEVELS.get(state, DIAG_WARN),
-                                    message, {
-                                        "state": state, "share": f"{share:.3f}",
-                                        "contribution_ratio": f"{ratio:.3f}",
-                                        "present": str(bool(report.present.get(modality, True))).lower(),
-                                        "energy": f"{float(report.energy.get(modality, 0.0)):.4g}"}))
+        message = {
+            "ok": "contributing normally",
+            "degraded": f"contribution degraded ({ratio:.0%} of baseline)",
+            "failed": f"contribution collapsed ({ratio:.0%} of baseline)",
+            "missing": "no data within sync tolerance",
+        }.get(state, state)
+        records.append(
+            StatusRecord(
+                name,
+                modality,
+                MODALITY_STATE_LEVELS.get(state, DIAG_WARN),
+                message,
+                {
+                    "state": state,
+                    "share": f"{share:.3f}",
+                    "contribution_ratio": f"{ratio:.3f}",
+                    "present": str(bool(report.present.get(modality, True))).lower(),
+                    "energy": f"{float(report.energy.get(modality, 0.0)):.4g}",
+                },
+            )
+        )
     return records

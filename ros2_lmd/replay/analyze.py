@@ -6,9 +6,10 @@ why), alerts.csv and report.html."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import rosbags_types
@@ -38,10 +39,19 @@ class AnalyzeResult:
         return sum(r.status == "processed" for r in self.frames)
 
 
-def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorParams | None = None,
-            faults_csv: str | Path | None = None, batch: int = 4, device: str = "cpu", progress: bool = True,
-            model_name: str = "", on_alert: Callable[[AlertRow], None] | None = None,
-            workers: int = 0) -> AnalyzeResult:
+def analyze(
+    bag: str | Path,
+    model: Any,
+    out_dir: str | Path,
+    params: MonitorParams | None = None,
+    faults_csv: str | Path | None = None,
+    batch: int = 4,
+    device: str = "cpu",
+    progress: bool = True,
+    model_name: str = "",
+    on_alert: Callable[[AlertRow], None] | None = None,
+    workers: int = 0,
+) -> AnalyzeResult:
     """Analyse `bag` with `model` (a FusionModel). Raises BagError for an unreadable bag; a bag that
     breaks off part-way still gets every output for the frames read, and then BagError.
 
@@ -96,21 +106,36 @@ def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorPar
             if on_alert:
                 on_alert(row)
         for key, msgtype, message in outputs.frame_messages(
-                report, types, params.base_frame, counts["processed"], counts["dropped"],
-                bev_image_scale=params.bev_image_scale,
-                component_logit_range=params.component_logit_range,
-                detection_threshold=params.detection_threshold):
+            report,
+            types,
+            params.base_frame,
+            counts["processed"],
+            counts["dropped"],
+            bev_image_scale=params.bev_image_scale,
+            component_logit_range=params.component_logit_range,
+            detection_threshold=params.detection_threshold,
+        ):
             writer.write(f"{prefix}/{key}", msgtype, int(round(report.stamp * 1e9)), message)
         reports.append(report)
 
     torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
     try:
-        with BagWriter(output_bag, types.typestore) as writer, \
-                OrderedRunner(compute, conclude, workers=workers, batch=batch, depth=batch * workers,
-                              when_full="wait", name="lmd_analyze") as runner, \
-                tqdm(desc="analysing", unit="msg", disable=not progress, file=sys.stderr) as bar:
-            for topic, _msgtype, _log_time, message in read_messages(bag, ingest.topics(), types.typestore,
-                                                                     stats):
+        with (
+            BagWriter(output_bag, types.typestore) as writer,
+            OrderedRunner(
+                compute,
+                conclude,
+                workers=workers,
+                batch=batch,
+                depth=batch * workers,
+                when_full="wait",
+                name="lmd_analyze",
+            ) as runner,
+            tqdm(desc="analysing", unit="msg", disable=not progress, file=sys.stderr) as bar,
+        ):
+            for topic, _msgtype, _log_time, message in read_messages(
+                bag, ingest.topics(), types.typestore, stats
+            ):
                 outcome = ingest.on_message(topic, message)
                 if outcome.bad:
                     problems.append((topic, outcome.bad))
@@ -134,12 +159,23 @@ def analyze(bag: str | Path, model: Any, out_dir: str | Path, params: MonitorPar
         faults = read_faults_csv(faults_csv)
     t0 = _drive_start(bag, rows)
     snapshots = _snapshots(reports)
-    write_html(out_dir / "report.html", f"ros2_lmd analysis of {bag.name}", rows, alerts, faults, snapshots, t0,
-               modalities, model_name or getattr(model.config, "architecture", "model"))
+    write_html(
+        out_dir / "report.html",
+        f"ros2_lmd analysis of {bag.name}",
+        rows,
+        alerts,
+        faults,
+        snapshots,
+        t0,
+        modalities,
+        model_name or getattr(model.config, "architecture", "model"),
+    )
     result = AnalyzeResult(out_dir, rows, alerts, problems, stats, reports)
     if stats.error:
-        raise BagError(f"{bag}: {stats.error}; the {result.processed} frames read before it were analysed "
-                       f"and written to {out_dir}")
+        raise BagError(
+            f"{bag}: {stats.error}; the {result.processed} frames read before it were analysed "
+            f"and written to {out_dir}"
+        )
     return result
 
 

@@ -4,10 +4,10 @@ and reports a truncated or corrupt bag with how far it got, and a small writer."
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
-
+from typing import Any
 
 
 class BagError(RuntimeError):
@@ -21,8 +21,9 @@ class ReadStats:
     error: str = ""  # set when reading stopped early (truncated or corrupt storage)
 
 
-def read_messages(path: str | Path, topics: Iterable[str] | None, typestore: Any, stats: ReadStats
-                  ) -> Iterator[tuple[str, str, int, Any]]:
+def read_messages(
+    path: str | Path, topics: Iterable[str] | None, typestore: Any, stats: ReadStats
+) -> Iterator[tuple[str, str, int, Any]]:
     """(topic, msgtype, log time ns, message) for every message on `topics` (all when None), in log
     time order. A message that does not decode is counted in `stats.undecodable` and skipped; a
     storage error ends the iteration with `stats.error` set (the messages before it were yielded)."""
@@ -53,7 +54,10 @@ def read_messages(path: str | Path, topics: Iterable[str] | None, typestore: Any
             except StopIteration:
                 return
             except Exception as error:
-                stats.error = f"bag storage unreadable after {stats.messages} messages ({type(error).__name__}: {error})"
+                stats.error = (
+                    f"bag storage unreadable after {stats.messages} messages "
+                    f"({type(error).__name__}: {error})"
+                )
                 return
             try:
                 message = typestore.deserialize_cdr(raw, connection.msgtype)
@@ -69,8 +73,9 @@ def read_messages(path: str | Path, topics: Iterable[str] | None, typestore: Any
             pass
 
 
-def _read_broken_mcap(files: list[Path], topics: Iterable[str] | None, typestore: Any, stats: ReadStats
-                      ) -> Iterator[tuple[str, str, int, Any]]:
+def _read_broken_mcap(
+    files: list[Path], topics: Iterable[str] | None, typestore: Any, stats: ReadStats
+) -> Iterator[tuple[str, str, int, Any]]:
     from mcap.records import Channel, Message, Schema
     from mcap.stream_reader import StreamReader
 
@@ -87,8 +92,10 @@ def _read_broken_mcap(files: list[Path], topics: Iterable[str] | None, typestore
                 except StopIteration:
                     break
                 except Exception as error:
-                    stats.error = (f"{file.name} breaks off after {stats.messages} messages "
-                                   f"({type(error).__name__} {error}; the bag could not be opened: {opening_error})")
+                    stats.error = (
+                        f"{file.name} breaks off after {stats.messages} messages "
+                        f"({type(error).__name__} {error}; the bag could not be opened: {opening_error})"
+                    )
                     return
                 if isinstance(record, Schema):
                     schemas[record.id] = record.name
@@ -129,12 +136,14 @@ class BagWriter:
             raise ValueError(f"storage must be one of {sorted(plugins)}, got {storage!r}")
         path = Path(path)
         if path.exists():
-            raise FileExistsError(f"{path} exists: rosbag2 writes a new directory; remove it or choose another --out")
+            raise FileExistsError(
+                f"{path} exists: rosbag2 writes a new directory; remove it or choose another --out"
+            )
         self.typestore = typestore
         self.writer = Writer(path, version=9, storage_plugin=plugins[storage])
         self.connections: dict[str, Any] = {}
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         self.writer.open()
         return self
 
@@ -146,16 +155,34 @@ class BagWriter:
         if connection is None:
             # /tf_static: transient local, so a late subscriber still gets it on replay
             qos = _latched_qos() if latched else ()
-            connection = self.writer.add_connection(topic, msgtype, typestore=self.typestore, offered_qos_profiles=qos)
+            connection = self.writer.add_connection(
+                topic, msgtype, typestore=self.typestore, offered_qos_profiles=qos
+            )
             self.connections[topic] = connection
         self.writer.write(connection, int(timestamp_ns), self.typestore.serialize_cdr(message, msgtype))
 
 
 def _latched_qos() -> tuple:
-    from rosbags.rosbag2.metadata import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.rosbag2.metadata import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
 
     never = QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF)
-    return (Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
-                durability=QosDurability.TRANSIENT_LOCAL, deadline=never, lifespan=never,
-                liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=never,
-                avoid_ros_namespace_conventions=False),)
+    return (
+        Qos(
+            history=QosHistory.KEEP_LAST,
+            depth=1,
+            reliability=QosReliability.RELIABLE,
+            durability=QosDurability.TRANSIENT_LOCAL,
+            deadline=never,
+            lifespan=never,
+            liveliness=QosLiveliness.AUTOMATIC,
+            liveliness_lease_duration=never,
+            avoid_ros_namespace_conventions=False,
+        ),
+    )

@@ -8,19 +8,36 @@ import base64
 import csv
 import html
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from ros2_lmd.monitor.report import (SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_MISSING, SENSOR_STALE,
-                                     SEVERITY_NAMES, FrameReport)
+from ros2_lmd.monitor.report import (
+    SENSOR_DEGRADED,
+    SENSOR_FAILED,
+    SENSOR_MISSING,
+    SENSOR_STALE,
+    SEVERITY_NAMES,
+    FrameReport,
+)
 
 MODALITY_COLOURS = {"camera": "#d62728", "radar": "#2ca02c", "lidar": "#1f77b4", "bias": "#7f7f7f"}
 SENSOR_STATE_ALERTS = (SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_MISSING, SENSOR_STALE)
-FRAME_COLUMNS = ("stamp", "status", "skip_reason", "share_camera", "share_radar", "share_lidar", "detections",
-                 "single_sensor_detections", "conservation_error", "latency_ms")
+FRAME_COLUMNS = (
+    "stamp",
+    "status",
+    "skip_reason",
+    "share_camera",
+    "share_radar",
+    "share_lidar",
+    "detections",
+    "single_sensor_detections",
+    "conservation_error",
+    "latency_ms",
+)
 
 
 @dataclass
@@ -35,12 +52,20 @@ class FrameRow:
     latency_ms: float = float("nan")
 
     @classmethod
-    def processed(cls, report: FrameReport) -> "FrameRow":
-        return cls(report.stamp, "processed", "", dict(report.shares), len(report.detections),
-                   sum(d.single_sensor for d in report.detections), report.conservation_error, report.latency_ms)
+    def processed(cls, report: FrameReport) -> FrameRow:
+        return cls(
+            report.stamp,
+            "processed",
+            "",
+            dict(report.shares),
+            len(report.detections),
+            sum(d.single_sensor for d in report.detections),
+            report.conservation_error,
+            report.latency_ms,
+        )
 
     @classmethod
-    def skipped(cls, stamp: float, reason: str) -> "FrameRow":
+    def skipped(cls, stamp: float, reason: str) -> FrameRow:
         return cls(stamp, "skipped", reason)
 
 
@@ -66,10 +91,18 @@ def write_frames_csv(path: Path, rows: Sequence[FrameRow]) -> None:
         writer = csv.writer(handle)
         writer.writerow(FRAME_COLUMNS)
         for r in rows:
-            writer.writerow([f"{r.stamp:.6f}", r.status, r.skip_reason,
-                             *(_num(r.shares.get(m)) for m in ("camera", "radar", "lidar")),
-                             r.detections, r.single_sensor, _num(r.conservation_error, "{:.3e}"),
-                             _num(r.latency_ms, "{:.2f}")])
+            writer.writerow(
+                [
+                    f"{r.stamp:.6f}",
+                    r.status,
+                    r.skip_reason,
+                    *(_num(r.shares.get(m)) for m in ("camera", "radar", "lidar")),
+                    r.detections,
+                    r.single_sensor,
+                    _num(r.conservation_error, "{:.3e}"),
+                    _num(r.latency_ms, "{:.2f}"),
+                ]
+            )
 
 
 def _num(value, fmt: str = "{:.4f}") -> str:
@@ -81,7 +114,9 @@ def write_alerts_csv(path: Path, rows: Sequence[AlertRow]) -> None:
         writer = csv.writer(handle)
         writer.writerow(("stamp", "kind", "severity", "modality", "message"))
         for a in rows:
-            writer.writerow([f"{a.stamp:.6f}", a.kind, SEVERITY_NAMES.get(a.severity, a.severity), a.modality, a.message])
+            writer.writerow(
+                [f"{a.stamp:.6f}", a.kind, SEVERITY_NAMES.get(a.severity, a.severity), a.modality, a.message]
+            )
 
 
 @dataclass
@@ -94,8 +129,9 @@ class FaultScore:
     delay_s: float | None
 
 
-def score_alerts(alerts: Sequence[AlertRow], faults: Sequence[Any], t0: float, grace_s: float = 1.0
-                 ) -> tuple[list[FaultScore], float, float]:
+def score_alerts(
+    alerts: Sequence[AlertRow], faults: Sequence[Any], t0: float, grace_s: float = 1.0
+) -> tuple[list[FaultScore], float, float]:
     """Per fault (merged per modality and kind): detected if a sensor-state alert for its modality is
     raised in [start, end + grace]; delay from the fault's start. Precision: the share of
     sensor-state alerts raised inside some fault of their modality (plus grace)."""
@@ -105,11 +141,17 @@ def score_alerts(alerts: Sequence[AlertRow], faults: Sequence[Any], t0: float, g
     state_alerts = [a for a in alerts if a.kind in SENSOR_STATE_ALERTS]
     scores = []
     for modality, kind, start, end in merged:
-        hits = [a.stamp - t0 - start for a in state_alerts
-                if a.modality == modality and start <= a.stamp - t0 <= end + grace_s]
+        hits = [
+            a.stamp - t0 - start
+            for a in state_alerts
+            if a.modality == modality and start <= a.stamp - t0 <= end + grace_s
+        ]
         scores.append(FaultScore(modality, kind, start, end, bool(hits), min(hits) if hits else None))
-    inside = [a for a in state_alerts
-              if any(a.modality == m and s <= a.stamp - t0 <= e + grace_s for m, _, s, e in merged)]
+    inside = [
+        a
+        for a in state_alerts
+        if any(a.modality == m and s <= a.stamp - t0 <= e + grace_s for m, _, s, e in merged)
+    ]
     precision = len(inside) / len(state_alerts) if state_alerts else float("nan")
     recall = sum(s.detected for s in scores) / len(scores) if scores else float("nan")
     return scores, precision, recall
@@ -127,8 +169,13 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def timeline_figure(rows: Sequence[FrameRow], alerts: Sequence[AlertRow], faults: Sequence[Any],
-                    t0: float, modalities: Sequence[str]) -> str:
+def timeline_figure(
+    rows: Sequence[FrameRow],
+    alerts: Sequence[AlertRow],
+    faults: Sequence[Any],
+    t0: float,
+    modalities: Sequence[str],
+) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,7 +185,9 @@ def timeline_figure(rows: Sequence[FrameRow], alerts: Sequence[AlertRow], faults
     processed = [r for r in rows if r.status == "processed"]
     t = np.array([r.stamp - t0 for r in processed])
     for m in modalities:
-        ax.plot(t, [r.shares.get(m, np.nan) for r in processed], color=MODALITY_COLOURS.get(m), label=f"{m} share")
+        ax.plot(
+            t, [r.shares.get(m, np.nan) for r in processed], color=MODALITY_COLOURS.get(m), label=f"{m} share"
+        )
     bands: dict[tuple[str, str, float, float], list[str]] = {}
     for f in faults:  # one band per fault, however many sensors of the modality it covers
         bands.setdefault((modality_of_sensor(f.sensor), f.kind, f.start, f.end), []).append(f.sensor)
@@ -184,50 +233,79 @@ def bev_figure(report: FrameReport, t0: float) -> str:
     return _png(fig)
 
 
-def write_html(path: Path, title: str, rows: Sequence[FrameRow], alerts: Sequence[AlertRow],
-               faults: Sequence[Any], snapshots: Iterable[FrameReport], t0: float,
-               modalities: Sequence[str], model_name: str) -> None:
+def write_html(
+    path: Path,
+    title: str,
+    rows: Sequence[FrameRow],
+    alerts: Sequence[AlertRow],
+    faults: Sequence[Any],
+    snapshots: Iterable[FrameReport],
+    t0: float,
+    modalities: Sequence[str],
+    model_name: str,
+) -> None:
     processed = [r for r in rows if r.status == "processed"]
     skipped = [r for r in rows if r.status == "skipped"]
     detections = sum(r.detections for r in processed)
     single = sum(r.single_sensor for r in processed)
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p>Model <code>{html.escape(model_name)}</code>. {len(rows)} frames: {len(processed)} processed, "
-             f"{len(skipped)} skipped. {len(alerts)} alerts.</p>",
-             "<h2>Summary</h2><table><tr><th>modality</th><th>mean share</th></tr>"]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Model <code>{html.escape(model_name)}</code>. {len(rows)} frames: {len(processed)} processed, "
+        f"{len(skipped)} skipped. {len(alerts)} alerts.</p>",
+        "<h2>Summary</h2><table><tr><th>modality</th><th>mean share</th></tr>",
+    ]
     for m in modalities:
         values = [r.shares.get(m, np.nan) for r in processed]
         parts.append(f"<tr><td>{m}</td><td>{np.nanmean(values) if values else float('nan'):.3f}</td></tr>")
     parts.append("</table>")
-    parts.append(f"<p>Detections: {detections}; single-sensor: {single}"
-                 f" ({(single / detections if detections else 0):.1%}).</p>")
+    parts.append(
+        f"<p>Detections: {detections}; single-sensor: {single}"
+        f" ({(single / detections if detections else 0):.1%}).</p>"
+    )
     if skipped:
         reasons: dict[str, int] = {}
         for r in skipped:
             reasons[r.skip_reason] = reasons.get(r.skip_reason, 0) + 1
-        parts.append("<p>Skipped frames: " + ", ".join(f"{html.escape(k)}: {v}" for k, v in reasons.items()) + "</p>")
+        parts.append(
+            "<p>Skipped frames: " + ", ".join(f"{html.escape(k)}: {v}" for k, v in reasons.items()) + "</p>"
+        )
     if faults:
         scores, precision, recall = score_alerts(alerts, faults, t0)
-        parts.append(f"<h2>Against the injected faults</h2><p>Sensor-alert precision {precision:.2f}, "
-                     f"recall {recall:.2f}.</p><table><tr><th>modality</th><th>fault</th><th>window [s]</th>"
-                     "<th>detected</th><th>delay [s]</th></tr>")
+        parts.append(
+            f"<h2>Against the injected faults</h2><p>Sensor-alert precision {precision:.2f}, "
+            f"recall {recall:.2f}.</p><table><tr><th>modality</th><th>fault</th><th>window [s]</th>"
+            "<th>detected</th><th>delay [s]</th></tr>"
+        )
         for s in scores:
             delay = "" if s.delay_s is None else f"{s.delay_s:.2f}"
-            parts.append(f"<tr><td>{s.modality}</td><td>{html.escape(s.kind)}</td><td>{s.start:g}-{s.end:g}</td>"
-                         f"<td>{'yes' if s.detected else 'no'}</td><td>{delay}</td></tr>")
+            parts.append(
+                f"<tr><td>{s.modality}</td><td>{html.escape(s.kind)}</td><td>{s.start:g}-{s.end:g}</td>"
+                f"<td>{'yes' if s.detected else 'no'}</td><td>{delay}</td></tr>"
+            )
         parts.append("</table>")
     parts.append(f'<h2>Timeline</h2><img src="{timeline_figure(rows, alerts, faults, t0, modalities)}"/>')
-    parts.append("<h2>Alerts</h2><table><tr><th>t [s]</th><th>kind</th><th>severity</th><th>modality</th>"
-                 "<th>message</th></tr>")
+    parts.append(
+        "<h2>Alerts</h2><table><tr><th>t [s]</th><th>kind</th><th>severity</th><th>modality</th>"
+        "<th>message</th></tr>"
+    )
     for a in alerts:
-        parts.append(f"<tr><td>{a.stamp - t0:.2f}</td><td>{a.kind}</td><td>{SEVERITY_NAMES.get(a.severity, a.severity)}</td>"
-                     f"<td>{a.modality}</td><td>{html.escape(a.message)}</td></tr>")
-    parts.append("</table><h2>BEV at frames with sensor alerts</h2>"
-                 "<p>Fused probability and each component in logits (red: supports a vehicle, blue: "
-                 "argues against). Up is forward (x), left is left (y).</p>")
+        parts.append(
+            f"<tr><td>{a.stamp - t0:.2f}</td><td>{a.kind}</td>"
+            f"<td>{SEVERITY_NAMES.get(a.severity, a.severity)}</td>"
+            f"<td>{a.modality}</td><td>{html.escape(a.message)}</td></tr>"
+        )
+    parts.append(
+        "</table><h2>BEV at frames with sensor alerts</h2>"
+        "<p>Fused probability and each component in logits (red: supports a vehicle, blue: "
+        "argues against). Up is forward (x), left is left (y).</p>"
+    )
     for report in snapshots:
         parts.append(f'<img src="{bev_figure(report, t0)}"/>')
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}")
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                    f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
+    )
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )

@@ -1,14 +1,15 @@
 """`ros2-lmd simulate`: a synthetic drive written as a rosbag2 with the real message types on the
-default topics of docs/architecture.md (compressed images + CameraInfo per camera, one PointCloud2 per radar in its own
-frame, the LiDAR sweep, /tf_static), and the ground-truth fault timeline as faults.csv beside it.
-Messages are logged at their arrival time, so a delayed sensor is recorded as it would be live."""
+default topics of docs/architecture.md (compressed images + CameraInfo per camera, one PointCloud2
+per radar in its own frame, the LiDAR sweep, /tf_static), and the ground-truth fault timeline as
+faults.csv beside it. Messages are logged at their arrival time, so a delayed sensor is recorded as
+it would be live."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ros2_lmd.messages.types import header_msg, rosbags_types, time_msg
 from ros2_lmd.replay.bag import BagWriter
@@ -38,10 +39,18 @@ def faults_csv_path(bag: Path) -> Path:
     return bag.parent / "faults.csv"
 
 
-def simulate_to_bag(out: str | Path, duration_s: float = 20.0, seed: int = 0, faults: str | None = None,
-                    modalities: Sequence[str] = ("camera", "radar", "lidar"), storage: str = "mcap",
-                    rate_hz: float = 10.0, camera_size: tuple[int, int] | None = None,
-                    jpeg_quality: int = 90, progress: bool = True) -> SimulateResult:
+def simulate_to_bag(
+    out: str | Path,
+    duration_s: float = 20.0,
+    seed: int = 0,
+    faults: str | None = None,
+    modalities: Sequence[str] = ("camera", "radar", "lidar"),
+    storage: str = "mcap",
+    rate_hz: float = 10.0,
+    camera_size: tuple[int, int] | None = None,
+    jpeg_quality: int = 90,
+    progress: bool = True,
+) -> SimulateResult:
     from tqdm import tqdm
 
     from ros2_lmd.sim import SimConfig, simulate_drive, write_faults_csv
@@ -50,20 +59,26 @@ def simulate_to_bag(out: str | Path, duration_s: float = 20.0, seed: int = 0, fa
     out = Path(out)
     config = SimConfig(modalities=tuple(modalities))
     if camera_size is not None:
-        config = SimConfig(modalities=tuple(modalities), camera_width=camera_size[0], camera_height=camera_size[1])
+        config = SimConfig(
+            modalities=tuple(modalities), camera_width=camera_size[0], camera_height=camera_size[1]
+        )
     specs = parse_fault_spec(faults) if faults else []
     types = rosbags_types()
     frames = messages = 0
     frames_iter = simulate_drive(seed, duration_s=duration_s, rate_hz=rate_hz, faults=specs, config=config)
     total = int(round(duration_s * rate_hz))
     with BagWriter(out, types.typestore, storage) as writer:
-        for frame in tqdm(frames_iter, total=total, desc="simulating", unit="frame", disable=not progress,
-                          file=sys.stderr):
+        for frame in tqdm(
+            frames_iter, total=total, desc="simulating", unit="frame", disable=not progress, file=sys.stderr
+        ):
             if frames == 0:
                 # static extrinsics, latched, logged before any sensor message
                 stamp = time_msg(types, frame.stamp)
-                tf = make_tf_message(types, stamp, [(BASE_FRAME, spec.frame_id, spec.T_base_sensor)
-                                                    for spec in frame.rig.sensors])
+                tf = make_tf_message(
+                    types,
+                    stamp,
+                    [(BASE_FRAME, spec.frame_id, spec.T_base_sensor) for spec in frame.rig.sensors],
+                )
                 writer.write("/tf_static", "tf2_msgs/msg/TFMessage", _ns(frame.stamp) - 1, tf, latched=True)
                 messages += 1
             for name, reading in frame.readings.items():
@@ -74,15 +89,27 @@ def simulate_to_bag(out: str | Path, duration_s: float = 20.0, seed: int = 0, fa
                 log_time = _ns(reading.arrival)
                 if reading.modality == "camera":
                     image = reading.data.image
-                    writer.write(spec.topic, "sensor_msgs/msg/CompressedImage", log_time,
-                                 make_compressed_image(types, header, image, "jpeg", jpeg_quality))
-                    writer.write(camera_info_topic(name), "sensor_msgs/msg/CameraInfo", log_time,
-                                 make_camera_info(types, header, reading.data.K, image.shape[1], image.shape[0]))
+                    writer.write(
+                        spec.topic,
+                        "sensor_msgs/msg/CompressedImage",
+                        log_time,
+                        make_compressed_image(types, header, image, "jpeg", jpeg_quality),
+                    )
+                    writer.write(
+                        camera_info_topic(name),
+                        "sensor_msgs/msg/CameraInfo",
+                        log_time,
+                        make_camera_info(types, header, reading.data.K, image.shape[1], image.shape[0]),
+                    )
                     messages += 2
                 else:
                     fields = RADAR_FIELDS if reading.modality == "radar" else LIDAR_FIELDS
-                    writer.write(spec.topic, "sensor_msgs/msg/PointCloud2", log_time,
-                                 make_pointcloud2(types, header, reading.data.points[:, : len(fields)], fields))
+                    writer.write(
+                        spec.topic,
+                        "sensor_msgs/msg/PointCloud2",
+                        log_time,
+                        make_pointcloud2(types, header, reading.data.points[:, : len(fields)], fields),
+                    )
                     messages += 1
             frames += 1
         rig = frame.rig if frames else None

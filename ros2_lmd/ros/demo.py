@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_FAULTS = "camera:blackout@4-7,lidar:dropout@9-11"
-SENSOR_STATE_KINDS = ("SENSOR_DEGRADED", "SENSOR_FAILED", "SENSOR_MISSING", "SENSOR_STALE", "SENSOR_RECOVERED")
+SENSOR_STATE_KINDS = (
+    "SENSOR_DEGRADED",
+    "SENSOR_FAILED",
+    "SENSOR_MISSING",
+    "SENSOR_STALE",
+    "SENSOR_RECOVERED",
+)
 HANG_GUARD_S = 120.0  # after the last message was published
 
 
@@ -34,9 +40,18 @@ def _colour(severity: int, text: str) -> str:
     return {0: "\033[36m", 1: "\033[33m", 2: "\033[31m"}.get(severity, "") + text + "\033[0m"
 
 
-def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id: int | None = None,
-             print_alerts: bool = True, t0: float | None = None, sync_max_delay_s: float | None = None,
-             inference_workers: int = 0, cpu_threads: int = 0) -> DemoResult:
+def run_live(
+    bag: Path,
+    model: str,
+    rate: float,
+    queue_depth: int = 1,
+    domain_id: int | None = None,
+    print_alerts: bool = True,
+    t0: float | None = None,
+    sync_max_delay_s: float | None = None,
+    inference_workers: int = 0,
+    cpu_threads: int = 0,
+) -> DemoResult:
     """Play `bag` to an in-process monitor node over the middleware; collect what it concluded.
     `inference_workers` and `cpu_threads` are the node's parameters (0: automatic)."""
     import rclpy
@@ -44,11 +59,11 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
+    from ros2_lmd.messages.types import project_typestore
     from ros2_lmd.monitor.report import SEVERITY_NAMES
+    from ros2_lmd.replay.bag import ReadStats, read_messages
     from ros2_lmd.ros.node import QUIET_FLUSH_S, SYNC_TICK_S, MonitorNode
     from ros2_lmd.ros.player import BagPlayer
-    from ros2_lmd.messages.types import project_typestore
-    from ros2_lmd.replay.bag import ReadStats, read_messages
 
     stats = ReadStats()
     key_frames = sum(1 for _ in read_messages(bag, ["/lidar_top"], project_typestore(), stats))
@@ -63,8 +78,14 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
             # disagreement) come every frame and are summarised at the end
             for alert in (a for a in report.alerts if a.kind in SENSOR_STATE_KINDS):
                 t = report.stamp - (t0 if t0 is not None else 0.0)
-                print(_colour(alert.severity, f"  [t={t:5.1f} s] {SEVERITY_NAMES[alert.severity]:<5} "
-                                              f"{alert.kind:<22} {alert.message}"), flush=True)
+                print(
+                    _colour(
+                        alert.severity,
+                        f"  [t={t:5.1f} s] {SEVERITY_NAMES[alert.severity]:<5} "
+                        f"{alert.kind:<22} {alert.message}",
+                    ),
+                    flush=True,
+                )
 
     def on_drop(stamp: float, reason: str) -> None:
         with lock:
@@ -79,10 +100,15 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
     try:
         # Replayed in one process, every message must arrive: reliable sensor QoS on both ends (with
         # best effort, messages are lost whenever the node lags more than the 5-message history).
-        overrides = [Parameter("model", value=model), Parameter("queue_depth", value=queue_depth),
-                     Parameter("sensor_qos", value="reliable")]
-        overrides += [Parameter("inference_workers", value=inference_workers),
-                      Parameter("cpu_threads", value=cpu_threads)]
+        overrides = [
+            Parameter("model", value=model),
+            Parameter("queue_depth", value=queue_depth),
+            Parameter("sensor_qos", value="reliable"),
+        ]
+        overrides += [
+            Parameter("inference_workers", value=inference_workers),
+            Parameter("cpu_threads", value=cpu_threads),
+        ]
         if sync_max_delay_s is not None:
             overrides.append(Parameter("sync_max_delay_s", value=float(sync_max_delay_s)))
         node = MonitorNode(context=context, parameter_overrides=overrides)
@@ -91,8 +117,10 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
         executor.add_node(node)
         from rclpy.lifecycle import TransitionCallbackReturn
 
-        if (node.trigger_configure() != TransitionCallbackReturn.SUCCESS
-                or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
+        if (
+            node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+            or node.trigger_activate() != TransitionCallbackReturn.SUCCESS
+        ):
             raise RuntimeError("the monitor node failed to configure/activate (see its log above)")
         player_node = rclpy.create_node("lmd_demo_player", context=context)
         player = BagPlayer(bag, player_node, rate=rate, reliable_sensors=True)
@@ -101,8 +129,9 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
         # Discovery of 19 endpoint pairs can take seconds on a loaded machine; messages published to
         # a topic before its subscription is matched are lost (volatile QoS), so wait for all.
         deadline = time.monotonic() + 60.0
-        while (time.monotonic() < deadline
-               and not all(p.get_subscription_count() > 0 for p in player.publishers.values())):
+        while time.monotonic() < deadline and not all(
+            p.get_subscription_count() > 0 for p in player.publishers.values()
+        ):
             time.sleep(0.1)
         player.play(should_stop=lambda: not context.ok())
         # Done when the node holds no frame (time sync, queue, inference) after the time sync's
@@ -112,8 +141,10 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
         settle = QUIET_FLUSH_S + 2 * SYNC_TICK_S
         while node.frames_pending() or time.monotonic() - finished < settle:
             if time.monotonic() - finished > HANG_GUARD_S:
-                print(f"ros2-lmd demo: {node.frames_pending()} frames still pending after "
-                      f"{HANG_GUARD_S:g} s", file=sys.stderr)
+                print(
+                    f"ros2-lmd demo: {node.frames_pending()} frames still pending after {HANG_GUARD_S:g} s",
+                    file=sys.stderr,
+                )
                 break
             time.sleep(0.05)
         node.trigger_deactivate()
@@ -130,15 +161,21 @@ def run_live(bag: Path, model: str, rate: float, queue_depth: int = 1, domain_id
     return result
 
 
-def write_live_report(result: DemoResult, out_dir: Path, faults_csv: Path | None, t0: float,
-                      model_name: str, modalities) -> None:
+def write_live_report(
+    result: DemoResult, out_dir: Path, faults_csv: Path | None, t0: float, model_name: str, modalities
+) -> None:
     from ros2_lmd.replay.analyze import _snapshots
     from ros2_lmd.replay.report import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_html
 
-    rows = [FrameRow.processed(r) for r in result.reports] + [FrameRow.skipped(s, why) for s, why in result.drops]
+    rows = [FrameRow.processed(r) for r in result.reports] + [
+        FrameRow.skipped(s, why) for s, why in result.drops
+    ]
     rows.sort(key=lambda r: r.stamp)
-    alerts = [AlertRow(r.stamp, a.kind, a.severity, a.modality, a.message)
-              for r in sorted(result.reports, key=lambda r: r.stamp) for a in r.alerts]
+    alerts = [
+        AlertRow(r.stamp, a.kind, a.severity, a.modality, a.message)
+        for r in sorted(result.reports, key=lambda r: r.stamp)
+        for a in r.alerts
+    ]
     write_frames_csv(out_dir / "frames.csv", rows)
     write_alerts_csv(out_dir / "alerts.csv", alerts)
     faults = []
@@ -146,15 +183,30 @@ def write_live_report(result: DemoResult, out_dir: Path, faults_csv: Path | None
         from ros2_lmd.sim import read_faults_csv
 
         faults = read_faults_csv(faults_csv)
-    write_html(out_dir / "report.html", "ros2_lmd demo: live monitor on a simulated drive", rows, alerts, faults,
-               _snapshots(sorted(result.reports, key=lambda r: r.stamp)), t0, modalities, model_name)
+    write_html(
+        out_dir / "report.html",
+        "ros2_lmd demo: live monitor on a simulated drive",
+        rows,
+        alerts,
+        faults,
+        _snapshots(sorted(result.reports, key=lambda r: r.stamp)),
+        t0,
+        modalities,
+        model_name,
+    )
 
 
 DEFAULT_RATE = 0.5  # on 2 CPU cores the node ingests six 448x256 JPEG streams + LiDAR at ~5 Hz
 
 
-def main(out: str = "demo_out", duration: float = 12.0, faults: str = DEFAULT_FAULTS, seed: int = 7,
-         model: str = "compact_crl", rate: float = DEFAULT_RATE) -> int:
+def main(
+    out: str = "demo_out",
+    duration: float = 12.0,
+    faults: str = DEFAULT_FAULTS,
+    seed: int = 7,
+    model: str = "compact_crl",
+    rate: float = DEFAULT_RATE,
+) -> int:
     from ros2_lmd.models.io import load_model
     from ros2_lmd.replay.simulate import simulate_to_bag
 
@@ -166,24 +218,35 @@ def main(out: str = "demo_out", duration: float = 12.0, faults: str = DEFAULT_FA
 
         shutil.rmtree(bag)
     started = time.perf_counter()
-    print(f"== 1/3 simulating a {duration:g} s drive (seed {seed}) with faults {faults!r} -> {bag}", flush=True)
+    print(
+        f"== 1/3 simulating a {duration:g} s drive (seed {seed}) with faults {faults!r} -> {bag}", flush=True
+    )
     # cameras at the model's input size: the node decodes six JPEG streams in Python callbacks
     sim = simulate_to_bag(bag, duration_s=duration, seed=seed, faults=faults or None, camera_size=(224, 128))
     t0 = 1.7e9  # the simulator's start stamp: alert times below count from the start of the drive
     modalities = load_model(model).modalities
-    print(f"== 2/3 playing it through ROS 2 ({os.environ.get('RMW_IMPLEMENTATION', 'default middleware')}) to "
-          f"the monitor node (model {model}, {'+'.join(modalities)}); alerts as they happen:", flush=True)
+    print(
+        f"== 2/3 playing it through ROS 2 ({os.environ.get('RMW_IMPLEMENTATION', 'default middleware')}) to "
+        f"the monitor node (model {model}, {'+'.join(modalities)}); alerts as they happen:",
+        flush=True,
+    )
     # every frame processed (a deep queue; the time sync waits for late messages): the demo shows
     # what the monitor concludes about the whole drive; bench/bench_node.py measures real time
     live = run_live(bag, model, rate, queue_depth=100, t0=t0, sync_max_delay_s=5.0)
     processed = len(live.reports)
-    print(f"== 3/3 report: {processed} frames processed, {len(live.drops)} dropped, from "
-          f"{live.key_frames} LiDAR sweeps"
-          + (f" ({', '.join(sorted({why.split(':')[0] for _, why in live.drops}))})" if live.drops else ""),
-          flush=True)
+    print(
+        f"== 3/3 report: {processed} frames processed, {len(live.drops)} dropped, from "
+        f"{live.key_frames} LiDAR sweeps"
+        + (f" ({', '.join(sorted({why.split(':')[0] for _, why in live.drops}))})" if live.drops else ""),
+        flush=True,
+    )
     write_live_report(live, out_dir, sim.faults_csv, t0, model, modalities)
-    counts = Counter(f"{alert.kind} ({alert.modality})" for report in live.reports
-                     for alert in report.alerts if alert.kind not in SENSOR_STATE_KINDS)
+    counts = Counter(
+        f"{alert.kind} ({alert.modality})"
+        for report in live.reports
+        for alert in report.alerts
+        if alert.kind not in SENSOR_STATE_KINDS
+    )
     if counts:
         print("   per-object alerts: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     if live.reports:
@@ -191,8 +254,12 @@ def main(out: str = "demo_out", duration: float = 12.0, faults: str = DEFAULT_FA
 
         latency = np.array([r.latency_ms for r in live.reports])
         shares = {m: np.mean([r.shares.get(m, 0.0) for r in live.reports]) for m in modalities}
-        print("   mean share: " + ", ".join(f"{m} {v:.2f}" for m, v in shares.items())
-              + f"; pipeline latency p50 {np.percentile(latency, 50):.0f} ms, p95 {np.percentile(latency, 95):.0f} ms")
+        print(
+            "   mean share: "
+            + ", ".join(f"{m} {v:.2f}" for m, v in shares.items())
+            + f"; pipeline latency p50 {np.percentile(latency, 50):.0f} ms, "
+            + f"p95 {np.percentile(latency, 95):.0f} ms"
+        )
     print(f"   wrote {out_dir}/report.html, frames.csv, alerts.csv (and the drive: {bag}, {sim.faults_csv})")
     print(f"   done in {time.perf_counter() - started:.0f} s")
     return 0

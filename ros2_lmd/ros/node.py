@@ -21,24 +21,35 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import rclpy
 import rclpy.exceptions
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
-                                SetParametersResult)
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import (
+    QoSDurabilityPolicy,
+    QoSHistoryPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from rclpy.signals import SignalHandlerOptions
 
 from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import RclpyTypes
+from ros2_lmd.monitor import status
 from ros2_lmd.monitor.ingest import TF_STATIC, Ingest, MessageOutcome, ingest_for_model
 from ros2_lmd.monitor.params import MonitorParams, ParameterError, parameter_specs, params_from_mapping
 from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
-from ros2_lmd.monitor import status
 from ros2_lmd.monitor.sensor_health import SensorHealthTracker, SensorInfo
 from ros2_lmd.monitor.throttle import Throttle
 from ros2_lmd.sensors.errors import SensorDataError
@@ -55,17 +66,38 @@ QUIET_FLUSH_S = 0.5
 
 # Changing these while the node runs would leave subscriptions, the model or the queue out of
 # step with them: ROS refuses the change (read_only); change them in the parameter file instead.
-READ_ONLY_PARAMETERS = frozenset({
-    "model", "device", "modalities", "camera_names", "camera_image_topics", "camera_info_topics",
-    "use_compressed", "radar_topics", "lidar_topic", "key_sensor", "base_frame",
-    "extrinsics_source", "extrinsics_file", "output_prefix", "queue_depth", "autostart",
-    "cpu_threads", "inference_workers"})
+READ_ONLY_PARAMETERS = frozenset(
+    {
+        "model",
+        "device",
+        "modalities",
+        "camera_names",
+        "camera_image_topics",
+        "camera_info_topics",
+        "use_compressed",
+        "radar_topics",
+        "lidar_topic",
+        "key_sensor",
+        "base_frame",
+        "extrinsics_source",
+        "extrinsics_file",
+        "output_prefix",
+        "queue_depth",
+        "autostart",
+        "cpu_threads",
+        "inference_workers",
+    }
+)
 # Applied to the next published frame.
 RUNTIME_PARAMETERS = frozenset({"publish_rate_hz", "bev_image_scale", "component_logit_range"})
 
-_ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
-              tuple: ParameterType.PARAMETER_STRING_ARRAY}
+_ROS_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+    tuple: ParameterType.PARAMETER_STRING_ARRAY,
+}
 
 DROP_SUPERSEDED = "superseded in the queue by a newer frame"
 DROP_ASSEMBLY = "could not be assembled (late, duplicate or out-of-order key reading)"
@@ -84,15 +116,20 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
         if spec.name not in READ_ONLY_PARAMETERS and spec.name not in RUNTIME_PARAMETERS:
             constraints.append("read at configure: takes effect after cleanup and configure")
         descriptor = ParameterDescriptor(
-            name=spec.name, type=_ROS_TYPES[spec.type], description=spec.description,
+            name=spec.name,
+            type=_ROS_TYPES[spec.type],
+            description=spec.description,
             additional_constraints="; ".join(constraints),
-            read_only=spec.name in READ_ONLY_PARAMETERS)
+            read_only=spec.name in READ_ONLY_PARAMETERS,
+        )
         if spec.min is not None and spec.type is float:
-            descriptor.floating_point_range = [FloatingPointRange(
-                from_value=float(spec.min), to_value=float(spec.max), step=0.0)]
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max), step=0.0)
+            ]
         elif spec.min is not None and spec.type is int:
-            descriptor.integer_range = [IntegerRange(
-                from_value=int(spec.min), to_value=int(spec.max), step=1)]
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)
+            ]
         descriptors[spec.name] = descriptor
     return descriptors
 
@@ -100,8 +137,15 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
 class _Run:
     """Everything built in configure and dropped in cleanup."""
 
-    def __init__(self, params: MonitorParams, pipeline: Any, ingest: Ingest,
-                 tracker: SensorHealthTracker, inference_workers: int, cpu_threads: int) -> None:
+    def __init__(
+        self,
+        params: MonitorParams,
+        pipeline: Any,
+        ingest: Ingest,
+        tracker: SensorHealthTracker,
+        inference_workers: int,
+        cpu_threads: int,
+    ) -> None:
         self.params = params
         self.pipeline = pipeline
         self.ingest = ingest
@@ -118,8 +162,13 @@ class MonitorNode(LifecycleNode):
     """The LMD runtime monitor (module docstring). Node options (context, parameter_overrides,
     namespace, ...) pass through to rclpy."""
 
-    def __init__(self, node_name: str = NODE_NAME, *,
-                 diagnostics_period_s: float = DIAGNOSTICS_PERIOD_S, **node_options: Any) -> None:
+    def __init__(
+        self,
+        node_name: str = NODE_NAME,
+        *,
+        diagnostics_period_s: float = DIAGNOSTICS_PERIOD_S,
+        **node_options: Any,
+    ) -> None:
         super().__init__(node_name, **node_options)
         self.diagnostics_period_s = diagnostics_period_s
         self.types = RclpyTypes()
@@ -168,8 +217,15 @@ class MonitorNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._run = self._configure()
-        except (ParameterError, SensorDataError, FileNotFoundError, KeyError, ValueError,
-                RuntimeError, OSError) as error:
+        except (
+            ParameterError,
+            SensorDataError,
+            FileNotFoundError,
+            KeyError,
+            ValueError,
+            RuntimeError,
+            OSError,
+        ) as error:
             self.get_logger().error(f"configure failed: {error}")
             self._run = None
             return TransitionCallbackReturn.FAILURE
@@ -180,7 +236,8 @@ class MonitorNode(LifecycleNode):
             f"{len(run.ingest.sensors)} sensors, "
             f"key sensor {run.ingest.key_sensor}, "
             f"grid {run.pipeline.model.grid.nx}x{run.pipeline.model.grid.ny} @ "
-            f"{run.pipeline.model.grid.resolution} m")
+            f"{run.pipeline.model.grid.resolution} m"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def _configure(self) -> _Run:
@@ -194,34 +251,50 @@ class MonitorNode(LifecycleNode):
         device = resolve_device(params.device)
         # A core stays with the message callbacks: on 2 cores with one core busy elsewhere, a
         # 2-thread model call took 7 to 17 times as long as a 1-thread one.
-        workers, threads = inference_plan(device.type == "cpu", params.inference_workers,
-                                          params.cpu_threads, reserved_cores=1, prefer="latency")
+        workers, threads = inference_plan(
+            device.type == "cpu",
+            params.inference_workers,
+            params.cpu_threads,
+            reserved_cores=1,
+            prefer="latency",
+        )
         torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
         model = load_model(params.model, device)
         ingest, ignored = ingest_for_model(params, model)
         if ignored:
-            self.get_logger().warn(f"modalities {ignored} are not inputs of model {params.model}: "
-                                   "not subscribed")
+            self.get_logger().warn(
+                f"modalities {ignored} are not inputs of model {params.model}: not subscribed"
+            )
         pipeline = Pipeline(model, alert_config_from(params), device)
-        tracker = SensorHealthTracker([SensorInfo(s.name, s.topic, s.modality) for s in ingest.sensors],
-                                      params.stale_timeout_s, params.diagnostics_persistence)
+        tracker = SensorHealthTracker(
+            [SensorInfo(s.name, s.topic, s.modality) for s in ingest.sensors],
+            params.stale_timeout_s,
+            params.diagnostics_persistence,
+        )
         run = _Run(params, pipeline, ingest, tracker, workers, threads)
         prefix = params.output_prefix.rstrip("/") or "/"
-        reliable = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE,
-                              history=QoSHistoryPolicy.KEEP_LAST)
+        reliable = QoSProfile(
+            depth=5, reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST
+        )
         grid_class = self.types.cls("nav_msgs/msg/OccupancyGrid")
         for layer in ("fused", *pipeline.modalities, "bias"):
             run.publishers[f"bev/{layer}"] = self.create_lifecycle_publisher(
-                grid_class, f"{prefix}/bev/{layer}", reliable)
-        for key, type_name in (("bev_image", "sensor_msgs/msg/Image"),
-                               ("markers", "visualization_msgs/msg/MarkerArray"),
-                               ("decomposition", "ros2_lmd/msg/DecompositionSummary"),
-                               ("alerts", "ros2_lmd/msg/AlertArray")):
+                grid_class, f"{prefix}/bev/{layer}", reliable
+            )
+        for key, type_name in (
+            ("bev_image", "sensor_msgs/msg/Image"),
+            ("markers", "visualization_msgs/msg/MarkerArray"),
+            ("decomposition", "ros2_lmd/msg/DecompositionSummary"),
+            ("alerts", "ros2_lmd/msg/AlertArray"),
+        ):
             run.publishers[key] = self.create_lifecycle_publisher(
-                self.types.cls(type_name), f"{prefix}/{key}", reliable)
+                self.types.cls(type_name), f"{prefix}/{key}", reliable
+            )
         run.publishers["diagnostics"] = self.create_lifecycle_publisher(
-            self.types.cls("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics",
-            QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE))
+            self.types.cls("diagnostic_msgs/msg/DiagnosticArray"),
+            "/diagnostics",
+            QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE),
+        )
         with self._lock:
             self._reset_counters()
         return run
@@ -236,31 +309,51 @@ class MonitorNode(LifecycleNode):
             except ImportError:
                 self.get_logger().error(
                     "extrinsics_source is tf_static but tf2_msgs is not installed: no /tf_static "
-                    "subscription (use extrinsics_source config, or build vendor/tf2_msgs)")
+                    "subscription (use extrinsics_source config, or build vendor/tf2_msgs)"
+                )
                 with self._lock:
                     self._extrinsics_error = "tf2_msgs is not installed: /tf_static not subscribed"
             else:
-                latched = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
-                                     durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
-                run.subscriptions.append(self.create_subscription(
-                    TFMessage, TF_STATIC, self._handler(TF_STATIC), latched))
+                latched = QoSProfile(
+                    depth=100,
+                    reliability=QoSReliabilityPolicy.RELIABLE,
+                    durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+                )
+                run.subscriptions.append(
+                    self.create_subscription(TFMessage, TF_STATIC, self._handler(TF_STATIC), latched)
+                )
         # reliable: a deep history, so a node that falls behind processes every message late
         # instead of losing some (the time sync is by stamp, so the frames are the same)
-        sensor_qos = (qos_profile_sensor_data if run.params.sensor_qos == "sensor_data"
-                      else QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
-                                      history=QoSHistoryPolicy.KEEP_LAST))
-        classes = {"image": "sensor_msgs/msg/CompressedImage" if run.params.use_compressed
-                   else "sensor_msgs/msg/Image",
-                   "camera_info": "sensor_msgs/msg/CameraInfo",
-                   "points": "sensor_msgs/msg/PointCloud2"}
+        sensor_qos = (
+            qos_profile_sensor_data
+            if run.params.sensor_qos == "sensor_data"
+            else QoSProfile(
+                depth=100, reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST
+            )
+        )
+        classes = {
+            "image": "sensor_msgs/msg/CompressedImage"
+            if run.params.use_compressed
+            else "sensor_msgs/msg/Image",
+            "camera_info": "sensor_msgs/msg/CameraInfo",
+            "points": "sensor_msgs/msg/PointCloud2",
+        }
         for topic, kind in run.ingest.topics().items():
             if kind in classes:
-                run.subscriptions.append(self.create_subscription(
-                    self.types.cls(classes[kind]), topic, self._handler(topic), sensor_qos))
+                run.subscriptions.append(
+                    self.create_subscription(
+                        self.types.cls(classes[kind]), topic, self._handler(topic), sensor_qos
+                    )
+                )
         run.runner = OrderedRunner(
-            run.pipeline.compute, self._conclude, workers=run.inference_workers,
-            depth=run.params.queue_depth, when_full="drop_oldest", on_error=self._conclude_failed,
-            name="lmd_inference")
+            run.pipeline.compute,
+            self._conclude,
+            workers=run.inference_workers,
+            depth=run.params.queue_depth,
+            when_full="drop_oldest",
+            on_error=self._conclude_failed,
+            name="lmd_inference",
+        )
         run.timers.append(self.create_timer(SYNC_TICK_S, self._on_sync_tick))
         run.timers.append(self.create_timer(self.diagnostics_period_s, self._publish_diagnostics))
         self.get_logger().info(f"active: {len(run.subscriptions)} subscriptions")
@@ -431,8 +524,7 @@ class MonitorNode(LifecycleNode):
                 kind = DROP_KEY_MALFORMED if result.malformed else DROP_ASSEMBLY
                 self._count_drop(kind, result.stamp, result.reason)
                 if not result.malformed:  # a malformed message was logged when it arrived
-                    self._log_problem("time sync", f"frame at {result.stamp:.3f} dropped: "
-                                      f"{result.reason}")
+                    self._log_problem("time sync", f"frame at {result.stamp:.3f} dropped: {result.reason}")
         for frame in superseded:
             if frame is not None:
                 self._count_drop(DROP_SUPERSEDED, frame.stamp, "superseded by a newer frame")
@@ -449,8 +541,7 @@ class MonitorNode(LifecycleNode):
         run = self._run
         if failure is not None:  # a model failure must not stop the monitor
             self._count_drop(DROP_INFERENCE, frame.stamp, f"{type(failure).__name__}: {failure}")
-            self._log_problem("inference", f"frame at {frame.stamp:.3f}: "
-                              f"{type(failure).__name__}: {failure}")
+            self._log_problem("inference", f"frame at {frame.stamp:.3f}: {type(failure).__name__}: {failure}")
             return
         try:
             report = run.pipeline.conclude(computed)
@@ -485,12 +576,20 @@ class MonitorNode(LifecycleNode):
         self._last_publish = now
         self._publish_outputs(run, report, processed, dropped, latency_ms)
 
-    def _publish_outputs(self, run: _Run, report: Any, processed: int, dropped: int,
-                         latency_ms: float) -> None:
+    def _publish_outputs(
+        self, run: _Run, report: Any, processed: int, dropped: int, latency_ms: float
+    ) -> None:
         for key, _type, message in outputs.frame_messages(
-                report, self.types, run.params.base_frame, processed, dropped, latency_ms,
-                int(self._runtime["bev_image_scale"]), float(self._runtime["component_logit_range"]),
-                run.params.detection_threshold):
+            report,
+            self.types,
+            run.params.base_frame,
+            processed,
+            dropped,
+            latency_ms,
+            int(self._runtime["bev_image_scale"]),
+            float(self._runtime["component_logit_range"]),
+            run.params.detection_threshold,
+        ):
             run.publishers[key].publish(message)
 
     # --- Diagnostics -------------------------------------------------------------------------------
@@ -510,22 +609,28 @@ class MonitorNode(LifecycleNode):
         records = run.tracker.statuses(now)
         report, states, ratios = latest if latest else (None, {}, {})
         records += status.modality_statuses(run.pipeline.modalities, report, states, ratios)
-        values = {"frames_processed": str(processed),
-                  "frames_dropped": str(sum(drops.values())),
-                  "malformed_messages": str(malformed),
-                  "extrinsic_frames": str(frames_known),
-                  "extrinsics_error": extrinsics_error}
+        values = {
+            "frames_processed": str(processed),
+            "frames_dropped": str(sum(drops.values())),
+            "malformed_messages": str(malformed),
+            "extrinsic_frames": str(frames_known),
+            "extrinsics_error": extrinsics_error,
+        }
         values.update({f"dropped: {reason}": str(count) for reason, count in drops.items()})
         if report is not None:
             values["latency_ms"] = f"{report.latency_ms:.1f}"
             values["conservation_error"] = f"{report.conservation_error:.3g}"
         level = status.DIAG_OK if processed else status.DIAG_STALE
-        message = f"{processed} frames processed, {sum(drops.values())} dropped" if processed \
+        message = (
+            f"{processed} frames processed, {sum(drops.values())} dropped"
+            if processed
             else "no frame processed yet"
+        )
         if extrinsics_error:
             level, message = status.DIAG_WARN, f"extrinsics: {extrinsics_error}"
-        records.append(status.StatusRecord(f"ros2_lmd: {self.get_name()}", self.get_name(),
-                                            level, message, values))
+        records.append(
+            status.StatusRecord(f"ros2_lmd: {self.get_name()}", self.get_name(), level, message, values)
+        )
         return records
 
     def _publish_diagnostics(self) -> None:
@@ -534,7 +639,8 @@ class MonitorNode(LifecycleNode):
             return
         stamp = self.get_clock().now().nanoseconds * 1e-9
         run.publishers["diagnostics"].publish(
-            outputs.diagnostic_array(self.diagnostic_records(), self.types, stamp))
+            outputs.diagnostic_array(self.diagnostic_records(), self.types, stamp)
+        )
 
 
 def main(params_file: str | None = None, ros_args: list[str] | None = None) -> int:
@@ -549,14 +655,16 @@ def main(params_file: str | None = None, ros_args: list[str] | None = None) -> i
     # happens to be (even inside the clean-up); here a signal only ends the spin loop.
     stop = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
     try:
         try:
             node = MonitorNode()
-        except (ParameterError, rclpy.exceptions.InvalidParameterTypeException,
-                rclpy.exceptions.InvalidParameterValueException) as error:
+        except (
+            ParameterError,
+            rclpy.exceptions.InvalidParameterTypeException,
+            rclpy.exceptions.InvalidParameterValueException,
+        ) as error:
             print(f"ros2-lmd monitor: {error}", file=sys.stderr)
             return 2
         executor = SingleThreadedExecutor()

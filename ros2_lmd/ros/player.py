@@ -12,17 +12,25 @@ import importlib
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 
-SENSOR_TYPES = frozenset({
-    "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo",
-    "sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/LaserScan", "sensor_msgs/msg/Imu"})
+SENSOR_TYPES = frozenset(
+    {
+        "sensor_msgs/msg/Image",
+        "sensor_msgs/msg/CompressedImage",
+        "sensor_msgs/msg/CameraInfo",
+        "sensor_msgs/msg/PointCloud2",
+        "sensor_msgs/msg/LaserScan",
+        "sensor_msgs/msg/Imu",
+    }
+)
 LATCHED_TOPICS = frozenset({"/tf_static"})
 
 
@@ -35,8 +43,7 @@ def message_class(type_name: str) -> type:
         try:
             return getattr(importlib.import_module(f"{package}.msg"), name)
         except (ImportError, AttributeError) as error:
-            raise LookupError(f"message type {type_name} is not installed for rclpy: "
-                              f"{error}") from None
+            raise LookupError(f"message type {type_name} is not installed for rclpy: {error}") from None
     return get_message(type_name)
 
 
@@ -45,8 +52,11 @@ def qos_for(topic: str, type_name: str, reliable_sensors: bool = False) -> QoSPr
     reliable ones where every message must arrive (a reliable publisher also serves best-effort
     subscribers)."""
     if topic in LATCHED_TOPICS:
-        return QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
-                          durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        return QoSProfile(
+            depth=100,
+            reliability=QoSReliabilityPolicy.RELIABLE,
+            durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+        )
     if type_name in SENSOR_TYPES:
         if not reliable_sensors:
             return qos_profile_sensor_data
@@ -58,8 +68,15 @@ def qos_for(topic: str, type_name: str, reliable_sensors: bool = False) -> QoSPr
 class BagPlayer:
     """Publishes a bag's messages on a node it owns. `play()` returns how many were published."""
 
-    def __init__(self, bag: str | Path, node: Any, topics: Sequence[str] | None = None,
-                 rate: float = 1.0, loop: bool = False, reliable_sensors: bool = False) -> None:
+    def __init__(
+        self,
+        bag: str | Path,
+        node: Any,
+        topics: Sequence[str] | None = None,
+        rate: float = 1.0,
+        loop: bool = False,
+        reliable_sensors: bool = False,
+    ) -> None:
         from rosbags.rosbag2 import Reader
 
         if rate < 0:
@@ -76,14 +93,15 @@ class BagPlayer:
         if unknown:
             self._reader.close()
             raise ValueError(f"{self.bag}: no topics {unknown} in the bag (it has {sorted(known)})")
-        self.connections = [c for c in self._reader.connections
-                            if not wanted or c.topic in wanted]
+        self.connections = [c for c in self._reader.connections if not wanted or c.topic in wanted]
         self.publishers: dict[str, Any] = {}
         for connection in self.connections:
             if connection.topic not in self.publishers:
                 self.publishers[connection.topic] = node.create_publisher(
-                    message_class(connection.msgtype), connection.topic,
-                    qos_for(connection.topic, connection.msgtype, reliable_sensors))
+                    message_class(connection.msgtype),
+                    connection.topic,
+                    qos_for(connection.topic, connection.msgtype, reliable_sensors),
+                )
 
     def close(self) -> None:
         self._reader.close()
@@ -109,9 +127,15 @@ class BagPlayer:
                 return published
 
 
-def play(bag: str | Path, topics: Sequence[str] | None = None, rate: float = 1.0,
-         loop: bool = False, delay_s: float = 0.5, domain_id: int | None = None,
-         context: Context | None = None) -> int:
+def play(
+    bag: str | Path,
+    topics: Sequence[str] | None = None,
+    rate: float = 1.0,
+    loop: bool = False,
+    delay_s: float = 0.5,
+    domain_id: int | None = None,
+    context: Context | None = None,
+) -> int:
     """Play a bag in a private context (domain from ROS_DOMAIN_ID unless given); returns the
     number of messages published. `delay_s` leaves time for subscribers to be discovered."""
     own_context = context is None
@@ -132,8 +156,14 @@ def play(bag: str | Path, topics: Sequence[str] | None = None, rate: float = 1.0
             rclpy.try_shutdown(context=context)
 
 
-def main(bag: str, topics: Sequence[str] | None = None, rate: float = 1.0, loop: bool = False,
-         delay_s: float = 0.5, ros_args: Sequence[str] | None = None) -> int:
+def main(
+    bag: str,
+    topics: Sequence[str] | None = None,
+    rate: float = 1.0,
+    loop: bool = False,
+    delay_s: float = 0.5,
+    ros_args: Sequence[str] | None = None,
+) -> int:
     """The `ros2-lmd play` job: exit code 0 after the bag (or Ctrl-C), 2 for a bad bag/topic."""
     from rosbags.rosbag2 import ReaderError
 

@@ -27,7 +27,8 @@ def as_uint8_buffer(data: Any, topic: str, field: str = "data") -> np.ndarray:
     if isinstance(data, array.array):
         if data.typecode not in ("B", "b"):
             raise SensorDataError(
-                topic, f"{field}: expected array.array('B'), got typecode {data.typecode!r}")
+                topic, f"{field}: expected array.array('B'), got typecode {data.typecode!r}"
+            )
         return np.frombuffer(data, dtype=np.uint8)
     if isinstance(data, (list, tuple)):
         try:

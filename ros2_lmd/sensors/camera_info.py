@@ -54,8 +54,10 @@ def check_image_size(image_hw: tuple[int, int], calib: CameraCalibration, topic:
     height, width = int(image_hw[0]), int(image_hw[1])
     if (height, width) != (calib.height, calib.width):
         raise SensorDataError(
-            topic, f"image size {width} x {height} disagrees with CameraInfo "
-                   f"{calib.width} x {calib.height} (intrinsics would be wrong)")
+            topic,
+            f"image size {width} x {height} disagrees with CameraInfo "
+            f"{calib.width} x {calib.height} (intrinsics would be wrong)",
+        )
 
 
 def camera_info_fields(K: np.ndarray, width: int, height: int) -> dict[str, Any]:
@@ -67,13 +69,18 @@ def camera_info_fields(K: np.ndarray, width: int, height: int) -> dict[str, Any]
     if width <= 0 or height <= 0:
         raise ValueError(f"camera_info_fields: width/height must be > 0, got {width} x {height}")
     P = np.hstack([K, np.zeros((3, 1))])
-    return {"height": int(height), "width": int(width), "distortion_model": "plumb_bob",
-            "d": np.zeros(5), "k": K.reshape(-1).copy(), "r": np.eye(3).reshape(-1),
-            "p": P.reshape(-1)}
+    return {
+        "height": int(height),
+        "width": int(width),
+        "distortion_model": "plumb_bob",
+        "d": np.zeros(5),
+        "k": K.reshape(-1).copy(),
+        "r": np.eye(3).reshape(-1),
+        "p": P.reshape(-1),
+    }
 
 
 def make_camera_info(types: Any, header: Any, K: np.ndarray, width: int, height: int) -> Any:
     """sensor_msgs/CameraInfo of a rectified pinhole camera, built with `types`
     (ros2_lmd.messages.types: RclpyTypes or RosbagsTypes)."""
-    return types.new("sensor_msgs/msg/CameraInfo", header=header,
-                     **camera_info_fields(K, width, height))
+    return types.new("sensor_msgs/msg/CameraInfo", header=header, **camera_info_fields(K, width, height))

@@ -21,8 +21,9 @@ class SensorDataError(ValueError):
 class TransformLookupError(LookupError):
     """No chain of transforms links `source_frame` to `target_frame` (yet)."""
 
-    def __init__(self, target_frame: str, source_frame: str, known_frames: Iterable[str],
-                 detail: str = "") -> None:
+    def __init__(
+        self, target_frame: str, source_frame: str, known_frames: Iterable[str], detail: str = ""
+    ) -> None:
         self.target_frame = target_frame
         self.source_frame = source_frame
         self.known_frames = tuple(sorted(known_frames))
@@ -30,7 +31,8 @@ class TransformLookupError(LookupError):
         what = detail or "no chain of transforms connects them"
         super().__init__(
             f"cannot look up {target_frame}<-{source_frame}: {what}; "
-            f"known frames: {list(self.known_frames) or 'none'}")
+            f"known frames: {list(self.known_frames) or 'none'}"
+        )
 
     def __reduce__(self):
         return (type(self), (self.target_frame, self.source_frame, self.known_frames, self.detail))

@@ -28,7 +28,8 @@ class CameraImage:
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
             raise ValueError(
-                f"camera {self.name!r}: image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}")
+                f"camera {self.name!r}: image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
+            )
         if np.asarray(self.K).shape != (3, 3):
             raise ValueError(f"camera {self.name!r}: K must be 3x3, got {np.asarray(self.K).shape}")
         if np.asarray(self.T_base_cam).shape != (4, 4):

@@ -45,7 +45,8 @@ def image_to_rgb(msg: Any, topic: str) -> np.ndarray:
     encoding = str(msg.encoding)
     if encoding not in IMAGE_ENCODINGS:
         raise SensorDataError(
-            topic, f"encoding: unsupported encoding {encoding!r}; supported: {list(IMAGE_ENCODINGS)}")
+            topic, f"encoding: unsupported encoding {encoding!r}; supported: {list(IMAGE_ENCODINGS)}"
+        )
     channels, depth = IMAGE_ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
@@ -53,22 +54,27 @@ def image_to_rgb(msg: Any, topic: str) -> np.ndarray:
     pixel_bytes = channels * depth
     if step < width * pixel_bytes:
         raise SensorDataError(
-            topic, f"step: {step} < width*bytes_per_pixel = {width}*{pixel_bytes} = "
-                   f"{width * pixel_bytes} for {encoding}")
+            topic,
+            f"step: {step} < width*bytes_per_pixel = {width}*{pixel_bytes} = "
+            f"{width * pixel_bytes} for {encoding}",
+        )
     data = as_uint8_buffer(msg.data, topic)
     expected = step * height
     if data.size < expected:
         raise SensorDataError(
-            topic, f"data: truncated, expected step*height = {step}*{height} = {expected} bytes, "
-                   f"got {data.size}")
+            topic,
+            f"data: truncated, expected step*height = {step}*{height} = {expected} bytes, got {data.size}",
+        )
     if data.size > expected:
         raise SensorDataError(
-            topic, f"data: {data.size} bytes but step*height = {step}*{height} = {expected}")
+            topic, f"data: {data.size} bytes but step*height = {step}*{height} = {expected}"
+        )
 
     dtype = np.dtype(np.uint8) if depth == 1 else np.dtype(">u2" if msg.is_bigendian else "<u2")
     # Strided view: each row starts every `step` bytes, so padding is skipped without a copy.
-    pixels = np.ndarray(shape=(height, width, channels), dtype=dtype, buffer=data,
-                        strides=(step, pixel_bytes, depth))
+    pixels = np.ndarray(
+        shape=(height, width, channels), dtype=dtype, buffer=data, strides=(step, pixel_bytes, depth)
+    )
     if encoding == "rgb8":
         rgb = pixels
     elif encoding == "bgr8":
@@ -92,7 +98,8 @@ def compressed_to_rgb(msg: Any, topic: str) -> np.ndarray:
     fmt = str(msg.format)
     if "compresseddepth" in fmt.lower():
         raise SensorDataError(
-            topic, f"format: {fmt!r} is a compressedDepth image (depth, not a camera image)")
+            topic, f"format: {fmt!r} is a compressedDepth image (depth, not a camera image)"
+        )
     data = as_uint8_buffer(msg.data, topic)
     if data.size == 0:
         raise SensorDataError(topic, f"data: empty payload (format {fmt!r})")
@@ -102,17 +109,18 @@ def compressed_to_rgb(msg: Any, topic: str) -> np.ndarray:
         raise SensorDataError(topic, f"data: cannot decode {data.size} bytes as {fmt!r}: {err}") from None
     if bgr is None or bgr.size == 0:
         raise SensorDataError(
-            topic, f"data: cannot decode {data.size} bytes as {fmt!r} (corrupt or unknown format)")
+            topic, f"data: cannot decode {data.size} bytes as {fmt!r} (corrupt or unknown format)"
+        )
     # The compressed plugin encodes colour as bgr8 and imdecode returns BGR: swap to RGB.
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _check_rgb(rgb: np.ndarray, where: str) -> np.ndarray:
     rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.shape[0] == 0 \
-            or rgb.shape[1] == 0:
-        raise ValueError(f"{where}: expected a non-empty H x W x 3 uint8 RGB image, got "
-                         f"{rgb.shape} {rgb.dtype}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(
+            f"{where}: expected a non-empty H x W x 3 uint8 RGB image, got {rgb.shape} {rgb.dtype}"
+        )
     return rgb
 
 
@@ -120,8 +128,14 @@ def rgb_to_image_fields(rgb: np.ndarray) -> dict[str, Any]:
     """The sensor_msgs/Image fields (less header) of an RGB image: rgb8, packed rows, `data` bytes."""
     rgb = _check_rgb(rgb, "rgb_to_image_fields")
     height, width = rgb.shape[:2]
-    return {"height": height, "width": width, "encoding": "rgb8", "is_bigendian": 0,
-            "step": 3 * width, "data": np.ascontiguousarray(rgb).tobytes()}
+    return {
+        "height": height,
+        "width": width,
+        "encoding": "rgb8",
+        "is_bigendian": 0,
+        "step": 3 * width,
+        "data": np.ascontiguousarray(rgb).tobytes(),
+    }
 
 
 def compressed_format(fmt: str = "jpeg") -> str:
@@ -148,8 +162,13 @@ def make_image(types: Any, header: Any, rgb: np.ndarray) -> Any:
     return types.new("sensor_msgs/msg/Image", header=header, **rgb_to_image_fields(rgb))
 
 
-def make_compressed_image(types: Any, header: Any, rgb: np.ndarray, fmt: str = "jpeg",
-                          quality: int = 90) -> Any:
+def make_compressed_image(
+    types: Any, header: Any, rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90
+) -> Any:
     """sensor_msgs/CompressedImage of an RGB image, built with `types`."""
-    return types.new("sensor_msgs/msg/CompressedImage", header=header,
-                     format=compressed_format(fmt), data=rgb_to_compressed(rgb, fmt, quality))
+    return types.new(
+        "sensor_msgs/msg/CompressedImage",
+        header=header,
+        format=compressed_format(fmt),
+        data=rgb_to_compressed(rgb, fmt, quality),
+    )

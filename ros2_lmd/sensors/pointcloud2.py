@@ -54,31 +54,37 @@ def read_points(msg: Any, fields: Sequence[str], topic: str) -> PointCloudResult
     missing = [n for n in names if n not in available]
     if missing:
         raise SensorDataError(
-            topic, f"fields: required field(s) {missing} missing; available: {list(available)}")
+            topic, f"fields: required field(s) {missing} missing; available: {list(available)}"
+        )
     data = as_uint8_buffer(msg.data, topic)
     total = height * width
     if total == 0:
         # An empty sweep (a radar that sees nothing) is valid, whatever its layout says.
         if data.size:
             raise SensorDataError(
-                topic, f"width*height: {width} x {height} = 0 points but data has {data.size} bytes")
+                topic, f"width*height: {width} x {height} = 0 points but data has {data.size} bytes"
+            )
         return PointCloudResult(np.zeros((0, len(names)), np.float32), names, 0, 0)
 
     if point_step <= 0:
         raise SensorDataError(topic, f"point_step: must be > 0, got {point_step}")
     if row_step < width * point_step:
         raise SensorDataError(
-            topic, f"row_step: {row_step} < width*point_step = {width}*{point_step} = "
-                   f"{width * point_step}")
+            topic, f"row_step: {row_step} < width*point_step = {width}*{point_step} = {width * point_step}"
+        )
     expected = row_step * height
     if data.size < expected:
         raise SensorDataError(
-            topic, f"data: truncated, expected row_step*height = {row_step}*{height} = {expected} "
-                   f"bytes, got {data.size}")
+            topic,
+            f"data: truncated, expected row_step*height = {row_step}*{height} = {expected} "
+            f"bytes, got {data.size}",
+        )
     if data.size > expected:
         raise SensorDataError(
-            topic, f"width*height: {width} x {height} points with row_step {row_step} describe "
-                   f"{expected} bytes but data has {data.size}")
+            topic,
+            f"width*height: {width} x {height} points with row_step {row_step} describe "
+            f"{expected} bytes but data has {data.size}",
+        )
 
     byte_order = ">" if msg.is_bigendian else "<"
     formats, offsets = [], []
@@ -86,25 +92,29 @@ def read_points(msg: Any, fields: Sequence[str], topic: str) -> PointCloudResult
         offset, datatype, count = available[name]
         if datatype not in POINTFIELD_DTYPES:
             raise SensorDataError(
-                topic, f"fields[{name!r}].datatype: unsupported datatype {datatype} (expected 1..8)")
+                topic, f"fields[{name!r}].datatype: unsupported datatype {datatype} (expected 1..8)"
+            )
         if count > 1:
             raise SensorDataError(
-                topic, f"fields[{name!r}].count: {count} elements; only scalar fields can be read")
+                topic, f"fields[{name!r}].count: {count} elements; only scalar fields can be read"
+            )
         dtype = POINTFIELD_DTYPES[datatype].newbyteorder(byte_order)
         if offset < 0 or offset + dtype.itemsize > point_step:
             raise SensorDataError(
-                topic, f"fields[{name!r}].offset: {offset} + {dtype.itemsize} bytes extends past "
-                       f"point_step {point_step}")
+                topic,
+                f"fields[{name!r}].offset: {offset} + {dtype.itemsize} bytes extends past "
+                f"point_step {point_step}",
+            )
         formats.append(dtype)
         offsets.append(offset)
 
     # Positional names: requested fields may repeat ("x" twice) and numpy needs unique names.
     keys = [f"f{i}" for i in range(len(names))]
-    point_dtype = np.dtype({"names": keys, "formats": formats, "offsets": offsets,
-                            "itemsize": point_step})
+    point_dtype = np.dtype({"names": keys, "formats": formats, "offsets": offsets, "itemsize": point_step})
     # Strided view: rows start every row_step bytes, so row padding is skipped without a copy.
-    structured = np.ndarray(shape=(height, width), dtype=point_dtype, buffer=data,
-                            strides=(row_step, point_step))
+    structured = np.ndarray(
+        shape=(height, width), dtype=point_dtype, buffer=data, strides=(row_step, point_step)
+    )
     points = np.empty((total, len(names)), dtype=np.float32)
     # A float64 beyond float32 range becomes inf here and is dropped below with the NaNs.
     with np.errstate(over="ignore"):
@@ -129,8 +139,9 @@ def _fields_by_name(msg_fields: Any, topic: str) -> dict[str, tuple[int, int, in
     return layout
 
 
-def pointcloud2_layout(array: np.ndarray, names: Sequence[str]
-                       ) -> tuple[list[tuple[str, int, int, int]], int, bytes]:
+def pointcloud2_layout(
+    array: np.ndarray, names: Sequence[str]
+) -> tuple[list[tuple[str, int, int, int]], int, bytes]:
     """Packed little-endian FLOAT32 layout of an (N, len(names)) array for a PointCloud2:
     (fields as (name, offset, datatype, count), point_step, data)."""
     values = np.asarray(array)
@@ -138,7 +149,8 @@ def pointcloud2_layout(array: np.ndarray, names: Sequence[str]
     if values.ndim != 2 or values.shape[1] != len(names):
         raise ValueError(
             f"pointcloud2_layout: array must be (N, {len(names)}) for fields {list(names)}, "
-            f"got shape {values.shape}")
+            f"got shape {values.shape}"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"pointcloud2_layout: duplicate field names {list(names)}")
     fields = [(name, 4 * i, FLOAT32, 1) for i, name in enumerate(names)]
@@ -156,8 +168,10 @@ def make_pointcloud2(types: Any, header: Any, array: np.ndarray, names: Sequence
         header=header,
         height=1,
         width=count,
-        fields=[types.new("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d, count=c)
-                for n, o, d, c in fields],
+        fields=[
+            types.new("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d, count=c)
+            for n, o, d, c in fields
+        ],
         is_bigendian=False,
         point_step=point_step,
         row_step=point_step * count,

@@ -21,7 +21,7 @@ import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class DroppedFrame:
     malformed: bool = False  # the key message itself could not be used (see refuse_key)
 
 
-AssemblyResult = Union[SensorFrame, DroppedFrame]
+AssemblyResult = SensorFrame | DroppedFrame
 
 
 @dataclass
@@ -96,30 +96,41 @@ class _SensorBuffer:
 class FrameAssembler:
     """Builds SensorFrames from converted readings (`add`) of the configured sensors."""
 
-    def __init__(self, sensors: Sequence[Any], tolerance_s: float, extrinsics: ExtrinsicsProvider,
-                 key_sensor: str | None = None, base_frame: str = "base_link",
-                 max_delay_s: float = 0.0,
-                 calibrations: Mapping[str, CameraCalibration] | None = None,
-                 key_fallback: str | None = None, key_gap_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        sensors: Sequence[Any],
+        tolerance_s: float,
+        extrinsics: ExtrinsicsProvider,
+        key_sensor: str | None = None,
+        base_frame: str = "base_link",
+        max_delay_s: float = 0.0,
+        calibrations: Mapping[str, CameraCalibration] | None = None,
+        key_fallback: str | None = None,
+        key_gap_s: float = 0.25,
+    ) -> None:
         if not math.isfinite(tolerance_s) or tolerance_s < 0:
             raise ValueError(f"FrameAssembler: tolerance_s must be finite and >= 0, got {tolerance_s}")
         if not math.isfinite(max_delay_s) or max_delay_s < 0:
             raise ValueError(f"FrameAssembler: max_delay_s must be finite and >= 0, got {max_delay_s}")
         self._sensors: dict[str, _SensorBuffer] = {}
         for sensor in sensors:
-            source = SensorSource(str(sensor.name), str(sensor.modality),
-                                  str(getattr(sensor, "frame_id", "") or sensor.name))
+            source = SensorSource(
+                str(sensor.name), str(sensor.modality), str(getattr(sensor, "frame_id", "") or sensor.name)
+            )
             if source.modality not in MODALITIES:
-                raise ValueError(f"FrameAssembler: sensor {source.name!r} has modality "
-                                 f"{source.modality!r}, expected one of {MODALITIES}")
+                raise ValueError(
+                    f"FrameAssembler: sensor {source.name!r} has modality "
+                    f"{source.modality!r}, expected one of {MODALITIES}"
+                )
             if source.name in self._sensors:
                 raise ValueError(f"FrameAssembler: sensor {source.name!r} listed twice")
             self._sensors[source.name] = _SensorBuffer(source)
         self.key_sensor = self._resolve_key(key_sensor)
         self.key_fallback = self._resolve_key(key_fallback) if key_fallback else None
         if self.key_fallback == self.key_sensor:
-            raise ValueError(f"FrameAssembler: the fallback key {key_fallback!r} is the key sensor "
-                             f"{self.key_sensor!r}")
+            raise ValueError(
+                f"FrameAssembler: the fallback key {key_fallback!r} is the key sensor {self.key_sensor!r}"
+            )
         if not math.isfinite(key_gap_s) or key_gap_s <= 0:
             raise ValueError(f"FrameAssembler: key_gap_s must be finite and > 0, got {key_gap_s}")
         self.key_gap_s = float(key_gap_s)
@@ -146,8 +157,10 @@ class FrameAssembler:
         of_modality = [n for n, s in self._sensors.items() if s.source.modality == wanted]
         if of_modality:
             return of_modality[0]
-        raise ValueError(f"FrameAssembler: key sensor {wanted!r} is neither a sensor nor the "
-                         f"modality of one; sensors: {list(self._sensors)}")
+        raise ValueError(
+            f"FrameAssembler: key sensor {wanted!r} is neither a sensor nor the "
+            f"modality of one; sensors: {list(self._sensors)}"
+        )
 
     @property
     def sensor_names(self) -> tuple[str, ...]:
@@ -167,8 +180,7 @@ class FrameAssembler:
     @property
     def cache_sizes(self) -> dict[str, int]:
         """Readings held per non-key sensor (bounded by the eviction rule)."""
-        return {name: len(state.readings) for name, state in self._sensors.items()
-                if name != self.key_sensor}
+        return {name: len(state.readings) for name, state in self._sensors.items() if name != self.key_sensor}
 
     def add_camera_info(self, name: str, msg: Any, topic: str | None = None) -> CameraCalibration:
         """Store the intrinsics of camera `name` from its CameraInfo (raises SensorDataError)."""
@@ -222,9 +234,16 @@ class FrameAssembler:
 
     def _add_key(self, reading: _Reading) -> None:
         if reading.stamp <= self._last_built:
-            self._dropped.append((reading.stamp, (
-                f"key reading at {reading.stamp:.6f} arrived after the frame at "
-                f"{self._last_built:.6f} was built (late or out of order)"), False))
+            self._dropped.append(
+                (
+                    reading.stamp,
+                    (
+                        f"key reading at {reading.stamp:.6f} arrived after the frame at "
+                        f"{self._last_built:.6f} was built (late or out of order)"
+                    ),
+                    False,
+                )
+            )
             return
         stamps = [r.stamp for r in self._pending]
         i = bisect.bisect_left(stamps, reading.stamp)
@@ -280,7 +299,7 @@ class FrameAssembler:
                 bisect.insort(self._pending, candidate, key=lambda r: r.stamp)
         # key stamps are needed within key_gap_s of a candidate, held or still to come
         floor = min([c.stamp for c in self._candidates[:1]] + [self._oldest_future_stamp()])
-        del self._key_stamps[:bisect.bisect_left(self._key_stamps, floor - self.key_gap_s)]
+        del self._key_stamps[: bisect.bisect_left(self._key_stamps, floor - self.key_gap_s)]
 
     def _oldest_future_stamp(self) -> float:
         """No reading still to come is stamped earlier than this and can start or join a frame:
@@ -291,8 +310,7 @@ class FrameAssembler:
     def _is_ready(self, t: float, horizon: float) -> bool:
         if horizon > t + self.tolerance_s + self.max_delay_s:
             return True
-        return all(state.newest >= t for name, state in self._sensors.items()
-                   if name != self.key_sensor)
+        return all(state.newest >= t for name, state in self._sensors.items() if name != self.key_sensor)
 
     def _eviction_threshold(self) -> float:
         """Readings older than this can serve no pending or future frame."""
@@ -328,8 +346,7 @@ class FrameAssembler:
             if abs(best.stamp - t) <= self.tolerance_s:
                 return best, ""
         previous = state.stamps[i - 1] if i > 0 else state.newest_discarded
-        before = (f"previous one {t - previous:.3g} s before" if -math.inf < previous < t
-                  else "none before it")
+        before = f"previous one {t - previous:.3g} s before" if -math.inf < previous < t else "none before it"
         return None, f"no message within {self.tolerance_s:g} s of key stamp ({before})"
 
     def _extrinsic(self, frame_id: str) -> tuple[np.ndarray | None, str]:
@@ -350,8 +367,13 @@ class FrameAssembler:
             if name == (key.trigger or self.key_sensor):
                 reading, reason = key, ""
             elif name == self.key_sensor:  # a fallback frame: the key sensor is silent
-                reading, reason = None, (f"silent: no message within {self.key_gap_s:g} s of "
-                                         f"this frame (started by {key.trigger})")
+                reading, reason = (
+                    None,
+                    (
+                        f"silent: no message within {self.key_gap_s:g} s of "
+                        f"this frame (started by {key.trigger})"
+                    ),
+                )
             else:
                 reading, reason = self._nearest(state, t)
             if reading is not None:
@@ -359,16 +381,30 @@ class FrameAssembler:
                 if not reason:
                     present[source.modality] = True
             status[name] = reason
-        points = {m: np.concatenate(clouds[m]) if clouds[m] else np.zeros((0, len(POINT_FIELDS[m])))
-                  for m in ("radar", "lidar")}
+        points = {
+            m: np.concatenate(clouds[m]) if clouds[m] else np.zeros((0, len(POINT_FIELDS[m])))
+            for m in ("radar", "lidar")
+        }
         sensed = {state.source.modality for state in self._sensors.values()}
-        return SensorFrame(stamp=t, cameras=cameras, radar=points["radar"], lidar=points["lidar"],
-                           present=present, sensor_status=status, frame_index=self._take_index(),
-                           no_sensor=frozenset(MODALITIES) - sensed,
-                           sensor_modality={n: s.source.modality for n, s in self._sensors.items()})
+        return SensorFrame(
+            stamp=t,
+            cameras=cameras,
+            radar=points["radar"],
+            lidar=points["lidar"],
+            present=present,
+            sensor_status=status,
+            frame_index=self._take_index(),
+            no_sensor=frozenset(MODALITIES) - sensed,
+            sensor_modality={n: s.source.modality for n, s in self._sensors.items()},
+        )
 
-    def _contribute(self, source: SensorSource, reading: _Reading, cameras: list[CameraImage],
-                    clouds: dict[str, list[np.ndarray]]) -> str:
+    def _contribute(
+        self,
+        source: SensorSource,
+        reading: _Reading,
+        cameras: list[CameraImage],
+        clouds: dict[str, list[np.ndarray]],
+    ) -> str:
         """Add one reading to the frame being built; returns why it could not be used, or ""."""
         if source.modality == "camera":
             calib = self._calibrations.get(source.name)
@@ -387,16 +423,16 @@ class FrameAssembler:
         T, reason = self._extrinsic(reading.frame_id or source.frame_id)
         if T is None:
             return reason
-        clouds[source.modality].append(
-            transform_points(reading.payload, T, _VECTOR_COLUMNS[source.modality]))
+        clouds[source.modality].append(transform_points(reading.payload, T, _VECTOR_COLUMNS[source.modality]))
         return ""
 
     def _state(self, name: str) -> _SensorBuffer:
         try:
             return self._sensors[name]
         except KeyError:
-            raise KeyError(f"FrameAssembler: unknown sensor {name!r}; configured: "
-                           f"{list(self._sensors)}") from None
+            raise KeyError(
+                f"FrameAssembler: unknown sensor {name!r}; configured: {list(self._sensors)}"
+            ) from None
 
 
 def _check_payload(source: SensorSource, payload: Any) -> np.ndarray:
@@ -404,11 +440,13 @@ def _check_payload(source: SensorSource, payload: Any) -> np.ndarray:
     array = np.asarray(payload)
     if source.modality == "camera":
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or 0 in array.shape:
-            raise SensorDataError(source.name, f"image: expected H x W x 3 uint8 RGB, got "
-                                               f"{array.shape} {array.dtype}")
+            raise SensorDataError(
+                source.name, f"image: expected H x W x 3 uint8 RGB, got {array.shape} {array.dtype}"
+            )
         return array
     columns = POINT_FIELDS[source.modality]
     if array.ndim != 2 or array.shape[1] != len(columns):
-        raise SensorDataError(source.name, f"points: expected (N, {len(columns)}) for "
-                                           f"{list(columns)}, got {array.shape}")
+        raise SensorDataError(
+            source.name, f"points: expected (N, {len(columns)}) for {list(columns)}, got {array.shape}"
+        )
     return np.asarray(array, dtype=np.float32)

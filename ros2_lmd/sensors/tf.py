@@ -59,8 +59,9 @@ class TransformTree:
     def __contains__(self, frame: object) -> bool:
         return frame in self.frames
 
-    def add_transform(self, parent: str, child: str, T_parent_child: np.ndarray,
-                      topic: str = "extrinsics") -> None:
+    def add_transform(
+        self, parent: str, child: str, T_parent_child: np.ndarray, topic: str = "extrinsics"
+    ) -> None:
         """Record the pose of `child` in `parent` (maps child coordinates to parent coordinates)."""
         if not parent or not child:
             raise SensorDataError(topic, f"frame ids must be non-empty (parent {parent!r}, child {child!r})")
@@ -91,15 +92,20 @@ class TransformTree:
             t = np.array([translation.x, translation.y, translation.z], dtype=np.float64)
             if not np.isfinite(t).all():
                 raise SensorDataError(topic, f"{where}.translation: non-finite {t.tolist()}")
-            R = quaternion_to_matrix((rotation.x, rotation.y, rotation.z, rotation.w), topic,
-                                     f"{where}.rotation")
+            R = quaternion_to_matrix(
+                (rotation.x, rotation.y, rotation.z, rotation.w), topic, f"{where}.rotation"
+            )
             entries.append((parent, child, rigid_transform(R, t), where))
         for parent, child, T, where in entries:
             self.add_transform(parent, child, T, f"{topic} {where}")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Mapping[str, Any]], base_frame: str = "base_link",
-                    source: str = "extrinsics") -> TransformTree:
+    def from_config(
+        cls,
+        config: Mapping[str, Mapping[str, Any]],
+        base_frame: str = "base_link",
+        source: str = "extrinsics",
+    ) -> TransformTree:
         """Tree from `{child_frame: {parent: base_link, xyz: [x, y, z], rpy: [r, p, y]}}`.
         `translation` is accepted for xyz, and `quaternion` or `rotation` ([qx, qy, qz, qw], the
         extrinsics_file format of config/monitor.yaml) for rpy; `parent` defaults to base_frame.
@@ -118,13 +124,15 @@ class TransformTree:
                 raise SensorDataError(source, f"{child!r}.xyz: expected 3 finite numbers, got {xyz}")
             rotation_keys = [k for k in ("rpy", "quaternion", "rotation") if k in entry]
             if len(rotation_keys) > 1:
-                raise SensorDataError(source, f"{child!r}: give one of rpy/quaternion/rotation, "
-                                              f"got {rotation_keys}")
+                raise SensorDataError(
+                    source, f"{child!r}: give one of rpy/quaternion/rotation, got {rotation_keys}"
+                )
             if rotation_keys == ["rpy"]:
                 rpy = np.asarray(entry["rpy"], dtype=np.float64).reshape(-1)
                 if rpy.size != 3 or not np.isfinite(rpy).all():
                     raise SensorDataError(
-                        source, f"{child!r}.rpy: expected 3 finite angles, got {entry['rpy']}")
+                        source, f"{child!r}.rpy: expected 3 finite angles, got {entry['rpy']}"
+                    )
                 R = Rotation.from_euler("xyz", rpy).as_matrix()  # lower case: extrinsic (fixed) axes
             elif rotation_keys:
                 R = quaternion_to_matrix(entry[rotation_keys[0]], source, f"{child!r}.{rotation_keys[0]}")
@@ -159,28 +167,30 @@ class TransformTree:
         known = self.frames
         for frame in (target_frame, source_frame):
             if frame not in known:
-                raise TransformLookupError(target_frame, source_frame, known,
-                                           f"frame {frame!r} is unknown")
+                raise TransformLookupError(target_frame, source_frame, known, f"frame {frame!r} is unknown")
         # Both frames hang from roots; they connect only through a common root (the tree is a forest).
         target_chain, T_root_target = self._chain_to_root(target_frame)
         source_chain, T_root_source = self._chain_to_root(source_frame)
         if target_chain[-1] != source_chain[-1]:
             raise TransformLookupError(
-                target_frame, source_frame, known,
-                f"they lie in separate trees (roots {target_chain[-1]!r} and {source_chain[-1]!r})")
+                target_frame,
+                source_frame,
+                known,
+                f"they lie in separate trees (roots {target_chain[-1]!r} and {source_chain[-1]!r})",
+            )
         return invert_rigid(T_root_target) @ T_root_source
 
 
-def _one_of(entry: Mapping[str, Any], keys: Iterable[str], where: str, source: str,
-            default: Any) -> Any:
+def _one_of(entry: Mapping[str, Any], keys: Iterable[str], where: str, source: str, default: Any) -> Any:
     present = [k for k in keys if k in entry]
     if len(present) > 1:
         raise SensorDataError(source, f"{where}: give one of {present}, not both")
     return entry[present[0]] if present else default
 
 
-def transform_points(points: np.ndarray, T_target_source: np.ndarray,
-                     vector_columns: Sequence[tuple[int, int]] = ()) -> np.ndarray:
+def transform_points(
+    points: np.ndarray, T_target_source: np.ndarray, vector_columns: Sequence[tuple[int, int]] = ()
+) -> np.ndarray:
     """Points (N, >=3; columns 0..2 are x, y, z) from the source frame to the target frame.
     Each (i, j) in `vector_columns` is a planar vector (e.g. radar vx_comp, vy_comp): it is rotated,
     not translated, as (vx, vy, 0) and keeps its x, y components. Other columns are copied."""
@@ -211,13 +221,15 @@ def transform_stamped_fields(parent: str, child: str, T: np.ndarray) -> dict[str
     if not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0:
         raise ValueError(f"transform_stamped_fields({parent}<-{child}): rotation is not orthonormal")
     x, y, z, w = Rotation.from_matrix(R).as_quat()
-    return {"frame_id": parent, "child_frame_id": child,
-            "translation": (float(T[0, 3]), float(T[1, 3]), float(T[2, 3])),
-            "rotation": (float(x), float(y), float(z), float(w))}
+    return {
+        "frame_id": parent,
+        "child_frame_id": child,
+        "translation": (float(T[0, 3]), float(T[1, 3]), float(T[2, 3])),
+        "rotation": (float(x), float(y), float(z), float(w)),
+    }
 
 
-def make_tf_message(types: Any, header_stamp: Any,
-                    transforms: Iterable[tuple[str, str, np.ndarray]]) -> Any:
+def make_tf_message(types: Any, header_stamp: Any, transforms: Iterable[tuple[str, str, np.ndarray]]) -> Any:
     """tf2_msgs/TFMessage of (parent, child, T_parent_child) entries, all stamped `header_stamp`
     (a builtin_interfaces/Time), built with `types` (ros2_lmd.messages.types)."""
     stamped = []
@@ -225,12 +237,16 @@ def make_tf_message(types: Any, header_stamp: Any,
         f = transform_stamped_fields(parent, child, T)
         tx, ty, tz = f["translation"]
         qx, qy, qz, qw = f["rotation"]
-        stamped.append(types.new(
-            "geometry_msgs/msg/TransformStamped",
-            header=types.new("std_msgs/msg/Header", stamp=header_stamp, frame_id=parent),
-            child_frame_id=child,
-            transform=types.new(
-                "geometry_msgs/msg/Transform",
-                translation=types.new("geometry_msgs/msg/Vector3", x=tx, y=ty, z=tz),
-                rotation=types.new("geometry_msgs/msg/Quaternion", x=qx, y=qy, z=qz, w=qw))))
+        stamped.append(
+            types.new(
+                "geometry_msgs/msg/TransformStamped",
+                header=types.new("std_msgs/msg/Header", stamp=header_stamp, frame_id=parent),
+                child_frame_id=child,
+                transform=types.new(
+                    "geometry_msgs/msg/Transform",
+                    translation=types.new("geometry_msgs/msg/Vector3", x=tx, y=ty, z=tz),
+                    rotation=types.new("geometry_msgs/msg/Quaternion", x=qx, y=qy, z=qz, w=qw),
+                ),
+            )
+        )
     return types.new("tf2_msgs/msg/TFMessage", transforms=stamped)

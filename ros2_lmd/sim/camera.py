@@ -39,12 +39,19 @@ class GroundTexture:
 
 
 def ground_texture(config: WorldConfig) -> GroundTexture:
-    return _ground_texture(config.lanes_per_direction, config.lane_width, config.median_width,
-                           config.parking_width, config.sidewalk_width)
+    return _ground_texture(
+        config.lanes_per_direction,
+        config.lane_width,
+        config.median_width,
+        config.parking_width,
+        config.sidewalk_width,
+    )
 
 
 @lru_cache(maxsize=64)
-def _ground_texture(lanes: int, lane_width: float, median: float, parking: float, sidewalk: float) -> GroundTexture:
+def _ground_texture(
+    lanes: int, lane_width: float, median: float, parking: float, sidewalk: float
+) -> GroundTexture:
     road_edge = median / 2 + lanes * lane_width
     kerb, building = road_edge + parking, road_edge + parking + sidewalk
     half = building + 40.0
@@ -116,23 +123,29 @@ class CameraModel:
         self.ground_x = (t[0] + s * d[..., 0]).astype(np.float32)
         self.ground_y = (t[1] + s * d[..., 1]).astype(np.float32)
         dist = np.minimum(s * np.linalg.norm(d, axis=-1), 5000.0)
-        self.haze = np.where(self.ground, 1.0 - np.exp(-dist / FOG_DISTANCE), 1.0)[..., None].astype(np.float32)
+        self.haze = np.where(self.ground, 1.0 - np.exp(-dist / FOG_DISTANCE), 1.0)[..., None].astype(
+            np.float32
+        )
         self.elevation = np.arcsin(np.clip(dz / np.linalg.norm(d, axis=-1), -1, 1))
         g = W  # guard band (pixels) for clipping: keeps projected coordinates small for fillConvexPoly
-        self.clip_planes = np.array([
-            [0.0, 0.0, 1.0, -NEAR],
-            [self.fx, 0.0, self.cx + g, 0.0],
-            [-self.fx, 0.0, W - 1 + g - self.cx, 0.0],
-            [0.0, self.fy, self.cy + g, 0.0],
-            [0.0, -self.fy, H - 1 + g - self.cy, 0.0],
-        ])
-        self.view_planes = np.array([
-            [0.0, 0.0, 1.0, -NEAR],
-            [self.fx, 0.0, self.cx + 1, 0.0],
-            [-self.fx, 0.0, W - self.cx, 0.0],
-            [0.0, self.fy, self.cy + 1, 0.0],
-            [0.0, -self.fy, H - self.cy, 0.0],
-        ])
+        self.clip_planes = np.array(
+            [
+                [0.0, 0.0, 1.0, -NEAR],
+                [self.fx, 0.0, self.cx + g, 0.0],
+                [-self.fx, 0.0, W - 1 + g - self.cx, 0.0],
+                [0.0, self.fy, self.cy + g, 0.0],
+                [0.0, -self.fy, H - 1 + g - self.cy, 0.0],
+            ]
+        )
+        self.view_planes = np.array(
+            [
+                [0.0, 0.0, 1.0, -NEAR],
+                [self.fx, 0.0, self.cx + 1, 0.0],
+                [-self.fx, 0.0, W - self.cx, 0.0],
+                [0.0, self.fy, self.cy + 1, 0.0],
+                [0.0, -self.fy, H - self.cy, 0.0],
+            ]
+        )
 
 
 class CameraRenderer:
@@ -164,7 +177,7 @@ class CameraRenderer:
         ground = cv2.remap(tex.rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
         img = ground.astype(np.float32) * self.gain + self.far
         self._draw_boxes(img, t)
-        img += _noise_bank(H, W)[oy:oy + H, ox:ox + W]
+        img += _noise_bank(H, W)[oy : oy + H, ox : ox + W]
         return np.clip(img, 0, 255).astype(np.uint8)
 
     def _draw_boxes(self, img: np.ndarray, t: float) -> None:
@@ -248,11 +261,18 @@ def box_quads(boxes: ObjectBoxes, world: World, t: float) -> tuple[np.ndarray, n
         normal /= np.linalg.norm(normal, axis=1, keepdims=True)
         for lo, hi, band in bands:
             lo_, hi_ = lo[:, None], hi[:, None]
-            quads.append(np.stack([b0 + lo_ * (t0 - b0), b1 + lo_ * (t1 - b1),
-                                   b1 + hi_ * (t1 - b1), b0 + hi_ * (t0 - b0)], 1))
+            quads.append(
+                np.stack(
+                    [b0 + lo_ * (t0 - b0), b1 + lo_ * (t1 - b1), b1 + hi_ * (t1 - b1), b0 + hi_ * (t0 - b0)],
+                    1,
+                )
+            )
             normals.append(normal)
-            albedo = {"tyre": np.broadcast_to(_TYRE_RGB, (n, 3)), "body": boxes.colour,
-                      "window": 0.8 * _WINDOW_RGB + 0.2 * boxes.colour}[band]
+            albedo = {
+                "tyre": np.broadcast_to(_TYRE_RGB, (n, 3)),
+                "body": boxes.colour,
+                "window": 0.8 * _WINDOW_RGB + 0.2 * boxes.colour,
+            }[band]
             colours.append(albedo)
             keep.append(hi > lo)
     top = corners[:, [4, 5, 7, 6]]

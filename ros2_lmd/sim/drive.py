@@ -5,8 +5,8 @@ their own stream, so turning a sensor off or faulting it leaves every other sens
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -46,7 +46,9 @@ class SimConfig:
         if unknown:
             raise ValueError(f"SimConfig.modalities: unknown {sorted(unknown)}, valid {MODALITIES}")
         if self.radar_velocity not in VELOCITY_MODES:
-            raise ValueError(f"SimConfig.radar_velocity must be one of {VELOCITY_MODES}, got {self.radar_velocity!r}")
+            raise ValueError(
+                f"SimConfig.radar_velocity must be one of {VELOCITY_MODES}, got {self.radar_velocity!r}"
+            )
 
     def rig(self) -> SensorRig:
         return default_rig(self.camera_width, self.camera_height)
@@ -100,10 +102,14 @@ class SimFrame:
             else:
                 lidar.append(lidar_to_base(reading.data.points, spec))
         return SensorFrame(
-            stamp=self.stamp, cameras=cameras,
+            stamp=self.stamp,
+            cameras=cameras,
             radar=np.concatenate(radar) if radar else np.zeros((0, 6), np.float32),
             lidar=np.concatenate(lidar) if lidar else np.zeros((0, 4), np.float32),
-            present=present, sensor_status=status, frame_index=self.index)
+            present=present,
+            sensor_status=status,
+            frame_index=self.index,
+        )
 
 
 def radar_to_base(points: np.ndarray, spec: SensorSpec) -> np.ndarray:
@@ -146,8 +152,9 @@ class Simulator:
         self._cameras: dict[str, CameraRenderer] = {}
 
     def sensor_rng(self, name: str, frame_index: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence(
-            [self.world.seed, SENSOR_STREAM, frame_index, self._index[name]]))
+        return np.random.default_rng(
+            np.random.SeedSequence([self.world.seed, SENSOR_STREAM, frame_index, self._index[name]])
+        )
 
     def render(self, spec: SensorSpec, t: float, frame_index: int) -> SensorData:
         """The clean measurement of one sensor at time t (seconds since the drive's start)."""
@@ -162,8 +169,13 @@ class Simulator:
             return scan_radar(self.world, spec, t, rng, self.config.radar_velocity)
         return scan_lidar(self.world, spec, t, rng, self.texture, self.config.lidar_azimuth_steps)
 
-    def frame(self, index: int, t: float, events: Sequence[FaultEvent] = (),
-              last_good: dict[str, SensorData] | None = None) -> SimFrame:
+    def frame(
+        self,
+        index: int,
+        t: float,
+        events: Sequence[FaultEvent] = (),
+        last_good: dict[str, SensorData] | None = None,
+    ) -> SimFrame:
         """Every enabled sensor at time t with the active faults applied. `last_good` carries each
         sensor's last unfaulted data between frames (for `frozen`); it is updated in place."""
         last_good = {} if last_good is None else last_good
@@ -190,13 +202,25 @@ class Simulator:
                 if e.kind not in ("delay", "frozen"):
                     data = apply_fault(e, data, spec, self.world.seed, index, self.config.radar_velocity)
             readings[spec.name] = SensorReading(spec.name, spec.modality, capture_stamp, data, stamp, kinds)
-        return SimFrame(index, t, stamp, readings, ground_truth(self.world, t, stamp, self.config.grid),
-                        active, self.world.T_world_base(t), self.rig)
+        return SimFrame(
+            index,
+            t,
+            stamp,
+            readings,
+            ground_truth(self.world, t, stamp, self.config.grid),
+            active,
+            self.world.T_world_base(t),
+            self.rig,
+        )
 
 
-def simulate_drive(seed: int, duration_s: float = 20.0, rate_hz: float = 10.0,
-                   faults: str | Sequence[FaultSpec] | None = None,
-                   config: SimConfig | None = None) -> Iterator[SimFrame]:
+def simulate_drive(
+    seed: int,
+    duration_s: float = 20.0,
+    rate_hz: float = 10.0,
+    faults: str | Sequence[FaultSpec] | None = None,
+    config: SimConfig | None = None,
+) -> Iterator[SimFrame]:
     """A drive of `duration_s` seconds sampled at `rate_hz`, frames at t = i / rate_hz. `faults` is a
     spec string (see faults.parse_fault_spec) or parsed FaultSpecs."""
     if duration_s <= 0 or rate_hz <= 0:
@@ -210,8 +234,12 @@ def simulate_drive(seed: int, duration_s: float = 20.0, rate_hz: float = 10.0,
         yield sim.frame(i, i / rate_hz, events, last_good)
 
 
-def random_frame(seed: int, config: SimConfig | None = None, randomise: bool = True,
-                 faults: str | Sequence[FaultSpec] | None = None) -> SimFrame:
+def random_frame(
+    seed: int,
+    config: SimConfig | None = None,
+    randomise: bool = True,
+    faults: str | Sequence[FaultSpec] | None = None,
+) -> SimFrame:
     """One independent scene at t = 0 for training sets. With `randomise` the road layout, traffic
     and parking density, clutter, lighting and the ego's speed and heading jitter vary per seed.
     Faults apply if their window contains t = 0 (e.g. "camera:night@0-1")."""

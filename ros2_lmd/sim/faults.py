@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import csv
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -91,8 +91,10 @@ def parse_fault_spec(spec: str, rig: SensorRig | None = None) -> list[FaultSpec]
         target, kind = fields[0].strip(), fields[1].strip()
         modality = _target_modality(target, rig, part)
         if kind not in FAULT_KINDS[modality]:
-            raise ValueError(f"fault {part!r}: kind {kind!r} does not apply to {modality} "
-                             f"(valid: {', '.join(FAULT_KINDS[modality])})")
+            raise ValueError(
+                f"fault {part!r}: kind {kind!r} does not apply to {modality} "
+                f"(valid: {', '.join(FAULT_KINDS[modality])})"
+            )
         param = None
         if len(fields) == 3:
             if kind not in DEFAULT_PARAM:
@@ -122,8 +124,10 @@ def _target_modality(target: str, rig: SensorRig, part: str) -> str:
         return target
     if target in rig:
         return rig[target].modality
-    raise ValueError(f"fault {part!r}: unknown sensor or modality {target!r} "
-                     f"(valid: {', '.join(MODALITIES)}, {', '.join(rig.names)})")
+    raise ValueError(
+        f"fault {part!r}: unknown sensor or modality {target!r} "
+        f"(valid: {', '.join(MODALITIES)}, {', '.join(rig.names)})"
+    )
 
 
 def _number(text: str, part: str, what: str) -> float:
@@ -155,8 +159,16 @@ def expand_faults(faults: str | Sequence[FaultSpec] | None, rig: SensorRig) -> l
 
 def timeline_rows(faults: str | Sequence[FaultSpec] | None, rig: SensorRig) -> list[dict[str, str]]:
     """CSV rows `sensor, kind, start, end, param` (param empty when the kind's default applies)."""
-    return [{"sensor": e.sensor, "kind": e.kind, "start": f"{e.start:g}", "end": f"{e.end:g}",
-             "param": "" if e.param is None else f"{e.param:g}"} for e in expand_faults(faults, rig)]
+    return [
+        {
+            "sensor": e.sensor,
+            "kind": e.kind,
+            "start": f"{e.start:g}",
+            "end": f"{e.end:g}",
+            "param": "" if e.param is None else f"{e.param:g}",
+        }
+        for e in expand_faults(faults, rig)
+    ]
 
 
 CSV_COLUMNS = ("sensor", "kind", "start", "end", "param")
@@ -179,24 +191,41 @@ def read_faults_csv(path: str | Path) -> list[FaultEvent]:
         for line, row in enumerate(reader, start=2):
             try:
                 param = row.get("param") or None
-                events.append(FaultEvent(row["sensor"], row["kind"], float(row["start"]), float(row["end"]),
-                                         None if param is None else float(param)))
+                events.append(
+                    FaultEvent(
+                        row["sensor"],
+                        row["kind"],
+                        float(row["start"]),
+                        float(row["end"]),
+                        None if param is None else float(param),
+                    )
+                )
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"faults CSV {path} line {line}: {exc}") from None
         return events
 
 
-def fault_rngs(seed: int, event: FaultEvent, frame_index: int) -> tuple[np.random.Generator, np.random.Generator]:
+def fault_rngs(
+    seed: int, event: FaultEvent, frame_index: int
+) -> tuple[np.random.Generator, np.random.Generator]:
     """(per-event RNG, fixed over the window: blob positions, sectors; per-frame RNG: noise)."""
     base = [seed, FAULT_STREAM, event.key()]
-    return (np.random.default_rng(np.random.SeedSequence(base)),
-            np.random.default_rng(np.random.SeedSequence(base + [frame_index])))
+    return (
+        np.random.default_rng(np.random.SeedSequence(base)),
+        np.random.default_rng(np.random.SeedSequence(base + [frame_index])),
+    )
 
 
 # Kinds that transform a rendered reading; dropout, delay and frozen act on what is rendered
 # and published, so the drive loop handles them.
-def apply_fault(event: FaultEvent, data: CameraImage | LidarScan | RadarScan, spec: SensorSpec,
-                seed: int, frame_index: int, radar_velocity: str = "radial") -> CameraImage | LidarScan | RadarScan:
+def apply_fault(
+    event: FaultEvent,
+    data: CameraImage | LidarScan | RadarScan,
+    spec: SensorSpec,
+    seed: int,
+    frame_index: int,
+    radar_velocity: str = "radial",
+) -> CameraImage | LidarScan | RadarScan:
     ev_rng, frame_rng = fault_rngs(seed, event, frame_index)
     if spec.modality == "camera":
         image = _CAMERA_FAULTS[event.kind](data.image, event.value, ev_rng, frame_rng)
@@ -215,11 +244,15 @@ def apply_fault(event: FaultEvent, data: CameraImage | LidarScan | RadarScan, sp
     raise ValueError(f"fault kind {event.kind!r} is not a data transform for {spec.modality}")
 
 
-def _blackout(img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: np.random.Generator) -> np.ndarray:
+def _blackout(
+    img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: np.random.Generator
+) -> np.ndarray:
     return rng.integers(0, 4, img.shape, dtype=np.uint8)  # read noise of a covered/dead sensor
 
 
-def _glare(img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: np.random.Generator) -> np.ndarray:
+def _glare(
+    img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: np.random.Generator
+) -> np.ndarray:
     H, W = img.shape[:2]
     cu, cv = ev_rng.uniform(0.2, 0.8) * W, ev_rng.uniform(0.0, 0.4) * H  # sun position, fixed per event
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -228,12 +261,16 @@ def _glare(img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: np.r
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _night(img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: np.random.Generator) -> np.ndarray:
+def _night(
+    img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: np.random.Generator
+) -> np.ndarray:
     out = img.astype(np.float32) * value + rng.normal(0, 6.0, img.shape).astype(np.float32)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _occlusion(img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: np.random.Generator) -> np.ndarray:
+def _occlusion(
+    img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: np.random.Generator
+) -> np.ndarray:
     H, W = img.shape[:2]
     frac = min(value, 0.95)
     # An ellipse of area frac * H * W (mud/leaf on the lens), blurred edges, fixed per event.
@@ -242,7 +279,9 @@ def _occlusion(img: np.ndarray, value: float, ev_rng: np.random.Generator, rng: 
     b = frac * H * W / (np.pi * a)
     centre = (int(ev_rng.uniform(0.2, 0.8) * W), int(ev_rng.uniform(0.3, 0.9) * H))
     mask = np.zeros((H, W), np.float32)
-    cv2.ellipse(mask, centre, (max(int(a), 1), max(int(b), 1)), float(ev_rng.uniform(0, 180)), 0, 360, 1.0, -1)
+    cv2.ellipse(
+        mask, centre, (max(int(a), 1), max(int(b), 1)), float(ev_rng.uniform(0, 180)), 0, 360, 1.0, -1
+    )
     k = max(3, (min(H, W) // 16) | 1)
     mask = cv2.GaussianBlur(mask, (k, k), 0)[..., None]
     dirt = np.array([52.0, 42.0, 30.0], np.float32)
@@ -265,5 +304,8 @@ def _fog(scan: LidarScan, visibility: float, rng: np.random.Generator) -> LidarS
     el = np.radians(np.linspace(*ELEVATION_RANGE_DEG, N_BEAMS))[ring]
     xyz = np.stack([rr * np.cos(el) * np.cos(az), rr * np.cos(el) * np.sin(az), rr * np.sin(el)], 1)
     clutter = np.concatenate([xyz, rng.uniform(0, 8, (n, 1))], 1).astype(np.float32)
-    return LidarScan(np.concatenate([out.points, clutter]), np.concatenate([out.object_id, np.full(n, CLUTTER_ID)]),
-                     np.concatenate([out.ring, ring.astype(np.int16)]))
+    return LidarScan(
+        np.concatenate([out.points, clutter]),
+        np.concatenate([out.object_id, np.full(n, CLUTTER_ID)]),
+        np.concatenate([out.ring, ring.astype(np.int16)]),
+    )

@@ -30,7 +30,7 @@ class LidarScan:
     object_id: np.ndarray  # (N,) int64
     ring: np.ndarray  # (N,) int16 beam index, 0 = lowest
 
-    def subset(self, mask: np.ndarray) -> "LidarScan":
+    def subset(self, mask: np.ndarray) -> LidarScan:
         return LidarScan(self.points[mask], self.object_id[mask], self.ring[mask])
 
 
@@ -39,11 +39,19 @@ def beam_directions(azimuth_steps: int) -> np.ndarray:
     el = np.radians(np.linspace(*ELEVATION_RANGE_DEG, N_BEAMS))
     az = -np.pi + (np.arange(azimuth_steps) + 0.5) * (2 * np.pi / azimuth_steps)
     ce = np.cos(el)[:, None]
-    return np.stack(np.broadcast_arrays(ce * np.cos(az)[None], ce * np.sin(az)[None], np.sin(el)[:, None]), -1)
+    return np.stack(
+        np.broadcast_arrays(ce * np.cos(az)[None], ce * np.sin(az)[None], np.sin(el)[:, None]), -1
+    )
 
 
-def scan_lidar(world: World, spec: SensorSpec, t: float, rng: np.random.Generator,
-               texture: GroundTexture, azimuth_steps: int = DEFAULT_AZIMUTH_STEPS) -> LidarScan:
+def scan_lidar(
+    world: World,
+    spec: SensorSpec,
+    t: float,
+    rng: np.random.Generator,
+    texture: GroundTexture,
+    azimuth_steps: int = DEFAULT_AZIMUTH_STEPS,
+) -> LidarScan:
     """Ray-cast one sweep at time t (the whole sweep at one instant: no motion distortion)."""
     if azimuth_steps < 8:
         raise ValueError(f"lidar azimuth_steps must be >= 8, got {azimuth_steps}")

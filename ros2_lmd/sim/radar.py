@@ -32,20 +32,23 @@ class RadarScan:
     is_ghost: np.ndarray  # (N,) bool
 
     @classmethod
-    def empty(cls) -> "RadarScan":
+    def empty(cls) -> RadarScan:
         return cls(np.zeros((0, len(RADAR_FIELDS)), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
 
-    def concat(self, other: "RadarScan") -> "RadarScan":
-        return RadarScan(np.concatenate([self.points, other.points]),
-                         np.concatenate([self.object_id, other.object_id]),
-                         np.concatenate([self.is_ghost, other.is_ghost]))
+    def concat(self, other: RadarScan) -> RadarScan:
+        return RadarScan(
+            np.concatenate([self.points, other.points]),
+            np.concatenate([self.object_id, other.object_id]),
+            np.concatenate([self.is_ghost, other.is_ghost]),
+        )
 
-    def subset(self, mask: np.ndarray) -> "RadarScan":
+    def subset(self, mask: np.ndarray) -> RadarScan:
         return RadarScan(self.points[mask], self.object_id[mask], self.is_ghost[mask])
 
 
-def scan_radar(world: World, spec: SensorSpec, t: float, rng: np.random.Generator,
-               velocity_mode: str = "radial") -> RadarScan:
+def scan_radar(
+    world: World, spec: SensorSpec, t: float, rng: np.random.Generator, velocity_mode: str = "radial"
+) -> RadarScan:
     """One sweep at time t."""
     if velocity_mode not in VELOCITY_MODES:
         raise ValueError(f"radar velocity_mode must be one of {VELOCITY_MODES}, got {velocity_mode!r}")
@@ -75,8 +78,18 @@ def scan_radar(world: World, spec: SensorSpec, t: float, rng: np.random.Generato
     sx, sy = c * ox + s * oy, -s * ox + c * oy  # sensor position in the box frame
     hl, hw = half[src, 0], half[src, 1]
     dist = np.maximum(np.hypot(sx, sy), 1e-6)
-    weights = np.stack([(sx > hl) * 2 * hw * sx, (sx < -hl) * 2 * hw * -sx,
-                        (sy > hw) * 2 * hl * sy, (sy < -hw) * 2 * hl * -sy], 1) / dist[:, None]
+    weights = (
+        np.stack(
+            [
+                (sx > hl) * 2 * hw * sx,
+                (sx < -hl) * 2 * hw * -sx,
+                (sy > hw) * 2 * hl * sy,
+                (sy < -hw) * 2 * hl * -sy,
+            ],
+            1,
+        )
+        / dist[:, None]
+    )
     cum = np.cumsum(weights, 1)
     face = (rng.random(m)[:, None] * cum[:, -1:] > cum).sum(1).clip(0, 3)
     along = rng.uniform(-1, 1, m)
@@ -106,13 +119,20 @@ def scan_radar(world: World, spec: SensorSpec, t: float, rng: np.random.Generato
     n_clutter = rng.poisson(CLUTTER_RATE)
     cr = rng.uniform(3.0, spec.max_range, n_clutter)
     caz = rng.uniform(-half_fov, half_fov, n_clutter)
-    clutter = _measure(cr * np.cos(caz), cr * np.sin(caz), np.zeros((n_clutter, 2)),
-                       rng.uniform(-10.0, 5.0, n_clutter), rng, velocity_mode)
+    clutter = _measure(
+        cr * np.cos(caz),
+        cr * np.sin(caz),
+        np.zeros((n_clutter, 2)),
+        rng.uniform(-10.0, 5.0, n_clutter),
+        rng,
+        velocity_mode,
+    )
     return scan.concat(RadarScan(clutter, np.full(n_clutter, -1, np.int64), np.zeros(n_clutter, bool)))
 
 
-def random_ghosts(count: int, spec: SensorSpec, rng: np.random.Generator,
-                  velocity_mode: str = "radial") -> RadarScan:
+def random_ghosts(
+    count: int, spec: SensorSpec, rng: np.random.Generator, velocity_mode: str = "radial"
+) -> RadarScan:
     """Vehicle-like phantom targets (strong RCS, plausible speeds): what a multipath-heavy
     environment or interference produces; used by the `ghosts` fault."""
     half_fov = np.radians(spec.fov_deg) / 2
@@ -123,8 +143,14 @@ def random_ghosts(count: int, spec: SensorSpec, rng: np.random.Generator,
     return RadarScan(pts, np.full(count, -1, np.int64), np.ones(count, bool))
 
 
-def _measure(x: np.ndarray, y: np.ndarray, vel: np.ndarray, rcs: np.ndarray, rng: np.random.Generator,
-             velocity_mode: str) -> np.ndarray:
+def _measure(
+    x: np.ndarray,
+    y: np.ndarray,
+    vel: np.ndarray,
+    rcs: np.ndarray,
+    rng: np.random.Generator,
+    velocity_mode: str,
+) -> np.ndarray:
     """Noisy radar points (polar noise on position, noise on the Doppler) in RADAR_FIELDS order."""
     n = len(x)
     r = np.hypot(x, y)
@@ -145,8 +171,9 @@ def _in_view(x: np.ndarray, y: np.ndarray, half_fov: float, max_range: float) ->
     return (np.abs(np.arctan2(y, x)) <= half_fov) & (np.hypot(x, y) <= max_range) & (x > 0)
 
 
-def _occluded(px: np.ndarray, py: np.ndarray, src: np.ndarray, centre: np.ndarray, half: np.ndarray,
-              yaw: np.ndarray) -> np.ndarray:
+def _occluded(
+    px: np.ndarray, py: np.ndarray, src: np.ndarray, centre: np.ndarray, half: np.ndarray, yaw: np.ndarray
+) -> np.ndarray:
     """Whether the segment sensor -> point crosses another box footprint (2D slab test, M x K)."""
     if len(px) == 0 or len(centre) == 0:
         return np.zeros(len(px), bool)
@@ -164,8 +191,15 @@ def _occluded(px: np.ndarray, py: np.ndarray, src: np.ndarray, centre: np.ndarra
     return cross.any(1)
 
 
-def _ghost_geometry(world: World, spec: SensorSpec, t: float, x: np.ndarray, y: np.ndarray,
-                    vel: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ghost_geometry(
+    world: World,
+    spec: SensorSpec,
+    t: float,
+    x: np.ndarray,
+    y: np.ndarray,
+    vel: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(x)
     gx, gy, gv = 2 * x, 2 * y, 2 * vel  # double bounce
     if len(world.reflector_y):

@@ -51,7 +51,7 @@ class SensorSpec:
 
     @property
     def topic(self) -> str:
-        """Default topic of the conventions in docs/architecture.md (cameras: the compressed rectified image)."""
+        """Default topic (docs/architecture.md, conventions; cameras: the compressed rectified image)."""
         if self.modality == "camera":
             return f"/{self.name}/image_rect_compressed"
         return f"/{self.name}"
@@ -126,7 +126,9 @@ LIDAR_MAX_RANGE = 70.0
 CAMERA_MAX_RANGE = 150.0
 
 
-def default_rig(camera_width: int = DEFAULT_CAMERA_WIDTH, camera_height: int = DEFAULT_CAMERA_HEIGHT) -> SensorRig:
+def default_rig(
+    camera_width: int = DEFAULT_CAMERA_WIDTH, camera_height: int = DEFAULT_CAMERA_HEIGHT
+) -> SensorRig:
     """The nuScenes-like rig. Camera resolution is configurable (nuScenes itself is 1600x900);
     the field of view stays the same at every resolution."""
     if camera_width < 8 or camera_height < 8:
@@ -134,12 +136,29 @@ def default_rig(camera_width: int = DEFAULT_CAMERA_WIDTH, camera_height: int = D
     sensors = []
     for name, x, y, z, yaw, hfov in _CAMERAS:
         T = make_transform(rot_z(np.radians(yaw)) @ R_BODY_OPTICAL, (x, y, z))
-        sensors.append(SensorSpec(name, "camera", T, hfov, CAMERA_MAX_RANGE,
-                                  camera_intrinsics(camera_width, camera_height, hfov),
-                                  camera_width, camera_height))
+        sensors.append(
+            SensorSpec(
+                name,
+                "camera",
+                T,
+                hfov,
+                CAMERA_MAX_RANGE,
+                camera_intrinsics(camera_width, camera_height, hfov),
+                camera_width,
+                camera_height,
+            )
+        )
     for name, x, y, z, yaw in _RADARS:
-        sensors.append(SensorSpec(name, "radar", make_transform(rot_z(np.radians(yaw)), (x, y, z)),
-                                  RADAR_FOV_DEG, RADAR_MAX_RANGE))
-    sensors.append(SensorSpec("lidar_top", "lidar", make_transform(np.eye(3), LIDAR_POSITION),
-                              360.0, LIDAR_MAX_RANGE))
+        sensors.append(
+            SensorSpec(
+                name,
+                "radar",
+                make_transform(rot_z(np.radians(yaw)), (x, y, z)),
+                RADAR_FOV_DEG,
+                RADAR_MAX_RANGE,
+            )
+        )
+    sensors.append(
+        SensorSpec("lidar_top", "lidar", make_transform(np.eye(3), LIDAR_POSITION), 360.0, LIDAR_MAX_RANGE)
+    )
     return SensorRig(tuple(sensors))

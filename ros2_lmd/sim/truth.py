@@ -41,8 +41,17 @@ class GroundTruth:
     @property
     def objects(self) -> list[GTObject]:
         b = self.boxes
-        return [GTObject(int(b.ids[i]), CLASSES[b.classes[i]], *map(float, b.centre[i]), *map(float, b.size[i]),
-                         float(b.yaw[i]), *map(float, b.velocity[i])) for i in range(len(b))]
+        return [
+            GTObject(
+                int(b.ids[i]),
+                CLASSES[b.classes[i]],
+                *map(float, b.centre[i]),
+                *map(float, b.size[i]),
+                float(b.yaw[i]),
+                *map(float, b.velocity[i]),
+            )
+            for i in range(len(b))
+        ]
 
 
 def vehicle_occupancy(boxes: ObjectBoxes, grid: BEVGrid) -> np.ndarray:
@@ -73,7 +82,11 @@ def ground_truth(world: World, t: float, stamp: float, grid: BEVGrid) -> GroundT
     boxes = boxes.subset(boxes.is_vehicle)
     half_diag = np.hypot(boxes.size[:, 0], boxes.size[:, 1]) / 2
     cx, cy = boxes.centre[:, 0], boxes.centre[:, 1]
-    near = ((cx + half_diag >= grid.x_min) & (cx - half_diag <= grid.x_max)
-            & (cy + half_diag >= grid.y_min) & (cy - half_diag <= grid.y_max))
+    near = (
+        (cx + half_diag >= grid.x_min)
+        & (cx - half_diag <= grid.x_max)
+        & (cy + half_diag >= grid.y_min)
+        & (cy - half_diag <= grid.y_max)
+    )
     boxes = boxes.subset(near)
     return GroundTruth(t, stamp, grid, vehicle_occupancy(boxes, grid), boxes, world.ego_velocity())

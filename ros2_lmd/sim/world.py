@@ -21,10 +21,24 @@ _VEHICLE_SIZE = {
     "van": ((4.8, 5.8), (1.9, 2.1), (1.9, 2.5)),
     "truck": ((7.0, 12.0), (2.4, 2.55), (3.0, 3.8)),
 }
-_CAR_PAINT = np.array([[235, 235, 232], [25, 25, 28], [170, 172, 176], [100, 102, 106], [160, 25, 25],
-                       [30, 55, 130], [35, 80, 50], [200, 185, 150], [215, 170, 30]], np.float64)
+_CAR_PAINT = np.array(
+    [
+        [235, 235, 232],
+        [25, 25, 28],
+        [170, 172, 176],
+        [100, 102, 106],
+        [160, 25, 25],
+        [30, 55, 130],
+        [35, 80, 50],
+        [200, 185, 150],
+        [215, 170, 30],
+    ],
+    np.float64,
+)
 _CAR_PAINT_P = np.array([0.24, 0.18, 0.17, 0.14, 0.09, 0.09, 0.04, 0.03, 0.02])
-_FACADE = np.array([[150, 80, 60], [180, 175, 165], [200, 185, 150], [90, 90, 95], [120, 130, 140]], np.float64)
+_FACADE = np.array(
+    [[150, 80, 60], [180, 175, 165], [200, 185, 150], [90, 90, 95], [120, 130, 140]], np.float64
+)
 # Radar cross-section means (dBsm) and LiDAR reflectivity (0..1) per class, in CLASSES order.
 RCS_MEAN = np.array([10.0, 13.0, 20.0, 15.0, 5.0, 8.0])
 _REFLECTIVITY = np.array([0.45, 0.45, 0.5, 0.35, 0.5, 0.75])
@@ -57,7 +71,7 @@ class WorldConfig:
         if min(self.vehicle_density, self.parked_density) < 0:
             raise ValueError(f"WorldConfig densities must be >= 0: {self}")
 
-    def randomised(self, rng: np.random.Generator) -> "WorldConfig":
+    def randomised(self, rng: np.random.Generator) -> WorldConfig:
         """A varied scene for training sets: road layout, traffic density and clutter."""
         return replace(
             self,
@@ -107,7 +121,7 @@ class ObjectBoxes:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, mask: np.ndarray) -> "ObjectBoxes":
+    def subset(self, mask: np.ndarray) -> ObjectBoxes:
         return ObjectBoxes(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
 
     @property
@@ -120,14 +134,16 @@ class ObjectBoxes:
 
     def corners(self) -> np.ndarray:
         """(N, 8, 3) corners; index bits: 1 -> +l/2 (x), 2 -> +w/2 (y), 4 -> +h/2 (z)."""
-        signs = np.array([[(i & 1) * 2 - 1, ((i >> 1) & 1) * 2 - 1, ((i >> 2) & 1) * 2 - 1] for i in range(8)], float)
+        signs = np.array(
+            [[(i & 1) * 2 - 1, ((i >> 1) & 1) * 2 - 1, ((i >> 2) & 1) * 2 - 1] for i in range(8)], float
+        )
         local = signs[None] * (self.size[:, None, :] / 2)
         c, s = np.cos(self.yaw)[:, None], np.sin(self.yaw)[:, None]
         x = c * local[..., 0] - s * local[..., 1]
         y = s * local[..., 0] + c * local[..., 1]
         return np.stack([x, y, local[..., 2]], axis=-1) + self.centre[:, None, :]
 
-    def transformed(self, yaw: float, translation: np.ndarray) -> "ObjectBoxes":
+    def transformed(self, yaw: float, translation: np.ndarray) -> ObjectBoxes:
         """Boxes in a frame given as that frame's pose (yaw, translation) in the current frame."""
         c, s = np.cos(yaw), np.sin(yaw)
         R_T = np.array([[c, s], [-s, c]])
@@ -151,7 +167,7 @@ class Lighting:
     sky_horizon: np.ndarray = field(repr=False)
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> "Lighting":
+    def random(cls, rng: np.random.Generator) -> Lighting:
         az, el = rng.uniform(-np.pi, np.pi), np.radians(rng.uniform(20, 70))
         sun = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
         overcast = rng.random()
@@ -175,9 +191,15 @@ class World:
     reflector_y: np.ndarray  # world y of long lateral reflectors (walls, guard rail): radar multipath
 
     @classmethod
-    def generate(cls, seed: int, config: WorldConfig | None = None, duration_s: float = 20.0,
-                 ego_yaw: float = 0.0, ego_lateral_offset: float = 0.0,
-                 rng: np.random.Generator | None = None) -> "World":
+    def generate(
+        cls,
+        seed: int,
+        config: WorldConfig | None = None,
+        duration_s: float = 20.0,
+        ego_yaw: float = 0.0,
+        ego_lateral_offset: float = 0.0,
+        rng: np.random.Generator | None = None,
+    ) -> World:
         """A deterministic scene from `seed`, populated for a drive of `duration_s` seconds."""
         config = config or WorldConfig()
         rng = rng if rng is not None else np.random.default_rng(np.random.SeedSequence([seed, 0]))
@@ -225,11 +247,26 @@ class World:
         colour = np.where((merged["classes"] < N_VEHICLE_CLASSES)[:, None], paint, merged["colour"])
         reflect = _REFLECTIVITY[merged["classes"]] * rng.uniform(0.7, 1.3, n)
         reflect += 0.25 * (colour.mean(1) > 180)  # bright paint returns more light
-        objects = ObjectBoxes(np.arange(1, n + 1, dtype=np.int64), merged["classes"].astype(np.int64),
-                              merged["centre"], merged["size"], merged["yaw"], merged["velocity"],
-                              np.clip(colour, 0, 255), np.clip(reflect, 0.05, 1.0))
-        return cls(seed, config, objects, ego_start, float(ego_yaw), ego_speed, Lighting.random(rng),
-                   np.array(reflectors))
+        objects = ObjectBoxes(
+            np.arange(1, n + 1, dtype=np.int64),
+            merged["classes"].astype(np.int64),
+            merged["centre"],
+            merged["size"],
+            merged["yaw"],
+            merged["velocity"],
+            np.clip(colour, 0, 255),
+            np.clip(reflect, 0.05, 1.0),
+        )
+        return cls(
+            seed,
+            config,
+            objects,
+            ego_start,
+            float(ego_yaw),
+            ego_speed,
+            Lighting.random(rng),
+            np.array(reflectors),
+        )
 
     def ego_pose(self, t: float) -> tuple[np.ndarray, float]:
         """(x, y) of base_link in the world and its yaw at time t."""
@@ -265,14 +302,23 @@ class World:
         return boxes
 
 
-def _vehicles_along(rng: np.random.Generator, config: WorldConfig, lo: float, hi: float,
-                    density: float, gap_scale: float = 1.0) -> dict[str, np.ndarray]:
+def _vehicles_along(
+    rng: np.random.Generator,
+    config: WorldConfig,
+    lo: float,
+    hi: float,
+    density: float,
+    gap_scale: float = 1.0,
+) -> dict[str, np.ndarray]:
     """Vehicles queued along a line from lo to hi with exponential gaps (`x` = centre)."""
     if density <= 0:
         return {"x": np.zeros(0), "size": np.zeros((0, 3)), "classes": np.zeros(0, np.int64)}
     n_max = int((hi - lo) / 4.0) + 2
-    classes = rng.choice(3, n_max, p=[1 - config.van_fraction - config.truck_fraction,
-                                      config.van_fraction, config.truck_fraction])
+    classes = rng.choice(
+        3,
+        n_max,
+        p=[1 - config.van_fraction - config.truck_fraction, config.van_fraction, config.truck_fraction],
+    )
     size = np.empty((n_max, 3))
     for c, name in enumerate(VEHICLE_CLASSES):
         m = classes == c
@@ -286,13 +332,23 @@ def _vehicles_along(rng: np.random.Generator, config: WorldConfig, lo: float, hi
     return {"x": (start + length / 2)[keep], "size": size[keep], "classes": classes[keep]}
 
 
-def _assemble(veh: dict[str, np.ndarray], centre_y: np.ndarray, yaw: np.ndarray,
-              velocity: np.ndarray, colour: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _assemble(
+    veh: dict[str, np.ndarray],
+    centre_y: np.ndarray,
+    yaw: np.ndarray,
+    velocity: np.ndarray,
+    colour: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     n = len(veh["x"])
     centre = np.stack([veh["x"], np.broadcast_to(centre_y, (n,)), veh["size"][:, 2] / 2], 1)
-    return {"classes": veh["classes"], "centre": centre, "size": veh["size"],
-            "yaw": np.broadcast_to(yaw, (n,)).astype(float), "velocity": velocity.reshape(n, 2),
-            "colour": np.zeros((n, 3)) if colour is None else colour}
+    return {
+        "classes": veh["classes"],
+        "centre": centre,
+        "size": veh["size"],
+        "yaw": np.broadcast_to(yaw, (n,)).astype(float),
+        "velocity": velocity.reshape(n, 2),
+        "colour": np.zeros((n, 3)) if colour is None else colour,
+    }
 
 
 def _parked(rng: np.random.Generator, config: WorldConfig, side: int, lo: float, hi: float) -> dict:
@@ -301,7 +357,9 @@ def _parked(rng: np.random.Generator, config: WorldConfig, side: int, lo: float,
     veh = _vehicles_along(rng, config, lo, hi, config.parked_density, gap_scale=0.45 if angled else 1.0)
     n = len(veh["x"])
     if angled:
-        veh["size"][:, 0] = np.minimum(veh["size"][:, 0], config.parking_width / 1.05)  # no trucks sticking out
+        veh["size"][:, 0] = np.minimum(
+            veh["size"][:, 0], config.parking_width / 1.05
+        )  # no trucks sticking out
         base = rng.choice([np.pi / 2, np.radians(60)], n) * rng.choice([-1, 1], n)
     else:
         base = rng.choice([0.0, np.pi], n)
@@ -310,8 +368,9 @@ def _parked(rng: np.random.Generator, config: WorldConfig, side: int, lo: float,
     return _assemble(veh, centre_y, yaw, np.zeros((n, 2)))
 
 
-def _segments(rng: np.random.Generator, lo: float, hi: float, length: tuple[float, float],
-              gap: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _segments(
+    rng: np.random.Generator, lo: float, hi: float, length: tuple[float, float], gap: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     n_max = int((hi - lo) / (length[0] + gap[0])) + 2
     lengths = rng.uniform(*length, n_max)
     gaps = rng.uniform(*gap, n_max)
@@ -320,8 +379,9 @@ def _segments(rng: np.random.Generator, lo: float, hi: float, length: tuple[floa
     return (start + lengths / 2)[keep], lengths[keep]
 
 
-def _static(cls_name: str, x: np.ndarray, y: np.ndarray | float, size: np.ndarray,
-            colour: np.ndarray) -> dict[str, np.ndarray]:
+def _static(
+    cls_name: str, x: np.ndarray, y: np.ndarray | float, size: np.ndarray, colour: np.ndarray
+) -> dict[str, np.ndarray]:
     n = len(x)
     veh = {"x": x, "size": size, "classes": np.full(n, CLASS_ID[cls_name])}
     return _assemble(veh, y, np.zeros(n), np.zeros((n, 2)), colour)

@@ -5,7 +5,8 @@ tensors (common.bilinear) and softmax linearised as an activation (nonlinear.py)
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +32,14 @@ def _sdpa_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     return attention(query, key, value, attn_mask, is_causal, scale)
 
 
-def attention(query: Any, key: Any, value: Any, attn_mask: T | None = None, is_causal: bool = False,
-              scale: float | None = None) -> Any:
+def attention(
+    query: Any,
+    key: Any,
+    value: Any,
+    attn_mask: T | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Any:
     """Reference attention on (possibly decomposed) tensors; every op here has an LMD rule."""
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
@@ -63,11 +70,33 @@ def _additive_mask(attn_mask: T | None, is_causal: bool, L: int, S: int, like: T
 
 def _mha_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     """F.multi_head_attention_forward (what nn.MultiheadAttention calls), sequence-first layout."""
-    names = ["query", "key", "value", "embed_dim_to_check", "num_heads", "in_proj_weight",
-             "in_proj_bias", "bias_k", "bias_v", "add_zero_attn", "dropout_p", "out_proj_weight",
-             "out_proj_bias", "training", "key_padding_mask", "need_weights", "attn_mask",
-             "use_separate_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight",
-             "static_k", "static_v", "average_attn_weights", "is_causal"]
+    names = [
+        "query",
+        "key",
+        "value",
+        "embed_dim_to_check",
+        "num_heads",
+        "in_proj_weight",
+        "in_proj_bias",
+        "bias_k",
+        "bias_v",
+        "add_zero_attn",
+        "dropout_p",
+        "out_proj_weight",
+        "out_proj_bias",
+        "training",
+        "key_padding_mask",
+        "need_weights",
+        "attn_mask",
+        "use_separate_proj_weight",
+        "q_proj_weight",
+        "k_proj_weight",
+        "v_proj_weight",
+        "static_k",
+        "static_v",
+        "average_attn_weights",
+        "is_causal",
+    ]
     a = dict(zip(names, args))
     a.update(kwargs)
     for unsupported in ("bias_k", "bias_v", "static_k", "static_v"):
@@ -99,8 +128,9 @@ def _mha_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
 
     q, k, v = split_heads(q, tgt_len), split_heads(k, src_len), split_heads(v, src_len)
     like = real(q)
-    mask = _additive_mask(a.get("attn_mask"), bool(a.get("is_causal")) and a.get("attn_mask") is None,
-                          tgt_len, src_len, like)
+    mask = _additive_mask(
+        a.get("attn_mask"), bool(a.get("is_causal")) and a.get("attn_mask") is None, tgt_len, src_len, like
+    )
     if mask is not None and mask.dim() == 3:  # (B * heads, L, S)
         mask = mask.reshape(bsz, num_heads, tgt_len, src_len)
     padding = a.get("key_padding_mask")

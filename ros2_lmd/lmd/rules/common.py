@@ -3,7 +3,8 @@ plane, plane-dim arithmetic and broadcasting, and the product rule for two decom
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -4,7 +4,8 @@ every plane; parameter biases and other modality-independent constants go to the
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,8 @@ def _only_decomposed_arg(func: Callable, args: tuple, kwargs: dict) -> int:
         raise LMDRuleError(
             f"{op_name(func)}: LMD treats this op as linear in one decomposed argument, but got "
             f"decomposed arguments at positions {found} (kwargs: "
-            f"{[k for k, v in kwargs.items() if isinstance(v, LMDTensor)]})")
+            f"{[k for k, v in kwargs.items() if isinstance(v, LMDTensor)]})"
+        )
     return found[0]
 
 
@@ -206,11 +208,16 @@ def _getitem_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
     x, index = args[0], args[1]
     items = index if isinstance(index, tuple) else (index,)
     if any(isinstance(i, LMDTensor) for i in items):
-        raise LMDRuleError("indexing with a decomposed tensor has no LMD rule (use a plain index "
-                           "computed from the real value, e.g. `idx = x.argmax(...)`)")
-    advanced = [k for k, i in enumerate(items)
-                if isinstance(i, (torch.Tensor, list))
-                or (hasattr(i, "__array__") and not isinstance(i, (int, slice)))]
+        raise LMDRuleError(
+            "indexing with a decomposed tensor has no LMD rule (use a plain index "
+            "computed from the real value, e.g. `idx = x.argmax(...)`)"
+        )
+    advanced = [
+        k
+        for k, i in enumerate(items)
+        if isinstance(i, (torch.Tensor, list))
+        or (hasattr(i, "__array__") and not isinstance(i, (int, slice)))
+    ]
     # Prefixing a full slice keeps numpy's indexing semantics unless advanced indices are separated
     # by basic ones (then the advanced dims would move in front of the plane dim).
     if not advanced or advanced == list(range(advanced[0], advanced[-1] + 1)):
@@ -303,8 +310,10 @@ def _dropout_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
     p_drop = arg(args, kwargs, 1, "p", 0.5)
     training = arg(args, kwargs, 2, "training", True)
     if training and p_drop > 0:
-        raise LMDRuleError(f"{op_name(func)} in training mode is random and has no LMD rule: "
-                           f"call model.eval() before decomposing")
+        raise LMDRuleError(
+            f"{op_name(func)} in training mode is random and has no LMD rule: "
+            f"call model.eval() before decomposing"
+        )
     return args[0]
 
 
@@ -334,8 +343,17 @@ _ADD = {torch.add, T.add, T.__add__, T.__radd__, T.add_, T.__iadd__}
 _SUB = {torch.sub, torch.subtract, T.sub, T.subtract, T.__sub__, T.sub_, T.__isub__}
 _RSUB = {T.__rsub__, torch.rsub}
 _MUL = {torch.mul, torch.multiply, T.mul, T.multiply, T.__mul__, T.__rmul__, T.mul_, T.__imul__}
-_DIV = {torch.div, torch.divide, torch.true_divide, T.div, T.divide, T.true_divide, T.__truediv__,
-        T.div_, T.__itruediv__}
+_DIV = {
+    torch.div,
+    torch.divide,
+    torch.true_divide,
+    T.div,
+    T.divide,
+    T.true_divide,
+    T.__truediv__,
+    T.div_,
+    T.__itruediv__,
+}
 _RDIV = {T.__rtruediv__}
 _INPLACE = {T.add_, T.__iadd__, T.sub_, T.__isub__, T.mul_, T.__imul__, T.div_, T.__itruediv__}
 
@@ -374,8 +392,10 @@ def _arith_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
             out = _mul_const(ctx, x, c, divide=False)
     elif func in _DIV:
         if isinstance(b, LMDTensor) or kwargs.get("rounding_mode"):
-            raise LMDRuleError(f"{op_name(func)}: division by a decomposed tensor (or rounding "
-                               f"division) is not linear and has no LMD rule")
+            raise LMDRuleError(
+                f"{op_name(func)}: division by a decomposed tensor (or rounding "
+                f"division) is not linear and has no LMD rule"
+            )
         out = _mul_const(ctx, a, b, divide=True)
     elif func in _RDIV:
         raise LMDRuleError("dividing by a decomposed tensor is not linear and has no LMD rule")
@@ -396,11 +416,15 @@ def _scale(value: Any, alpha: Any) -> Any:
 
 def _write_inplace(ctx: Context, target: Any, new_planes: T) -> Any:
     if not isinstance(target, LMDTensor):
-        raise LMDRuleError("an in-place op on a plain tensor with a decomposed operand cannot keep "
-                           "the decomposition; write it out of place")
+        raise LMDRuleError(
+            "an in-place op on a plain tensor with a decomposed operand cannot keep "
+            "the decomposition; write it out of place"
+        )
     if new_planes.shape != target._planes.shape:
-        raise LMDRuleError(f"in-place op would change shape {tuple(target._planes.shape[1:])} -> "
-                           f"{tuple(new_planes.shape[1:])}")
+        raise LMDRuleError(
+            f"in-place op would change shape {tuple(target._planes.shape[1:])} -> "
+            f"{tuple(new_planes.shape[1:])}"
+        )
     target._planes.copy_(new_planes)
     return target
 
@@ -474,16 +498,72 @@ def _masked_fill_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -
 
 # metadata: answered from the real value, no components
 _METADATA = [
-    T.size, T.dim, T.numel, T.nelement, T.ndimension, T.stride, T.is_contiguous, T.element_size,
-    T.__len__, T.data_ptr, T.storage_offset, T.is_floating_point, T.is_complex, T.get_device,
-    T.__format__, T.__bool__, T.item, T.tolist, T.__int__, T.__float__, T.__index__, T.numpy,
-    T.__hash__, T.__array__, torch.numel, T.untyped_storage, T.is_set_to,
+    T.size,
+    T.dim,
+    T.numel,
+    T.nelement,
+    T.ndimension,
+    T.stride,
+    T.is_contiguous,
+    T.element_size,
+    T.__len__,
+    T.data_ptr,
+    T.storage_offset,
+    T.is_floating_point,
+    T.is_complex,
+    T.get_device,
+    T.__format__,
+    T.__bool__,
+    T.item,
+    T.tolist,
+    T.__int__,
+    T.__float__,
+    T.__index__,
+    T.numpy,
+    T.__hash__,
+    T.__array__,
+    torch.numel,
+    T.untyped_storage,
+    T.is_set_to,
     # comparisons and index selections: the real value decides (the linearisation point)
-    torch.gt, torch.lt, torch.ge, torch.le, torch.eq, torch.ne, torch.greater, torch.less,
-    T.gt, T.lt, T.ge, T.le, T.eq, T.ne, T.__gt__, T.__lt__, T.__ge__, T.__le__, T.__eq__, T.__ne__,
-    torch.isnan, torch.isfinite, torch.isinf, T.isnan, T.isfinite, T.isinf, torch.argmax,
-    torch.argmin, T.argmax, T.argmin, torch.argsort, T.argsort, torch.sign, T.sign,
-    torch.equal, torch.allclose, torch.isclose, T.allclose,
+    torch.gt,
+    torch.lt,
+    torch.ge,
+    torch.le,
+    torch.eq,
+    torch.ne,
+    torch.greater,
+    torch.less,
+    T.gt,
+    T.lt,
+    T.ge,
+    T.le,
+    T.eq,
+    T.ne,
+    T.__gt__,
+    T.__lt__,
+    T.__ge__,
+    T.__le__,
+    T.__eq__,
+    T.__ne__,
+    torch.isnan,
+    torch.isfinite,
+    torch.isinf,
+    T.isnan,
+    T.isfinite,
+    T.isinf,
+    torch.argmax,
+    torch.argmin,
+    T.argmax,
+    T.argmin,
+    torch.argsort,
+    T.argsort,
+    torch.sign,
+    T.sign,
+    torch.equal,
+    torch.allclose,
+    torch.isclose,
+    T.allclose,
 ]
 
 register_rule(_METADATA, real_rule)
@@ -501,38 +581,99 @@ register_rule([torch.cat, torch.concat, torch.concatenate, torch.stack], _cat_ru
 register_rule([torch.split, T.split, torch.chunk, T.chunk, torch.unbind, T.unbind], _split_rule)
 register_rule([T.__getitem__], _getitem_rule)
 # any other op linear in one decomposed argument, run per plane with vmap
-register_rule([
-    T.view_as, T.reshape_as, T.expand, T.expand_as, T.repeat, T.t, torch.t, T.narrow, torch.narrow,
-    T.select, torch.select, T.index_select, torch.index_select, T.gather, torch.gather, T.roll,
-    torch.roll, T.flip, torch.flip, T.movedim, torch.movedim, T.unflatten, torch.unflatten,
-    T.tile, torch.tile, T.repeat_interleave, torch.repeat_interleave, torch.rot90, T.rot90,
-    F.grid_sample, T.diagonal, torch.diagonal, T.unfold, torch.tril, torch.triu, T.tril, T.triu,
-    torch.cumsum, T.cumsum, torch.diff, T.diff, torch.trace, T.narrow_copy,
-], linear_rule)
-register_rule([
-    T.clone, torch.clone, T.detach, torch.detach, T.to, T.float, T.double, T.half, T.bfloat16,
-    T.cpu, T.cuda, T.type_as, T.requires_grad_,
-], planewise_rule)
+register_rule(
+    [
+        T.view_as,
+        T.reshape_as,
+        T.expand,
+        T.expand_as,
+        T.repeat,
+        T.t,
+        torch.t,
+        T.narrow,
+        torch.narrow,
+        T.select,
+        torch.select,
+        T.index_select,
+        torch.index_select,
+        T.gather,
+        torch.gather,
+        T.roll,
+        torch.roll,
+        T.flip,
+        torch.flip,
+        T.movedim,
+        torch.movedim,
+        T.unflatten,
+        torch.unflatten,
+        T.tile,
+        torch.tile,
+        T.repeat_interleave,
+        torch.repeat_interleave,
+        torch.rot90,
+        T.rot90,
+        F.grid_sample,
+        T.diagonal,
+        torch.diagonal,
+        T.unfold,
+        torch.tril,
+        torch.triu,
+        T.tril,
+        T.triu,
+        torch.cumsum,
+        T.cumsum,
+        torch.diff,
+        T.diff,
+        torch.trace,
+        T.narrow_copy,
+    ],
+    linear_rule,
+)
+register_rule(
+    [
+        T.clone,
+        torch.clone,
+        T.detach,
+        torch.detach,
+        T.to,
+        T.float,
+        T.double,
+        T.half,
+        T.bfloat16,
+        T.cpu,
+        T.cuda,
+        T.type_as,
+        T.requires_grad_,
+    ],
+    planewise_rule,
+)
 # conv / linear / pooling / interpolation / padding / dropout
 register_rule([torch.conv1d, torch.conv_transpose1d], _conv_rule(1))
 register_rule([torch.conv2d, torch.conv_transpose2d], _conv_rule(2))
 register_rule([torch.conv3d, torch.conv_transpose3d], _conv_rule(3))
 register_rule([F.linear], _linear_layer_rule)
 register_rule([F.avg_pool1d, F.adaptive_avg_pool1d], _batched_rule(1))
-register_rule([F.avg_pool2d, F.adaptive_avg_pool2d, F.lp_pool2d], _batched_rule(2))
+# (Lp pooling, (sum x^p)^(1/p), is not linear: it has no rule and raises, like every op without one.)
+register_rule([F.avg_pool2d, F.adaptive_avg_pool2d], _batched_rule(2))
 register_rule([F.avg_pool3d, F.adaptive_avg_pool3d], _batched_rule(3))
-register_rule([F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nearest, F.unfold, F.fold],
-              _batched_rule(None))
+register_rule(
+    [F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nearest, F.unfold, F.fold],
+    _batched_rule(None),
+)
 register_rule([torch.pixel_shuffle, torch.pixel_unshuffle], planewise_rule)
 register_rule([F.pad], _pad_rule)
-register_rule([F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-               F.feature_alpha_dropout], _dropout_rule)
+register_rule(
+    [F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout],
+    _dropout_rule,
+)
 # arithmetic
 register_rule(list(_ADD | _SUB | _RSUB | _MUL | _DIV | _RDIV), _arith_rule)
 register_rule([torch.neg, torch.negative, T.neg, T.negative, T.__neg__], _neg_rule)
 register_rule([T.__pos__, torch.positive, T.positive], _pos_rule)
-register_rule([torch.matmul, T.matmul, T.__matmul__, T.__rmatmul__, torch.mm, T.mm, torch.bmm,
-               T.bmm, torch.mv, T.mv], _matmul_rule)
+register_rule(
+    [torch.matmul, T.matmul, T.__matmul__, T.__rmatmul__, torch.mm, T.mm, torch.bmm, T.bmm, torch.mv, T.mv],
+    _matmul_rule,
+)
 register_rule([torch.einsum], _einsum_rule)
 # selections with a plain condition
 register_rule([torch.where], _where_rule)

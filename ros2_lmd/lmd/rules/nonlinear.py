@@ -5,7 +5,8 @@ App. B.3) and max selections (max pooling, max/min). The real output is always c
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,10 @@ def _constants_key(args: tuple, kwargs: dict) -> tuple:
         if isinstance(v, torch.Tensor):
             return ("tensor", tuple(v.flatten().tolist()) if v.numel() <= 16 else id(v))
         return v
-    return tuple(freeze(a) for a in args) + tuple((k, freeze(v)) for k, v in sorted(kwargs.items())
-                                                  if k != "inplace")
+
+    return tuple(freeze(a) for a in args) + tuple(
+        (k, freeze(v)) for k, v in sorted(kwargs.items()) if k != "inplace"
+    )
 
 
 def value_and_slope_at_zero(func: Callable, rest: tuple, kwargs: dict, like: T) -> tuple[T, T, bool]:
@@ -40,13 +43,17 @@ def value_and_slope_at_zero(func: Callable, rest: tuple, kwargs: dict, like: T) 
         kw = {k: v for k, v in kwargs.items() if k != "inplace"}
         with torch.inference_mode(False), torch.enable_grad():
             zero = torch.zeros((), dtype=torch.float64, requires_grad=True)
-            rest64 = tuple(r.double() if isinstance(r, torch.Tensor) and r.is_floating_point() else r
-                           for r in rest)
+            rest64 = tuple(
+                r.double() if isinstance(r, torch.Tensor) and r.is_floating_point() else r for r in rest
+            )
             value = func(zero.clone(), *rest64, **kw)
             (slope,) = torch.autograd.grad(value, zero, allow_unused=True)
             slope = torch.zeros(()) if slope is None else slope
-        _AT_ZERO[key] = (value.detach().to(like.dtype).to(like.device),
-                         slope.detach().to(like.dtype).to(like.device), float(value) == 0.0)
+        _AT_ZERO[key] = (
+            value.detach().to(like.dtype).to(like.device),
+            slope.detach().to(like.dtype).to(like.device),
+            float(value) == 0.0,
+        )
     return _AT_ZERO[key]
 
 
@@ -81,8 +88,9 @@ def _split_weights(ctx: Context, mods: T, bias: T) -> T:
     return torch.where(agree, weights, torch.where(disagree, complementary, zero))
 
 
-def apply_activation(ctx: Context, x: LMDTensor, out_real: T, f0: T, slope0: T,
-                     zero_tol: float, inplace: bool = False) -> T:
+def apply_activation(
+    ctx: Context, x: LMDTensor, out_real: T, f0: T, slope0: T, zero_tol: float, inplace: bool = False
+) -> T:
     """Planes of f(x) given the real output. c = (f(A) - f(0)) / A (f'(0) where |A| <= zero_tol):
     every stream is scaled by c; f(0), and whatever c * A misses of f(A) - f(0), go to the bias.
     With `inplace` (ReLU(inplace=True) and friends) the planes of x are overwritten."""
@@ -157,13 +165,39 @@ def _softmax_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
 
 
 # positional index of the `inplace` flag for F functions that take it positionally
-_INPLACE_POSITION = {F.relu: 1, F.relu6: 1, F.selu: 1, F.silu: 1, F.mish: 1, F.hardswish: 1,
-                     F.hardsigmoid: 1, F.leaky_relu: 2, F.elu: 2, F.celu: 2, F.hardtanh: 3,
-                     F.rrelu: 4, F.threshold: 3}
-_INPLACE_ACTIVATIONS = {torch.relu_, T.relu_, F.relu_, F.leaky_relu_, F.elu_, F.hardtanh_,
-                        F.rrelu_, torch.sigmoid_, T.sigmoid_, torch.tanh_, T.tanh_, T.clamp_,
-                        torch.clamp_, T.clip_, torch.clip_, F.threshold_}
-
+_INPLACE_POSITION = {
+    F.relu: 1,
+    F.relu6: 1,
+    F.selu: 1,
+    F.silu: 1,
+    F.mish: 1,
+    F.hardswish: 1,
+    F.hardsigmoid: 1,
+    F.leaky_relu: 2,
+    F.elu: 2,
+    F.celu: 2,
+    F.hardtanh: 3,
+    F.rrelu: 4,
+    F.threshold: 3,
+}
+_INPLACE_ACTIVATIONS = {
+    torch.relu_,
+    T.relu_,
+    F.relu_,
+    F.leaky_relu_,
+    F.elu_,
+    F.hardtanh_,
+    F.rrelu_,
+    torch.sigmoid_,
+    T.sigmoid_,
+    torch.tanh_,
+    T.tanh_,
+    T.clamp_,
+    torch.clamp_,
+    T.clip_,
+    torch.clip_,
+    F.threshold_,
+}
 
 
 # --- normalisation --------------------------------------------------------------------------------
@@ -194,9 +228,11 @@ def _batch_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
     training = arg(args, kwargs, 5, "training", False)
     eps = arg(args, kwargs, 7, "eps", 1e-5)
     if training or running_mean is None:
-        raise LMDRuleError("batch_norm with batch statistics (training mode, or "
-                           "track_running_stats=False) has no LMD rule: call model.eval() on a "
-                           "model with running statistics")
+        raise LMDRuleError(
+            "batch_norm with batch statistics (training mode, or "
+            "track_running_stats=False) has no LMD rule: call model.eval() on a "
+            "model with running statistics"
+        )
     real = x._planes[0]
     out_real = F.batch_norm(real, running_mean, running_var, weight, bias, False, 0.0, eps)
     scale = torch.rsqrt(running_var + eps)
@@ -208,8 +244,15 @@ def _batch_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
     return ctx.wrap(_bn_like(ctx, x, out_real, scale, shift, channel_dim=1 if real.dim() > 1 else 0))
 
 
-def _stat_norm(ctx: Context, x: LMDTensor, out_real: T, groups_shape: tuple[int, ...], eps: float,
-               weight: T | None, bias: T | None) -> T:
+def _stat_norm(
+    ctx: Context,
+    x: LMDTensor,
+    out_real: T,
+    groups_shape: tuple[int, ...],
+    eps: float,
+    weight: T | None,
+    bias: T | None,
+) -> T:
     """Norms with statistics of the current input (LayerNorm, InstanceNorm, GroupNorm).
     `groups_shape` reshapes x so that its last dim holds one normalisation group; weight and bias
     are already shaped to broadcast against x. The real mean and variance fix the linearisation."""
@@ -265,8 +308,17 @@ def _instance_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict)
     # Never pass running stats here: with use_input_stats they would be updated (model modified).
     out_real = F.instance_norm(real, None, None, weight, bias, True, 0.0, eps)
     groups = (*real.shape[:2], -1)  # (B, C, spatial...) -> one group per (b, c)
-    return ctx.wrap(_stat_norm(ctx, x, out_real, groups, eps, _channel_affine(weight, real.dim(), 1),
-                               _channel_affine(bias, real.dim(), 1)))
+    return ctx.wrap(
+        _stat_norm(
+            ctx,
+            x,
+            out_real,
+            groups,
+            eps,
+            _channel_affine(weight, real.dim(), 1),
+            _channel_affine(bias, real.dim(), 1),
+        )
+    )
 
 
 def _layer_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
@@ -289,8 +341,17 @@ def _group_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
     real = x._planes[0]
     out_real = F.group_norm(real, num_groups, weight, bias, eps)
     groups = (real.shape[0], num_groups, -1)
-    return ctx.wrap(_stat_norm(ctx, x, out_real, groups, eps, _channel_affine(weight, real.dim(), 1),
-                               _channel_affine(bias, real.dim(), 1)))
+    return ctx.wrap(
+        _stat_norm(
+            ctx,
+            x,
+            out_real,
+            groups,
+            eps,
+            _channel_affine(weight, real.dim(), 1),
+            _channel_affine(bias, real.dim(), 1),
+        )
+    )
 
 
 def _rms_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
@@ -316,8 +377,9 @@ def _rms_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> A
 # --- max selections: the real activation picks, every plane follows ----------------------------
 
 
-def _max_pool_rule(with_indices: Callable, spatial_dims: int, return_indices_at: int,
-                   always_indices: bool) -> Rule:
+def _max_pool_rule(
+    with_indices: Callable, spatial_dims: int, return_indices_at: int, always_indices: bool
+) -> Rule:
     """The rule for one max-pooling function: `with_indices`, the torch function that also returns
     the indices, picks the maxima on the real plane and every plane is gathered there.
     `return_indices_at` is the position of the function's `return_indices` flag; the *_with_indices
@@ -355,7 +417,7 @@ def _max_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     selector = torch.max if func in (torch.max, T.max) else torch.min
     if dim is None:
         flat = p.flatten(1)
-        index = (flat[0].argmax() if selector is torch.max else flat[0].argmin())
+        index = flat[0].argmax() if selector is torch.max else flat[0].argmin()
         return ctx.wrap(flat[:, index])
     real = selector(p[0], dim=dim, keepdim=True)
     idx = real.indices.unsqueeze(0).expand(p.shape[0], *real.indices.shape)
@@ -365,8 +427,11 @@ def _max_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
         indices = real.indices.squeeze(dim)
     else:
         indices = real.indices
-    return torch.return_types.max((ctx.wrap(out), indices)) if selector is torch.max else \
-        torch.return_types.min((ctx.wrap(out), indices))
+    return (
+        torch.return_types.max((ctx.wrap(out), indices))
+        if selector is torch.max
+        else torch.return_types.min((ctx.wrap(out), indices))
+    )
 
 
 def _maximum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
@@ -384,11 +449,47 @@ def _maximum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
 
 # element-wise activations (softmax: over a dim, linearised the same way)
 ACTIVATIONS = [
-    F.relu, torch.relu, T.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu,
-    F.mish, F.softplus, F.sigmoid, torch.sigmoid, T.sigmoid, F.tanh, torch.tanh, T.tanh,
-    F.hardswish, F.hardsigmoid, F.hardtanh, F.logsigmoid, F.softsign, F.tanhshrink, F.hardshrink,
-    F.softshrink, F.rrelu, F.threshold, F.prelu, torch.prelu, torch.clamp, T.clamp, torch.clip, T.clip,
-    torch.abs, T.abs, T.__abs__, torch.erf, T.erf, torch.exp, T.exp,
+    F.relu,
+    torch.relu,
+    T.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.selu,
+    F.celu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    F.softplus,
+    F.sigmoid,
+    torch.sigmoid,
+    T.sigmoid,
+    F.tanh,
+    torch.tanh,
+    T.tanh,
+    F.hardswish,
+    F.hardsigmoid,
+    F.hardtanh,
+    F.logsigmoid,
+    F.softsign,
+    F.tanhshrink,
+    F.hardshrink,
+    F.softshrink,
+    F.rrelu,
+    F.threshold,
+    F.prelu,
+    torch.prelu,
+    torch.clamp,
+    T.clamp,
+    torch.clip,
+    T.clip,
+    torch.abs,
+    T.abs,
+    T.__abs__,
+    torch.erf,
+    T.erf,
+    torch.exp,
+    T.exp,
 ] + sorted(_INPLACE_ACTIVATIONS, key=id)
 register_rule(ACTIVATIONS, _activation_rule)
 register_rule([F.softmax, torch.softmax, T.softmax], _softmax_rule)

@@ -46,6 +46,8 @@ def _summary() -> DecompositionSummary:
     summary.modalities = ["camera", "radar", "lidar"]
     summary.shares = [0.125, 0.375, 0.5]
     summary.present = [False, True, True]
+    summary.sensors = ["cam_front", "lidar_top"]
+    summary.messages_received, summary.messages_lost = [600, 330], [0, 270]
     second = _camera_only_detection()
     second.id, second.single_sensor = 4, False
     second.shares = [0.5, 0.25, 0.25]
@@ -178,6 +180,9 @@ def test_alert_constants():
                 "latency_ms": "float",
                 "frames_processed": "uint64",
                 "frames_dropped": "uint64",
+                "sensors": "sequence<string>",
+                "messages_received": "sequence<uint32>",
+                "messages_lost": "sequence<uint32>",
             },
         ),
         (

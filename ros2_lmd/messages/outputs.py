@@ -17,15 +17,16 @@ Value scales (what rviz shows):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ros2_lmd.messages.types import MessageTypes, header_msg, time_msg
+from ros2_lmd.messages.types import MessageTypes, header_msg_ns, time_msg_ns
 from ros2_lmd.monitor.detections import sigmoid
 from ros2_lmd.monitor.report import SEVERITY_NAMES, Detection, FrameReport
 from ros2_lmd.monitor.status import StatusRecord
+from ros2_lmd.sensors.stamps import seconds_to_ns
 
 BEV_LAYERS = ("fused", "camera", "radar", "lidar", "bias")
 DEFAULT_COMPONENT_LOGIT_RANGE = 4.0
@@ -42,7 +43,7 @@ SEVERITY_COLOURS = {0: (1.0, 1.0, 1.0), 1: (1.0, 0.85, 0.1), 2: (1.0, 0.15, 0.15
 # --- Common pieces ----------------------------------------------------------------------------------
 
 
-def map_metadata(report: FrameReport, types: MessageTypes, stamp: float) -> Any:
+def map_metadata(report: FrameReport, types: MessageTypes, stamp_ns: int) -> Any:
     """nav_msgs/MapMetaData of the report's BEVGrid: cell (0, 0) at (x_min, y_min), no rotation."""
     grid = report.grid
     origin = types.new(
@@ -52,7 +53,7 @@ def map_metadata(report: FrameReport, types: MessageTypes, stamp: float) -> Any:
     )
     return types.new(
         "nav_msgs/msg/MapMetaData",
-        map_load_time=time_msg(types, stamp),
+        map_load_time=time_msg_ns(types, stamp_ns),
         resolution=float(grid.resolution),
         width=grid.nx,
         height=grid.ny,
@@ -97,12 +98,12 @@ def occupancy_grid(
 ) -> Any:
     """nav_msgs/OccupancyGrid of `layer` (fused, camera, radar, lidar or bias). The arrays are
     [iy, ix], so row-major flattening is OccupancyGrid's order (y rows of x cells)."""
-    stamp = report.stamp if stamp is None else stamp
+    stamp_ns = report.stamp_ns if stamp is None else seconds_to_ns(stamp)
     values = occupancy_values(report, layer, component_logit_range)
     return types.new(
         "nav_msgs/msg/OccupancyGrid",
-        header=header_msg(types, stamp, frame_id),
-        info=map_metadata(report, types, stamp),
+        header=header_msg_ns(types, stamp_ns, frame_id),
+        info=map_metadata(report, types, stamp_ns),
         data=values.reshape(-1),
     )
 
@@ -152,12 +153,12 @@ def bev_image(
     detection_threshold: float = 0.5,
 ) -> Any:
     """sensor_msgs/Image (rgb8) of `bev_rgb`."""
-    stamp = report.stamp if stamp is None else stamp
+    stamp_ns = report.stamp_ns if stamp is None else seconds_to_ns(stamp)
     rgb = bev_rgb(report, scale, component_logit_range, detection_threshold)
     height, width = rgb.shape[:2]
     return types.new(
         "sensor_msgs/msg/Image",
-        header=header_msg(types, stamp, frame_id),
+        header=header_msg_ns(types, stamp_ns, frame_id),
         height=height,
         width=width,
         encoding="rgb8",
@@ -207,9 +208,9 @@ def markers(report: FrameReport, types: MessageTypes, frame_id: str, stamp: floa
     (ns `detection_labels`) coloured by the dominant modality, single-sensor ones drawn with a
     thicker line, then one TEXT per alert (ns `alerts`, coloured by severity) stacked above
     base_link's origin, or above its detection when it has one."""
-    stamp = report.stamp if stamp is None else stamp
+    stamp_ns = report.stamp_ns if stamp is None else seconds_to_ns(stamp)
     marker_class = types.cls("visualization_msgs/msg/Marker")
-    header = header_msg(types, stamp, frame_id)
+    header = header_msg_ns(types, stamp_ns, frame_id)
 
     def marker(**fields: Any) -> Any:
         fields.setdefault("pose", _pose(types, 0.0, 0.0, 0.0))
@@ -308,16 +309,19 @@ def decomposition_summary(
     latency_ms: float | None = None,
     frame_index: int | None = None,
     stamp: float | None = None,
+    sensor_messages: Mapping[str, tuple[int, int]] | None = None,
 ) -> Any:
     """ros2_lmd/msg/DecompositionSummary. `latency_ms` defaults to the pipeline's own timings (the
-    node passes arrival-to-ready); `frame_index` to the report's."""
-    stamp = report.stamp if stamp is None else stamp
+    node passes arrival-to-ready); `frame_index` to the report's. `sensor_messages`: sensor ->
+    (messages received, messages lost before us)."""
+    sensor_messages = dict(sensor_messages or {})
+    stamp_ns = report.stamp_ns if stamp is None else seconds_to_ns(stamp)
     modalities = list(report.modalities)
     return types.new(
         "ros2_lmd/msg/DecompositionSummary",
-        header=header_msg(types, stamp, frame_id),
+        header=header_msg_ns(types, stamp_ns, frame_id),
         frame_index=int(report.frame_index if frame_index is None else frame_index),
-        grid=map_metadata(report, types, stamp),
+        grid=map_metadata(report, types, stamp_ns),
         modalities=modalities,
         shares=[float(report.shares.get(m, 0.0)) for m in modalities],
         present=[bool(report.present.get(m, True)) for m in modalities],
@@ -326,13 +330,16 @@ def decomposition_summary(
         latency_ms=float(report.latency_ms if latency_ms is None else latency_ms),
         frames_processed=int(frames_processed),
         frames_dropped=int(frames_dropped),
+        sensors=list(sensor_messages),
+        messages_received=[int(received) for received, _ in sensor_messages.values()],
+        messages_lost=[int(lost) for _, lost in sensor_messages.values()],
     )
 
 
 def alert_array(report: FrameReport, types: MessageTypes, frame_id: str, stamp: float | None = None) -> Any:
     """ros2_lmd/msg/AlertArray of the report's alerts, in the order raised (may be empty)."""
-    stamp = report.stamp if stamp is None else stamp
-    header = header_msg(types, stamp, frame_id)
+    stamp_ns = report.stamp_ns if stamp is None else seconds_to_ns(stamp)
+    header = header_msg_ns(types, stamp_ns, frame_id)
     alerts = []
     for alert in report.alerts:
         fields: dict[str, Any] = dict(
@@ -363,9 +370,11 @@ def frame_messages(
     bev_image_scale: int = 1,
     component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
     detection_threshold: float = 0.5,
+    sensor_messages: Mapping[str, tuple[int, int]] | None = None,
 ) -> list[tuple[str, str, Any]]:
     """Everything published for one processed frame, as (topic relative to the output prefix,
-    message type, message): the live node and the offline analysis publish exactly this."""
+    message type, message): the live node and the offline analysis publish exactly this.
+    `sensor_messages`: sensor -> (received, lost before us), for the DecompositionSummary."""
     messages = [
         (
             f"bev/{layer}",
@@ -401,6 +410,7 @@ def frame_messages(
                 frames_dropped=frames_dropped,
                 latency_ms=latency_ms,
                 frame_index=frames_processed - 1,
+                sensor_messages=sensor_messages,
             ),
         )
     )
@@ -428,5 +438,7 @@ def diagnostic_array(records: Sequence[StatusRecord], types: MessageTypes, stamp
             )
         )
     return types.new(
-        "diagnostic_msgs/msg/DiagnosticArray", header=header_msg(types, stamp, ""), status=statuses
+        "diagnostic_msgs/msg/DiagnosticArray",
+        header=header_msg_ns(types, seconds_to_ns(stamp), ""),
+        status=statuses,
     )

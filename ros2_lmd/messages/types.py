@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ros2_lmd.sensors.stamps import NS_PER_S, seconds_to_ns
+
 # Primitive ROS type -> numpy dtype (rosbags' spelling and rclpy's spelling of the same types).
 _NUMPY_DTYPES: dict[str, str] = {
     "bool": "bool",
@@ -227,16 +229,24 @@ def rosbags_types(distro: str = "ROS2_JAZZY") -> RosbagsTypes:
 # --- Stamps and headers ---------------------------------------------------------------------------
 
 
+def time_msg_ns(types: MessageTypes, stamp_ns: int) -> Any:
+    """builtin_interfaces/Time of a stamp in integer nanoseconds, exactly."""
+    if stamp_ns < 0:
+        raise ValueError(f"stamp must be >= 0, got {stamp_ns} ns")
+    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    return types.new("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec)
+
+
 def time_msg(types: MessageTypes, stamp: float) -> Any:
-    """builtin_interfaces/Time of a stamp in seconds (nanoseconds rounded, carried into sec)."""
+    """builtin_interfaces/Time of a stamp in seconds (nanoseconds rounded)."""
     if not math.isfinite(stamp) or stamp < 0:
         raise ValueError(f"stamp must be finite and >= 0, got {stamp}")
-    # Split before scaling: stamp * 1e9 near 1.7e18 ns is off by up to 128 ns in float64.
-    sec = math.floor(stamp)
-    nanosec = round((stamp - sec) * 1e9)
-    if nanosec >= 1_000_000_000:
-        sec, nanosec = sec + 1, nanosec - 1_000_000_000
-    return types.new("builtin_interfaces/msg/Time", sec=int(sec), nanosec=int(nanosec))
+    return time_msg_ns(types, seconds_to_ns(stamp))
+
+
+def header_msg_ns(types: MessageTypes, stamp_ns: int, frame_id: str) -> Any:
+    """std_msgs/Header with a stamp in integer nanoseconds."""
+    return types.new("std_msgs/msg/Header", stamp=time_msg_ns(types, stamp_ns), frame_id=frame_id)
 
 
 def header_msg(types: MessageTypes, stamp: float, frame_id: str) -> Any:

@@ -17,7 +17,7 @@ from ros2_lmd.sensors.errors import SensorDataError
 from ros2_lmd.sensors.frame import POINT_FIELDS
 from ros2_lmd.sensors.image import compressed_to_rgb, image_to_rgb
 from ros2_lmd.sensors.pointcloud2 import read_points
-from ros2_lmd.sensors.stamps import header_stamp_or_nan, stamp_seconds
+from ros2_lmd.sensors.stamps import LossEstimator, StampGuard, header_stamp_or_nan, stamp_ns, stamp_seconds
 from ros2_lmd.sensors.sync import AssemblyResult, FrameAssembler
 from ros2_lmd.sensors.tf import TransformTree
 
@@ -98,7 +98,11 @@ def convert_reading(sensor: InputSensor, msg: Any, calibration: CameraCalibratio
 
 
 def frame_assembler(
-    params: MonitorParams, sensors: list[InputSensor], extrinsics: TransformTree
+    params: MonitorParams,
+    sensors: list[InputSensor],
+    extrinsics: TransformTree,
+    calibrations: dict[str, CameraCalibration] | None = None,
+    time_epoch: int = 0,
 ) -> FrameAssembler:
     """The time sync configured by the node parameters (live and offline alike). The fallback key
     applies when its modality is among the subscribed sensors."""
@@ -111,8 +115,10 @@ def frame_assembler(
         key_sensor=params.key_sensor,
         base_frame=params.base_frame,
         max_delay_s=params.sync_max_delay_s,
+        calibrations=calibrations,
         key_fallback=fallback,
         key_gap_s=params.key_gap_s,
+        time_epoch=time_epoch,
     )
 
 
@@ -127,7 +133,8 @@ class MessageOutcome:
     """What became of one message. `kind`: reading, camera_info, tf or ignored (a topic nobody
     asked for). `error`: the message could not be used (for a key-sensor reading, its frame is
     dropped with this reason); `problem`: it was used but failed a check; `note`: normal but worth
-    a log line. `sensor` is None for /tf_static and ignored topics."""
+    a log line; `time_jump`: this message showed that time jumped (the time sync restarted).
+    `sensor` is None for /tf_static and ignored topics."""
 
     topic: str
     kind: str
@@ -136,6 +143,7 @@ class MessageOutcome:
     error: str = ""
     problem: str = ""
     note: str = ""
+    time_jump: str = ""
 
     @property
     def bad(self) -> str:
@@ -145,8 +153,9 @@ class MessageOutcome:
 
 class Ingest:
     """Topics in, frames out for one run: the sensors of the parameters, their calibrations, the
-    extrinsics (from /tf_static or the extrinsics file) and the FrameAssembler. Not thread-safe:
-    the caller serialises `on_message` and `pop_ready` (the node holds its lock)."""
+    extrinsics (from /tf_static or the extrinsics file), the stamp checks, the estimate of the
+    messages lost before us, and the FrameAssembler. Not thread-safe: the caller serialises
+    `on_message` and `pop_ready` (the node holds its lock)."""
 
     def __init__(self, params: MonitorParams, modalities: tuple[str, ...]) -> None:
         self.params = params
@@ -159,6 +168,10 @@ class Ingest:
         self.by_topic = {s.topic: s for s in self.sensors}
         self.by_info_topic = {s.info_topic: s for s in self.sensors if s.info_topic}
         self.calibrations: dict[str, CameraCalibration] = {}
+        self.stamps = StampGuard(params.stamp_tolerance_s)
+        self.losses = LossEstimator()
+        self.time_epoch = 0
+        self._retired: list[AssemblyResult] = []  # what the time sync held when time jumped
         self.assembler = frame_assembler(params, self.sensors, self.extrinsics)
 
     @property
@@ -167,7 +180,14 @@ class Ingest:
 
     @property
     def frames_pending(self) -> int:
-        return self.assembler.frames_pending
+        return self.assembler.frames_pending + len(self._retired)
+
+    def sensor_messages(self) -> dict[str, tuple[int, int]]:
+        """sensor -> (messages taken, messages lost before us), every sensor in parameter order."""
+        return {
+            s.name: (self.losses.received.get(s.name, 0), self.losses.lost.get(s.name, 0))
+            for s in self.sensors
+        }
 
     def topics(self) -> dict[str, str]:
         """topic -> the kind of message expected there (image, camera_info, points, tf)."""
@@ -178,8 +198,10 @@ class Ingest:
                 out[s.info_topic] = "camera_info"
         return out
 
-    def on_message(self, topic: str, msg: Any) -> MessageOutcome:
-        """Take one message of `topic`; never raises for bad message content."""
+    def on_message(self, topic: str, msg: Any, reference: float | None = None) -> MessageOutcome:
+        """Take one message of `topic`; never raises for bad message content. `reference` is the
+        time the message came in, in seconds (arrival time live, log time in a bag): its stamp is
+        checked against it (StampGuard); None skips that check."""
         if topic == TF_STATIC and self.params.extrinsics_source == "tf_static":
             try:
                 self.extrinsics.add_tf_message(msg, topic)
@@ -198,24 +220,61 @@ class Ingest:
         sensor = self.by_topic.get(topic)
         if sensor is None:
             return MessageOutcome(topic, "ignored")
+        return self._on_reading(sensor, msg, reference)
+
+    def _on_reading(self, sensor: InputSensor, msg: Any, reference: float | None) -> MessageOutcome:
+        topic, jump = sensor.topic, ""
+        stamp = header_stamp_or_nan(msg)
         try:
+            try:
+                exact_ns = stamp_ns(msg.header)
+            except (AttributeError, TypeError, ValueError, OverflowError) as error:
+                raise SensorDataError(topic, f"header.stamp: unreadable ({error})") from None
+            if reference is not None:
+                verdict = self.stamps.check(sensor.name, stamp, reference)
+                if verdict.time_jump:
+                    jump = verdict.time_jump
+                    self._restart_time(jump)
+                if verdict.reason:
+                    raise SensorDataError(topic, f"implausible stamp: {verdict.reason}")
             reading = convert_reading(sensor, msg, self.calibrations.get(sensor.name))
-            self.assembler.add(sensor.name, reading.stamp, reading.payload, str(msg.header.frame_id))
+            self.assembler.add(
+                sensor.name, reading.stamp, reading.payload, str(msg.header.frame_id), stamp_ns=exact_ns
+            )
         except SensorDataError as error:
-            stamp = header_stamp_or_nan(msg)
             if sensor.name == self.key_sensor:
                 # a key-sensor message that cannot be used is a frame that cannot be built
                 self.assembler.refuse_key(stamp, f"{topic}: {error.reason}", malformed=True)
-            return MessageOutcome(topic, "reading", sensor, stamp, error=error.reason)
+            return MessageOutcome(topic, "reading", sensor, stamp, error=error.reason, time_jump=jump)
+        self.losses.add(sensor.name, reading.stamp)
         return MessageOutcome(
-            topic, "reading", sensor, reading.stamp, problem=reading.problem, note=reading.note
+            topic,
+            "reading",
+            sensor,
+            reading.stamp,
+            problem=reading.problem,
+            note=reading.note,
+            time_jump=jump,
         )
 
+    def _restart_time(self, reason: str) -> None:
+        """Time jumped: the frames the time sync holds are finished as they are, and a new time
+        sync starts; its frames carry the next time epoch (the pipeline then restarts its
+        baselines). Calibrations and extrinsics are static: kept."""
+        self._retired += self.assembler.flush()
+        self.time_epoch += 1
+        self.assembler = frame_assembler(
+            self.params, self.sensors, self.extrinsics, self.calibrations, self.time_epoch
+        )
+        self.losses.forget_newest()
+
     def pop_ready(self, now_stamp: float | None = None) -> list[AssemblyResult]:
-        return self.assembler.pop_ready(now_stamp)
+        retired, self._retired = self._retired, []
+        return retired + self.assembler.pop_ready(now_stamp)
 
     def flush(self) -> list[AssemblyResult]:
-        return self.assembler.flush()
+        retired, self._retired = self._retired, []
+        return retired + self.assembler.flush()
 
 
 def ingest_for_model(

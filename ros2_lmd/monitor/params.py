@@ -164,6 +164,29 @@ class MonitorParams:
         min=0.0,
         max=1.0,
     )
+    stamp_tolerance_s: float = _param(
+        2.0,
+        "How far (s) a message's stamp may stray from the time the other sensors keep (stamp "
+        "minus arrival time live, minus log time in a bag) and from its own sensor's previous "
+        "stamp plus the time since; a message beyond it is rejected and counted. When every "
+        "sensor moves together (bag loop, clock reset) the time sync and the baselines restart.",
+        min=0.01,
+        max=3600.0,
+    )
+    blind_timeout_s: float = _param(
+        2.0,
+        "While sensors publish, /diagnostics reports ERROR once no frame has been processed for "
+        "this long (s), with the reason frames are being dropped.",
+        min=0.1,
+        max=3600.0,
+    )
+    max_image_pixels: int = _param(
+        4096 * 4096,
+        "Largest camera image (width x height) decoded; larger ones are rejected before decoding "
+        "(read from the image header), so one oversized image cannot stall the monitor.",
+        min=1,
+        max=1 << 30,
+    )
     sensor_qos: str = _param(
         "sensor_data",
         "QoS of the sensor subscriptions: sensor_data (best effort, keep last 5: what "

@@ -88,6 +88,7 @@ class Pipeline:
         self.config = alert_config or AlertConfig()
         self.alerts = AlertEngine(model.modalities, model.grid, self.config)
         self.frames_processed = 0
+        self.time_epoch = 0
         self._previous: tuple[float, dict[str, np.ndarray], dict[str, bool]] | None = None
 
     @property
@@ -165,6 +166,9 @@ class Pipeline:
         """The stateful part: contribution activity and alerts. Call in stamp order."""
         t0 = time.perf_counter()
         frame, components = computed.frame, computed.components
+        if frame.time_epoch != self.time_epoch:  # time jumped: history from before does not apply
+            self.reset_history()
+            self.time_epoch = frame.time_epoch
         energy = {m: contribution_energy(components[m]) for m in self.modalities}
         present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
         activity = self._activity(frame.stamp, components, present)
@@ -196,7 +200,14 @@ class Pipeline:
             alerts=alerts,
             timings_ms=timings,
             conservation_error=computed.conservation_error,
+            stamp_ns=frame.stamp_ns,
         )
+
+    def reset_history(self) -> None:
+        """Forget the alert state (baselines, hysteresis) and the previous frame, as after a time
+        jump: a bag played in a loop must not compare its start with its end."""
+        self.alerts = AlertEngine(self.model.modalities, self.model.grid, self.config)
+        self._previous = None
 
     def _activity(
         self, stamp: float, components: dict[str, np.ndarray], present: dict[str, bool]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ros2_lmd.geometry.grid import BEVGrid
+from ros2_lmd.sensors.stamps import seconds_to_ns
 
 # Alert kinds; the strings match the constants of msg/Alert.msg.
 SINGLE_SENSOR_SUPPORT = "SINGLE_SENSOR_SUPPORT"
@@ -67,6 +68,11 @@ class FrameReport:
     activity: dict[str, float | None] = field(default_factory=dict)  # the sensor-health signal
     timings_ms: dict[str, float] = field(default_factory=dict)
     conservation_error: float = 0.0
+    stamp_ns: int | None = None  # the key message's header stamp exactly; default: from `stamp`
+
+    def __post_init__(self) -> None:
+        if self.stamp_ns is None:
+            self.stamp_ns = seconds_to_ns(self.stamp)
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -303,6 +303,8 @@ class MonitorNode(LifecycleNode):
         run = self._run
         if run is None:
             return TransitionCallbackReturn.FAILURE
+        with self._lock:
+            self._last_processed_at = time.monotonic()  # the blind check counts from activation
         if run.params.extrinsics_source == "tf_static":
             try:
                 from tf2_msgs.msg import TFMessage
@@ -418,6 +420,12 @@ class MonitorNode(LifecycleNode):
         self._latest: tuple[Any, dict[str, str], dict[str, float]] | None = None
         self._extrinsics_error = ""
         self._last_publish = -float("inf")
+        # For the blind check: when a sensor message last came in and a frame was last processed
+        # (monotonic), and why the last frame was dropped.
+        self._last_message_at: float | None = None
+        self._last_processed_at = time.monotonic()
+        self._last_drop = ""
+        self._time_jumps: list[str] = []
 
     @property
     def sensor_health(self) -> SensorHealthTracker | None:
@@ -459,8 +467,14 @@ class MonitorNode(LifecycleNode):
         if run is None:
             return
         now = time.monotonic()
+        # The reference the stamp is checked against: ROS time (simulated time under use_sim_time)
+        reference = self.get_clock().now().nanoseconds * 1e-9
         with self._lock:
-            outcome = run.ingest.on_message(topic, msg)
+            outcome = run.ingest.on_message(topic, msg, reference)
+            if outcome.kind == "reading":
+                self._last_message_at = now
+            if outcome.time_jump:
+                self._time_jumps.append(outcome.time_jump)
             if outcome.kind == "tf":
                 self._extrinsics_error = f"{topic}: {outcome.error}" if outcome.error else ""
             elif outcome.kind == "reading" and not outcome.error:
@@ -469,6 +483,11 @@ class MonitorNode(LifecycleNode):
                     while len(self._key_arrivals) > 100:
                         self._key_arrivals.pop(next(iter(self._key_arrivals)))
                 self._latest_receive = (outcome.stamp, now)
+        if outcome.time_jump:
+            self.get_logger().warn(
+                f"time jumped ({outcome.time_jump}, seen on {topic}): the time sync and the sensor-health "
+                "baselines start over"
+            )
         if outcome.bad:
             self._bad_message(run, outcome, now)
         elif outcome.note:
@@ -532,6 +551,7 @@ class MonitorNode(LifecycleNode):
     def _count_drop(self, kind: str, stamp: float, reason: str) -> None:
         with self._lock:
             self._drops[kind] += 1
+            self._last_drop = f"{kind}: {reason}"
         for listener in self.drop_listeners:
             listener(stamp, f"{kind}: {reason}")
 
@@ -562,6 +582,7 @@ class MonitorNode(LifecycleNode):
         run.tracker.frame(included, frame.sensor_status)
         now = time.monotonic()
         with self._lock:
+            self._last_processed_at = now
             self._frames_processed += 1
             processed = self._frames_processed
             dropped = sum(self._drops.values())
@@ -579,6 +600,8 @@ class MonitorNode(LifecycleNode):
     def _publish_outputs(
         self, run: _Run, report: Any, processed: int, dropped: int, latency_ms: float
     ) -> None:
+        with self._lock:
+            sensor_messages = run.ingest.sensor_messages()
         for key, _type, message in outputs.frame_messages(
             report,
             self.types,
@@ -589,6 +612,7 @@ class MonitorNode(LifecycleNode):
             int(self._runtime["bev_image_scale"]),
             float(self._runtime["component_logit_range"]),
             run.params.detection_threshold,
+            sensor_messages,
         ):
             run.publishers[key].publish(message)
 
@@ -606,7 +630,13 @@ class MonitorNode(LifecycleNode):
             malformed = sum(self._malformed.values())
             extrinsics_error = self._extrinsics_error
             frames_known = len(run.ingest.extrinsics.frames)
+            lost = dict(run.ingest.losses.lost)
+            stamps_rejected, time_jumps = run.ingest.stamps.rejected, list(self._time_jumps)
+            blind_s = self._blind_for(run, now)
+            last_drop = self._last_drop
         records = run.tracker.statuses(now)
+        for record in records:  # per sensor: messages lost before the node, from its stamp gaps
+            record.values["messages_lost"] = str(lost.get(record.hardware_id, 0))
         report, states, ratios = latest if latest else (None, {}, {})
         records += status.modality_statuses(run.pipeline.modalities, report, states, ratios)
         values = {
@@ -615,6 +645,10 @@ class MonitorNode(LifecycleNode):
             "malformed_messages": str(malformed),
             "extrinsic_frames": str(frames_known),
             "extrinsics_error": extrinsics_error,
+            "messages_lost": str(sum(lost.values())),
+            "stamps_rejected": str(stamps_rejected),
+            "time_jumps": str(len(time_jumps)),
+            "last_time_jump": time_jumps[-1] if time_jumps else "",
         }
         values.update({f"dropped: {reason}": str(count) for reason, count in drops.items()})
         if report is not None:
@@ -628,10 +662,25 @@ class MonitorNode(LifecycleNode):
         )
         if extrinsics_error:
             level, message = status.DIAG_WARN, f"extrinsics: {extrinsics_error}"
+        if blind_s is not None:  # the monitor must never stay blind quietly
+            level = status.DIAG_ERROR
+            message = (
+                f"blind: sensors publish but no frame was processed for {blind_s:.1f} s "
+                f"(blind_timeout_s {run.params.blind_timeout_s:g}); last drop: {last_drop or 'none'}"
+            )
         records.append(
             status.StatusRecord(f"ros2_lmd: {self.get_name()}", self.get_name(), level, message, values)
         )
         return records
+
+    def _blind_for(self, run: _Run, now: float) -> float | None:
+        """Seconds without a processed frame while sensor messages keep coming, once that exceeds
+        blind_timeout_s; else None. Call under self._lock."""
+        timeout = run.params.blind_timeout_s
+        if self._last_message_at is None or now - self._last_message_at > timeout:
+            return None  # nothing comes in: the sensors' own statuses say so
+        quiet = now - self._last_processed_at
+        return quiet if quiet > timeout else None
 
     def _publish_diagnostics(self) -> None:
         run = self._run

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ros2_lmd.sensors.stamps import seconds_to_ns
+
 MODALITIES: tuple[str, ...] = ("camera", "radar", "lidar")
 
 # Radar point columns, in order. nuScenes radar fields; vx_comp/vy_comp are ego-motion compensated.
@@ -53,7 +55,14 @@ class SensorFrame:
     no_sensor: frozenset[str] = frozenset()
     # Sensor name -> modality, for every sensor in sensor_status (names are the user's to choose).
     sensor_modality: dict[str, str] = field(default_factory=dict)
+    # The key message's header stamp exactly (outputs carry it unchanged); default: from `stamp`.
+    stamp_ns: int | None = None
+    # Counts time jumps (bag loop, clock reset) before this frame: history from another epoch
+    # (activity, baselines) does not apply to it.
+    time_epoch: int = 0
 
     def __post_init__(self) -> None:
+        if self.stamp_ns is None:
+            self.stamp_ns = seconds_to_ns(self.stamp)
         self.radar = np.asarray(self.radar, dtype=np.float32).reshape(-1, len(RADAR_FIELDS))
         self.lidar = np.asarray(self.lidar, dtype=np.float32).reshape(-1, len(LIDAR_FIELDS))

@@ -82,6 +82,7 @@ class _Reading:
     payload: np.ndarray
     frame_id: str
     trigger: str = ""  # the sensor whose reading this is, when it starts a frame as the fallback key
+    stamp_ns: int | None = None  # the header stamp exactly, when known
 
 
 @dataclass
@@ -107,6 +108,7 @@ class FrameAssembler:
         calibrations: Mapping[str, CameraCalibration] | None = None,
         key_fallback: str | None = None,
         key_gap_s: float = 0.25,
+        time_epoch: int = 0,
     ) -> None:
         if not math.isfinite(tolerance_s) or tolerance_s < 0:
             raise ValueError(f"FrameAssembler: tolerance_s must be finite and >= 0, got {tolerance_s}")
@@ -137,6 +139,7 @@ class FrameAssembler:
         self.tolerance_s = float(tolerance_s)
         self.max_delay_s = float(max_delay_s)
         self.base_frame = base_frame
+        self.time_epoch = time_epoch
         self.extrinsics = extrinsics
         self.counters = AssemblerCounters()
         self._calibrations: dict[str, CameraCalibration] = dict(calibrations or {})
@@ -194,7 +197,14 @@ class FrameAssembler:
             raise ValueError(f"FrameAssembler: {name!r} is a {state.source.modality}, not a camera")
         self._calibrations[name] = calib
 
-    def add(self, sensor_name: str, stamp: float, payload: np.ndarray, frame_id: str = "") -> None:
+    def add(
+        self,
+        sensor_name: str,
+        stamp: float,
+        payload: np.ndarray,
+        frame_id: str = "",
+        stamp_ns: int | None = None,
+    ) -> None:
         """Add one converted reading: an RGB image (cameras) or points in the SENSOR frame with
         RADAR_FIELDS / LIDAR_FIELDS columns. `frame_id` is the message's header frame (for
         extrinsics); empty means the sensor's configured frame."""
@@ -202,11 +212,15 @@ class FrameAssembler:
         stamp = float(stamp)
         if not math.isfinite(stamp):
             raise SensorDataError(sensor_name, f"stamp: not finite ({stamp})")
-        reading = _Reading(stamp, _check_payload(state.source, payload), str(frame_id).lstrip("/"))
+        reading = _Reading(
+            stamp, _check_payload(state.source, payload), str(frame_id).lstrip("/"), stamp_ns=stamp_ns
+        )
         self._newest_any = max(self._newest_any, stamp)
         state.newest = max(state.newest, stamp)
         if sensor_name == self.key_fallback and stamp > self._last_built:
-            self._add_candidate(_Reading(stamp, reading.payload, reading.frame_id, trigger=sensor_name))
+            self._add_candidate(
+                _Reading(stamp, reading.payload, reading.frame_id, trigger=sensor_name, stamp_ns=stamp_ns)
+            )
         if sensor_name == self.key_sensor:
             if self.key_fallback:
                 bisect.insort(self._key_stamps, stamp)
@@ -396,6 +410,8 @@ class FrameAssembler:
             frame_index=self._take_index(),
             no_sensor=frozenset(MODALITIES) - sensed,
             sensor_modality={n: s.source.modality for n, s in self._sensors.items()},
+            stamp_ns=key.stamp_ns,
+            time_epoch=self.time_epoch,
         )
 
     def _contribute(

@@ -4,7 +4,11 @@ their input's stamp exactly, and a monitor that sees messages but builds no fram
 
 from __future__ import annotations
 
+import os
+import random
 import re
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -168,3 +172,35 @@ def test_a_lasting_backwards_jump_of_every_stamp_restarts_time_instead_of_blindi
         assert values["time_jumps"] == "1"
         moved = float(re.search(r"moved (-[\d.]+) s", values["last_time_jump"]).group(1))
         assert -10.5 < moved < -8.0  # 10 s back, less the wall time that passed meanwhile
+
+
+def test_unknown_parameters_are_refused_on_every_path(tmp_path):
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    from ros2_lmd.monitor.params import ParameterError
+    from ros2_lmd.ros.node import MonitorNode
+
+    context = Context()
+    rclpy.init(context=context, domain_id=random.randint(100, 199))
+    try:
+        with pytest.raises(ParameterError, match="qeue_depth: unknown parameter"):
+            MonitorNode(context=context, parameter_overrides=[Parameter("qeue_depth", value=2)])
+    finally:
+        rclpy.shutdown(context=context)
+    # `--ros-args -p` and a second `--ros-args --params-file` (what the launch file passes)
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("/**:\n  ros__parameters:\n    sync_tolerance: 0.1\n")
+    for ros_args, name in (
+        (["-p", "qeue_depth:=2"], "qeue_depth"),
+        (["--params-file", str(extra)], "sync_tolerance"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "ros2_lmd.cli", "monitor", "--ros-args", *ros_args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 199))},
+        )
+        assert result.returncode == 2, result.stderr
+        assert f"{name}: unknown parameter" in result.stderr and "Traceback" not in result.stderr

@@ -177,6 +177,7 @@ def test_alert_constants():
                 "present": "sequence<boolean>",
                 "detections": "sequence<ros2_lmd/Detection>",
                 "conservation_error": "float",
+                "decomposition_error": "float",
                 "latency_ms": "float",
                 "frames_processed": "uint64",
                 "frames_dropped": "uint64",

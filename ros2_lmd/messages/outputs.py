@@ -327,6 +327,7 @@ def decomposition_summary(
         present=[bool(report.present.get(m, True)) for m in modalities],
         detections=[detection_msg(d, types) for d in report.detections],
         conservation_error=float(report.conservation_error),
+        decomposition_error=float(report.decomposition_error),
         latency_ms=float(report.latency_ms if latency_ms is None else latency_ms),
         frames_processed=int(frames_processed),
         frames_dropped=int(frames_dropped),

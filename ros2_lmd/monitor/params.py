@@ -164,6 +164,27 @@ class MonitorParams:
         min=0.0,
         max=1.0,
     )
+    self_check_every: int = _param(
+        20,
+        "Every how many frames the decomposition checks itself: the frame is decomposed again "
+        "with the bias as its own stream and its conservation error reported (decomposition_error "
+        "in /diagnostics, DecompositionSummary and frames.csv). 0: never. Costs about one more "
+        "decomposition of one frame per check.",
+        min=0,
+        max=100000,
+    )
+    self_check_warn: float = _param(
+        1e-4,
+        "Decomposition error (relative) above which /diagnostics reports WARN.",
+        min=0.0,
+        max=1.0,
+    )
+    self_check_error: float = _param(
+        1e-2,
+        "Decomposition error (relative) above which /diagnostics reports ERROR.",
+        min=0.0,
+        max=1e6,
+    )
     stamp_tolerance_s: float = _param(
         2.0,
         "How far (s) a message's stamp may stray from the time the other sensors keep (stamp "
@@ -325,6 +346,10 @@ class MonitorParams:
 
     def _check_consistency(self) -> list[str]:
         problems = []
+        if self.self_check_warn > self.self_check_error:
+            problems.append(
+                f"self_check_warn: {self.self_check_warn} exceeds self_check_error {self.self_check_error}"
+            )
         if len(set(self.modalities)) != len(self.modalities) or not self.modalities:
             problems.append(f"modalities: must be distinct and non-empty, got {list(self.modalities)}")
         unknown = [m for m in self.modalities if m not in MODALITIES]

@@ -3,6 +3,7 @@ tools. encode runs once; LMD decomposes fuse; detections, shares and alerts foll
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -70,6 +71,7 @@ class ComputedFrame:
     shares: dict[str, float]
     conservation_error: float
     timings_ms: dict[str, float]
+    decomposition_error: float = float("nan")
 
 
 class Pipeline:
@@ -81,7 +83,13 @@ class Pipeline:
         alert_config: AlertConfig | None = None,
         device: str | torch.device = "cpu",
         rules: RuleVariants | None = None,
+        self_check_every: int = 0,
     ) -> None:
+        """`self_check_every`: every how many frames (by frame index) the decomposition is checked
+        (`_self_check`); 0: never."""
+        if self_check_every < 0:
+            raise ValueError(f"Pipeline: self_check_every must be >= 0, got {self_check_every}")
+        self.self_check_every = self_check_every
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.eval().to(self.device)
         self.rules = rules or RuleVariants()
@@ -123,7 +131,9 @@ class Pipeline:
             dec = decompose(self.model.fuse, features, rules=self.rules)[OUTPUT_KEY]
             stacked = torch.stack([dec.total, *dec.components.values(), dec.bias]).float().cpu().numpy()
             errors = dec.conservation_errors(batch_dim=0)
-        t3 = time.perf_counter()
+            t3 = time.perf_counter()
+            checked = self._self_check(frames, features, errors)
+        t5 = time.perf_counter()
         batch = len(frames)
         names = [*self.modalities, "bias"]
         computed = []
@@ -152,15 +162,39 @@ class Pipeline:
                     labels=labels,
                     shares=shares,
                     conservation_error=errors[b],
+                    decomposition_error=checked.get(b, float("nan")),
                     timings_ms={
                         "prepare": (t1 - t0) * 1e3 / batch,
                         "encode": (t2 - t1) * 1e3 / batch,
                         "decompose": (t3 - t2) * 1e3 / batch,
+                        "self_check": (t5 - t3) * 1e3 / batch,
                         "postprocess": (time.perf_counter() - t4) * 1e3,
                     },
                 )
             )
         return computed
+
+    def _self_check(
+        self, frames: Sequence[SensorFrame], features: dict[str, torch.Tensor], errors: list[float]
+    ) -> dict[int, float]:
+        """Batch index -> decomposition error of the frames due for the self-check. With the
+        default derived bias (bias = total - components), conservation holds by construction and
+        shows nothing; so the due frames are decomposed again with the bias carried as its own
+        stream through every rule, and the conservation error of that is the check: a rule that
+        mis-scales or loses part of a stream breaks it. (A rule that moves evidence from one
+        modality to another while conserving the sum is not caught: test/test_lmd_rules.py checks
+        each rule against its formula for that.)"""
+        if not self.self_check_every:
+            return {}
+        due = [b for b, frame in enumerate(frames) if frame.frame_index % self.self_check_every == 0]
+        if not due:
+            return {}
+        if self.rules.bias == "explicit":  # the main decomposition is already the check
+            return {b: errors[b] for b in due}
+        subset = {m: f[due] for m, f in features.items()}
+        explicit = dataclasses.replace(self.rules, bias="explicit")
+        check = decompose(self.model.fuse, subset, rules=explicit)[OUTPUT_KEY]
+        return dict(zip(due, check.conservation_errors(batch_dim=0)))
 
     def conclude(self, computed: ComputedFrame) -> FrameReport:
         """The stateful part: contribution activity and alerts. Call in stamp order."""
@@ -200,6 +234,7 @@ class Pipeline:
             alerts=alerts,
             timings_ms=timings,
             conservation_error=computed.conservation_error,
+            decomposition_error=computed.decomposition_error,
             stamp_ns=frame.stamp_ns,
         )
 

@@ -68,6 +68,9 @@ class FrameReport:
     activity: dict[str, float | None] = field(default_factory=dict)  # the sensor-health signal
     timings_ms: dict[str, float] = field(default_factory=dict)
     conservation_error: float = 0.0
+    # The self-check (Pipeline, `self_check_every`): conservation with an explicit bias stream;
+    # NaN on frames not checked.
+    decomposition_error: float = float("nan")
     stamp_ns: int | None = None  # the key message's header stamp exactly; default: from `stamp`
 
     def __post_init__(self) -> None:

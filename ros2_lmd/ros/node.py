@@ -172,6 +172,11 @@ class MonitorNode(LifecycleNode):
         super().__init__(node_name, **node_options)
         self.diagnostics_period_s = diagnostics_period_s
         self.types = RclpyTypes()
+        # Overrides for names the node does not declare (a typo in a launch file, a stale
+        # parameter) would be ignored by rclpy without a word: refuse them, with the message the
+        # params-file check of `ros2-lmd monitor` gives. (rclpy has no public accessor for them.)
+        overrides = {name: p.value for name, p in getattr(self, "_parameter_overrides", {}).items()}
+        params_from_mapping(overrides, source=f"node {self.get_name()}: parameter overrides")
         for spec in parameter_specs():
             default = list(spec.default) if spec.type is tuple else spec.default
             self.declare_parameter(spec.name, default, parameter_descriptors()[spec.name])
@@ -265,7 +270,9 @@ class MonitorNode(LifecycleNode):
             self.get_logger().warn(
                 f"modalities {ignored} are not inputs of model {params.model}: not subscribed"
             )
-        pipeline = Pipeline(model, alert_config_from(params), device)
+        pipeline = Pipeline(
+            model, alert_config_from(params), device, self_check_every=params.self_check_every
+        )
         tracker = SensorHealthTracker(
             [SensorInfo(s.name, s.topic, s.modality) for s in ingest.sensors],
             params.stale_timeout_s,
@@ -426,6 +433,7 @@ class MonitorNode(LifecycleNode):
         self._last_processed_at = time.monotonic()
         self._last_drop = ""
         self._time_jumps: list[str] = []
+        self._decomposition_error: tuple[float, float] | None = None  # (frame stamp, error)
 
     @property
     def sensor_health(self) -> SensorHealthTracker | None:
@@ -582,6 +590,8 @@ class MonitorNode(LifecycleNode):
         run.tracker.frame(included, frame.sensor_status)
         now = time.monotonic()
         with self._lock:
+            if report.decomposition_error == report.decomposition_error:  # not NaN: checked
+                self._decomposition_error = (report.stamp, report.decomposition_error)
             self._last_processed_at = now
             self._frames_processed += 1
             processed = self._frames_processed
@@ -634,6 +644,7 @@ class MonitorNode(LifecycleNode):
             stamps_rejected, time_jumps = run.ingest.stamps.rejected, list(self._time_jumps)
             blind_s = self._blind_for(run, now)
             last_drop = self._last_drop
+            checked = self._decomposition_error
         records = run.tracker.statuses(now)
         for record in records:  # per sensor: messages lost before the node, from its stamp gaps
             record.values["messages_lost"] = str(lost.get(record.hardware_id, 0))
@@ -662,6 +673,22 @@ class MonitorNode(LifecycleNode):
         )
         if extrinsics_error:
             level, message = status.DIAG_WARN, f"extrinsics: {extrinsics_error}"
+        if checked is not None:
+            stamp, error = checked
+            values["decomposition_error"] = f"{error:.3g}"
+            values["decomposition_checked_stamp"] = f"{stamp:.6f}"
+            limits = (
+                (run.params.self_check_error, status.DIAG_ERROR),
+                (run.params.self_check_warn, status.DIAG_WARN),
+            )
+            for limit, limit_level in limits:
+                if error > limit and limit_level > level:
+                    level = limit_level
+                    message = (
+                        f"decomposition self-check failed: error {error:.3g} > {limit:g} at frame "
+                        f"{stamp:.3f} (a decomposition rule does not conserve the output)"
+                    )
+                    break
         if blind_s is not None:  # the monitor must never stay blind quietly
             level = status.DIAG_ERROR
             message = (

@@ -1,0 +1,71 @@
+"""The decomposition self-check can fail: with the derived bias, conservation holds by construction,
+so the pipeline re-decomposes due frames with an explicit bias stream; a deliberately wrong rule
+(modality streams scaled by 1.5 at every ReLU) must show there, while the derived conservation
+error still looks perfect."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch.nn.functional as F
+from node_harness import TINY_GRID
+
+from ros2_lmd.lmd import RuleVariants, registered
+from ros2_lmd.models import build_model
+from ros2_lmd.monitor.pipeline import Pipeline
+from ros2_lmd.sim import simulate_drive
+
+
+@pytest.fixture(scope="module")
+def model_and_frames():
+    model = build_model(
+        "compact_crl",
+        grid=TINY_GRID,
+        image_size=(16, 32),
+        camera_widths=[4, 4, 4],
+        camera_channels=2,
+        fusion_channels=4,
+        decoder_channels=[4, 4],
+        head_channels=4,
+        lift_z_bins=2,
+    )
+    frames = [f.to_sensor_frame() for f in simulate_drive(2, duration_s=0.6)]
+    for i, frame in enumerate(frames):
+        frame.frame_index = i
+    return model, frames
+
+
+def _scaled_relu(ctx, func, args, kwargs):
+    """The real ReLU rule, then every modality stream scaled by 1.5: a plausible bug."""
+    out = registered()[F.relu](ctx, func, args, kwargs)
+    planes = out._planes.clone()
+    planes[ctx.mods] *= 1.5
+    return ctx.wrap(planes)
+
+
+def test_a_correct_decomposition_passes_on_the_due_frames_only(model_and_frames):
+    model, frames = model_and_frames
+    pipeline = Pipeline(model, self_check_every=3)
+    reports = pipeline.process_batch(frames)
+    errors = [r.decomposition_error for r in reports]
+    assert [not math.isnan(e) for e in errors] == [i % 3 == 0 for i in range(len(frames))]
+    assert max(e for e in errors if not math.isnan(e)) < 1e-4
+    assert "self_check" in reports[0].timings_ms
+
+
+def test_a_wrong_rule_is_flagged_while_derived_conservation_looks_perfect(model_and_frames):
+    model, frames = model_and_frames
+    wrong = RuleVariants(extra_rules={F.relu: _scaled_relu})
+    pipeline = Pipeline(model, rules=wrong, self_check_every=1)
+    reports = pipeline.process_batch(frames[:3])
+    assert all(r.conservation_error < 1e-5 for r in reports)  # holds by construction: blind
+    assert all(r.decomposition_error > 1e-2 for r in reports)  # the self-check is not
+
+
+def test_self_check_off_reports_nothing_and_costs_nothing(model_and_frames):
+    model, frames = model_and_frames
+    reports = Pipeline(model, self_check_every=0).process_batch(frames[:2])
+    assert all(math.isnan(r.decomposition_error) for r in reports)
+    with pytest.raises(ValueError, match="self_check_every"):
+        Pipeline(model, self_check_every=-1)

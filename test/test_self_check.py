@@ -5,9 +5,12 @@ error still looks perfect."""
 
 from __future__ import annotations
 
+import copy
 import math
 
+import numpy as np
 import pytest
+import torch
 import torch.nn.functional as F
 from node_harness import TINY_GRID
 
@@ -69,3 +72,18 @@ def test_self_check_off_reports_nothing_and_costs_nothing(model_and_frames):
     assert all(math.isnan(r.decomposition_error) for r in reports)
     with pytest.raises(ValueError, match="self_check_every"):
         Pipeline(model, self_check_every=-1)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA: bootstrap with LMD_TORCH=cuda on a GPU"
+)
+def test_the_gpu_pipeline_matches_the_cpu_one(model_and_frames):
+    model, frames = model_and_frames
+    cpu = Pipeline(copy.deepcopy(model), device="cpu", self_check_every=1).process_batch(frames[:3])
+    gpu = Pipeline(copy.deepcopy(model), device="cuda", self_check_every=1).process_batch(frames[:3])
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_allclose(a.fused, b.fused, atol=1e-4)
+        for name in a.components:
+            np.testing.assert_allclose(a.components[name], b.components[name], atol=1e-4)
+        assert b.decomposition_error < 1e-4 and b.conservation_error < 1e-5
+        assert [k.kind for k in a.alerts] == [k.kind for k in b.alerts]

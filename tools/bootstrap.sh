@@ -66,7 +66,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # --- Packages (skipped while the stamp matches) -----------------------------------------------
 stamp_inputs=(requirements.txt setup.py tools/bootstrap.sh)
 [[ "$MODE" == wheels-* ]] && stamp_inputs+=(requirements-ros.txt)
-STAMP_KEY="$( { echo "$MODE $PY_VERSION"; cat "${stamp_inputs[@]}"; } | sha256sum | cut -d' ' -f1)"
+# LMD_TORCH=cuda (opt-in, for a machine with an NVIDIA GPU): the same torch version as a CUDA build
+# from the package index instead of the pinned CPU wheel, so the GPU tests run (`LMD_TORCH=cuda
+# make test`). The default stays the CPU pin.
+LMD_TORCH="${LMD_TORCH:-cpu}"
+[[ "$LMD_TORCH" == cpu || "$LMD_TORCH" == cuda ]] || die "LMD_TORCH must be cpu or cuda, got '$LMD_TORCH'"
+STAMP_KEY="$( { echo "$MODE $PY_VERSION torch-$LMD_TORCH"; cat "${stamp_inputs[@]}"; } | sha256sum | cut -d' ' -f1)"
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_KEY" ]]; then
   log "packages up to date (stamp matches)"
@@ -112,6 +117,17 @@ else
     fi
   else
     command -v colcon >/dev/null || die "colcon not found: install python3-colcon-common-extensions"
+  fi
+
+  if [[ "$LMD_TORCH" == cuda ]]; then
+    torch_pin="$(grep -E '^torch==' requirements.txt)"
+    log "LMD_TORCH=cuda: replacing the CPU wheel by the package index's CUDA build of $torch_pin"
+    # The local wheel directory and the constraint file hold the CPU build: leave both out here.
+    PIP_FIND_LINKS="" PIP_CONSTRAINT="" "$PY" -m pip install --quiet --force-reinstall --no-deps \
+      "$torch_pin"
+    PIP_FIND_LINKS="" PIP_CONSTRAINT="" "$PY" -m pip install --quiet "$torch_pin"  # its CUDA libraries
+    "$PY" -c 'import sys, torch; sys.exit(torch.version.cuda is None)' ||
+      die "LMD_TORCH=cuda: the installed torch is not a CUDA build"
   fi
 
   log "installing ros2_lmd (editable) and the ros2-lmd command"

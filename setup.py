@@ -31,6 +31,8 @@ setup(
         "mcap>=1.1",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        # reads an image's size from its header before decoding it (decode-bomb check)
+        "Pillow>=8.0",
         "PyYAML>=6.0",
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6"]},

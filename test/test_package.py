@@ -116,9 +116,13 @@ def test_message_definitions_register_with_rosbags():
         "present",
         "detections",
         "conservation_error",
+        "decomposition_error",
         "latency_ms",
         "frames_processed",
         "frames_dropped",
+        "sensors",
+        "messages_received",
+        "messages_lost",
     ]
 
 

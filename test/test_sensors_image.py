@@ -1,18 +1,26 @@
 """Image, CompressedImage and CameraInfo conversion: raw images against an independent byte layout
-(cv2.cvtColor, struct.pack, random row padding), Bayer patterns, codecs, errors, and rosbags classes."""
+(cv2.cvtColor, struct.pack, random row padding), Bayer patterns, codecs, errors, decode bombs refused
+from the header (never decoded), and rosbags classes. test_converters_fuzz.py fuzzes the same
+converters."""
 
 from __future__ import annotations
 
 import array
+import io
 import struct
+import warnings
+import zlib
 from types import SimpleNamespace
+from unittest import mock
 
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image as PILImage
 
+import ros2_lmd.sensors.image as image_module
 from ros2_lmd.messages.types import header_msg, rosbags_types
 from ros2_lmd.sensors import (
     SensorDataError,
@@ -27,6 +35,7 @@ from ros2_lmd.sensors import (
     rgb_to_compressed,
     rgb_to_image_fields,
 )
+from ros2_lmd.sensors.image import DEFAULT_MAX_IMAGE_PIXELS
 
 TOPIC = "/cam_front/image_raw"
 
@@ -193,6 +202,179 @@ def test_bad_compressed_image_raises(data, fmt, words):
         assert word in info.value.reason
 
 
+# --- decode bombs and other codecs ---------------------------------------------------------------
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _constant_png(width: int, height: int, colour: tuple[int, int, int] = (200, 110, 30)) -> bytes:
+    """A genuine RGB PNG of one colour, built row by row (never as a whole array): the first row
+    Sub-filtered, the others Up-filtered, so every row after the first is zeros and deflates to almost
+    nothing. 8000 x 8000 gives about 200 KB that decode to 192 MB."""
+    deflate = zlib.compressobj(9)
+    parts = [deflate.compress(b"\x01" + bytes(colour) + bytes(3 * width - 3))]
+    up_row = b"\x02" + bytes(3 * width)
+    parts += [deflate.compress(up_row) for _ in range(height - 1)]
+    parts.append(deflate.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", b"".join(parts))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _png_with_size(width: int, height: int) -> bytes:
+    """A small valid PNG whose IHDR claims width x height (CRC fixed): only the header is genuine."""
+    png = bytearray(rgb_to_compressed(_smooth_rgb(4, 4), "png"))
+    struct.pack_into(">II", png, 16, width, height)
+    struct.pack_into(">I", png, 29, zlib.crc32(bytes(png[12:29])))
+    return bytes(png)
+
+
+@pytest.fixture()
+def imdecode_calls():
+    """cv2.imdecode, counted: a refused bomb must never reach the decoder."""
+    with mock.patch.object(image_module.cv2, "imdecode", wraps=cv2.imdecode) as spy:
+        yield spy
+
+
+def test_png_decode_bomb_is_refused_from_its_header(imdecode_calls):
+    bomb = _constant_png(8000, 8000)
+    assert len(bomb) < 300_000
+    with PILImage.open(io.BytesIO(bomb)) as image:  # a well-formed PNG (chunk CRCs), not just a header
+        image.verify()
+    with pytest.raises(SensorDataError) as info:
+        compressed_to_rgb(SimpleNamespace(format="png", data=bomb), TOPIC)
+    assert info.value.topic == TOPIC
+    assert info.value.reason.startswith("data: PNG header says")
+    assert "8000x8000 = 64000000 pixels exceeds max_image_pixels 16777216" in info.value.reason
+    assert imdecode_calls.call_count == 0
+
+
+def test_constant_png_decodes_within_the_limit_and_max_pixels_is_inclusive(imdecode_calls):
+    png = _constant_png(300, 200)
+    rgb = compressed_to_rgb(SimpleNamespace(format="png", data=png), TOPIC, max_pixels=300 * 200)
+    assert rgb.shape == (200, 300, 3) and (rgb == (200, 110, 30)).all()
+    assert imdecode_calls.call_count == 1
+    with pytest.raises(SensorDataError, match="300x200 = 60000 pixels exceeds max_image_pixels 59999"):
+        compressed_to_rgb(SimpleNamespace(format="png", data=png), TOPIC, max_pixels=59_999)
+    assert imdecode_calls.call_count == 1
+
+
+def test_jpeg_decode_bomb_is_refused_from_its_header(imdecode_calls):
+    jpeg = bytearray(rgb_to_compressed(_smooth_rgb(16, 16)))
+    sof = jpeg.index(b"\xff\xc0")  # baseline SOF: precision, height, width
+    struct.pack_into(">HH", jpeg, sof + 5, 8000, 8000)
+    with pytest.raises(SensorDataError) as info:
+        compressed_to_rgb(SimpleNamespace(format="jpeg", data=bytes(jpeg)), TOPIC)
+    assert "data: JPEG header says 8000x8000 = 64000000 pixels exceeds" in info.value.reason
+    assert imdecode_calls.call_count == 0
+
+
+def test_pillow_decompression_bomb_limits_become_sensor_data_errors(imdecode_calls):
+    # Above 2 * PIL.Image.MAX_IMAGE_PIXELS Pillow itself refuses in open(): still a SensorDataError.
+    with pytest.raises(SensorDataError) as info:
+        compressed_to_rgb(SimpleNamespace(format="png", data=_png_with_size(20000, 20000)), TOPIC)
+    assert info.value.topic == TOPIC and "refused by Pillow" in info.value.reason
+    assert "400000000 pixels" in info.value.reason
+    # Above MAX_IMAGE_PIXELS Pillow warns; where warnings are errors that is refused the same way.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        with pytest.raises(SensorDataError, match="refused by Pillow"):
+            compressed_to_rgb(SimpleNamespace(format="png", data=_png_with_size(10000, 10000)), TOPIC)
+    with pytest.warns(PILImage.DecompressionBombWarning):
+        with pytest.raises(SensorDataError, match="10000x10000 = 100000000 pixels exceeds"):
+            compressed_to_rgb(SimpleNamespace(format="png", data=_png_with_size(10000, 10000)), TOPIC)
+    assert imdecode_calls.call_count == 0
+
+
+class _CountedImage(SimpleNamespace):
+    """An Image whose `data` counts its reads."""
+
+    data_reads = 0
+
+    @property
+    def data(self):
+        type(self).data_reads += 1
+        return bytes(self.step * self.height)
+
+
+def test_raw_image_above_the_limit_is_refused_before_reading_data():
+    _CountedImage.data_reads = 0
+    big = _CountedImage(height=8000, width=8000, encoding="rgb8", is_bigendian=0, step=24000)
+    with pytest.raises(SensorDataError) as info:
+        image_to_rgb(big, TOPIC)
+    assert info.value.reason == "width/height: 8000x8000 = 64000000 pixels exceeds max_image_pixels 16777216"
+    assert _CountedImage.data_reads == 0
+    small = _CountedImage(height=4, width=5, encoding="mono8", is_bigendian=0, step=5)
+    assert image_to_rgb(small, TOPIC, max_pixels=20).shape == (4, 5, 3)
+    with pytest.raises(SensorDataError, match="5x4 = 20 pixels exceeds max_image_pixels 19"):
+        image_to_rgb(small, TOPIC, max_pixels=19)
+    assert _CountedImage.data_reads == 1
+
+
+def test_default_limit_and_max_pixels_argument():
+    assert DEFAULT_MAX_IMAGE_PIXELS == 4096 * 4096
+    msg = SimpleNamespace(format="png", data=rgb_to_compressed(_smooth_rgb(4, 4), "png"))
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_pixels"):
+            compressed_to_rgb(msg, TOPIC, max_pixels=bad)
+        with pytest.raises(ValueError, match="max_pixels"):
+            image_to_rgb(_valid_image(), TOPIC, max_pixels=bad)
+
+
+@pytest.mark.parametrize("ext", [".bmp", ".ppm", ".tiff", ".webp"])
+def test_other_codecs_are_refused_without_decoding(ext, imdecode_calls):
+    # cv2.imdecode would read them, but their size is not checked: only JPEG and PNG are decoded.
+    try:
+        ok, encoded = cv2.imencode(ext, _smooth_rgb(8, 8))
+    except cv2.error:
+        ok = False
+    if not ok:
+        pytest.skip(f"this OpenCV cannot write {ext}")
+    imdecode_calls.reset_mock()
+    with pytest.raises(SensorDataError) as info:
+        compressed_to_rgb(SimpleNamespace(format="jpeg", data=encoded.tobytes()), TOPIC)
+    assert "not a JPEG or PNG" in info.value.reason
+    assert imdecode_calls.call_count == 0
+
+
+def test_exif_orientation_does_not_rotate_the_pixel_grid():
+    # The CameraInfo describes the stored grid: a JPEG's EXIF orientation tag must not rotate it.
+    rgb = np.zeros((8, 16, 3), np.uint8)
+    rgb[:, :8] = (250, 0, 0)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    out = io.BytesIO()
+    PILImage.fromarray(rgb).save(out, "JPEG", exif=exif.tobytes(), quality=95)
+    decoded = compressed_to_rgb(SimpleNamespace(format="jpeg", data=out.getvalue()), TOPIC)
+    assert decoded.shape == (8, 16, 3)
+    assert np.abs(decoded.astype(int) - rgb).mean() < 3
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"height": None}, ["height", "integer", "NoneType"]),
+        ({"width": 1.5}, ["width", "integer", "float"]),  # int() would truncate to a wrong image
+        ({"step": "9"}, ["step", "integer"]),
+    ],
+)
+def test_non_integer_image_fields_raise(change, words):
+    msg = _valid_image()
+    for key, value in change.items():
+        setattr(msg, key, value)
+    with pytest.raises(SensorDataError) as info:
+        image_to_rgb(msg, TOPIC)
+    assert info.value.topic == TOPIC
+    for word in words:
+        assert word in info.value.reason
+
+
 def test_image_fields_and_writer_arguments():
     rgb = _smooth_rgb(4, 5)
     fields = rgb_to_image_fields(rgb)
@@ -253,6 +435,12 @@ def test_intrinsics_from_camera_info():
         ({"k": [400.0, 0, 224, 0, 410, 128]}, ["9 numbers", "got 6"]),
         ({"k": [400.0, 0, 224, 0, 410, 128, 0, 0, 0]}, ["last row"]),
         ({"width": 0}, ["width/height", "0 x 256"]),
+        ({"k": ["400", "0", "224", "0", "410", "128", "0", "0", "1"]}, ["k", "real numbers"]),
+        ({"k": [1j] * 9}, ["k", "real numbers", "complex"]),
+        ({"k": [[400.0, 0.0], [1.0]]}, ["k", "not an array of numbers"]),
+        ({"k": [None] * 9}, ["k", "real numbers", "object"]),
+        ({"width": 448.5}, ["width", "integer", "float"]),
+        ({"height": None}, ["height", "integer"]),
     ],
 )
 def test_bad_camera_info_raises(change, words):

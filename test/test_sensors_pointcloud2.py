@@ -1,5 +1,6 @@
 """PointCloud2 reader against an independent construction of the bytes (struct.pack per point, with
-random layouts), its errors, and the writer round trip through fake and rosbags message classes."""
+random layouts), its errors, and the writer round trip through fake and rosbags message classes.
+test_converters_fuzz.py fuzzes the reader with mutated layouts and bytes."""
 
 from __future__ import annotations
 
@@ -199,6 +200,16 @@ def _valid():
         (lambda m: setattr(m, "data", [0, 300] * 24), ["data", "0..255"]),
         (lambda m: setattr(m, "data", array.array("f", [0.0] * 12)), ["data", "typecode"]),
         (lambda m: setattr(m, "data", "not bytes"), ["data", "str"]),
+        # Duck-typed messages with non-integer or missing fields (found by test_converters_fuzz.py).
+        (lambda m: setattr(m, "height", None), ["height", "integer", "NoneType"]),
+        (lambda m: setattr(m, "point_step", 16.0), ["point_step", "integer", "float"]),
+        (lambda m: setattr(m, "row_step", float("nan")), ["row_step", "integer"]),
+        (lambda m: setattr(m.fields[2], "offset", None), ["fields['z'].offset", "integer"]),
+        (lambda m: setattr(m.fields[0], "datatype", "7"), ["fields['x'].datatype", "integer"]),
+        (lambda m: setattr(m, "fields", None), ["fields", "list of PointFields", "NoneType"]),
+        (lambda m: setattr(m, "fields", "xyz"), ["fields", "list of PointFields", "str"]),
+        (lambda m: setattr(m, "fields", [SimpleNamespace(name="x")]), ["fields['x'].offset", "integer"]),
+        (lambda m: setattr(m, "fields", [None]), ["fields[0].name", "string"]),
     ],
 )
 def test_malformed_cloud_raises_naming_topic_and_field(mutate, words):

@@ -15,7 +15,7 @@ from ros2_lmd.monitor.params import MonitorParams, ParameterError, read_yaml_map
 from ros2_lmd.sensors.camera_info import CameraCalibration, check_image_size
 from ros2_lmd.sensors.errors import SensorDataError
 from ros2_lmd.sensors.frame import POINT_FIELDS
-from ros2_lmd.sensors.image import compressed_to_rgb, image_to_rgb
+from ros2_lmd.sensors.image import DEFAULT_MAX_IMAGE_PIXELS, compressed_to_rgb, image_to_rgb
 from ros2_lmd.sensors.pointcloud2 import read_points
 from ros2_lmd.sensors.stamps import LossEstimator, StampGuard, header_stamp_or_nan, stamp_ns, stamp_seconds
 from ros2_lmd.sensors.sync import AssemblyResult, FrameAssembler
@@ -74,14 +74,19 @@ class Reading:
     note: str = ""
 
 
-def convert_reading(sensor: InputSensor, msg: Any, calibration: CameraCalibration | None) -> Reading:
+def convert_reading(
+    sensor: InputSensor,
+    msg: Any,
+    calibration: CameraCalibration | None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> Reading:
     """Convert one sensor message (Image or CompressedImage, checked against its CameraInfo size;
     PointCloud2 parsed by field names). A message that cannot be used raises SensorDataError naming
     the topic and the reason."""
     stamp = stamp_seconds(msg.header)
     if sensor.modality == "camera":
         decode = compressed_to_rgb if hasattr(msg, "format") else image_to_rgb
-        rgb = decode(msg, sensor.topic)
+        rgb = decode(msg, sensor.topic, max_pixels=max_image_pixels)
         if calibration is not None:
             check_image_size(rgb.shape[:2], calibration, sensor.topic)
         return Reading(stamp, rgb)
@@ -237,7 +242,9 @@ class Ingest:
                     self._restart_time(jump)
                 if verdict.reason:
                     raise SensorDataError(topic, f"implausible stamp: {verdict.reason}")
-            reading = convert_reading(sensor, msg, self.calibrations.get(sensor.name))
+            reading = convert_reading(
+                sensor, msg, self.calibrations.get(sensor.name), self.params.max_image_pixels
+            )
             self.assembler.add(
                 sensor.name, reading.stamp, reading.payload, str(msg.header.frame_id), stamp_ns=exact_ns
             )

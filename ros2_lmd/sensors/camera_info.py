@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ros2_lmd.sensors.errors import SensorDataError
+from ros2_lmd.sensors.errors import SensorDataError, int_field
 
 
 @dataclass(frozen=True, eq=False)  # holds an array: identity equality
@@ -29,7 +29,14 @@ def intrinsics_from_camera_info(msg: Any, topic: str) -> CameraCalibration:
         raw = getattr(msg, "K", None)
     if raw is None:
         raise SensorDataError(topic, "k: CameraInfo has no k (or K) field")
-    k = np.asarray(raw, dtype=np.float64).reshape(-1)
+    try:
+        values = np.asarray(raw)
+    except (TypeError, ValueError) as err:  # ragged nesting
+        raise SensorDataError(topic, f"k: not an array of numbers: {raw!r:.120} ({err})") from None
+    # Real numbers only: numpy would parse strings ("400") and drop imaginary parts silently.
+    if values.dtype.kind not in "iuf":
+        raise SensorDataError(topic, f"k: expected 9 real numbers, got {values.dtype} values {raw!r:.120}")
+    k = values.astype(np.float64).reshape(-1)
     if k.size != 9:
         raise SensorDataError(topic, f"k: expected 9 numbers, got {k.size}")
     if not np.isfinite(k).all():
@@ -42,7 +49,7 @@ def intrinsics_from_camera_info(msg: Any, topic: str) -> CameraCalibration:
         raise SensorDataError(topic, f"k: focal lengths must be > 0, got fx={fx}, fy={fy}")
     if not np.allclose(K[2], (0.0, 0.0, 1.0)):
         raise SensorDataError(topic, f"k: last row must be [0, 0, 1], got {K[2].tolist()}")
-    width, height = int(msg.width), int(msg.height)
+    width, height = int_field(msg, "width", topic), int_field(msg, "height", topic)
     if width <= 0 or height <= 0:
         raise SensorDataError(topic, f"width/height: must be > 0, got {width} x {height}")
     frame_id = str(getattr(getattr(msg, "header", None), "frame_id", "") or "")

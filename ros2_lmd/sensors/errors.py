@@ -1,9 +1,13 @@
 """Errors for sensor data that cannot be used. Raised where a message enters (the converters and the
-assembler), so the message names the topic and the field at fault rather than a numpy traceback."""
+assembler), so the message names the topic and the field at fault rather than a numpy traceback.
+`int_field` reads an integer message field the same way: a duck-typed message (a user's bridge, a
+hand-built test message) can hold None, a float or a string where ROS has a uint32."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
+from typing import Any
 
 
 class SensorDataError(ValueError):
@@ -16,6 +20,18 @@ class SensorDataError(ValueError):
 
     def __reduce__(self):  # keep pickling (multiprocessing, pytest-xdist) working with two args
         return (type(self), (self.topic, self.reason))
+
+
+def int_field(obj: Any, name: str, topic: str, label: str | None = None) -> int:
+    """`obj.name` as a Python int (int, bool or numpy integer; never a float, which int() would
+    truncate); SensorDataError naming `label` (default `name`) if it is missing or not an integer."""
+    value = getattr(obj, name, None)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise SensorDataError(
+            topic, f"{label or name}: expected an integer, got {type(value).__name__} {value!r:.60}"
+        ) from None
 
 
 class TransformLookupError(LookupError):

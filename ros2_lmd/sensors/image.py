@@ -1,16 +1,27 @@
 """sensor_msgs/Image and CompressedImage -> H x W x 3 uint8 RGB (the SensorFrame camera format),
 honouring row padding (`step`) and 16-bit byte order; and the inverse for writers. Raw images are
-read through a strided numpy view of the message buffer; compressed ones through cv2.imdecode."""
+read through a strided numpy view of the message buffer; compressed ones through cv2.imdecode.
+
+Both refuse images above `max_pixels` before touching the pixels: a 200 KB PNG of one colour can
+decode to 8000 x 8000 (192 MB, 1-2 s of a callback), so a compressed image's size is read from its
+JPEG/PNG header with Pillow (which parses only the header) and checked first. Only JPEG and PNG are
+decoded (the formats image_transport's compressed plugin writes): cv2.imdecode would also take BMP,
+PPM, TIFF, ... whose sizes nothing here checks."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
 
 from ros2_lmd.sensors.buffers import as_uint8_buffer
-from ros2_lmd.sensors.errors import SensorDataError
+from ros2_lmd.sensors.errors import SensorDataError, int_field
+
+# 16 Mpixel (48 MB of RGB): four times a 12 MP camera; a camera image for BEV fusion is far smaller.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 # encoding -> (channels, bytes per channel). Names as in sensor_msgs/image_encodings.hpp.
 IMAGE_ENCODINGS: dict[str, tuple[int, int]] = {
@@ -39,18 +50,22 @@ _BAYER_TO_RGB: dict[str, int] = {
 COMPRESSED_FORMATS: dict[str, str] = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}
 
 
-def image_to_rgb(msg: Any, topic: str) -> np.ndarray:
+def image_to_rgb(msg: Any, topic: str, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """H x W x 3 uint8 RGB copy of a sensor_msgs/Image. 16-bit images keep their high byte
-    (value >> 8, as a fixed scale so brightness does not vary frame to frame)."""
+    (value >> 8, as a fixed scale so brightness does not vary frame to frame). An image of more
+    than `max_pixels` pixels is refused from its height and width, before `data` is read."""
+    _check_max_pixels(max_pixels)
     encoding = str(msg.encoding)
     if encoding not in IMAGE_ENCODINGS:
         raise SensorDataError(
-            topic, f"encoding: unsupported encoding {encoding!r}; supported: {list(IMAGE_ENCODINGS)}"
+            topic, f"encoding: unsupported encoding {encoding!r:.80}; supported: {list(IMAGE_ENCODINGS)}"
         )
     channels, depth = IMAGE_ENCODINGS[encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    height, width = int_field(msg, "height", topic), int_field(msg, "width", topic)
+    step = int_field(msg, "step", topic)
     if height <= 0 or width <= 0:
         raise SensorDataError(topic, f"width/height: image is {width} x {height}, must be non-empty")
+    _check_pixels(width, height, max_pixels, topic, "width/height:")
     pixel_bytes = channels * depth
     if step < width * pixel_bytes:
         raise SensorDataError(
@@ -92,27 +107,90 @@ def image_to_rgb(msg: Any, topic: str) -> np.ndarray:
     return np.array(rgb, dtype=np.uint8, order="C", copy=True)
 
 
-def compressed_to_rgb(msg: Any, topic: str) -> np.ndarray:
+def compressed_to_rgb(msg: Any, topic: str, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """H x W x 3 uint8 RGB of a sensor_msgs/CompressedImage (JPEG or PNG, as image_transport's
-    compressed plugin writes: `format` like "jpeg" or "rgb8; jpeg compressed bgr8")."""
+    compressed plugin writes: `format` like "jpeg" or "rgb8; jpeg compressed bgr8"; the bytes, not
+    `format`, tell which, as for cv_bridge). The size is read from the header first: an image of
+    more than `max_pixels` pixels is refused without decoding it."""
+    _check_max_pixels(max_pixels)
     fmt = str(msg.format)
     if "compresseddepth" in fmt.lower():
         raise SensorDataError(
-            topic, f"format: {fmt!r} is a compressedDepth image (depth, not a camera image)"
+            topic, f"format: {fmt!r:.80} is a compressedDepth image (depth, not a camera image)"
         )
     data = as_uint8_buffer(msg.data, topic)
     if data.size == 0:
-        raise SensorDataError(topic, f"data: empty payload (format {fmt!r})")
+        raise SensorDataError(topic, f"data: empty payload (format {fmt!r:.80})")
+    kind, width, height = _compressed_header(data, fmt, topic)
+    _check_pixels(width, height, max_pixels, topic, f"data: {kind} header says")
     try:
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        # The stored pixel grid, as the CameraInfo describes it: an EXIF orientation tag would
+        # otherwise rotate the image (and swap width and height) behind the intrinsics' back.
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error as err:
-        raise SensorDataError(topic, f"data: cannot decode {data.size} bytes as {fmt!r}: {err}") from None
+        raise SensorDataError(
+            topic, f"data: cannot decode {data.size} bytes of {kind} (format {fmt!r:.80}): {err}"
+        ) from None
     if bgr is None or bgr.size == 0:
         raise SensorDataError(
-            topic, f"data: cannot decode {data.size} bytes as {fmt!r} (corrupt or unknown format)"
+            topic,
+            f"data: cannot decode {data.size} bytes of {kind} (format {fmt!r:.80}): corrupt or truncated",
+        )
+    if bgr.ndim != 3 or bgr.shape[:2] != (height, width) or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+        raise SensorDataError(
+            topic,
+            f"data: {kind} header says {width}x{height} but it decodes to "
+            f"{bgr.shape[1] if bgr.ndim > 1 else '?'}x{bgr.shape[0]} ({bgr.dtype}, shape {bgr.shape})",
         )
     # The compressed plugin encodes colour as bgr8 and imdecode returns BGR: swap to RGB.
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# Pillow's format names -> the name used in errors; Pillow is asked for these formats only.
+_HEADER_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG"}
+
+
+def _compressed_header(data: np.ndarray, fmt: str, topic: str) -> tuple[str, int, int]:
+    """(kind, width, height) from a JPEG or PNG header, without decoding pixels: PIL.Image.open
+    parses the markers/chunks up to the image data and decodes nothing until .load()."""
+    try:
+        with PILImage.open(io.BytesIO(data.tobytes()), formats=("PNG", "JPEG")) as header:
+            kind = _HEADER_FORMATS.get(str(header.format), str(header.format))
+            width, height = (int(v) for v in header.size)
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as err:
+        # Pillow's own limit, checked in open(): above 2 * PIL.Image.MAX_IMAGE_PIXELS (179 Mpixel) an
+        # error, refused whatever max_pixels says; above MAX_IMAGE_PIXELS a warning, an error only
+        # where warnings are errors (otherwise Pillow warns and max_pixels decides below).
+        raise SensorDataError(
+            topic, f"data: header of {data.size} bytes (format {fmt!r:.80}) refused by Pillow: {err}"
+        ) from None
+    except PILImage.UnidentifiedImageError:
+        raise SensorDataError(
+            topic,
+            f"data: cannot decode {data.size} bytes as {fmt!r:.80}: not a JPEG or PNG "
+            f"(starts {data[:8].tobytes()!r})",
+        ) from None
+    except Exception as err:  # a corrupt header: Pillow's parsers raise many kinds (struct.error, ...)
+        raise SensorDataError(
+            topic,
+            f"data: cannot decode {data.size} bytes as {fmt!r:.80}: corrupt header "
+            f"({type(err).__name__}: {err})",
+        ) from None
+    return kind, width, height
+
+
+def _check_max_pixels(max_pixels: int) -> None:
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, topic: str, what: str) -> None:
+    """Refuse width x height above max_pixels; the error shows the arithmetic."""
+    pixels = width * height
+    if pixels > max_pixels:
+        raise SensorDataError(
+            topic, f"{what} {width}x{height} = {pixels} pixels exceeds max_image_pixels {max_pixels}"
+        )
 
 
 def _check_rgb(rgb: np.ndarray, where: str) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ros2_lmd.sensors.buffers import as_uint8_buffer
-from ros2_lmd.sensors.errors import SensorDataError
+from ros2_lmd.sensors.errors import SensorDataError, int_field
 
 # sensor_msgs/PointField datatype constants -> numpy type (byte order added per message).
 POINTFIELD_DTYPES: dict[int, np.dtype] = {
@@ -46,8 +46,8 @@ def read_points(msg: Any, fields: Sequence[str], topic: str) -> PointCloudResult
     names = tuple(fields)
     if not names:
         raise SensorDataError(topic, "fields: no fields requested")
-    height, width = int(msg.height), int(msg.width)
-    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    height, width = int_field(msg, "height", topic), int_field(msg, "width", topic)
+    point_step, row_step = int_field(msg, "point_step", topic), int_field(msg, "row_step", topic)
     if height < 0 or width < 0:
         raise SensorDataError(topic, f"height/width: negative ({height} x {width})")
     available = _fields_by_name(msg.fields, topic)
@@ -129,13 +129,23 @@ def read_points(msg: Any, fields: Sequence[str], topic: str) -> PointCloudResult
 
 def _fields_by_name(msg_fields: Any, topic: str) -> dict[str, tuple[int, int, int]]:
     """name -> (offset, datatype, count); a name listed twice is ambiguous and rejected."""
+    if isinstance(msg_fields, (str, bytes)) or not isinstance(msg_fields, Sequence):  # bindings: a list
+        raise SensorDataError(
+            topic, f"fields: expected a list of PointFields, got {type(msg_fields).__name__}"
+        )
     layout: dict[str, tuple[int, int, int]] = {}
-    for field in msg_fields:
-        name = str(field.name)
+    for i, field in enumerate(msg_fields):
+        if not isinstance(getattr(field, "name", None), str):
+            raise SensorDataError(topic, f"fields[{i}].name: expected a string, got {field!r:.80}")
+        name = field.name
         if name in layout:
             raise SensorDataError(topic, f"fields: field {name!r} listed twice")
+        offset, datatype, count = (
+            int_field(field, attr, topic, f"fields[{name!r}].{attr}")
+            for attr in ("offset", "datatype", "count")
+        )
         # count 0 is published by some drivers for a scalar; treat it as 1.
-        layout[name] = (int(field.offset), int(field.datatype), max(int(field.count), 1))
+        layout[name] = (offset, datatype, max(count, 1))
     return layout
 
 

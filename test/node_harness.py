@@ -199,6 +199,7 @@ OUTPUT_TYPES = {
     "markers": "visualization_msgs/msg/MarkerArray",
     "decomposition": "ros2_lmd/msg/DecompositionSummary",
     "alerts": "ros2_lmd/msg/AlertArray",
+    "incidents": "ros2_lmd/msg/Incident",
 }
 
 

@@ -42,7 +42,9 @@ def model_path(tmp_path_factory) -> str:
 
 def test_every_output_is_published_on_the_configured_grid(model_path):
     rig = SensorRig()
-    with MonitorHarness(rig, {"model": model_path, "bev_image_scale": 2}) as harness:
+    with MonitorHarness(
+        rig, {"model": model_path, "bev_image_scale": 2, "incident_open_frames": 1}
+    ) as harness:
         harness.publish_tf_static()
         summaries = harness.run_frames(3)
         # A frame without radar: SENSOR_MISSING, so an AlertArray must follow.
@@ -60,7 +62,7 @@ def test_every_output_is_published_on_the_configured_grid(model_path):
             1000.3,
         ]
         harness.wait_for(
-            lambda: all(harness.count(k) >= 4 for k in OUTPUT_TYPES if k != "alerts"),
+            lambda: all(harness.count(k) >= 4 for k in OUTPUT_TYPES if k not in ("alerts", "incidents")),
             "every output of the four frames",
         )
 
@@ -82,6 +84,12 @@ def test_every_output_is_published_on_the_configured_grid(model_path):
         assert alerts and all(len(a.alerts) > 0 for a in alerts)  # only non-empty ones
         missing = [a for array in alerts for a in array.alerts if a.kind == "SENSOR_MISSING"]
         assert [a.modality for a in missing] == ["radar"]
+        # every radar silent at once: one incident for the modality, naming the five sensors
+        harness.wait_for(lambda: harness.count("incidents") >= 1, "the radar incident")
+        (incident,) = harness.messages("incidents")
+        assert (incident.change, incident.sensor, incident.modality) == ("OPENED", "radar", "radar")
+        assert list(incident.sensors) == list(rig.radars) and "missing" in list(incident.evidence_kinds)
+        assert (incident.start.sec, incident.start.nanosec) == (1000, 300_000_000)
 
         diagnostics = harness.diagnostics_after(time.monotonic())
         statuses = status_by_hardware_id(diagnostics)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE = "ros2_lmd"
-MESSAGE_NAMES = ("Detection", "DecompositionSummary", "Alert", "AlertArray")
+MESSAGE_NAMES = ("Detection", "DecompositionSummary", "Alert", "AlertArray", "Incident")
 
 
 def message_definitions_dir() -> Path:

@@ -417,7 +417,28 @@ def frame_messages(
     )
     if report.alerts:  # published only when there is something to say
         messages.append(("alerts", "ros2_lmd/msg/AlertArray", alert_array(report, types, frame_id)))
+    for change in report.incidents:
+        messages.append(("incidents", "ros2_lmd/msg/Incident", incident_msg(change, report, types, frame_id)))
     return messages
+
+
+def incident_msg(change: Any, report: FrameReport, types: MessageTypes, frame_id: str) -> Any:
+    """ros2_lmd/msg/Incident of a monitor.incidents.IncidentChange, stamped with its frame."""
+    incident = change.incident
+    return types.new(
+        "ros2_lmd/msg/Incident",
+        header=header_msg_ns(types, report.stamp_ns, frame_id),
+        change=change.change,
+        id=int(incident.id),
+        sensor=incident.sensor,
+        modality=incident.modality,
+        sensors=list(incident.sensors),
+        evidence_kinds=list(incident.kinds),
+        evidence=incident.evidence,
+        severity=int(incident.peak_severity),
+        start=time_msg_ns(types, incident.start_ns),
+        end=time_msg_ns(types, incident.end_ns or 0),
+    )
 
 
 def diagnostic_array(records: Sequence[StatusRecord], types: MessageTypes, stamp: float) -> Any:

@@ -45,6 +45,10 @@ class AlertConfig:
     baseline_min_frames: int = 10
     hysteresis_k: int = 3
     hysteresis_n: int = 5
+    digest_window_s: float = 10.0
+    digest_min_frames: int = 5
+    incident_clear_s: float = 0.5
+    incident_open_frames: int = 3
 
     def __post_init__(self) -> None:
         problems = alert_config_problems(self)
@@ -330,3 +334,64 @@ def _modality_of(sensor: str) -> str:
     if name.startswith("lidar"):
         return "lidar"
     return ""
+
+
+PER_OBJECT_ALERTS = (SINGLE_SENSOR_SUPPORT, MODALITY_DISAGREEMENT)
+
+
+class ObjectAlertDigest:
+    """Per-object alerts (an object seen by one sensor alone, a sensor contradicting the fused
+    output) aggregated per (kind, modality): a model's persistent habit becomes one line every
+    `window_s`, not one alert per object per frame, so it can never drown a sensor incident. A
+    (kind, modality) is reported once it held in `min_frames` frames of the window; the line counts
+    the objects and frames behind it. Other alerts pass through unchanged. Call in stamp order."""
+
+    def __init__(self, window_s: float = 10.0, min_frames: int = 5) -> None:
+        if not window_s > 0 or min_frames < 1:
+            raise ValueError(
+                f"ObjectAlertDigest: need window_s > 0, min_frames >= 1; got {window_s}, {min_frames}"
+            )
+        self.window_s = window_s
+        self.min_frames = min_frames
+        self._seen: dict[tuple[str, str], deque[tuple[float, int]]] = {}  # -> (stamp, objects) per frame
+        self._last_report: dict[tuple[str, str], float] = {}
+
+    def reset(self) -> None:
+        self._seen.clear()
+        self._last_report.clear()
+
+    def update(self, stamp: float, alerts: Sequence[Alert]) -> list[Alert]:
+        out = [a for a in alerts if a.kind not in PER_OBJECT_ALERTS]
+        counts: dict[tuple[str, str], int] = {}
+        for alert in alerts:
+            if alert.kind in PER_OBJECT_ALERTS:
+                counts[(alert.kind, alert.modality)] = counts.get((alert.kind, alert.modality), 0) + 1
+        for key, objects in counts.items():
+            self._seen.setdefault(key, deque()).append((stamp, objects))
+        for key, frames in sorted(self._seen.items()):
+            while frames and frames[0][0] <= stamp - self.window_s:
+                frames.popleft()
+            if key not in counts or len(frames) < self.min_frames:
+                continue
+            last = self._last_report.get(key)
+            if last is not None and stamp - last < self.window_s:
+                continue
+            self._last_report[key] = stamp
+            kind, modality = key
+            total = sum(n for _, n in frames)
+            span = stamp - frames[0][0]
+            what = (
+                f"objects seen by {modality} alone"
+                if kind == SINGLE_SENSOR_SUPPORT
+                else f"places where {modality} contradicts the fused output"
+            )
+            out.append(
+                Alert(
+                    kind,
+                    WARN,
+                    modality,
+                    f"{total} {what} in {len(frames)} frames over {span:.1f} s (reported at most every "
+                    f"{self.window_s:g} s)",
+                )
+            )
+        return out

@@ -288,6 +288,32 @@ class MonitorParams:
     hysteresis_n: int = _param(
         5, "Window of the k-of-n hysteresis (frames); at least hysteresis_k.", min=1, max=1000
     )
+    incident_clear_s: float = _param(
+        0.5,
+        "A sensor incident closes once no evidence of its fault has been seen for this long (s).",
+        min=0.01,
+        max=3600.0,
+    )
+    incident_open_frames: int = _param(
+        3,
+        "A sensor incident opens once the evidence of a fault held in this many consecutive "
+        "frames (its start is the first of them); a single bad frame stays a diagnostic.",
+        min=1,
+        max=1000,
+    )
+    digest_window_s: float = _param(
+        10.0,
+        "Per-object alerts (SINGLE_SENSOR_SUPPORT, MODALITY_DISAGREEMENT) are summed per kind and "
+        "modality and reported at most once per this window (s).",
+        min=0.1,
+        max=3600.0,
+    )
+    digest_min_frames: int = _param(
+        5,
+        "A per-object alert kind is reported once it held in this many frames of its window.",
+        min=1,
+        max=100000,
+    )
     stale_timeout_s: float = _param(
         0.5,
         "A sensor with no message for this long (s) is stale (diagnostics WARN; STALE is "

@@ -14,8 +14,9 @@ import torch
 
 from ros2_lmd.lmd import RuleVariants, decompose
 from ros2_lmd.models.base import FusionModel
-from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine
+from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine, ObjectAlertDigest
 from ros2_lmd.monitor.detections import evidence_shares, extract_detections, sigmoid
+from ros2_lmd.monitor.incidents import IncidentChange, IncidentTracker, evidence_from_frame
 from ros2_lmd.monitor.report import FrameReport
 from ros2_lmd.sensors.frame import SensorFrame
 
@@ -97,6 +98,8 @@ class Pipeline:
         self.alerts = AlertEngine(model.modalities, model.grid, self.config)
         self.frames_processed = 0
         self.time_epoch = 0
+        self.digest = ObjectAlertDigest(self.config.digest_window_s, self.config.digest_min_frames)
+        self.incidents: IncidentTracker | None = None  # made at the first frame (it names the sensors)
         self._previous: tuple[float, dict[str, np.ndarray], dict[str, bool]] | None = None
 
     @property
@@ -200,8 +203,9 @@ class Pipeline:
         """The stateful part: contribution activity and alerts. Call in stamp order."""
         t0 = time.perf_counter()
         frame, components = computed.frame, computed.components
+        closed_by_jump = []
         if frame.time_epoch != self.time_epoch:  # time jumped: history from before does not apply
-            self.reset_history()
+            closed_by_jump = self.reset_history(frame.stamp, frame.stamp_ns)
             self.time_epoch = frame.time_epoch
         energy = {m: contribution_energy(components[m]) for m in self.modalities}
         present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
@@ -217,6 +221,15 @@ class Pipeline:
             expected=[m for m in self.modalities if m not in frame.no_sensor],
             sensor_modality=frame.sensor_modality,
         )
+        alerts = self.digest.update(frame.stamp, alerts)
+        if self.incidents is None:
+            self.incidents = IncidentTracker(
+                dict(frame.sensor_modality), self.config.incident_clear_s, self.config.incident_open_frames
+            )
+        evidence = evidence_from_frame(
+            frame.sensor_status, frame.sensor_modality, self.alerts.states(), health_ratios(self)
+        )
+        incident_changes = closed_by_jump + self.incidents.update(frame.stamp, frame.stamp_ns, evidence)
         self.frames_processed += 1
         timings = dict(computed.timings_ms)
         timings["postprocess"] += (time.perf_counter() - t0) * 1e3
@@ -236,13 +249,17 @@ class Pipeline:
             conservation_error=computed.conservation_error,
             decomposition_error=computed.decomposition_error,
             stamp_ns=frame.stamp_ns,
+            incidents=incident_changes,
         )
 
-    def reset_history(self) -> None:
-        """Forget the alert state (baselines, hysteresis) and the previous frame, as after a time
-        jump: a bag played in a loop must not compare its start with its end."""
+    def reset_history(self, stamp: float = 0.0, stamp_ns: int = 0) -> list[IncidentChange]:
+        """Forget the alert state (baselines, hysteresis, per-object digests) and the previous
+        frame, as after a time jump: a bag played in a loop must not compare its start with its
+        end. Open incidents close at `stamp`; returns those changes."""
         self.alerts = AlertEngine(self.model.modalities, self.model.grid, self.config)
+        self.digest.reset()
         self._previous = None
+        return self.incidents.close_all(stamp, stamp_ns) if self.incidents is not None else []
 
     def _activity(
         self, stamp: float, components: dict[str, np.ndarray], present: dict[str, bool]

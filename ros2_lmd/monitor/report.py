@@ -72,6 +72,8 @@ class FrameReport:
     # NaN on frames not checked.
     decomposition_error: float = float("nan")
     stamp_ns: int | None = None  # the key message's header stamp exactly; default: from `stamp`
+    # Incidents that opened, escalated or closed with this frame (monitor.incidents.IncidentChange)
+    incidents: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.stamp_ns is None:

@@ -28,6 +28,21 @@ class StatusRecord:
 MODALITY_STATE_LEVELS = {"ok": DIAG_OK, "degraded": DIAG_WARN, "failed": DIAG_ERROR, "missing": DIAG_WARN}
 
 
+def mark_incidents(records: Sequence[StatusRecord], incidents: Sequence) -> None:
+    """Raise each sensor's (or, for a modality incident, the modality's) status to its open
+    incident's severity (WARN 1 / ERROR 2 map to the same DiagnosticStatus levels), naming it."""
+    for incident in incidents:
+        for record in records:
+            if record.hardware_id not in (incident.sensor, *incident.sensors):
+                continue
+            level = DIAG_ERROR if incident.peak_severity >= 2 else DIAG_WARN
+            if level >= record.level or record.level == DIAG_STALE:
+                record.level = level
+                evidence = f"incident #{incident.id} since {incident.start:.3f}: {incident.evidence}"
+                record.message = f"{evidence}; {record.message}"
+            record.values["incident"] = str(incident.id)
+
+
 def modality_statuses(
     modalities: Sequence[str],
     report: FrameReport | None,

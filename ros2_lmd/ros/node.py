@@ -293,6 +293,7 @@ class MonitorNode(LifecycleNode):
             ("markers", "visualization_msgs/msg/MarkerArray"),
             ("decomposition", "ros2_lmd/msg/DecompositionSummary"),
             ("alerts", "ros2_lmd/msg/AlertArray"),
+            ("incidents", "ros2_lmd/msg/Incident"),
         ):
             run.publishers[key] = self.create_lifecycle_publisher(
                 self.types.cls(type_name), f"{prefix}/{key}", reliable
@@ -434,6 +435,7 @@ class MonitorNode(LifecycleNode):
         self._last_drop = ""
         self._time_jumps: list[str] = []
         self._decomposition_error: tuple[float, float] | None = None  # (frame stamp, error)
+        self._open_incidents: list[Any] = []
 
     @property
     def sensor_health(self) -> SensorHealthTracker | None:
@@ -598,14 +600,34 @@ class MonitorNode(LifecycleNode):
             dropped = sum(self._drops.values())
             arrival = self._key_arrivals.pop(frame.stamp, None)
             self._latest = (report, run.pipeline.alerts.states(), health_ratios(run.pipeline))
+            self._open_incidents = list(run.pipeline.incidents.open_incidents())
+        self._log_incidents(report)
         for listener in self.report_listeners:
             listener(frame, report)
         latency_ms = (now - arrival) * 1e3 if arrival is not None else report.latency_ms
         rate = float(self._runtime["publish_rate_hz"])
         if rate > 0 and now - self._last_publish < 1.0 / rate:
+            for change in report.incidents:  # incidents are never thinned out
+                run.publishers["incidents"].publish(
+                    outputs.incident_msg(change, report, self.types, run.params.base_frame)
+                )
             return
         self._last_publish = now
         self._publish_outputs(run, report, processed, dropped, latency_ms)
+
+    def _log_incidents(self, report: Any) -> None:
+        """Each incident is logged once when it opens (or escalates) and once when it closes."""
+        for change in report.incidents:
+            incident = change.incident
+            if change.change == "CLOSED":
+                self.get_logger().info(
+                    f"incident #{incident.id} closed after {incident.end - incident.start:.1f} s: "
+                    f"{incident.summary()}"
+                )
+            else:
+                self.get_logger().warn(
+                    f"incident #{incident.id} {change.change.lower()}: {incident.summary()}"
+                )
 
     def _publish_outputs(
         self, run: _Run, report: Any, processed: int, dropped: int, latency_ms: float
@@ -645,11 +667,13 @@ class MonitorNode(LifecycleNode):
             blind_s = self._blind_for(run, now)
             last_drop = self._last_drop
             checked = self._decomposition_error
+            open_incidents = list(self._open_incidents)
         records = run.tracker.statuses(now)
         for record in records:  # per sensor: messages lost before the node, from its stamp gaps
             record.values["messages_lost"] = str(lost.get(record.hardware_id, 0))
         report, states, ratios = latest if latest else (None, {}, {})
         records += status.modality_statuses(run.pipeline.modalities, report, states, ratios)
+        status.mark_incidents(records, open_incidents)
         values = {
             "frames_processed": str(processed),
             "frames_dropped": str(sum(drops.values())),

@@ -1,0 +1,207 @@
+"""Incidents: one sensor fault is one incident, from its first evidence to its recovery, however many
+frames and alerts it spans. Evidence comes per frame from every check the monitor has (a silent or
+late sensor in the time sync, a sensor's own signal checks, a modality's contribution collapsing
+in the decomposition); the tracker folds it into incidents that open once, escalate when the
+evidence gets worse, and close once no evidence has been seen for `clear_after_s`.
+
+When every sensor of a modality (two or more) shows evidence at once, the fault is the modality's
+(all six cameras blacked out is one incident, not six), and that incident absorbs the sensors'
+evidence while it is open. Deterministic: the same frames give the same incidents live and offline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ros2_lmd.monitor.report import ERROR, SEVERITY_NAMES, WARN
+
+OPENED, ESCALATED, CLOSED = "OPENED", "ESCALATED", "CLOSED"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One frame's sign that a sensor, or a whole modality (`sensor` == `modality`), is faulty."""
+
+    sensor: str
+    modality: str
+    kind: str  # what saw it: silent, missing, late, contribution, or a signal check (frozen, ...)
+    severity: int  # WARN or ERROR
+    detail: str
+
+
+@dataclass
+class Incident:
+    """A sensor fault. `sensor` is a sensor name, or the modality for a fault of all its sensors
+    (`sensors` then lists them). `end` is None while the incident is open."""
+
+    id: int
+    sensor: str
+    modality: str
+    sensors: tuple[str, ...]
+    kinds: list[str]
+    evidence: str
+    start: float
+    start_ns: int
+    peak_severity: int
+    last_evidence: float
+    end: float | None = None
+    end_ns: int | None = None
+    frames: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.end is None
+
+    def summary(self, t0: float = 0.0) -> str:
+        """One line: sensor, severity, start-end (seconds from t0), evidence."""
+        span = f"{self.start - t0:.1f}-{'' if self.end is None else f'{self.end - t0:.1f}'} s"
+        who = (
+            self.sensor if self.sensor != self.modality else f"{self.modality} ({len(self.sensors)} sensors)"
+        )
+        severity = SEVERITY_NAMES.get(self.peak_severity, self.peak_severity)
+        return f"{who}: {severity} {span} [{', '.join(self.kinds)}] {self.evidence}"
+
+
+@dataclass(frozen=True)
+class IncidentChange:
+    """An incident opening, escalating or closing, as of this frame (a snapshot)."""
+
+    change: str
+    incident: Incident
+
+
+@dataclass
+class IncidentTracker:
+    """Folds per-frame evidence into incidents (module docstring). `sensors`: sensor -> modality,
+    every configured sensor (for the all-sensors-of-a-modality rule)."""
+
+    sensors: Mapping[str, str]
+    clear_after_s: float = 0.5
+    open_after_frames: int = 3
+    incidents: list[Incident] = field(default_factory=list)
+    _open: dict[str, Incident] = field(default_factory=dict)
+    # key -> (stamp, stamp_ns) of the first of the consecutive frames with evidence, and their count
+    _streak: dict[str, tuple[float, int, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.clear_after_s > 0 or self.open_after_frames < 1:
+            raise ValueError(
+                f"IncidentTracker: need clear_after_s > 0 and open_after_frames >= 1, got "
+                f"{self.clear_after_s}, {self.open_after_frames}"
+            )
+
+    def open_incidents(self) -> list[Incident]:
+        return list(self._open.values())
+
+    def close_all(self, stamp: float, stamp_ns: int) -> list[IncidentChange]:
+        """Close every open incident now (time jumped; the end of a bag keeps them open)."""
+        changes = []
+        for incident in self._open.values():
+            incident.end, incident.end_ns = stamp, stamp_ns
+            changes.append(IncidentChange(CLOSED, dataclasses.replace(incident)))
+        self._open.clear()
+        return changes
+
+    def update(self, stamp: float, stamp_ns: int, evidence: Sequence[Evidence]) -> list[IncidentChange]:
+        """One frame, in stamp order: the evidence seen in it. Returns what changed."""
+        changes: list[IncidentChange] = []
+        groups = self._group(evidence)
+        for key in list(self._streak):
+            if key not in groups:
+                del self._streak[key]  # evidence must hold in consecutive frames to open
+        for key, items in groups.items():
+            incident = self._open.get(key)
+            severity = max(e.severity for e in items)
+            if incident is None:
+                first_stamp, first_ns, count = self._streak.get(key, (stamp, stamp_ns, 0))
+                self._streak[key] = (first_stamp, first_ns, count + 1)
+                if count + 1 < self.open_after_frames:
+                    continue
+                del self._streak[key]
+                first = max(items, key=lambda e: e.severity)
+                modality = first.modality
+                named = {e.sensor for e in items if e.sensor != modality}
+                if key == modality:  # the sensors concerned, in configuration order
+                    scope = tuple(
+                        s for s, m in self.sensors.items() if m == modality and (s in named or not named)
+                    )
+                else:
+                    scope = (key,)
+                incident = Incident(
+                    id=len(self.incidents) + 1,
+                    sensor=key,
+                    modality=modality,
+                    sensors=scope,
+                    kinds=sorted({e.kind for e in items}),
+                    evidence=first.detail,
+                    start=first_stamp,  # the first frame of the evidence, not the one it opened with
+                    start_ns=first_ns,
+                    peak_severity=severity,
+                    last_evidence=stamp,
+                )
+                self.incidents.append(incident)
+                self._open[key] = incident
+                changes.append(IncidentChange(OPENED, dataclasses.replace(incident)))
+            else:
+                incident.last_evidence = stamp
+                incident.kinds = sorted(set(incident.kinds) | {e.kind for e in items})
+                if severity > incident.peak_severity:
+                    incident.peak_severity = severity
+                    incident.evidence = max(items, key=lambda e: e.severity).detail
+                    changes.append(IncidentChange(ESCALATED, dataclasses.replace(incident)))
+            incident.frames += 1
+        for key, incident in list(self._open.items()):
+            if stamp - incident.last_evidence >= self.clear_after_s or stamp < incident.last_evidence:
+                incident.end, incident.end_ns = stamp, stamp_ns
+                del self._open[key]
+                changes.append(IncidentChange(CLOSED, dataclasses.replace(incident)))
+        return changes
+
+    def _group(self, evidence: Sequence[Evidence]) -> dict[str, list[Evidence]]:
+        """Incident key -> its evidence this frame: a modality when all its sensors (2 or more)
+        show evidence, or its incident is open, or the evidence is the modality's own; else the
+        sensor."""
+        by_modality: dict[str, list[Evidence]] = {}
+        for item in evidence:
+            by_modality.setdefault(item.modality, []).append(item)
+        groups: dict[str, list[Evidence]] = {}
+        for modality, items in by_modality.items():
+            members = [s for s, m in self.sensors.items() if m == modality]
+            named = {e.sensor for e in items if e.sensor != modality}
+            whole = modality in self._open or (len(members) >= 2 and set(members) <= named)
+            for item in items:
+                key = modality if whole or item.sensor == modality else item.sensor
+                if key != modality and modality in self._open:
+                    key = modality
+                groups.setdefault(key, []).append(item)
+        return groups
+
+
+def evidence_from_frame(
+    sensor_status: Mapping[str, str],
+    sensor_modality: Mapping[str, str],
+    modality_states: Mapping[str, str],
+    modality_ratios: Mapping[str, float] | None = None,
+) -> list[Evidence]:
+    """The evidence every frame carries anyway: sensors the time sync left out (silent, late,
+    no extrinsics: SensorFrame.sensor_status) and modalities whose contribution collapsed or
+    degraded in the decomposition (AlertEngine states)."""
+    evidence = []
+    for sensor, reason in sensor_status.items():
+        if reason:
+            kind = "silent" if reason.startswith("silent") else "missing"
+            modality = sensor_modality.get(sensor, "")
+            evidence.append(Evidence(sensor, modality, kind, ERROR if kind == "silent" else WARN, reason))
+    ratios = modality_ratios or {}
+    for modality, state in modality_states.items():
+        if state in ("failed", "degraded"):
+            ratio = ratios.get(modality)
+            detail = f"{modality} contribution {'collapsed' if state == 'failed' else 'degraded'}" + (
+                f" ({ratio:.0%} of its baseline, relative to the other sensors)" if ratio is not None else ""
+            )
+            evidence.append(
+                Evidence(modality, modality, "contribution", ERROR if state == "failed" else WARN, detail)
+            )
+    return evidence

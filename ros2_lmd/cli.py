@@ -2,6 +2,10 @@
 of functions, `_add_<name>` (its arguments) and `_run_<name>` (the job, returning an exit code),
 listed in `SUBCOMMANDS`. Subcommands import what they need lazily, so `ros2-lmd --help` and the
 ROS-free ones work without ROS 2.
+
+A bad argument or input ends a job with one line on stderr, `ros2-lmd <job>: <what was wrong>`, and a
+non-zero exit code (EXIT_USAGE for arguments, 1 for a bag that cannot be analysed), never with a
+traceback; what can be checked (files, model, device) is checked before any work starts.
 """
 
 from __future__ import annotations
@@ -12,6 +16,56 @@ import sys
 from collections.abc import Callable, Sequence
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+def _fail(job: str, message: object, code: int = EXIT_USAGE) -> int:
+    """Print the one-line error of `job` and return its exit code."""
+    text = " ".join(str(message).split())  # one line, whatever the message holds
+    print(f"ros2-lmd {job}: {text}", file=sys.stderr)
+    return code
+
+
+# --- models: what --model accepts ------------------------------------------------------------------
+
+
+def shipped_models() -> list[str]:
+    """Registry names whose weights (and config) ship with the package: the names --model takes."""
+    from ros2_lmd.models.io import model_files
+    from ros2_lmd.models.registry import available_models, weights_path
+
+    return [name for name in available_models() if all(f.is_file() for f in model_files(weights_path(name)))]
+
+
+def model_problem(name: str, label: str = "--model") -> str:
+    """Why `name` cannot be loaded as a model, or "" if it can: a registry name needs shipped
+    weights, anything else is a path that needs its .safetensors file and JSON config."""
+    from ros2_lmd.models.io import model_files
+    from ros2_lmd.models.registry import MODEL_NAMES
+
+    shipped = shipped_models()
+    choices = (
+        f"models with shipped weights: {', '.join(shipped)}; or a path to a .safetensors file "
+        "with its .json config"
+    )
+    if name in MODEL_NAMES:
+        return (
+            ""
+            if name in shipped
+            else f"{label} {name}: this registry model has no shipped weights ({choices})"
+        )
+    weights, config = model_files(name)
+    if not weights.is_file():
+        return f"{label} {name}: no such model ({weights} not found; {choices})"
+    if not config.is_file():
+        return f"{label} {name}: {config} is missing (a .safetensors model needs its JSON config beside it)"
+    return ""
+
+
+def _model_help(default: str = "") -> str:
+    shipped = ", ".join(shipped_models())
+    tail = f" (default: {default})" if default else ""
+    return f"{shipped}, or a path to a .safetensors file with its .json config{tail}"
 
 
 # --- smoke: is the ROS 2 environment usable? -----------------------------------------------------
@@ -106,7 +160,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=12.0, metavar="S", help="default: %(default)s")
     parser.add_argument("--faults", default=DEFAULT_FAULTS, metavar="SPEC", help='default: "%(default)s"')
     parser.add_argument("--seed", type=int, default=7, help="default: %(default)s")
-    parser.add_argument("--model", default="compact_crl", help="default: %(default)s")
+    parser.add_argument("--model", default="compact_crl", help=_model_help("%(default)s"))
     parser.add_argument(
         "--rate",
         type=float,
@@ -116,6 +170,9 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace, ros_args: list[str]) -> int:
+    problem = model_problem(args.model)
+    if problem:
+        return _fail("demo", problem)
     from ros2_lmd.ros import demo
 
     rate = demo.DEFAULT_RATE if args.rate is None else args.rate
@@ -148,10 +205,15 @@ def _add_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--camera-size", default="", metavar="WxH", help="camera resolution (default: 448x256)"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing bag (a rosbag2 directory) and faults.csv at --out",
+    )
 
 
 def _run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from ros2_lmd.replay.simulate import simulate_to_bag
+    from ros2_lmd.replay.simulate import existing_outputs, simulate_to_bag
 
     size = None
     if args.camera_size:
@@ -159,11 +221,15 @@ def _run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
             width, height = (int(v) for v in args.camera_size.lower().split("x"))
             size = (width, height)
         except ValueError:
-            print(
-                f"ros2-lmd simulate: --camera-size must look like 448x256, got {args.camera_size!r}",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
+            return _fail("simulate", f"--camera-size must look like 448x256, got {args.camera_size!r}")
+    existing = existing_outputs(args.out)
+    if existing and not args.force:
+        names = " and ".join(str(path) for path in existing)
+        return _fail(
+            "simulate",
+            f"{names} already exist{'s' if len(existing) == 1 else ''}: pass --force to replace "
+            f"{'it' if len(existing) == 1 else 'them'}, or choose another --out",
+        )
     try:
         result = simulate_to_bag(
             args.out,
@@ -173,10 +239,10 @@ def _run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
             tuple(m.strip() for m in args.modalities.split(",") if m.strip()),
             args.storage,
             camera_size=size,
+            force=args.force,
         )
-    except (ValueError, FileExistsError) as error:
-        print(f"ros2-lmd simulate: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    except (ValueError, OSError) as error:
+        return _fail("simulate", error)
     print(
         f"wrote {result.frames} frames ({result.messages} messages) to {result.bag} and the fault "
         f"timeline to {result.faults_csv}"
@@ -186,11 +252,7 @@ def _run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 def _add_analyze(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
-    parser.add_argument(
-        "--model",
-        default="",
-        help="registry name or .safetensors path (default: the params file's model, else compact_crl)",
-    )
+    parser.add_argument("--model", default="", help=_model_help("the params file's model, else compact_crl"))
     parser.add_argument("--params-file", default="", help="node parameter file (topics, thresholds)")
     parser.add_argument("--faults", default="", help="ground-truth faults.csv written by `simulate`")
     parser.add_argument("--out", required=True, help="output folder")
@@ -201,28 +263,42 @@ def _add_analyze(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="model calls in parallel threads (default: the CPU cores; 1 on a GPU)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "auto"),
+        help="where inference runs; auto: CUDA when available (default: %(default)s)",
+    )
 
 
 def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.params import MonitorParams, ParameterError, load_params_file
-    from ros2_lmd.replay.analyze import analyze
+    from ros2_lmd.replay.analyze import AnalyzeError, analyze, check_inputs
     from ros2_lmd.replay.bag import BagError
 
     if args.batch < 1 or args.workers < 0:
-        print(
-            f"ros2-lmd analyze: --batch must be >= 1 and --workers >= 0 (got {args.batch}, {args.workers})",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return _fail("analyze", f"--batch must be >= 1 and --workers >= 0 (got {args.batch}, {args.workers})")
     try:
         params = load_params_file(args.params_file) if args.params_file else MonitorParams()
     except ParameterError as error:
-        print(f"ros2-lmd analyze: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail("analyze", error)
     name = args.model or params.model
-    model = load_model(name)
+    from_file = args.params_file and not args.model
+    problem = model_problem(name, f"model (from {args.params_file})" if from_file else "--model")
+    if problem:
+        return _fail("analyze", problem)
+    # everything else that needs no model (bag index, faults file, output folder, device), up front
+    try:
+        check_inputs(args.bag, args.out, args.faults or None, args.device)
+    except AnalyzeError as error:
+        return _fail("analyze", error)
+    except BagError as error:
+        return _fail("analyze", error, 1)
+    try:
+        model = load_model(name)
+    except (ValueError, OSError) as error:
+        return _fail("analyze", error)
     try:
         result = analyze(
             args.bag,
@@ -235,9 +311,10 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
             device=args.device,
             model_name=name,
         )
+    except (AnalyzeError, ParameterError) as error:
+        return _fail("analyze", error)
     except BagError as error:
-        print(f"ros2-lmd analyze: {error}", file=sys.stderr)
-        return 1
+        return _fail("analyze", error, 1)
     skipped = len(result.frames) - result.processed
     print(
         f"{len(result.frames)} frames: {result.processed} processed, {skipped} skipped; "
@@ -296,7 +373,7 @@ def _run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="compact_crl", help="registry name or .safetensors path")
+    parser.add_argument("--model", default="compact_crl", help=_model_help("%(default)s"))
     parser.add_argument(
         "--frames", type=int, default=24, help="synthetic validation frames (default: %(default)s)"
     )
@@ -320,6 +397,9 @@ def _run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.models.io import load_model
     from ros2_lmd.models.training import VAL_SEED_BASE, simulated_sample
 
+    problem = model_problem(args.model)
+    if problem:
+        return _fail("evaluate", problem)
     model = load_model(args.model)
     methods = paper_methods()
     if args.methods:
@@ -455,7 +535,10 @@ def split_ros_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     own_args, ros_args = split_ros_args(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(own_args)
-    return args.run(args, ros_args)
+    try:
+        return args.run(args, ros_args)
+    except KeyboardInterrupt:  # Ctrl-C: the jobs clean up what they were writing on the way out
+        return _fail(args.command, "interrupted", EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

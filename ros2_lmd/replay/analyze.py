@@ -1,28 +1,145 @@
 """`ros2-lmd analyze`: a recorded drive through the same ingest, time sync and Pipeline as the live
 node, as fast as the machine allows (frames batched through the model), writing output.mcap with
 every topic the node publishes, frames.csv (every key-sensor message: processed or skipped, and
-why), alerts.csv and report.html."""
+why), alerts.csv and report.html.
+
+What can be checked before the work is (`check_inputs`: the bag's index, the faults file, the output
+folder, the device; then the bag's topics against the model's inputs), so a bad argument costs no
+analysis time. The outputs are written into a hidden folder inside the output folder and moved into
+place only when the analysis ends: a failed or interrupted run leaves the output folder as it was
+(an earlier run's results intact, or no folder at all). A connection whose message type its topic
+cannot carry is skipped and named in the problems; a bag with none of the sensor topics the model
+reads is an error, not an empty analysis."""
 
 from __future__ import annotations
 
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import rosbags_types
-from ros2_lmd.monitor.ingest import ingest_for_model
+from ros2_lmd.monitor.ingest import Ingest, ingest_for_model
 from ros2_lmd.monitor.params import MonitorParams
-from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, alert_config_from
+from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, alert_config_from, resolve_device
 from ros2_lmd.monitor.report import FrameReport
 from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
-from ros2_lmd.replay.bag import BagError, BagWriter, ReadStats, read_messages
+from ros2_lmd.replay.bag import (
+    EXPECTED_TYPES,
+    BagError,
+    BagWriter,
+    ReadStats,
+    bag_connections,
+    read_messages,
+    type_problems,
+)
 from ros2_lmd.replay.report import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_html
 from ros2_lmd.sensors.sync import AssemblyResult, DroppedFrame
 
+if TYPE_CHECKING:
+    from ros2_lmd.sim.faults import FaultEvent
+
 MAX_SNAPSHOTS = 8
+# What analyze writes into the output folder: name -> whether it is a folder (the rosbag2).
+OUTPUTS = {"output.mcap": True, "frames.csv": False, "alerts.csv": False, "report.html": False}
+STAGING_PREFIX = ".analyze-partial-"
+
+
+class AnalyzeError(ValueError):
+    """An argument of `analyze` that cannot work (faults file, output folder, device), found before
+    any work starts; the message names the argument and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class CheckedInputs:
+    """What `check_inputs` found: the fault timeline, the torch device and the bag's topics
+    (topic -> message types; None for a broken recording whose index cannot be read)."""
+
+    faults: list[FaultEvent]
+    device: torch.device
+    topics: dict[str, set[str]] | None
+
+
+def check_inputs(
+    bag: str | Path, out_dir: str | Path, faults_csv: str | Path | None = None, device: str = "cpu"
+) -> CheckedInputs:
+    """Check the arguments of `analyze` that need no model, without writing anything: BagError for
+    a path that is not a rosbag2, AnalyzeError for the others."""
+    topics = bag_connections(bag)
+    faults = _read_faults(faults_csv) if faults_csv else []
+    _check_out_dir(Path(out_dir))
+    return CheckedInputs(faults, _check_device(device), topics)
+
+
+def _read_faults(path: str | Path) -> list[FaultEvent]:
+    from ros2_lmd.sim import read_faults_csv
+
+    try:
+        return read_faults_csv(path)
+    except OSError as error:
+        raise AnalyzeError(f"faults file {path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise AnalyzeError(str(error)) from None
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AnalyzeError(f"output folder {out_dir} exists and is not a folder")
+    for folder in out_dir.parents:
+        if folder.exists() and not folder.is_dir():
+            raise AnalyzeError(f"output folder {out_dir}: {folder} is not a folder")
+    for name, is_folder in OUTPUTS.items():
+        path = out_dir / name
+        if path.exists() and path.is_dir() != is_folder:
+            raise AnalyzeError(
+                f"output folder {out_dir}: {path} exists and is not a {'folder' if is_folder else 'file'}"
+            )
+
+
+def _check_device(device: str) -> torch.device:
+    if device != "auto" and device.split(":")[0] not in ("cpu", "cuda"):
+        raise AnalyzeError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AnalyzeError(f"device {device!r}: CUDA is not available on this machine (use auto or cpu)")
+    try:
+        resolved = resolve_device(device)
+    except RuntimeError as error:
+        raise AnalyzeError(f"device {device!r}: {str(error).splitlines()[0]}") from None
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise AnalyzeError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return resolved
+
+
+def _check_topics(bag: Path, found: Mapping[str, set[str]], ingest: Ingest) -> None:
+    """A bag with none of the sensor topics the model reads (with a type they can carry), or none
+    of the topics that start a frame (the key sensor's, the fallback key's), would give an empty
+    analysis: an error naming what was expected and what the bag has."""
+    kinds = ingest.topics()
+
+    def usable(topic: str) -> bool:
+        return bool(found.get(topic, set()) & set(EXPECTED_TYPES[kinds[topic]]))
+
+    has = ", ".join(f"{topic} ({', '.join(sorted(types))})" for topic, types in sorted(found.items()))
+    has = f"the bag has: {has or 'no topics'}"
+    sensor_topics = [topic for topic, kind in kinds.items() if kind in ("image", "points")]
+    if not any(usable(topic) for topic in sensor_topics):
+        raise BagError(
+            f"{bag}: none of the sensor topics the model reads is in the bag with a usable message type "
+            f"(expected: {', '.join(sensor_topics)}; {has})"
+        )
+    keys = {"key_sensor": ingest.assembler.key_sensor, "key_fallback": ingest.assembler.key_fallback}
+    starters = {role: s.topic for s in ingest.sensors for role, name in keys.items() if s.name == name}
+    if not any(usable(topic) for topic in starters.values()):
+        expected = " or ".join(f"{topic} ({role})" for role, topic in starters.items())
+        raise BagError(
+            f"{bag}: no frame would start: it has no {expected} with a usable message type ({has})"
+        )
 
 
 @dataclass
@@ -30,7 +147,7 @@ class AnalyzeResult:
     out_dir: Path
     frames: list[FrameRow]
     alerts: list[AlertRow]
-    problems: list[tuple[str, str]]
+    problems: list[tuple[str, str]]  # (topic, what was wrong): skipped connections, bad messages
     stats: ReadStats
     reports: list[FrameReport] = field(default_factory=list, repr=False)
 
@@ -52,29 +169,85 @@ def analyze(
     on_alert: Callable[[AlertRow], None] | None = None,
     workers: int = 0,
 ) -> AnalyzeResult:
-    """Analyse `bag` with `model` (a FusionModel). Raises BagError for an unreadable bag; a bag that
-    breaks off part-way still gets every output for the frames read, and then BagError.
+    """Analyse `bag` with `model` (a FusionModel) into the folder `out_dir`. Raises BagError for an
+    unreadable bag or one without the model's sensor topics, AnalyzeError for a faults file, output
+    folder or device that cannot work, both before any work; a bag that breaks off part-way still
+    gets every output for the frames read, and then BagError. A run that fails leaves `out_dir` as
+    it was.
 
     Batches of `batch` frames go through the model and LMD in `workers` threads at once (0: one
     single-threaded worker per core on a CPU, one on a GPU; monitor.runner.inference_plan) while
     this thread reads and decodes the bag; the OrderedRunner concludes them (alerts, outputs) in
     stamp order, so the output does not depend on `batch` or `workers`."""
-    import torch
-    from tqdm import tqdm
-
     bag, out_dir = Path(bag), Path(out_dir)
+    checked = check_inputs(bag, out_dir, faults_csv, device)
     params = params or MonitorParams()
     ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
+    kinds = ingest.topics()
+    if checked.topics is not None:
+        _check_topics(bag, checked.topics, ingest)
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    except OSError as error:
+        _remove_folders(created)
+        raise AnalyzeError(f"output folder {out_dir}: {error.strerror or error}") from None
+    try:
+        result = _analyze_into(
+            staging, bag, model, ingest, kinds, checked, batch, progress, model_name, on_alert, workers
+        )
+        for name in OUTPUTS:  # the run is complete: replace the earlier outputs
+            target = out_dir / name
+            if target.is_symlink():
+                target.unlink()
+            elif target.is_dir():
+                shutil.rmtree(target)
+            (staging / name).replace(target)
+        staging.rmdir()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_folders(created)
+        raise
+    result.out_dir = out_dir
+    if result.stats.error:
+        raise BagError(
+            f"{bag}: {result.stats.error}; the {result.processed} frames read before it were analysed "
+            f"and written to {out_dir}"
+        )
+    return result
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    """Remove the folders a failed run created (innermost first), where they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def _analyze_into(
+    out_dir: Path,
+    bag: Path,
+    model: Any,
+    ingest: Ingest,
+    kinds: dict[str, str],
+    checked: CheckedInputs,
+    batch: int,
+    progress: bool,
+    model_name: str,
+    on_alert: Callable[[AlertRow], None] | None,
+    workers: int,
+) -> AnalyzeResult:
+    """The analysis proper, writing every output into `out_dir` (the staging folder)."""
+    from tqdm import tqdm
+
     params = ingest.params
     modalities = ingest.modalities
-    pipeline = Pipeline(model, alert_config_from(params), device=device)
+    pipeline = Pipeline(model, alert_config_from(params), device=checked.device)
     types = rosbags_types()
-    out_dir.mkdir(parents=True, exist_ok=True)
     output_bag = out_dir / "output.mcap"
-    if output_bag.exists():
-        import shutil
-
-        shutil.rmtree(output_bag)
     stats = ReadStats()
     rows: list[FrameRow] = []
     alerts: list[AlertRow] = []
@@ -134,7 +307,7 @@ def analyze(
             tqdm(desc="analysing", unit="msg", disable=not progress, file=sys.stderr) as bar,
         ):
             for topic, _msgtype, _log_time, message in read_messages(
-                bag, ingest.topics(), types.typestore, stats
+                bag, kinds, types.typestore, stats, kinds
             ):
                 outcome = ingest.on_message(topic, message)
                 if outcome.bad:
@@ -147,16 +320,12 @@ def analyze(
             runner.join()
     finally:
         torch.set_num_threads(threads_before)
+    problems[:0] = type_problems(stats.wrong_type, kinds)
     for topic, count in stats.undecodable.items():
         problems.append((topic, f"{count} message(s) could not be decoded"))
     rows.sort(key=lambda r: r.stamp)
     write_frames_csv(out_dir / "frames.csv", rows)
     write_alerts_csv(out_dir / "alerts.csv", alerts)
-    faults = []
-    if faults_csv:
-        from ros2_lmd.sim import read_faults_csv
-
-        faults = read_faults_csv(faults_csv)
     t0 = _drive_start(bag, rows)
     snapshots = _snapshots(reports)
     write_html(
@@ -164,19 +333,13 @@ def analyze(
         f"ros2_lmd analysis of {bag.name}",
         rows,
         alerts,
-        faults,
+        checked.faults,
         snapshots,
         t0,
         modalities,
         model_name or getattr(model.config, "architecture", "model"),
     )
-    result = AnalyzeResult(out_dir, rows, alerts, problems, stats, reports)
-    if stats.error:
-        raise BagError(
-            f"{bag}: {stats.error}; the {result.processed} frames read before it were analysed "
-            f"and written to {out_dir}"
-        )
-    return result
+    return AnalyzeResult(out_dir, rows, alerts, problems, stats, reports)
 
 
 def _snapshots(reports: list[FrameReport]) -> list[FrameReport]:
@@ -198,4 +361,4 @@ def _drive_start(bag: Path, rows: list[FrameRow]) -> float:
         return rows[0].stamp if rows else 0.0
 
 
-__all__ = ["analyze", "AnalyzeResult"]
+__all__ = ["analyze", "AnalyzeError", "AnalyzeResult", "CheckedInputs", "check_inputs"]

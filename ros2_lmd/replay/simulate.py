@@ -2,22 +2,34 @@
 default topics of docs/architecture.md (compressed images + CameraInfo per camera, one PointCloud2
 per radar in its own frame, the LiDAR sweep, /tf_static), and the ground-truth fault timeline as
 faults.csv beside it. Messages are logged at their arrival time, so a delayed sensor is recorded as
-it would be live."""
+it would be live.
+
+Every argument is checked before the first frame is simulated (a fault window must start inside the
+drive and hit a recorded sensor). Both outputs are written into a temporary folder beside the bag and
+moved into place at the end: a run that fails or is interrupted leaves nothing behind, and an earlier
+drive is replaced (with `force`) only by a complete new one."""
 
 from __future__ import annotations
 
+import math
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ros2_lmd.messages.types import header_msg, rosbags_types, time_msg
-from ros2_lmd.replay.bag import BagWriter
+from ros2_lmd.replay.bag import STORAGES, BagWriter
 from ros2_lmd.sensors.camera_info import make_camera_info
-from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS
+from ros2_lmd.sensors.frame import LIDAR_FIELDS, MODALITIES, RADAR_FIELDS
 from ros2_lmd.sensors.image import make_compressed_image
 from ros2_lmd.sensors.pointcloud2 import make_pointcloud2
 from ros2_lmd.sensors.tf import make_tf_message
+
+if TYPE_CHECKING:
+    from ros2_lmd.sim.drive import SimFrame
 
 BASE_FRAME = "base_link"
 
@@ -39,6 +51,12 @@ def faults_csv_path(bag: Path) -> Path:
     return bag.parent / "faults.csv"
 
 
+def existing_outputs(out: str | Path) -> list[Path]:
+    """What `simulate_to_bag(out, ...)` would replace: the bag and its faults.csv, where they exist."""
+    out = Path(out)
+    return [path for path in (out, faults_csv_path(out)) if path.exists() or path.is_symlink()]
+
+
 def simulate_to_bag(
     out: str | Path,
     duration_s: float = 20.0,
@@ -50,26 +68,82 @@ def simulate_to_bag(
     camera_size: tuple[int, int] | None = None,
     jpeg_quality: int = 90,
     progress: bool = True,
+    force: bool = False,
 ) -> SimulateResult:
-    from tqdm import tqdm
-
+    """Write the drive to the rosbag2 directory `out` and its fault timeline to faults.csv beside it
+    (replaced if present). An existing `out` is an error (FileExistsError) unless `force`, which
+    replaces it if it is a rosbag2 directory; bad arguments raise ValueError naming them, before any
+    work."""
     from ros2_lmd.sim import SimConfig, simulate_drive, write_faults_csv
     from ros2_lmd.sim.faults import parse_fault_spec
 
     out = Path(out)
+    csv_path = faults_csv_path(out)
+    total = int(round(duration_s * rate_hz)) if math.isfinite(duration_s * rate_hz) else 0
+    if total < 1:
+        raise ValueError(
+            f"duration must be finite and at least one frame ({1 / rate_hz:g} s at {rate_hz:g} Hz), "
+            f"got {duration_s:g} s"
+        )
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     config = SimConfig(modalities=tuple(modalities))
     if camera_size is not None:
         config = SimConfig(
             modalities=tuple(modalities), camera_width=camera_size[0], camera_height=camera_size[1]
         )
-    specs = parse_fault_spec(faults) if faults else []
+    rig = config.rig()  # checks the camera size
+    specs = parse_fault_spec(faults, rig, duration_s=duration_s) if faults else []
+    for spec in specs:
+        modality = spec.target if spec.target in MODALITIES else rig[spec.target].modality
+        if modality not in config.modalities:
+            raise ValueError(
+                f"fault {str(spec)!r}: {modality} is not among the recorded modalities "
+                f"({', '.join(config.modalities)})"
+            )
+    _check_replaceable(out, force)
+    if csv_path.exists() and not csv_path.is_file():
+        raise FileExistsError(f"{csv_path} exists and is not a file: remove it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        drive = simulate_drive(seed, duration_s=duration_s, rate_hz=rate_hz, faults=specs, config=config)
+        frames, messages = _write_drive(staging / out.name, storage, drive, total, progress, jpeg_quality)
+        write_faults_csv(staging / csv_path.name, specs, rig)
+        if out.exists():
+            shutil.rmtree(out)  # a rosbag2 directory (_check_replaceable), replaced only now
+        (staging / out.name).rename(out)
+        (staging / csv_path.name).replace(csv_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return SimulateResult(out, csv_path, frames, messages)
+
+
+def _check_replaceable(out: Path, force: bool) -> None:
+    """An existing `out` is replaced only with `force`, and only if it is a rosbag2 directory."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
+        raise FileExistsError(
+            f"{out} exists: rosbag2 writes a new directory; remove it or choose another --out"
+        )
+    if out.is_symlink() or not out.is_dir() or not (out / "metadata.yaml").is_file():
+        raise FileExistsError(
+            f"{out} exists and is not a rosbag2 directory (no metadata.yaml): not replacing it"
+        )
+
+
+def _write_drive(
+    path: Path, storage: str, drive: Iterator[SimFrame], total: int, progress: bool, jpeg_quality: int
+) -> tuple[int, int]:
+    """Write the drive's frames to a new bag at `path`; returns (frames, messages)."""
+    from tqdm import tqdm
+
     types = rosbags_types()
     frames = messages = 0
-    frames_iter = simulate_drive(seed, duration_s=duration_s, rate_hz=rate_hz, faults=specs, config=config)
-    total = int(round(duration_s * rate_hz))
-    with BagWriter(out, types.typestore, storage) as writer:
+    with BagWriter(path, types.typestore, storage) as writer:
         for frame in tqdm(
-            frames_iter, total=total, desc="simulating", unit="frame", disable=not progress, file=sys.stderr
+            drive, total=total, desc="simulating", unit="frame", disable=not progress, file=sys.stderr
         ):
             if frames == 0:
                 # static extrinsics, latched, logged before any sensor message
@@ -112,11 +186,7 @@ def simulate_to_bag(
                     )
                     messages += 1
             frames += 1
-        rig = frame.rig if frames else None
-    csv_path = faults_csv_path(out)
-    if rig is not None:
-        write_faults_csv(csv_path, specs, rig)
-    return SimulateResult(out, csv_path, frames, messages)
+    return frames, messages
 
 
 def _ns(seconds: float) -> int:

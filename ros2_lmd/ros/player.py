@@ -4,6 +4,11 @@ bytes unchanged through an rclpy publisher of its type, keeping the recorded spa
 `rate`; 0 = as fast as possible). QoS: /tf_static transient-local reliable (late subscribers get
 the extrinsics), sensor_msgs sensor topics sensor-data QoS, everything else reliable.
 Besides ros2_lmd.ros.node, this is the one module that imports rclpy.
+
+SIGINT and SIGTERM reach rclpy's signal handler, which shuts the context down at any moment, also
+between the stop check and a publish: the player waits in short slices, checks the context after
+each, and takes a failed publish on a context that is no longer valid as the stop it is, so a
+stopped player ends with its count, not an RCLError traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ SENSOR_TYPES = frozenset(
     }
 )
 LATCHED_TOPICS = frozenset({"/tf_static"})
+WAIT_SLICE_S = 0.05  # longest wait between two checks of the stop condition
 
 
 def message_class(type_name: str) -> type:
@@ -107,24 +113,40 @@ class BagPlayer:
         self._reader.close()
 
     def play(self, should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Publish the messages (again and again with `loop`); returns how many were published when
+        the bag ends or `should_stop()` turns true (checked at least every WAIT_SLICE_S)."""
         published = 0
         while True:
             first_stamp = None
             started = time.monotonic()
             for connection, timestamp_ns, rawdata in self._reader.messages(self.connections):
-                if should_stop():
-                    return published
                 if first_stamp is None:
                     first_stamp = timestamp_ns
                 if self.rate > 0:
                     due = started + (timestamp_ns - first_stamp) * 1e-9 / self.rate
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                self.publishers[connection.topic].publish(bytes(rawdata))
+                    if not wait_until(due, should_stop):
+                        return published
+                elif should_stop():
+                    return published
+                try:
+                    self.publishers[connection.topic].publish(bytes(rawdata))
+                except Exception:
+                    if should_stop():  # the context was shut down (a signal) after the last check
+                        return published
+                    raise
                 published += 1
             if not self.loop or first_stamp is None:
                 return published
+
+
+def wait_until(due: float, should_stop: Callable[[], bool]) -> bool:
+    """Sleep until time.monotonic() reaches `due`, in slices; False as soon as `should_stop()`."""
+    while not should_stop():
+        left = due - time.monotonic()
+        if left <= 0:
+            return True
+        time.sleep(min(left, WAIT_SLICE_S))
+    return False
 
 
 def play(
@@ -135,9 +157,11 @@ def play(
     delay_s: float = 0.5,
     domain_id: int | None = None,
     context: Context | None = None,
+    on_start: Callable[[BagPlayer], None] | None = None,
 ) -> int:
     """Play a bag in a private context (domain from ROS_DOMAIN_ID unless given); returns the
-    number of messages published. `delay_s` leaves time for subscribers to be discovered."""
+    number of messages published. `delay_s` leaves time for subscribers to be discovered;
+    `on_start(player)` is called once the publishers exist, before it."""
     own_context = context is None
     if own_context:
         context = Context()
@@ -146,8 +170,12 @@ def play(
     player = None
     try:
         player = BagPlayer(bag, node, topics, rate, loop)
-        time.sleep(delay_s)
-        return player.play(should_stop=lambda: not context.ok())
+        if on_start is not None:
+            on_start(player)
+        stopped = lambda: not context.ok()  # noqa: E731 - SIGINT/SIGTERM shut the context down
+        if not wait_until(time.monotonic() + delay_s, stopped):
+            return 0
+        return player.play(should_stop=stopped)
     finally:
         if player is not None:
             player.close()
@@ -164,19 +192,27 @@ def main(
     delay_s: float = 0.5,
     ros_args: Sequence[str] | None = None,
 ) -> int:
-    """The `ros2-lmd play` job: exit code 0 after the bag (or Ctrl-C), 2 for a bad bag/topic."""
+    """The `ros2-lmd play` job: exit code 0 after the bag (or Ctrl-C, or SIGTERM), 2 for a bad
+    bag/topic."""
     from rosbags.rosbag2 import ReaderError
+
+    def announce(player: BagPlayer) -> None:
+        print(f"ros2-lmd play: publishing {len(player.publishers)} topics from {bag}", flush=True)
 
     rclpy.init(args=["lmd_player", *(ros_args or [])])
     context = rclpy.get_default_context()
     try:
-        count = play(bag, topics, rate, loop, delay_s, context=context)
-    except (ReaderError, ValueError, LookupError, FileNotFoundError) as error:
+        count = play(bag, topics, rate, loop, delay_s, context=context, on_start=announce)
+        stopped = not context.ok()
+    except ReaderError as error:
+        print(f"ros2-lmd play: {bag}: not a readable rosbag2 ({error})", file=sys.stderr)
+        return 2
+    except (ValueError, LookupError, FileNotFoundError) as error:
         print(f"ros2-lmd play: {error}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     finally:
         rclpy.try_shutdown()
-    print(f"ros2-lmd play: published {count} messages from {bag}")
+    print(f"ros2-lmd play: {'stopped after' if stopped else 'published'} {count} messages from {bag}")
     return 0

@@ -75,8 +75,13 @@ class FaultEvent:
         return zlib.crc32(f"{self.sensor}:{self.kind}:{self.start!r}:{self.end!r}".encode())
 
 
-def parse_fault_spec(spec: str, rig: SensorRig | None = None) -> list[FaultSpec]:
-    """Parse `target:kind[:param]@start-end[,...]`. Raises ValueError naming the bad part."""
+def parse_fault_spec(
+    spec: str, rig: SensorRig | None = None, duration_s: float | None = None
+) -> list[FaultSpec]:
+    """Parse `target:kind[:param]@start-end[,...]`. Raises ValueError naming the bad part. With
+    `duration_s` (the drive's length), a window that starts at or after the drive's end is an error:
+    it would inject nothing and yet be written to the ground-truth timeline. A window that starts
+    inside the drive may run past its end (`@15-99`: until the end)."""
     rig = rig or default_rig(64, 64)
     faults = []
     for part in (p.strip() for p in spec.split(",")):
@@ -110,6 +115,10 @@ def parse_fault_spec(spec: str, rig: SensorRig | None = None) -> list[FaultSpec]
             raise ValueError(f"fault {part!r}: start must be >= 0, got {start:g}")
         if end <= start:
             raise ValueError(f"fault {part!r}: end ({end:g}) must be greater than start ({start:g})")
+        if duration_s is not None and start >= duration_s:
+            raise ValueError(
+                f"fault {part!r}: starts at {start:g} s, outside the drive (0 to {duration_s:g} s)"
+            )
         faults.append(FaultSpec(target, kind, start, end, param))
     return faults
 
@@ -182,27 +191,36 @@ def write_faults_csv(path: str | Path, faults: str | Sequence[FaultSpec] | None,
 
 
 def read_faults_csv(path: str | Path) -> list[FaultEvent]:
+    """The timeline `write_faults_csv` wrote. Raises ValueError naming the file (and the line) for
+    content that is not such a timeline, OSError (e.g. FileNotFoundError) for a file that cannot
+    be opened."""
     with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = set(CSV_COLUMNS[:4]) - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"faults CSV {path}: missing columns {sorted(missing)}")
-        events = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                param = row.get("param") or None
-                events.append(
-                    FaultEvent(
-                        row["sensor"],
-                        row["kind"],
-                        float(row["start"]),
-                        float(row["end"]),
-                        None if param is None else float(param),
-                    )
+        try:
+            return _fault_events(csv.DictReader(fh), path)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ValueError(f"faults CSV {path}: not a CSV text file ({exc})") from None
+
+
+def _fault_events(reader: csv.DictReader, path: str | Path) -> list[FaultEvent]:
+    missing = set(CSV_COLUMNS[:4]) - set(reader.fieldnames or ())
+    if missing:
+        raise ValueError(f"faults CSV {path}: missing columns {sorted(missing)}")
+    events = []
+    for line, row in enumerate(reader, start=2):
+        try:
+            param = row.get("param") or None
+            events.append(
+                FaultEvent(
+                    row["sensor"],
+                    row["kind"],
+                    float(row["start"]),
+                    float(row["end"]),
+                    None if param is None else float(param),
                 )
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"faults CSV {path} line {line}: {exc}") from None
-        return events
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"faults CSV {path} line {line}: {exc}") from None
+    return events
 
 
 def fault_rngs(

@@ -108,7 +108,7 @@ def _run_monitor(args: argparse.Namespace, ros_args: list[str]) -> int:
             print(f"ros2-lmd monitor: {error}", file=sys.stderr)
             return EXIT_USAGE
     node = importlib.import_module("ros2_lmd.ros.node")  # needs rclpy: imported only for this job
-    # Contract with ros2_lmd/node.py: main(params_file, ros_args) -> exit code, where ros_args
+    # Contract with ros2_lmd/ros/node.py: main(params_file, ros_args) -> exit code, where ros_args
     # are the `--ros-args ...` arguments (remappings, more parameter files) for rclpy.init().
     return node.main(params_file=args.params_file, ros_args=ros_args)
 
@@ -269,6 +269,11 @@ def _add_analyze(parser: argparse.ArgumentParser) -> None:
         choices=("cpu", "cuda", "auto"),
         help="where inference runs; auto: CUDA when available (default: %(default)s)",
     )
+    parser.add_argument(
+        "--fail-on-incidents",
+        action="store_true",
+        help="exit with status 3 when the bag has sensor incidents (to gate a batch of bags)",
+    )
 
 
 def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -318,11 +323,16 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     skipped = len(result.frames) - result.processed
     print(
         f"{len(result.frames)} frames: {result.processed} processed, {skipped} skipped; "
-        f"{len(result.alerts)} alerts; wrote {args.out}/output.mcap, frames.csv, alerts.csv, report.html"
+        f"{len(result.incidents)} sensor incidents, {len(result.alerts)} alerts; wrote "
+        f"{args.out}/output.mcap, frames.csv, alerts.csv, incidents.csv, report.html"
     )
+    for incident in result.incidents:
+        print(f"  INCIDENT #{incident.id} {incident.summary(result.t0)}")
     for topic, reason in result.problems[:20]:
         print(f"  {topic}: {reason}")
-    return 0
+    if len(result.problems) > 20:
+        print(f"  ... and {len(result.problems) - 20} more problems")
+    return 3 if args.fail_on_incidents and result.incidents else 0
 
 
 # --- train: the compact models on synthetic data -------------------------------------------------

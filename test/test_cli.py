@@ -175,6 +175,7 @@ def test_a_failed_analysis_leaves_no_half_written_folder_and_keeps_an_earlier_on
     assert sorted(p.name for p in earlier.iterdir()) == [
         "alerts.csv",
         "frames.csv",
+        "incidents.csv",
         "notes.txt",
         "output.mcap",
         "report.html",

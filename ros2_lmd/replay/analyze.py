@@ -39,7 +39,14 @@ from ros2_lmd.replay.bag import (
     read_messages,
     type_problems,
 )
-from ros2_lmd.replay.report import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_html
+from ros2_lmd.replay.report import (
+    AlertRow,
+    FrameRow,
+    write_alerts_csv,
+    write_frames_csv,
+    write_html,
+    write_incidents_csv,
+)
 from ros2_lmd.sensors.sync import AssemblyResult, DroppedFrame
 
 if TYPE_CHECKING:
@@ -47,7 +54,13 @@ if TYPE_CHECKING:
 
 MAX_SNAPSHOTS = 8
 # What analyze writes into the output folder: name -> whether it is a folder (the rosbag2).
-OUTPUTS = {"output.mcap": True, "frames.csv": False, "alerts.csv": False, "report.html": False}
+OUTPUTS = {
+    "output.mcap": True,
+    "frames.csv": False,
+    "alerts.csv": False,
+    "incidents.csv": False,
+    "report.html": False,
+}
 STAGING_PREFIX = ".analyze-partial-"
 
 
@@ -150,6 +163,8 @@ class AnalyzeResult:
     problems: list[tuple[str, str]]  # (topic, what was wrong): skipped connections, bad messages
     stats: ReadStats
     reports: list[FrameReport] = field(default_factory=list, repr=False)
+    incidents: list[Any] = field(default_factory=list)  # monitor.incidents.Incident, in start order
+    t0: float = 0.0  # the bag's start (incident and fault times count from it)
 
     @property
     def processed(self) -> int:
@@ -245,7 +260,9 @@ def _analyze_into(
 
     params = ingest.params
     modalities = ingest.modalities
-    pipeline = Pipeline(model, alert_config_from(params), device=checked.device)
+    pipeline = Pipeline(
+        model, alert_config_from(params), device=checked.device, self_check_every=params.self_check_every
+    )
     types = rosbags_types()
     output_bag = out_dir / "output.mcap"
     stats = ReadStats()
@@ -258,20 +275,25 @@ def _analyze_into(
     workers, threads = inference_plan(pipeline.device.type == "cpu", workers, prefer="throughput")
     threads_before = torch.get_num_threads()
 
-    def compute(items: list[AssemblyResult]) -> list[ComputedFrame | None]:
-        frames = [item for item in items if not isinstance(item, DroppedFrame)]
-        computed = iter(pipeline.compute(frames))
-        return [None if isinstance(item, DroppedFrame) else next(computed) for item in items]
+    # Runner items: (frame or drop, sensor -> (received, lost) when it left the time sync)
+    Item = tuple[AssemblyResult, dict[str, tuple[int, int]]]
 
-    def conclude(item: AssemblyResult, computed: ComputedFrame | None, error: BaseException | None) -> None:
+    def compute(items: list[Item]) -> list[ComputedFrame | None]:
+        frames = [item for item, _ in items if not isinstance(item, DroppedFrame)]
+        computed = iter(pipeline.compute(frames))
+        return [None if isinstance(item, DroppedFrame) else next(computed) for item, _ in items]
+
+    def conclude(entry: Item, computed: ComputedFrame | None, error: BaseException | None) -> None:
+        item, sensor_messages = entry
         if error is not None:
             raise error  # offline, a model failure ends the analysis (the node counts and goes on)
+        lost = sum(lost for _, lost in sensor_messages.values())
         if isinstance(item, DroppedFrame):
-            rows.append(FrameRow.skipped(item.stamp, item.reason))
+            rows.append(FrameRow.skipped(item.stamp, item.reason, lost))
             counts["dropped"] += 1
             return
         report = pipeline.conclude(computed)
-        rows.append(FrameRow.processed(report))
+        rows.append(FrameRow.processed(report, lost))
         counts["processed"] += 1
         for alert in report.alerts:
             row = AlertRow(report.stamp, alert.kind, alert.severity, alert.modality, alert.message)
@@ -287,8 +309,9 @@ def _analyze_into(
             bev_image_scale=params.bev_image_scale,
             component_logit_range=params.component_logit_range,
             detection_threshold=params.detection_threshold,
+            sensor_messages=sensor_messages,
         ):
-            writer.write(f"{prefix}/{key}", msgtype, int(round(report.stamp * 1e9)), message)
+            writer.write(f"{prefix}/{key}", msgtype, report.stamp_ns, message)
         reports.append(report)
 
     torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
@@ -306,17 +329,20 @@ def _analyze_into(
             ) as runner,
             tqdm(desc="analysing", unit="msg", disable=not progress, file=sys.stderr) as bar,
         ):
-            for topic, _msgtype, _log_time, message in read_messages(
+            for topic, _msgtype, log_time, message in read_messages(
                 bag, kinds, types.typestore, stats, kinds
             ):
-                outcome = ingest.on_message(topic, message)
+                # stamps are checked against the time the message was logged (its arrival)
+                outcome = ingest.on_message(topic, message, log_time * 1e-9)
                 if outcome.bad:
                     problems.append((topic, outcome.bad))
+                if outcome.time_jump:
+                    problems.append((topic, f"time jumped: {outcome.time_jump}"))
                 for result in ingest.pop_ready():
-                    runner.put(result)
+                    runner.put((result, ingest.sensor_messages()))
                 bar.update(1)
             for result in ingest.flush():
-                runner.put(result)
+                runner.put((result, ingest.sensor_messages()))
             runner.join()
     finally:
         torch.set_num_threads(threads_before)
@@ -327,6 +353,9 @@ def _analyze_into(
     write_frames_csv(out_dir / "frames.csv", rows)
     write_alerts_csv(out_dir / "alerts.csv", alerts)
     t0 = _drive_start(bag, rows)
+    incidents = list(pipeline.incidents.incidents) if pipeline.incidents is not None else []
+    write_incidents_csv(out_dir / "incidents.csv", incidents, t0)
+    sensor_modality = {s.name: s.modality for s in ingest.sensors}
     snapshots = _snapshots(reports)
     write_html(
         out_dir / "report.html",
@@ -338,8 +367,10 @@ def _analyze_into(
         t0,
         modalities,
         model_name or getattr(model.config, "architecture", "model"),
+        incidents,
+        sensor_modality,
     )
-    return AnalyzeResult(out_dir, rows, alerts, problems, stats, reports)
+    return AnalyzeResult(out_dir, rows, alerts, problems, stats, reports, incidents, t0)
 
 
 def _snapshots(reports: list[FrameReport]) -> list[FrameReport]:

@@ -37,6 +37,8 @@ FRAME_COLUMNS = (
     "single_sensor_detections",
     "conservation_error",
     "latency_ms",
+    "decomposition_error",
+    "messages_lost",
 )
 
 
@@ -50,9 +52,11 @@ class FrameRow:
     single_sensor: int = 0
     conservation_error: float = float("nan")
     latency_ms: float = float("nan")
+    decomposition_error: float = float("nan")  # the self-check, on the frames it ran on
+    messages_lost: int = 0  # sensor messages lost before the monitor so far (all sensors)
 
     @classmethod
-    def processed(cls, report: FrameReport) -> FrameRow:
+    def processed(cls, report: FrameReport, messages_lost: int = 0) -> FrameRow:
         return cls(
             report.stamp,
             "processed",
@@ -62,11 +66,13 @@ class FrameRow:
             sum(d.single_sensor for d in report.detections),
             report.conservation_error,
             report.latency_ms,
+            report.decomposition_error,
+            messages_lost,
         )
 
     @classmethod
-    def skipped(cls, stamp: float, reason: str) -> FrameRow:
-        return cls(stamp, "skipped", reason)
+    def skipped(cls, stamp: float, reason: str, messages_lost: int = 0) -> FrameRow:
+        return cls(stamp, "skipped", reason, messages_lost=messages_lost)
 
 
 @dataclass
@@ -101,6 +107,8 @@ def write_frames_csv(path: Path, rows: Sequence[FrameRow]) -> None:
                     r.single_sensor,
                     _num(r.conservation_error, "{:.3e}"),
                     _num(r.latency_ms, "{:.2f}"),
+                    _num(r.decomposition_error, "{:.3e}"),
+                    r.messages_lost,
                 ]
             )
 
@@ -157,6 +165,122 @@ def score_alerts(
     return scores, precision, recall
 
 
+# --- Incidents -----------------------------------------------------------------------------------
+
+INCIDENT_COLUMNS = (
+    "id",
+    "sensor",
+    "modality",
+    "sensors",
+    "severity",
+    "start_s",
+    "end_s",
+    "evidence_kinds",
+    "evidence",
+    "start_stamp",
+    "end_stamp",
+)
+
+
+def write_incidents_csv(path: Path, incidents: Sequence[Any], t0: float) -> None:
+    """One row per incident (monitor.incidents.Incident); times in seconds from the bag start,
+    `end_s` empty for an incident still open at the end of the bag."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(INCIDENT_COLUMNS)
+        for i in incidents:
+            writer.writerow(
+                [
+                    i.id,
+                    i.sensor,
+                    i.modality,
+                    " ".join(i.sensors),
+                    SEVERITY_NAMES.get(i.peak_severity, i.peak_severity),
+                    f"{i.start - t0:.3f}",
+                    "" if i.end is None else f"{i.end - t0:.3f}",
+                    " ".join(i.kinds),
+                    i.evidence,
+                    f"{i.start:.6f}",
+                    "" if i.end is None else f"{i.end:.6f}",
+                ]
+            )
+
+
+@dataclass
+class FaultOutcome:
+    """One injected fault (all its sensors, one kind, one window) against the incidents."""
+
+    target: str  # the sensor, or the modality when the fault covers all of its sensors
+    modality: str
+    kind: str
+    start: float
+    end: float
+    detected: bool  # an incident of its modality started within `within_s` of its onset
+    delay_s: float | None
+    right_sensor: bool  # that incident names exactly the target
+    clear_s: float | None  # how long after the fault's end the incident closed (None: open)
+
+
+@dataclass
+class IncidentScore:
+    faults: list[FaultOutcome]
+    false_incidents: list[Any]
+
+    @property
+    def recall(self) -> float:
+        return sum(f.detected for f in self.faults) / len(self.faults) if self.faults else float("nan")
+
+    @property
+    def right_sensor(self) -> float:
+        detected = [f for f in self.faults if f.detected]
+        return sum(f.right_sensor for f in detected) / len(detected) if detected else float("nan")
+
+
+def score_incidents(
+    incidents: Sequence[Any],
+    faults: Sequence[Any],
+    t0: float,
+    sensor_modality: dict[str, str],
+    within_s: float = 1.5,
+    grace_s: float = 1.0,
+) -> IncidentScore:
+    """Incidents against the ground truth (faults.csv events, times from t0): a fault is detected
+    when an incident of its modality starts in [onset - grace, onset + within_s] and names the
+    right sensor when it names exactly the faulted sensor (or the modality, for a fault of all its
+    sensors). An incident that matches no fault (from onset - grace to end + grace) is false."""
+    grouped: dict[tuple[str, float, float, str], list[str]] = {}
+    for f in faults:
+        modality = sensor_modality.get(f.sensor) or modality_of_sensor(f.sensor)
+        grouped.setdefault((modality, f.start, f.end, f.kind), []).append(f.sensor)
+    outcomes, matched = [], set()
+    for (modality, start, end, kind), sensors in grouped.items():
+        members = [s for s, m in sensor_modality.items() if m == modality]
+        target = modality if len(members) > 1 and set(members) <= set(sensors) else sensors[0]
+        candidates = [
+            i
+            for i in incidents
+            if i.modality == modality and start - grace_s <= i.start - t0 <= end + grace_s
+        ]
+        matched.update(id(i) for i in candidates)
+        early = [i for i in candidates if i.start - t0 <= start + within_s]
+        first = min(early, key=lambda i: i.start, default=None)
+        outcomes.append(
+            FaultOutcome(
+                target,
+                modality,
+                kind,
+                start,
+                end,
+                first is not None,
+                None if first is None else max(0.0, first.start - t0 - start),
+                any(i.sensor == target for i in early),
+                None if first is None or first.end is None else first.end - t0 - end,
+            )
+        )
+    false = [i for i in incidents if id(i) not in matched]
+    return IncidentScore(outcomes, false)
+
+
 # --- HTML -------------------------------------------------------------------------------------
 
 
@@ -209,6 +333,43 @@ def timeline_figure(
     return _png(fig)
 
 
+SEVERITY_COLOURS = {0: "#1f77b4", 1: "#ff9f1c", 2: "#d62728"}
+
+
+def lanes_figure(
+    incidents: Sequence[Any], faults: Sequence[Any], t0: float, sensor_modality: dict[str, str], end: float
+) -> str:
+    """One lane per sensor (and per modality, for incidents of all its sensors): incidents as bars
+    coloured by severity, injected faults as grey bands behind them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lanes = list(sensor_modality) + sorted({i.modality for i in incidents if i.sensor == i.modality})
+    fig, ax = plt.subplots(figsize=(11, 0.3 * len(lanes) + 1.0))
+    row = {name: n for n, name in enumerate(lanes)}
+    for f in faults:
+        if f.sensor in row:
+            ax.barh(row[f.sensor], f.end - f.start, left=f.start, height=0.8, color="#cccccc")
+    for i in incidents:
+        stop = (i.end if i.end is not None else t0 + end) - t0
+        ax.barh(
+            row.get(i.sensor, 0),
+            max(stop - (i.start - t0), 0.05),
+            left=i.start - t0,
+            height=0.5,
+            color=SEVERITY_COLOURS.get(i.peak_severity, "k"),
+        )
+    ax.set_yticks(range(len(lanes)), lanes, fontsize=7)
+    ax.set_ylim(-0.6, len(lanes) - 0.4)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(end, 1e-3))
+    ax.set_xlabel("time since start of drive [s]")
+    ax.set_title("Incidents per sensor (orange: WARN, red: ERROR; grey: injected faults)", fontsize=10)
+    return _png(fig)
+
+
 def bev_figure(report: FrameReport, t0: float) -> str:
     import matplotlib
 
@@ -243,17 +404,21 @@ def write_html(
     t0: float,
     modalities: Sequence[str],
     model_name: str,
+    incidents: Sequence[Any] = (),
+    sensor_modality: dict[str, str] | None = None,
 ) -> None:
     processed = [r for r in rows if r.status == "processed"]
     skipped = [r for r in rows if r.status == "skipped"]
     detections = sum(r.detections for r in processed)
     single = sum(r.single_sensor for r in processed)
+    sensor_modality = sensor_modality or {}
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Model <code>{html.escape(model_name)}</code>. {len(rows)} frames: {len(processed)} processed, "
-        f"{len(skipped)} skipped. {len(alerts)} alerts.</p>",
-        "<h2>Summary</h2><table><tr><th>modality</th><th>mean share</th></tr>",
+        f"{len(skipped)} skipped. {len(incidents)} sensor incidents, {len(alerts)} alerts.</p>",
     ]
+    parts += _incident_section(incidents, faults, t0, sensor_modality, rows)
+    parts.append("<h2>Summary</h2><table><tr><th>modality</th><th>mean share</th></tr>")
     for m in modalities:
         values = [r.shares.get(m, np.nan) for r in processed]
         parts.append(f"<tr><td>{m}</td><td>{np.nanmean(values) if values else float('nan'):.3f}</td></tr>")
@@ -285,13 +450,14 @@ def write_html(
         parts.append("</table>")
     parts.append(f'<h2>Timeline</h2><img src="{timeline_figure(rows, alerts, faults, t0, modalities)}"/>')
     parts.append(
-        "<h2>Alerts</h2><table><tr><th>t [s]</th><th>kind</th><th>severity</th><th>modality</th>"
-        "<th>message</th></tr>"
+        "<h2>Alerts</h2><p>Filter: <input id='alert-filter' placeholder='kind, severity, modality or "
+        "words' oninput='filterAlerts()' size='40'/></p><table id='alerts'><tr><th>t [s]</th><th>kind</th>"
+        "<th>severity</th><th>modality</th><th>message</th></tr>"
     )
     for a in alerts:
+        severity = SEVERITY_NAMES.get(a.severity, a.severity)
         parts.append(
-            f"<tr><td>{a.stamp - t0:.2f}</td><td>{a.kind}</td>"
-            f"<td>{SEVERITY_NAMES.get(a.severity, a.severity)}</td>"
+            f"<tr class='sev-{severity}'><td>{a.stamp - t0:.2f}</td><td>{a.kind}</td><td>{severity}</td>"
             f"<td>{a.modality}</td><td>{html.escape(a.message)}</td></tr>"
         )
     parts.append(
@@ -304,8 +470,63 @@ def write_html(
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
+        ".sev-ERROR td{background:#fbe3e3}.sev-WARN td{background:#fff4dd}"
+    )
+    script = (
+        "function filterAlerts(){var q=document.getElementById('alert-filter').value.toLowerCase();"
+        "document.querySelectorAll('#alerts tr:not(:first-child)').forEach(function(r){"
+        "r.style.display=r.textContent.toLowerCase().indexOf(q)<0?'none':''})}"
     )
     path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+        f"<style>{style}</style><script>{script}</script></head><body>{''.join(parts)}</body></html>"
     )
+
+
+def _incident_section(
+    incidents: Sequence[Any],
+    faults: Sequence[Any],
+    t0: float,
+    sensor_modality: dict[str, str],
+    rows: Sequence[FrameRow],
+) -> list[str]:
+    """What failed, when, which sensor, first; against the injected faults when they are known."""
+    parts = ["<h2>Sensor incidents</h2>"]
+    if not incidents:
+        parts.append("<p>None: no sensor showed a fault.</p>")
+    else:
+        parts.append(
+            "<table><tr><th>#</th><th>sensor</th><th>severity</th><th>from [s]</th><th>to [s]</th>"
+            "<th>evidence</th></tr>"
+        )
+        for i in incidents:
+            severity = SEVERITY_NAMES.get(i.peak_severity, i.peak_severity)
+            who = i.sensor if i.sensor != i.modality else f"{i.modality} (all {len(i.sensors)} sensors)"
+            end = "open" if i.end is None else f"{i.end - t0:.2f}"
+            parts.append(
+                f"<tr class='sev-{severity}'><td>{i.id}</td><td>{html.escape(who)}</td><td>{severity}</td>"
+                f"<td>{i.start - t0:.2f}</td><td>{end}</td>"
+                f"<td>[{html.escape(', '.join(i.kinds))}] {html.escape(i.evidence)}</td></tr>"
+            )
+        parts.append("</table>")
+    if faults:
+        score = score_incidents(incidents, faults, t0, sensor_modality)
+        parts.append(
+            f"<h3>Against the injected faults</h3><p>Detected within 1.5 s: {score.recall:.0%} of "
+            f"{len(score.faults)} faults; right sensor named: {score.right_sensor:.0%}; false incidents: "
+            f"{len(score.false_incidents)}.</p><table><tr><th>fault</th><th>sensor</th><th>window [s]</th>"
+            "<th>detected</th><th>delay [s]</th><th>right sensor</th><th>cleared after end [s]</th></tr>"
+        )
+        for f in score.faults:
+            delay = "" if f.delay_s is None else f"{f.delay_s:.2f}"
+            clear = "" if f.clear_s is None else f"{f.clear_s:+.2f}"
+            parts.append(
+                f"<tr><td>{html.escape(f.kind)}</td><td>{html.escape(f.target)}</td><td>{f.start:g}-{f.end:g}</td>"
+                f"<td>{'yes' if f.detected else 'MISSED'}</td><td>{delay}</td>"
+                f"<td>{'yes' if f.right_sensor else 'no'}</td><td>{clear}</td></tr>"
+            )
+        parts.append("</table>")
+    if sensor_modality:
+        end = (rows[-1].stamp - t0) if rows else 0.0
+        parts.append(f'<img src="{lanes_figure(incidents, faults, t0, sensor_modality, end)}"/>')
+    return parts

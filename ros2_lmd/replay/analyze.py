@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -272,27 +272,15 @@ def _analyze_into(
     problems: list[tuple[str, str]] = []
     counts = {"processed": 0, "dropped": 0}
     prefix = params.output_prefix.rstrip("/")
-    workers, threads = inference_plan(pipeline.device.type == "cpu", workers, prefer="throughput")
-    threads_before = torch.get_num_threads()
 
-    # Runner items: (frame or drop, sensor -> (received, lost) when it left the time sync)
-    Item = tuple[AssemblyResult, dict[str, tuple[int, int]]]
-
-    def compute(items: list[Item]) -> list[ComputedFrame | None]:
-        frames = [item for item, _ in items if not isinstance(item, DroppedFrame)]
-        computed = iter(pipeline.compute(frames))
-        return [None if isinstance(item, DroppedFrame) else next(computed) for item, _ in items]
-
-    def conclude(entry: Item, computed: ComputedFrame | None, error: BaseException | None) -> None:
-        item, sensor_messages = entry
-        if error is not None:
-            raise error  # offline, a model failure ends the analysis (the node counts and goes on)
+    def on_frame(
+        item: AssemblyResult, sensor_messages: dict[str, tuple[int, int]], report: FrameReport | None
+    ) -> None:
         lost = sum(lost for _, lost in sensor_messages.values())
-        if isinstance(item, DroppedFrame):
+        if report is None:
             rows.append(FrameRow.skipped(item.stamp, item.reason, lost))
             counts["dropped"] += 1
             return
-        report = pipeline.conclude(computed)
         rows.append(FrameRow.processed(report, lost))
         counts["processed"] += 1
         for alert in report.alerts:
@@ -314,38 +302,20 @@ def _analyze_into(
             writer.write(f"{prefix}/{key}", msgtype, report.stamp_ns, message)
         reports.append(report)
 
-    torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
-    try:
-        with (
-            BagWriter(output_bag, types.typestore) as writer,
-            OrderedRunner(
-                compute,
-                conclude,
-                workers=workers,
-                batch=batch,
-                depth=batch * workers,
-                when_full="wait",
-                name="lmd_analyze",
-            ) as runner,
-            tqdm(desc="analysing", unit="msg", disable=not progress, file=sys.stderr) as bar,
-        ):
-            for topic, _msgtype, log_time, message in read_messages(
-                bag, kinds, types.typestore, stats, kinds
-            ):
-                # stamps are checked against the time the message was logged (its arrival)
-                outcome = ingest.on_message(topic, message, log_time * 1e-9)
-                if outcome.bad:
-                    problems.append((topic, outcome.bad))
-                if outcome.time_jump:
-                    problems.append((topic, f"time jumped: {outcome.time_jump}"))
-                for result in ingest.pop_ready():
-                    runner.put((result, ingest.sensor_messages()))
-                bar.update(1)
-            for result in ingest.flush():
-                runner.put((result, ingest.sensor_messages()))
-            runner.join()
-    finally:
-        torch.set_num_threads(threads_before)
+    with (
+        BagWriter(output_bag, types.typestore) as writer,
+        tqdm(desc="analysing", unit="msg", disable=not progress, file=sys.stderr) as bar,
+    ):
+        stream = read_messages(bag, kinds, types.typestore, stats, kinds)
+        monitor_messages(
+            ((topic, log_time, message) for topic, _type, log_time, message in _counted(stream, bar)),
+            ingest,
+            pipeline,
+            on_frame,
+            lambda topic, reason: problems.append((topic, reason)),
+            workers=workers,
+            batch=batch,
+        )
     problems[:0] = type_problems(stats.wrong_type, kinds)
     for topic, count in stats.undecodable.items():
         problems.append((topic, f"{count} message(s) could not be decoded"))
@@ -371,6 +341,72 @@ def _analyze_into(
         sensor_modality,
     )
     return AnalyzeResult(out_dir, rows, alerts, problems, stats, reports, incidents, t0)
+
+
+def _counted(stream: Iterable[Any], bar: Any) -> Iterator[Any]:
+    for item in stream:
+        bar.update(1)
+        yield item
+
+
+def monitor_messages(
+    messages: Iterable[tuple[str, int, Any]],
+    ingest: Ingest,
+    pipeline: Pipeline,
+    on_frame: Callable[[AssemblyResult, dict[str, tuple[int, int]], FrameReport | None], None],
+    on_problem: Callable[[str, str], None],
+    workers: int = 0,
+    batch: int = 4,
+) -> None:
+    """The monitor over a stream of (topic, log time in ns, message), offline: the live node's
+    Ingest (stamps checked against the log time), the OrderedRunner in `wait` mode (no frame is
+    ever dropped for lack of time: reading waits for the model) and the Pipeline. `on_frame(item,
+    sensor_messages, report)` is called for every key instant in stamp order, from the runner's
+    threads one at a time: `report` is None for a frame that was dropped (item is a DroppedFrame
+    then); `sensor_messages` is sensor -> (received, lost) when the frame left the time sync.
+    `on_problem(topic, reason)` for every message that was bad or showed a time jump.
+
+    Batches of `batch` frames go through the model in `workers` threads (0: one single-threaded
+    worker per CPU core, one on a GPU: runner.inference_plan); results do not depend on either."""
+    Item = tuple[AssemblyResult, dict[str, tuple[int, int]]]
+
+    def compute(items: list[Item]) -> list[ComputedFrame | None]:
+        frames = [item for item, _ in items if not isinstance(item, DroppedFrame)]
+        computed = iter(pipeline.compute(frames))
+        return [None if isinstance(item, DroppedFrame) else next(computed) for item, _ in items]
+
+    def conclude(entry: Item, computed: ComputedFrame | None, error: BaseException | None) -> None:
+        item, sensor_messages = entry
+        if error is not None:
+            raise error  # offline, a model failure ends the run (the node counts it and goes on)
+        on_frame(item, sensor_messages, None if computed is None else pipeline.conclude(computed))
+
+    workers, threads = inference_plan(pipeline.device.type == "cpu", workers, prefer="throughput")
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
+    try:
+        with OrderedRunner(
+            compute,
+            conclude,
+            workers=workers,
+            batch=batch,
+            depth=batch * workers,
+            when_full="wait",
+            name="lmd_analyze",
+        ) as runner:
+            for topic, log_time, message in messages:
+                outcome = ingest.on_message(topic, message, log_time * 1e-9)
+                if outcome.bad:
+                    on_problem(topic, outcome.bad)
+                if outcome.time_jump:
+                    on_problem(topic, f"time jumped: {outcome.time_jump}")
+                for result in ingest.pop_ready():
+                    runner.put((result, ingest.sensor_messages()))
+            for result in ingest.flush():
+                runner.put((result, ingest.sensor_messages()))
+            runner.join()
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 def _snapshots(reports: list[FrameReport]) -> list[FrameReport]:

@@ -15,10 +15,10 @@ import math
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ros2_lmd.messages.types import header_msg, rosbags_types, time_msg
 from ros2_lmd.replay.bag import STORAGES, BagWriter
@@ -140,53 +140,62 @@ def _write_drive(
     from tqdm import tqdm
 
     types = rosbags_types()
-    frames = messages = 0
+    counter = _FrameCounter(drive)
+    frames = tqdm(
+        counter, total=total, desc="simulating", unit="frame", disable=not progress, file=sys.stderr
+    )
+    messages = 0
     with BagWriter(path, types.typestore, storage) as writer:
-        for frame in tqdm(
-            drive, total=total, desc="simulating", unit="frame", disable=not progress, file=sys.stderr
-        ):
-            if frames == 0:
-                # static extrinsics, latched, logged before any sensor message
-                stamp = time_msg(types, frame.stamp)
-                tf = make_tf_message(
-                    types,
-                    stamp,
-                    [(BASE_FRAME, spec.frame_id, spec.T_base_sensor) for spec in frame.rig.sensors],
-                )
-                writer.write("/tf_static", "tf2_msgs/msg/TFMessage", _ns(frame.stamp) - 1, tf, latched=True)
-                messages += 1
-            for name, reading in frame.readings.items():
-                if reading.data is None:  # a dropped-out sensor publishes nothing
-                    continue
-                spec = frame.rig[name]
-                header = header_msg(types, reading.stamp, spec.frame_id)
-                log_time = _ns(reading.arrival)
-                if reading.modality == "camera":
-                    image = reading.data.image
-                    writer.write(
-                        spec.topic,
-                        "sensor_msgs/msg/CompressedImage",
-                        log_time,
-                        make_compressed_image(types, header, image, "jpeg", jpeg_quality),
-                    )
-                    writer.write(
-                        camera_info_topic(name),
-                        "sensor_msgs/msg/CameraInfo",
-                        log_time,
-                        make_camera_info(types, header, reading.data.K, image.shape[1], image.shape[0]),
-                    )
-                    messages += 2
-                else:
-                    fields = RADAR_FIELDS if reading.modality == "radar" else LIDAR_FIELDS
-                    writer.write(
-                        spec.topic,
-                        "sensor_msgs/msg/PointCloud2",
-                        log_time,
-                        make_pointcloud2(types, header, reading.data.points[:, : len(fields)], fields),
-                    )
-                    messages += 1
-            frames += 1
-    return frames, messages
+        for topic, msgtype, log_time, message in drive_messages(frames, types, jpeg_quality):
+            writer.write(topic, msgtype, log_time, message, latched=topic == "/tf_static")
+            messages += 1
+    return counter.count, messages
+
+
+class _FrameCounter:
+    def __init__(self, frames: Iterator[SimFrame]) -> None:
+        self.frames, self.count = frames, 0
+
+    def __iter__(self) -> Iterator[SimFrame]:
+        for frame in self.frames:
+            self.count += 1
+            yield frame
+
+
+def drive_messages(
+    drive: Iterable[SimFrame], types: Any, jpeg_quality: int = 90
+) -> Iterator[tuple[str, str, int, Any]]:
+    """The messages of a simulated drive as sensors would publish them: (topic, message type, log
+    time in ns = the reading's arrival, message), /tf_static first, in simulation order (a bag
+    reader returns them by log time; a delayed sensor's messages come later there)."""
+    first = True
+    for frame in drive:
+        if first:  # static extrinsics, logged before any sensor message
+            stamp = time_msg(types, frame.stamp)
+            entries = [(BASE_FRAME, spec.frame_id, spec.T_base_sensor) for spec in frame.rig.sensors]
+            yield (
+                "/tf_static",
+                "tf2_msgs/msg/TFMessage",
+                _ns(frame.stamp) - 1,
+                make_tf_message(types, stamp, entries),
+            )
+            first = False
+        for name, reading in frame.readings.items():
+            if reading.data is None:  # a dropped-out sensor publishes nothing
+                continue
+            spec = frame.rig[name]
+            header = header_msg(types, reading.stamp, spec.frame_id)
+            log_time = _ns(reading.arrival)
+            if reading.modality == "camera":
+                image = reading.data.image
+                compressed = make_compressed_image(types, header, image, "jpeg", jpeg_quality)
+                yield spec.topic, "sensor_msgs/msg/CompressedImage", log_time, compressed
+                info = make_camera_info(types, header, reading.data.K, image.shape[1], image.shape[0])
+                yield camera_info_topic(name), "sensor_msgs/msg/CameraInfo", log_time, info
+            else:
+                fields = RADAR_FIELDS if reading.modality == "radar" else LIDAR_FIELDS
+                cloud = make_pointcloud2(types, header, reading.data.points[:, : len(fields)], fields)
+                yield spec.topic, "sensor_msgs/msg/PointCloud2", log_time, cloud
 
 
 def _ns(seconds: float) -> int:

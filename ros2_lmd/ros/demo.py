@@ -32,6 +32,8 @@ class DemoResult:
     reports: list[Any] = field(default_factory=list)
     drops: list[tuple[float, str]] = field(default_factory=list)
     key_frames: int = 0
+    incidents: dict[int, Any] = field(default_factory=dict)  # id -> the incident's latest state
+    sensor_modality: dict[str, str] = field(default_factory=dict)
 
 
 def _colour(severity: int, text: str) -> str:
@@ -60,7 +62,6 @@ def run_live(
     from rclpy.parameter import Parameter
 
     from ros2_lmd.messages.types import project_typestore
-    from ros2_lmd.monitor.report import SEVERITY_NAMES
     from ros2_lmd.replay.bag import ReadStats, read_messages
     from ros2_lmd.ros.node import QUIET_FLUSH_S, SYNC_TICK_S, MonitorNode
     from ros2_lmd.ros.player import BagPlayer
@@ -73,19 +74,21 @@ def run_live(
     def on_report(frame, report) -> None:
         with lock:
             result.reports.append(report)
+            result.sensor_modality.update(frame.sensor_modality)
+            for change in report.incidents:
+                result.incidents[change.incident.id] = change.incident
         if print_alerts:
-            # sensor-state alerts as they happen; per-object ones (single-sensor support,
-            # disagreement) come every frame and are summarised at the end
-            for alert in (a for a in report.alerts if a.kind in SENSOR_STATE_KINDS):
-                t = report.stamp - (t0 if t0 is not None else 0.0)
-                print(
-                    _colour(
-                        alert.severity,
-                        f"  [t={t:5.1f} s] {SEVERITY_NAMES[alert.severity]:<5} "
-                        f"{alert.kind:<22} {alert.message}",
-                    ),
-                    flush=True,
+            # incidents as they open and close; alerts are in the report (per-object ones are
+            # digested: one line per kind, modality and window)
+            start = t0 if t0 is not None else 0.0
+            for change in report.incidents:
+                incident = change.incident
+                t = report.stamp - start
+                text = (
+                    f"  [t={t:5.1f} s] INCIDENT #{incident.id} {change.change:<9} {incident.summary(start)}"
                 )
+                severity = incident.peak_severity if change.change != "CLOSED" else 0
+                print(_colour(severity, text), flush=True)
 
     def on_drop(stamp: float, reason: str) -> None:
         with lock:
@@ -165,7 +168,14 @@ def write_live_report(
     result: DemoResult, out_dir: Path, faults_csv: Path | None, t0: float, model_name: str, modalities
 ) -> None:
     from ros2_lmd.replay.analyze import _snapshots
-    from ros2_lmd.replay.report import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_html
+    from ros2_lmd.replay.report import (
+        AlertRow,
+        FrameRow,
+        write_alerts_csv,
+        write_frames_csv,
+        write_html,
+        write_incidents_csv,
+    )
 
     rows = [FrameRow.processed(r) for r in result.reports] + [
         FrameRow.skipped(s, why) for s, why in result.drops
@@ -178,6 +188,8 @@ def write_live_report(
     ]
     write_frames_csv(out_dir / "frames.csv", rows)
     write_alerts_csv(out_dir / "alerts.csv", alerts)
+    incidents = [result.incidents[i] for i in sorted(result.incidents)]
+    write_incidents_csv(out_dir / "incidents.csv", incidents, t0)
     faults = []
     if faults_csv is not None and faults_csv.exists():
         from ros2_lmd.sim import read_faults_csv
@@ -193,6 +205,8 @@ def write_live_report(
         t0,
         modalities,
         model_name,
+        incidents,
+        result.sensor_modality,
     )
 
 
@@ -247,8 +261,14 @@ def main(
         for alert in report.alerts
         if alert.kind not in SENSOR_STATE_KINDS
     )
+    print(f"   sensor incidents: {len(live.incidents)}")
+    for number in sorted(live.incidents):
+        print(f"     #{number} {live.incidents[number].summary(t0)}")
     if counts:
-        print("   per-object alerts: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+        print(
+            "   per-object alert digests (model habits): "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        )
     if live.reports:
         import numpy as np
 
@@ -260,6 +280,9 @@ def main(
             + f"; pipeline latency p50 {np.percentile(latency, 50):.0f} ms, "
             + f"p95 {np.percentile(latency, 95):.0f} ms"
         )
-    print(f"   wrote {out_dir}/report.html, frames.csv, alerts.csv (and the drive: {bag}, {sim.faults_csv})")
+    print(
+        f"   wrote {out_dir}/report.html, frames.csv, alerts.csv, incidents.csv (and the drive: {bag}, "
+        f"{sim.faults_csv})"
+    )
     print(f"   done in {time.perf_counter() - started:.0f} s")
     return 0

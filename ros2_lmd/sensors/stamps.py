@@ -61,8 +61,9 @@ class StampGuard:
     reference's epoch does not matter (a bag replayed without sim time has stamps in the past),
     only that every sensor keeps about the same offset:
     - against the others: |offset - median of the last `window` offsets| <= tolerance_s;
-    - against the sensor's own last accepted stamp: the stamp advanced by about as much as the
-      reference did (within tolerance_s), so a sensor cannot leap alone;
+    - against the sensor's own last accepted stamp, when that came within tolerance_s of
+      reference time: the stamp advanced by about as much as the reference did (within
+      tolerance_s), so a sensor cannot leap alone;
     - a stamp <= 0 is never plausible (an unset clock).
     When the median offset itself moves by more than tolerance_s (most recent messages agree on
     a new offset), or the reference goes back by more than tolerance_s, time jumped."""
@@ -116,7 +117,10 @@ class StampGuard:
                     jump,
                 )
         previous = self._last.get(sensor)
-        if previous is not None:
+        # Only against a recent stamp of its own: after a silence, a replay at another rate (or
+        # any drift) makes "advanced as much as the clock" wrong by the gap times the rate error,
+        # and the other sensors' time (above) is the judge.
+        if previous is not None and reference - previous[1] <= self.tolerance_s:
             expected = previous[0] + (reference - previous[1])
             if abs(stamp - expected) > self.tolerance_s:
                 return self._reject(

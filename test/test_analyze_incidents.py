@@ -62,7 +62,7 @@ def test_a_silent_lidar_is_one_incident_naming_it(model, tmp_path, capsys):
     assert (row["sensor"], row["modality"], row["severity"]) == ("lidar_top", "lidar", "ERROR")
     assert 3.0 <= float(row["start_s"]) <= 3.0 + 1.5 and float(row["end_s"]) >= 5.0
     assert "silent" in row["evidence_kinds"]
-    assert "INCIDENT #1 lidar_top: ERROR" in printed
+    assert "INCIDENT #1 lidar_top: 3." in printed and "ERROR [silent]" in printed
     page = (out / "report.html").read_text()
     assert (
         page.index("Sensor incidents") < page.index("<h2>Summary") and "Detected within 1.5 s: 100%" in page

@@ -52,7 +52,7 @@ def test_one_fault_is_one_incident_started_at_its_first_evidence():
     assert changes == [(2.2, OPENED, "cam_front"), (4.4, CLOSED, "cam_front")]  # 0.5 s after 3.9
     (incident,) = tracker.incidents
     assert (incident.start, incident.end, incident.frames) == (2.0, 4.4, 18)
-    assert incident.summary().startswith("cam_front: WARN 2.0-4.4 s [frozen]")
+    assert incident.summary().startswith("cam_front: 2.0-4.4 s WARN [frozen]")
 
 
 def test_a_blip_shorter_than_open_after_frames_opens_nothing():

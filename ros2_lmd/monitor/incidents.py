@@ -54,14 +54,21 @@ class Incident:
     def open(self) -> bool:
         return self.end is None
 
-    def summary(self, t0: float = 0.0) -> str:
-        """One line: sensor, severity, start-end (seconds from t0), evidence."""
-        span = f"{self.start - t0:.1f}-{'' if self.end is None else f'{self.end - t0:.1f}'} s"
-        who = (
+    @property
+    def who(self) -> str:
+        return (
             self.sensor if self.sensor != self.modality else f"{self.modality} ({len(self.sensors)} sensors)"
         )
+
+    def describe(self) -> str:
+        """Sensor, severity and evidence, without times."""
         severity = SEVERITY_NAMES.get(self.peak_severity, self.peak_severity)
-        return f"{who}: {severity} {span} [{', '.join(self.kinds)}] {self.evidence}"
+        return f"{self.who}: {severity} [{', '.join(self.kinds)}] {self.evidence}"
+
+    def summary(self, t0: float = 0.0) -> str:
+        """One line: sensor, start-end (seconds from t0), severity, evidence."""
+        span = f"{self.start - t0:.1f}-{'' if self.end is None else f'{self.end - t0:.1f}'} s"
+        return f"{self.who}: {span} {self.describe()[len(self.who) + 2 :]}"
 
 
 @dataclass(frozen=True)

@@ -621,12 +621,13 @@ class MonitorNode(LifecycleNode):
             incident = change.incident
             if change.change == "CLOSED":
                 self.get_logger().info(
-                    f"incident #{incident.id} closed after {incident.end - incident.start:.1f} s: "
-                    f"{incident.summary()}"
+                    f"incident #{incident.id} closed at {incident.end:.3f}, after "
+                    f"{incident.end - incident.start:.1f} s: {incident.describe()}"
                 )
             else:
                 self.get_logger().warn(
-                    f"incident #{incident.id} {change.change.lower()}: {incident.summary()}"
+                    f"incident #{incident.id} {change.change.lower()} (since {incident.start:.3f}): "
+                    f"{incident.describe()}"
                 )
 
     def _publish_outputs(

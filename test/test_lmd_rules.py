@@ -3,6 +3,8 @@ D.2), with randomised statistics so that no norm is trivially the identity."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,16 @@ from torch import nn
 from ros2_lmd.lmd import RuleVariants, decompose
 
 G = torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_draws(request):
+    """Each test draws from G as if it ran alone, and torch's global RNG (layer initialisation) is
+    restored afterwards: results depend neither on the order of tests nor on a second run of this
+    file in the same process, and nothing leaks into other files."""
+    G.manual_seed(zlib.crc32(request.node.name.encode()))
+    with torch.random.fork_rng(devices=[]):
+        yield
 
 
 def randn(*shape):
@@ -458,3 +470,582 @@ def test_where_with_a_mask_from_the_real_value():
     zero = torch.zeros((), dtype=torch.float64)
     assert torch.allclose(dec.components["camera"], torch.where(mask, features["camera"], zero))
     assert torch.allclose(dec.bias, torch.where(mask, zero, zero + 0.5))
+
+
+# --- masks, selections, bilinear einsum, frozen InstanceNorm: each against an explicit formula ---
+# (a local generator per test, so these draws do not depend on which tests ran before)
+
+EXPLICIT = RuleVariants(bias="explicit")
+
+
+def _close(a, b, atol=1e-12):
+    """Absolute closeness only: in float64 a relative tolerance would hide small scale errors."""
+    return torch.allclose(a, b, rtol=0, atol=atol)
+
+
+def _gen(seed):
+    g = torch.Generator().manual_seed(seed)
+    return lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)
+
+
+def _linearised_softmax_weights(scores, masked):
+    """c of the softmax linearised as an activation (App. D.2): softmax(S) / S on the real scores;
+    masked positions have softmax exactly 0, so they carry nothing (c = 0)."""
+    p = torch.softmax(scores.masked_fill(masked, float("-inf")), dim=-1)
+    return torch.where(masked, torch.zeros_like(p), p / scores.masked_fill(masked, 1.0)), p
+
+
+def _attention_components(q, k, v, scale, masked, additive=None):
+    """Components of softmax(q k^T * scale + mask) v by the paper's rules, from the streams:
+    q, k, v map 'real' and each modality to its stream. Same-modality products stay with the
+    modality (bilinear rule); the mask is a constant (bias); softmax scales every stream by c."""
+    real_scores = q["real"] @ k["real"].transpose(-2, -1) * scale
+    if additive is not None:
+        real_scores = real_scores + additive
+    c, p = _linearised_softmax_weights(real_scores, masked)
+    comps = {}
+    for m in q:
+        if m == "real":
+            continue
+        weights_m = c * (q[m] @ k[m].transpose(-2, -1) * scale)
+        comps[m] = weights_m @ v[m]
+    return comps, p @ v["real"], p
+
+
+SDPA_MASKS = {
+    "bool": lambda rand, L, S: (torch.arange(L * S).reshape(L, S) % 3 != 1) | (torch.arange(S) == 0),
+    "float": lambda rand, L, S: torch.where(
+        torch.arange(S) == 4, torch.tensor(float("-inf"), dtype=torch.float64), rand(2, 1, L, S)
+    ),
+    "causal": None,
+}
+
+
+@pytest.mark.parametrize("mask_kind", list(SDPA_MASKS))
+def test_sdpa_masks_are_constants_and_components_follow_the_bilinear_rule(mask_kind):
+    rand = _gen(11)
+    B, H, L, S, D = 2, 2, 4, 6, 3
+    x = {"camera": rand(B, H, S, D), "radar": rand(B, H, S, D)}
+    q0, v0 = rand(B, H, L, D), rand(B, H, S, D)  # modality-independent offsets: bias only
+
+    def qkv(f):
+        q = (f["camera"] + f["radar"])[..., :L, :] + q0
+        k = 2 * f["camera"] - f["radar"]
+        v = f["camera"] + 0.5 * f["radar"] + v0
+        return q, k, v
+
+    mask = None if mask_kind == "causal" else SDPA_MASKS[mask_kind](rand, L, S)
+    kwargs = {"is_causal": True} if mask_kind == "causal" else {"attn_mask": mask}
+    dec = decompose(lambda f: F.scaled_dot_product_attention(*qkv(f), **kwargs), x, rules=EXPLICIT)
+
+    scale = 1 / D**0.5
+    if mask_kind == "causal":  # row i attends to keys 0..i (top-left aligned, as torch documents)
+        masked, additive = torch.arange(S)[None, :] > torch.arange(L)[:, None], None
+    elif mask_kind == "bool":  # True = takes part in attention
+        masked, additive = ~mask, None
+    else:  # float: added to the scores; -inf masks
+        masked, additive = torch.isinf(mask).expand(B, H, L, S), mask.masked_fill(torch.isinf(mask), 0.0)
+    q, k, v = qkv(x)
+    streams = {
+        "real": (q, k, v),
+        "camera": (x["camera"][..., :L, :], 2 * x["camera"], x["camera"]),
+        "radar": (x["radar"][..., :L, :], -x["radar"], 0.5 * x["radar"]),
+    }
+    comps, total, _ = _attention_components(
+        {m: s[0] for m, s in streams.items()},
+        {m: s[1] for m, s in streams.items()},
+        {m: s[2] for m, s in streams.items()},
+        scale,
+        masked,
+        additive,
+    )
+    assert masked.any() and not masked.all(-1).any()  # the mask bites, and no row is fully masked
+    assert _close(dec.total, F.scaled_dot_product_attention(q, k, v, **kwargs), atol=1e-12)
+    assert _close(dec.total, total, atol=1e-12)
+    for m in x:
+        assert _close(dec.components[m], comps[m], atol=1e-12), m
+    assert dec.conservation_error < 1e-12
+
+
+def _split_heads(t, heads):  # (B, N, E) -> (B, heads, N, E / heads)
+    B, N, E = t.shape
+    return t.reshape(B, N, heads, E // heads).transpose(1, 2)
+
+
+def _merge_heads(t):  # (B, heads, N, hd) -> (B, N, heads * hd)
+    B, h, N, hd = t.shape
+    return t.transpose(1, 2).reshape(B, N, h * hd)
+
+
+def _mha_case(seed=5):
+    torch.manual_seed(seed)  # layer initialisation
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).eval().double()
+    rand = _gen(seed)
+    with torch.no_grad():
+        mha.in_proj_bias.copy_(rand(24))  # non-zero projection biases: they must land in the bias
+        mha.out_proj.bias.copy_(rand(8))
+    x = {"camera": rand(3, 3, 8), "radar": rand(3, 4, 8)}  # batch 3 != 2 heads: a swapped layout shows
+    return mha, x
+
+
+def _mha_reference(mha, x, masked, additive):
+    """Per-modality components of nn.MultiheadAttention(tokens, tokens, tokens) with tokens =
+    cat(camera, radar), from its weights: in-projection biases and the mask are constants."""
+    heads, E = mha.num_heads, mha.embed_dim
+    wq, wk, wv = mha.in_proj_weight.chunk(3)
+    bq, bk, bv = mha.in_proj_bias.chunk(3)
+    tokens = torch.cat([x["camera"], x["radar"]], 1)
+    own = {
+        "camera": torch.cat([x["camera"], torch.zeros_like(x["radar"])], 1),
+        "radar": torch.cat([torch.zeros_like(x["camera"]), x["radar"]], 1),
+    }
+    q = {"real": F.linear(tokens, wq, bq)} | {m: F.linear(t, wq) for m, t in own.items()}
+    k = {"real": F.linear(tokens, wk, bk)} | {m: F.linear(t, wk) for m, t in own.items()}
+    v = {"real": F.linear(tokens, wv, bv)} | {m: F.linear(t, wv) for m, t in own.items()}
+    q, k, v = ({m: _split_heads(t, heads) for m, t in d.items()} for d in (q, k, v))
+    comps, total, weights = _attention_components(q, k, v, 1 / (E // heads) ** 0.5, masked, additive)
+    comps = {m: F.linear(_merge_heads(c), mha.out_proj.weight) for m, c in comps.items()}
+    return comps, F.linear(_merge_heads(total), mha.out_proj.weight, mha.out_proj.bias), weights
+
+
+MHA_MASKS = {
+    # key_padding_mask (B, S), True = ignore that key
+    "key_padding": lambda N: {
+        "key_padding_mask": torch.tensor([[False] * 6 + [True], [True] + [False] * 6, [False] * 7])
+    },
+    # attn_mask (L, S), boolean: True = NOT allowed to attend (nn.MultiheadAttention's convention)
+    "attn_bool": lambda N: {"attn_mask": torch.arange(N)[None, :] > torch.arange(N)[:, None] + 1},
+    # attn_mask (B * heads, L, S), float: added
+    "attn_float_3d": lambda N: {"attn_mask": _gen(3)(6, N, N)},
+    # the causal hint with its float mask (-inf above the diagonal), as nn.Transformer passes it
+    "causal_hint": lambda N: {
+        "attn_mask": nn.Transformer.generate_square_subsequent_mask(N, dtype=torch.float64),
+        "is_causal": True,
+    },
+    "both": lambda N: {
+        "attn_mask": torch.arange(N)[None, :] > torch.arange(N)[:, None] + 1,
+        "key_padding_mask": torch.tensor([[False] * 6 + [True], [False] * 7, [False, True] + [False] * 5]),
+    },
+}
+
+
+@pytest.mark.parametrize("case", list(MHA_MASKS))
+def test_multihead_attention_masks_against_explicit_formula(case):
+    mha, x = _mha_case()
+    N = 7
+    masks = MHA_MASKS[case](N)
+
+    def fn(f):
+        tokens = torch.cat([f["camera"], f["radar"]], 1)
+        return mha(tokens, tokens, tokens, **masks)
+
+    with torch.no_grad():
+        out, weights = decompose(fn, x, rules=EXPLICIT)
+        ref_out, ref_weights = fn(x)
+    masked = torch.zeros(3, 2, N, N, dtype=torch.bool)
+    additive = None
+    if "key_padding_mask" in masks:
+        masked = masked | masks["key_padding_mask"][:, None, None, :]
+    attn = masks.get("attn_mask")
+    if attn is not None and attn.dtype == torch.bool:
+        masked = masked | attn
+    elif attn is not None:
+        additive = attn.reshape(3, 2, N, N) if attn.dim() == 3 else attn  # (B * heads) is batch-major
+        masked = masked | torch.isinf(additive)
+        additive = additive.masked_fill(torch.isinf(additive), 0.0)
+    comps, total, ref_w = _mha_reference(mha, x, masked, additive)
+    assert _close(out.total, ref_out, atol=1e-12)  # torch's own module
+    assert _close(out.total, total, atol=1e-12)
+    assert _close(weights.total, ref_weights, atol=1e-12)
+    assert _close(weights.total, ref_w.mean(1), atol=1e-12)
+    for m in x:
+        assert _close(out.components[m], comps[m], atol=1e-12), m
+    assert out.conservation_error < 1e-12 and weights.conservation_error < 1e-12
+
+
+def test_functional_multi_head_attention_with_a_boolean_attn_mask():
+    mha, x = _mha_case()
+    N = 7
+    mask = torch.arange(N)[None, :] > torch.arange(N)[:, None] + 1  # True: not allowed
+
+    def fn(f):
+        t = torch.cat([f["camera"], f["radar"]], 1).transpose(0, 1)  # (L, B, E)
+        out, _ = F.multi_head_attention_forward(
+            t, t, t, 8, 2, mha.in_proj_weight, mha.in_proj_bias, None, None, False, 0.0,
+            mha.out_proj.weight, mha.out_proj.bias, training=False, attn_mask=mask,
+        )  # fmt: skip
+        return out
+
+    with torch.no_grad():
+        dec = decompose(fn, x, rules=EXPLICIT)
+        assert _close(dec.total, fn(x), atol=1e-12)
+
+
+def test_multihead_attention_with_a_float_key_padding_mask():
+    mha, x = _mha_case()
+    padding = torch.zeros(3, 7, dtype=torch.float64)
+    padding[0, 6], padding[1, 2] = -2.0, 1.5  # added to the scores of those keys
+
+    def fn(f):
+        tokens = torch.cat([f["camera"], f["radar"]], 1)
+        return mha(tokens, tokens, tokens, key_padding_mask=padding)[0]
+
+    with torch.no_grad():
+        dec = decompose(fn, x, rules=EXPLICIT)
+        assert _close(dec.total, fn(x), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "fill",
+    ["method", "inplace", "function", "tensor_value", "broadcast_mask"],
+)
+def test_masked_fill_value_goes_to_the_bias_and_masked_components_vanish(fill):
+    rand = _gen(21)
+    x = {"camera": rand(3, 5), "radar": rand(3, 5)}
+    b = rand(3, 5)
+    mask = torch.rand(3, 5, generator=torch.Generator().manual_seed(2)) > 0.5
+    value = 2.5
+
+    def fill_in_place(t):
+        t.masked_fill_(mask, value)
+        return t  # the tensor itself, not masked_fill_'s return value
+
+    fills = {
+        "method": lambda t: t.masked_fill(mask, value),
+        "inplace": fill_in_place,
+        "function": lambda t: torch.masked_fill(t, mask, value),
+        "tensor_value": lambda t: t.masked_fill(mask, torch.tensor(value, dtype=torch.float64)),
+        "broadcast_mask": lambda t: t.masked_fill(mask[0], value),
+    }
+    op = fills[fill]
+    where = mask[0].expand(3, 5) if fill == "broadcast_mask" else mask
+    dec = decompose(lambda f: op(f["camera"] - 2 * f["radar"] + b), x, rules=EXPLICIT)
+    zero = torch.zeros((), dtype=torch.float64)
+    assert _close(dec.components["camera"], torch.where(where, zero, x["camera"]), atol=1e-15)
+    assert _close(dec.components["radar"], torch.where(where, zero, -2 * x["radar"]), atol=1e-15)
+    assert _close(dec.bias, torch.where(where, zero + value, b), atol=1e-15)
+    assert torch.equal(dec.total, (x["camera"] - 2 * x["radar"] + b).masked_fill(where, value))
+    assert dec.conservation_error < 1e-15
+
+
+def test_masked_fill_refuses_a_decomposed_value():
+    from ros2_lmd.lmd import LMDRuleError
+
+    x = {"camera": torch.randn(4), "radar": torch.randn(4)}
+    with pytest.raises(LMDRuleError, match="masked_fill"):
+        decompose(lambda f: f["camera"].masked_fill(f["camera"] > 0, f["radar"].sum()), x)
+
+
+def _jvp_components(fn, x):
+    """For a piecewise-linear, positively homogeneous fn (no constants: f(0) = 0), LMD's component m
+    is the Jacobian at x applied to x_m (the paper's identity rules are exact there)."""
+    out = {}
+    for m in x:
+        tangent = {k: (v if k == m else torch.zeros_like(v)) for k, v in x.items()}
+        out[m] = torch.func.jvp(fn, (x,), (tangent,))[1]
+    return out
+
+
+@pytest.mark.parametrize("op", [torch.maximum, torch.minimum], ids=["maximum", "minimum"])
+def test_maximum_minimum_take_every_stream_of_the_winner(op):
+    rand = _gen(31)
+    x = {"camera": rand(4, 6), "radar": rand(4, 6)}
+
+    def fn(f):  # both operands decomposed, one broadcast
+        return op(f["camera"] - 2 * f["radar"], (0.5 * f["camera"] + f["radar"])[:1])
+
+    dec = decompose(fn, x, rules=EXPLICIT)
+    a, b = x["camera"] - 2 * x["radar"], (0.5 * x["camera"] + x["radar"])[:1]
+    a_wins = a > b if op is torch.maximum else a < b
+    assert 0 < a_wins.float().mean() < 1
+    expected = {
+        "camera": torch.where(a_wins, x["camera"], 0.5 * x["camera"][:1]),
+        "radar": torch.where(a_wins, -2 * x["radar"], x["radar"][:1]),
+    }
+    jvp = _jvp_components(fn, x)
+    for m in x:
+        assert _close(dec.components[m], expected[m], atol=1e-15), m
+        assert _close(dec.components[m], jvp[m], atol=1e-12), m
+    assert _close(dec.bias, torch.zeros_like(dec.bias), atol=1e-15)
+    assert torch.equal(dec.total, op(a, b))
+
+    # a constant operand: where it wins the element is all bias (a ReLU-like clip at c)
+    c = torch.full((6,), 0.3, dtype=torch.float64)
+    b0 = rand(4, 6)
+    dec = decompose(lambda f: op(c, f["camera"] + f["radar"] + b0), x, rules=EXPLICIT)
+    s = x["camera"] + x["radar"] + b0
+    x_wins = s > c if op is torch.maximum else s < c
+    assert 0 < x_wins.float().mean() < 1
+    for m in x:
+        assert _close(dec.components[m], torch.where(x_wins, x[m], 0.0), atol=1e-15), m
+    assert _close(dec.bias, torch.where(x_wins, b0, c), atol=1e-15)
+    assert dec.conservation_error < 1e-15
+
+
+@pytest.mark.parametrize("which", ["max", "min"])
+@pytest.mark.parametrize("dim,keepdim", [(1, False), (-1, True), (0, False), (None, False)])
+def test_max_min_over_a_dim_gather_every_stream_at_the_real_extremum(which, dim, keepdim):
+    rand = _gen(41)
+    x = {"camera": rand(3, 5, 4), "radar": rand(3, 5, 4)}
+    b = rand(3, 5, 4)
+    torch_op, tensor_op = (torch.max, torch.Tensor.max) if which == "max" else (torch.min, torch.Tensor.min)
+
+    def call(t, op):
+        return op(t) if dim is None else op(t, dim=dim, keepdim=keepdim)
+
+    s = x["camera"] - x["radar"] + b
+    if dim is None:
+        index = s.flatten().argmax() if which == "max" else s.flatten().argmin()
+        pick = lambda t: t.flatten()[index]  # noqa: E731
+    else:
+        index = (s.argmax if which == "max" else s.argmin)(dim, keepdim=True)
+        pick = lambda t: t.gather(dim, index) if keepdim else t.gather(dim, index).squeeze(dim)  # noqa: E731
+    for op in (torch_op, tensor_op):
+        out = decompose(lambda f, op=op: call(f["camera"] - f["radar"] + b, op), x, rules=EXPLICIT)
+        dec = out if dim is None else out[0]
+        assert torch.equal(dec.total, pick(s))
+        assert torch.equal(dec.components["camera"], pick(x["camera"]))
+        assert torch.equal(dec.components["radar"], pick(-x["radar"]))
+        assert torch.equal(dec.bias, pick(b))
+        if dim is not None:  # the indices are torch's, a plain (all-bias) output
+            assert torch.equal(out[1].total, call(s, torch_op).indices)
+    # and the JVP oracle on the bias-free part
+    fn = lambda f: call(f["camera"] - f["radar"], torch_op)  # noqa: E731
+    dec = decompose(fn, x)
+    dec = dec if dim is None else dec[0]
+    jvp = _jvp_components(lambda f: fn(f) if dim is None else fn(f).values, x)
+    for m in x:
+        assert _close(dec.components[m], jvp[m], atol=1e-15), m
+
+
+@pytest.mark.parametrize("form", ["operands", "list"])
+def test_einsum_of_two_decomposed_operands_follows_the_bilinear_rule(form):
+    rand = _gen(51)
+    x = {"camera": rand(2, 3, 4), "radar": rand(2, 3, 4), "lidar": rand(2, 3, 4)}
+    a0, b0 = rand(2, 3, 4), rand(2, 5, 4)
+    Wb = rand(3, 5)
+    eq = "bij,bkj->bik"
+
+    def operands(f):
+        a = f["camera"] + 2 * f["radar"] + a0
+        bb = torch.einsum("bij,ik->bkj", f["camera"] - f["lidar"], Wb) + b0  # one decomposed operand
+        return a, bb
+
+    def fn(f):
+        a, bb = operands(f)
+        return torch.einsum(eq, a, bb) if form == "operands" else torch.einsum(eq, [a, bb])
+
+    dec = decompose(fn, x, rules=EXPLICIT)
+    e = lambda p, q: torch.einsum(eq, p, q)  # noqa: E731
+    # the streams of each operand, written out
+    a_m = {"camera": x["camera"], "radar": 2 * x["radar"], "lidar": torch.zeros_like(x["lidar"])}
+    lift = lambda t: torch.einsum("bij,ik->bkj", t, Wb)  # noqa: E731
+    b_m = {"camera": lift(x["camera"]), "radar": torch.zeros(2, 5, 4, dtype=torch.float64)}
+    b_m["lidar"] = lift(-x["lidar"])
+    # App. D.2: modality m keeps only a_m (x) b_m; every cross term and every term with a constant
+    cross = sum(e(a_m[i], b_m[j]) for i in x for j in x if i != j)
+    expected_bias = cross + e(a0, sum(b_m.values()) + b0) + e(sum(a_m.values()), b0)
+    assert _close(dec.components["camera"], e(x["camera"], lift(x["camera"])), atol=1e-12)
+    assert _close(dec.components["radar"], torch.zeros(2, 3, 5, dtype=torch.float64), atol=1e-15)
+    assert _close(dec.components["lidar"], torch.zeros(2, 3, 5, dtype=torch.float64), atol=1e-15)
+    assert _close(dec.bias, expected_bias, atol=1e-12)
+    a, bb = operands(x)
+    assert _close(dec.total, e(a, bb), atol=1e-12)
+    assert dec.conservation_error < 1e-12
+
+
+def test_einsum_with_two_decomposed_among_three_operands_is_refused():
+    from ros2_lmd.lmd import LMDRuleError
+
+    x = {"camera": torch.randn(3, 3), "radar": torch.randn(3, 3)}
+    with pytest.raises(LMDRuleError, match="einsum"):
+        decompose(lambda f: torch.einsum("ij,jk,kl->il", f["camera"], torch.eye(3), f["radar"]), x)
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+@pytest.mark.parametrize("rule", ["identity", "uniform"])
+def test_instance_norm_with_running_statistics_in_eval_is_a_fixed_affine_map(rule, affine):
+    """InstanceNorm(track_running_stats=True).eval() normalises with the running statistics, like
+    BatchNorm: y = (x - running_mean) / sqrt(running_var + eps) * w + b, split as eq. 10."""
+    rand = _gen(61)
+    norm = nn.InstanceNorm2d(4, affine=affine, track_running_stats=True).double().eval()
+    with torch.no_grad():
+        norm.running_mean.copy_(rand(4) + 1.0)  # a clearly non-zero shift, of both signs
+        norm.running_var.copy_(
+            torch.rand(4, generator=torch.Generator().manual_seed(6), dtype=torch.float64) + 0.5
+        )
+        if affine:
+            norm.weight.copy_(rand(4))
+            norm.bias.copy_(rand(4))
+    x = {"camera": rand(2, 4, 3, 3) + 0.7, "radar": rand(2, 4, 3, 3) * 2}
+    b = rand(2, 4, 3, 3)
+    before = {k: v.clone() for k, v in norm.state_dict().items()}
+    dec = decompose(
+        lambda f: norm(f["camera"] + f["radar"] + b), x, rules=RuleVariants(batchnorm=rule, bias="explicit")
+    )
+    w = norm.weight if affine else torch.ones(4, dtype=torch.float64)
+    beta = norm.bias if affine else torch.zeros(4, dtype=torch.float64)
+    view = lambda p: p.detach().view(1, -1, 1, 1)  # noqa: E731
+    scale = view(w / torch.sqrt(norm.running_var + norm.eps))
+    shift = view(beta - norm.running_mean * w / torch.sqrt(norm.running_var + norm.eps))
+    A = x["camera"] + x["radar"] + b
+    assert _close(dec.total, (A - view(norm.running_mean)) * scale + view(beta), atol=1e-12)
+    share = shift / 3 if rule == "uniform" else 0.0  # section 4.2.4: each of the M + 1 streams
+    for m in x:
+        assert _close(dec.components[m], scale * x[m] + share, atol=1e-12), m
+    assert _close(dec.bias, scale * b + (share if rule == "uniform" else shift), atol=1e-12)
+    assert dec.conservation_error < 1e-12
+    for key, value in norm.state_dict().items():  # nothing learnt from the decomposed pass
+        assert torch.equal(value, before[key]), key
+
+
+def test_multihead_attention_with_separate_key_and_value_sizes():
+    """kdim / vdim != embed_dim: separate projection weights (use_separate_proj_weight)."""
+    torch.manual_seed(8)  # layer initialisation (the global RNG is restored after the test)
+    mha = nn.MultiheadAttention(8, 2, kdim=5, vdim=6, batch_first=True).eval().double()
+    rand = _gen(8)
+    with torch.no_grad():
+        mha.in_proj_bias.copy_(rand(24))
+    x = {"camera": rand(3, 7, 8), "radar": rand(3, 7, 8)}
+    b0 = rand(3, 7, 8)
+
+    def qkv(t):
+        return t, t[..., :5] * 2, t[..., 2:]
+
+    def fn(f):
+        return mha(*qkv(f["camera"] + f["radar"] + b0), need_weights=False)[0]
+
+    with torch.no_grad():
+        dec = decompose(fn, x, rules=EXPLICIT)
+        ref = fn(x)
+        bq, bk, bv = mha.in_proj_bias.chunk(3)
+        weights = (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight)
+        real = [
+            F.linear(t, w, b) for t, w, b in zip(qkv(x["camera"] + x["radar"] + b0), weights, (bq, bk, bv))
+        ]
+        streams = {m: [F.linear(t, w) for t, w in zip(qkv(x[m]), weights)] for m in x}
+        q, k, v = (
+            {"real": _split_heads(real[i], 2)} | {m: _split_heads(streams[m][i], 2) for m in x}
+            for i in range(3)
+        )
+        masked = torch.zeros(3, 2, 7, 7, dtype=torch.bool)
+        comps, total, _ = _attention_components(q, k, v, 1 / 2, masked)
+    assert _close(dec.total, ref)
+    assert _close(F.linear(_merge_heads(total), mha.out_proj.weight, mha.out_proj.bias), ref)
+    for m in x:
+        assert _close(dec.components[m], F.linear(_merge_heads(comps[m]), mha.out_proj.weight)), m
+    assert dec.conservation_error < 1e-12
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda t: F.scaled_dot_product_attention(t, t, t, dropout_p=0.1), "dropout"),
+        (lambda t: F.scaled_dot_product_attention(t, t, t, enable_gqa=True), "enable_gqa"),
+        (lambda t: nn.MultiheadAttention(4, 1, add_bias_kv=True).double()(t[0], t[0], t[0]), "bias_k"),
+        (
+            lambda t: nn.MultiheadAttention(4, 1, add_zero_attn=True).double()(t[0], t[0], t[0]),
+            "add_zero_attn",
+        ),
+        (lambda t: nn.MultiheadAttention(4, 1, dropout=0.5).double().train()(t[0], t[0], t[0]), "dropout"),
+    ],
+    ids=["sdpa_dropout", "sdpa_gqa", "mha_bias_kv", "mha_zero_attn", "mha_train_dropout"],
+)
+def test_attention_variants_without_a_rule_are_refused(call, match):
+    from ros2_lmd.lmd import LMDRuleError
+
+    with pytest.raises(LMDRuleError, match=match):
+        decompose(
+            lambda f: call(f["camera"] + f["radar"]), {"camera": _gen(9)(2, 3, 4), "radar": _gen(10)(2, 3, 4)}
+        )
+
+
+def test_single_parameter_prelu_follows_the_secant_rule():
+    prelu = nn.PReLU(init=0.2).double()
+    rand = _gen(71)
+    x = {"camera": rand(2, 4, 3, 3), "radar": rand(2, 4, 3, 3)}
+    b = rand(2, 4, 3, 3)
+    with torch.no_grad():
+        dec = decompose(lambda f: prelu(f["camera"] + f["radar"] + b), x, rules=EXPLICIT)
+    A = x["camera"] + x["radar"] + b
+    c = torch.where(A > 0, 1.0, 0.2)  # eq. 9: (f(A) - f(0)) / A, exactly the slope for PReLU
+    for m in x:
+        assert _close(dec.components[m], c * x[m]), m
+    assert _close(dec.bias, c * b)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="nonlinear.value_and_slope_at_zero evaluates F.prelu on a 0-dim zero with the per-channel "
+    "weight: RuntimeError 'Not allow zero-dim input tensor' for nn.PReLU(num_parameters > 1)",
+)
+def test_per_channel_prelu_follows_the_secant_rule():
+    prelu = nn.PReLU(num_parameters=4).double()
+    with torch.no_grad():
+        prelu.weight.copy_(torch.tensor([0.05, 0.1, 0.2, 0.4], dtype=torch.float64))
+    rand = _gen(72)
+    x = {"camera": rand(2, 4, 3, 3), "radar": rand(2, 4, 3, 3)}
+    with torch.no_grad():
+        dec = decompose(lambda f: prelu(f["camera"] + f["radar"]), x, rules=EXPLICIT)
+    A = x["camera"] + x["radar"]
+    c = torch.where(A > 0, 1.0, prelu.weight.detach().view(1, -1, 1, 1))
+    for m in x:
+        assert _close(dec.components[m], c * x[m]), m
+
+
+def _in_place(op):
+    def run(t):
+        t = t.clone()
+        op(t)
+        return t  # the tensor itself, not the op's return value
+
+    return run
+
+
+AFFINE_OPS = {
+    # constants on either side, in place or not, with alpha: all affine in the inputs
+    "rsub_scalar": lambda s, u: 1.5 - s,
+    "sub_tensor_first": lambda s, u: torch.sub(torch.full((6,), 0.25, dtype=torch.float64), s),
+    "rsub_alpha": lambda s, u: torch.rsub(s, 3.0, alpha=2),
+    "add_alpha": lambda s, u: torch.add(s, u, alpha=2),
+    "sub_alpha": lambda s, u: torch.sub(s, u, alpha=0.5),
+    "add_const_alpha": lambda s, u: torch.add(s, torch.ones(6, dtype=torch.float64), alpha=-3),
+    "iadd_const": lambda s, u: _in_place(lambda t: t.__iadd__(0.7))(s),
+    "isub_tensor": lambda s, u: _in_place(lambda t: t.sub_(torch.arange(6.0, dtype=torch.float64)))(s),
+    "iadd_broadcast": lambda s, u: _in_place(lambda t: t.add_(u[:1]))(s),
+    "isub_decomposed": lambda s, u: _in_place(lambda t: t.sub_(u))(s),
+    "iadd_alpha": lambda s, u: _in_place(lambda t: t.add_(u, alpha=-2))(s),
+    "imul": lambda s, u: _in_place(lambda t: t.mul_(3.0))(s),
+    "idiv": lambda s, u: _in_place(lambda t: t.__itruediv__(4.0))(s),
+    "mul_broadcast_up": lambda s, u: (
+        s[0] * torch.linspace(-1, 1, 2 * 4 * 6, dtype=torch.float64).view(2, 4, 6)
+    ),
+    "div_then_add": lambda s, u: (s + 1) / 2,
+    "squeeze_all": lambda s, u: s[:1, :1].squeeze(),
+    "flatten_scalar": lambda s, u: (s.sum() + 2).flatten(),
+    "rmatmul_plain_first": lambda s, u: torch.linspace(0, 1, 12, dtype=torch.float64).view(3, 4) @ s,
+}
+
+
+@pytest.mark.parametrize("name", list(AFFINE_OPS))
+def test_affine_ops_with_constants_split_into_linear_streams_and_a_constant_bias(name):
+    """For a function affine in its inputs, LMD is exact and needs no linearisation: component m is
+    fn(x_m alone) - fn(0) and the bias is fn(0)."""
+    rand = _gen(81)
+    x = {"camera": rand(4, 6), "radar": rand(4, 6)}
+    b = rand(4, 6)
+    op = AFFINE_OPS[name]
+
+    def fn(f):
+        s = f["camera"] + 2 * f["radar"] + b
+        return op(s, f["camera"] - f["radar"])
+
+    dec = decompose(fn, x, rules=EXPLICIT)
+    zeros = {m: torch.zeros_like(v) for m, v in x.items()}
+    at_zero = fn(zeros)
+    assert _close(dec.total, fn(x))
+    assert _close(dec.bias, at_zero)
+    for m in x:
+        alone = dict(zeros, **{m: x[m]})
+        assert _close(dec.components[m], fn(alone) - at_zero), m
+    assert dec.conservation_error < 1e-12

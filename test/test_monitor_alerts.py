@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ros2_lmd.geometry.grid import BEVGrid
-from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine
+from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine, ModalityHealth
 from ros2_lmd.monitor.detections import evidence_shares, extract_detections
 from ros2_lmd.monitor.report import (
     MODALITY_DISAGREEMENT,
@@ -275,3 +275,123 @@ def test_a_modality_without_sensors_does_not_stop_the_health_checks():
 
 def test_first_frame_without_activity_is_skipped():
     assert _run_three([{"camera": None, "radar": None, "lidar": None}] * 3) == []
+
+
+# --- ModalityHealth: the k-of-n state machine driven by scripted ratios ---------------------------
+
+OK_, DEGRADED_, FAILED_ = "ok", "degraded", "failed"
+HEALTH_CONFIG = AlertConfig(
+    degraded_ratio=0.5,
+    failed_ratio=0.15,
+    baseline_window=10,
+    baseline_min_frames=2,
+    hysteresis_k=3,
+    hysteresis_n=5,
+)
+
+
+def drive(ratios, config=HEALTH_CONFIG, health=None):
+    """Feed `relative` ratios (value 1.0) and return (states after each frame, alerts by frame)."""
+    health = health or ModalityHealth("camera", config)
+    states, alerts = [], {}
+    for i, r in enumerate(ratios):
+        alert = health.update(1.0, r)
+        states.append(health.state)
+        if alert is not None:
+            alerts[i] = alert.kind
+    return states, alerts
+
+
+def test_ok_to_failed_needs_k_of_the_last_n_below_failed_ratio():
+    bad, good = 0.1, 1.0
+    # bad at frames 0, 3, 6, 8: every window of the last 5 frames holds at most 2 of them
+    # (ending at 4: {0, 3}; at 6: {3, 6}; at 7: {3, 6}; at 8: {6, 8}), so nothing is raised
+    states, alerts = drive([bad, good, good, bad, good, good, bad, good, bad])
+    assert states == [OK_] * 9 and alerts == {}
+    # bad at 0, 2, 4: the window ending at 4 holds all three -> FAILED there, not before, and
+    # straight from OK (below failed is also below degraded: FAILED wins)
+    states, alerts = drive([bad, good, bad, good, bad])
+    assert states == [OK_, OK_, OK_, OK_, FAILED_]
+    assert alerts == {4: SENSOR_FAILED}
+
+
+def test_below_failed_frames_also_count_as_below_degraded():
+    # 2 below failed + 1 between failed and degraded: 3 below degraded -> DEGRADED, not FAILED
+    states, alerts = drive([1.0, 0.1, 0.3, 0.1])
+    assert states == [OK_, OK_, OK_, DEGRADED_] and alerts == {3: SENSOR_DEGRADED}
+    # the next failed frame makes 3 below failed in the window -> FAILED
+    states, alerts = drive([1.0, 0.1, 0.3, 0.1, 0.05])
+    assert states[-1] == FAILED_ and alerts == {3: SENSOR_DEGRADED, 4: SENSOR_FAILED}
+
+
+def test_failed_never_steps_down_to_degraded_and_clears_to_ok_after_k_healthy():
+    between = [0.3, 0.14, 0.16, 0.49, 0.2] * 4  # a fault hovering around the failed ratio
+    ratios = [0.05] * 3 + between + [1.0] * 3 + [1.0] * 5
+    states, alerts = drive(ratios)
+    assert alerts == {2: SENSOR_FAILED, 25: SENSOR_RECOVERED}
+    assert states[2:25] == [FAILED_] * 23  # never DEGRADED while the fault lasts
+    assert states[25:] == [OK_] * 6
+    # clearing needs the last k = 3 frames healthy: 3 healthy of 5 with a bad one between is not
+    # enough (an intermittent fault would flap), three in a row are
+    states, alerts = drive([0.05] * 3 + [1.0, 1.0, 0.3, 1.0, 1.0, 1.0])
+    assert states == [OK_, OK_] + [FAILED_] * 6 + [OK_]
+
+
+def test_degraded_clears_to_ok_after_k_healthy_or_escalates():
+    states, alerts = drive([0.3] * 3 + [0.6, 0.7] + [0.6])
+    assert states == [OK_, OK_, DEGRADED_, DEGRADED_, DEGRADED_, OK_]  # healthy 3 of 5 at frame 5
+    assert alerts == {2: SENSOR_DEGRADED, 5: SENSOR_RECOVERED}
+
+
+def test_flicker_with_fewer_than_k_bad_in_any_n_raises_nothing():
+    ratios = [1.0, 0.02, 1.0, 1.0, 0.02, 1.0, 1.0, 0.02, 1.0, 1.0, 0.02] * 3  # 2 bad per window at most
+    states, alerts = drive(ratios)
+    assert alerts == {} and set(states) == {OK_}
+
+
+def test_a_sensor_bad_every_other_frame_does_not_flap():
+    states, alerts = drive([0.02, 1.0] * 10)
+    # an intermittent fault is raised once and held (or at least not re-raised every other frame)
+    assert list(alerts.values()).count(SENSOR_FAILED) <= 1, alerts
+
+
+def test_baseline_is_held_while_the_modality_is_degraded_or_failed():
+    """Only healthy OK frames teach the baseline: during a fault it stays where it was, so the end
+    of the fault raises nothing but SENSOR_RECOVERED."""
+    config = AlertConfig(baseline_window=10, baseline_min_frames=5, hysteresis_k=3, hysteresis_n=5)
+    health = ModalityHealth("radar", config)
+    kinds = []
+    for _ in range(10):
+        kinds.append(health.update(2.0))  # baseline 2.0 (plain ratio: value / baseline median)
+    assert health.baseline_value() == 2.0 and list(health.baseline) == [2.0] * 10
+    # a long fault: degraded (0.8 / 2 = 0.4) with some healthy frames inside (1.2 / 2 = 0.6, at most
+    # 2 of every 5: it stays degraded), then failed (0.1 / 2 = 0.05), again with healthy frames
+    # inside (1.5 / 2 = 0.75, 2 of every 5: the failure goes on)
+    fault = [0.8] * 4 + [1.2, 0.8, 0.8, 1.2, 0.8] * 2 + [0.1] * 12 + [1.5, 0.1, 0.1, 1.5, 0.1] * 3
+    for value in fault:
+        kinds.append(health.update(value))
+        assert list(health.baseline) == [2.0] * 10, (value, health.state)  # held: nothing learnt
+    assert health.state == ModalityHealth.FAILED
+    after = [health.update(v) for v in [2.1, 1.9, 2.0, 2.2, 1.8, 2.0]]
+    assert [a.kind for a in kinds if a] == [SENSOR_DEGRADED, SENSOR_FAILED]
+    # cleared at the third healthy frame in a row (2.1, 1.9, 2.0), and only that
+    assert [a.kind if a else None for a in after] == [None, None, SENSOR_RECOVERED, None, None, None]
+    # learning resumes once OK: the clearing frame and the ones after it push out old 2.0s
+    assert list(health.baseline) == [2.0] * 6 + [2.0, 2.2, 1.8, 2.0]
+
+
+def test_baseline_does_not_learn_the_onset_of_a_fault_before_it_is_raised():
+    health = ModalityHealth("lidar", AlertConfig(baseline_window=10, baseline_min_frames=5))
+    for _ in range(5):
+        health.update(1.0)
+    health.update(0.3)  # ratio 0.3 < degraded_ratio, state still OK (1 of k = 3)
+    health.update(0.9)  # healthy: learnt
+    assert health.state == ModalityHealth.OK and list(health.baseline) == [1.0] * 5 + [0.9]
+
+
+def test_thresholds_are_strict_below():
+    # exactly failed_ratio is not "below failed" (-> DEGRADED); exactly degraded_ratio is healthy
+    states, alerts = drive([0.15] * 3)
+    assert states[-1] == DEGRADED_ and alerts == {2: SENSOR_DEGRADED}
+    states, alerts = drive([0.5] * 5)
+    assert set(states) == {OK_} and alerts == {}

@@ -467,3 +467,45 @@ def test_key_sensor_by_modality_or_name():
     np.testing.assert_allclose(
         invert_rigid(tree.lookup("base_link", "cam_front")), tree.lookup("cam_front", "base_link"), atol=1e-12
     )
+
+
+@pytest.mark.parametrize("order", ["earlier_first", "later_first", "key_last", "key_first"])
+def test_equidistant_readings_tie_to_the_earlier_one_whatever_the_arrival_order(order):
+    """Readings exactly as far before as after the key stamp (dyadic stamps: the distances are
+    equal in floating point): the earlier one is in the frame, for a radar and a camera alike."""
+    identity = TransformTree.from_matrices({s.name: np.eye(4) for s in SENSORS})
+    asm = _assembler(identity)
+    t, d = 1.0, 2.0**-5  # 0.03125 s < TOL
+    radar = {stamp: np.full((1, 6), value, np.float32) for stamp, value in ((t - d, 1.0), (t + d, 2.0))}
+    image = {stamp: np.full((12, 16, 3), value, np.uint8) for stamp, value in ((t - d, 10), (t + d, 20))}
+    earlier = [("radar_front", t - d, radar[t - d]), ("cam_front", t - d, image[t - d])]
+    later = [("radar_front", t + d, radar[t + d]), ("cam_front", t + d, image[t + d])]
+    key = [("lidar_top", t, np.ones((1, 4), np.float32))]
+    arrivals = {
+        "earlier_first": earlier + key + later,
+        "later_first": later + key + earlier,
+        "key_last": later + earlier + key,
+        "key_first": key + earlier + later,
+    }[order]
+    results = []
+    for name, stamp, payload in arrivals:
+        asm.add(name, stamp, payload)
+        results += asm.pop_ready()
+    frame = _frame_at(results + asm.flush(), t)
+    assert abs(t - (t - d)) == abs((t + d) - t)  # a true tie
+    assert frame.present["radar"] and frame.sensor_status["radar_front"] == ""
+    np.testing.assert_array_equal(frame.radar, radar[t - d])  # identity extrinsics: payload as is
+    (camera,) = frame.cameras
+    assert camera.stamp == t - d
+    np.testing.assert_array_equal(camera.image, image[t - d])
+
+
+def test_nearest_reading_wins_over_an_earlier_one():
+    # the tie rule only breaks ties: a later reading that is nearer is taken
+    identity = TransformTree.from_matrices({s.name: np.eye(4) for s in SENSORS})
+    asm = _assembler(identity)
+    asm.add("radar_front", 1.0 - 2.0**-5, np.full((1, 6), 1.0, np.float32))
+    asm.add("radar_front", 1.0 + 2.0**-6, np.full((1, 6), 2.0, np.float32))
+    asm.add("lidar_top", 1.0, np.ones((1, 4), np.float32))
+    frame = _frame_at(asm.flush(), 1.0)
+    np.testing.assert_array_equal(frame.radar, np.full((1, 6), 2.0, np.float32))

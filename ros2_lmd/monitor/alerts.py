@@ -133,7 +133,10 @@ class ModalityHealth:
         self.recent.append(ratio)
         below_failed = sum(r < c.failed_ratio for r in self.recent)
         below_degraded = sum(r < c.degraded_ratio for r in self.recent)
-        healthy = len(self.recent) - below_degraded
+        # Clearing needs the last k frames all healthy: an intermittent fault (bad every other
+        # frame) holds k-of-n healthy and k-of-n bad at once, and would flap every frame.
+        tail = list(self.recent)[-c.hysteresis_k :]
+        recovered = len(tail) == c.hysteresis_k and all(r >= c.degraded_ratio for r in tail)
         previous = self.state
         if self.state == self.OK:
             if below_failed >= c.hysteresis_k:
@@ -143,9 +146,9 @@ class ModalityHealth:
         elif self.state == self.DEGRADED:
             if below_failed >= c.hysteresis_k:
                 self.state = self.FAILED
-            elif healthy >= c.hysteresis_k:
+            elif recovered:
                 self.state = self.OK
-        elif healthy >= c.hysteresis_k:
+        elif recovered:
             # FAILED clears only to OK: stepping down to DEGRADED while the fault lasts (a blinded
             # camera's noise hovering near the failed ratio) would flap between two alerts
             self.state = self.OK

@@ -51,8 +51,12 @@ def attention(
     return torch.matmul(weights, value)
 
 
-def _additive_mask(attn_mask: T | None, is_causal: bool, L: int, S: int, like: T) -> T | None:
-    """Boolean masks become a large finite negative (not -inf: the bias stream must stay finite)."""
+def _additive_mask(
+    attn_mask: T | None, is_causal: bool, L: int, S: int, like: T, true_masks: bool = False
+) -> T | None:
+    """Boolean masks become a large finite negative (not -inf: the bias stream must stay finite).
+    A True entry means "attend" for scaled_dot_product_attention, "masked" for
+    multi_head_attention_forward (`true_masks`): torch's two conventions."""
     very_negative = torch.finfo(like.dtype).min / 2
     mask = None
     if is_causal:
@@ -61,7 +65,7 @@ def _additive_mask(attn_mask: T | None, is_causal: bool, L: int, S: int, like: T
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
             extra = torch.zeros(attn_mask.shape, dtype=like.dtype, device=like.device)
-            extra = extra.masked_fill(~attn_mask, very_negative)
+            extra = extra.masked_fill(attn_mask if true_masks else ~attn_mask, very_negative)
         else:
             extra = attn_mask.to(like.dtype).clamp_min(very_negative)
         mask = extra if mask is None else mask + extra
@@ -129,14 +133,23 @@ def _mha_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     q, k, v = split_heads(q, tgt_len), split_heads(k, src_len), split_heads(v, src_len)
     like = real(q)
     mask = _additive_mask(
-        a.get("attn_mask"), bool(a.get("is_causal")) and a.get("attn_mask") is None, tgt_len, src_len, like
+        a.get("attn_mask"),
+        bool(a.get("is_causal")) and a.get("attn_mask") is None,
+        tgt_len,
+        src_len,
+        like,
+        true_masks=True,
     )
     if mask is not None and mask.dim() == 3:  # (B * heads, L, S)
         mask = mask.reshape(bsz, num_heads, tgt_len, src_len)
     padding = a.get("key_padding_mask")
     if padding is not None:
-        pad = torch.zeros(padding.shape, dtype=like.dtype, device=like.device)
-        pad = pad.masked_fill(padding.bool(), torch.finfo(like.dtype).min / 2).reshape(bsz, 1, 1, src_len)
+        if padding.dtype == torch.bool:  # True: that key is padding
+            pad = torch.zeros(padding.shape, dtype=like.dtype, device=like.device)
+            pad = pad.masked_fill(padding, torch.finfo(like.dtype).min / 2)
+        else:  # a float mask is added to the scores, as torch does
+            pad = padding.to(like.dtype).clamp_min(torch.finfo(like.dtype).min / 2)
+        pad = pad.reshape(bsz, 1, 1, src_len)
         mask = pad if mask is None else mask + pad
     scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(head_dim))
     if mask is not None:

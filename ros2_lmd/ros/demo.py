@@ -241,7 +241,7 @@ def main(
     modalities = load_model(model).modalities
     print(
         f"== 2/3 playing it through ROS 2 ({os.environ.get('RMW_IMPLEMENTATION', 'default middleware')}) to "
-        f"the monitor node (model {model}, {'+'.join(modalities)}); alerts as they happen:",
+        f"the monitor node (model {model}, {'+'.join(modalities)}); incidents as they open and close:",
         flush=True,
     )
     # every frame processed (a deep queue; the time sync waits for late messages): the demo shows

@@ -60,6 +60,14 @@ class SensorFrame:
     # Counts time jumps (bag loop, clock reset) before this frame: history from another epoch
     # (activity, baselines) does not apply to it.
     time_epoch: int = 0
+    # Point sensor (radar, LiDAR) name -> its own points in this frame, in base_link, with the columns
+    # of `radar` / `lidar` (which concatenate them in sensor order): per-sensor signal checks need to
+    # know which sensor each point came from. Only sensors present in the frame; empty when the
+    # builder did not record them.
+    sensor_points: dict[str, np.ndarray] = field(default_factory=dict)
+    # Point sensor name -> the 4 x 4 T_base_sensor its points were moved to base_link with (the
+    # sensor's own position and heading, e.g. the centre of its azimuth coverage).
+    sensor_extrinsics: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.stamp_ns is None:

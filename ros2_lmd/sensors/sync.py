@@ -376,6 +376,8 @@ class FrameAssembler:
         clouds: dict[str, list[np.ndarray]] = {"radar": [], "lidar": []}
         present = {m: False for m in MODALITIES}
         status: dict[str, str] = {}
+        sensor_points: dict[str, np.ndarray] = {}
+        sensor_extrinsics: dict[str, np.ndarray] = {}
         for name, state in self._sensors.items():
             source = state.source
             if name == (key.trigger or self.key_sensor):
@@ -391,7 +393,7 @@ class FrameAssembler:
             else:
                 reading, reason = self._nearest(state, t)
             if reading is not None:
-                reason = self._contribute(source, reading, cameras, clouds)
+                reason = self._contribute(source, reading, cameras, clouds, sensor_points, sensor_extrinsics)
                 if not reason:
                     present[source.modality] = True
             status[name] = reason
@@ -412,6 +414,8 @@ class FrameAssembler:
             sensor_modality={n: s.source.modality for n, s in self._sensors.items()},
             stamp_ns=key.stamp_ns,
             time_epoch=self.time_epoch,
+            sensor_points=sensor_points,
+            sensor_extrinsics=sensor_extrinsics,
         )
 
     def _contribute(
@@ -420,8 +424,11 @@ class FrameAssembler:
         reading: _Reading,
         cameras: list[CameraImage],
         clouds: dict[str, list[np.ndarray]],
+        sensor_points: dict[str, np.ndarray],
+        sensor_extrinsics: dict[str, np.ndarray],
     ) -> str:
-        """Add one reading to the frame being built; returns why it could not be used, or ""."""
+        """Add one reading to the frame being built; returns why it could not be used, or "".
+        A point sensor's points are also recorded under its own name (SensorFrame.sensor_points)."""
         if source.modality == "camera":
             calib = self._calibrations.get(source.name)
             if calib is None:
@@ -439,7 +446,10 @@ class FrameAssembler:
         T, reason = self._extrinsic(reading.frame_id or source.frame_id)
         if T is None:
             return reason
-        clouds[source.modality].append(transform_points(reading.payload, T, _VECTOR_COLUMNS[source.modality]))
+        points = transform_points(reading.payload, T, _VECTOR_COLUMNS[source.modality])
+        clouds[source.modality].append(points)
+        sensor_points[source.name] = points
+        sensor_extrinsics[source.name] = T
         return ""
 
     def _state(self, name: str) -> _SensorBuffer:

@@ -1,0 +1,616 @@
+"""Per-sensor signal-level health checks, as Autoware's image_diagnostics and blockage_diag do: cheap
+scalar features of each sensor's own data, so that an alert names the failing sensor (cam_front_left,
+radar_back_right, lidar_top) rather than a modality, and says what in its data is wrong.
+
+Why features of the raw signal and not the fusion network's contribution: a blinded camera still
+contributes (noise makes activations), six cameras share one camera contribution, and the network's
+output cannot say which of five radars sees ghosts. Signal features are per sensor by construction.
+
+Why each sensor against its OWN rolling baseline: a side radar sees parked cars, the front one open
+road; a camera facing the sun is brighter than one facing away. A feature is judged by how far it is
+from that sensor's recent healthy history (median and MAD over `baseline_window` frames), so no
+threshold is tied to one scene. Checks that need no history are absolute (an image of pure black
+level, an image bit-identical to the previous one) and hold from the first frame.
+
+Why the baseline is HELD while a sensor is suspect and until its recovery is confirmed: a baseline
+that kept learning would learn the fault (the alarm would clear while the fault lasts) and then take
+the return to normal for a new anomaly. Only frames of a sensor in state ok whose every check passed
+teach its baseline. k-of-n hysteresis raises and clears, so one odd frame neither raises nor clears.
+
+Which feature catches which fault, the measured separations behind the defaults, and what these checks
+cannot see: docs/sensor_checks.md. A silent sensor (dropout) and a late one (delay) are reported by the
+time sync (SensorFrame.sensor_status) and sensors/stamps.py, not here: a sensor without data in a
+frame keeps its state. State is updated in stamp order (as the AlertEngine's), so live and offline
+runs give the same verdicts; a new time epoch (bag loop, clock reset) starts every sensor afresh.
+ROS-free: numpy and OpenCV only."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS, SensorFrame
+
+OK, SUSPECT, FAILED = "ok", "suspect", "failed"
+STATES: tuple[str, ...] = (OK, SUSPECT, FAILED)
+_MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+# Immerkaer's noise estimator: a 3 x 3 kernel blind to planes and ramps, of norm 6; for Gaussian noise
+# of sd s the response's median absolute value is 0.6745 * 6 * s.
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)  # filter2D wants float
+_NOISE_SCALE = 1 / (0.6745 * 6)
+
+
+@dataclass(frozen=True)
+class SensorCheckConfig:
+    """Thresholds of the per-sensor checks. Frame counts assume about 10 Hz: `raise_k` of `raise_n`
+    = 3 of 5 raises 0.2-0.4 s after an onset, `clear_k` of `clear_n` = 8 of 10 clears after 0.8 s
+    of clean frames. A relative check compares a feature with the sensor's own healthy median (a
+    ratio or a difference) and also needs the value `min_z` robust standard deviations (1.4826 MAD)
+    from that median, so a feature that swings widely in that sensor's normal life does not alarm
+    on a normal swing. Each limit lies between the most alarming value measured in fault-free drives
+    and the least alarming one under the fault it is for, with margin both ways where the two are
+    far apart; the measurements are in docs/sensor_checks.md."""
+
+    # Baselines and hysteresis
+    baseline_window: int = 100  # healthy frames a feature's median/MAD is taken over (10 s at 10 Hz)
+    baseline_min_frames: int = 20  # relative checks start once this many healthy frames are known
+    min_z: float = 4.0  # robust z-score a relative deviation also needs
+    raise_k: int = 3  # anomalous frames among the last raise_n that raise suspect (failed: at that level)
+    raise_n: int = 5
+    clear_k: int = 8  # clean frames among the last clear_n that confirm a recovery
+    clear_n: int = 10
+    max_gap_s: float = 0.35  # temporal features (change, tiles) only against a reading this recent
+
+    # Camera (images are judged in grey, at their own resolution)
+    tile_grid: int = 16  # tiles per side of the blocked-tile map
+    black_level: int = 6  # grey level at or below which a pixel is black (sensor black level + noise)
+    black_fraction_failed: float = 0.95  # black pixel share at or above: blackout (absolute)
+    frozen_change: float = 0.2  # mean |grey change| vs the previous image at or below: frozen (absolute)
+    saturated_level: int = 250  # grey level at or above which a pixel is saturated
+    saturated_rise_suspect: float = 0.15  # saturated share above its baseline by: suspect (glare)
+    saturated_rise_failed: float = 0.3
+    dim_suspect: float = 0.5  # brightness ratio at or below, with noise up (low light): suspect
+    dim_failed: float = 0.3
+    noise_rise: float = 1.3  # image noise ratio a dimmed image also needs (gain up: low light)
+    tile_dead_ratio: float = 0.25  # a tile is blocked when its texture AND change fall below this share
+    blocked_suspect: float = 0.12  # share of blocked tiles at or above: suspect (occlusion, dirt)
+    blocked_failed: float = 0.25
+
+    # LiDAR
+    sectors: int = 36  # azimuth sectors around the sensor's own position (10 degrees each)
+    sector_min_points: float = 8.0  # a sector counts for coverage when its baseline median has this many
+    sector_lost_ratio: float = 0.1  # a counted sector is lost below this share of its baseline
+    lost_sectors_suspect: int = 3  # lost sectors at or above: suspect (30 degrees dark)
+    lost_sectors_failed: int = 6
+    count_low_suspect: float = 0.5  # point count ratio at or below: suspect (beams lost, window dirt)
+    count_low_failed: float = 0.2
+    near_range_m: float = 10.0  # near-field clutter: returns within this horizontal range ...
+    clutter_voxel_m: float = 0.5  # ... that are alone in their voxel of this size (fog, spray, rain)
+    clutter_rise_suspect: float = 4.0  # near-field clutter ratio at or above: suspect
+    clutter_rise_failed: float = 8.0
+    clutter_min_points: int = 50  # and at least this many more returns than the baseline
+
+    # Radar
+    isolation_radius_m: float = 1.5  # a radar return with no other return of its sweep this close
+    isolated_rise_suspect: float = 15.0  # isolated returns above the baseline by: suspect (ghosts)
+    isolated_rise_failed: float = 30.0
+
+    def __post_init__(self) -> None:
+        problems = sensor_check_config_problems(self)
+        if problems:
+            raise ValueError("SensorCheckConfig: " + "; ".join(problems))
+
+
+def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
+    """Every inconsistent threshold, in words (empty when the configuration is usable)."""
+    c = config
+    problems = []
+    if not 1 <= c.baseline_min_frames <= c.baseline_window:
+        problems.append(f"baseline_min_frames {c.baseline_min_frames} not in [1, {c.baseline_window}]")
+    if not 1 <= c.raise_k <= c.raise_n:
+        problems.append(f"raise_k {c.raise_k} not in [1, raise_n {c.raise_n}]")
+    if not 1 <= c.clear_k <= c.clear_n:
+        problems.append(f"clear_k {c.clear_k} not in [1, clear_n {c.clear_n}]")
+    if c.tile_grid < 2 or c.sectors < 4:
+        problems.append(f"need tile_grid >= 2 and sectors >= 4, got {c.tile_grid}, {c.sectors}")
+    for name in ("dim", "count_low"):
+        failed, suspect = getattr(c, f"{name}_failed"), getattr(c, f"{name}_suspect")
+        if not 0 <= failed <= suspect < 1:
+            problems.append(f"{name}: need 0 <= {name}_failed {failed} <= {name}_suspect {suspect} < 1")
+    for name in ("saturated_rise", "blocked", "lost_sectors", "clutter_rise", "isolated_rise"):
+        suspect, failed = getattr(c, f"{name}_suspect"), getattr(c, f"{name}_failed")
+        if not 0 < suspect <= failed:
+            problems.append(f"{name}: need 0 < {name}_suspect {suspect} <= {name}_failed {failed}")
+    positive = (
+        "min_z",
+        "frozen_change",
+        "max_gap_s",
+        "near_range_m",
+        "clutter_voxel_m",
+        "isolation_radius_m",
+    )
+    for name in positive:
+        if not getattr(c, name) >= 0:
+            problems.append(f"{name} must be >= 0, got {getattr(c, name)}")
+    for name in ("black_fraction_failed", "tile_dead_ratio", "sector_lost_ratio"):
+        if not 0 < getattr(c, name) <= 1:
+            problems.append(f"{name} must be in (0, 1], got {getattr(c, name)}")
+    return problems
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One check that failed in one frame: which feature, its value against what, and in words.
+    `baseline` is the sensor's own healthy median (None for an absolute check), `spread` its robust
+    standard deviation, `limit` the threshold crossed, in the unit of `value` for absolute and
+    difference checks, as a ratio to the baseline for ratio checks."""
+
+    feature: str
+    level: str  # suspect / failed
+    value: float
+    limit: float
+    text: str
+    baseline: float | None = None
+    spread: float | None = None
+
+
+@dataclass(frozen=True)
+class SensorVerdict:
+    """One sensor after one frame. `state` is the hysteresis state (ok / suspect / failed), `previous`
+    the state before this frame. `evidence` lists the checks this frame failed; while a fault lasts
+    the latest frame's (a frame may pass every check while the state waits for its recovery to be
+    confirmed). `observed` is False when the sensor had no data in this frame: its state is carried
+    over, and why it is silent is the time sync's to say (SensorFrame.sensor_status). `features` holds
+    the frame's feature values; `measures` what each check compared with its limits (feature name ->
+    the value for absolute checks, value / baseline median for ratio checks, value - median for rise
+    checks; absent until the baseline exists); `baseline_frames` the healthy frames in its baseline."""
+
+    sensor: str
+    modality: str
+    stamp: float
+    state: str
+    previous: str
+    observed: bool = True
+    evidence: tuple[Evidence, ...] = ()
+    features: Mapping[str, float] = field(default_factory=dict)
+    measures: Mapping[str, float] = field(default_factory=dict)
+    baseline_frames: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return self.state != self.previous
+
+    @property
+    def raised(self) -> bool:
+        """This frame moved the sensor to a worse state (ok -> suspect/failed, suspect -> failed)."""
+        return STATES.index(self.state) > STATES.index(self.previous)
+
+    @property
+    def cleared(self) -> bool:
+        """This frame confirmed the sensor's recovery (suspect/failed -> ok)."""
+        return self.state == OK and self.previous != OK
+
+    def summary(self) -> str:
+        """One line for an incident: the sensor, its state, and the evidence (failed checks first)."""
+        if not self.observed:
+            return f"{self.sensor}: {self.state} (no data in this frame)"
+        head = f"{self.sensor}: {self.state}"
+        if self.cleared:
+            return f"{head} (recovered: its checks pass again)"
+        if not self.evidence:
+            return head
+        ordered = sorted(self.evidence, key=lambda e: e.level != FAILED)
+        return f"{head}: " + "; ".join(e.text for e in ordered)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Features: what one frame of one sensor measures
+
+
+@dataclass
+class _Observation:
+    """Scalar features of one reading plus per-tile / per-sector vectors (baselined element-wise)."""
+
+    scalars: dict[str, float]
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _tile_means(values: np.ndarray, grid: int) -> np.ndarray:
+    """Mean of `values` (float32 H x W) over a grid x grid tiling (area average)."""
+    return cv2.resize(values, (grid, grid), interpolation=cv2.INTER_AREA).ravel()
+
+
+class _CameraFeatures:
+    """Per-camera features; keeps the previous image (frozen check, per-tile change). Everything is
+    measured at the image's own resolution: its sensor noise is then the floor of texture and change,
+    so a well-lit flat surface (a truck's side filling the view) keeps them, while a region that
+    blocks the light (dirt) or clips (glare) loses them. Shrinking the image first would average the
+    noise away and make every flat surface look blocked (measured: docs/sensor_checks.md)."""
+
+    def __init__(self, config: SensorCheckConfig) -> None:
+        self.config = config
+        self.previous: np.ndarray | None = None  # grey
+        self.previous_stamp = -math.inf
+
+    def observe(self, image: np.ndarray, stamp: float) -> _Observation:
+        c = self.config
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        scalars = {
+            "brightness": float(grey.mean()),
+            "black_fraction": float(np.count_nonzero(grey <= c.black_level)) / grey.size,
+            "saturated_fraction": float(np.count_nonzero(grey >= c.saturated_level)) / grey.size,
+            "noise": noise_level(grey),
+        }
+        texture = np.abs(cv2.Laplacian(grey, cv2.CV_16S, ksize=1)).astype(np.float32)
+        vectors = {"tile_texture": _tile_means(texture, c.tile_grid)}
+        recent = stamp - self.previous_stamp <= c.max_gap_s
+        if recent and self.previous is not None and self.previous.shape == grey.shape:
+            change = cv2.absdiff(grey, self.previous)
+            scalars["change"] = float(change.mean())
+            vectors["tile_change"] = _tile_means(change.astype(np.float32), c.tile_grid)
+        self.previous, self.previous_stamp = grey, stamp
+        return _Observation(scalars, vectors)
+
+
+def noise_level(grey: np.ndarray) -> float:
+    """Image noise (grey levels, one standard deviation) by Immerkaer's estimator, with the median of
+    the absolute response instead of its mean so that edges and texture do not count as noise. The
+    response of a uint8 image is an integer below 4096: its median comes from a histogram."""
+    response = cv2.filter2D(grey, cv2.CV_16S, _NOISE_KERNEL, borderType=cv2.BORDER_REFLECT)
+    counts = np.bincount(np.abs(response).ravel(), minlength=1)
+    median = int(np.searchsorted(np.cumsum(counts), (grey.size + 1) // 2))
+    return _NOISE_SCALE * median
+
+
+def isolated_count(xy: np.ndarray, radius: float, chunk: int = 512) -> int:
+    """How many of the points `xy` (N x 2) have no other point within `radius`."""
+    n = len(xy)
+    if n < 2:
+        return n
+    xy = xy.astype(np.float64)
+    alone = 0
+    for i in range(0, n, chunk):
+        d2 = ((xy[i : i + chunk, None, :] - xy[None, :, :]) ** 2).sum(-1)
+        d2[np.arange(d2.shape[0]), np.arange(i, i + d2.shape[0])] = np.inf
+        alone += int(np.count_nonzero(d2.min(1) > radius * radius))
+    return alone
+
+
+def singleton_count(xyz: np.ndarray, voxel: float) -> int:
+    """How many of the points `xyz` (N x 3) are alone in their voxel of side `voxel`."""
+    if len(xyz) == 0:
+        return 0
+    keys = np.floor(xyz / voxel).astype(np.int64)  # finite points of a bounded region (no overflow)
+    keys -= keys.min(0)
+    span = keys.max(0) + 1
+    flat = (keys[:, 0] * span[1] + keys[:, 1]) * span[2] + keys[:, 2]
+    _, counts = np.unique(flat, return_counts=True)
+    return int(np.count_nonzero(counts == 1))
+
+
+class _PointFeatures:
+    """Per point-sensor (LiDAR or radar) features of one sweep, around the sensor's own position."""
+
+    def __init__(self, config: SensorCheckConfig, modality: str) -> None:
+        self.config = config
+        self.modality = modality
+
+    def observe(self, points: np.ndarray, origin: np.ndarray, stamp: float) -> _Observation:
+        c = self.config
+        rel = points[:, :3].astype(np.float64) - origin
+        rel = rel[np.isfinite(rel).all(1)]  # organised clouds mark missing returns with NaN
+        n = len(rel)
+        if self.modality == "radar":
+            isolated = isolated_count(rel[:, :2], c.isolation_radius_m)
+            return _Observation({"count": float(n), "isolated": float(isolated)})
+        az = np.arctan2(rel[:, 1], rel[:, 0])
+        sector = np.clip(((az + np.pi) / (2 * np.pi) * c.sectors).astype(np.int64), 0, c.sectors - 1)
+        near = (np.hypot(rel[:, 0], rel[:, 1]) < c.near_range_m) & (np.abs(rel[:, 2]) < c.near_range_m)
+        scalars = {
+            "count": float(n),
+            "near_clutter": float(singleton_count(rel[near], c.clutter_voxel_m)),
+        }
+        return _Observation(
+            scalars, {"sector_counts": np.bincount(sector, minlength=c.sectors).astype(float)}
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rules: how a feature is judged
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One check. `compare`: "abs_high" / "abs_low" (the value itself, no baseline), "ratio_low" /
+    "ratio_high" (value / baseline median), "rise" (value - baseline median). `suspect` and `failed`
+    name config fields (None: no such level). `also` names (feature, config field): the feature's
+    own ratio to its baseline must be at least that field too."""
+
+    feature: str
+    compare: str
+    suspect: str | None
+    failed: str | None
+    words: str  # what the feature is, for the evidence text
+    unit: str = ""  # "%": fractions printed as percentages
+    also: tuple[str, str] | None = None
+    min_rise: str | None = None  # config field: the least value - median a ratio check also needs
+    meaning: str = ""  # what it suggests, appended to the evidence text
+
+
+RULES: dict[str, tuple[_Rule, ...]] = {
+    "camera": (
+        _Rule("black_fraction", "abs_high", None, "black_fraction_failed", "pixels black", "%",
+              meaning="no image (blackout, covered or dead sensor)"),
+        _Rule("change", "abs_low", None, "frozen_change", "mean grey change vs the previous image",
+              meaning="image frozen (the same frame again)"),
+        _Rule("saturated_fraction", "rise", "saturated_rise_suspect", "saturated_rise_failed",
+              "pixels saturated", "%", meaning="glare or overexposure"),
+        _Rule("brightness", "ratio_low", "dim_suspect", "dim_failed", "mean brightness",
+              also=("noise", "noise_rise"), meaning="dimmed with the noise up: low light"),
+        _Rule("blocked_fraction", "abs_high", "blocked_suspect", "blocked_failed",
+              "tiles blocked (texture and change gone against their own history)", "%",
+              meaning="part of the view blocked (dirt, occlusion)"),
+    ),
+    "lidar": (
+        _Rule("count", "ratio_low", "count_low_suspect", "count_low_failed", "points",
+              meaning="returns lost"),
+        _Rule("lost_sectors", "abs_high", "lost_sectors_suspect", "lost_sectors_failed",
+              "azimuth sectors without returns", meaning="part of the field of view dark"),
+        _Rule("near_clutter", "ratio_high", "clutter_rise_suspect", "clutter_rise_failed",
+              "isolated returns near the sensor", min_rise="clutter_min_points",
+              meaning="near-field clutter: fog, spray or rain"),
+    ),
+    "radar": (
+        _Rule("isolated", "rise", "isolated_rise_suspect", "isolated_rise_failed",
+              "isolated returns (no other return of the sweep nearby)",
+              meaning="phantom targets: ghosts or interference"),
+    ),
+}  # fmt: skip
+
+
+def _fmt(value: float, unit: str) -> str:
+    return f"{100 * value:.0f} %" if unit == "%" else f"{value:.3g}"
+
+
+class _Baseline:
+    """Rolling healthy history of one sensor's features (scalars and element-wise vectors)."""
+
+    def __init__(self, window: int) -> None:
+        self.scalars: dict[str, deque[float]] = {}
+        self.vectors: dict[str, deque[np.ndarray]] = {}
+        self.window = window
+        self.frames = 0
+
+    def learn(self, obs: _Observation) -> None:
+        self.frames = min(self.frames + 1, self.window)
+        for name, value in obs.scalars.items():
+            self.scalars.setdefault(name, deque(maxlen=self.window)).append(value)
+        for name, vector in obs.vectors.items():
+            self.vectors.setdefault(name, deque(maxlen=self.window)).append(vector)
+
+    def stats(self, name: str, min_frames: int) -> tuple[float, float] | None:
+        """(median, robust standard deviation) of a scalar, or None before min_frames values."""
+        values = self.scalars.get(name)
+        if values is None or len(values) < min_frames:
+            return None
+        arr = np.fromiter(values, np.float64, len(values))
+        median = float(np.median(arr))
+        return median, _MAD_TO_SIGMA * float(np.median(np.abs(arr - median)))
+
+    def vector_median(self, name: str, min_frames: int) -> np.ndarray | None:
+        values = self.vectors.get(name)
+        if values is None or len(values) < min_frames:
+            return None
+        return np.median(np.stack(values), axis=0)
+
+
+class _SensorState:
+    """Hysteresis state, baseline and feature extractor of one sensor."""
+
+    def __init__(self, name: str, modality: str, config: SensorCheckConfig) -> None:
+        self.name = name
+        self.modality = modality
+        self.config = config
+        self.state = OK
+        self.baseline = _Baseline(config.baseline_window)
+        self.levels: deque[int] = deque(maxlen=max(config.raise_n, config.clear_n))
+        self.camera = _CameraFeatures(config) if modality == "camera" else None
+        self.points = None if modality == "camera" else _PointFeatures(config, modality)
+        self.last: SensorVerdict | None = None
+
+    def _derive(self, obs: _Observation) -> None:
+        """Features judged element-wise against per-tile / per-sector baselines (into obs.scalars)."""
+        c = self.config
+        m = c.baseline_min_frames
+        if self.modality == "camera":
+            texture = self.baseline.vector_median("tile_texture", m)
+            change = self.baseline.vector_median("tile_change", m)
+            if texture is not None and change is not None and "tile_change" in obs.vectors:
+                blocked = (obs.vectors["tile_texture"] < c.tile_dead_ratio * texture) & (
+                    obs.vectors["tile_change"] < c.tile_dead_ratio * change
+                )
+                obs.scalars["blocked_fraction"] = float(blocked.mean())
+        elif self.modality == "lidar":
+            counts = self.baseline.vector_median("sector_counts", m)
+            if counts is not None:
+                counted = counts >= c.sector_min_points
+                lost = counted & (obs.vectors["sector_counts"] < c.sector_lost_ratio * counts)
+                obs.scalars["lost_sectors"] = float(np.count_nonzero(lost))
+
+    def _measure(self, feature: str, compare: str, obs: _Observation) -> tuple[float, float, float] | None:
+        """(what the check compares with its limit, baseline median, robust sd): the value itself for
+        absolute checks (median and sd 0), value / median for ratios, value - median for rises.
+        None when the feature or, for a relative check, its baseline is not there yet."""
+        value = obs.scalars.get(feature)
+        if value is None:
+            return None
+        if compare.startswith("abs"):
+            return value, 0.0, 0.0
+        stats = self.baseline.stats(feature, self.config.baseline_min_frames)
+        if stats is None:
+            return None
+        median, spread = stats
+        if compare == "rise":
+            return value - median, median, spread
+        if median <= 0:
+            return None
+        return value / median, median, spread
+
+    def _check(self, rule: _Rule, obs: _Observation, measures: dict[str, float]) -> Evidence | None:
+        """The rule's evidence this frame, or None; records what it measured in `measures`."""
+        c = self.config
+        measured = self._measure(rule.feature, rule.compare, obs)
+        if measured is None:
+            return None
+        measure, median, spread = measured
+        measures[rule.feature] = measure
+        other_measured = None
+        if rule.also is not None:
+            other_measured = self._measure(rule.also[0], "ratio", obs)
+            if other_measured is not None:
+                measures[rule.also[0]] = other_measured[0]
+        value = obs.scalars[rule.feature]
+        low = rule.compare.endswith("low")
+        meaning = f": {rule.meaning}" if rule.meaning else ""
+        context = ""
+        if not rule.compare.startswith("abs"):
+            deviation = value - median
+            if (-deviation if low else deviation) < c.min_z * spread:
+                return None  # within this sensor's normal swing
+            if rule.min_rise is not None and deviation < float(getattr(c, rule.min_rise)):
+                return None
+        if rule.also is not None:
+            other, limit_name = rule.also
+            if other_measured is None or other_measured[0] < float(getattr(c, limit_name)):
+                return None
+            context = (
+                f", {other} {obs.scalars[other]:.3g} vs {other_measured[1]:.3g} ({other_measured[0]:.2f} x)"
+            )
+        for level, limit_name in ((FAILED, rule.failed), (SUSPECT, rule.suspect)):
+            if limit_name is None:
+                continue
+            limit = float(getattr(c, limit_name))
+            if not (measure <= limit if low else measure >= limit):
+                continue
+            if rule.compare.startswith("abs"):
+                relation = "at or below" if low else "at or above"
+                text = f"{rule.words} {_fmt(value, rule.unit)}, {relation} {_fmt(limit, rule.unit)}{meaning}"
+                return Evidence(rule.feature, level, value, limit, text)
+            if rule.compare == "rise":
+                shown = f"+{_fmt(measure, rule.unit)} (limit +{_fmt(limit, rule.unit)})"
+            else:
+                shown = f"{measure:.2f} x (limit {limit:g} x)"
+            text = (
+                f"{rule.words} {_fmt(value, rule.unit)} vs baseline {_fmt(median, rule.unit)} "
+                f"(robust sd {_fmt(spread, rule.unit)}, {self.baseline.frames} healthy frames): "
+                f"{shown}{context}{meaning}"
+            )
+            return Evidence(rule.feature, level, value, limit, text, median, spread)
+        return None
+
+    def step(self, obs: _Observation, stamp: float) -> SensorVerdict:
+        c = self.config
+        self._derive(obs)
+        measures: dict[str, float] = {}
+        evidence = [e for rule in RULES[self.modality] if (e := self._check(rule, obs, measures)) is not None]
+        level = max((2 if e.level == FAILED else 1 for e in evidence), default=0)
+        self.levels.append(level)
+        recent = list(self.levels)
+        raise_window, clear_window = recent[-c.raise_n :], recent[-c.clear_n :]
+        previous = self.state
+        if sum(v >= 2 for v in raise_window) >= c.raise_k:
+            self.state = FAILED
+        elif self.state == OK and sum(v >= 1 for v in raise_window) >= c.raise_k:
+            self.state = SUSPECT
+        elif self.state != OK and sum(v == 0 for v in clear_window) >= c.clear_k:
+            # suspect and failed clear only to ok: stepping down failed -> suspect while the fault
+            # lasts would flap between two alerts
+            self.state = OK
+        if self.state == OK and previous == OK and level == 0:
+            self.baseline.learn(obs)  # only healthy frames of a healthy sensor teach its baseline
+        self.last = SensorVerdict(
+            self.name,
+            self.modality,
+            stamp,
+            self.state,
+            previous,
+            True,
+            tuple(evidence),
+            dict(obs.scalars),
+            measures,
+            self.baseline.frames,
+        )
+        return self.last
+
+    def unobserved(self, stamp: float) -> SensorVerdict:
+        return SensorVerdict(
+            self.name, self.modality, stamp, self.state, self.state, False, (), {}, {}, self.baseline.frames
+        )
+
+
+def _point_modality(points: np.ndarray) -> str:
+    return "radar" if points.shape[1] == len(RADAR_FIELDS) else "lidar"
+
+
+class SensorChecks:
+    """Every sensor's check state for one monitor run. Call `update` once per frame, in stamp order:
+    the same frames give the same verdicts, live or offline."""
+
+    def __init__(self, config: SensorCheckConfig | None = None) -> None:
+        self.config = config or SensorCheckConfig()
+        self._sensors: dict[str, _SensorState] = {}
+        self._epoch: int | None = None
+        self._last_stamp = -math.inf
+
+    @property
+    def states(self) -> dict[str, str]:
+        """Current state of every sensor seen so far."""
+        return {name: s.state for name, s in self._sensors.items()}
+
+    def reset(self) -> None:
+        """Forget every sensor: baselines, hysteresis, previous readings."""
+        self._sensors.clear()
+        self._last_stamp = -math.inf
+
+    def _sensor(self, name: str, modality: str) -> _SensorState:
+        state = self._sensors.get(name)
+        if state is None or state.modality != modality:
+            state = self._sensors[name] = _SensorState(name, modality, self.config)
+        return state
+
+    def update(self, frame: SensorFrame) -> dict[str, SensorVerdict]:
+        """Verdicts for the sensors with data in `frame` (cameras, and point sensors in
+        frame.sensor_points) and, carried over with observed=False, every other sensor seen before.
+        A frame stamped at or before the previous one of its time epoch changes nothing and gets the
+        current states back; a frame of a new time epoch starts every sensor afresh."""
+        if self._epoch is not None and frame.time_epoch != self._epoch:
+            self.reset()
+        self._epoch = frame.time_epoch
+        stamp = float(frame.stamp)
+        if stamp <= self._last_stamp:
+            return {name: s.unobserved(stamp) for name, s in self._sensors.items()}
+        self._last_stamp = stamp
+        verdicts: dict[str, SensorVerdict] = {}
+        for camera in frame.cameras:
+            sensor = self._sensor(camera.name, "camera")
+            assert sensor.camera is not None
+            verdicts[camera.name] = sensor.step(sensor.camera.observe(camera.image, stamp), stamp)
+        for name, points in frame.sensor_points.items():
+            points = np.asarray(points, dtype=np.float32)
+            if points.ndim != 2 or points.shape[1] not in (len(RADAR_FIELDS), len(LIDAR_FIELDS)):
+                continue  # not a point cloud of a known layout: nothing to judge
+            sensor = self._sensor(name, frame.sensor_modality.get(name) or _point_modality(points))
+            if sensor.points is None:
+                continue  # a camera name with points: a configuration mistake, not a sensor fault
+            T = frame.sensor_extrinsics.get(name)
+            origin = np.zeros(3) if T is None else np.asarray(T, dtype=np.float64)[:3, 3]
+            verdicts[name] = sensor.step(sensor.points.observe(points, origin, stamp), stamp)
+        for name, sensor in self._sensors.items():
+            if name not in verdicts:
+                verdicts[name] = sensor.unobserved(stamp)
+        return verdicts

@@ -58,11 +58,11 @@ _RADAR_POSE = {
 }
 
 
-def tiny_model(directory: Path, name: str = "compact_crl") -> str:
-    """Save a small untrained model (tiny grid, 16x32 camera input) and return its path."""
-    from ros2_lmd.models import build_model, save_model
+def build_tiny_model(name: str = "compact_crl") -> Any:
+    """A small untrained model: tiny grid, 16x32 camera input, a few channels."""
+    from ros2_lmd.models import build_model
 
-    model = build_model(
+    return build_model(
         name,
         grid=TINY_GRID,
         image_size=(16, 32),
@@ -73,6 +73,13 @@ def tiny_model(directory: Path, name: str = "compact_crl") -> str:
         head_channels=4,
         lift_z_bins=2,
     )
+
+
+def tiny_model(directory: Path, name: str = "compact_crl") -> str:
+    """Save build_tiny_model(name) and return its path."""
+    from ros2_lmd.models import save_model
+
+    model = build_tiny_model(name)
     path = Path(directory) / name
     save_model(model, path)
     return str(path)

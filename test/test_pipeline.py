@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from node_harness import TINY_GRID
+from node_harness import build_tiny_model
 
-from ros2_lmd.models import build_model
 from ros2_lmd.monitor.pipeline import Pipeline
 from ros2_lmd.sim import simulate_drive
 
 
 def test_a_new_time_epoch_restarts_baselines_and_activity():
-    model = build_model(
-        "compact_crl",
-        grid=TINY_GRID,
-        image_size=(16, 32),
-        camera_widths=[4, 4, 4],
-        camera_channels=2,
-        fusion_channels=4,
-        decoder_channels=[4, 4],
-        head_channels=4,
-        lift_z_bins=2,
-    )
+    model = build_tiny_model()
     pipeline = Pipeline(model)
     frames = [f.to_sensor_frame() for f in simulate_drive(1, duration_s=1.2)]
     reports = [pipeline.process(frame) for frame in frames[:10]]

@@ -12,27 +12,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from node_harness import TINY_GRID
+from node_harness import build_tiny_model
 
 from ros2_lmd.lmd import RuleVariants, registered
-from ros2_lmd.models import build_model
 from ros2_lmd.monitor.pipeline import Pipeline
 from ros2_lmd.sim import simulate_drive
 
 
 @pytest.fixture(scope="module")
 def model_and_frames():
-    model = build_model(
-        "compact_crl",
-        grid=TINY_GRID,
-        image_size=(16, 32),
-        camera_widths=[4, 4, 4],
-        camera_channels=2,
-        fusion_channels=4,
-        decoder_channels=[4, 4],
-        head_channels=4,
-        lift_z_bins=2,
-    )
+    model = build_tiny_model()
     frames = [f.to_sensor_frame() for f in simulate_drive(2, duration_s=0.6)]
     for i, frame in enumerate(frames):
         frame.frame_index = i

@@ -28,8 +28,7 @@ import cv2
 import numpy as np
 
 from ros2_lmd.monitor.sensor_checks import OK, RULES, SensorCheckConfig, SensorChecks
-from ros2_lmd.sensors.frame import SensorFrame
-from ros2_lmd.sim import SimConfig, SimFrame, default_rig, lidar_to_base, radar_to_base, simulate_drive
+from ros2_lmd.sim import SimConfig, default_rig, simulate_drive
 from ros2_lmd.sim.world import WorldConfig
 
 RATE_HZ = 10.0
@@ -61,23 +60,6 @@ CHECK_FOR = {
     "fog": "near_clutter",
     "ghosts": "isolated",
 }
-
-
-def sensor_frame(sim_frame: SimFrame) -> SensorFrame:
-    """The monitor's frame with each point sensor's own points (SensorFrame.sensor_points), as the
-    FrameAssembler fills them; SimFrame.to_sensor_frame only merges them per modality."""
-    frame = sim_frame.to_sensor_frame()
-    if frame.sensor_points:
-        return frame
-    for name, reading in sim_frame.readings.items():
-        if reading.modality == "camera" or reading.data is None or name in frame.sensor_status:
-            continue
-        spec = sim_frame.rig[name]
-        to_base = radar_to_base if reading.modality == "radar" else lidar_to_base
-        frame.sensor_points[name] = to_base(reading.data.points, spec)
-        frame.sensor_extrinsics[name] = spec.T_base_sensor
-        frame.sensor_modality[name] = reading.modality
-    return frame
 
 
 @dataclass
@@ -125,7 +107,7 @@ def run_drive(job: tuple[int, str, float, tuple[int, int], bool]) -> DriveResult
     result = DriveResult(spec, faulted, duration)
     series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for sim_frame in simulate_drive(seed, duration, RATE_HZ, spec or None, config):
-        for name, verdict in checks.update(sensor_frame(sim_frame)).items():
+        for name, verdict in checks.update(sim_frame.to_sensor_frame()).items():
             if verdict.changed:
                 features = tuple(e.feature for e in verdict.evidence)
                 result.changes.setdefault(name, []).append(

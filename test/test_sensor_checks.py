@@ -38,9 +38,7 @@ from ros2_lmd.sensors.camera_info import CameraCalibration
 from ros2_lmd.sensors.frame import CameraImage, SensorFrame
 from ros2_lmd.sim import (
     SimConfig,
-    SimFrame,
     default_rig,
-    lidar_to_base,
     parse_fault_spec,
     radar_to_base,
     simulate_drive,
@@ -54,23 +52,6 @@ CLEAR_WITHIN_S = 1.5
 RIG = default_rig(WIDTH, HEIGHT)
 
 
-def sensor_frame(sim_frame: SimFrame) -> SensorFrame:
-    """The monitor's frame with each point sensor's own points (SensorFrame.sensor_points), as the
-    FrameAssembler fills them; SimFrame.to_sensor_frame only merges them per modality."""
-    frame = sim_frame.to_sensor_frame()
-    if frame.sensor_points:
-        return frame
-    for name, reading in sim_frame.readings.items():
-        if reading.modality == "camera" or reading.data is None or name in frame.sensor_status:
-            continue
-        spec = sim_frame.rig[name]
-        to_base = radar_to_base if reading.modality == "radar" else lidar_to_base
-        frame.sensor_points[name] = to_base(reading.data.points, spec)
-        frame.sensor_extrinsics[name] = spec.T_base_sensor
-        frame.sensor_modality[name] = reading.modality
-    return frame
-
-
 def run_drive(
     seed: int, duration: float, faults: str | None, modalities: tuple[str, ...] | None = None
 ) -> list[tuple[float, dict[str, SensorVerdict]]]:
@@ -79,7 +60,9 @@ def run_drive(
     config = SimConfig(camera_width=WIDTH, camera_height=HEIGHT, modalities=modalities)
     spec = parse_fault_spec(faults, RIG) if faults else None
     checks = SensorChecks()
-    return [(f.t, checks.update(sensor_frame(f))) for f in simulate_drive(seed, duration, 10.0, spec, config)]
+    return [
+        (f.t, checks.update(f.to_sensor_frame())) for f in simulate_drive(seed, duration, 10.0, spec, config)
+    ]
 
 
 def raises(run: list[tuple[float, dict[str, SensorVerdict]]]) -> list[tuple[float, str, str]]:
@@ -233,7 +216,7 @@ def test_frame_assembler_records_each_point_sensor_and_checks_agree_with_the_sim
         np.testing.assert_allclose(frame.sensor_extrinsics["radar_front"], RIG["radar_front"].T_base_sensor)
         expected = radar_to_base(sim_frame.readings["radar_back_left"].data.points, RIG["radar_back_left"])
         np.testing.assert_allclose(frame.sensor_points["radar_back_left"], expected, atol=1e-4)
-        a, b = live.update(frame), offline.update(sensor_frame(sim_frame))
+        a, b = live.update(frame), offline.update(sim_frame.to_sensor_frame())
         assert {n: v.state for n, v in a.items()} == {n: v.state for n, v in b.items()}
         assert {n: [e.feature for e in v.evidence] for n, v in a.items()} == {
             n: [e.feature for e in v.evidence] for n, v in b.items()

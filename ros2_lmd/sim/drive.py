@@ -84,6 +84,7 @@ class SimFrame:
         whose stamp is more than `sync_tolerance` seconds off the frame stamp counts as missing
         (docs/architecture.md, time sync); None keeps every reading."""
         cameras, radar, lidar, status = [], [], [], {}
+        points, extrinsics, modality = {}, {}, {}  # per point sensor, as the FrameAssembler gives
         present = {m: False for m in MODALITIES}
         for name, reading in self.readings.items():
             lag = self.stamp - reading.stamp
@@ -97,10 +98,11 @@ class SimFrame:
             present[reading.modality] = True
             if reading.modality == "camera":
                 cameras.append(reading.data)
-            elif reading.modality == "radar":
-                radar.append(radar_to_base(reading.data.points, spec))
             else:
-                lidar.append(lidar_to_base(reading.data.points, spec))
+                to_base = radar_to_base if reading.modality == "radar" else lidar_to_base
+                points[name] = to_base(reading.data.points, spec)
+                (radar if reading.modality == "radar" else lidar).append(points[name])
+                extrinsics[name], modality[name] = spec.T_base_sensor, reading.modality
         return SensorFrame(
             stamp=self.stamp,
             cameras=cameras,
@@ -109,6 +111,9 @@ class SimFrame:
             present=present,
             sensor_status=status,
             frame_index=self.index,
+            sensor_points=points,
+            sensor_extrinsics=extrinsics,
+            sensor_modality=modality,
         )
 
 

@@ -50,7 +50,7 @@ def offline(minutes: float, model_name: str, seed: int, camera_size: tuple[int, 
     from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.ingest import ingest_for_model
     from ros2_lmd.monitor.params import MonitorParams
-    from ros2_lmd.monitor.pipeline import Pipeline, alert_config_from
+    from ros2_lmd.monitor.pipeline import pipeline_for
     from ros2_lmd.replay.analyze import monitor_messages
     from ros2_lmd.replay.simulate import drive_messages
     from ros2_lmd.sim import SimConfig, simulate_drive
@@ -59,7 +59,7 @@ def offline(minutes: float, model_name: str, seed: int, camera_size: tuple[int, 
     params = MonitorParams()
     model = load_model(model_name)
     ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
-    pipeline = Pipeline(model, alert_config_from(params), self_check_every=params.self_check_every)
+    pipeline = pipeline_for(model, params, "cpu")
     config = SimConfig(camera_width=camera_size[0], camera_height=camera_size[1])
     drive = simulate_drive(seed, duration_s=minutes * 60, config=config)
     messages = ((t, log, m) for t, _type, log, m in drive_messages(drive, rosbags_types()))

@@ -6,7 +6,7 @@ on the transition into the state and answered by SENSOR_RECOVERED on the way out
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -122,9 +122,12 @@ class ModalityHealth:
             return None
         return value / base
 
-    def update(self, value: float, relative: float | None = None) -> Alert | None:
+    def update(self, value: float, relative: float | None = None, hold: bool = False) -> Alert | None:
         """One frame: `value` is the raw signal, `relative` its baseline ratio already divided by
-        the modalities' median (defaults to the plain ratio)."""
+        the modalities' median (defaults to the plain ratio). `hold`: some sensor of this modality
+        is suspect by other evidence (its signal checks, the time sync), so this frame must not
+        teach the baseline either: a baseline that learnt a fault the contribution does not show
+        as a collapse (ghosts, a surge) would take the return to normal for one."""
         c = self.config
         if relative is None:
             relative = self.ratio(value)
@@ -152,7 +155,7 @@ class ModalityHealth:
             # FAILED clears only to OK: stepping down to DEGRADED while the fault lasts (a blinded
             # camera's noise hovering near the failed ratio) would flap between two alerts
             self.state = self.OK
-        if self.state == self.OK and ratio >= c.degraded_ratio:
+        if self.state == self.OK and ratio >= c.degraded_ratio and not hold:
             # only healthy frames teach the baseline, so it does not follow a failure down
             self.baseline.append(value)
         if self.state == previous:
@@ -200,11 +203,14 @@ class AlertEngine:
         labels: np.ndarray,
         expected: Sequence[str] | None = None,
         sensor_modality: Mapping[str, str] | None = None,
+        hold: Collection[str] = (),
     ) -> list[Alert]:
         """`activity[m]` is modality m's health signal this frame (None: no value, e.g. the first
         frame); modalities not present are reported as missing, not as failed. `expected`: the
         modalities that have sensors (default: all); one without is never waited for.
-        `sensor_modality` names each sensor's modality (default: guessed from the name)."""
+        `sensor_modality` names each sensor's modality (default: guessed from the name). `hold`:
+        modalities whose baselines must not learn from this frame (ModalityHealth.update); a
+        modality with a sensor left out by the time sync is always held."""
         alerts: list[Alert] = []
         alerts += self._availability(present, sensor_status, sensor_modality or {})
         # While a modality is missing its features are zero, which moves the network to another
@@ -213,6 +219,12 @@ class AlertEngine:
         # "degraded"). The missing modality is reported as such; the others are judged again
         # once all are back.
         expected = self.modalities if expected is None else expected
+        modality_of = sensor_modality or {}
+        held = set(hold) | {
+            modality_of.get(sensor) or _modality_of(sensor)
+            for sensor, reason in sensor_status.items()
+            if reason
+        }
         all_present = all(present.get(m, True) for m in expected)
         live = [m for m in self.modalities if all_present and activity.get(m) is not None]
         ratios = {m: self.health[m].ratio(activity[m]) for m in live}
@@ -221,7 +233,7 @@ class AlertEngine:
         median = float(np.median(known)) if len(known) > 1 else 1.0
         for m in live:
             relative = None if ratios[m] is None else ratios[m] / max(median, 1e-12)
-            alert = self.health[m].update(activity[m], relative)
+            alert = self.health[m].update(activity[m], relative, hold=m in held)
             if alert:
                 alerts.append(alert)
         if len(self.modalities) > 1:

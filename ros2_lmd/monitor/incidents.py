@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ros2_lmd.monitor.report import ERROR, SEVERITY_NAMES, WARN
 
@@ -211,4 +212,26 @@ def evidence_from_frame(
             evidence.append(
                 Evidence(modality, modality, "contribution", ERROR if state == "failed" else WARN, detail)
             )
+    return evidence
+
+
+def evidence_from_verdicts(verdicts: Mapping[str, Any], held: dict[str, tuple[Any, ...]]) -> list[Evidence]:
+    """Evidence from the per-sensor signal checks (monitor.sensor_checks.SensorVerdict per sensor):
+    one item per failed check of every sensor not in state ok, at ERROR when the sensor's state is
+    failed, WARN when suspect. While the hysteresis waits to confirm a recovery a frame may pass
+    every check; the sensor's latest findings (kept in `held`, sensor -> findings, which this
+    updates) stand for it until the state is ok again, so an incident stays open until then. A
+    sensor without data in the frame gives none: why it is silent is the time sync's evidence."""
+    evidence = []
+    for name, verdict in verdicts.items():
+        if verdict.state == "ok":
+            held.pop(name, None)
+            continue
+        if verdict.evidence:
+            held[name] = verdict.evidence
+        if not verdict.observed:
+            continue
+        severity = ERROR if verdict.state == "failed" else WARN
+        for finding in held.get(name, ()):
+            evidence.append(Evidence(name, verdict.modality, finding.feature, severity, finding.text))
     return evidence

@@ -173,6 +173,13 @@ class MonitorParams:
         min=0,
         max=100000,
     )
+    sensor_checks: bool = _param(
+        True,
+        "true: each sensor is also judged by cheap checks of its own data (black, frozen, "
+        "over-exposed, dimmed or blocked image; dark LiDAR sectors, near-field clutter, point "
+        "count; radar ghosts) against its own healthy history, so incidents name the failing "
+        "sensor and see faults the decomposition cannot (docs/sensor_checks.md).",
+    )
     self_check_warn: float = _param(
         1e-4,
         "Decomposition error (relative) above which /diagnostics reports WARN.",

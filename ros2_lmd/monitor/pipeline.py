@@ -16,11 +16,19 @@ from ros2_lmd.lmd import RuleVariants, decompose
 from ros2_lmd.models.base import FusionModel
 from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine, ObjectAlertDigest
 from ros2_lmd.monitor.detections import evidence_shares, extract_detections, sigmoid
-from ros2_lmd.monitor.incidents import IncidentChange, IncidentTracker, evidence_from_frame
+from ros2_lmd.monitor.incidents import (
+    Evidence,
+    IncidentChange,
+    IncidentTracker,
+    evidence_from_frame,
+    evidence_from_verdicts,
+)
 from ros2_lmd.monitor.report import FrameReport
+from ros2_lmd.monitor.sensor_checks import Finding, SensorCheckConfig, SensorChecks, verdict_alerts
 from ros2_lmd.sensors.frame import SensorFrame
 
 OUTPUT_KEY = "bev_logits"
+DEFAULT_SENSOR_CHECKS = SensorCheckConfig()
 
 
 def contribution_activity(component: np.ndarray, previous: np.ndarray) -> float:
@@ -85,9 +93,12 @@ class Pipeline:
         device: str | torch.device = "cpu",
         rules: RuleVariants | None = None,
         self_check_every: int = 0,
+        sensor_checks: SensorCheckConfig | None = DEFAULT_SENSOR_CHECKS,
     ) -> None:
         """`self_check_every`: every how many frames (by frame index) the decomposition is checked
-        (`_self_check`); 0: never."""
+        (`_self_check`); 0: never. `sensor_checks`: the per-sensor signal checks' thresholds
+        (monitor/sensor_checks.py); None: no signal checks (incidents then rest on the time sync
+        and the decomposition alone)."""
         if self_check_every < 0:
             raise ValueError(f"Pipeline: self_check_every must be >= 0, got {self_check_every}")
         self.self_check_every = self_check_every
@@ -100,6 +111,8 @@ class Pipeline:
         self.time_epoch = 0
         self.digest = ObjectAlertDigest(self.config.digest_window_s, self.config.digest_min_frames)
         self.incidents: IncidentTracker | None = None  # made at the first frame (it names the sensors)
+        self.sensor_checks = SensorChecks(sensor_checks) if sensor_checks is not None else None
+        self._findings: dict[str, tuple[Finding, ...]] = {}  # sensor -> its latest findings while not ok
         self._previous: tuple[float, dict[str, np.ndarray], dict[str, bool]] | None = None
 
     @property
@@ -210,6 +223,10 @@ class Pipeline:
         energy = {m: contribution_energy(components[m]) for m in self.modalities}
         present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
         activity = self._activity(frame.stamp, components, present)
+        t_checks = time.perf_counter()
+        verdicts = self.sensor_checks.update(frame) if self.sensor_checks is not None else {}
+        checks_ms = (time.perf_counter() - t_checks) * 1e3
+        suspect = {v.modality for v in verdicts.values() if v.state != "ok"}
         alerts = self.alerts.update(
             computed.fused,
             components,
@@ -220,19 +237,23 @@ class Pipeline:
             computed.labels,
             expected=[m for m in self.modalities if m not in frame.no_sensor],
             sensor_modality=frame.sensor_modality,
+            hold=suspect,
         )
+        alerts += verdict_alerts(verdicts)
         alerts = self.digest.update(frame.stamp, alerts)
         if self.incidents is None:
             self.incidents = IncidentTracker(
                 dict(frame.sensor_modality), self.config.incident_clear_s, self.config.incident_open_frames
             )
-        evidence = evidence_from_frame(
+        evidence: list[Evidence] = evidence_from_frame(
             frame.sensor_status, frame.sensor_modality, self.alerts.states(), health_ratios(self)
         )
+        evidence += evidence_from_verdicts(verdicts, self._findings)
         incident_changes = closed_by_jump + self.incidents.update(frame.stamp, frame.stamp_ns, evidence)
         self.frames_processed += 1
         timings = dict(computed.timings_ms)
-        timings["postprocess"] += (time.perf_counter() - t0) * 1e3
+        timings["postprocess"] += (time.perf_counter() - t0) * 1e3 - checks_ms
+        timings["sensor_checks"] = checks_ms
         return FrameReport(
             stamp=frame.stamp,
             frame_index=frame.frame_index,
@@ -259,6 +280,9 @@ class Pipeline:
         self.alerts = AlertEngine(self.model.modalities, self.model.grid, self.config)
         self.digest.reset()
         self._previous = None
+        self._findings.clear()
+        if self.sensor_checks is not None:
+            self.sensor_checks.reset()
         return self.incidents.close_all(stamp, stamp_ns) if self.incidents is not None else []
 
     def _activity(
@@ -276,6 +300,17 @@ class Pipeline:
         }
 
 
+def pipeline_for(model: FusionModel, params: Any, device: str | torch.device = "cpu") -> Pipeline:
+    """The Pipeline the node and `analyze` run, from the monitor parameters (MonitorParams)."""
+    return Pipeline(
+        model,
+        alert_config_from(params),
+        device,
+        self_check_every=params.self_check_every,
+        sensor_checks=SensorCheckConfig() if params.sensor_checks else None,
+    )
+
+
 def health_ratios(pipeline: Pipeline) -> dict[str, float]:
     """Latest contribution ratio to baseline per modality (for diagnostics)."""
     return {m: h.last_ratio for m, h in pipeline.alerts.health.items()}
@@ -287,6 +322,7 @@ __all__ = [
     "contribution_energy",
     "contribution_activity",
     "alert_config_from",
+    "pipeline_for",
     "resolve_device",
     "health_ratios",
     "OUTPUT_KEY",

@@ -34,6 +34,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ros2_lmd.monitor.report import (
+    ERROR,
+    INFO,
+    SENSOR_DEGRADED,
+    SENSOR_FAILED,
+    SENSOR_RECOVERED,
+    WARN,
+    Alert,
+)
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS, SensorFrame
 
 OK, SUSPECT, FAILED = "ok", "suspect", "failed"
@@ -144,7 +153,7 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Evidence:
+class Finding:
     """One check that failed in one frame: which feature, its value against what, and in words.
     `baseline` is the sensor's own healthy median (None for an absolute check), `spread` its robust
     standard deviation, `limit` the threshold crossed, in the unit of `value` for absolute and
@@ -176,7 +185,7 @@ class SensorVerdict:
     state: str
     previous: str
     observed: bool = True
-    evidence: tuple[Evidence, ...] = ()
+    evidence: tuple[Finding, ...] = ()
     features: Mapping[str, float] = field(default_factory=dict)
     measures: Mapping[str, float] = field(default_factory=dict)
     baseline_frames: int = 0
@@ -461,7 +470,7 @@ class _SensorState:
             return None
         return value / median, median, spread
 
-    def _check(self, rule: _Rule, obs: _Observation, measures: dict[str, float]) -> Evidence | None:
+    def _check(self, rule: _Rule, obs: _Observation, measures: dict[str, float]) -> Finding | None:
         """The rule's evidence this frame, or None; records what it measured in `measures`."""
         c = self.config
         measured = self._measure(rule.feature, rule.compare, obs)
@@ -500,7 +509,7 @@ class _SensorState:
             if rule.compare.startswith("abs"):
                 relation = "at or below" if low else "at or above"
                 text = f"{rule.words} {_fmt(value, rule.unit)}, {relation} {_fmt(limit, rule.unit)}{meaning}"
-                return Evidence(rule.feature, level, value, limit, text)
+                return Finding(rule.feature, level, value, limit, text)
             if rule.compare == "rise":
                 shown = f"+{_fmt(measure, rule.unit)} (limit +{_fmt(limit, rule.unit)})"
             else:
@@ -510,7 +519,7 @@ class _SensorState:
                 f"(robust sd {_fmt(spread, rule.unit)}, {self.baseline.frames} healthy frames): "
                 f"{shown}{context}{meaning}"
             )
-            return Evidence(rule.feature, level, value, limit, text, median, spread)
+            return Finding(rule.feature, level, value, limit, text, median, spread)
         return None
 
     def step(self, obs: _Observation, stamp: float) -> SensorVerdict:
@@ -555,6 +564,28 @@ class _SensorState:
 
 def _point_modality(points: np.ndarray) -> str:
     return "radar" if points.shape[1] == len(RADAR_FIELDS) else "lidar"
+
+
+def verdict_alerts(verdicts: Mapping[str, SensorVerdict]) -> list[Alert]:
+    """The sensor-state alerts of one frame's verdicts: SENSOR_DEGRADED (suspect) or SENSOR_FAILED
+    when a sensor's state gets worse, SENSOR_RECOVERED when its recovery is confirmed; naming the
+    sensor. Nothing while a state holds: the incident carries the fault from there."""
+    alerts = []
+    for name, verdict in verdicts.items():
+        if verdict.raised:
+            failed = verdict.state == FAILED
+            alerts.append(
+                Alert(
+                    SENSOR_FAILED if failed else SENSOR_DEGRADED,
+                    ERROR if failed else WARN,
+                    verdict.modality,
+                    verdict.summary(),
+                    sensor=name,
+                )
+            )
+        elif verdict.cleared:
+            alerts.append(Alert(SENSOR_RECOVERED, INFO, verdict.modality, verdict.summary(), sensor=name))
+    return alerts
 
 
 class SensorChecks:

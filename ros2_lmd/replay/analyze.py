@@ -27,7 +27,7 @@ from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import rosbags_types
 from ros2_lmd.monitor.ingest import Ingest, ingest_for_model
 from ros2_lmd.monitor.params import MonitorParams
-from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, alert_config_from, resolve_device
+from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, pipeline_for, resolve_device
 from ros2_lmd.monitor.report import FrameReport
 from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
 from ros2_lmd.replay.bag import (
@@ -260,9 +260,7 @@ def _analyze_into(
 
     params = ingest.params
     modalities = ingest.modalities
-    pipeline = Pipeline(
-        model, alert_config_from(params), device=checked.device, self_check_every=params.self_check_every
-    )
+    pipeline = pipeline_for(model, params, checked.device)
     types = rosbags_types()
     output_bag = out_dir / "output.mcap"
     stats = ReadStats()

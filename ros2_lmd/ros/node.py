@@ -250,7 +250,7 @@ class MonitorNode(LifecycleNode):
         import torch
 
         from ros2_lmd.models import load_model
-        from ros2_lmd.monitor.pipeline import Pipeline, alert_config_from, resolve_device
+        from ros2_lmd.monitor.pipeline import pipeline_for, resolve_device
 
         params = self.read_params()
         device = resolve_device(params.device)
@@ -270,9 +270,7 @@ class MonitorNode(LifecycleNode):
             self.get_logger().warn(
                 f"modalities {ignored} are not inputs of model {params.model}: not subscribed"
             )
-        pipeline = Pipeline(
-            model, alert_config_from(params), device, self_check_every=params.self_check_every
-        )
+        pipeline = pipeline_for(model, params, device)
         tracker = SensorHealthTracker(
             [SensorInfo(s.name, s.topic, s.modality) for s in ingest.sensors],
             params.stale_timeout_s,

@@ -138,3 +138,59 @@ def test_per_object_alerts_become_one_line_per_kind_and_window():
     assert [line[1] for line in lines if line[1] != SINGLE_SENSOR_SUPPORT] == [
         SENSOR_FAILED
     ]  # passes through
+
+
+SIX = {f"cam_{i}": "camera" for i in range(6)} | {"lidar_top": "lidar"}
+
+
+def _camera_evidence(names, kind="brightness"):
+    return [Evidence(n, "camera", kind, ERROR, f"{n} dimmed") for n in names]
+
+
+def _contribution():
+    return Evidence("camera", "camera", "contribution", WARN, "camera contribution degraded")
+
+
+def test_half_of_a_modalitys_sensors_at_once_is_one_incident_of_the_modality_naming_them():
+    tracker = IncidentTracker(SIX, clear_after_s=0.5, open_after_frames=3)
+    three = ["cam_0", "cam_2", "cam_4"]
+    changes = _run(tracker, _frames(0, 3, lambda t: _camera_evidence(three) if 1.0 <= t < 2.0 else []))
+    assert changes == [(1.2, OPENED, "camera"), (2.4, CLOSED, "camera")]
+    (incident,) = tracker.incidents
+    assert incident.sensors == tuple(three) and incident.who == "camera (3 sensors)"
+    # two of six are two faults, each its own incident
+    tracker = IncidentTracker(SIX, clear_after_s=0.5, open_after_frames=3)
+    changes = _run(tracker, _frames(0, 2, lambda t: _camera_evidence(["cam_1", "cam_3"]) if t >= 1.0 else []))
+    assert sorted(c[2] for c in changes) == ["cam_1", "cam_3"]
+
+
+def test_a_modality_contribution_collapse_with_one_faulty_sensor_is_that_sensors_incident():
+    tracker = IncidentTracker(SIX, clear_after_s=0.5, open_after_frames=3)
+
+    def evidence(t):
+        return [*_camera_evidence(["cam_5"], "black_fraction"), _contribution()] if 1.0 <= t < 2.0 else []
+
+    changes = _run(tracker, _frames(0, 3, evidence))
+    assert changes == [(1.2, OPENED, "cam_5"), (2.4, CLOSED, "cam_5")]
+    assert tracker.incidents[0].kinds == ["black_fraction", "contribution"]
+    # the contribution alone, no sensor to blame: the modality's incident
+    tracker = IncidentTracker(SIX, clear_after_s=0.5, open_after_frames=3)
+    changes = _run(tracker, _frames(0, 3, lambda t: [_contribution()] if 1.0 <= t < 2.0 else []))
+    assert changes == [(1.2, OPENED, "camera"), (2.4, CLOSED, "camera")]
+
+
+def test_a_sensor_incident_open_before_its_modalitys_keeps_its_own_evidence_until_it_ends():
+    tracker = IncidentTracker(SIX, clear_after_s=0.5, open_after_frames=3)
+
+    def evidence(t):
+        names = ["cam_0"] if t < 2.0 else [f"cam_{i}" for i in range(6)]
+        return _camera_evidence(names) if 1.0 <= t < 3.0 else []
+
+    changes = _run(tracker, _frames(0, 4, evidence))
+    assert changes == [
+        (1.2, OPENED, "cam_0"),
+        (2.2, OPENED, "camera"),
+        (3.4, CLOSED, "cam_0"),
+        (3.4, CLOSED, "camera"),
+    ]
+    assert tracker.incidents[1].sensors == tuple(f"cam_{i}" for i in range(1, 6))

@@ -172,6 +172,39 @@ def test_missing_sensor_keeps_its_state_and_stale_or_epoch_changes_are_handled()
     assert fresh.state == OK and fresh.baseline_frames == 1
 
 
+def _two_camera_frame(stamp: float, rng: np.random.Generator, latency: dict[str, float]) -> SensorFrame:
+    K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+    cameras = [
+        CameraImage(name, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), K, np.eye(4), stamp)
+        for name in ("cam_a", "cam_b")
+    ]
+    return SensorFrame(stamp=stamp, cameras=cameras, sensor_latency=latency)
+
+
+def test_a_sensor_whose_data_lags_the_others_is_late_and_a_machine_late_for_all_is_not():
+    config = SensorCheckConfig()
+    checks = SensorChecks(config)
+    rng = np.random.default_rng(3)
+    jitter = lambda: float(rng.uniform(0.0, 0.02))  # noqa: E731
+    for i in range(config.baseline_min_frames + 5):  # healthy history: both within 20 ms
+        verdicts = checks.update(_two_camera_frame(0.1 * i, rng, {"cam_a": jitter(), "cam_b": jitter()}))
+    assert checks.states == {"cam_a": OK, "cam_b": OK}
+    t = 0.1 * (config.baseline_min_frames + 5)
+    # the whole machine 0.5 s late (a loaded executor): every sensor equally, no sensor fault
+    for i in range(6):
+        verdicts = checks.update(_two_camera_frame(t + 0.1 * i, rng, {"cam_a": 0.5, "cam_b": 0.51}))
+    assert checks.states == {"cam_a": OK, "cam_b": OK}
+    t += 0.6
+    # cam_b 0.3 s behind cam_a: late, named, failed (over latency_rise_failed)
+    states = []
+    for i in range(config.raise_n):
+        verdicts = checks.update(_two_camera_frame(t + 0.1 * i, rng, {"cam_a": 0.01, "cam_b": 0.31}))
+        states.append(verdicts["cam_b"].state)
+    assert states[config.raise_k - 1] == FAILED and verdicts["cam_a"].state == OK
+    (finding,) = [e for e in verdicts["cam_b"].evidence if e.feature == "latency"]
+    assert finding.value == pytest.approx(0.30) and "late data" in finding.text and " s " in finding.text
+
+
 def test_config_refuses_inconsistent_thresholds():
     with pytest.raises(ValueError, match="raise_k"):
         SensorCheckConfig(raise_k=6, raise_n=5)

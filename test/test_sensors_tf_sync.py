@@ -509,3 +509,25 @@ def test_nearest_reading_wins_over_an_earlier_one():
     asm.add("lidar_top", 1.0, np.ones((1, 4), np.float32))
     frame = _frame_at(asm.flush(), 1.0)
     np.testing.assert_array_equal(frame.radar, np.full((1, 6), 2.0, np.float32))
+
+
+def test_each_used_reading_carries_its_latency_and_arrival_never_changes_the_frames():
+    readings = _stream(7)
+    tree, _ = _extrinsics()
+    late = {"radar_front": 0.2}  # radar_front's messages come in 0.2 s after their stamps
+    with_arrival = _assembler(tree)
+    results = []
+    for name, stamp, payload in sorted(readings, key=lambda r: r[1]):
+        with_arrival.add(name, stamp, payload, arrival=stamp + late.get(name, 0.01))
+        results += with_arrival.pop_ready()
+    results += with_arrival.flush()
+    _assert_same_results(_run(_assembler(tree), sorted(readings, key=lambda r: r[1])), results)
+    frames = [f for f in results if isinstance(f, SensorFrame)]
+    assert frames
+    for frame in frames:
+        used = {n for n, reason in frame.sensor_status.items() if not reason}
+        assert set(frame.sensor_latency) == used
+        for name, value in frame.sensor_latency.items():
+            assert value == pytest.approx(late.get(name, 0.01))
+    # without an arrival time nothing is claimed
+    assert all(f.sensor_latency == {} for f in _run(_assembler(tree), readings) if isinstance(f, SensorFrame))

@@ -130,13 +130,7 @@ class IncidentTracker:
                 del self._streak[key]
                 first = max(items, key=lambda e: e.severity)
                 modality = first.modality
-                named = {e.sensor for e in items if e.sensor != modality}
-                if key == modality:  # the sensors concerned, in configuration order
-                    scope = tuple(
-                        s for s, m in self.sensors.items() if m == modality and (s in named or not named)
-                    )
-                else:
-                    scope = (key,)
+                scope = self._scope(key, modality, items, ())
                 incident = Incident(
                     id=len(self.incidents) + 1,
                     sensor=key,
@@ -155,6 +149,7 @@ class IncidentTracker:
             else:
                 incident.last_evidence = stamp
                 incident.kinds = sorted(set(incident.kinds) | {e.kind for e in items})
+                incident.sensors = self._scope(key, incident.modality, items, incident.sensors)
                 if severity > incident.peak_severity:
                     incident.peak_severity = severity
                     incident.evidence = max(items, key=lambda e: e.severity).detail
@@ -167,23 +162,46 @@ class IncidentTracker:
                 changes.append(IncidentChange(CLOSED, dataclasses.replace(incident)))
         return changes
 
+    def _scope(
+        self, key: str, modality: str, items: Sequence[Evidence], before: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """The sensors an incident concerns, in configuration order: its sensor; for a modality's
+        incident the sensors named in its evidence so far (all of them when none is named)."""
+        if key != modality:
+            return (key,)
+        named = set(before) | {e.sensor for e in items if e.sensor != modality}
+        return tuple(s for s, m in self.sensors.items() if m == modality and (s in named or not named))
+
     def _group(self, evidence: Sequence[Evidence]) -> dict[str, list[Evidence]]:
-        """Incident key -> its evidence this frame: a modality when all its sensors (2 or more)
-        show evidence, or its incident is open, or the evidence is the modality's own; else the
-        sensor."""
+        """Incident key -> its evidence this frame. Per modality: the modality's key when its
+        incident is open, or at least half of its sensors (two or more) show evidence at once (night
+        over six cameras is one fault, not six), or only the modality itself does (its
+        contribution); otherwise each sensor's own key, and the modality's own evidence goes with
+        the sensors that show some (one blacked-out camera also collapses the camera contribution:
+        the same fault). A sensor with its own incident open keeps it."""
         by_modality: dict[str, list[Evidence]] = {}
         for item in evidence:
             by_modality.setdefault(item.modality, []).append(item)
         groups: dict[str, list[Evidence]] = {}
         for modality, items in by_modality.items():
             members = [s for s, m in self.sensors.items() if m == modality]
-            named = {e.sensor for e in items if e.sensor != modality}
-            whole = modality in self._open or (len(members) >= 2 and set(members) <= named)
+            named = sorted({e.sensor for e in items if e.sensor != modality})
+            own = [e for e in items if e.sensor == modality]
+            whole = (
+                modality in self._open
+                or (len(named) >= 2 and 2 * len(named) >= len(members))
+                or (own and not named)
+            )
             for item in items:
-                key = modality if whole or item.sensor == modality else item.sensor
-                if key != modality and modality in self._open:
-                    key = modality
-                groups.setdefault(key, []).append(item)
+                if item.sensor in self._open:
+                    groups.setdefault(item.sensor, []).append(item)
+                elif whole:
+                    groups.setdefault(modality, []).append(item)
+                elif item.sensor != modality:
+                    groups.setdefault(item.sensor, []).append(item)
+                else:
+                    for sensor in named:
+                        groups.setdefault(sensor, []).append(item)
         return groups
 
 

@@ -246,7 +246,12 @@ class Ingest:
                 sensor, msg, self.calibrations.get(sensor.name), self.params.max_image_pixels
             )
             self.assembler.add(
-                sensor.name, reading.stamp, reading.payload, str(msg.header.frame_id), stamp_ns=exact_ns
+                sensor.name,
+                reading.stamp,
+                reading.payload,
+                str(msg.header.frame_id),
+                stamp_ns=exact_ns,
+                arrival=reference,
             )
         except SensorDataError as error:
             if sensor.name == self.key_sensor:

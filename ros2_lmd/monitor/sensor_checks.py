@@ -104,6 +104,11 @@ class SensorCheckConfig:
     clutter_rise_failed: float = 8.0
     clutter_min_points: int = 50  # and at least this many more returns than the baseline
 
+    # Every sensor: latency (arrival - stamp) over the least latency of the frame's sensors, so a
+    # machine that is late for every sensor at once (a loaded executor) is no sensor fault
+    latency_rise_suspect: float = 0.15  # seconds later than its own baseline: suspect (late data)
+    latency_rise_failed: float = 0.25
+
     # Radar
     isolation_radius_m: float = 1.5  # a radar return with no other return of its sweep this close
     isolated_rise_suspect: float = 15.0  # isolated returns above the baseline by: suspect (ghosts)
@@ -380,10 +385,16 @@ RULES: dict[str, tuple[_Rule, ...]] = {
               meaning="phantom targets: ghosts or interference"),
     ),
 }  # fmt: skip
+LATENCY_RULE = _Rule("latency", "rise", "latency_rise_suspect", "latency_rise_failed",
+                     "data age on arrival beyond the freshest sensor's", "s",
+                     meaning="late data: a delay in the sensor, its driver or its transport")  # fmt: skip
+RULES = {modality: (*rules, LATENCY_RULE) for modality, rules in RULES.items()}
 
 
 def _fmt(value: float, unit: str) -> str:
-    return f"{100 * value:.0f} %" if unit == "%" else f"{value:.3g}"
+    if unit == "%":
+        return f"{100 * value:.0f} %"
+    return f"{value:.3g} {unit}" if unit else f"{value:.3g}"
 
 
 class _Baseline:
@@ -627,10 +638,19 @@ class SensorChecks:
             return {name: s.unobserved(stamp) for name, s in self._sensors.items()}
         self._last_stamp = stamp
         verdicts: dict[str, SensorVerdict] = {}
+        freshest = min(frame.sensor_latency.values(), default=0.0)
+        latency = {name: value - freshest for name, value in frame.sensor_latency.items()}
+
+        def observed(name: str, obs: _Observation) -> _Observation:
+            if name in latency:
+                obs.scalars["latency"] = latency[name]
+            return obs
+
         for camera in frame.cameras:
             sensor = self._sensor(camera.name, "camera")
             assert sensor.camera is not None
-            verdicts[camera.name] = sensor.step(sensor.camera.observe(camera.image, stamp), stamp)
+            obs = observed(camera.name, sensor.camera.observe(camera.image, stamp))
+            verdicts[camera.name] = sensor.step(obs, stamp)
         for name, points in frame.sensor_points.items():
             points = np.asarray(points, dtype=np.float32)
             if points.ndim != 2 or points.shape[1] not in (len(RADAR_FIELDS), len(LIDAR_FIELDS)):
@@ -640,7 +660,7 @@ class SensorChecks:
                 continue  # a camera name with points: a configuration mistake, not a sensor fault
             T = frame.sensor_extrinsics.get(name)
             origin = np.zeros(3) if T is None else np.asarray(T, dtype=np.float64)[:3, 3]
-            verdicts[name] = sensor.step(sensor.points.observe(points, origin, stamp), stamp)
+            verdicts[name] = sensor.step(observed(name, sensor.points.observe(points, origin, stamp)), stamp)
         for name, sensor in self._sensors.items():
             if name not in verdicts:
                 verdicts[name] = sensor.unobserved(stamp)

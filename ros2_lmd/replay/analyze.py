@@ -355,6 +355,7 @@ def monitor_messages(
     on_problem: Callable[[str, str], None],
     workers: int = 0,
     batch: int = 4,
+    threads: int = 0,
 ) -> None:
     """The monitor over a stream of (topic, log time in ns, message), offline: the live node's
     Ingest (stamps checked against the log time), the OrderedRunner in `wait` mode (no frame is
@@ -365,7 +366,8 @@ def monitor_messages(
     `on_problem(topic, reason)` for every message that was bad or showed a time jump.
 
     Batches of `batch` frames go through the model in `workers` threads (0: one single-threaded
-    worker per CPU core, one on a GPU: runner.inference_plan); results do not depend on either."""
+    worker per CPU core, one on a GPU: runner.inference_plan) of `threads` torch threads each (0:
+    the cores shared among the workers); results do not depend on any of them."""
     Item = tuple[AssemblyResult, dict[str, tuple[int, int]]]
 
     def compute(items: list[Item]) -> list[ComputedFrame | None]:
@@ -379,7 +381,7 @@ def monitor_messages(
             raise error  # offline, a model failure ends the run (the node counts it and goes on)
         on_frame(item, sensor_messages, None if computed is None else pipeline.conclude(computed))
 
-    workers, threads = inference_plan(pipeline.device.type == "cpu", workers, prefer="throughput")
+    workers, threads = inference_plan(pipeline.device.type == "cpu", workers, threads, prefer="throughput")
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
     try:
@@ -405,6 +407,74 @@ def monitor_messages(
             runner.join()
     finally:
         torch.set_num_threads(threads_before)
+
+
+@dataclass
+class DriveRun:
+    """What the monitor made of a simulated drive (`monitor_drive`): every incident, frames
+    processed and dropped, message problems, and the drive's start (what fault times count from)."""
+
+    incidents: list[Any]
+    processed: int
+    dropped: int
+    problems: list[tuple[str, str]]
+    t0: float
+    sensor_modality: dict[str, str]
+
+
+def monitor_drive(
+    drive: Iterable[Any],
+    model: Any,
+    params: MonitorParams | None = None,
+    on_report: Callable[[FrameReport], None] | None = None,
+    workers: int = 1,
+    batch: int = 1,
+    threads: int = 0,
+) -> DriveRun:
+    """A simulated drive (ros2_lmd.sim SimFrames) through the monitor exactly as `analyze` runs a bag
+    of it (its messages in log-time order, the Ingest, the runner, the Pipeline of `params`),
+    without writing a bag: for benches and tests over many drives. `on_report` sees every report."""
+    from ros2_lmd.replay.simulate import drive_messages, in_log_order
+
+    params = params or MonitorParams()
+    ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
+    pipeline = pipeline_for(model, params, "cpu")
+    first: list[Any] = []
+    counts = {"processed": 0, "dropped": 0}
+    problems: list[tuple[str, str]] = []
+
+    def frames() -> Iterator[Any]:
+        for frame in drive:
+            if not first:
+                first.append(frame)
+            yield frame
+
+    def on_frame(item: Any, _: Any, report: FrameReport | None) -> None:
+        counts["processed" if report is not None else "dropped"] += 1
+        if report is not None and on_report is not None:
+            on_report(report)
+
+    messages = in_log_order(drive_messages(frames(), rosbags_types()))
+    monitor_messages(
+        ((topic, log_time, msg) for topic, _, log_time, msg in messages),
+        ingest,
+        pipeline,
+        on_frame,
+        lambda topic, reason: problems.append((topic, reason)),
+        workers=workers,
+        batch=batch,
+        threads=threads,
+    )
+    if not first:
+        raise ValueError("monitor_drive: the drive has no frames")
+    return DriveRun(
+        list(pipeline.incidents.incidents) if pipeline.incidents is not None else [],
+        counts["processed"],
+        counts["dropped"],
+        problems,
+        first[0].stamp - first[0].t,
+        {spec.name: spec.modality for spec in first[0].rig.sensors},
+    )
 
 
 def _snapshots(reports: list[FrameReport]) -> list[FrameReport]:

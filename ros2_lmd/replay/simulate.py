@@ -11,6 +11,7 @@ drive is replaced (with `force`) only by a complete new one."""
 
 from __future__ import annotations
 
+import heapq
 import math
 import shutil
 import sys
@@ -160,6 +161,24 @@ class _FrameCounter:
         for frame in self.frames:
             self.count += 1
             yield frame
+
+
+def in_log_order(
+    messages: Iterable[tuple[str, str, int, Any]], lookahead_s: float = 3.0
+) -> Iterator[tuple[str, str, int, Any]]:
+    """`drive_messages` in log-time order, as a bag reader returns them, without writing a bag: a
+    delayed sensor's messages come with their frame from the simulator but are logged later. Holds
+    `lookahead_s` of messages (longer than any injected delay); ties keep simulation order."""
+    # heapq by hand: a sorted() would hold the whole drive's images and clouds in memory
+    heap: list[tuple[int, int, tuple[str, str, int, Any]]] = []
+    newest, lookahead_ns = -math.inf, int(lookahead_s * 1e9)
+    for order, item in enumerate(messages):
+        heapq.heappush(heap, (item[2], order, item))
+        newest = max(newest, item[2])
+        while heap and heap[0][0] <= newest - lookahead_ns:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
 
 
 def drive_messages(

@@ -68,6 +68,10 @@ class SensorFrame:
     # Point sensor name -> the 4 x 4 T_base_sensor its points were moved to base_link with (the
     # sensor's own position and heading, e.g. the centre of its azimuth coverage).
     sensor_extrinsics: dict[str, np.ndarray] = field(default_factory=dict)
+    # Sensor name -> how long after its stamp its reading came in (s; arrival time live, log time
+    # in a bag), for the sensors used in this frame whose arrival is known: a sensor whose data lags
+    # the others' (a delay) is late even when it still falls within the sync tolerance.
+    sensor_latency: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.stamp_ns is None:

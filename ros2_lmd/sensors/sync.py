@@ -18,6 +18,7 @@ max_delay_s, has been seen (assumptions (1) and (2)), so live and offline runs a
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ class _Reading:
     frame_id: str
     trigger: str = ""  # the sensor whose reading this is, when it starts a frame as the fallback key
     stamp_ns: int | None = None  # the header stamp exactly, when known
+    arrival: float | None = None  # when it came in (ROS time live, log time in a bag), when known
 
 
 @dataclass
@@ -204,23 +206,28 @@ class FrameAssembler:
         payload: np.ndarray,
         frame_id: str = "",
         stamp_ns: int | None = None,
+        arrival: float | None = None,
     ) -> None:
         """Add one converted reading: an RGB image (cameras) or points in the SENSOR frame with
         RADAR_FIELDS / LIDAR_FIELDS columns. `frame_id` is the message's header frame (for
-        extrinsics); empty means the sensor's configured frame."""
+        extrinsics); empty means the sensor's configured frame. `arrival`: when the message came in,
+        in the stamps' clock (SensorFrame.sensor_latency); it never changes which frame a reading
+        joins."""
         state = self._state(sensor_name)
         stamp = float(stamp)
         if not math.isfinite(stamp):
             raise SensorDataError(sensor_name, f"stamp: not finite ({stamp})")
         reading = _Reading(
-            stamp, _check_payload(state.source, payload), str(frame_id).lstrip("/"), stamp_ns=stamp_ns
+            stamp,
+            _check_payload(state.source, payload),
+            str(frame_id).lstrip("/"),
+            stamp_ns=stamp_ns,
+            arrival=arrival,
         )
         self._newest_any = max(self._newest_any, stamp)
         state.newest = max(state.newest, stamp)
         if sensor_name == self.key_fallback and stamp > self._last_built:
-            self._add_candidate(
-                _Reading(stamp, reading.payload, reading.frame_id, trigger=sensor_name, stamp_ns=stamp_ns)
-            )
+            self._add_candidate(dataclasses.replace(reading, trigger=sensor_name))
         if sensor_name == self.key_sensor:
             if self.key_fallback:
                 bisect.insort(self._key_stamps, stamp)
@@ -378,6 +385,7 @@ class FrameAssembler:
         status: dict[str, str] = {}
         sensor_points: dict[str, np.ndarray] = {}
         sensor_extrinsics: dict[str, np.ndarray] = {}
+        sensor_latency: dict[str, float] = {}
         for name, state in self._sensors.items():
             source = state.source
             if name == (key.trigger or self.key_sensor):
@@ -396,6 +404,8 @@ class FrameAssembler:
                 reason = self._contribute(source, reading, cameras, clouds, sensor_points, sensor_extrinsics)
                 if not reason:
                     present[source.modality] = True
+                    if reading.arrival is not None:
+                        sensor_latency[name] = reading.arrival - reading.stamp
             status[name] = reason
         points = {
             m: np.concatenate(clouds[m]) if clouds[m] else np.zeros((0, len(POINT_FIELDS[m])))
@@ -416,6 +426,7 @@ class FrameAssembler:
             time_epoch=self.time_epoch,
             sensor_points=sensor_points,
             sensor_extrinsics=sensor_extrinsics,
+            sensor_latency=sensor_latency,
         )
 
     def _contribute(

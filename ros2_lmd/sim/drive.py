@@ -85,6 +85,7 @@ class SimFrame:
         (docs/architecture.md, time sync); None keeps every reading."""
         cameras, radar, lidar, status = [], [], [], {}
         points, extrinsics, modality = {}, {}, {}  # per point sensor, as the FrameAssembler gives
+        latency = {}
         present = {m: False for m in MODALITIES}
         for name, reading in self.readings.items():
             lag = self.stamp - reading.stamp
@@ -96,6 +97,7 @@ class SimFrame:
                 continue
             spec = self.rig[name]
             present[reading.modality] = True
+            latency[name] = reading.arrival - reading.stamp
             if reading.modality == "camera":
                 cameras.append(reading.data)
             else:
@@ -114,6 +116,7 @@ class SimFrame:
             sensor_points=points,
             sensor_extrinsics=extrinsics,
             sensor_modality=modality,
+            sensor_latency=latency,
         )
 
 

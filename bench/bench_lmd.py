@@ -5,10 +5,10 @@ with peak memory. Each method runs in its own subprocess so that CPU peak RSS is
 
     .venv/bin/python bench/bench_lmd.py [--size 200] [--channels 128] [--modalities 2] [--device cpu]
 
-On CPU, glibc returns large freed blocks to the kernel, so every new activation map is paid again in
-page faults, and large batches scale worse than linearly; setting
-MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 (or using jemalloc) changes
-the picture markedly. Report which setting a result was taken with.
+On CPU, glibc by default returns large freed blocks to the kernel, so every new activation map is
+paid again in page faults. The monitor sets the allocator to keep them
+(ros2_lmd.monitor.runner.keep_freed_memory, called by the node and `analyze`); this bench runs every
+method both ways, side by side, with the minor page faults per call.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ def _setup(args):
 
 def _run_one(args) -> dict:
     import torch
+
+    from ros2_lmd.monitor.runner import keep_freed_memory
+
+    if args.keep_freed and not keep_freed_memory():
+        raise SystemExit("keep_freed_memory refused (no glibc?)")
     from two_pass_lmd import two_pass_decompose
 
     from ros2_lmd.lmd import RuleVariants, decompose
@@ -82,13 +87,16 @@ def _run_one(args) -> dict:
             else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss) * 1024
         )
         times = []
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             call()
             sync()
             times.append(time.perf_counter() - t0)
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.repeats
     return {
         "method": args.method,
+        "page_faults": faults,
         "median_s": statistics.median(times),
         "min_s": min(times),
         "peak_bytes": peak,
@@ -106,55 +114,65 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--keep-freed", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     if args.method:
         print(json.dumps(_run_one(args)))
         return
 
-    results = {}
-    for method in METHODS:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--method",
-            method,
-            "--size",
-            str(args.size),
-            "--channels",
-            str(args.channels),
-            "--modalities",
-            str(args.modalities),
-            "--device",
-            args.device,
-            "--repeats",
-            str(args.repeats),
-        ]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
-        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
-    base = results["fn"]["median_s"]
+    results: dict[str, dict[str, dict]] = {"glibc default": {}, "keep_freed_memory": {}}
+    for allocator, runs in results.items():
+        for method in METHODS:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--method",
+                method,
+                "--size",
+                str(args.size),
+                "--channels",
+                str(args.channels),
+                "--modalities",
+                str(args.modalities),
+                "--device",
+                args.device,
+                "--repeats",
+                str(args.repeats),
+                *(["--keep-freed"] if allocator == "keep_freed_memory" else []),
+            ]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+            runs[method] = json.loads(out.stdout.strip().splitlines()[-1])
     m = args.modalities
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     print(
         f"LMD benchmark: Simple-BEV-like decoder, {args.size}x{args.size} BEV, {args.channels} channels, "
         f"M={m} modalities, device={args.device}, torch threads={threads}, median of {args.repeats}"
     )
-    print(f"{'method':<22}{'median s':>10}{'x fn':>8}{'peak extra MiB':>16}{'process peak RSS MiB':>22}")
-    for method, r in results.items():
+    for allocator, runs in results.items():
+        base = runs["fn"]["median_s"]
+        print(f"\nallocator: {allocator}")
         print(
-            f"{method:<22}{r['median_s']:>10.3f}{r['median_s'] / base:>8.2f}"
-            f"{r['peak_bytes'] / 2**20:>16.0f}{r['rss_peak_bytes'] / 2**20:>22.0f}"
+            f"{'method':<22}{'median s':>10}{'x fn':>8}{'page faults':>13}{'peak extra MiB':>16}"
+            f"{'process peak RSS MiB':>22}"
         )
-    floor = (m + 1) * base
-    derived = results["decompose_derived"]["median_s"]
-    two_pass = results["two_pass"]["median_s"]
-    print(f"decompose (derived) vs the (M+1) x fn floor: {derived / floor:.3f} (target <= 1.15)")
-    stacked = results["fn_stacked"]["median_s"]
-    print(f"decompose (derived) vs fn on M+1 stacked samples: {derived / stacked:.3f}")
-    print(
-        f"decompose (derived) vs two-pass: {derived / two_pass:.3f} "
-        f"({(1 - derived / two_pass) * 100:.0f}% faster; target >= 20%)"
-    )
+        for method, r in runs.items():
+            print(
+                f"{method:<22}{r['median_s']:>10.3f}{r['median_s'] / base:>8.2f}{r['page_faults']:>13.0f}"
+                f"{r['peak_bytes'] / 2**20:>16.0f}{r['rss_peak_bytes'] / 2**20:>22.0f}"
+            )
+        derived = runs["decompose_derived"]["median_s"]
+        print(f"decompose (derived) / ((M+1) x fn): {derived / ((m + 1) * base):.3f} (target <= 1)")
+        print(
+            f"decompose (derived) / fn on M+1 stacked samples: {derived / runs['fn_stacked']['median_s']:.3f}"
+        )
+        two_pass = runs["two_pass"]["median_s"]
+        print(
+            f"decompose (derived) / two-pass: {derived / two_pass:.3f} "
+            f"({(1 - derived / two_pass) * 100:.0f}% faster)"
+        )
+    default, kept = (results[a]["decompose_derived"]["median_s"] for a in results)
+    print(f"\ndecompose, keep_freed_memory / glibc default: {kept / default:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
 

@@ -157,7 +157,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
     from ros2_lmd.ros.demo import DEFAULT_FAULTS
 
     parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
-    parser.add_argument("--duration", type=float, default=12.0, metavar="S", help="default: %(default)s")
+    parser.add_argument("--duration", type=float, default=14.0, metavar="S", help="default: %(default)s")
     parser.add_argument("--faults", default=DEFAULT_FAULTS, metavar="SPEC", help='default: "%(default)s"')
     parser.add_argument("--seed", type=int, default=7, help="default: %(default)s")
     parser.add_argument("--model", default="compact_crl", help=_model_help("%(default)s"))

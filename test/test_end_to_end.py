@@ -109,12 +109,24 @@ def test_live_node_and_offline_analysis_agree(live, offline):
     # (the numbers inside messages may differ in the last digit: offline frames go through the
     # model in batches, live ones one by one)
     live_alerts = [
-        (round(r.stamp, 3), a.kind, a.modality)
+        (round(r.stamp, 3), a.kind, a.modality, a.sensor)
         for r in sorted(live.reports, key=lambda r: r.stamp)
         for a in r.alerts
     ]
-    offline_alerts = [(round(a.stamp, 3), a.kind, a.modality) for a in offline.alerts]
+    offline_alerts = [(round(a.stamp, 3), a.kind, a.modality, a.sensor) for a in offline.alerts]
     assert live_alerts == offline_alerts
     assert [round(r.stamp, 3) for r in sorted(live.reports, key=lambda r: r.stamp)] == [
         round(r.stamp, 3) for r in offline.frames if r.status == "processed"
     ]
+
+
+def test_live_node_and_offline_analysis_open_the_same_incidents(live, offline):
+    final = {}
+    for report in sorted(live.reports, key=lambda r: r.stamp):
+        for change in report.incidents:
+            final[change.incident.id] = change.incident  # its latest snapshot
+    fields = lambda i: (i.id, i.sensor, i.sensors, i.start_ns, i.end_ns, i.kinds, i.peak_severity)  # noqa: E731
+    assert [fields(i) for i in final.values()] == [fields(i) for i in offline.incidents]
+    # the blackout of every camera is one incident of the modality, opened within 1.5 s
+    (camera,) = [i for i in offline.incidents if i.modality == "camera"]
+    assert camera.sensor == "camera" and ONSET <= _t(camera.start) <= ONSET + 1.5

@@ -974,11 +974,6 @@ def test_single_parameter_prelu_follows_the_secant_rule():
     assert _close(dec.bias, c * b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nonlinear.value_and_slope_at_zero evaluates F.prelu on a 0-dim zero with the per-channel "
-    "weight: RuntimeError 'Not allow zero-dim input tensor' for nn.PReLU(num_parameters > 1)",
-)
 def test_per_channel_prelu_follows_the_secant_rule():
     prelu = nn.PReLU(num_parameters=4).double()
     with torch.no_grad():

@@ -22,6 +22,38 @@ Result = TypeVar("Result")
 WHEN_FULL = ("drop_oldest", "wait")
 
 
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's largest allowed on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
+TRIM_THRESHOLD_BYTES = 1024 * 1024 * 1024
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of handing it back to the kernel at once. The
+    decomposition allocates and frees plane tensors of several MB at every layer; by default glibc
+    serves each from a fresh mmap and unmaps it on free, so every frame pays thousands of page
+    faults to zero the same memory again (bench/bench_lmd.py measures it). With the mmap threshold
+    at its maximum and a high trim threshold the blocks come from the heap and are reused. Process
+    wide, as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ would set it; called by the node and
+    `analyze` at start so that no user has to know the variables. Returns False where there is no
+    glibc (another libc, macOS) or it refused; the monitor then runs as before, only slower."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    )
+
+
 def cpu_cores() -> int:
     """Cores this process may run on (the affinity mask, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -282,7 +282,9 @@ def _analyze_into(
         rows.append(FrameRow.processed(report, lost))
         counts["processed"] += 1
         for alert in report.alerts:
-            row = AlertRow(report.stamp, alert.kind, alert.severity, alert.modality, alert.message)
+            row = AlertRow(
+                report.stamp, alert.kind, alert.severity, alert.modality, alert.message, alert.sensor
+            )
             alerts.append(row)
             if on_alert:
                 on_alert(row)

@@ -82,6 +82,7 @@ class AlertRow:
     severity: int
     modality: str
     message: str
+    sensor: str = ""  # the sensor it names, when it is about one (Alert.sensor)
 
 
 def modality_of_sensor(sensor: str) -> str:
@@ -120,11 +121,10 @@ def _num(value, fmt: str = "{:.4f}") -> str:
 def write_alerts_csv(path: Path, rows: Sequence[AlertRow]) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(("stamp", "kind", "severity", "modality", "message"))
+        writer.writerow(("stamp", "kind", "severity", "modality", "sensor", "message"))
         for a in rows:
-            writer.writerow(
-                [f"{a.stamp:.6f}", a.kind, SEVERITY_NAMES.get(a.severity, a.severity), a.modality, a.message]
-            )
+            severity = SEVERITY_NAMES.get(a.severity, a.severity)
+            writer.writerow([f"{a.stamp:.6f}", a.kind, severity, a.modality, a.sensor, a.message])
 
 
 @dataclass
@@ -450,15 +450,15 @@ def write_html(
         parts.append("</table>")
     parts.append(f'<h2>Timeline</h2><img src="{timeline_figure(rows, alerts, faults, t0, modalities)}"/>')
     parts.append(
-        "<h2>Alerts</h2><p>Filter: <input id='alert-filter' placeholder='kind, severity, modality or "
-        "words' oninput='filterAlerts()' size='40'/></p><table id='alerts'><tr><th>t [s]</th><th>kind</th>"
-        "<th>severity</th><th>modality</th><th>message</th></tr>"
+        "<h2>Alerts</h2><p>Filter: <input id='alert-filter' placeholder='kind, severity, modality, "
+        "sensor or words' oninput='filterAlerts()' size='40'/></p><table id='alerts'><tr><th>t [s]</th>"
+        "<th>kind</th><th>severity</th><th>modality</th><th>sensor</th><th>message</th></tr>"
     )
     for a in alerts:
         severity = SEVERITY_NAMES.get(a.severity, a.severity)
         parts.append(
             f"<tr class='sev-{severity}'><td>{a.stamp - t0:.2f}</td><td>{a.kind}</td><td>{severity}</td>"
-            f"<td>{a.modality}</td><td>{html.escape(a.message)}</td></tr>"
+            f"<td>{a.modality}</td><td>{html.escape(a.sensor)}</td><td>{html.escape(a.message)}</td></tr>"
         )
     parts.append(
         "</table><h2>BEV at frames with sensor alerts</h2>"

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_FAULTS = "camera:blackout@4-7,lidar:dropout@9-11"
+DEFAULT_FAULTS = (
+    "cam_front:glare@3-4.5,camera:blackout@5.5-7.5,radar_front:ghosts:60@8.5-10,lidar:dropout@11-12.5"
+)
 SENSOR_STATE_KINDS = (
     "SENSOR_DEGRADED",
     "SENSOR_FAILED",
@@ -182,7 +184,7 @@ def write_live_report(
     ]
     rows.sort(key=lambda r: r.stamp)
     alerts = [
-        AlertRow(r.stamp, a.kind, a.severity, a.modality, a.message)
+        AlertRow(r.stamp, a.kind, a.severity, a.modality, a.message, a.sensor)
         for r in sorted(result.reports, key=lambda r: r.stamp)
         for a in r.alerts
     ]
@@ -215,7 +217,7 @@ DEFAULT_RATE = 0.5  # on 2 CPU cores the node ingests six 448x256 JPEG streams +
 
 def main(
     out: str = "demo_out",
-    duration: float = 12.0,
+    duration: float = 14.0,
     faults: str = DEFAULT_FAULTS,
     seed: int = 7,
     model: str = "compact_crl",

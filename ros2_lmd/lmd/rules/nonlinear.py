@@ -37,22 +37,36 @@ def _constants_key(args: tuple, kwargs: dict) -> tuple:
 
 def value_and_slope_at_zero(func: Callable, rest: tuple, kwargs: dict, like: T) -> tuple[T, T, bool]:
     """f(0) (routed to the bias stream) and f'(0) (the slope used where the input is ~0, the limit of
-    the secant), the latter by autograd in float64 outside any inference_mode of the caller."""
-    key = (func, _constants_key(rest, kwargs), like.dtype, like.device)
+    the secant), the latter by autograd in float64 outside any inference_mode of the caller. Both
+    are 0-dim, or, for an op with a parameter per channel (nn.PReLU(num_parameters=C): it refuses a
+    0-dim input), of shape (1, C, 1, ...) to broadcast against `like`."""
+    key = (func, _constants_key(rest, kwargs), like.dtype, like.device, like.shape[1:2])
     if key not in _AT_ZERO:
         kw = {k: v for k, v in kwargs.items() if k != "inplace"}
+        rest64 = tuple(
+            r.double() if isinstance(r, torch.Tensor) and r.is_floating_point() else r for r in rest
+        )
+        per_channel = (1, like.shape[1], *([1] * (like.dim() - 2))) if like.dim() >= 2 else None
         with torch.inference_mode(False), torch.enable_grad():
-            zero = torch.zeros((), dtype=torch.float64, requires_grad=True)
-            rest64 = tuple(
-                r.double() if isinstance(r, torch.Tensor) and r.is_floating_point() else r for r in rest
-            )
-            value = func(zero.clone(), *rest64, **kw)
-            (slope,) = torch.autograd.grad(value, zero, allow_unused=True)
-            slope = torch.zeros(()) if slope is None else slope
+            for shape in ((), per_channel):
+                if shape is None:
+                    raise LMDRuleError(
+                        f"{op_name(func)}: cannot evaluate it at zero for input shape {tuple(like.shape)}"
+                    )
+                zero = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+                try:
+                    value = func(zero.clone(), *rest64, **kw)
+                except RuntimeError:
+                    if shape:
+                        raise
+                    continue  # a parameter per channel: probe with the channel dimension
+                break
+            (slope,) = torch.autograd.grad(value.sum(), zero, allow_unused=True)
+            slope = torch.zeros_like(zero) if slope is None else slope
         _AT_ZERO[key] = (
             value.detach().to(like.dtype).to(like.device),
             slope.detach().to(like.dtype).to(like.device),
-            float(value) == 0.0,
+            bool((value == 0).all()),
         )
     return _AT_ZERO[key]
 

@@ -4,12 +4,14 @@
     ros2 launch ros2_lmd monitor.launch.py params_file:=/path/my.yaml device:=cuda rviz:=true
 
 Arguments: params_file (default: the installed config/monitor.yaml), use_sim_time, device
-(overrides the file's `device` when set), namespace, rviz.
+(overrides the file's `device` when set), namespace, rviz. Fast DDS uses the installed
+config/fastdds_shm.xml (shared memory large enough for LiDAR sweeps) unless
+FASTRTPS_DEFAULT_PROFILES_FILE / FASTDDS_DEFAULT_PROFILES_FILE are set already.
 """
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -18,6 +20,7 @@ from launch import LaunchDescription
 PACKAGE = "ros2_lmd"
 EXECUTABLE = "monitor"  # installed in lib/ros2_lmd by CMakeLists.txt
 NODE_NAME = "lmd_monitor"
+TRANSPORT_PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 def _monitor_node(context):
@@ -43,8 +46,14 @@ def _monitor_node(context):
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare(PACKAGE)
+    profile = PathJoinSubstitution([share, "config", "fastdds_shm.xml"])
+    transport = [
+        SetEnvironmentVariable(name, EnvironmentVariable(name, default_value=profile))
+        for name in TRANSPORT_PROFILE_VARIABLES
+    ]
     return LaunchDescription(
         [
+            *transport,
             DeclareLaunchArgument(
                 "params_file",
                 default_value=PathJoinSubstitution([share, "config", "monitor.yaml"]),

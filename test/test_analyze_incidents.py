@@ -102,3 +102,16 @@ def test_one_future_stamp_in_a_fault_free_bag_costs_one_message(model, tmp_path)
         == [reason for topic, reason in result.problems if "implausible stamp" in reason]
         != []
     )
+
+
+def test_a_camera_radar_model_analyses_a_full_rig_bag_and_names_a_ghosting_radar(tmp_path):
+    # compact_cr takes no LiDAR: analyze leaves the LiDAR topic alone, a radar becomes the key sensor,
+    # and the LiDAR's own fault (a dropout) is nobody's incident
+    bag = _drive(tmp_path, "radar_back_left:ghosts:60@3-5,lidar_top:dropout@3-5", seed=5)
+    result = analyze(bag, load_model("compact_cr"), tmp_path / "out", progress=False, keep_reports=True)
+    assert result.processed == len(result.frames) >= round(DURATION_S * 10) - 2
+    assert all(set(r.components) == {"camera", "radar", "bias"} for r in result.reports)
+    (incident,) = result.incidents
+    assert (incident.sensor, incident.modality) == ("radar_back_left", "radar")
+    assert "isolated" in incident.kinds and 3.0 <= incident.start - result.t0 <= 4.5
+    assert not any("lidar" in r["sensor"] for r in _incident_rows(tmp_path / "out"))

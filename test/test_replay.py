@@ -85,7 +85,12 @@ def test_simulated_bag_holds_the_design_topics(drives):
 
 def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp_path):
     result = analyze(
-        drives["mcap"].bag, model, tmp_path / "out", faults_csv=drives["mcap"].faults_csv, progress=False
+        drives["mcap"].bag,
+        model,
+        tmp_path / "out",
+        faults_csv=drives["mcap"].faults_csv,
+        progress=False,
+        keep_reports=True,
     )
     rows = _rows(tmp_path / "out" / "frames.csv")
     assert len(rows) == 15  # one row per LiDAR sweep: every input frame accounted for
@@ -117,7 +122,7 @@ def test_a_dead_lidar_is_reported_not_silenced(model, tmp_path):
         camera_size=(224, 128),
         progress=False,
     )
-    result = analyze(drive.bag, model, tmp_path / "out", progress=False)
+    result = analyze(drive.bag, model, tmp_path / "out", progress=False, keep_reports=True)
     rows = _rows(tmp_path / "out" / "frames.csv")
     t = [round(float(r["stamp"]) - 1.7e9, 3) for r in rows]
     assert all(r["status"] == "processed" for r in rows)

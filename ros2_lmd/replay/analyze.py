@@ -162,6 +162,7 @@ class AnalyzeResult:
     alerts: list[AlertRow]
     problems: list[tuple[str, str]]  # (topic, what was wrong): skipped connections, bad messages
     stats: ReadStats
+    # every FrameReport with analyze(keep_reports=True); otherwise only those the report shows
     reports: list[FrameReport] = field(default_factory=list, repr=False)
     incidents: list[Any] = field(default_factory=list)  # monitor.incidents.Incident, in start order
     t0: float = 0.0  # the bag's start (incident and fault times count from it)
@@ -183,6 +184,7 @@ def analyze(
     model_name: str = "",
     on_alert: Callable[[AlertRow], None] | None = None,
     workers: int = 0,
+    keep_reports: bool = False,
 ) -> AnalyzeResult:
     """Analyse `bag` with `model` (a FusionModel) into the folder `out_dir`. Raises BagError for an
     unreadable bag or one without the model's sensor topics, AnalyzeError for a faults file, output
@@ -193,7 +195,10 @@ def analyze(
     Batches of `batch` frames go through the model and LMD in `workers` threads at once (0: one
     single-threaded worker per core on a CPU, one on a GPU; monitor.runner.inference_plan) while
     this thread reads and decodes the bag; the OrderedRunner concludes them (alerts, outputs) in
-    stamp order, so the output does not depend on `batch` or `workers`."""
+    stamp order, so the output does not depend on `batch` or `workers`.
+
+    `keep_reports`: keep every FrameReport in the result (five BEV maps each: about 0.8 MB a frame,
+    14 GB for 30 minutes at 10 Hz); by default only the few the report shows are kept."""
     bag, out_dir = Path(bag), Path(out_dir)
     checked = check_inputs(bag, out_dir, faults_csv, device)
     params = params or MonitorParams()
@@ -210,7 +215,18 @@ def analyze(
         raise AnalyzeError(f"output folder {out_dir}: {error.strerror or error}") from None
     try:
         result = _analyze_into(
-            staging, bag, model, ingest, kinds, checked, batch, progress, model_name, on_alert, workers
+            staging,
+            bag,
+            model,
+            ingest,
+            kinds,
+            checked,
+            batch,
+            progress,
+            model_name,
+            on_alert,
+            workers,
+            keep_reports,
         )
         for name in OUTPUTS:  # the run is complete: replace the earlier outputs
             target = out_dir / name
@@ -254,6 +270,7 @@ def _analyze_into(
     model_name: str,
     on_alert: Callable[[AlertRow], None] | None,
     workers: int,
+    keep_reports: bool,
 ) -> AnalyzeResult:
     """The analysis proper, writing every output into `out_dir` (the staging folder)."""
     from tqdm import tqdm
@@ -300,7 +317,8 @@ def _analyze_into(
             sensor_messages=sensor_messages,
         ):
             writer.write(f"{prefix}/{key}", msgtype, report.stamp_ns, message)
-        reports.append(report)
+        if keep_reports or (len(reports) < MAX_SNAPSHOTS and _is_snapshot(report)):
+            reports.append(report)
 
     with (
         BagWriter(output_bag, types.typestore) as writer,
@@ -479,12 +497,16 @@ def monitor_drive(
     )
 
 
-def _snapshots(reports: list[FrameReport]) -> list[FrameReport]:
-    """Frames whose alerts include a sensor-state alert (the first of each run), at most a few."""
+def _is_snapshot(report: FrameReport) -> bool:
+    """A frame the report shows: one with a sensor-state alert (the first of each run)."""
     from ros2_lmd.replay.report import SENSOR_STATE_ALERTS
 
-    chosen = [r for r in reports if any(a.kind in SENSOR_STATE_ALERTS for a in r.alerts)]
-    return chosen[:MAX_SNAPSHOTS]
+    return any(a.kind in SENSOR_STATE_ALERTS for a in report.alerts)
+
+
+def _snapshots(reports: list[FrameReport]) -> list[FrameReport]:
+    """Frames whose alerts include a sensor-state alert, at most a few."""
+    return [r for r in reports if _is_snapshot(r)][:MAX_SNAPSHOTS]
 
 
 def _drive_start(bag: Path, rows: list[FrameRow]) -> float:

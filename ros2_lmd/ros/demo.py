@@ -67,6 +67,7 @@ def run_live(
     from ros2_lmd.replay.bag import ReadStats, read_messages
     from ros2_lmd.ros.node import QUIET_FLUSH_S, SYNC_TICK_S, MonitorNode
     from ros2_lmd.ros.player import BagPlayer
+    from ros2_lmd.ros.transport import use_shipped_transport
 
     stats = ReadStats()
     key_frames = sum(1 for _ in read_messages(bag, ["/lidar_top"], project_typestore(), stats))
@@ -96,6 +97,7 @@ def run_live(
         with lock:
             result.drops.append((stamp, reason))
 
+    use_shipped_transport()  # before rclpy.init: Fast DDS reads it once
     context = Context()
     rclpy.init(context=context, domain_id=domain_id if domain_id is not None else random.randint(100, 199))
     node = player_node = player = None

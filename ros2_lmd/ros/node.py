@@ -52,6 +52,7 @@ from ros2_lmd.monitor.params import MonitorParams, ParameterError, parameter_spe
 from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
 from ros2_lmd.monitor.sensor_health import SensorHealthTracker, SensorInfo
 from ros2_lmd.monitor.throttle import Throttle
+from ros2_lmd.ros.transport import use_shipped_transport
 from ros2_lmd.sensors.errors import SensorDataError
 from ros2_lmd.sensors.frame import SensorFrame
 from ros2_lmd.sensors.sync import DroppedFrame
@@ -753,6 +754,7 @@ def main(params_file: str | None = None, ros_args: list[str] | None = None) -> i
     # Our own SIGINT/SIGTERM handling: rclpy's raises KeyboardInterrupt wherever the main thread
     # happens to be (even inside the clean-up); here a signal only ends the spin loop.
     stop = threading.Event()
+    transport = use_shipped_transport()  # before rclpy.init: Fast DDS reads it once
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
@@ -766,6 +768,7 @@ def main(params_file: str | None = None, ros_args: list[str] | None = None) -> i
         ) as error:
             print(f"ros2-lmd monitor: {error}", file=sys.stderr)
             return 2
+        node.get_logger().info(transport)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         if node.autostart:

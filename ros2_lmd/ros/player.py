@@ -26,6 +26,8 @@ from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 
+from ros2_lmd.ros.transport import use_shipped_transport
+
 SENSOR_TYPES = frozenset(
     {
         "sensor_msgs/msg/Image",
@@ -164,6 +166,7 @@ def play(
     `on_start(player)` is called once the publishers exist, before it."""
     own_context = context is None
     if own_context:
+        use_shipped_transport()
         context = Context()
         rclpy.init(context=context, domain_id=domain_id)
     node = rclpy.create_node(f"lmd_player_{random.randint(0, 99999)}", context=context)
@@ -199,6 +202,7 @@ def main(
     def announce(player: BagPlayer) -> None:
         print(f"ros2-lmd play: publishing {len(player.publishers)} topics from {bag}", flush=True)
 
+    print(f"ros2-lmd play: {use_shipped_transport()}", flush=True)  # before rclpy.init
     rclpy.init(args=["lmd_player", *(ros_args or [])])
     context = rclpy.get_default_context()
     try:

@@ -10,8 +10,8 @@ Printed (the targets are the issue's): recall within 1.5 s of onset (>= 95 %), m
 clear after the fault ends. Scoring is ros2_lmd.replay.report.score_incidents, the same as
 `analyze --faults`.
 
-    .venv/bin/python bench/bench_faults.py [--seeds 3] [--fault-free-minutes 30] [--jobs N]
-        [--only camera:glare] [--model compact_crl]
+    .venv/bin/python bench/bench_faults.py [--seeds 3] [--fault-free-minutes 30] [--varied-minutes 10]
+        [--jobs N] [--only camera:glare] [--model compact_crl]
 """
 
 from __future__ import annotations
@@ -43,29 +43,33 @@ class DriveOutcome:
     run: Any  # ros2_lmd.replay.analyze.DriveRun
     faults: list[Any] = field(default_factory=list)
     seconds: float = 0.0
+    varied: bool = False
 
 
-def run_drive(job: tuple[int, str, float, str]) -> DriveOutcome:
+def run_drive(job: tuple[int, str, float, str, bool]) -> DriveOutcome:
     from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.params import MonitorParams
     from ros2_lmd.replay.analyze import monitor_drive
-    from ros2_lmd.sim import default_rig, simulate_drive
+    from ros2_lmd.sim import SimConfig, default_rig, simulate_drive
     from ros2_lmd.sim.faults import expand_faults
+    from ros2_lmd.sim.world import WorldConfig
 
-    seed, spec, duration, model_name = job
+    seed, spec, duration, model_name, varied = job
     start = time.perf_counter()
+    # randomised worlds: road layout, traffic, ego speed down to standing (WorldConfig.randomised)
+    world = WorldConfig().randomised(np.random.default_rng([seed, 77])) if varied else WorldConfig()
     model = load_model(model_name)
     run = monitor_drive(
-        simulate_drive(seed, duration, RATE_HZ, spec or None),
+        simulate_drive(seed, duration, RATE_HZ, spec or None, SimConfig(world=world)),
         model,
         MonitorParams(model=model_name),
         threads=1,
     )
-    outcome = DriveOutcome(spec, duration, run, expand_faults(spec or None, default_rig()))
+    outcome = DriveOutcome(spec, duration, run, expand_faults(spec or None, default_rig()), varied=varied)
     outcome.seconds = time.perf_counter() - start
+    label = spec or f"fault-free seed {seed}" + (" (randomised world)" if varied else "")
     print(
-        f"  {spec or f'fault-free seed {seed}'}: {run.processed} frames, {len(run.incidents)} incidents "
-        f"({outcome.seconds:.0f} s)",
+        f"  {label}: {run.processed} frames, {len(run.incidents)} incidents ({outcome.seconds:.0f} s)",
         flush=True,
     )
     return outcome
@@ -81,7 +85,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--fault-free-minutes", type=float, default=30.0)
+    parser.add_argument("--fault-free-minutes", type=float, default=30.0, help="in the default world")
+    parser.add_argument("--varied-minutes", type=float, default=10.0, help="fault-free, randomised worlds")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="drives run at once")
     parser.add_argument("--only", default="", help="modality:kind[,...] to run (default: all)")
     parser.add_argument("--model", default="compact_crl")
@@ -96,11 +101,15 @@ def main() -> None:
                 continue
             for seed in range(args.seeds):
                 one = sensors[seed % len(sensors)].name  # a different sensor per seed
-                jobs.append((seed, f"{one}:{kind}@{ONSET_S:g}-{END_S:g}", DRIVE_S, args.model))
+                jobs.append((seed, f"{one}:{kind}@{ONSET_S:g}-{END_S:g}", DRIVE_S, args.model, False))
                 if len(sensors) > 1:
-                    jobs.append((seed, f"{modality}:{kind}@{ONSET_S:g}-{END_S:g}", DRIVE_S, args.model))
+                    jobs.append(
+                        (seed, f"{modality}:{kind}@{ONSET_S:g}-{END_S:g}", DRIVE_S, args.model, False)
+                    )
     n_clean = int(np.ceil(args.fault_free_minutes * 60 / FAULT_FREE_DRIVE_S))
-    jobs += [(1000 + i, "", FAULT_FREE_DRIVE_S, args.model) for i in range(n_clean)]
+    jobs += [(1000 + i, "", FAULT_FREE_DRIVE_S, args.model, False) for i in range(n_clean)]
+    n_varied = int(np.ceil(args.varied_minutes * 60 / FAULT_FREE_DRIVE_S))
+    jobs += [(2000 + i, "", FAULT_FREE_DRIVE_S, args.model, True) for i in range(n_varied)]
     wall = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         outcomes = list(pool.map(run_drive, jobs))
@@ -143,8 +152,6 @@ def main() -> None:
             + " |"
         )
     delays = [f.delay_s for f in everything if f.detected]
-    minutes = sum(o.duration_s for o in clean) / 60
-    false_clean = [(o.spec, i.summary(o.run.t0)) for o in clean for i in o.run.incidents]
     if everything:
         print(
             f"\noverall: recall {np.mean([f.detected for f in everything]):.1%} of {len(everything)} faults "
@@ -155,12 +162,19 @@ def main() -> None:
         )
         for line in false_in_faulted[:20]:
             print(f"    {line}")
-    if clean:
+    for label, drives in (
+        ("default world", [o for o in clean if not o.varied]),
+        ("randomised worlds", [o for o in clean if o.varied]),
+    ):
+        if not drives:
+            continue
+        minutes = sum(o.duration_s for o in drives) / 60
+        false_clean = [i.summary(o.run.t0) for o in drives for i in o.run.incidents]
         print(
-            f"fault-free: {len(false_clean)} incidents in {minutes:.1f} min = "
+            f"fault-free, {label}: {len(false_clean)} incidents in {minutes:.1f} min = "
             f"{10 * len(false_clean) / max(minutes, 1e-9):.2f} per 10 min (target <= 1)"
         )
-        for _, line in false_clean[:20]:
+        for line in false_clean[:20]:
             print(f"    {line}")
     missed = [f for f in everything if not f.detected]
     for f in missed[:20]:

@@ -99,6 +99,7 @@ def test_every_output_is_published_on_the_configured_grid(model_path):
             values = values_of(statuses[name])
             assert values["topic"] == f"/{name}/image_rect_compressed"
             assert values["last_stamp"] == "1000.300000" and values["last_error"] == ""
+            assert values["signal_checks"] == "ok"  # the camera's own signal checks
             assert as_int(statuses[name].level) == 0
         assert values_of(statuses["lmd_monitor"])["frames_processed"] == "4"
         assert values_of(statuses["radar"])["present"] == "false"

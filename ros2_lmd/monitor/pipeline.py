@@ -114,6 +114,9 @@ class Pipeline:
         self.incidents: IncidentTracker | None = None  # made at the first frame (it names the sensors)
         self.sensor_checks = SensorChecks(sensor_checks) if sensor_checks is not None else None
         self._findings: dict[str, tuple[Finding, ...]] = {}  # sensor -> its latest findings while not ok
+        # sensor -> its signal-check state as of the last concluded frame; replaced whole, so other
+        # threads (the node's diagnostics) may read it at any time
+        self.sensor_states: dict[str, str] = {}
         self._previous: tuple[float, dict[str, np.ndarray], dict[str, bool]] | None = None
 
     @property
@@ -227,6 +230,7 @@ class Pipeline:
         t_checks = time.perf_counter()
         verdicts = self.sensor_checks.update(frame) if self.sensor_checks is not None else {}
         checks_ms = (time.perf_counter() - t_checks) * 1e3
+        self.sensor_states = {name: v.state for name, v in verdicts.items()}
         suspect = {v.modality for v in verdicts.values() if v.state != "ok"}
         alerts = self.alerts.update(
             computed.fused,

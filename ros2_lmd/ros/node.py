@@ -669,8 +669,10 @@ class MonitorNode(LifecycleNode):
             checked = self._decomposition_error
             open_incidents = list(self._open_incidents)
         records = run.tracker.statuses(now)
+        signal = run.pipeline.sensor_states
         for record in records:  # per sensor: messages lost before the node, from its stamp gaps
             record.values["messages_lost"] = str(lost.get(record.hardware_id, 0))
+            record.values["signal_checks"] = signal.get(record.hardware_id, "not seen yet")
         report, states, ratios = latest if latest else (None, {}, {})
         records += status.modality_statuses(run.pipeline.modalities, report, states, ratios)
         status.mark_incidents(records, open_incidents)

@@ -82,8 +82,10 @@ def test_camera_failure_alert_within_hysteresis_and_cleared(live):
         (_t(r.stamp), a)
         for r in sorted(live.reports, key=lambda r: r.stamp)
         for a in r.alerts
-        if a.modality == "camera" and a.kind in (SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_RECOVERED)
-    ]
+        if a.modality == "camera"
+        and not a.sensor
+        and a.kind in (SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_RECOVERED)
+    ]  # the modality's own alerts, from the decomposition (each camera's own are below)
     raised = [t for t, a in events if a.kind in (SENSOR_FAILED, SENSOR_DEGRADED)]
     assert raised, events
     # The health signal is the change of a contribution between consecutive frames, so the first
@@ -95,6 +97,16 @@ def test_camera_failure_alert_within_hysteresis_and_cleared(live):
     # once failed, no flapping between alerts while the fault lasts: the next one clears it
     kinds = [a.kind for _, a in events]
     assert kinds[kinds.index(SENSOR_FAILED) + 1 :] == [SENSOR_RECOVERED], events
+    # each camera's signal checks: black from the onset, one failure and one recovery per camera
+    by_camera: dict[str, list[tuple[float, str]]] = {}
+    for report in sorted(live.reports, key=lambda r: r.stamp):
+        for a in report.alerts:
+            if a.sensor.startswith("cam_"):
+                by_camera.setdefault(a.sensor, []).append((_t(report.stamp), a.kind))
+    assert len(by_camera) == 6, by_camera
+    for camera, changes in by_camera.items():
+        assert [kind for _, kind in changes] == [SENSOR_FAILED, SENSOR_RECOVERED], (camera, changes)
+        assert ONSET <= changes[0][0] <= ONSET + 0.5 and END <= changes[1][0] <= END + 1.5, (camera, changes)
     # no sensor failure alert at all outside the fault window (for any modality)
     for report in live.reports:
         t = _t(report.stamp)

@@ -395,3 +395,54 @@ def test_thresholds_are_strict_below():
     assert states[-1] == DEGRADED_ and alerts == {2: SENSOR_DEGRADED}
     states, alerts = drive([0.5] * 5)
     assert set(states) == {OK_} and alerts == {}
+
+
+def test_a_held_frame_teaches_nothing_and_changes_no_state_logic():
+    # hold: another source (a sensor's signal checks, the time sync) suspects this modality
+    health = ModalityHealth("radar", AlertConfig(baseline_window=10, baseline_min_frames=3))
+    for _ in range(3):
+        health.update(1.0)
+    assert list(health.baseline) == [1.0] * 3
+    for value in (3.0, 3.0, 3.0, 3.0):  # radar ghosts: activity surges, ratio 3, no alert
+        assert health.update(value, hold=True) is None
+    assert list(health.baseline) == [1.0] * 3 and health.state == ModalityHealth.OK
+    # the ghosts end: back at 1.0 is ratio 1 against the held baseline, nothing raised
+    assert [health.update(1.0) for _ in range(5)] == [None] * 5
+    # without the hold, the surge would have been learnt and its end looked like a collapse
+    learnt = ModalityHealth("radar", AlertConfig(baseline_window=4, baseline_min_frames=3))
+    for value in (1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0):
+        learnt.update(value)
+    assert [a.kind for a in (learnt.update(1.0) for _ in range(3)) if a] == [SENSOR_DEGRADED]
+
+
+def test_the_engine_holds_a_modality_whose_sensor_is_left_out_or_named_in_hold():
+    mods = ("camera", "radar")
+    engine = AlertEngine(mods, GRID, AlertConfig(baseline_window=20, baseline_min_frames=3))
+    fused = np.zeros((GRID.ny, GRID.nx), np.float32)
+    components = {m: fused for m in (*mods, "bias")}
+    labels = np.zeros_like(fused, dtype=np.int32)
+    present = {m: True for m in mods}
+    sensors = {"cam_front": "camera", "radar_front": "radar"}
+
+    def step(status=None, hold=()):
+        engine.update(
+            fused,
+            components,
+            {"camera": 1.0, "radar": 1.0},
+            present,
+            status or {"cam_front": "", "radar_front": ""},
+            [],
+            labels,
+            sensor_modality=sensors,
+            hold=hold,
+        )
+
+    for _ in range(3):
+        step()
+    learnt = {m: len(engine.health[m].baseline) for m in mods}
+    step(hold={"radar"})
+    step(status={"cam_front": "missing: stamp 0.3 s off", "radar_front": ""})
+    assert {m: len(engine.health[m].baseline) for m in mods} == {
+        "camera": learnt["camera"] + 1,  # learnt while only the radar was held
+        "radar": learnt["radar"] + 1,  # learnt while only the camera's sensor was left out
+    }

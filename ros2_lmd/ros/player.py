@@ -202,7 +202,7 @@ def main(
     def announce(player: BagPlayer) -> None:
         print(f"ros2-lmd play: publishing {len(player.publishers)} topics from {bag}", flush=True)
 
-    print(f"ros2-lmd play: {use_shipped_transport()}", flush=True)  # before rclpy.init
+    print(f"ros2-lmd play: {use_shipped_transport()}", file=sys.stderr, flush=True)  # before rclpy.init
     rclpy.init(args=["lmd_player", *(ros_args or [])])
     context = rclpy.get_default_context()
     try:

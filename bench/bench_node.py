@@ -7,7 +7,10 @@
    process (as sensor drivers are on a vehicle: sensor-data QoS) to the monitor node in this
    process, with its default keep-latest queue, for several inference_workers x cpu_threads
    settings. Frame rate = frames processed per second of drive; end-to-end latency = key
-   message received -> outputs published (the `latency_ms` of /lmd/decomposition).
+   message received -> outputs published (the `latency_ms` of /lmd/decomposition). Each live
+   setting runs in its own process, with the shipped Fast DDS profile (config/fastdds_shm.xml,
+   shared memory) and with Fast DDS's defaults (ROS2_LMD_TRANSPORT=default), for the player and
+   the node alike: "received" counts the LiDAR sweeps that reached the node.
 
     source .venv/lmd_env.sh && python bench/bench_node.py [--duration 10] [--model compact_crl]
 """
@@ -41,10 +44,11 @@ def pipeline_alone(model: str, frames, threads: int) -> str:
     import torch
 
     from ros2_lmd.models.io import load_model
-    from ros2_lmd.monitor.pipeline import Pipeline
+    from ros2_lmd.monitor.params import MonitorParams
+    from ros2_lmd.monitor.pipeline import pipeline_for
 
     torch.set_num_threads(threads)
-    pipeline = Pipeline(load_model(model), device="cpu")
+    pipeline = pipeline_for(load_model(model), MonitorParams(model=model), "cpu")
     for frame in frames[:3]:
         pipeline.process(frame)  # warm-up: lifting tables, allocator, f'(0) caches
     t0 = time.perf_counter()
@@ -129,7 +133,17 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--model", default="compact_crl")
+    parser.add_argument(
+        "--live", nargs=4, metavar=("BAG", "WORKERS", "THREADS", "FRAMES"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.live:  # one live setting, in this fresh process (Fast DDS reads its profile once)
+        from ros2_lmd.ros.transport import use_shipped_transport
+
+        use_shipped_transport()
+        bag, workers, threads, frames = args.live
+        print(live_node(Path(bag), args.model, int(workers), int(threads), int(frames), args.duration))
+        return
 
     import torch
 
@@ -150,9 +164,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bag = Path(tmp) / "drive.mcap"
         simulate_to_bag(bag, duration_s=args.duration, seed=3, progress=False)
-        for workers, threads in settings:
-            note = " (default)" if (workers, threads) == auto else ""
-            print(live_node(bag, args.model, workers, threads, len(frames), args.duration) + note, flush=True)
+        for transport in ("shipped", "default"):
+            env = {**os.environ, "ROS2_LMD_TRANSPORT": transport}
+            for workers, threads in settings:
+                note = " (default)" if (workers, threads) == auto else ""
+                command = [sys.executable, __file__, "--duration", str(args.duration), "--model", args.model]
+                command += ["--live", str(bag), str(workers), str(threads), str(len(frames))]
+                out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+                print(f"[transport {transport}] {out.stdout.strip().splitlines()[-1]}{note}", flush=True)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ def test_the_shipped_profile_is_set_unless_the_user_chose_one_or_another_middlew
     mine = {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}
     assert "/etc/my_profile.xml" in use_shipped_transport(mine)
     assert mine == {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}
+    opted_out = {"ROS2_LMD_TRANSPORT": "default"}
+    assert "defaults" in use_shipped_transport(opted_out) and opted_out == {"ROS2_LMD_TRANSPORT": "default"}
     cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
     assert "left as configured" in use_shipped_transport(cyclone)
     assert cyclone == {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}

@@ -11,6 +11,7 @@ from pathlib import Path
 PROFILE_NAME = "fastdds_shm.xml"
 # Fast DDS 2 (ROS 2 Jazzy) reads the first, Fast DDS 3 the second
 PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+OPT_OUT_VARIABLE = "ROS2_LMD_TRANSPORT"  # "default": leave Fast DDS at its own defaults
 
 
 def shipped_profile() -> Path | None:
@@ -31,9 +32,11 @@ def shipped_profile() -> Path | None:
 
 def use_shipped_transport(environ: dict[str, str] | None = None) -> str:
     """Point Fast DDS at the shipped profile; returns what was done, in words (for the log). Leaves
-    the environment alone when RMW_IMPLEMENTATION names another middleware, when a profile file is
-    set already, or when the file cannot be found."""
+    the environment alone when ROS2_LMD_TRANSPORT=default, when RMW_IMPLEMENTATION names another
+    middleware, when a profile file is set already, or when the file cannot be found."""
     env = os.environ if environ is None else environ
+    if env.get(OPT_OUT_VARIABLE, "").lower() == "default":
+        return f"transport: Fast DDS defaults ({OPT_OUT_VARIABLE}=default)"
     rmw = env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     if not rmw.startswith("rmw_fastrtps"):
         return f"transport: {rmw}, left as configured (the shipped profile is for Fast DDS)"

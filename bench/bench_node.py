@@ -170,8 +170,11 @@ def main() -> None:
                 note = " (default)" if (workers, threads) == auto else ""
                 command = [sys.executable, __file__, "--duration", str(args.duration), "--model", args.model]
                 command += ["--live", str(bag), str(workers), str(threads), str(len(frames))]
-                out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-                print(f"[transport {transport}] {out.stdout.strip().splitlines()[-1]}{note}", flush=True)
+                out = subprocess.run(command, env=env, capture_output=True, text=True)
+                lines = [line for line in out.stdout.splitlines() if line.startswith("live node")]
+                # (Fast DDS may abort at process exit after the run: the line printed counts)
+                result = lines[-1] if lines else f"no result (exit {out.returncode}): {out.stderr[-300:]}"
+                print(f"[transport {transport}] {result}{note}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ros2_lmd.lmd import RuleVariants, decompose
+from ros2_lmd.lmd import LMDRuleError, RuleVariants, decompose
 
 G = torch.Generator().manual_seed(1234)
 
@@ -368,6 +368,16 @@ LINEAR_OPS = {
     "cat": lambda t: torch.cat([t, 2 * t], 1),
     "stack": lambda t: torch.stack([t, -t], -1),
     "split": lambda t: torch.split(t, 2, dim=1)[1],
+    # the same ops with their arguments by keyword and dims counted from the end (x4: 2 x 3 x 6 x 6)
+    "split_keywords_negative_dim": lambda t: torch.split(t, split_size_or_sections=[2, 4], dim=-1)[1],
+    "split_method_sections": lambda t: t.split([1, 5], -2)[0],
+    "chunk_keywords_negative_dim": lambda t: torch.chunk(t, chunks=2, dim=-3)[1],
+    "unbind_keyword_negative_dim": lambda t: torch.unbind(t, dim=-1)[4],
+    "squeeze_keyword_negative_dim": lambda t: t[..., :1].squeeze(dim=-1),
+    "squeeze_every_size_one_dim": lambda t: t[:, :1, :, :1].squeeze(),
+    "squeeze_dims_tuple": lambda t: t[:, :1, :, :1].squeeze((1, 3)),
+    "dropout_eval_keywords": lambda t: F.dropout(t, p=0.3, training=False),
+    "dropout_training_p0": lambda t: F.dropout(t, 0.0, True),
     "chunk": lambda t: t.chunk(3, dim=2)[2],
     "unbind": lambda t: t.unbind(0)[1],
     "expand": lambda t: t[:, :1].expand(2, 5, 6, 6),
@@ -470,6 +480,113 @@ def test_where_with_a_mask_from_the_real_value():
     zero = torch.zeros((), dtype=torch.float64)
     assert torch.allclose(dec.components["camera"], torch.where(mask, features["camera"], zero))
     assert torch.allclose(dec.bias, torch.where(mask, zero, zero + 0.5))
+
+
+def test_dropout_defaults_to_training_and_is_refused():
+    # F.dropout's `training` defaults to True: a random mask has no decomposition
+    with pytest.raises(LMDRuleError, match="dropout"):
+        decompose(lambda f: F.dropout(f["camera"] + f["radar"], 0.3), {"camera": x4, "radar": x4})
+    with pytest.raises(LMDRuleError, match="dropout"):
+        decompose(lambda f: F.dropout(f["camera"] + f["radar"], p=0.3), {"camera": x4, "radar": x4})
+
+
+def test_where_with_keywords_and_the_decomposed_tensor_second():
+    features = {"camera": randn(40), "radar": randn(40)}
+    const = randn(40)
+    mask = (features["camera"] - features["radar"]) > 0
+    zero = torch.zeros((), dtype=torch.float64)
+    for call in (
+        lambda m, a, b: torch.where(m, input=a, other=b),
+        lambda m, a, b: torch.where(m, a, b),
+    ):
+        # the constant as `input`, the decomposed sum as `other`
+        dec = decompose(
+            lambda f, call=call: call((f["camera"] - f["radar"]) > 0, const, f["camera"] + 2 * f["radar"]),
+            features,
+            rules=RuleVariants(bias="explicit"),
+        )
+        assert torch.allclose(dec.components["camera"], torch.where(mask, zero, features["camera"]))
+        assert torch.allclose(dec.components["radar"], torch.where(mask, zero, 2 * features["radar"]))
+        assert torch.allclose(dec.bias, torch.where(mask, const, zero))
+        assert dec.components["camera"].dtype == torch.float64
+
+
+def test_masked_fill_with_keywords():
+    features = {"camera": randn(4, 5), "radar": randn(4, 5)}
+    mask = features["camera"] > 0.3
+    dec = decompose(
+        lambda f: (f["camera"] + f["radar"]).masked_fill(mask=mask, value=-1.5),
+        features,
+        rules=RuleVariants(bias="explicit"),
+    )
+    zero = torch.zeros((), dtype=torch.float64)
+    for m in features:
+        assert torch.allclose(dec.components[m], torch.where(mask, zero, features[m]))
+    assert torch.allclose(dec.bias, torch.where(mask, zero - 1.5, zero))
+
+
+@pytest.mark.parametrize("keywords", [False, True])
+def test_rms_norm_over_several_trailing_dims_with_its_eps(keywords):
+    features = {"camera": randn(2, 3, 4), "radar": randn(2, 3, 4)}
+    weight, eps = randn(3, 4), 0.25
+    if keywords:
+        fn = lambda f: F.rms_norm(f["camera"] + f["radar"], normalized_shape=(3, 4), weight=weight, eps=eps)  # noqa: E731
+    else:
+        fn = lambda f: F.rms_norm(f["camera"] + f["radar"], [3, 4], weight, eps)  # noqa: E731
+    dec = decompose(fn, features, rules=RuleVariants(bias="explicit"))
+    A = features["camera"] + features["radar"]
+    rms = torch.sqrt(A.pow(2).mean((-2, -1), keepdim=True) + eps)
+    for m in features:
+        assert torch.allclose(dec.components[m], features[m] / rms * weight, atol=1e-12)
+    assert dec.bias.abs().max().item() < 1e-12
+    assert torch.allclose(dec.total, A / rms * weight, atol=1e-12)  # the real plane: weight and eps too
+
+
+def test_where_broadcasts_to_a_condition_larger_than_both_values():
+    features = {"camera": randn(5), "radar": randn(5)}
+    cond = torch.rand(4, 5, generator=torch.Generator().manual_seed(3)) > 0.5
+    dec = decompose(
+        lambda f: torch.where(cond, f["camera"] + f["radar"], 0.75),
+        features,
+        rules=RuleVariants(bias="explicit"),
+    )
+    zero = torch.zeros((), dtype=torch.float64)
+    assert dec.total.shape == (4, 5)
+    for m in features:
+        assert torch.allclose(dec.components[m], torch.where(cond, features[m], zero))
+    assert torch.allclose(dec.bias, torch.where(cond, zero, zero + 0.75))
+
+
+def test_op_names_in_error_messages():
+    from ros2_lmd.lmd.tensor import op_name
+
+    t = torch.zeros(2)
+    assert [
+        op_name(f)
+        for f in (
+            torch.conv2d,
+            F.conv2d,
+            torch.Tensor.add,
+            torch.Tensor.__add__,
+            F.relu,
+            F.linear,
+            torch.Tensor.shape.__get__,
+            t.__add__,
+            len,
+            torch.fliplr,
+        )
+    ] == [
+        "torch.conv2d",
+        "torch.conv2d",
+        "Tensor.add",
+        "Tensor.__add__",
+        "torch.nn.functional.relu",
+        "torch.linear",
+        "Tensor.shape (attribute)",
+        "Tensor.__add__",
+        "builtins.len",
+        "torch.fliplr",
+    ]
 
 
 # --- masks, selections, bilinear einsum, frozen InstanceNorm: each against an explicit formula ---

@@ -446,3 +446,19 @@ def test_the_engine_holds_a_modality_whose_sensor_is_left_out_or_named_in_hold()
         "camera": learnt["camera"] + 1,  # learnt while only the radar was held
         "radar": learnt["radar"] + 1,  # learnt while only the camera's sensor was left out
     }
+
+
+def test_a_sensors_modality_is_read_from_its_name_whatever_its_case_or_leading_slash():
+    from ros2_lmd.monitor.alerts import _modality_of
+
+    names = ["/cam_front", "CAM_BACK", "/radar_front_left", "Radar7", "//lidar_top", "lidar", "imu", "/"]
+    assert [_modality_of(n) for n in names] == [
+        "camera",
+        "camera",
+        "radar",
+        "radar",
+        "lidar",
+        "lidar",
+        "",
+        "",
+    ]

@@ -40,6 +40,7 @@ from ros2_lmd.replay.bag import (
     type_problems,
 )
 from ros2_lmd.replay.report import (
+    SENSOR_STATE_ALERTS,
     AlertRow,
     FrameRow,
     write_alerts_csv,
@@ -499,8 +500,6 @@ def monitor_drive(
 
 def _is_snapshot(report: FrameReport) -> bool:
     """A frame the report shows: one with a sensor-state alert (the first of each run)."""
-    from ros2_lmd.replay.report import SENSOR_STATE_ALERTS
-
     return any(a.kind in SENSOR_STATE_ALERTS for a in report.alerts)
 
 

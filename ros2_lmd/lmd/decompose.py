@@ -60,6 +60,10 @@ class Decomposition:
         """Components then bias stacked on a new leading dim: (M + 1, *total.shape)."""
         return torch.stack([*self.components.values(), self.bias])
 
+    def stack_with_total(self) -> torch.Tensor:
+        """Total, components, then bias on a new leading dim: (M + 2, *total.shape)."""
+        return torch.stack([self.total, *self.components.values(), self.bias])
+
 
 def decompose(
     fn: Callable[[dict[str, torch.Tensor]], Any],

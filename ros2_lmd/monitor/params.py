@@ -94,6 +94,13 @@ class MonitorParams:
         "Where inference runs: auto (CUDA when available, else CPU), cuda or cpu.",
         choices=("auto", "cuda", "cpu"),
     )
+    decomposition: str = _param(
+        "compiled",
+        "How LMD runs: compiled (traced once per input shape and compiled with torch.compile when "
+        "the node is configured or analyze starts; checked against eager, its fallback on any failure) "
+        "or eager (the rules run op by op: no compile time, slower per frame).",
+        choices=("compiled", "eager"),
+    )
     cpu_threads: int = _param(
         0,
         "CPU threads per inference worker (torch intra-op threads). 0: the CPU cores less one, "

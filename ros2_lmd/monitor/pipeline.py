@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ros2_lmd.lmd import RuleVariants, decompose
+from ros2_lmd.lmd import CompiledDecomposition, RuleVariants, decompose
 from ros2_lmd.models.base import FusionModel
 from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine, ObjectAlertDigest
 from ros2_lmd.monitor.detections import evidence_shares, extract_detections, sigmoid
@@ -95,17 +95,26 @@ class Pipeline:
         rules: RuleVariants | None = None,
         self_check_every: int = 0,
         sensor_checks: SensorCheckConfig | None = DEFAULT_SENSOR_CHECKS,
+        decomposition: str = "eager",
     ) -> None:
-        """`self_check_every`: every how many frames (by frame index) the decomposition is checked
+        """`decomposition`: `eager` or `compiled` (lmd/compiled.py: built per batch size by
+        `warm_up`, or at the first `compute`; batch sizes not built run eager). `self_check_every`: every how many frames (by frame index) the decomposition is checked
         (`_self_check`); 0: never. `sensor_checks`: the per-sensor signal checks' thresholds
         (monitor/sensor_checks.py); None: no signal checks (incidents then rest on the time sync
         and the decomposition alone)."""
         if self_check_every < 0:
             raise ValueError(f"Pipeline: self_check_every must be >= 0, got {self_check_every}")
+        if decomposition not in ("eager", "compiled"):
+            raise ValueError(f"Pipeline: decomposition must be eager or compiled, got {decomposition!r}")
         self.self_check_every = self_check_every
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.eval().to(self.device)
         self.rules = rules or RuleVariants()
+        self.compiled = (
+            CompiledDecomposition(self.model.fuse, (OUTPUT_KEY,), self.rules, build_on_demand=False)
+            if decomposition == "compiled"
+            else None
+        )
         self.config = alert_config or AlertConfig()
         self.alerts = AlertEngine(model.modalities, model.grid, self.config)
         self.frames_processed = 0
@@ -148,7 +157,7 @@ class Pipeline:
             features = self.model.encode(inputs)
             self._sync()
             t2 = time.perf_counter()
-            dec = decompose(self.model.fuse, features, rules=self.rules)[OUTPUT_KEY]
+            dec = self._decompose(features)
             stacked = torch.stack([dec.total, *dec.components.values(), dec.bias]).float().cpu().numpy()
             errors = dec.conservation_errors(batch_dim=0)
             t3 = time.perf_counter()
@@ -193,6 +202,38 @@ class Pipeline:
                 )
             )
         return computed
+
+    def _decompose(self, features: dict[str, torch.Tensor]):
+        if self.compiled is None:
+            return decompose(self.model.fuse, features, rules=self.rules)[OUTPUT_KEY]
+        if not self.compiled.graphs:  # not warmed up: build for the first batch size seen
+            self.compiled.prepare(features)
+        return self.compiled(features)[OUTPUT_KEY]
+
+    def warm_up(self, batch_size: int = 1) -> float:
+        """Run the model once on `batch_size` blank frames (no sensor data) and, with the compiled
+        decomposition, build it for that batch size, so that the first real frame is not late.
+        Stateless (no alert state changes). Returns the seconds it took."""
+        start = time.perf_counter()
+        blank = [SensorFrame(stamp=0.0, frame_index=-1) for _ in range(batch_size)]
+        if self.compiled is not None:
+            with torch.inference_mode():
+                features = self.model.encode(self.model.prepare(blank, self.device))
+            self.compiled.prepare(features)
+        self.compute(blank)
+        return time.perf_counter() - start
+
+    @property
+    def decomposition_status(self) -> str:
+        """How the decomposition runs, for logs and diagnostics: eager, or compiled for which batch
+        sizes (and why a signature fell back to eager)."""
+        if self.compiled is None:
+            return "eager"
+        parts = []
+        for (inputs, _threads), graph in self.compiled.graphs.items():
+            batch = inputs[0][1][0]  # inputs: (modality, shape, dtype, device) per modality
+            parts.append(f"batch {batch}: " + ("compiled" if graph.call is not None else f"eager ({graph.reason})"))
+        return "compiled, " + "; ".join(parts) if parts else "compiled (not built yet)"
 
     def _self_check(
         self, frames: Sequence[SensorFrame], features: dict[str, torch.Tensor], errors: list[float]
@@ -316,6 +357,7 @@ def pipeline_for(model: FusionModel, params: Any, device: str | torch.device = "
         device,
         self_check_every=params.self_check_every,
         sensor_checks=SensorCheckConfig() if params.sensor_checks else None,
+        decomposition=params.decomposition,
     )
 
 

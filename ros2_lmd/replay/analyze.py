@@ -406,6 +406,7 @@ def monitor_messages(
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
     try:
+        pipeline.warm_up(batch)  # at the thread count the workers use (a compiled graph is built for it)
         with OrderedRunner(
             compute,
             conclude,

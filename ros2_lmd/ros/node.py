@@ -272,6 +272,10 @@ class MonitorNode(LifecycleNode):
                 f"modalities {ignored} are not inputs of model {params.model}: not subscribed"
             )
         pipeline = pipeline_for(model, params, device)
+        # The first call of a model is slow (lazy kernel set-up; compiling the decomposition takes
+        # seconds): done here, at configure, so the first live frame is on time.
+        warm_s = pipeline.warm_up(1)
+        self.get_logger().info(f"warmed up in {warm_s:.1f} s: decomposition {pipeline.decomposition_status}")
         tracker = SensorHealthTracker(
             [SensorInfo(s.name, s.topic, s.modality) for s in ingest.sensors],
             params.stale_timeout_s,
@@ -686,6 +690,7 @@ class MonitorNode(LifecycleNode):
             "stamps_rejected": str(stamps_rejected),
             "time_jumps": str(len(time_jumps)),
             "last_time_jump": time_jumps[-1] if time_jumps else "",
+            "decomposition": run.pipeline.decomposition_status,
         }
         values.update({f"dropped: {reason}": str(count) for reason, count in drops.items()})
         if report is not None:

@@ -1,0 +1,176 @@
+"""The decomposition compiled: `decompose(fn, features)` traced once per input signature into a plain
+graph of torch ops, compiled with torch.compile, cached, and checked against eager before use.
+
+Why: in eager mode every LMD rule runs its M + 2 planes through separate elementwise kernels
+(activation secants, norm statistics, residual adds), so the decomposition is bound by memory
+traffic, not arithmetic. make_fx runs the rules once and records only the tensor ops they issue
+(the LMDTensor subclass and its Python dispatch disappear from the graph); inductor then fuses
+those ops. make_fx refuses data-dependent Python control flow (`.item()`, `if tensor:`), so a traced
+graph holds for every input of its signature, not only the one it was traced with.
+
+Any failure (tracing, compiling, or a result that differs from eager by more than `tolerance`)
+leaves that signature on the eager path, with the reason logged once: compiling is an optimisation,
+never a change of results."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ros2_lmd.lmd.decompose import Decomposition, decompose
+from ros2_lmd.lmd.variants import RuleVariants
+
+LOG = logging.getLogger("ros2_lmd.lmd.compiled")
+
+# Largest |compiled - eager| / max|eager total| accepted when a graph is checked. Measured on the
+# shipped compact_crl (bench/bench_lmd.py --compiled): 1.2e-5 at 1 thread and 2.7e-5 at 2 threads on
+# CPU (inductor reorders float sums and make_fx decomposes composite ops such as instance_norm);
+# a wrong graph differs at the scale of the output itself.
+COMPILE_TOLERANCE = 1e-4
+
+Signature = tuple
+
+
+@dataclass
+class CompiledGraph:
+    """What was built for one input signature: the compiled callable (None: eager), why not, and
+    what the check against eager found."""
+
+    call: Callable[..., tuple[torch.Tensor, ...]] | None
+    reason: str = ""
+    max_difference: float = float("nan")
+    build_s: float = 0.0
+
+
+class CompiledDecomposition:
+    """`decompose(fn, features, rules)[output]` for each name in `outputs`, compiled per signature
+    (modality names, shapes, dtypes, device, torch threads): call it like `decompose` and get
+    {output: Decomposition}. Only the named outputs are computed (the others are dead code the
+    compiler removes). `build_on_demand`: compile a signature when first called with it; otherwise
+    signatures not prepared with `prepare` run eager. Safe to call from several threads."""
+
+    def __init__(
+        self,
+        fn: Callable[[dict[str, torch.Tensor]], Any],
+        outputs: Sequence[str],
+        rules: RuleVariants | None = None,
+        *,
+        build_on_demand: bool = True,
+        tolerance: float = COMPILE_TOLERANCE,
+        backend: str = "inductor",
+    ) -> None:
+        if not outputs:
+            raise ValueError("CompiledDecomposition: name at least one output")
+        self.fn, self.outputs = fn, tuple(outputs)
+        self.rules = rules or RuleVariants()
+        self.build_on_demand, self.tolerance, self.backend = build_on_demand, tolerance, backend
+        self.graphs: dict[Signature, CompiledGraph] = {}
+        self.eager_calls = 0  # calls that ran eager (no graph, or a failed one)
+        self._lock = threading.Lock()
+
+    def __call__(self, features: Mapping[str, torch.Tensor]) -> dict[str, Decomposition]:
+        graph = self.graphs.get(signature(features))
+        if graph is None and self.build_on_demand:
+            graph = self.prepare(features)
+        if graph is None or graph.call is None:
+            self.eager_calls += 1
+            return self.eager(features)
+        with torch.inference_mode():
+            planes = graph.call(*features.values())
+        return {name: _decomposition(p, tuple(features)) for name, p in zip(self.outputs, planes)}
+
+    def eager(self, features: Mapping[str, torch.Tensor]) -> dict[str, Decomposition]:
+        result = decompose(self.fn, features, rules=self.rules)
+        return {name: result[name] for name in self.outputs}
+
+    def prepare(self, features: Mapping[str, torch.Tensor]) -> CompiledGraph:
+        """Build (trace, compile, check) the graph for the signature of `features`, once; the
+        values of `features` do not matter. Returns what was built."""
+        key = signature(features)
+        with self._lock:  # one build per signature, even when several workers ask at once
+            if key not in self.graphs:
+                self.graphs[key] = self._build(features)
+            return self.graphs[key]
+
+    def _build(self, features: Mapping[str, torch.Tensor]) -> CompiledGraph:
+        start = time.perf_counter()
+        names = tuple(features)
+        # Inputs of the signature with values of their own: the graph must not depend on the
+        # caller's values, and random planes exercise both sides of every activation.
+        generator = torch.Generator().manual_seed(0)
+        probe = {
+            m: torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            for m, x in features.items()
+        }
+        check = {m: torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) for m, x in features.items()}
+
+        def planes(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            result = decompose(self.fn, dict(zip(names, tensors)), rules=self.rules)
+            return tuple(result[name].stack_with_total() for name in self.outputs)
+
+        try:
+            with torch.inference_mode():
+                # An eager pass first: rules cache their constants (an activation's value and slope
+                # at zero, by autograd) on first use, which must not happen inside the trace.
+                expected = self.eager(check)
+                from torch.fx.experimental.proxy_tensor import make_fx
+
+                traced = make_fx(planes)(*probe.values())
+                call = torch.compile(traced, backend=self.backend, dynamic=False, fullgraph=True)
+                got = call(*check.values())
+            difference = max(
+                _relative_difference(g, expected[name].stack_with_total())
+                for name, g in zip(self.outputs, got)
+            )
+        except Exception as error:  # noqa: BLE001 - any failure to compile means: run eager
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            LOG.warning("decomposition runs eager for inputs %s: compiling failed (%s)", _describe(features), reason)
+            return CompiledGraph(None, reason, build_s=time.perf_counter() - start)
+        if not difference <= self.tolerance:
+            reason = f"compiled result differs from eager by {difference:.2e} (tolerance {self.tolerance:.0e})"
+            LOG.warning("decomposition runs eager for inputs %s: %s", _describe(features), reason)
+            return CompiledGraph(None, reason, difference, time.perf_counter() - start)
+        took = time.perf_counter() - start
+        LOG.info(
+            "decomposition compiled for inputs %s in %.1f s (differs from eager by %.1e)",
+            _describe(features),
+            took,
+            difference,
+        )
+        return CompiledGraph(call, "", difference, took)
+
+
+def signature(features: Mapping[str, torch.Tensor]) -> Signature:
+    """What a compiled graph is specific to: modality names and order, shapes, dtypes, device, and
+    the torch thread count (inductor's CPU kernels are generated for it)."""
+    return (
+        tuple((m, tuple(x.shape), x.dtype, x.device) for m, x in features.items()),
+        torch.get_num_threads(),
+    )
+
+
+def _decomposition(planes: torch.Tensor, modalities: tuple[str, ...]) -> Decomposition:
+    """Back from `Decomposition.stack_with_total` planes: (total, *components, bias)."""
+    return Decomposition(
+        total=planes[0],
+        components={m: planes[1 + i] for i, m in enumerate(modalities)},
+        bias=planes[-1],
+    )
+
+
+def _relative_difference(got: torch.Tensor, expected: torch.Tensor) -> float:
+    scale = expected[0].abs().max().double().clamp_min(torch.finfo(torch.float64).tiny)
+    return float(((got.double() - expected.double()).abs().max() / scale).item())
+
+
+def _describe(features: Mapping[str, torch.Tensor]) -> str:
+    return ", ".join(f"{m} {tuple(x.shape)}" for m, x in features.items())
+
+
+__all__ = ["CompiledDecomposition", "CompiledGraph", "COMPILE_TOLERANCE", "signature"]

@@ -1,9 +1,11 @@
 """Throughput of `ros2-lmd analyze` on CPU with the compact camera+radar+lidar model: a simulated
 drive (full sensor set) analysed end to end (bag reading, decoding, sync, model + LMD, all outputs
-written), frames per second at several batch sizes and worker-thread counts, measured side by side
-in one run.
+written), frames per second at several batch sizes and worker-thread counts, with the
+decomposition compiled (the default) and eager, measured side by side in one run. Frames per
+second count from the start of `analyze`, warm-up (and compiling, when the inductor cache on this
+machine does not have the graph yet) included.
 
-    source .venv/lmd_env.sh && python bench/bench_analyze.py [--duration 10] [--batches 1,4] [--workers 1,2]
+    source .venv/lmd_env.sh && python bench/bench_analyze.py [--duration 30] [--batches 1,4] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--model", default="compact_crl")
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--decompositions", default="compiled,eager")
     args = parser.parse_args()
 
     from ros2_lmd.models.io import load_model
+    from ros2_lmd.monitor.params import MonitorParams
     from ros2_lmd.monitor.runner import cpu_cores
     from ros2_lmd.replay.analyze import analyze
     from ros2_lmd.replay.simulate import simulate_to_bag
@@ -40,24 +44,30 @@ def main() -> None:
         print(
             f"{cpu_cores()} CPU cores; {args.duration:g} s drive (10 Hz, cameras 448x256), model {args.model}"
         )
-        for workers in (int(w) for w in args.workers.split(",")):
-            for batch in (int(b) for b in args.batches.split(",")):
-                t0 = time.perf_counter()
-                result = analyze(
-                    bag,
-                    model,
-                    Path(tmp) / f"out{batch}-{workers}",
-                    batch=batch,
-                    workers=workers,
-                    progress=False,
-                )
-                elapsed = time.perf_counter() - t0
-                print(
-                    f"workers {workers} x {max(1, cpu_cores() // workers)} threads, batch {batch}: "
-                    f"{result.processed} frames in {elapsed:.1f} s = {result.processed / elapsed:.1f} "
-                    f"frames/s ({result.processed / elapsed / 10:.2f}x real time)",
-                    flush=True,
-                )
+        settings = [
+            (decomposition, int(workers), int(batch))
+            for decomposition in args.decompositions.split(",")
+            for workers in args.workers.split(",")
+            for batch in args.batches.split(",")
+        ]
+        for decomposition, workers, batch in settings:
+            t0 = time.perf_counter()
+            result = analyze(
+                bag,
+                model,
+                Path(tmp) / f"out-{decomposition}-{batch}-{workers}",
+                params=MonitorParams(model=args.model, decomposition=decomposition),
+                batch=batch,
+                workers=workers,
+                progress=False,
+            )
+            elapsed = time.perf_counter() - t0
+            print(
+                f"{decomposition}, workers {workers} x {max(1, cpu_cores() // workers)} threads, "
+                f"batch {batch}: {result.processed} frames in {elapsed:.1f} s = "
+                f"{result.processed / elapsed:.1f} frames/s ({result.processed / elapsed / 10:.2f}x real time)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Benchmark of the LMD engine on a Simple-BEV-like decoder (200 x 200 BEV, 128 channels by default):
-the model alone, decompose with a derived bias, decompose with an explicit bias, and a paper-faithful
-two-pass implementation, each measured in this one run and printed as a ratio to the model alone,
-with peak memory. Each method runs in its own subprocess so that CPU peak RSS is per method.
+the model alone, the model on M + 1 samples stacked in the batch (the floor a decomposition that
+carries M + 1 planes can reach), decompose with a derived bias (eager, and compiled as the monitor
+runs it: lmd/compiled.py, built before timing), decompose with an explicit bias, and a
+paper-faithful two-pass implementation, each measured in this one run and printed as a ratio to the
+model alone, with peak memory. Each method runs in its own subprocess so that CPU peak RSS is per
+method. With --model, the network is a shipped model's fuse on the features of a simulated frame.
 
     .venv/bin/python bench/bench_lmd.py [--size 200] [--channels 128] [--modalities 2] [--device cpu]
+    .venv/bin/python bench/bench_lmd.py --model compact_crl --threads 1
 
 On CPU, glibc by default returns large freed blocks to the kernel, so every new activation map is
 paid again in page faults. The monitor sets the allocator to keep them
@@ -27,20 +31,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-METHODS = ("fn", "fn_stacked", "decompose_derived", "decompose_explicit", "two_pass")
+METHODS = ("fn", "fn_stacked", "decompose_derived", "decompose_compiled", "decompose_explicit", "two_pass")
 
 
 def _setup(args):
+    """(network, features, the output decomposed): the decoder in miniature, or with --model the
+    fuse part of a shipped model on the features of a simulated frame."""
     import torch
 
     from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder, randomise_norm_statistics
 
+    if args.model:
+        from ros2_lmd.models.io import load_model
+        from ros2_lmd.sim.drive import random_frame
+
+        model = load_model(args.model, args.device).eval()
+        with torch.inference_mode():
+            inputs = model.prepare([random_frame(seed=0).to_sensor_frame()], args.device)
+            features = model.encode(inputs)
+        return model.fuse, features, "bev_logits"
     torch.manual_seed(0)
     names = ["camera", "radar", "lidar", "extra"][: args.modalities]
     channels = {m: args.channels if m == "camera" else 16 for m in names}
     model = randomise_norm_statistics(SimpleBEVDecoder(channels, latent=args.channels)).eval().to(args.device)
     features = {m: torch.randn(1, c, args.size, args.size, device=args.device) for m, c in channels.items()}
-    return model, features
+    return model, features, "segmentation"
 
 
 def _run_one(args) -> dict:
@@ -52,9 +67,15 @@ def _run_one(args) -> dict:
         raise SystemExit("keep_freed_memory refused (no glibc?)")
     from two_pass_lmd import two_pass_decompose
 
-    from ros2_lmd.lmd import RuleVariants, decompose
+    from ros2_lmd.lmd import CompiledDecomposition, RuleVariants, decompose
 
-    model, features = _setup(args)
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    model, features, output = _setup(args)
+    compiled = CompiledDecomposition(model, [output])
+    if args.method == "decompose_compiled":
+        graph = compiled.prepare(features)  # built before the measurement, as the monitor does
+        if graph.call is None:
+            raise SystemExit(f"compiling failed: {graph.reason}")
     # the same network on M + 1 samples stacked in the batch: the work a derived-bias decomposition
     # must do at least, measured (on CPU, time grows faster than the batch for large maps)
     stacked = {m: x.repeat(len(features) + 1, *([1] * (x.dim() - 1))) for m, x in features.items()}
@@ -62,6 +83,7 @@ def _run_one(args) -> dict:
         "fn": lambda: model(features),
         "fn_stacked": lambda: model(stacked),
         "decompose_derived": lambda: decompose(model, features),
+        "decompose_compiled": lambda: compiled(features),
         "decompose_explicit": lambda: decompose(model, features, rules=RuleVariants(bias="explicit")),
         "two_pass": lambda: two_pass_decompose(model, features),
     }
@@ -112,6 +134,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=128)
     parser.add_argument("--modalities", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", help="a shipped model (e.g. compact_crl): its fuse on a simulated frame")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--keep-freed", action="store_true", help=argparse.SUPPRESS)
@@ -124,6 +148,8 @@ def main() -> None:
     results: dict[str, dict[str, dict]] = {"glibc default": {}, "keep_freed_memory": {}}
     for allocator, runs in results.items():
         for method in METHODS:
+            if args.model and method == "two_pass":
+                continue  # the paper-faithful two-pass reference covers the decoder only
             cmd = [
                 sys.executable,
                 __file__,
@@ -139,15 +165,23 @@ def main() -> None:
                 args.device,
                 "--repeats",
                 str(args.repeats),
+                "--threads",
+                str(args.threads),
+                *(["--model", args.model] if args.model else []),
                 *(["--keep-freed"] if allocator == "keep_freed_memory" else []),
             ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
             runs[method] = json.loads(out.stdout.strip().splitlines()[-1])
-    m = args.modalities
-    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    m = args.modalities if not args.model else len(_model_modalities(args.model))
+    threads = args.threads or os.environ.get("OMP_NUM_THREADS", "default")
+    network = (
+        f"{args.model} fuse on a simulated frame"
+        if args.model
+        else f"Simple-BEV-like decoder, {args.size}x{args.size} BEV, {args.channels} channels"
+    )
     print(
-        f"LMD benchmark: Simple-BEV-like decoder, {args.size}x{args.size} BEV, {args.channels} channels, "
-        f"M={m} modalities, device={args.device}, torch threads={threads}, median of {args.repeats}"
+        f"LMD benchmark: {network}, M={m} modalities, device={args.device}, torch threads={threads}, "
+        f"median of {args.repeats}"
     )
     for allocator, runs in results.items():
         base = runs["fn"]["median_s"]
@@ -162,19 +196,29 @@ def main() -> None:
                 f"{r['peak_bytes'] / 2**20:>16.0f}{r['rss_peak_bytes'] / 2**20:>22.0f}"
             )
         derived = runs["decompose_derived"]["median_s"]
-        print(f"decompose (derived) / ((M+1) x fn): {derived / ((m + 1) * base):.3f} (target <= 1)")
-        print(
-            f"decompose (derived) / fn on M+1 stacked samples: {derived / runs['fn_stacked']['median_s']:.3f}"
-        )
-        two_pass = runs["two_pass"]["median_s"]
-        print(
-            f"decompose (derived) / two-pass: {derived / two_pass:.3f} "
-            f"({(1 - derived / two_pass) * 100:.0f}% faster)"
-        )
+        stacked = runs["fn_stacked"]["median_s"]
+        for method in ("decompose_derived", "decompose_compiled"):
+            took = runs[method]["median_s"]
+            print(
+                f"{method} / fn: {took / base:.2f}; / ((M+1) x fn): {took / ((m + 1) * base):.3f} "
+                f"(target <= 1); / fn on M+1 stacked samples: {took / stacked:.3f}"
+            )
+        if "two_pass" in runs:
+            two_pass = runs["two_pass"]["median_s"]
+            print(
+                f"decompose (derived) / two-pass: {derived / two_pass:.3f} "
+                f"({(1 - derived / two_pass) * 100:.0f}% faster)"
+            )
     default, kept = (results[a]["decompose_derived"]["median_s"] for a in results)
     print(f"\ndecompose, keep_freed_memory / glibc default: {kept / default:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+
+
+def _model_modalities(name: str) -> tuple[str, ...]:
+    from ros2_lmd.models.io import load_model
+
+    return tuple(load_model(name).modalities)
 
 
 if __name__ == "__main__":

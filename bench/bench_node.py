@@ -12,6 +12,9 @@
    shared memory) and with Fast DDS's defaults (ROS2_LMD_TRANSPORT=default), for the player and
    the node alike: "received" counts the LiDAR sweeps that reached the node.
 
+Both with the decomposition compiled (the default, lmd/compiled.py; built at configure, before the
+drive starts) and eager.
+
     source .venv/lmd_env.sh && python bench/bench_node.py [--duration 10] [--model compact_crl]
 """
 
@@ -40,7 +43,7 @@ def stage_table(reports) -> str:
     return ", ".join(f"{s} {np.median(t):.1f} ms ({t.sum() / whole:.0%})" for s, t in totals.items())
 
 
-def pipeline_alone(model: str, frames, threads: int) -> str:
+def pipeline_alone(model: str, frames, threads: int, decomposition: str) -> str:
     import torch
 
     from ros2_lmd.models.io import load_model
@@ -48,7 +51,8 @@ def pipeline_alone(model: str, frames, threads: int) -> str:
     from ros2_lmd.monitor.pipeline import pipeline_for
 
     torch.set_num_threads(threads)
-    pipeline = pipeline_for(load_model(model), MonitorParams(model=model), "cpu")
+    pipeline = pipeline_for(load_model(model), MonitorParams(model=model, decomposition=decomposition), "cpu")
+    warm_s = pipeline.warm_up(1)
     for frame in frames[:3]:
         pipeline.process(frame)  # warm-up: lifting tables, allocator, f'(0) caches
     t0 = time.perf_counter()
@@ -56,13 +60,16 @@ def pipeline_alone(model: str, frames, threads: int) -> str:
     elapsed = time.perf_counter() - t0
     latency = np.array([r.latency_ms for r in reports])
     return (
-        f"pipeline alone, {threads} thread(s): {len(reports) / elapsed:.1f} frames/s; latency p50 "
+        f"pipeline alone, {decomposition}, {threads} thread(s) (warm-up {warm_s:.1f} s): "
+        f"{len(reports) / elapsed:.1f} frames/s; latency p50 "
         f"{np.percentile(latency, 50):.0f} ms, p95 {np.percentile(latency, 95):.0f} ms; "
         f"{stage_table(reports)}"
     )
 
 
-def live_node(bag: Path, model: str, workers: int, threads: int, key_frames: int, duration: float) -> str:
+def live_node(
+    bag: Path, model: str, workers: int, threads: int, key_frames: int, duration: float, decomposition: str
+) -> str:
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -81,6 +88,7 @@ def live_node(bag: Path, model: str, workers: int, threads: int, key_frames: int
             Parameter("model", value=model),
             Parameter("inference_workers", value=workers),
             Parameter("cpu_threads", value=threads),
+            Parameter("decomposition", value=decomposition),
         ],
     )
     reports, latencies = [], []
@@ -118,10 +126,10 @@ def live_node(bag: Path, model: str, workers: int, threads: int, key_frames: int
         probe.destroy_node()
         rclpy.try_shutdown(context=context)
     lat = np.array(latencies or [np.nan])
-    label = f"{workers} worker(s) x {threads} thread(s)"
+    label = f"{decomposition}, {workers} worker(s) x {threads} thread(s)"
     return (
-        f"live node, {label}: {processed} of {key_frames} sweeps processed "
-        f"({processed / duration:.1f} frames/s), {received} received, dropped {drops or 0}; "
+        f"live node, {label}: {key_frames} sweeps published, {received} delivered, {processed} "
+        f"processed ({processed / duration:.1f} frames/s), dropped {drops or 0}; "
         f"end-to-end latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms; "
         f"{stage_table(reports) if reports else 'no frames'}"
     )
@@ -134,15 +142,22 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--model", default="compact_crl")
     parser.add_argument(
-        "--live", nargs=4, metavar=("BAG", "WORKERS", "THREADS", "FRAMES"), help=argparse.SUPPRESS
+        "--live",
+        nargs=5,
+        metavar=("BAG", "WORKERS", "THREADS", "FRAMES", "DECOMPOSITION"),
+        help=argparse.SUPPRESS,
     )
     args = parser.parse_args()
     if args.live:  # one live setting, in this fresh process (Fast DDS reads its profile once)
         from ros2_lmd.ros.transport import use_shipped_transport
 
         use_shipped_transport()
-        bag, workers, threads, frames = args.live
-        print(live_node(Path(bag), args.model, int(workers), int(threads), int(frames), args.duration))
+        bag, workers, threads, frames, decomposition = args.live
+        print(
+            live_node(
+                Path(bag), args.model, int(workers), int(threads), int(frames), args.duration, decomposition
+            )
+        )
         return
 
     import torch
@@ -158,23 +173,25 @@ def main() -> None:
     )
     frames = [f.to_sensor_frame() for f in simulate_drive(3, duration_s=args.duration)]
     for threads in sorted({1, cores}):
-        print(pipeline_alone(args.model, frames, threads), flush=True)
+        for decomposition in ("compiled", "eager"):
+            print(pipeline_alone(args.model, frames, threads, decomposition), flush=True)
     auto = inference_plan(True, reserved_cores=1, prefer="latency")  # the node's default
-    settings = [auto] + [s for s in ((1, cores), (2, 1)) if s != auto]
+    # (transport, decomposition, workers, threads): the default set-up against one change at a time
+    settings = [("shipped", "compiled", *auto), ("shipped", "eager", *auto), ("default", "compiled", *auto)]
+    settings += [("shipped", "compiled", *s) for s in ((1, cores), (2, 1)) if s != auto]
     with tempfile.TemporaryDirectory() as tmp:
         bag = Path(tmp) / "drive.mcap"
         simulate_to_bag(bag, duration_s=args.duration, seed=3, progress=False)
-        for transport in ("shipped", "default"):
+        for transport, decomposition, workers, threads in settings:
             env = {**os.environ, "ROS2_LMD_TRANSPORT": transport}
-            for workers, threads in settings:
-                note = " (default)" if (workers, threads) == auto else ""
-                command = [sys.executable, __file__, "--duration", str(args.duration), "--model", args.model]
-                command += ["--live", str(bag), str(workers), str(threads), str(len(frames))]
-                out = subprocess.run(command, env=env, capture_output=True, text=True)
-                lines = [line for line in out.stdout.splitlines() if line.startswith("live node")]
-                # (Fast DDS may abort at process exit after the run: the line printed counts)
-                result = lines[-1] if lines else f"no result (exit {out.returncode}): {out.stderr[-300:]}"
-                print(f"[transport {transport}] {result}{note}", flush=True)
+            note = " (default)" if (transport, decomposition, workers, threads) == settings[0] else ""
+            command = [sys.executable, __file__, "--duration", str(args.duration), "--model", args.model]
+            command += ["--live", str(bag), str(workers), str(threads), str(len(frames)), decomposition]
+            out = subprocess.run(command, env=env, capture_output=True, text=True)
+            lines = [line for line in out.stdout.splitlines() if line.startswith("live node")]
+            # (Fast DDS may abort at process exit after the run: the line printed counts)
+            result = lines[-1] if lines else f"no result (exit {out.returncode}): {out.stderr[-300:]}"
+            print(f"[transport {transport}] {result}{note}", flush=True)
 
 
 if __name__ == "__main__":

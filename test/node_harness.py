@@ -226,8 +226,11 @@ class MonitorHarness:
         diagnostics_period_s: float = 0.25,
         domain_id: int | None = None,
         autostart: bool = True,
+        outputs: tuple[str, ...] | None = None,
     ) -> None:
+        """`outputs`: the output keys the probe subscribes to (default: all)."""
         self.rig = rig
+        self.outputs = tuple(OUTPUT_TYPES) if outputs is None else outputs
         # A long stale timeout: the levels the tests read must not depend on how slow this
         # machine is between two frames.
         self.parameters = {
@@ -261,6 +264,8 @@ class MonitorHarness:
         self.probe = rclpy.create_node("lmd_probe", context=self.context)
         reliable = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
         for key, type_name in OUTPUT_TYPES.items():
+            if key not in self.outputs:
+                continue
             self.probe.create_subscription(
                 self.types.cls(type_name), f"{self.prefix}/{key}", self._store(key), reliable
             )

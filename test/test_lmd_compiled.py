@@ -165,3 +165,13 @@ def test_compiled_pipeline_gives_the_eager_pipelines_alerts():
         ]
     assert compiled.compiled.eager_calls == 0
     assert eager.decomposition_status == "eager"
+
+
+def test_pipelines_over_one_model_share_its_compiled_graphs():
+    model = build_tiny_model()
+    first = Pipeline(model, decomposition="compiled")
+    first.warm_up(1)
+    second = Pipeline(model, decomposition="compiled")
+    assert second.compiled is first.compiled and len(second.compiled.graphs) == 1
+    other_rules = Pipeline(model, rules=RuleVariants(bias="explicit"), decomposition="compiled")
+    assert other_rules.compiled is not first.compiled and not other_rules.compiled.graphs

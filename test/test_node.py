@@ -105,6 +105,20 @@ def test_every_output_is_published_on_the_configured_grid(model_path):
         assert values_of(statuses["radar"])["present"] == "false"
 
 
+def test_views_nobody_subscribes_to_are_not_built(model_path):
+    """BEV grids, the BEV image and markers cost most of the output time; with no subscriber they
+    are not built, while the record (decomposition summary, alerts) still goes out. The node is
+    warmed up at configure, with the decomposition it runs named in /diagnostics."""
+    with MonitorHarness(SensorRig(), {"model": model_path}, outputs=("decomposition", "markers")) as harness:
+        summaries = harness.run_frames(3)
+        assert [s.frames_processed for s in summaries] == [1, 2, 3]
+        harness.wait_for(lambda: harness.count("markers") >= 3, "the markers of three frames")
+        values = values_of(status_by_hardware_id(harness.diagnostics_after(time.monotonic()))["lmd_monitor"])
+        # per frame: 5 BEV grids (fused, three modalities, bias) and the BEV image, not the markers
+        assert values["views_not_built_no_subscriber"] == str(3 * 6)
+        assert values["decomposition"] == "compiled, batch 1: compiled"
+
+
 def _corrupt(rig: SensorRig, stamp: float) -> dict:
     """One instant with each kind of malformed message on a different sensor."""
     messages = rig.frame(stamp)

@@ -14,14 +14,18 @@ never a change of results."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from torch import nn
 
 from ros2_lmd.lmd.decompose import Decomposition, decompose
 from ros2_lmd.lmd.variants import RuleVariants
@@ -146,6 +150,31 @@ class CompiledDecomposition:
         return CompiledGraph(call, "", difference, took)
 
 
+# module -> {(method, outputs, rules): CompiledDecomposition}; entries go with their module.
+_SHARED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, CompiledDecomposition]] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_compiled(
+    module: nn.Module, method: str, outputs: Sequence[str], rules: RuleVariants | None = None
+) -> CompiledDecomposition:
+    """The CompiledDecomposition of `getattr(module, method)` for these outputs and rules, one per
+    process: several pipelines over one loaded model (consecutive analyses, fleet workers, test
+    cases) build each graph once. Signatures are prepared, as always, per caller. Rules with extra
+    rules (functions: not comparable) get a CompiledDecomposition of their own."""
+    rules = rules or RuleVariants()
+    fn = getattr(module, method)
+    if rules.extra_rules:
+        return CompiledDecomposition(fn, outputs, rules, build_on_demand=False)
+    variant = tuple(getattr(rules, f.name) for f in dataclasses.fields(rules) if f.name != "extra_rules")
+    key = (method, tuple(outputs), variant)
+    with _SHARED_LOCK:
+        per_module = _SHARED.setdefault(module, {})
+        if key not in per_module:
+            per_module[key] = CompiledDecomposition(fn, outputs, rules, build_on_demand=False)
+        return per_module[key]
+
+
 def signature(features: Mapping[str, torch.Tensor]) -> Signature:
     """What a compiled graph is specific to: modality names and order, shapes, dtypes, device, and
     the torch thread count (inductor's CPU kernels are generated for it)."""
@@ -173,4 +202,4 @@ def _describe(features: Mapping[str, torch.Tensor]) -> str:
     return ", ".join(f"{m} {tuple(x.shape)}" for m, x in features.items())
 
 
-__all__ = ["CompiledDecomposition", "CompiledGraph", "COMPILE_TOLERANCE", "signature"]
+__all__ = ["CompiledDecomposition", "CompiledGraph", "COMPILE_TOLERANCE", "shared_compiled", "signature"]

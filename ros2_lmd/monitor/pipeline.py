@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ros2_lmd.lmd import CompiledDecomposition, RuleVariants, decompose
+from ros2_lmd.lmd import RuleVariants, decompose
+from ros2_lmd.lmd.compiled import shared_compiled
 from ros2_lmd.models.base import FusionModel
 from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine, ObjectAlertDigest
 from ros2_lmd.monitor.detections import evidence_shares, extract_detections, sigmoid
@@ -111,9 +112,7 @@ class Pipeline:
         self.model = model.eval().to(self.device)
         self.rules = rules or RuleVariants()
         self.compiled = (
-            CompiledDecomposition(self.model.fuse, (OUTPUT_KEY,), self.rules, build_on_demand=False)
-            if decomposition == "compiled"
-            else None
+            shared_compiled(self.model, "fuse", (OUTPUT_KEY,), self.rules) if decomposition == "compiled" else None
         )
         self.config = alert_config or AlertConfig()
         self.alerts = AlertEngine(model.modalities, model.grid, self.config)
@@ -206,7 +205,7 @@ class Pipeline:
     def _decompose(self, features: dict[str, torch.Tensor]):
         if self.compiled is None:
             return decompose(self.model.fuse, features, rules=self.rules)[OUTPUT_KEY]
-        if not self.compiled.graphs:  # not warmed up: build for the first batch size seen
+        if not self.compiled.graphs:  # nothing warmed up: build for the first batch size seen
             self.compiled.prepare(features)
         return self.compiled(features)[OUTPUT_KEY]
 

@@ -439,6 +439,7 @@ class MonitorNode(LifecycleNode):
         self._time_jumps: list[str] = []
         self._decomposition_error: tuple[float, float] | None = None  # (frame stamp, error)
         self._open_incidents: list[Any] = []
+        self._views_skipped = 0  # view messages not built: nobody subscribed
 
     @property
     def sensor_health(self) -> SensorHealthTracker | None:
@@ -636,8 +637,14 @@ class MonitorNode(LifecycleNode):
     def _publish_outputs(
         self, run: _Run, report: Any, processed: int, dropped: int, latency_ms: float
     ) -> None:
+        skip_views = {
+            key
+            for key, publisher in run.publishers.items()
+            if outputs.is_view(key) and publisher.get_subscription_count() == 0
+        }
         with self._lock:
             sensor_messages = run.ingest.sensor_messages()
+            self._views_skipped += len(skip_views)
         for key, _type, message in outputs.frame_messages(
             report,
             self.types,
@@ -649,6 +656,7 @@ class MonitorNode(LifecycleNode):
             float(self._runtime["component_logit_range"]),
             run.params.detection_threshold,
             sensor_messages,
+            skip_views,
         ):
             run.publishers[key].publish(message)
 
@@ -672,6 +680,7 @@ class MonitorNode(LifecycleNode):
             last_drop = self._last_drop
             checked = self._decomposition_error
             open_incidents = list(self._open_incidents)
+            views_skipped = self._views_skipped
         records = run.tracker.statuses(now)
         signal = run.pipeline.sensor_states
         for record in records:  # per sensor: messages lost before the node, from its stamp gaps
@@ -691,6 +700,7 @@ class MonitorNode(LifecycleNode):
             "time_jumps": str(len(time_jumps)),
             "last_time_jump": time_jumps[-1] if time_jumps else "",
             "decomposition": run.pipeline.decomposition_status,
+            "views_not_built_no_subscriber": str(views_skipped),
         }
         values.update({f"dropped: {reason}": str(count) for reason, count in drops.items()})
         if report is not None:

@@ -65,7 +65,8 @@ def main() -> None:
             print(
                 f"{decomposition}, workers {workers} x {max(1, cpu_cores() // workers)} threads, "
                 f"batch {batch}: {result.processed} frames in {elapsed:.1f} s = "
-                f"{result.processed / elapsed:.1f} frames/s ({result.processed / elapsed / 10:.2f}x real time)",
+                f"{result.processed / elapsed:.1f} frames/s "
+                f"({result.processed / elapsed / 10:.2f}x real time)",
                 flush=True,
             )
 

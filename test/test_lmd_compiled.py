@@ -143,7 +143,9 @@ def test_compiled_pipeline_gives_the_eager_pipelines_alerts():
     within rounding of zero, the activation rule's secant flips (eager at 1 and 2 threads differs the
     same way); so the bar is: same real output, same detections and alerts, components within the
     tolerance in at least 99 % of cells, conservation to float precision."""
-    frames = [f.to_sensor_frame() for f in simulate_drive(3, duration_s=1.5, faults="camera:blackout@0.6-1.5")]
+    frames = [
+        f.to_sensor_frame() for f in simulate_drive(3, duration_s=1.5, faults="camera:blackout@0.6-1.5")
+    ]
     torch.manual_seed(0)
     eager = Pipeline(build_tiny_model())
     torch.manual_seed(0)
@@ -159,7 +161,9 @@ def test_compiled_pipeline_gives_the_eager_pipelines_alerts():
             close = np.abs(a.components[m] - b.components[m]) <= COMPILE_TOLERANCE * scale
             assert close.mean() >= 0.99, (frame.frame_index, m, close.mean())
         assert b.conservation_error <= 1e-5
-        assert [(d.cells, d.supporting) for d in a.detections] == [(d.cells, d.supporting) for d in b.detections]
+        assert [(d.cells, d.supporting) for d in a.detections] == [
+            (d.cells, d.supporting) for d in b.detections
+        ]
         assert [(x.kind, x.modality, x.sensor) for x in a.alerts] == [
             (x.kind, x.modality, x.sensor) for x in b.alerts
         ]

@@ -4,8 +4,8 @@ total == sum(components) + bias. Torch only: nothing here knows about sensors, B
 
 # Layers, each importing only those above it: the core (variants, registry, tensor), the rules,
 # which fill the registry on import, and decompose.
-from ros2_lmd.lmd.decompose import Decomposition, decompose
 from ros2_lmd.lmd.compiled import CompiledDecomposition
+from ros2_lmd.lmd.decompose import Decomposition, decompose
 from ros2_lmd.lmd.registry import register_rule, registered
 from ros2_lmd.lmd.rules.linear import linear_rule
 from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor

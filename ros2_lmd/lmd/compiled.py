@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
 from torch import nn
 
 from ros2_lmd.lmd.decompose import Decomposition, decompose
@@ -112,7 +111,10 @@ class CompiledDecomposition:
             m: torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
             for m, x in features.items()
         }
-        check = {m: torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) for m, x in features.items()}
+        check = {
+            m: torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            for m, x in features.items()
+        }
 
         def planes(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
             result = decompose(self.fn, dict(zip(names, tensors)), rules=self.rules)
@@ -134,10 +136,14 @@ class CompiledDecomposition:
             )
         except Exception as error:  # noqa: BLE001 - any failure to compile means: run eager
             reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            LOG.warning("decomposition runs eager for inputs %s: compiling failed (%s)", _describe(features), reason)
+            LOG.warning(
+                "decomposition runs eager for inputs %s: compiling failed (%s)", _describe(features), reason
+            )
             return CompiledGraph(None, reason, build_s=time.perf_counter() - start)
         if not difference <= self.tolerance:
-            reason = f"compiled result differs from eager by {difference:.2e} (tolerance {self.tolerance:.0e})"
+            reason = (
+                f"compiled result differs from eager by {difference:.2e} (tolerance {self.tolerance:.0e})"
+            )
             LOG.warning("decomposition runs eager for inputs %s: %s", _describe(features), reason)
             return CompiledGraph(None, reason, difference, time.perf_counter() - start)
         took = time.perf_counter() - start
@@ -151,7 +157,9 @@ class CompiledDecomposition:
 
 
 # module -> {(method, outputs, rules): CompiledDecomposition}; entries go with their module.
-_SHARED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, CompiledDecomposition]] = weakref.WeakKeyDictionary()
+_SHARED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, CompiledDecomposition]] = (
+    weakref.WeakKeyDictionary()
+)
 _SHARED_LOCK = threading.Lock()
 
 

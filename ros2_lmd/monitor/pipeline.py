@@ -99,7 +99,8 @@ class Pipeline:
         decomposition: str = "eager",
     ) -> None:
         """`decomposition`: `eager` or `compiled` (lmd/compiled.py: built per batch size by
-        `warm_up`, or at the first `compute`; batch sizes not built run eager). `self_check_every`: every how many frames (by frame index) the decomposition is checked
+        `warm_up`, or at the first `compute`; batch sizes not built run eager).
+        `self_check_every`: every how many frames (by frame index) the decomposition is checked
         (`_self_check`); 0: never. `sensor_checks`: the per-sensor signal checks' thresholds
         (monitor/sensor_checks.py); None: no signal checks (incidents then rest on the time sync
         and the decomposition alone)."""
@@ -112,7 +113,9 @@ class Pipeline:
         self.model = model.eval().to(self.device)
         self.rules = rules or RuleVariants()
         self.compiled = (
-            shared_compiled(self.model, "fuse", (OUTPUT_KEY,), self.rules) if decomposition == "compiled" else None
+            shared_compiled(self.model, "fuse", (OUTPUT_KEY,), self.rules)
+            if decomposition == "compiled"
+            else None
         )
         self.config = alert_config or AlertConfig()
         self.alerts = AlertEngine(model.modalities, model.grid, self.config)
@@ -231,7 +234,9 @@ class Pipeline:
         parts = []
         for (inputs, _threads), graph in self.compiled.graphs.items():
             batch = inputs[0][1][0]  # inputs: (modality, shape, dtype, device) per modality
-            parts.append(f"batch {batch}: " + ("compiled" if graph.call is not None else f"eager ({graph.reason})"))
+            parts.append(
+                f"batch {batch}: " + ("compiled" if graph.call is not None else f"eager ({graph.reason})")
+            )
         return "compiled, " + "; ".join(parts) if parts else "compiled (not built yet)"
 
     def _self_check(

@@ -39,7 +39,7 @@ def main() -> None:
 
     model = load_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
-        bag = Path(tmp) / "drive.mcap"
+        bag = Path(tmp) / "drive"
         simulate_to_bag(bag, duration_s=args.duration, seed=5, progress=False)
         print(
             f"{cpu_cores()} CPU cores; {args.duration:g} s drive (10 Hz, cameras 448x256), model {args.model}"

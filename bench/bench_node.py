@@ -180,7 +180,7 @@ def main() -> None:
     settings = [("shipped", "compiled", *auto), ("shipped", "eager", *auto), ("default", "compiled", *auto)]
     settings += [("shipped", "compiled", *s) for s in ((1, cores), (2, 1)) if s != auto]
     with tempfile.TemporaryDirectory() as tmp:
-        bag = Path(tmp) / "drive.mcap"
+        bag = Path(tmp) / "drive"
         simulate_to_bag(bag, duration_s=args.duration, seed=3, progress=False)
         for transport, decomposition, workers, threads in settings:
             env = {**os.environ, "ROS2_LMD_TRANSPORT": transport}

@@ -132,7 +132,7 @@ def live(seconds: float, rate: float, model_name: str) -> None:
 
     domain = random.randint(100, 199)
     with tempfile.TemporaryDirectory() as tmp:
-        bag = Path(tmp) / "drive.mcap"
+        bag = Path(tmp) / "drive"
         simulate_to_bag(bag, duration_s=20.0, seed=5, progress=False)
         context = Context()
         rclpy.init(context=context, domain_id=domain)

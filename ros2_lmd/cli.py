@@ -117,7 +117,7 @@ def _run_monitor(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 
 def _add_play(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
+    parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3), or its storage file")
     parser.add_argument(
         "--rate",
         type=float,
@@ -137,16 +137,48 @@ def _add_play(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait before the first message, so that subscribers "
         "are discovered (default: %(default)s)",
     )
+    parser.add_argument(
+        "--clock",
+        type=float,
+        nargs="?",
+        const=40.0,
+        default=0.0,
+        metavar="HZ",
+        help="publish /clock with the bag time being played, HZ times a second (default when given: "
+        "%(const)s), for nodes started with use_sim_time:=true",
+    )
+    parser.add_argument(
+        "--remap",
+        "-m",
+        nargs="+",
+        default=[],
+        metavar="OLD:=NEW",
+        help="publish a recorded topic under another name, e.g. /lidar_top:=/sensing/lidar",
+    )
+    parser.add_argument(
+        "--qos-profile-overrides-path",
+        metavar="YAML",
+        help="QoS per (published) topic, rosbag2's format: '/topic: {reliability: reliable, depth: 10, "
+        "durability: transient_local, history: keep_last}'",
+    )
 
 
 def _run_play(args: argparse.Namespace, ros_args: list[str]) -> int:
-    if args.rate < 0 or args.delay < 0:
-        print("ros2-lmd play: --rate and --delay must be >= 0", file=sys.stderr)
+    if args.rate < 0 or args.delay < 0 or args.clock < 0:
+        print("ros2-lmd play: --rate, --delay and --clock must be >= 0", file=sys.stderr)
         return EXIT_USAGE
     from ros2_lmd.ros import player
 
     return player.main(
-        args.bag, topics=args.topics, rate=args.rate, loop=args.loop, delay_s=args.delay, ros_args=ros_args
+        args.bag,
+        topics=args.topics,
+        rate=args.rate,
+        loop=args.loop,
+        delay_s=args.delay,
+        ros_args=ros_args,
+        remaps=args.remap,
+        qos_overrides_path=args.qos_profile_overrides_path,
+        clock_hz=args.clock,
     )
 
 
@@ -186,7 +218,8 @@ def _add_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         required=True,
-        help="rosbag2 directory to create (e.g. drive.mcap); faults.csv is written next to it",
+        help="rosbag2 directory to create, e.g. drive (written as drive/drive_0.mcap, as rosbag2 names "
+        "bags; a .mcap suffix is dropped); faults.csv is written next to it",
     )
     parser.add_argument(
         "--duration", type=float, default=20.0, metavar="S", help="seconds (default: %(default)s)"
@@ -251,7 +284,7 @@ def _run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 
 def _add_analyze(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
+    parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3), or its storage file")
     parser.add_argument("--model", default="", help=_model_help("the params file's model, else compact_crl"))
     parser.add_argument("--params-file", default="", help="node parameter file (topics, thresholds)")
     parser.add_argument("--faults", default="", help="ground-truth faults.csv written by `simulate`")
@@ -265,9 +298,10 @@ def _add_analyze(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--device",
-        default="cpu",
+        default=None,
         choices=("cpu", "cuda", "auto"),
-        help="where inference runs; auto: CUDA when available (default: %(default)s)",
+        help="where inference runs; auto: CUDA when available (default: the params file's device, "
+        "else auto, as the node)",
     )
     parser.add_argument(
         "--fail-on-incidents",
@@ -295,7 +329,7 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
         return _fail("analyze", problem)
     # everything else that needs no model (bag index, faults file, output folder, device), up front
     try:
-        check_inputs(args.bag, args.out, args.faults or None, args.device)
+        check_inputs(args.bag, args.out, args.faults or None, args.device or params.device)
     except AnalyzeError as error:
         return _fail("analyze", error)
     except BagError as error:
@@ -313,7 +347,7 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
             args.faults or None,
             batch=args.batch,
             workers=args.workers,
-            device=args.device,
+            device=args.device or params.device,
             model_name=name,
         )
     except (AnalyzeError, ParameterError) as error:
@@ -324,7 +358,8 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     print(
         f"{len(result.frames)} frames: {result.processed} processed, {skipped} skipped; "
         f"{len(result.incidents)} sensor incidents, {len(result.alerts)} alerts; wrote "
-        f"{args.out}/output.mcap, frames.csv, alerts.csv, incidents.csv, report.html"
+        f"{args.out}/: output/ (a rosbag2 of every published topic), frames.csv, alerts.csv, "
+        "incidents.csv, summary.json, report.html"
     )
     for incident in result.incidents:
         print(f"  INCIDENT #{incident.id} {incident.summary(result.t0)}")
@@ -333,6 +368,23 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     if len(result.problems) > 20:
         print(f"  ... and {len(result.problems) - 20} more problems")
     return 3 if args.fail_on_incidents and result.incidents else 0
+
+
+# --- info: what is in a bag ------------------------------------------------------------------------
+
+
+def _add_info(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3), or its storage file")
+
+
+def _run_info(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ros2_lmd.replay.bag import BagError, bag_info
+
+    try:
+        print(bag_info(args.bag).describe())
+    except BagError as error:
+        return _fail("info", error, 1)
+    return 0
 
 
 # --- train: the compact models on synthetic data -------------------------------------------------
@@ -492,9 +544,16 @@ SUBCOMMANDS: list[Subcommand] = [
     ),
     (
         "analyze",
-        "analyse a rosbag2 offline: output.mcap, frames.csv, alerts.csv, report.html",
+        "analyse a rosbag2 offline: an output bag, frames.csv, alerts.csv, incidents.csv, summary.json, "
+        "report.html",
         _add_analyze,
         _run_analyze,
+    ),
+    (
+        "info",
+        "print a rosbag2's topics, types, message counts, duration and storage, like `ros2 bag info`",
+        _add_info,
+        _run_info,
     ),
     (
         "train",

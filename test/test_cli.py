@@ -36,7 +36,7 @@ PLAYER_START_S = 10.0  # process start, rclpy and the bag opened: about 2 s here
 def drive(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli_drive")
     return simulate_to_bag(
-        folder / "drive.mcap",
+        folder / "drive",
         duration_s=FRAMES / 10,
         seed=3,
         faults="camera:blackout@0.2-0.4",
@@ -144,8 +144,8 @@ def test_a_failed_analysis_leaves_no_half_written_folder_and_keeps_an_earlier_on
     torch.manual_seed(0)
     model = build_model("compact_crl")
     earlier = tmp_path / "earlier"
-    (earlier / "output.mcap").mkdir(parents=True)
-    (earlier / "output.mcap" / "metadata.yaml").write_text("an earlier run's bag\n")
+    (earlier / "output").mkdir(parents=True)
+    (earlier / "output" / "metadata.yaml").write_text("an earlier run's bag\n")
     (earlier / "frames.csv").write_text("an earlier run's frames\n")
     (earlier / "notes.txt").write_text("the user's own file\n")
     before = _snapshot(earlier)
@@ -177,12 +177,13 @@ def test_a_failed_analysis_leaves_no_half_written_folder_and_keeps_an_earlier_on
         "frames.csv",
         "incidents.csv",
         "notes.txt",
-        "output.mcap",
+        "output",
         "report.html",
+        "summary.json",
     ]
     assert (earlier / "notes.txt").read_text() == "the user's own file\n"
     assert (earlier / "frames.csv").read_text().startswith("stamp,status")
-    assert (earlier / "output.mcap" / "metadata.yaml").read_text() != "an earlier run's bag\n"
+    assert (earlier / "output" / "metadata.yaml").read_text() != "an earlier run's bag\n"
 
 
 # --- 5. --out naming a file -----------------------------------------------------------------------
@@ -204,7 +205,7 @@ def test_out_naming_an_existing_file_fails_up_front(drive, tmp_path, capsys, no_
 def test_simulate_refuses_to_replace_a_drive_without_force(tmp_path, capsys):
     faults = tmp_path / "faults.csv"
     faults.write_text("an earlier drive's timeline\n")
-    bag = tmp_path / "second.mcap"
+    bag = tmp_path / "second"
     common = ["simulate", "--out", bag, "--duration", "0.3", "--camera-size", "224x128"]
     code, _, err = _run(capsys, *common)
     assert code == cli.EXIT_USAGE
@@ -220,7 +221,7 @@ def test_simulate_refuses_to_replace_a_drive_without_force(tmp_path, capsys):
     with open(faults, newline="") as handle:
         assert [row["kind"] for row in csv.DictReader(handle)] == ["dropout"]
     assert (bag / "metadata.yaml").read_text() != "an earlier bag\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["faults.csv", "second.mcap"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faults.csv", "second"]
 
 
 @pytest.mark.parametrize(
@@ -331,3 +332,16 @@ def test_a_bag_without_the_expected_topics_is_an_error(tmp_path, capsys):
         err, "no frame would start", "/lidar_top", "/cam_front/image_rect_compressed", "/radar_front"
     )
     assert not out.exists()
+
+
+# --- 8. info: what is in a bag --------------------------------------------------------------------
+
+
+def test_info_prints_the_bag_like_ros2_bag_info(drive, capsys, tmp_path):
+    code, out, _ = _run(capsys, "info", drive.bag)
+    assert code == 0
+    assert f"Files:             {drive.bag.name}_0.mcap" in out and "Storage id:        mcap" in out
+    assert f"Messages:          {drive.messages}" in out and "Topic: /lidar_top" in out
+    code, _, err = _run(capsys, "info", tmp_path / "nowhere")
+    assert code == 1
+    _one_line_error(err, "nowhere", "no such bag")

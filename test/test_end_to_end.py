@@ -27,7 +27,7 @@ RATE_HZ = 10.0
 def drive(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
     return simulate_to_bag(
-        folder / "drive.mcap",
+        folder / "drive",
         duration_s=DURATION,
         seed=11,
         faults=f"camera:blackout@{ONSET:g}-{END:g}",

@@ -133,9 +133,31 @@ def test_a_compiled_graph_that_differs_from_eager_is_not_used(caplog):
         got = compiled(features)["segmentation"]
         expected = decompose(model, features)["segmentation"]
     graph = compiled.graphs[signature(features)]
-    assert graph.call is None and "differs from eager by 1.00e-02" in graph.reason
+    assert graph.call is None and "output differs from eager by 1.00e-02" in graph.reason
     assert torch.equal(got.total, expected.total)
     assert any("differs from eager" in r.getMessage() for r in caplog.records)
+
+
+def _swapping_backend(gm, example_inputs):
+    """A compiler whose graph hands the first modality's component to the second and back: the
+    real output is right, the decomposition wrong."""
+
+    def call(*args):
+        return tuple(out[[0, 2, 1, *range(3, out.shape[0])]] for out in gm(*args))
+
+    return call
+
+
+def test_a_compiled_graph_with_wrong_components_is_not_used():
+    model, features = _decoder_and_features()
+    compiled = CompiledDecomposition(model, ["segmentation"], backend=_swapping_backend)
+    with torch.inference_mode():
+        got = compiled(features)["segmentation"]
+        expected = decompose(model, features)["segmentation"]
+    graph = compiled.graphs[signature(features)]
+    assert graph.call is None and graph.max_difference <= COMPILE_TOLERANCE
+    assert graph.component_mismatch > 0.5 and "of the compiled components differ" in graph.reason
+    assert torch.equal(got.components["camera"], expected.components["camera"])
 
 
 def test_compiled_pipeline_gives_the_eager_pipelines_alerts():

@@ -16,6 +16,7 @@ pytest.importorskip("tf2_msgs", reason="tf2_msgs is not built: run `make bootstr
 
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy  # noqa: E402
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 
 from ros2_lmd.messages.types import rosbags_types  # noqa: E402
@@ -169,3 +170,87 @@ def test_play_keeps_the_recorded_spacing_scaled_by_rate(tmp_path, ros_context):
     # after the start: a lower bound, not a timing limit (a loaded machine may publish later, and
     # then catch up, so gaps between consecutive messages prove nothing).
     assert len(stamps) == 3 and all(t - started >= 0.1 * i - 1e-3 for i, t in enumerate(stamps))
+
+
+def test_play_remaps_topics_and_applies_qos_overrides(tmp_path, ros_context):
+    from ros2_lmd.ros.player import load_qos_overrides, parse_remaps
+
+    context, _ = ros_context
+    bag = tmp_path / "bag"
+    _write_bag(bag, StoragePlugin.MCAP)
+    overrides_file = tmp_path / "qos.yaml"
+    overrides_file.write_text(
+        "/sensing/lidar:\n  reliability: reliable\n  durability: transient_local\n  depth: 3\n"
+    )
+    node = rclpy.create_node("lmd_player_remap", context=context)
+    try:
+        player = BagPlayer(
+            bag,
+            node,
+            rate=0.0,
+            remap=parse_remaps(["/lidar_top:=/sensing/lidar"]),
+            qos_overrides=load_qos_overrides(overrides_file),
+        )
+        lidar = player.publishers["/lidar_top"]
+        assert lidar.topic_name == "/sensing/lidar"
+        qos = lidar.qos_profile
+        assert (qos.reliability.name, qos.durability.name, qos.depth) == ("RELIABLE", "TRANSIENT_LOCAL", 3)
+        assert player.publishers["/chatter"].topic_name == "/chatter"  # not remapped: unchanged
+        assert player.play() == 6
+        player.close()
+        with pytest.raises(ValueError, match=r"/nope.*not in the bag"):
+            BagPlayer(bag, node, remap={"/nope": "/x"})
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("/a:\n  reliability: sometimes\n", r"/a: reliability 'sometimes' is not one of"),
+        ("/a:\n  depth: -1\n", r"/a: depth must be an integer >= 0"),
+        ("/a:\n  deadline: 3\n", r"/a: unknown field\(s\) \['deadline'\]"),
+        ("- /a\n", "expected a mapping topic -> QoS fields"),
+    ],
+)
+def test_bad_qos_overrides_are_named(tmp_path, text, named):
+    from ros2_lmd.ros.player import load_qos_overrides
+
+    path = tmp_path / "qos.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=named):
+        load_qos_overrides(path)
+
+
+@pytest.mark.parametrize("remap", ["/a", "a:=/b", "/a:=b", "/a:=/b:=/c"])
+def test_bad_remaps_are_named(remap):
+    from ros2_lmd.ros.player import parse_remaps
+
+    with pytest.raises(ValueError, match="expected /old_topic:=/new_topic"):
+        parse_remaps([remap])
+
+
+def test_play_clock_publishes_the_bag_time_being_played(tmp_path, ros_context):
+    """/clock follows the bag's time: never behind a message already published, never ahead of the
+    last message, increasing."""
+    context, probe = ros_context
+    bag = tmp_path / "bag"
+    _write_bag(bag, StoragePlugin.SQLITE3)  # messages from 1 us to 100 ms of bag time
+    clocks = []
+    probe.create_subscription(
+        message_class("rosgraph_msgs/msg/Clock"),
+        "/clock",
+        lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec),
+        QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE),
+    )
+    node = rclpy.create_node("lmd_player_clock", context=context)
+    try:
+        player = BagPlayer(bag, node, rate=1.0, clock_hz=200.0)
+        _wait(lambda: player.clock_publisher.get_subscription_count() > 0, "discovery of /clock")
+        assert player.play() == 6
+        player.close()
+        _wait(lambda: clocks and clocks[-1] == 2_000 + 2 * 50_000_000, "the clock of the last sweep")
+    finally:
+        node.destroy_node()
+    assert clocks == sorted(clocks) and clocks[0] >= 1_000
+    assert len(clocks) >= 6  # one with each message at least, more while waiting between them

@@ -5,6 +5,7 @@ per processed frame, identical results from both storages, a clear error for a b
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -62,6 +63,33 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def test_bags_are_named_as_rosbag2_names_them_and_read_from_folder_or_file(drives, tmp_path):
+    from ros2_lmd.replay.bag import bag_info
+
+    for storage, suffix in (("mcap", ".mcap"), ("sqlite3", ".db3")):
+        bag = drives[storage].bag
+        assert bag.name == "drive" and sorted(p.name for p in bag.iterdir()) == [
+            f"drive_0{suffix}",
+            "metadata.yaml",
+        ]
+        info = bag_info(bag)
+        assert info.files == [f"drive_0{suffix}"] and info.storage == storage
+        assert bag_info(bag / f"drive_0{suffix}") == info  # the storage file names its bag
+        assert info.messages == sum(t.count for t in info.topics) == drives[storage].messages
+        lidar = next(t for t in info.topics if t.topic == "/lidar_top")
+        assert (lidar.msgtype, lidar.count) == ("sensor_msgs/msg/PointCloud2", 15)
+        assert info.duration_s == pytest.approx(1.4, abs=0.01)
+        text = info.describe()
+        assert (
+            f"Storage id:        {storage}" in text
+            and "Topic: /lidar_top" in text
+            and "Count:     15" in text
+        )
+    # a .mcap suffix on --out is the folder's name without it, as rosbag2 does
+    result = simulate_to_bag(tmp_path / "short.mcap", duration_s=0.2, progress=False)
+    assert result.bag == tmp_path / "short" and (tmp_path / "short" / "short_0.mcap").is_file()
+
+
 def test_simulated_bag_holds_the_design_topics(drives):
     stats = ReadStats()
     counts = Counter(
@@ -98,7 +126,7 @@ def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp
     assert len(processed) == result.processed == 15
     stats = ReadStats()
     counts = Counter(
-        t for t, _, _, _ in read_messages(tmp_path / "out" / "output.mcap", None, project_typestore(), stats)
+        t for t, _, _, _ in read_messages(tmp_path / "out" / "output", None, project_typestore(), stats)
     )
     for topic in OUTPUT_TOPICS:
         assert counts[topic] == len(processed), topic
@@ -108,6 +136,30 @@ def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp
     assert stamps[0] == pytest.approx(1.7e9) and stamps[1] - stamps[0] == pytest.approx(0.1, abs=1e-6)
     html = (tmp_path / "out" / "report.html").read_text()
     assert "blackout" in html and "data:image/png;base64," in html
+    # /diagnostics as the node publishes them: once per second of bag time, every sensor, modality
+    # and the monitor, here at 1.5 s of drive: at 0 s and 1 s
+    diagnostics = [
+        m
+        for t, _, _, m in read_messages(tmp_path / "out" / "output", None, project_typestore(), ReadStats())
+        if t == "/diagnostics"
+    ]
+    assert len(diagnostics) == 2
+    last = {s.hardware_id: s for s in diagnostics[-1].status}
+    assert {"cam_front", "radar_front", "lidar_top", "camera", "radar", "lidar", "lmd_monitor"} <= set(last)
+    monitor = {kv.key: kv.value for kv in last["lmd_monitor"].values}
+    assert monitor["frames_processed"] == "11" and monitor["frames_dropped"] == "0"
+    camera = {kv.key: kv.value for kv in last["cam_front"].values}
+    assert camera["signal_checks"] in ("ok", "suspect", "failed") and camera["messages_lost"] == "0"
+    # summary.json: the same numbers as the CSVs
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames"] == {"total": 15, "processed": 15, "dropped": 0, "dropped_by_reason": {}}
+    assert summary["alerts"]["count"] == len(result.alerts)
+    assert summary["incidents"]["count"] == len(result.incidents)
+    assert sum(summary["incidents"]["by_sensor"].values()) == len(result.incidents)
+    assert summary["messages"]["read"] == result.stats.messages
+    shares = [float(r["share_camera"]) for r in processed]
+    assert summary["shares"]["camera"] == pytest.approx(sum(shares) / len(shares), abs=1e-4)
+    assert summary["latency_ms"]["p50"] > 0 and summary["decomposition"].startswith("compiled")
     assert max(float(r["conservation_error"]) for r in processed) < 1e-4
 
 
@@ -177,21 +229,26 @@ def test_truncated_bag_gives_a_clear_error_and_the_frames_before_it(drives, mode
 
 
 def test_batch_size_and_worker_threads_do_not_change_the_analysis(drives, model, tmp_path):
+    """Frames, detections, alerts and incidents are the same; the shares agree to float rounding:
+    the decomposition runs compiled per batch size (and a batch size's kernels round differently,
+    which flips the activation rule's secant in a few cells where a pre-activation is ~0)."""
     runs = {}
     for batch, workers in ((1, 1), (3, 2)):
         out = tmp_path / f"b{batch}w{workers}"
         analyze(drives["mcap"].bag, model, out, batch=batch, workers=workers, progress=False)
-        frames = [
-            {
-                k: v
-                for k, v in r.items()
-                if k not in ("latency_ms", "conservation_error", "decomposition_error")
-            }
-            for r in _rows(out / "frames.csv")
-        ]
-        runs[batch, workers] = frames, (out / "alerts.csv").read_text()
-    assert runs[1, 1] == runs[3, 2]
-    assert len(runs[1, 1][0]) == 15
+        frames = _rows(out / "frames.csv")
+        alerts = [{k: v for k, v in r.items() if k != "message"} for r in _rows(out / "alerts.csv")]
+        runs[batch, workers] = frames, alerts, (out / "incidents.csv").read_text()
+    (frames_a, alerts_a, incidents_a), (frames_b, alerts_b, incidents_b) = runs[1, 1], runs[3, 2]
+    assert len(frames_a) == len(frames_b) == 15
+    assert alerts_a == alerts_b and incidents_a == incidents_b
+    measured = ("latency_ms", "conservation_error", "decomposition_error")
+    for a, b in zip(frames_a, frames_b):
+        assert {k: v for k, v in a.items() if k not in measured and not k.startswith("share_")} == {
+            k: v for k, v in b.items() if k not in measured and not k.startswith("share_")
+        }
+        for key in (k for k in a if k.startswith("share_")):
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=2e-3), key
 
 
 def test_not_a_bag_is_named(tmp_path, model):

@@ -31,11 +31,15 @@ from ros2_lmd.lmd.variants import RuleVariants
 
 LOG = logging.getLogger("ros2_lmd.lmd.compiled")
 
-# Largest |compiled - eager| / max|eager total| accepted when a graph is checked. Measured on the
-# shipped compact_crl (bench/bench_lmd.py --compiled): 1.2e-5 at 1 thread and 2.7e-5 at 2 threads on
-# CPU (inductor reorders float sums and make_fx decomposes composite ops such as instance_norm);
-# a wrong graph differs at the scale of the output itself.
+# How a compiled graph is checked against eager, relative to max|eager total|. The real output
+# must agree everywhere within COMPILE_TOLERANCE: measured on the shipped compact_crl, 1e-6 to 3e-5
+# (inductor reorders float sums; make_fx decomposes composite ops such as instance_norm). The
+# components may differ more in a few cells: where a pre-activation is within rounding of zero, the
+# activation rule's secant flips (eager at another batch size or thread count does the same), so
+# up to COMPONENT_MISMATCH of the component values may be off by more than the tolerance (measured:
+# 0 at batch 1, 0.34 % at batch 3 on random inputs). A wrong graph is off everywhere.
 COMPILE_TOLERANCE = 1e-4
+COMPONENT_MISMATCH = 0.01
 
 Signature = tuple
 
@@ -47,7 +51,8 @@ class CompiledGraph:
 
     call: Callable[..., tuple[torch.Tensor, ...]] | None
     reason: str = ""
-    max_difference: float = float("nan")
+    max_difference: float = float("nan")  # of the real output
+    component_mismatch: float = float("nan")  # share of component values beyond the tolerance
     build_s: float = 0.0
 
 
@@ -130,30 +135,38 @@ class CompiledDecomposition:
                 traced = make_fx(planes)(*probe.values())
                 call = torch.compile(traced, backend=self.backend, dynamic=False, fullgraph=True)
                 got = call(*check.values())
-            difference = max(
-                _relative_difference(g, expected[name].stack_with_total())
-                for name, g in zip(self.outputs, got)
-            )
+            pairs = [(g, expected[name].stack_with_total()) for name, g in zip(self.outputs, got)]
+            difference = max(_relative_difference(g[0], e[0], e[0]) for g, e in pairs)
+            mismatch = max(_mismatch(g[1:], e[1:], e[0], self.tolerance) for g, e in pairs)
         except Exception as error:  # noqa: BLE001 - any failure to compile means: run eager
             reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             LOG.warning(
                 "decomposition runs eager for inputs %s: compiling failed (%s)", _describe(features), reason
             )
             return CompiledGraph(None, reason, build_s=time.perf_counter() - start)
+        took = time.perf_counter() - start
         if not difference <= self.tolerance:
             reason = (
-                f"compiled result differs from eager by {difference:.2e} (tolerance {self.tolerance:.0e})"
+                f"compiled output differs from eager by {difference:.2e} (tolerance {self.tolerance:.0e})"
             )
-            LOG.warning("decomposition runs eager for inputs %s: %s", _describe(features), reason)
-            return CompiledGraph(None, reason, difference, time.perf_counter() - start)
-        took = time.perf_counter() - start
-        LOG.info(
-            "decomposition compiled for inputs %s in %.1f s (differs from eager by %.1e)",
-            _describe(features),
-            took,
-            difference,
-        )
-        return CompiledGraph(call, "", difference, took)
+        elif not mismatch <= COMPONENT_MISMATCH:
+            reason = (
+                f"{mismatch:.1%} of the compiled components differ from eager by more than "
+                f"{self.tolerance:.0e} (at most {COMPONENT_MISMATCH:.0%} may)"
+            )
+        else:
+            LOG.info(
+                "decomposition compiled for inputs %s in %.1f s (output within %.1e of eager, "
+                "%.2f%% of component values beyond %.0e)",
+                _describe(features),
+                took,
+                difference,
+                mismatch * 100,
+                self.tolerance,
+            )
+            return CompiledGraph(call, "", difference, mismatch, took)
+        LOG.warning("decomposition runs eager for inputs %s: %s", _describe(features), reason)
+        return CompiledGraph(None, reason, difference, mismatch, took)
 
 
 # module -> {(method, outputs, rules): CompiledDecomposition}; entries go with their module.
@@ -201,13 +214,26 @@ def _decomposition(planes: torch.Tensor, modalities: tuple[str, ...]) -> Decompo
     )
 
 
-def _relative_difference(got: torch.Tensor, expected: torch.Tensor) -> float:
-    scale = expected[0].abs().max().double().clamp_min(torch.finfo(torch.float64).tiny)
+def _relative_difference(got: torch.Tensor, expected: torch.Tensor, total: torch.Tensor) -> float:
+    scale = total.abs().max().double().clamp_min(torch.finfo(torch.float64).tiny)
     return float(((got.double() - expected.double()).abs().max() / scale).item())
+
+
+def _mismatch(got: torch.Tensor, expected: torch.Tensor, total: torch.Tensor, tolerance: float) -> float:
+    """Share of the values of `got` further than `tolerance` x max|total| from `expected`."""
+    scale = total.abs().max().double().clamp_min(torch.finfo(torch.float64).tiny)
+    return float(((got.double() - expected.double()).abs() > tolerance * scale).double().mean().item())
 
 
 def _describe(features: Mapping[str, torch.Tensor]) -> str:
     return ", ".join(f"{m} {tuple(x.shape)}" for m, x in features.items())
 
 
-__all__ = ["CompiledDecomposition", "CompiledGraph", "COMPILE_TOLERANCE", "shared_compiled", "signature"]
+__all__ = [
+    "COMPONENT_MISMATCH",
+    "CompiledDecomposition",
+    "CompiledGraph",
+    "COMPILE_TOLERANCE",
+    "shared_compiled",
+    "signature",
+]

@@ -43,6 +43,28 @@ def mark_incidents(records: Sequence[StatusRecord], incidents: Sequence) -> None
             record.values["incident"] = str(incident.id)
 
 
+def sensor_and_modality_statuses(
+    sensor_records: list[StatusRecord],
+    lost: Mapping[str, int],
+    signal_states: Mapping[str, str],
+    modalities: Sequence[str],
+    report: FrameReport | None,
+    states: Mapping[str, str],
+    ratios: Mapping[str, float],
+    open_incidents: Sequence,
+) -> list[StatusRecord]:
+    """The /diagnostics statuses of every sensor (`SensorHealthTracker.statuses`, completed with
+    the messages lost before the monitor and the sensor's signal-check state) and modality, marked
+    with the open incidents: what the live node publishes and `analyze` records, alike. The
+    monitor's own status is the caller's."""
+    for record in sensor_records:
+        record.values["messages_lost"] = str(lost.get(record.hardware_id, 0))
+        record.values["signal_checks"] = signal_states.get(record.hardware_id, "not seen yet")
+    records = sensor_records + modality_statuses(modalities, report, states, ratios)
+    mark_incidents(records, open_incidents)
+    return records
+
+
 def modality_statuses(
     modalities: Sequence[str],
     report: FrameReport | None,

@@ -1,7 +1,7 @@
 """`ros2-lmd analyze`: a recorded drive through the same ingest, time sync and Pipeline as the live
-node, as fast as the machine allows (frames batched through the model), writing output.mcap with
-every topic the node publishes, frames.csv (every key-sensor message: processed or skipped, and
-why), alerts.csv and report.html.
+node, as fast as the machine allows (frames batched through the model), writing the output bag
+(output/output_0.mcap) with every topic the node publishes, frames.csv (every key-sensor message:
+processed or skipped, and why), alerts.csv, incidents.csv, summary.json and report.html.
 
 What can be checked before the work is (`check_inputs`: the bag's index, the faults file, the output
 folder, the device; then the bag's topics against the model's inputs), so a bad argument costs no
@@ -25,17 +25,20 @@ import torch
 
 from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import rosbags_types
-from ros2_lmd.monitor.ingest import Ingest, ingest_for_model
+from ros2_lmd.monitor import status
+from ros2_lmd.monitor.ingest import Ingest, MessageOutcome, ingest_for_model
 from ros2_lmd.monitor.params import MonitorParams
-from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, pipeline_for, resolve_device
+from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, health_ratios, pipeline_for, resolve_device
 from ros2_lmd.monitor.report import FrameReport
 from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
+from ros2_lmd.monitor.sensor_health import SensorHealthTracker, SensorInfo
 from ros2_lmd.replay.bag import (
     EXPECTED_TYPES,
     BagError,
     BagWriter,
     ReadStats,
     bag_connections,
+    bag_info,
     read_messages,
     type_problems,
 )
@@ -48,19 +51,23 @@ from ros2_lmd.replay.report import (
     write_html,
     write_incidents_csv,
 )
+from ros2_lmd.replay.summary import analysis_summary, write_summary_json
 from ros2_lmd.sensors.sync import AssemblyResult, DroppedFrame
 
 if TYPE_CHECKING:
     from ros2_lmd.sim.faults import FaultEvent
 
 MAX_SNAPSHOTS = 8
+DIAGNOSTICS_PERIOD_S = 1.0  # as the node's diagnostics timer
+MONITOR_NAME = "lmd_monitor"  # the node's default name: its status has this hardware id live
 # What analyze writes into the output folder: name -> whether it is a folder (the rosbag2).
 OUTPUTS = {
-    "output.mcap": True,
+    "output": True,
     "frames.csv": False,
     "alerts.csv": False,
     "incidents.csv": False,
     "report.html": False,
+    "summary.json": False,
 }
 STAGING_PREFIX = ".analyze-partial-"
 
@@ -180,7 +187,7 @@ def analyze(
     params: MonitorParams | None = None,
     faults_csv: str | Path | None = None,
     batch: int = 4,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = True,
     model_name: str = "",
     on_alert: Callable[[AlertRow], None] | None = None,
@@ -280,7 +287,7 @@ def _analyze_into(
     modalities = ingest.modalities
     pipeline = pipeline_for(model, params, checked.device)
     types = rosbags_types()
-    output_bag = out_dir / "output.mcap"
+    output_bag = out_dir / "output"
     stats = ReadStats()
     rows: list[FrameRow] = []
     alerts: list[AlertRow] = []
@@ -288,6 +295,60 @@ def _analyze_into(
     problems: list[tuple[str, str]] = []
     counts = {"processed": 0, "dropped": 0}
     prefix = params.output_prefix.rstrip("/")
+    # /diagnostics as the node publishes it, once per DIAGNOSTICS_PERIOD_S of bag time: per-sensor
+    # statuses from the messages read so far (bag time as the clock), taken as each frame leaves
+    # the time sync, so they do not depend on how far ahead the reading thread is.
+    tracker = SensorHealthTracker(
+        [SensorInfo(s.name, s.topic, s.modality) for s in ingest.sensors],
+        params.stale_timeout_s,
+        params.diagnostics_persistence,
+    )
+    due: dict[int, tuple[float, list, dict[str, int]]] = {}  # id(frame) -> sensor statuses then
+    last_diagnostics = [-float("inf")]
+    latest: list[FrameReport | None] = [None]
+
+    def on_message(outcome: MessageOutcome, now: float) -> None:
+        if outcome.bad and outcome.sensor is not None:
+            tracker.error(outcome.sensor.name, outcome.topic, outcome.bad, now)
+        if outcome.kind == "reading" and not outcome.error:
+            tracker.message(outcome.sensor.name, outcome.stamp, now, ok=not outcome.problem)
+
+    def on_assembled(result: AssemblyResult, now: float) -> None:
+        if not isinstance(result, DroppedFrame):
+            tracker.frame({n: not r for n, r in result.sensor_status.items()}, result.sensor_status)
+        if now - last_diagnostics[0] >= DIAGNOSTICS_PERIOD_S:
+            last_diagnostics[0] = now
+            due[id(result)] = (now, tracker.statuses(now), dict(ingest.losses.lost))
+
+    def write_diagnostics(item: AssemblyResult, report: FrameReport | None) -> None:
+        if id(item) not in due:
+            return
+        now, sensor_records, lost = due.pop(id(item))
+        records = status.sensor_and_modality_statuses(
+            sensor_records,
+            lost,
+            pipeline.sensor_states,
+            modalities,
+            report,
+            pipeline.alerts.states(),
+            health_ratios(pipeline),
+            list(pipeline.incidents.open_incidents()) if pipeline.incidents is not None else [],
+        )
+        values = {
+            "frames_processed": str(counts["processed"]),
+            "frames_dropped": str(counts["dropped"]),
+            "messages_lost": str(sum(lost.values())),
+            "decomposition": pipeline.decomposition_status,
+        }
+        if report is not None:
+            values["conservation_error"] = f"{report.conservation_error:.3g}"
+        level = status.DIAG_OK if counts["processed"] else status.DIAG_STALE
+        message = f"{counts['processed']} frames processed, {counts['dropped']} dropped (offline analysis)"
+        records.append(status.StatusRecord(f"ros2_lmd: {MONITOR_NAME}", MONITOR_NAME, level, message, values))
+        stamp = report.stamp if report is not None else now
+        stamp_ns = report.stamp_ns if report is not None else int(now * 1e9)
+        array = outputs.diagnostic_array(records, types, stamp)
+        writer.write("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", stamp_ns, array)
 
     def on_frame(
         item: AssemblyResult, sensor_messages: dict[str, tuple[int, int]], report: FrameReport | None
@@ -296,9 +357,11 @@ def _analyze_into(
         if report is None:
             rows.append(FrameRow.skipped(item.stamp, item.reason, lost))
             counts["dropped"] += 1
+            write_diagnostics(item, latest[0])
             return
         rows.append(FrameRow.processed(report, lost))
         counts["processed"] += 1
+        latest[0] = report
         for alert in report.alerts:
             row = AlertRow(
                 report.stamp, alert.kind, alert.severity, alert.modality, alert.message, alert.sensor
@@ -318,12 +381,19 @@ def _analyze_into(
             sensor_messages=sensor_messages,
         ):
             writer.write(f"{prefix}/{key}", msgtype, report.stamp_ns, message)
+        write_diagnostics(item, report)
         if keep_reports or (len(reports) < MAX_SNAPSHOTS and _is_snapshot(report)):
             reports.append(report)
 
     with (
         BagWriter(output_bag, types.typestore) as writer,
-        tqdm(desc="analysing", unit="msg", disable=not progress, file=sys.stderr) as bar,
+        tqdm(
+            desc="analysing",
+            unit="msg",
+            total=_messages_to_read(bag, kinds),
+            disable=not progress,
+            file=sys.stderr,
+        ) as bar,
     ):
         stream = read_messages(bag, kinds, types.typestore, stats, kinds)
         monitor_messages(
@@ -334,6 +404,8 @@ def _analyze_into(
             lambda topic, reason: problems.append((topic, reason)),
             workers=workers,
             batch=batch,
+            on_message=on_message,
+            on_assembled=on_assembled,
         )
     problems[:0] = type_problems(stats.wrong_type, kinds)
     for topic, count in stats.undecodable.items():
@@ -359,7 +431,29 @@ def _analyze_into(
         incidents,
         sensor_modality,
     )
+    summary = analysis_summary(
+        bag,
+        model_name or getattr(model.config, "architecture", "model"),
+        pipeline.decomposition_status,
+        rows,
+        alerts,
+        incidents,
+        problems,
+        stats.messages,
+        t0,
+        modalities,
+    )
+    write_summary_json(out_dir / "summary.json", summary)
     return AnalyzeResult(out_dir, rows, alerts, problems, stats, reports, incidents, t0)
+
+
+def _messages_to_read(bag: Path, kinds: Mapping[str, str]) -> int | None:
+    """How many messages of the topics read the bag's index lists (the progress bar's total, for
+    its ETA); None where the index cannot be read (a broken recording)."""
+    try:
+        return sum(t.count for t in bag_info(bag).topics if t.topic in kinds)
+    except BagError:
+        return None
 
 
 def _counted(stream: Iterable[Any], bar: Any) -> Iterator[Any]:
@@ -377,6 +471,8 @@ def monitor_messages(
     workers: int = 0,
     batch: int = 4,
     threads: int = 0,
+    on_message: Callable[[MessageOutcome, float], None] | None = None,
+    on_assembled: Callable[[AssemblyResult, float], None] | None = None,
 ) -> None:
     """The monitor over a stream of (topic, log time in ns, message), offline: the live node's
     Ingest (stamps checked against the log time), the OrderedRunner in `wait` mode (no frame is
@@ -384,7 +480,9 @@ def monitor_messages(
     sensor_messages, report)` is called for every key instant in stamp order, from the runner's
     threads one at a time: `report` is None for a frame that was dropped (item is a DroppedFrame
     then); `sensor_messages` is sensor -> (received, lost) when the frame left the time sync.
-    `on_problem(topic, reason)` for every message that was bad or showed a time jump.
+    `on_problem(topic, reason)` for every message that was bad or showed a time jump. In the
+    reading thread, in log order: `on_message(outcome, log time s)` for every message and
+    `on_assembled(frame or drop, log time s)` as each leaves the time sync.
 
     Batches of `batch` frames go through the model in `workers` threads (0: one single-threaded
     worker per CPU core, one on a GPU: runner.inference_plan) of `threads` torch threads each (0:
@@ -416,15 +514,23 @@ def monitor_messages(
             when_full="wait",
             name="lmd_analyze",
         ) as runner:
+            now = 0.0
             for topic, log_time, message in messages:
-                outcome = ingest.on_message(topic, message, log_time * 1e-9)
+                now = log_time * 1e-9
+                outcome = ingest.on_message(topic, message, now)
                 if outcome.bad:
                     on_problem(topic, outcome.bad)
                 if outcome.time_jump:
                     on_problem(topic, f"time jumped: {outcome.time_jump}")
+                if on_message is not None:
+                    on_message(outcome, now)
                 for result in ingest.pop_ready():
+                    if on_assembled is not None:
+                        on_assembled(result, now)
                     runner.put((result, ingest.sensor_messages()))
             for result in ingest.flush():
+                if on_assembled is not None:
+                    on_assembled(result, now)
                 runner.put((result, ingest.sensor_messages()))
             runner.join()
     finally:

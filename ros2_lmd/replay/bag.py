@@ -21,6 +21,29 @@ class BagError(RuntimeError):
 
 
 STORAGES = ("mcap", "sqlite3")
+STORAGE_SUFFIXES = {"mcap": ".mcap", "sqlite3": ".db3"}
+
+
+def bag_dir(path: str | Path) -> Path:
+    """The rosbag2 directory to write for a user's `--out`: rosbag2 names the folder after the bag
+    (`drive/`) and the storage file inside it `drive_0.mcap`, so a storage suffix given on the folder
+    (`drive.mcap`) is dropped; otherwise Foxglove users would find `drive.mcap/drive.mcap.mcap`."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in STORAGE_SUFFIXES.values() else path
+
+
+def resolve_bag(path: str | Path) -> Path:
+    """The rosbag2 directory for a path a user gives to read: the directory itself, or one of the
+    storage files inside it (`drive/drive_0.mcap`, what Foxglove and file browsers show)."""
+    path = Path(path)
+    if (
+        path.is_file()
+        and path.suffix in STORAGE_SUFFIXES.values()
+        and (path.parent / "metadata.yaml").is_file()
+    ):
+        return path.parent
+    return path
+
 
 # Kind of topic (monitor.ingest.Ingest.topics()) -> the message types it can be read as.
 EXPECTED_TYPES: dict[str, tuple[str, ...]] = {
@@ -56,7 +79,7 @@ def bag_connections(path: str | Path) -> dict[str, set[str]] | None:
     recover (a recording that broke off); BagError for anything that is not a readable rosbag2."""
     from rosbags.rosbag2 import Reader
 
-    path = Path(path)
+    path = resolve_bag(path)
     if not path.exists():
         raise BagError(f"{path}: no such bag")
     try:
@@ -100,7 +123,7 @@ def read_messages(
     iteration with `stats.error` set (the messages before it were yielded)."""
     from rosbags.rosbag2 import Reader
 
-    path = Path(path)
+    path = resolve_bag(path)
     if not path.exists():
         raise BagError(f"{path}: no such bag")
     try:
@@ -209,10 +232,109 @@ def bag_topics(path: str | Path) -> dict[str, str]:
     from rosbags.rosbag2 import Reader
 
     try:
-        with Reader(Path(path)) as reader:
+        with Reader(resolve_bag(path)) as reader:
             return {c.topic: c.msgtype for c in reader.connections}
     except Exception as error:
         raise _unreadable(Path(path), error) from None
+
+
+@dataclass
+class TopicInfo:
+    topic: str
+    msgtype: str
+    count: int
+    serialization: str = "cdr"
+
+
+@dataclass
+class BagInfo:
+    """What `ros2 bag info` shows of a bag (`bag_info`)."""
+
+    path: Path
+    files: list[str]
+    size_bytes: int
+    storage: str
+    ros_distro: str
+    start_ns: int
+    end_ns: int
+    messages: int
+    topics: list[TopicInfo]
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) * 1e-9 if self.messages else 0.0
+
+    def describe(self) -> str:
+        """The bag as `ros2 bag info` prints it."""
+
+        def stamp(ns: int) -> str:
+            from datetime import datetime, timezone
+
+            moment = datetime.fromtimestamp(ns // 10**9, tz=timezone.utc)
+            return f"{moment:%b %d %Y %H:%M:%S}.{ns % 10**9 // 10**6:03d} UTC ({ns * 1e-9:.9f})"
+
+        width = max((len(t.topic) for t in self.topics), default=0)
+        type_width = max((len(t.msgtype) for t in self.topics), default=0)
+        lines = [
+            f"Files:             {', '.join(self.files)}",
+            f"Bag size:          {_human_size(self.size_bytes)}",
+            f"Storage id:        {self.storage}",
+            f"ROS Distro:        {self.ros_distro}",
+            f"Duration:          {self.duration_s:.9f}s",
+            f"Start:             {stamp(self.start_ns) if self.messages else '-'}",
+            f"End:               {stamp(self.end_ns) if self.messages else '-'}",
+            f"Messages:          {self.messages}",
+            f"Topic information: {len(self.topics)} topics",
+        ]
+        lines += [
+            f"  Topic: {t.topic:<{width}} | Type: {t.msgtype:<{type_width}} | Count: {t.count:>6} | "
+            f"Serialization Format: {t.serialization}"
+            for t in self.topics
+        ]
+        return "\n".join(lines)
+
+
+def _human_size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{size} B"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def bag_info(path: str | Path) -> BagInfo:
+    """Topics, types, message counts, time span, files and storage of a rosbag2 (directory or one
+    of its storage files), from its index: `ros2-lmd info`, where `ros2 bag info` is not installed.
+    BagError for anything that is not a readable rosbag2."""
+    import yaml
+    from rosbags.rosbag2 import Reader
+
+    bag = resolve_bag(path)
+    if not bag.exists():
+        raise BagError(f"{bag}: no such bag")
+    try:
+        with Reader(bag) as reader:
+            counts: dict[tuple[str, str], int] = {}
+            for connection in reader.connections:
+                key = (connection.topic, connection.msgtype)
+                counts[key] = counts.get(key, 0) + connection.msgcount
+            start, end, messages = reader.start_time, reader.end_time, reader.message_count
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    except Exception as error:
+        raise _unreadable(bag, error) from None
+    files = list(info.get("relative_file_paths", []))
+    return BagInfo(
+        path=bag,
+        files=files,
+        size_bytes=sum((bag / name).stat().st_size for name in files if (bag / name).is_file()),
+        storage=str(info.get("storage_identifier", "")),
+        ros_distro=str(info.get("ros_distro", "")),
+        start_ns=int(start) if messages else 0,
+        # rosbags' end_time is one past the last message's time; ros2 bag info shows the last
+        end_ns=int(end) - 1 if messages else 0,
+        messages=int(messages),
+        topics=[TopicInfo(topic, msgtype, count) for (topic, msgtype), count in sorted(counts.items())],
+    )
 
 
 class BagWriter:
@@ -239,6 +361,7 @@ class BagWriter:
 
     def __exit__(self, *exc) -> None:
         self.writer.close()
+        _rename_storage_files(self.writer.path)
 
     def write(self, topic: str, msgtype: str, timestamp_ns: int, message: Any, latched: bool = False) -> None:
         connection = self.connections.get(topic)
@@ -250,6 +373,27 @@ class BagWriter:
             )
             self.connections[topic] = connection
         self.writer.write(connection, int(timestamp_ns), self.typestore.serialize_cdr(message, msgtype))
+
+
+def _rename_storage_files(bag: Path) -> None:
+    """rosbags writes `<bag>/<bag>.mcap`; rosbag2 (ros2 bag record) writes `<bag>/<bag>_0.mcap`.
+    Renamed here, with metadata.yaml's file lists, so bags look as ROS users know them."""
+    import yaml
+
+    meta_path = bag / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    info = meta["rosbag2_bagfile_information"]
+    renamed = {}
+    for name in info.get("relative_file_paths", []):
+        source = Path(name)
+        target = f"{bag.name}_0{source.suffix}" if source.stem == bag.name else name
+        if target != name:
+            (bag / name).rename(bag / target)
+            renamed[name] = target
+    info["relative_file_paths"] = [renamed.get(n, n) for n in info.get("relative_file_paths", [])]
+    for entry in info.get("files", []):
+        entry["path"] = renamed.get(entry["path"], entry["path"])
+    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False))
 
 
 def _latched_qos() -> tuple:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ros2_lmd.messages.types import header_msg, rosbags_types, time_msg
-from ros2_lmd.replay.bag import STORAGES, BagWriter
+from ros2_lmd.replay.bag import STORAGES, BagWriter, bag_dir
 from ros2_lmd.sensors.camera_info import make_camera_info
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, MODALITIES, RADAR_FIELDS
 from ros2_lmd.sensors.image import make_compressed_image
@@ -54,7 +54,7 @@ def faults_csv_path(bag: Path) -> Path:
 
 def existing_outputs(out: str | Path) -> list[Path]:
     """What `simulate_to_bag(out, ...)` would replace: the bag and its faults.csv, where they exist."""
-    out = Path(out)
+    out = bag_dir(out)
     return [path for path in (out, faults_csv_path(out)) if path.exists() or path.is_symlink()]
 
 
@@ -71,14 +71,15 @@ def simulate_to_bag(
     progress: bool = True,
     force: bool = False,
 ) -> SimulateResult:
-    """Write the drive to the rosbag2 directory `out` and its fault timeline to faults.csv beside it
-    (replaced if present). An existing `out` is an error (FileExistsError) unless `force`, which
-    replaces it if it is a rosbag2 directory; bad arguments raise ValueError naming them, before any
-    work."""
+    """Write the drive to the rosbag2 directory `out` (named as rosbag2 does: `drive/drive_0.mcap`;
+    a storage suffix on `out` is dropped, see replay.bag.bag_dir) and its fault timeline to
+    faults.csv beside it (replaced if present). An existing `out` is an error (FileExistsError)
+    unless `force`, which replaces it if it is a rosbag2 directory; bad arguments raise ValueError
+    naming them, before any work."""
     from ros2_lmd.sim import SimConfig, simulate_drive, write_faults_csv
     from ros2_lmd.sim.faults import parse_fault_spec
 
-    out = Path(out)
+    out = bag_dir(out)
     csv_path = faults_csv_path(out)
     total = int(round(duration_s * rate_hz)) if math.isfinite(duration_s * rate_hz) else 0
     if total < 1:

@@ -230,7 +230,7 @@ def main(
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bag = out_dir / "drive.mcap"
+    bag = out_dir / "drive"  # rosbag2 names: drive/drive_0.mcap
     if bag.exists():
         import shutil
 

@@ -681,14 +681,17 @@ class MonitorNode(LifecycleNode):
             checked = self._decomposition_error
             open_incidents = list(self._open_incidents)
             views_skipped = self._views_skipped
-        records = run.tracker.statuses(now)
-        signal = run.pipeline.sensor_states
-        for record in records:  # per sensor: messages lost before the node, from its stamp gaps
-            record.values["messages_lost"] = str(lost.get(record.hardware_id, 0))
-            record.values["signal_checks"] = signal.get(record.hardware_id, "not seen yet")
         report, states, ratios = latest if latest else (None, {}, {})
-        records += status.modality_statuses(run.pipeline.modalities, report, states, ratios)
-        status.mark_incidents(records, open_incidents)
+        records = status.sensor_and_modality_statuses(
+            run.tracker.statuses(now),
+            lost,
+            run.pipeline.sensor_states,
+            run.pipeline.modalities,
+            report,
+            states,
+            ratios,
+            open_incidents,
+        )
         values = {
             "frames_processed": str(processed),
             "frames_dropped": str(sum(drops.values())),

@@ -2,8 +2,9 @@
 pip-wheel ROS 2). Reads a rosbag2 (MCAP or sqlite3) with rosbags and publishes each message's CDR
 bytes unchanged through an rclpy publisher of its type, keeping the recorded spacing (scaled by
 `rate`; 0 = as fast as possible). QoS: /tf_static transient-local reliable (late subscribers get
-the extrinsics), sensor_msgs sensor topics sensor-data QoS, everything else reliable.
-Besides ros2_lmd.ros.node, this is the one module that imports rclpy.
+the extrinsics), sensor_msgs sensor topics sensor-data QoS, everything else reliable, unless a
+rosbag2-style QoS overrides file says otherwise. As `ros2 bag play`: `--clock` publishes /clock
+with the bag time being played (for nodes with use_sim_time), `--remap old:=new` renames topics.
 
 SIGINT and SIGTERM reach rclpy's signal handler, which shuts the context down at any moment, also
 between the stop check and a publish: the player waits in short slices, checks the context after
@@ -17,14 +18,20 @@ import importlib
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException
-from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    QoSDurabilityPolicy,
+    QoSHistoryPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 
 from ros2_lmd.ros.transport import use_shipped_transport
 
@@ -73,6 +80,77 @@ def qos_for(topic: str, type_name: str, reliable_sensors: bool = False) -> QoSPr
     return QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
+# rosbag2's QoS override keys and the values each takes (ros2 bag play --qos-profile-overrides-path)
+QOS_POLICIES = {
+    "history": {"keep_last": QoSHistoryPolicy.KEEP_LAST, "keep_all": QoSHistoryPolicy.KEEP_ALL},
+    "reliability": {
+        "reliable": QoSReliabilityPolicy.RELIABLE,
+        "best_effort": QoSReliabilityPolicy.BEST_EFFORT,
+    },
+    "durability": {
+        "volatile": QoSDurabilityPolicy.VOLATILE,
+        "transient_local": QoSDurabilityPolicy.TRANSIENT_LOCAL,
+    },
+}
+
+
+def load_qos_overrides(path: str | Path) -> dict[str, QoSProfile]:
+    """topic -> QoSProfile from a rosbag2-style overrides YAML (`/topic: {history: keep_last, depth:
+    10, reliability: reliable, durability: transient_local}`); unset fields keep ROS defaults
+    (keep_last, depth 10, reliable, volatile). ValueError naming the file, topic and field."""
+    import yaml
+
+    path = Path(path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ValueError(f"QoS overrides {path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"QoS overrides {path}: not YAML ({error})") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"QoS overrides {path}: expected a mapping topic -> QoS fields")
+    profiles = {}
+    for topic, fields in content.items():
+        if not isinstance(fields, dict):
+            raise ValueError(f"QoS overrides {path}: {topic}: expected a mapping of QoS fields")
+        unknown = sorted(set(fields) - {*QOS_POLICIES, "depth"})
+        if unknown:
+            raise ValueError(
+                f"QoS overrides {path}: {topic}: unknown field(s) {unknown} "
+                f"(known: {sorted({*QOS_POLICIES, 'depth'})})"
+            )
+        profile = QoSProfile(depth=10)
+        for name, choices in QOS_POLICIES.items():
+            if name in fields:
+                value = str(fields[name]).lower()
+                if value not in choices:
+                    raise ValueError(
+                        f"QoS overrides {path}: {topic}: {name} {fields[name]!r} is not one of "
+                        f"{sorted(choices)}"
+                    )
+                setattr(profile, name, choices[value])
+        if "depth" in fields:
+            depth = fields["depth"]
+            if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
+                raise ValueError(
+                    f"QoS overrides {path}: {topic}: depth must be an integer >= 0, got {depth!r}"
+                )
+            profile.depth = depth
+        profiles[str(topic)] = profile
+    return profiles
+
+
+def parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
+    """`old:=new` pairs (as `ros2 bag play --remap`) -> {old: new}; ValueError naming a bad one."""
+    result = {}
+    for remap in remaps:
+        old, sep, new = remap.partition(":=")
+        if not sep or not old.startswith("/") or not new.startswith("/") or ":=" in new:
+            raise ValueError(f"--remap {remap!r}: expected /old_topic:=/new_topic")
+        result[old] = new
+    return result
+
+
 class BagPlayer:
     """Publishes a bag's messages on a node it owns. `play()` returns how many were published."""
 
@@ -84,15 +162,29 @@ class BagPlayer:
         rate: float = 1.0,
         loop: bool = False,
         reliable_sensors: bool = False,
+        remap: Mapping[str, str] | None = None,
+        qos_overrides: Mapping[str, QoSProfile] | None = None,
+        clock_hz: float = 0.0,
     ) -> None:
+        """`remap`: recorded topic -> topic to publish on; `qos_overrides`: published topic -> QoS;
+        `clock_hz`: publish /clock this often with the bag time being played (0: no clock)."""
         from rosbags.rosbag2 import Reader
+
+        from ros2_lmd.replay.bag import resolve_bag
 
         if rate < 0:
             raise ValueError(f"rate must be >= 0 (0: as fast as possible), got {rate}")
-        self.bag = Path(bag)
+        if clock_hz < 0:
+            raise ValueError(f"clock rate must be >= 0 (0: no /clock), got {clock_hz}")
+        self.bag = resolve_bag(bag)
         self.node = node
         self.rate = rate
         self.loop = loop
+        self.remap = dict(remap or {})
+        self.clock_period = 1.0 / clock_hz if clock_hz > 0 else None
+        self._next_clock = 0.0
+        self._last_clock_ns = -1
+        self.clock_publisher = None
         self._reader = Reader(self.bag)
         self._reader.open()
         wanted = set(topics or ())
@@ -101,15 +193,27 @@ class BagPlayer:
         if unknown:
             self._reader.close()
             raise ValueError(f"{self.bag}: no topics {unknown} in the bag (it has {sorted(known)})")
+        unknown = sorted(set(self.remap) - known)
+        if unknown:
+            self._reader.close()
+            raise ValueError(
+                f"{self.bag}: --remap names topics {unknown} not in the bag (it has {sorted(known)})"
+            )
         self.connections = [c for c in self._reader.connections if not wanted or c.topic in wanted]
-        self.publishers: dict[str, Any] = {}
+        overrides = dict(qos_overrides or {})
+        self.publishers: dict[str, Any] = {}  # recorded topic -> publisher (on the remapped topic)
         for connection in self.connections:
             if connection.topic not in self.publishers:
+                topic = self.remap.get(connection.topic, connection.topic)
+                qos = overrides.get(topic) or qos_for(topic, connection.msgtype, reliable_sensors)
                 self.publishers[connection.topic] = node.create_publisher(
-                    message_class(connection.msgtype),
-                    connection.topic,
-                    qos_for(connection.topic, connection.msgtype, reliable_sensors),
+                    message_class(connection.msgtype), topic, qos
                 )
+        if self.clock_period is not None:
+            # rclpy's time source subscribes best effort, depth 1: a reliable publisher serves it
+            self.clock_publisher = node.create_publisher(
+                message_class("rosgraph_msgs/msg/Clock"), "/clock", QoSProfile(depth=1)
+            )
 
     def close(self) -> None:
         self._reader.close()
@@ -121,15 +225,27 @@ class BagPlayer:
         while True:
             first_stamp = None
             started = time.monotonic()
+            self._last_clock_ns = -1  # a loop starts the bag's time again: /clock jumps back
             for connection, timestamp_ns, rawdata in self._reader.messages(self.connections):
                 if first_stamp is None:
                     first_stamp = timestamp_ns
                 if self.rate > 0:
                     due = started + (timestamp_ns - first_stamp) * 1e-9 / self.rate
-                    if not wait_until(due, should_stop):
+
+                    def tick(
+                        first: int = first_stamp, start: float = started, until: int = timestamp_ns
+                    ) -> None:
+                        # the bag time now, never past the message being waited for
+                        played = first + int((time.monotonic() - start) * self.rate * 1e9)
+                        self._publish_clock(min(played, until))
+
+                    if not wait_until(
+                        due, should_stop, tick if self.clock_publisher else None, self.clock_period
+                    ):
                         return published
                 elif should_stop():
                     return published
+                self._publish_clock(timestamp_ns, force=True)
                 try:
                     self.publishers[connection.topic].publish(bytes(rawdata))
                 except Exception:
@@ -140,14 +256,37 @@ class BagPlayer:
             if not self.loop or first_stamp is None:
                 return published
 
+    def _publish_clock(self, bag_time_ns: int, force: bool = False) -> None:
+        """/clock = the bag time being played, at most every clock period (and at each message,
+        so a subscriber's clock never lags the data it receives by more than a period)."""
+        if self.clock_publisher is None or bag_time_ns <= self._last_clock_ns:
+            return  # /clock never goes back, nor repeats itself
+        now = time.monotonic()
+        if not force and now < self._next_clock:
+            return
+        self._next_clock = now + self.clock_period
+        self._last_clock_ns = bag_time_ns
+        clock = message_class("rosgraph_msgs/msg/Clock")()
+        clock.clock.sec, clock.clock.nanosec = divmod(int(bag_time_ns), 1_000_000_000)
+        self.clock_publisher.publish(clock)
 
-def wait_until(due: float, should_stop: Callable[[], bool]) -> bool:
-    """Sleep until time.monotonic() reaches `due`, in slices; False as soon as `should_stop()`."""
+
+def wait_until(
+    due: float,
+    should_stop: Callable[[], bool],
+    on_slice: Callable[[], None] | None = None,
+    slice_s: float | None = None,
+) -> bool:
+    """Sleep until time.monotonic() reaches `due`, in slices (calling `on_slice` after each); False
+    as soon as `should_stop()`."""
+    step = min(WAIT_SLICE_S, slice_s) if slice_s else WAIT_SLICE_S
     while not should_stop():
+        if on_slice is not None:
+            on_slice()
         left = due - time.monotonic()
         if left <= 0:
             return True
-        time.sleep(min(left, WAIT_SLICE_S))
+        time.sleep(min(left, step))
     return False
 
 
@@ -160,6 +299,9 @@ def play(
     domain_id: int | None = None,
     context: Context | None = None,
     on_start: Callable[[BagPlayer], None] | None = None,
+    remap: Mapping[str, str] | None = None,
+    qos_overrides: Mapping[str, QoSProfile] | None = None,
+    clock_hz: float = 0.0,
 ) -> int:
     """Play a bag in a private context (domain from ROS_DOMAIN_ID unless given); returns the
     number of messages published. `delay_s` leaves time for subscribers to be discovered;
@@ -172,7 +314,9 @@ def play(
     node = rclpy.create_node(f"lmd_player_{random.randint(0, 99999)}", context=context)
     player = None
     try:
-        player = BagPlayer(bag, node, topics, rate, loop)
+        player = BagPlayer(
+            bag, node, topics, rate, loop, remap=remap, qos_overrides=qos_overrides, clock_hz=clock_hz
+        )
         if on_start is not None:
             on_start(player)
         stopped = lambda: not context.ok()  # noqa: E731 - SIGINT/SIGTERM shut the context down
@@ -194,19 +338,39 @@ def main(
     loop: bool = False,
     delay_s: float = 0.5,
     ros_args: Sequence[str] | None = None,
+    remaps: Sequence[str] = (),
+    qos_overrides_path: str | None = None,
+    clock_hz: float = 0.0,
 ) -> int:
     """The `ros2-lmd play` job: exit code 0 after the bag (or Ctrl-C, or SIGTERM), 2 for a bad
-    bag/topic."""
+    bag/topic/remap/QoS overrides file."""
     from rosbags.rosbag2 import ReaderError
 
     def announce(player: BagPlayer) -> None:
         print(f"ros2-lmd play: publishing {len(player.publishers)} topics from {bag}", flush=True)
 
+    try:
+        remap = parse_remaps(remaps)
+        overrides = load_qos_overrides(qos_overrides_path) if qos_overrides_path else {}
+    except ValueError as error:
+        print(f"ros2-lmd play: {error}", file=sys.stderr)
+        return 2
     print(f"ros2-lmd play: {use_shipped_transport()}", file=sys.stderr, flush=True)  # before rclpy.init
     rclpy.init(args=["lmd_player", *(ros_args or [])])
     context = rclpy.get_default_context()
     try:
-        count = play(bag, topics, rate, loop, delay_s, context=context, on_start=announce)
+        count = play(
+            bag,
+            topics,
+            rate,
+            loop,
+            delay_s,
+            context=context,
+            on_start=announce,
+            remap=remap,
+            qos_overrides=overrides,
+            clock_hz=clock_hz,
+        )
         stopped = not context.ok()
     except ReaderError as error:
         print(f"ros2-lmd play: {bag}: not a readable rosbag2 ({error})", file=sys.stderr)

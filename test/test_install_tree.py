@@ -10,7 +10,9 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test` (it sets up ROS 2)")
 
 REPO = Path(__file__).resolve().parents[1]
-PREFIX = REPO / "install" / "ros2_lmd"
+# The package's colcon install: this repository's own (make bootstrap), or the workspace's under
+# `colcon test` (CMakeLists.txt passes ROS2_LMD_INSTALL_PREFIX).
+PREFIX = Path(os.environ.get("ROS2_LMD_INSTALL_PREFIX") or REPO / "install" / "ros2_lmd")
 SHARE = PREFIX / "share" / "ros2_lmd"
 SITE = (
     PREFIX / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "ros2_lmd"

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PREFIX = REPO / "install" / "ros2_lmd"
+# The package's colcon install: this repository's own (make bootstrap), or the workspace's under
+# `colcon test` (CMakeLists.txt passes ROS2_LMD_INSTALL_PREFIX).
+PREFIX = Path(os.environ.get("ROS2_LMD_INSTALL_PREFIX") or REPO / "install" / "ros2_lmd")
 SHARE = PREFIX / "share" / "ros2_lmd"
 LAUNCH_FILE = SHARE / "launch" / "monitor.launch.py"
-ARGUMENTS = {"params_file", "use_sim_time", "device", "namespace", "rviz"}
+ARGUMENTS = {"params_file", "autostart", "log_level", "use_sim_time", "device", "namespace", "rviz"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def _launch_ros_available() -> bool:
 def test_generate_launch_description_runs(launch_file):
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.utilities import perform_substitutions
-    from launch_ros.actions import Node
+    from launch_ros.actions import LifecycleNode
 
     from launch import LaunchContext
 
@@ -58,6 +60,8 @@ def test_generate_launch_description_runs(launch_file):
     context.launch_configurations.update(
         {
             "params_file": default_params,
+            "autostart": "false",
+            "log_level": "debug",
             "use_sim_time": "false",
             "device": "cpu",
             "namespace": "",
@@ -65,7 +69,7 @@ def test_generate_launch_description_runs(launch_file):
         }
     )
     opaque = next(e for e in description.entities if isinstance(e, OpaqueFunction))
-    nodes = [e for e in opaque.execute(context) if isinstance(e, Node)]
+    nodes = [e for e in opaque.execute(context) if isinstance(e, LifecycleNode)]
     assert [(n.node_package, n.node_executable) for n in nodes] == [("ros2_lmd", "monitor")]
 
 
@@ -115,9 +119,13 @@ def test_launch_file_source_starts_installed_executable_with_installed_config(la
             call,
             _literal(_keyword(call, "executable"), constants),
         )
-        for call in _calls(tree, "Node")
+        for call in _calls(tree, "LifecycleNode") + _calls(tree, "Node")
     }
     assert set(nodes) == {"ros2_lmd", "rviz2"}
+    # the monitor is a lifecycle node (ros2 lifecycle / a lifecycle manager can drive it)
+    assert [_literal(_keyword(c, "package"), constants) for c in _calls(tree, "LifecycleNode")] == [
+        "ros2_lmd"
+    ]
     monitor_call, executable = nodes["ros2_lmd"]
     executable_path = PREFIX / "lib" / "ros2_lmd" / executable
     assert executable_path.is_file() and os.access(executable_path, os.X_OK)
@@ -125,6 +133,11 @@ def test_launch_file_source_starts_installed_executable_with_installed_config(la
     parameters = _keyword(monitor_call, "parameters")
     assert "params_file" in ast.unparse(parameters)
     assert "namespace" in ast.unparse(_keyword(monitor_call, "namespace"))
+    assert "log_level" in ast.unparse(_keyword(monitor_call, "ros_arguments"))
+    # autostart and use_sim_time reach the node as parameters (overrides after the file)
+    source = ast.unparse(tree)
+    assert "'autostart': _flag(context, 'autostart')" in source
+    assert "'use_sim_time': _flag(context, 'use_sim_time')" in source
 
     # The params_file default is <share of ros2_lmd>/config/monitor.yaml, and it is installed.
     params_argument = next(

@@ -78,6 +78,10 @@ def test_every_output_is_published_on_the_configured_grid(model_path):
             assert list(summary.modalities) == ["camera", "radar", "lidar"]
         image = harness.messages("bev_image")[-1]
         assert (image.height, image.width, image.encoding) == (NX * 2, NY * 2, "rgb8")
+        for key in ("bev_image/camera", "bev_image/radar", "bev_image/lidar", "bev_image/bias"):
+            for image in harness.messages(key):  # signed: one pixel per cell, whatever the scale
+                assert (image.height, image.width, image.encoding) == (NX, NY, "rgb8"), key
+                assert image.header.frame_id == "base_link" and len(image.data) == NX * NY * 3
         for array in harness.messages("markers"):
             assert array.markers[0].action == 3  # DELETEALL first
         alerts = harness.messages("alerts")
@@ -114,8 +118,9 @@ def test_views_nobody_subscribes_to_are_not_built(model_path):
         assert [s.frames_processed for s in summaries] == [1, 2, 3]
         harness.wait_for(lambda: harness.count("markers") >= 3, "the markers of three frames")
         values = values_of(status_by_hardware_id(harness.diagnostics_after(time.monotonic()))["lmd_monitor"])
-        # per frame: 5 BEV grids (fused, three modalities, bias) and the BEV image, not the markers
-        assert values["views_not_built_no_subscriber"] == str(3 * 6)
+        # per frame: 5 BEV grids (fused, three modalities, bias), the BEV image and the 4 signed
+        # BEV images (three modalities, bias), not the markers
+        assert values["views_not_built_no_subscriber"] == str(3 * 10)
         assert values["decomposition"] == "compiled, batch 1: compiled"
 
 

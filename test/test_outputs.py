@@ -4,6 +4,8 @@ CDR bytes), with exact grid geometry and cell values. Also the per-sensor diagno
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -197,6 +199,91 @@ def test_bev_rgb_blue_is_lidar():
     assert tuple(rgb[NX - 1, NY - 1]) == (0, 0, 128)  # 255 * 2/4 = 127.5 -> 128
 
 
+# --- Signed images ------------------------------------------------------------------------------------
+
+
+def _diverging_oracle(c: float, r: float) -> tuple[int, int, int]:
+    """The blue-white-red scale, one value at a time: white at 0, full red at +r, full blue at -r,
+    black when not finite (Python's round, like np.rint, rounds halves to even)."""
+    if not math.isfinite(c):
+        return (0, 0, 0)
+    t = max(-1.0, min(1.0, c / r))
+    if t >= 0:
+        return (255, round(255 * (1 - t)), round(255 * (1 - t)))
+    return (round(255 * (1 + t)), round(255 * (1 + t)), 255)
+
+
+def test_diverging_colours_match_the_formula():
+    assert tuple(outputs.diverging_rgb(np.array(0.0), R)) == (255, 255, 255)
+    assert tuple(outputs.diverging_rgb(np.array(R), R)) == (255, 0, 0)
+    assert tuple(outputs.diverging_rgb(np.array(-R), R)) == (0, 0, 255)
+    assert tuple(outputs.diverging_rgb(np.array(R / 2), R)) == (255, 128, 128)  # 127.5: half to even
+    rng = np.random.default_rng(7)
+    for r in (0.5, R, 37.0):
+        values = np.concatenate(
+            [rng.normal(0.0, r, 300), r * rng.uniform(-3, 3, 300), [0.0, -0.0, r, -r, 5 * r, -5 * r]]
+        )
+        values = np.concatenate([values, [np.nan, np.inf, -np.inf]])
+        rgb = outputs.diverging_rgb(values, r)
+        assert rgb.dtype == np.uint8 and rgb.shape == (len(values), 3)
+        assert [tuple(int(v) for v in px) for px in rgb] == [_diverging_oracle(c, r) for c in values]
+    # nothing on the scale is black: a non-finite contribution cannot be mistaken for a value
+    assert not np.any(np.all(outputs.diverging_rgb(np.linspace(-2 * R, 2 * R, 1001), R) == 0, axis=-1))
+    with pytest.raises(ValueError, match="component_logit_range"):
+        outputs.diverging_rgb(np.zeros(3), 0.0)
+
+
+@ADAPTERS
+def test_signed_images_one_pixel_per_cell_seen_from_above(types):
+    report = _report()
+    report.components["radar"][3, 5] = np.nan
+    images = {
+        layer: outputs.bev_signed_image(report, layer, types, "base_link", component_logit_range=R)
+        for layer in ("camera", "radar", "lidar", "bias")
+    }
+    for layer, image in images.items():
+        assert (image.height, image.width, image.encoding, image.step) == (NX, NY, "rgb8", NY * 3), layer
+        assert image.header.frame_id == "base_link"
+        assert (image.header.stamp.sec, image.header.stamp.nanosec) == (1700000000, 250000000)
+        rgb = np.asarray(image.data, dtype=np.uint8).reshape(NX, NY, 3)
+        # x forward is up (row 0 = largest x), y left is left (column 0 = largest y), as bev_image
+        expected = [
+            [_diverging_oracle(report.components[layer][iy, ix], R) for iy in range(NY - 1, -1, -1)]
+            for ix in range(NX - 1, -1, -1)
+        ]
+        assert rgb.tolist() == [[list(px) for px in row] for row in expected], layer
+
+    def pixel(layer, iy, ix):
+        data = np.asarray(images[layer].data, dtype=np.uint8).reshape(NX, NY, 3)
+        return tuple(int(v) for v in data[NX - 1 - ix, NY - 1 - iy])
+
+    assert pixel("camera", 5, 7) == (255, 0, 0)  # +9 logits: beyond +R, full red, top-left corner
+    assert pixel("camera", 0, 0) == (0, 0, 255)  # -8: beyond -R, full blue
+    assert pixel("camera", 1, 6) == (255, 178, 178)  # +1.2 = 0.3 R: 255 * 0.7 = 178.5 -> 178
+    assert pixel("camera", 2, 2) == (255, 255, 255)  # no contribution
+    assert pixel("lidar", 4, 2) == (128, 128, 255)  # -2 = -0.5 R: 127.5 -> 128
+    assert pixel("bias", 0, 0) == (191, 191, 255)  # -1 = -0.25 R: 191.25 -> 191
+    assert pixel("radar", 3, 5) == (0, 0, 0)  # NaN: black, off the scale
+
+
+def test_signed_images_are_views_of_the_components_only():
+    report = _report()
+    keys = [key for key, _type, _msg in outputs.frame_messages(report, ROSBAGS, "base_link", 1, 0)]
+    signed = [key for key in keys if key.startswith("bev_image/")]
+    assert signed == ["bev_image/camera", "bev_image/radar", "bev_image/lidar", "bev_image/bias"]
+    assert all(outputs.is_view(key) for key in signed)  # built only when someone subscribes
+    skipped = outputs.frame_messages(report, ROSBAGS, "base_link", 1, 0, skip_views=set(signed))
+    assert [key for key, _type, _msg in skipped] == [key for key in keys if key not in signed]
+    # a model without LiDAR has no LiDAR component, so no LiDAR image
+    del report.components["lidar"]
+    keys = [key for key, _type, _msg in outputs.frame_messages(report, ROSBAGS, "base_link", 1, 0)]
+    assert "bev_image/lidar" not in keys and "bev_image/radar" in keys
+    with pytest.raises(KeyError, match="bev/fused"):
+        outputs.bev_signed_rgb(report, "fused")
+    with pytest.raises(KeyError, match="lidar"):
+        outputs.bev_signed_rgb(report, "lidar")
+
+
 # --- Markers -----------------------------------------------------------------------------------------
 
 
@@ -273,6 +360,7 @@ def test_both_libraries_give_identical_messages():
     builders = {
         "grid": lambda t: outputs.occupancy_grid(report, "camera", t, "base_link"),
         "image": lambda t: outputs.bev_image(report, t, "base_link", scale=2),
+        "signed image": lambda t: outputs.bev_signed_image(report, "lidar", t, "base_link"),
         "markers": lambda t: outputs.markers(report, t, "base_link"),
         "summary": lambda t: outputs.decomposition_summary(report, t, "base_link", 8, 3, 12.5),
         "alerts": lambda t: outputs.alert_array(report, t, "base_link"),

@@ -1,4 +1,4 @@
-"""FrameReport -> the monitor's output messages (OccupancyGrids, colour BEV image, rviz markers,
+"""FrameReport -> the monitor's output messages (OccupancyGrids, colour BEV images, rviz markers,
 DecompositionSummary, AlertArray, DiagnosticArray). Pure functions over a message-types adapter
 (ros2_lmd.messages.types): the live node passes RclpyTypes, the offline tools RosbagsTypes, and both get
 the same messages. No ROS import here.
@@ -13,6 +13,14 @@ Value scales (what rviz shows):
   modality's positive contribution, 255 at R logits or more. Cells whose fused probability reaches
   the detection threshold are outlined in white. The image is turned so that x forward (REP-103)
   points up and y left points left: row 0 is the grid's largest x, column 0 its largest y.
+- `bev_image/<camera|radar|lidar|bias>` (rgb8, turned like `bev_image`; one pixel per cell, as
+  viewers scale images and `analyze` writes every one to its bag): the signed contribution c on a
+  blue-white-red diverging scale with the grids' fixed range R, so colours compare across frames
+  and modalities: t = clip(c / R, -1, 1); t >= 0 is
+  (255, 255 (1 - t), 255 (1 - t)), t < 0 is (255 (1 + t), 255 (1 + t), 255), rounded: white no
+  contribution, full red towards occupied by R or more, full blue towards free by R or more.
+  A non-finite contribution (a broken model) is black, a colour the scale never takes. rviz's Map
+  display has no diverging colour scheme (its `costmap` reads 50 as a cost), hence these images.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from ros2_lmd.sensors.stamps import seconds_to_ns
 
 BEV_LAYERS = ("fused", "camera", "radar", "lidar", "bias")
 DEFAULT_COMPONENT_LOGIT_RANGE = 4.0
+# Colour of a non-finite contribution in the signed images: off the blue-white-red scale.
+NON_FINITE_RGB = (0, 0, 0)
 
 # One colour per modality (r, g, b in 0..1), shared by the image and the markers.
 MODALITY_COLOURS: dict[str, tuple[float, float, float]] = {
@@ -72,6 +82,14 @@ def _layer(report: FrameReport, layer: str) -> np.ndarray:
 # --- BEV grids --------------------------------------------------------------------------------------
 
 
+def signed_scale(values: np.ndarray, component_logit_range: float) -> np.ndarray:
+    """Signed logit contributions on the fixed scale every component view shares:
+    clip(c / R, -1, 1), R = `component_logit_range` (NaN stays NaN)."""
+    if component_logit_range <= 0:
+        raise ValueError(f"component_logit_range must be > 0, got {component_logit_range}")
+    return np.clip(np.asarray(values, dtype=np.float64) / component_logit_range, -1.0, 1.0)
+
+
 def occupancy_values(
     report: FrameReport, layer: str, component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE
 ) -> np.ndarray:
@@ -80,9 +98,7 @@ def occupancy_values(
     if layer == "fused":
         scaled = sigmoid(values) * 100.0
     else:
-        if component_logit_range <= 0:
-            raise ValueError(f"component_logit_range must be > 0, got {component_logit_range}")
-        scaled = 50.0 + 50.0 * np.clip(values / component_logit_range, -1.0, 1.0)
+        scaled = 50.0 + 50.0 * signed_scale(values, component_logit_range)
     # Non-finite logits (a broken model) show as unknown rather than as a plausible value.
     cells = np.where(np.isfinite(scaled), np.rint(scaled), -1)
     return cells.astype(np.int8)
@@ -129,11 +145,16 @@ def bev_rgb(
     rgb = np.rint(image * 255.0).astype(np.uint8)
     occupied = sigmoid(np.nan_to_num(report.fused)) >= detection_threshold
     rgb[_outline(occupied)] = 255
-    # [iy, ix] -> [ix, iy] with both axes reversed: row 0 = largest x, column 0 = largest y.
-    rgb = rgb.transpose(1, 0, 2)[::-1, ::-1]
+    rgb = _seen_from_above(rgb)
     if scale > 1:
         rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
     return np.ascontiguousarray(rgb)
+
+
+def _seen_from_above(cells: np.ndarray) -> np.ndarray:
+    """[iy, ix, ...] grid cells -> image rows and columns, x forward up and y left left: [ix, iy]
+    with both axes reversed, so row 0 is the largest x and column 0 the largest y."""
+    return cells.swapaxes(0, 1)[::-1, ::-1]
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -154,7 +175,12 @@ def bev_image(
 ) -> Any:
     """sensor_msgs/Image (rgb8) of `bev_rgb`."""
     stamp_ns = report.stamp_ns if stamp is None else seconds_to_ns(stamp)
-    rgb = bev_rgb(report, scale, component_logit_range, detection_threshold)
+    return _rgb8_image(
+        types, stamp_ns, frame_id, bev_rgb(report, scale, component_logit_range, detection_threshold)
+    )
+
+
+def _rgb8_image(types: MessageTypes, stamp_ns: int, frame_id: str, rgb: np.ndarray) -> Any:
     height, width = rgb.shape[:2]
     return types.new(
         "sensor_msgs/msg/Image",
@@ -164,8 +190,52 @@ def bev_image(
         encoding="rgb8",
         is_bigendian=0,
         step=3 * width,
-        data=rgb.reshape(-1),
+        data=np.ascontiguousarray(rgb).reshape(-1),
     )
+
+
+# --- Signed BEV images ------------------------------------------------------------------------------
+
+
+def diverging_rgb(
+    values: np.ndarray, component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE
+) -> np.ndarray:
+    """(..., 3) uint8 blue-white-red colours of signed logit contributions, on the fixed scale of
+    the module docstring (white at 0, full red at +range, full blue at -range; black if not finite)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    t = np.where(finite, signed_scale(values, component_logit_range), 0.0)
+    fade = 255.0 * (1.0 - np.abs(t))  # the two channels that leave white
+    rgb = np.empty((*values.shape, 3), np.float64)
+    rgb[..., 0] = np.where(t >= 0, 255.0, fade)
+    rgb[..., 1] = fade
+    rgb[..., 2] = np.where(t >= 0, fade, 255.0)
+    rgb = np.rint(rgb).astype(np.uint8)
+    rgb[~finite] = NON_FINITE_RGB
+    return rgb
+
+
+def bev_signed_rgb(
+    report: FrameReport, layer: str, component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE
+) -> np.ndarray:
+    """(nx, ny, 3) uint8 view from above of one component (camera, radar, lidar or bias), one
+    pixel per cell: `diverging_rgb` of its signed contribution."""
+    if layer == "fused":
+        raise KeyError("the signed BEV images are of components; the fused layer is bev/fused")
+    return np.ascontiguousarray(_seen_from_above(diverging_rgb(_layer(report, layer), component_logit_range)))
+
+
+def bev_signed_image(
+    report: FrameReport,
+    layer: str,
+    types: MessageTypes,
+    frame_id: str,
+    stamp: float | None = None,
+    component_logit_range: float = DEFAULT_COMPONENT_LOGIT_RANGE,
+) -> Any:
+    """sensor_msgs/Image (rgb8) of `bev_signed_rgb`."""
+    stamp_ns = report.stamp_ns if stamp is None else seconds_to_ns(stamp)
+    return _rgb8_image(types, stamp_ns, frame_id, bev_signed_rgb(report, layer, component_logit_range))
 
 
 # --- rviz markers -----------------------------------------------------------------------------------
@@ -362,7 +432,7 @@ def alert_array(report: FrameReport, types: MessageTypes, frame_id: str, stamp: 
 
 
 def is_view(key: str) -> bool:
-    """Outputs that are pictures of the frame (BEV grids, the BEV image, markers), for people and
+    """Outputs that are pictures of the frame (BEV grids, the BEV images, markers), for people and
     rviz: built only for subscribers. The decomposition summary, alerts and incidents are the
     record and always go out."""
     return key.startswith("bev") or key == "markers"
@@ -410,6 +480,15 @@ def frame_messages(
                 ),
             )
         )
+    messages += [
+        (
+            f"bev_image/{layer}",
+            "sensor_msgs/msg/Image",
+            bev_signed_image(report, layer, types, frame_id, component_logit_range=component_logit_range),
+        )
+        for layer in report.components
+        if f"bev_image/{layer}" not in skip_views
+    ]
     if "markers" not in skip_views:
         messages.append(("markers", "visualization_msgs/msg/MarkerArray", markers(report, types, frame_id)))
     messages.append(

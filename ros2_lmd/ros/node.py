@@ -287,9 +287,14 @@ class MonitorNode(LifecycleNode):
             depth=5, reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST
         )
         grid_class = self.types.cls("nav_msgs/msg/OccupancyGrid")
+        image_class = self.types.cls("sensor_msgs/msg/Image")
         for layer in ("fused", *pipeline.modalities, "bias"):
             run.publishers[f"bev/{layer}"] = self.create_lifecycle_publisher(
                 grid_class, f"{prefix}/bev/{layer}", reliable
+            )
+        for layer in (*pipeline.modalities, "bias"):  # the signed images of the components
+            run.publishers[f"bev_image/{layer}"] = self.create_lifecycle_publisher(
+                image_class, f"{prefix}/bev_image/{layer}", reliable
             )
         for key, type_name in (
             ("bev_image", "sensor_msgs/msg/Image"),

@@ -23,6 +23,11 @@ from launch import LaunchDescription
 PACKAGE = "ros2_lmd"
 EXECUTABLE = "monitor"  # installed in lib/ros2_lmd by CMakeLists.txt
 NODE_NAME = "lmd_monitor"
+# rviz2's Image display picks the image transport from the topic's last part, so it subscribes to
+# /<camera>/image_rect/compressed; the cameras publish /<camera>/image_rect_compressed (the default
+# camera_image_topics of config/monitor.yaml).
+CAMERAS = ("cam_front", "cam_front_right", "cam_front_left", "cam_back", "cam_back_left", "cam_back_right")
+RVIZ_CAMERA_REMAPS = [(f"/{c}/image_rect/compressed", f"/{c}/image_rect_compressed") for c in CAMERAS]
 TRANSPORT_PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
@@ -99,6 +104,7 @@ def generate_launch_description() -> LaunchDescription:
                 name="lmd_rviz",
                 arguments=["-d", PathJoinSubstitution([share, "config", "monitor.rviz"])],
                 parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+                remappings=RVIZ_CAMERA_REMAPS,
                 condition=IfCondition(LaunchConfiguration("rviz")),
                 output="screen",
             ),

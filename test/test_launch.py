@@ -160,6 +160,17 @@ def test_launch_file_source_starts_installed_executable_with_installed_config(la
     rviz_call, _ = nodes["rviz2"]
     assert "rviz" in ast.unparse(_keyword(rviz_call, "condition"))
     assert "'monitor.rviz'" in ast.unparse(_keyword(rviz_call, "arguments"))
+    # its camera displays (image_transport "compressed") reach the cameras' topics
+    assert ast.unparse(_keyword(rviz_call, "remappings")) == "RVIZ_CAMERA_REMAPS"
+    cameras = _literal(
+        next(
+            n.value for n in tree.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "CAMERAS"
+        ),
+        constants,
+    )
+    from ros2_lmd.monitor.params import MonitorParams
+
+    assert [f"/{c}/image_rect_compressed" for c in cameras] == list(MonitorParams().camera_image_topics)
     assert (SHARE / "config" / "monitor.rviz").is_file()
 
 

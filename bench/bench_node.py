@@ -140,6 +140,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=10.0, help="sensor rate, Hz (the LiDAR sweeps at it)")
+    parser.add_argument("--skip-pipeline", action="store_true", help="only the live settings")
     parser.add_argument("--model", default="compact_crl")
     parser.add_argument(
         "--live",
@@ -169,10 +171,10 @@ def main() -> None:
     cores = cpu_cores()
     print(
         f"torch {torch.__version__}, {cores} CPU cores, model {args.model}, "
-        f"{args.duration:g} s drive at 10 Hz, cameras 448x256"
+        f"{args.duration:g} s drive at {args.rate:g} Hz, cameras 448x256"
     )
-    frames = [f.to_sensor_frame() for f in simulate_drive(3, duration_s=args.duration)]
-    for threads in sorted({1, cores}):
+    frames = [f.to_sensor_frame() for f in simulate_drive(3, duration_s=args.duration, rate_hz=args.rate)]
+    for threads in sorted({1, cores}) if not args.skip_pipeline else ():
         for decomposition in ("compiled", "eager"):
             print(pipeline_alone(args.model, frames, threads, decomposition), flush=True)
     auto = inference_plan(True, reserved_cores=1, prefer="latency")  # the node's default
@@ -181,7 +183,7 @@ def main() -> None:
     settings += [("shipped", "compiled", *s) for s in ((1, cores), (2, 1)) if s != auto]
     with tempfile.TemporaryDirectory() as tmp:
         bag = Path(tmp) / "drive"
-        simulate_to_bag(bag, duration_s=args.duration, seed=3, progress=False)
+        simulate_to_bag(bag, duration_s=args.duration, seed=3, rate_hz=args.rate, progress=False)
         for transport, decomposition, workers, threads in settings:
             env = {**os.environ, "ROS2_LMD_TRANSPORT": transport}
             note = " (default)" if (transport, decomposition, workers, threads) == settings[0] else ""

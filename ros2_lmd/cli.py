@@ -236,6 +236,14 @@ def _add_simulate(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     parser.add_argument(
+        "--rate",
+        type=float,
+        default=10.0,
+        metavar="HZ",
+        help="frames per second: every sensor publishes at this rate (default: %(default)s; nuScenes' "
+        "LiDAR sweeps at 20 Hz)",
+    )
+    parser.add_argument(
         "--camera-size", default="", metavar="WxH", help="camera resolution (default: 448x256)"
     )
     parser.add_argument(
@@ -255,6 +263,8 @@ def _run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
             size = (width, height)
         except ValueError:
             return _fail("simulate", f"--camera-size must look like 448x256, got {args.camera_size!r}")
+    if not args.rate > 0:
+        return _fail("simulate", f"--rate must be > 0, got {args.rate:g}")
     existing = existing_outputs(args.out)
     if existing and not args.force:
         names = " and ".join(str(path) for path in existing)
@@ -271,6 +281,7 @@ def _run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
             args.faults or None,
             tuple(m.strip() for m in args.modalities.split(",") if m.strip()),
             args.storage,
+            rate_hz=args.rate,
             camera_size=size,
             force=args.force,
         )

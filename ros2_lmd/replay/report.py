@@ -1,6 +1,11 @@
-"""The offline analysis report: per-frame and alert tables (CSV), alert scoring against a ground-truth
-fault timeline, and a self-contained HTML page (share timeline with alert and fault bands, alert
-list, BEV panels of frames with alerts, summary statistics), images embedded as PNG data URIs."""
+"""The offline analysis report: per-frame, alert and incident tables (CSV), alert scoring against a
+ground-truth fault timeline, and a self-contained HTML page (share timeline with alert and fault bands,
+alert list, BEV panels of frames with alerts, summary statistics), images embedded as PNG data URIs.
+
+Every CSV carries both clocks: bag time (`stamp`, `start_stamp`, `end_stamp`: header stamps in
+seconds since the epoch, to join with the bag and output.mcap) and seconds from the start of the
+drive (`since_start_s`, `start_s`, `end_s`: from t0, the bag's first message, as faults.csv and the
+report's axes count)."""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ MODALITY_COLOURS = {"camera": "#d62728", "radar": "#2ca02c", "lidar": "#1f77b4",
 SENSOR_STATE_ALERTS = (SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_MISSING, SENSOR_STALE)
 FRAME_COLUMNS = (
     "stamp",
+    "since_start_s",
     "status",
     "skip_reason",
     "share_camera",
@@ -40,6 +46,7 @@ FRAME_COLUMNS = (
     "decomposition_error",
     "messages_lost",
 )
+ALERT_COLUMNS = ("stamp", "since_start_s", "kind", "severity", "modality", "sensor", "message")
 
 
 @dataclass
@@ -93,14 +100,21 @@ def modality_of_sensor(sensor: str) -> str:
     return name
 
 
-def write_frames_csv(path: Path, rows: Sequence[FrameRow]) -> None:
+def _seconds(value: float) -> str:
+    # float64 seconds at today's epoch resolve ~0.24 us: a seventh decimal would be rounding noise
+    return f"{value:.6f}"
+
+
+def write_frames_csv(path: Path, rows: Sequence[FrameRow], t0: float) -> None:
+    """One row per frame; `t0` is the start of the drive that `since_start_s` counts from."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(FRAME_COLUMNS)
         for r in rows:
             writer.writerow(
                 [
-                    f"{r.stamp:.6f}",
+                    _seconds(r.stamp),
+                    _seconds(r.stamp - t0),
                     r.status,
                     r.skip_reason,
                     *(_num(r.shares.get(m)) for m in ("camera", "radar", "lidar")),
@@ -118,13 +132,16 @@ def _num(value, fmt: str = "{:.4f}") -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else fmt.format(value)
 
 
-def write_alerts_csv(path: Path, rows: Sequence[AlertRow]) -> None:
+def write_alerts_csv(path: Path, rows: Sequence[AlertRow], t0: float) -> None:
+    """One row per alert; `t0` as for write_frames_csv."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(("stamp", "kind", "severity", "modality", "sensor", "message"))
+        writer.writerow(ALERT_COLUMNS)
         for a in rows:
             severity = SEVERITY_NAMES.get(a.severity, a.severity)
-            writer.writerow([f"{a.stamp:.6f}", a.kind, severity, a.modality, a.sensor, a.message])
+            writer.writerow(
+                [_seconds(a.stamp), _seconds(a.stamp - t0), a.kind, severity, a.modality, a.sensor, a.message]
+            )
 
 
 @dataclass
@@ -183,8 +200,9 @@ INCIDENT_COLUMNS = (
 
 
 def write_incidents_csv(path: Path, incidents: Sequence[Any], t0: float) -> None:
-    """One row per incident (monitor.incidents.Incident); times in seconds from the bag start,
-    `end_s` empty for an incident still open at the end of the bag."""
+    """One row per incident (monitor.incidents.Incident): `start_s` / `end_s` in seconds from `t0`,
+    `start_stamp` / `end_stamp` in bag time; the ends empty for an incident still open at the end of
+    the bag."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(INCIDENT_COLUMNS)
@@ -196,12 +214,12 @@ def write_incidents_csv(path: Path, incidents: Sequence[Any], t0: float) -> None
                     i.modality,
                     " ".join(i.sensors),
                     SEVERITY_NAMES.get(i.peak_severity, i.peak_severity),
-                    f"{i.start - t0:.3f}",
-                    "" if i.end is None else f"{i.end - t0:.3f}",
+                    _seconds(i.start - t0),
+                    "" if i.end is None else _seconds(i.end - t0),
                     " ".join(i.kinds),
                     i.evidence,
-                    f"{i.start:.6f}",
-                    "" if i.end is None else f"{i.end:.6f}",
+                    _seconds(i.start),
+                    "" if i.end is None else _seconds(i.end),
                 ]
             )
 

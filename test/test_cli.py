@@ -182,7 +182,7 @@ def test_a_failed_analysis_leaves_no_half_written_folder_and_keeps_an_earlier_on
         "summary.json",
     ]
     assert (earlier / "notes.txt").read_text() == "the user's own file\n"
-    assert (earlier / "frames.csv").read_text().startswith("stamp,status")
+    assert (earlier / "frames.csv").read_text().startswith("stamp,since_start_s,status")
     assert (earlier / "output" / "metadata.yaml").read_text() != "an earlier run's bag\n"
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from test_report import overlapping_titles
 from test_training import _scene, scenes, tiny
 
 from ros2_lmd.eval import runner
@@ -70,9 +71,10 @@ def test_evaluate_writes_the_documented_files(evaluated):
         "metrics.csv",
         "tables.md",
     ]
-    # figures: fused, camera, radar, bias (2.6 in each, 5.4 in high) and region + 2 Grad-CAMs, 100 dpi
-    assert png_size(out / "decomposition.png") == (round(2.6 * 4 * 100), 540)
-    assert png_size(out / "gradcam.png") == (round(2.6 * 3 * 100), 280)
+    # figures at 100 dpi: fused, camera, radar, bias (2.4 in each, 1 in for the colour bar, 6.6 in
+    # high) and region + 2 Grad-CAMs (2.5 in each, 3.9 in high)
+    assert png_size(out / "decomposition.png") == (round((2.4 * 4 + 1.0) * 100), 660)
+    assert png_size(out / "gradcam.png") == (round(2.5 * 3 * 100), 390)
     tables = (out / "tables.md").read_text()
     assert logs == [tables]
     assert tables.startswith("# LMD evaluation: tiny\n")
@@ -171,3 +173,58 @@ def test_missing_values_are_written_as_nan_and_a_missing_gradcam_layer_is_skippe
         "metrics.csv",
         "tables.md",
     ]
+
+
+def _scales(fig) -> dict[str, tuple[float, float]]:
+    """Panel title (row 0) or 'signed <title of the column>' (row 1) -> the colour limits drawn."""
+    columns = {round(ax.get_position().x0, 3): ax.get_title() for ax in fig.axes if ax.get_title()}
+    scales = {}
+    for ax in fig.axes:
+        if ax.images:
+            name = ax.get_title() or "signed " + columns[round(ax.get_position().x0, 3)]
+            scales[name] = ax.images[0].get_clim()
+    return scales
+
+
+def _colour_bar_labels(fig) -> dict[tuple[float, float], str]:
+    bars = [image.colorbar for ax in fig.axes for image in ax.images if image.colorbar is not None]
+    return {bar.mappable.get_clim(): bar.ax.get_xlabel() or bar.ax.get_ylabel() for bar in bars}
+
+
+def test_decomposition_figure_scales_and_labels(model, frames, tmp_path):
+    sample = runner.encode_frames(model, frames[:1])[0]
+    with torch.no_grad():
+        dec = decompose(model.fuse, sample)["bev_logits"]
+    fig = runner.decomposition_figure(model, sample, "frame 0 of the 1 evaluated")
+    runner.save_figure(fig, tmp_path / "d.png")
+    scales = _scales(fig)
+    assert list(scales)[:4] == ["fused", "camera", "radar", "bias"]
+    assert all(scales[name] == (0, 1) for name in ("fused", "camera", "radar", "bias"))  # ÷ panel max
+    # signed: the modalities on one symmetric scale (their largest |logit|), fused and bias on their own
+    shared = max(float(dec.components[m].abs().max()) for m in ("camera", "radar"))
+    assert scales["signed camera"] == scales["signed radar"] == pytest.approx((-shared, shared))
+    for name, tensor in (("fused", dec.total), ("bias", dec.bias)):
+        limit = float(tensor.abs().max())
+        assert scales[f"signed {name}"] == pytest.approx((-limit, limit))
+    labels = _colour_bar_labels(fig)
+    for clim in scales.values():  # every colour scale drawn has a colour bar
+        assert any(clim == pytest.approx(bar) for bar in labels), clim
+    assert any(f"±{shared:.3g}" in label and "camera, radar" in label for label in labels.values())
+    assert "frame 0 of the 1 evaluated" in fig.get_suptitle()
+    for ax in fig.axes:  # metric axes (y left is left), the ego vehicle at the origin
+        if ax.images:
+            assert ax.get_xlim() == (model.grid.y_max, model.grid.y_min)
+            assert [line.get_marker() for line in ax.lines] == ["^"]
+    assert overlapping_titles(fig) == []
+
+
+def test_gradcam_titles_are_inside_the_figure_and_each_map_has_a_colour_bar(model, frames, tmp_path):
+    sample = runner.encode_frames(model, frames[:1])[0]
+    fig = runner.gradcam_figure(model, sample, "bev_compressor", "frame 0 of the 1 evaluated")
+    runner.save_figure(fig, tmp_path / "g.png")
+    assert overlapping_titles(fig) == []
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert titles[1:] == ["camera Grad-CAM", "radar Grad-CAM"] and titles[0].startswith("region: ")
+    cams = [ax.images[0] for ax in fig.axes if ax.get_title().endswith("Grad-CAM")]
+    assert all(image.colorbar is not None for image in cams)
+    assert all("Grad-CAM at bev_compressor" in image.colorbar.ax.get_xlabel() for image in cams)

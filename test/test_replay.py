@@ -134,6 +134,16 @@ def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp
     # stamped like the input
     stamps = sorted(float(r["stamp"]) for r in processed)
     assert stamps[0] == pytest.approx(1.7e9) and stamps[1] - stamps[0] == pytest.approx(0.1, abs=1e-6)
+    # and counted from the start of the drive, the t0 of the report (the simulator starts at 1.7e9)
+    assert result.t0 == pytest.approx(1.7e9) and float(processed[0]["since_start_s"]) == 0.0
+    alerts = _rows(tmp_path / "out" / "alerts.csv")
+    assert alerts and {a["sensor"] for a in alerts} >= {"cam_front"}
+    for row in rows + alerts:
+        assert float(row["since_start_s"]) == pytest.approx(float(row["stamp"]) - result.t0, abs=1e-6)
+    for incident in _rows(tmp_path / "out" / "incidents.csv"):
+        assert float(incident["start_s"]) == pytest.approx(
+            float(incident["start_stamp"]) - result.t0, abs=1e-6
+        )
     html = (tmp_path / "out" / "report.html").read_text()
     assert "blackout" in html and "data:image/png;base64," in html
     # /diagnostics as the node publishes them: once per second of bag time, every sensor, modality

@@ -9,14 +9,21 @@ import csv
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ros2_lmd.eval.gradcam import modality_gradcam
 from ros2_lmd.eval.perturbation import LETTER, Method, paper_methods, perturbation_sets, run_perturbation
+from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.lmd import decompose
 from ros2_lmd.models.base import FusionModel
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 OUTPUT_KEY = "bev_logits"
 # The paper's reported PCC for LMD (Ratio Rule) on nuScenes: Table 1 (radar + camera, LiDAR +
@@ -122,60 +129,116 @@ def markdown_tables(
     return "\n".join(lines)
 
 
-def decomposition_figure(path: Path, model: FusionModel, sample: dict[str, torch.Tensor]) -> None:
-    """Like the paper's Figures 2 and 4: fused prediction, each modality's and the bias's, positive
-    part normalised to its maximum (top) and signed (bottom). x forward is up."""
-    import matplotlib
+# --- Figures ------------------------------------------------------------------------------------
+# The BEV panel drawing mirrors replay.report.draw_bev (eval may not import replay): x forward up,
+# y left to the left, metres, the ego vehicle as a triangle at the origin.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+EGO_MARKER = {"marker": "^", "markersize": 7, "markerfacecolor": "lime", "markeredgecolor": "black"}
+
+
+def _draw_bev(ax: Axes, bev: np.ndarray, grid: BEVGrid, **imshow: Any) -> AxesImage:
+    image = ax.imshow(
+        bev.T[::-1, ::-1],  # rows from x_max down, columns from y_max rightwards
+        extent=(grid.y_max, grid.y_min, grid.x_min, grid.x_max),
+        interpolation="nearest",
+        **imshow,
+    )
+    if grid.x_min <= 0 <= grid.x_max and grid.y_min <= 0 <= grid.y_max:
+        ax.plot(0, 0, linestyle="none", **EGO_MARKER)
+    ax.tick_params(labelsize=7)
+    return image
+
+
+def _limit(bevs: Sequence[np.ndarray]) -> float:
+    """The largest |value| among maps drawn on one colour scale (1 when all are zero)."""
+    return max((float(np.abs(b).max()) for b in bevs), default=0.0) or 1.0
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    # as replay.report.png_data_uri: colour bars beside fixed-aspect images can need a second layout pass
+    fig.draw_without_rendering()
+    fig.savefig(path, dpi=100)
+
+
+def decomposition_figure(model: FusionModel, sample: dict[str, torch.Tensor], frame_label: str) -> Figure:
+    """Like the paper's Figures 2 and 4: the fused logits, each modality's part and the bias. Top: the
+    positive part, each panel divided by its own maximum (where each one sees vehicles, whatever its
+    size). Bottom: signed logits; the modalities on one shared scale, so their colours compare, the
+    fused output and the bias each on their own."""
+    from matplotlib.figure import Figure
 
     with torch.no_grad():
         dec = decompose(model.fuse, sample)[OUTPUT_KEY]
-    layers = {"fused": dec.total, **dec.components, "bias": dec.bias}
-    fig, axes = plt.subplots(2, len(layers), figsize=(2.6 * len(layers), 5.4))
-    for col, (name, tensor) in enumerate(layers.items()):
-        data = tensor[0, 0].float().numpy().T[::-1, ::-1]
-        positive = np.clip(data, 0, None)
-        axes[0, col].imshow(positive / (positive.max() or 1.0), cmap="magma", vmin=0, vmax=1)
-        limit = float(np.abs(data).max()) or 1.0
-        axes[1, col].imshow(data, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[0, col].set_title(name)
-        for row in range(2):
-            axes[row, col].set_xticks([])
-            axes[row, col].set_yticks([])
-    axes[0, 0].set_ylabel("positive, normalised")
-    axes[1, 0].set_ylabel("signed")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    maps = {"fused": dec.total, **dec.components, "bias": dec.bias}
+    maps = {name: tensor[0, 0].float().numpy() for name, tensor in maps.items()}
+    modalities = list(dec.components)
+    grid = model.grid
+    fig = Figure(figsize=(2.4 * len(maps) + 1.0, 6.6), layout="compressed")
+    axes = fig.subplots(2, len(maps), sharex=True, sharey=True)
+    for col, (name, bev) in enumerate(maps.items()):
+        positive = np.clip(bev, 0, None)
+        top = _draw_bev(axes[0, col], positive / (positive.max() or 1.0), grid, cmap="magma", vmin=0, vmax=1)
+        axes[0, col].set_title(name, fontsize=10)
+        axes[1, col].set_xlabel("y [m]", fontsize=8)
+    fig.colorbar(top, ax=axes[0, :], location="right", label="positive part\n÷ the panel's max")
+    fused_limit = _limit([maps["fused"]])
+    fused = _draw_bev(axes[1, 0], maps["fused"], grid, cmap="RdBu_r", vmin=-fused_limit, vmax=fused_limit)
+    fig.colorbar(fused, ax=axes[1, 0], location="bottom", label=f"fused logit (±{fused_limit:.3g})")
+    shared_limit = _limit([maps[m] for m in modalities])
+    for col, m in enumerate(modalities, start=1):
+        shared = _draw_bev(axes[1, col], maps[m], grid, cmap="RdBu_r", vmin=-shared_limit, vmax=shared_limit)
+    fig.colorbar(
+        shared,
+        ax=axes[1, 1 : 1 + len(modalities)],
+        location="bottom",
+        label=f"logit contribution (one scale for {', '.join(modalities)}: ±{shared_limit:.3g})",
+    )
+    bias_limit = _limit([maps["bias"]])
+    bias = _draw_bev(axes[1, -1], maps["bias"], grid, cmap="RdBu_r", vmin=-bias_limit, vmax=bias_limit)
+    fig.colorbar(bias, ax=axes[1, -1], location="bottom", label=f"bias logit\n(own scale: ±{bias_limit:.3g})")
+    axes[0, 0].set_ylabel("positive part\nx [m]", fontsize=8)
+    axes[1, 0].set_ylabel("signed logits\nx [m]", fontsize=8)
+    fig.suptitle(
+        f"LMD decomposition of the fused BEV logits, {frame_label}\n"
+        "base_link metres, ▲ ego vehicle facing +x",
+        fontsize=10,
+    )
+    return fig
 
 
-def gradcam_figure(path: Path, model: FusionModel, sample: dict[str, torch.Tensor], layer: str) -> None:
-    """Modality Grad-CAM (App. E.3) at `layer` for the region of the strongest fused detection."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def gradcam_figure(
+    model: FusionModel, sample: dict[str, torch.Tensor], layer: str, frame_label: str
+) -> Figure:
+    """Modality Grad-CAM (App. E.3) at `layer` for the region of the fused detections (p >= 0.5; the
+    strongest cell when there are none). Each modality on its own scale: one often dominates the
+    layer, and on a shared scale the others would be black."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     with torch.no_grad():
         logits = model.fuse(sample)[OUTPUT_KEY]
     region = (torch.sigmoid(logits) >= 0.5).to(logits.dtype)
+    region_name = "fused p ≥ 0.5"
     if region.sum() == 0:
         region = (logits >= logits.max()).to(logits.dtype)
+        region_name = "strongest fused cell"
     maps = modality_gradcam(model, model.fuse, sample, layer, region, OUTPUT_KEY)
-    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 2.8))
-    axes[0].imshow(region[0, 0].numpy().T[::-1, ::-1], cmap="gray")
-    axes[0].set_title("region")
+    maps = {m: cam[0].numpy() for m, cam in maps.items()}
+    grid = model.grid
+    fig = Figure(figsize=(2.5 * (len(maps) + 1), 3.9), layout="compressed")
+    axes = fig.subplots(1, len(maps) + 1, sharex=True, sharey=True)
+    _draw_bev(axes[0], region[0, 0].numpy(), grid, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title(f"region: {region_name}", fontsize=9)
     for ax, (m, cam) in zip(axes[1:], maps.items()):
-        ax.imshow(cam[0].numpy().T[::-1, ::-1], cmap="inferno")
-        ax.set_title(f"{m}-GradCAM")
+        image = _draw_bev(ax, cam, grid, cmap="inferno", vmin=0, vmax=float(cam.max()) or 1.0)
+        ax.set_title(f"{m} Grad-CAM", fontsize=9)
+        bar = fig.colorbar(image, ax=ax, location="bottom", label=f"Grad-CAM at {layer}\n(own scale)")
+        bar.ax.xaxis.set_major_locator(MaxNLocator(nbins=3))  # small maxima have long tick labels
     for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        ax.set_xlabel("y [m]", fontsize=8)
+    axes[0].set_ylabel("x [m]", fontsize=8)
+    fig.suptitle(f"Modality Grad-CAM, {frame_label}; ▲ ego vehicle facing +x", fontsize=10)
+    return fig
 
 
 def evaluate(
@@ -206,9 +269,10 @@ def evaluate(
     # the frame with the most predicted vehicle cells makes the clearest figure
     with torch.no_grad():
         occupied = [float((torch.sigmoid(model.fuse(s)[OUTPUT_KEY]) >= 0.5).sum()) for s in samples]
-    best = samples[int(np.argmax(occupied))]
-    decomposition_figure(out_dir / "decomposition.png", model, best)
+    index = int(np.argmax(occupied))
+    label = f"frame {index} of the {len(samples)} evaluated (0-based)"
+    save_figure(decomposition_figure(model, samples[index], label), out_dir / "decomposition.png")
     if gradcam_layer in dict(model.named_modules()):
-        gradcam_figure(out_dir / "gradcam.png", model, best, gradcam_layer)
+        save_figure(gradcam_figure(model, samples[index], gradcam_layer, label), out_dir / "gradcam.png")
     log(text)
     return results

@@ -411,9 +411,9 @@ def _analyze_into(
     for topic, count in stats.undecodable.items():
         problems.append((topic, f"{count} message(s) could not be decoded"))
     rows.sort(key=lambda r: r.stamp)
-    write_frames_csv(out_dir / "frames.csv", rows)
-    write_alerts_csv(out_dir / "alerts.csv", alerts)
     t0 = _drive_start(bag, rows)
+    write_frames_csv(out_dir / "frames.csv", rows, t0)
+    write_alerts_csv(out_dir / "alerts.csv", alerts, t0)
     incidents = list(pipeline.incidents.incidents) if pipeline.incidents is not None else []
     write_incidents_csv(out_dir / "incidents.csv", incidents, t0)
     sensor_modality = {s.name: s.modality for s in ingest.sensors}

@@ -1,6 +1,11 @@
-"""The offline analysis report: per-frame and alert tables (CSV), alert scoring against a ground-truth
-fault timeline, and a self-contained HTML page (share timeline with alert and fault bands, alert
-list, BEV panels of frames with alerts, summary statistics), images embedded as PNG data URIs."""
+"""The offline analysis report: per-frame, alert and incident tables (CSV), alert scoring against a
+ground-truth fault timeline, and a self-contained HTML page (share timeline with alert and fault bands,
+alert list, BEV panels of frames with alerts, summary statistics), images embedded as PNG data URIs.
+
+Every CSV carries both clocks: bag time (`stamp`, `start_stamp`, `end_stamp`: header stamps in
+seconds since the epoch, to join with the bag and output.mcap) and seconds from the start of the
+drive (`since_start_s`, `start_s`, `end_s`: from t0, the bag's first message, as faults.csv and the
+report's axes count)."""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.monitor.report import (
     SENSOR_DEGRADED,
     SENSOR_FAILED,
@@ -24,10 +30,16 @@ from ros2_lmd.monitor.report import (
     FrameReport,
 )
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
+
 MODALITY_COLOURS = {"camera": "#d62728", "radar": "#2ca02c", "lidar": "#1f77b4", "bias": "#7f7f7f"}
 SENSOR_STATE_ALERTS = (SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_MISSING, SENSOR_STALE)
 FRAME_COLUMNS = (
     "stamp",
+    "since_start_s",
     "status",
     "skip_reason",
     "share_camera",
@@ -40,6 +52,7 @@ FRAME_COLUMNS = (
     "decomposition_error",
     "messages_lost",
 )
+ALERT_COLUMNS = ("stamp", "since_start_s", "kind", "severity", "modality", "sensor", "message")
 
 
 @dataclass
@@ -93,14 +106,21 @@ def modality_of_sensor(sensor: str) -> str:
     return name
 
 
-def write_frames_csv(path: Path, rows: Sequence[FrameRow]) -> None:
+def _seconds(value: float) -> str:
+    # float64 seconds at today's epoch resolve ~0.24 us: a seventh decimal would be rounding noise
+    return f"{value:.6f}"
+
+
+def write_frames_csv(path: Path, rows: Sequence[FrameRow], t0: float) -> None:
+    """One row per frame; `t0` is the start of the drive that `since_start_s` counts from."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(FRAME_COLUMNS)
         for r in rows:
             writer.writerow(
                 [
-                    f"{r.stamp:.6f}",
+                    _seconds(r.stamp),
+                    _seconds(r.stamp - t0),
                     r.status,
                     r.skip_reason,
                     *(_num(r.shares.get(m)) for m in ("camera", "radar", "lidar")),
@@ -118,13 +138,16 @@ def _num(value, fmt: str = "{:.4f}") -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else fmt.format(value)
 
 
-def write_alerts_csv(path: Path, rows: Sequence[AlertRow]) -> None:
+def write_alerts_csv(path: Path, rows: Sequence[AlertRow], t0: float) -> None:
+    """One row per alert; `t0` as for write_frames_csv."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(("stamp", "kind", "severity", "modality", "sensor", "message"))
+        writer.writerow(ALERT_COLUMNS)
         for a in rows:
             severity = SEVERITY_NAMES.get(a.severity, a.severity)
-            writer.writerow([f"{a.stamp:.6f}", a.kind, severity, a.modality, a.sensor, a.message])
+            writer.writerow(
+                [_seconds(a.stamp), _seconds(a.stamp - t0), a.kind, severity, a.modality, a.sensor, a.message]
+            )
 
 
 @dataclass
@@ -183,8 +206,9 @@ INCIDENT_COLUMNS = (
 
 
 def write_incidents_csv(path: Path, incidents: Sequence[Any], t0: float) -> None:
-    """One row per incident (monitor.incidents.Incident); times in seconds from the bag start,
-    `end_s` empty for an incident still open at the end of the bag."""
+    """One row per incident (monitor.incidents.Incident): `start_s` / `end_s` in seconds from `t0`,
+    `start_stamp` / `end_stamp` in bag time; the ends empty for an incident still open at the end of
+    the bag."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(INCIDENT_COLUMNS)
@@ -196,12 +220,12 @@ def write_incidents_csv(path: Path, incidents: Sequence[Any], t0: float) -> None
                     i.modality,
                     " ".join(i.sensors),
                     SEVERITY_NAMES.get(i.peak_severity, i.peak_severity),
-                    f"{i.start - t0:.3f}",
-                    "" if i.end is None else f"{i.end - t0:.3f}",
+                    _seconds(i.start - t0),
+                    "" if i.end is None else _seconds(i.end - t0),
                     " ".join(i.kinds),
                     i.evidence,
-                    f"{i.start:.6f}",
-                    "" if i.end is None else f"{i.end:.6f}",
+                    _seconds(i.start),
+                    "" if i.end is None else _seconds(i.end),
                 ]
             )
 
@@ -281,16 +305,51 @@ def score_incidents(
     return IncidentScore(outcomes, false)
 
 
-# --- HTML -------------------------------------------------------------------------------------
+# --- Figures ------------------------------------------------------------------------------------
+# Built on matplotlib.figure.Figure, not pyplot: no global figure registry to leak into or backend to
+# switch, and tests can look at the axes, colour bars and legends of what is drawn.
+
+SEVERITY_COLOURS = {0: "#1f77b4", 1: "#ff9f1c", 2: "#d62728"}
+FAULT_COLOUR = "#cccccc"
+# A sensor-state alert is a vertical line in its modality's colour; the line style says which kind.
+ALERT_LINESTYLES = {
+    SENSOR_FAILED: "--",
+    SENSOR_MISSING: "-.",
+    SENSOR_STALE: ":",
+    SENSOR_DEGRADED: (0, (6, 2, 1, 2, 1, 2)),
+}
+EGO_MARKER = {"marker": "^", "markersize": 7, "markerfacecolor": "lime", "markeredgecolor": "black"}
 
 
-def _png(fig) -> str:
+def png_data_uri(fig: Figure) -> str:
+    # The layout engine places colour bars beside fixed-aspect images in passes: one draw before
+    # saving lets it settle (on the first, the titles can overlap the figure title).
+    fig.draw_without_rendering()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def draw_bev(ax: Axes, bev: np.ndarray, grid: BEVGrid, **imshow: Any) -> AxesImage:
+    """A (ny, nx) base_link map on metric axes as seen from above: x forward up, y left to the left,
+    and the ego vehicle as a triangle at the origin pointing forward."""
+    image = ax.imshow(
+        bev.T[::-1, ::-1],  # rows from x_max down, columns from y_max rightwards
+        extent=(grid.y_max, grid.y_min, grid.x_min, grid.x_max),
+        interpolation="nearest",
+        **imshow,
+    )
+    if grid.x_min <= 0 <= grid.x_max and grid.y_min <= 0 <= grid.y_max:
+        ax.plot(0, 0, linestyle="none", **EGO_MARKER)
+    ax.set_xlabel("y [m]", fontsize=7)
+    ax.tick_params(labelsize=7)
+    return image
+
+
+def symmetric_limit(bevs: Iterable[np.ndarray]) -> float:
+    """One colour limit +-L for signed maps drawn side by side, so that one colour is one logit in
+    every panel: the largest |value| among them (1 when all are zero)."""
+    return max((float(np.abs(b).max()) for b in bevs), default=0.0) or 1.0
 
 
 def timeline_figure(
@@ -299,13 +358,15 @@ def timeline_figure(
     faults: Sequence[Any],
     t0: float,
     modalities: Sequence[str],
-) -> str:
-    import matplotlib
+) -> Figure:
+    """Each modality's share over the drive, injected faults shaded, sensor-state alerts as vertical
+    lines (colour: modality, line style: kind); a legend entry for every look drawn."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(11, 3.6))
+    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    ax = fig.subplots()
     processed = [r for r in rows if r.status == "processed"]
     t = np.array([r.stamp - t0 for r in processed])
     for m in modalities:
@@ -318,80 +379,122 @@ def timeline_figure(
     for (modality, kind, start, end), sensors in bands.items():
         ax.axvspan(start, end, color=MODALITY_COLOURS.get(modality, "k"), alpha=0.12)
         label = sensors[0] if len(sensors) == 1 else f"{modality} ({len(sensors)} sensors)"
-        ax.text(start, 1.02, f"{label}: {kind}", fontsize=7, va="bottom")
+        ax.text(start, 1.02, f" {label}: {kind}", fontsize=7, va="bottom", backgroundcolor=(1, 1, 1, 0.7))
+    # axvline and axvspan draw many artists of a few looks: one proxy legend entry per look
+    proxies = {
+        f"injected fault ({modality})": Patch(color=MODALITY_COLOURS.get(modality, "k"), alpha=0.12)
+        for modality, *_ in bands
+    }
     for a in alerts:
         if a.kind in SENSOR_STATE_ALERTS:
-            ax.axvline(a.stamp - t0, color=MODALITY_COLOURS.get(a.modality, "k"), linestyle="--", linewidth=1)
+            look = {"color": MODALITY_COLOURS.get(a.modality, "k"), "linestyle": ALERT_LINESTYLES[a.kind]}
+            ax.axvline(a.stamp - t0, linewidth=1, **look)
+            proxies.setdefault(f"{a.modality} {a.kind}", Line2D([], [], linewidth=1, **look))
     skipped = [r.stamp - t0 for r in rows if r.status == "skipped"]
     if skipped:
         ax.plot(skipped, [0.0] * len(skipped), "kx", label="skipped frame")
     ax.set_xlabel("time since start of drive [s]")
-    ax.set_ylabel("share of evidence")
+    ax.set_ylabel("share of positive evidence")
     ax.set_ylim(0, 1.1)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("Per-modality share (shaded: injected faults; dashed: sensor alerts)", fontsize=10)
-    return _png(fig)
-
-
-SEVERITY_COLOURS = {0: "#1f77b4", 1: "#ff9f1c", 2: "#d62728"}
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles + list(proxies.values()), labels + list(proxies), loc="outside right upper", fontsize=8
+    )
+    drawn = []
+    if bands:
+        drawn.append("shaded: injected faults")
+    if any(a.kind in SENSOR_STATE_ALERTS for a in alerts):
+        drawn.append("vertical lines: sensor alerts")
+    title = "Share of positive evidence per modality"
+    ax.set_title(f"{title} ({'; '.join(drawn)})" if drawn else title, fontsize=10)
+    return fig
 
 
 def lanes_figure(
     incidents: Sequence[Any], faults: Sequence[Any], t0: float, sensor_modality: dict[str, str], end: float
-) -> str:
+) -> Figure:
     """One lane per sensor (and per modality, for incidents of all its sensors): incidents as bars
-    coloured by severity, injected faults as grey bands behind them."""
-    import matplotlib
+    coloured by peak severity, injected faults as grey bands behind them."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lanes = list(sensor_modality) + sorted({i.modality for i in incidents if i.sensor == i.modality})
-    fig, ax = plt.subplots(figsize=(11, 0.3 * len(lanes) + 1.0))
+    modality_lanes = sorted({i.modality for i in incidents if i.sensor == i.modality})
+    lanes = list(sensor_modality) + modality_lanes
+    fig = Figure(figsize=(11, 0.3 * len(lanes) + 1.3), layout="constrained")
+    ax = fig.subplots()
     row = {name: n for n, name in enumerate(lanes)}
+    legend: dict[str, Patch] = {}
     for f in faults:
         if f.sensor in row:
-            ax.barh(row[f.sensor], f.end - f.start, left=f.start, height=0.8, color="#cccccc")
-    for i in incidents:
+            ax.barh(row[f.sensor], f.end - f.start, left=f.start, height=0.8, color=FAULT_COLOUR)
+            legend["injected fault"] = Patch(color=FAULT_COLOUR)
+    for i in sorted(incidents, key=lambda i: i.peak_severity):
         stop = (i.end if i.end is not None else t0 + end) - t0
+        colour = SEVERITY_COLOURS.get(i.peak_severity, "k")
         ax.barh(
             row.get(i.sensor, 0),
             max(stop - (i.start - t0), 0.05),
             left=i.start - t0,
             height=0.5,
-            color=SEVERITY_COLOURS.get(i.peak_severity, "k"),
+            color=colour,
         )
-    ax.set_yticks(range(len(lanes)), lanes, fontsize=7)
+        severity = SEVERITY_NAMES.get(i.peak_severity, i.peak_severity)
+        legend[f"incident, peak {severity}"] = Patch(color=colour)
+    labels = list(sensor_modality) + [f"{m} (all sensors)" for m in modality_lanes]
+    ax.set_yticks(range(len(lanes)), labels, fontsize=7)
     ax.set_ylim(-0.6, len(lanes) - 0.4)
     ax.invert_yaxis()
     ax.set_xlim(0, max(end, 1e-3))
     ax.set_xlabel("time since start of drive [s]")
-    ax.set_title("Incidents per sensor (orange: WARN, red: ERROR; grey: injected faults)", fontsize=10)
-    return _png(fig)
+    if legend:
+        fig.legend(legend.values(), legend, loc="outside right upper", fontsize=8)
+    title = "Sensor incidents" if incidents else "Sensor incidents: none"
+    ax.set_title(title + (" and injected faults" if "injected fault" in legend else ""), fontsize=10)
+    return fig
 
 
-def bev_figure(report: FrameReport, t0: float) -> str:
-    import matplotlib
+def bev_figure(report: FrameReport, t0: float) -> Figure:
+    """The fused occupancy and its decomposition at one frame. The modality panels share one colour
+    scale, so their colours compare; the bias has its own, so that it does not set theirs (a bias
+    larger than every modality would wash them all out)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    modalities = report.modalities
+    bias = report.components.get("bias")
+    titles = ["fused", *modalities, *(["bias (own scale)"] if bias is not None else [])]
+    fig = Figure(figsize=(2.5 * len(titles) + 0.3, 3.9), layout="compressed")
+    axes = fig.subplots(1, len(titles), sharex=True, sharey=True, squeeze=False)[0]
+    grid = report.grid
+    fused = draw_bev(axes[0], 0.5 * (1 + np.tanh(report.fused / 2)), grid, cmap="gray", vmin=0, vmax=1)
+    fig.colorbar(fused, ax=axes[0], location="bottom", label="occupancy probability")
+    if modalities:
+        limit = symmetric_limit(report.components[m] for m in modalities)
+        for ax, m in zip(axes[1:], modalities):
+            shared = draw_bev(ax, report.components[m], grid, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        fig.colorbar(
+            shared,
+            ax=axes[1 : 1 + len(modalities)],
+            location="bottom",
+            label=f"logit contribution (one scale for {', '.join(modalities)}: ±{limit:.3g})",
+        )
+    if bias is not None:
+        limit = symmetric_limit([bias])
+        image = draw_bev(axes[-1], bias, grid, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        fig.colorbar(
+            image, ax=axes[-1], location="bottom", label=f"bias logit contribution\n(own scale: ±{limit:.3g})"
+        )
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylabel("x [m]", fontsize=7)
+    fig.suptitle(
+        f"t = {report.stamp - t0:.2f} s since the start of the drive (stamp {report.stamp:.3f} s); "
+        "▲ ego vehicle, facing +x",
+        fontsize=9,
+    )
+    return fig
 
-    layers = ["fused", *report.components]
-    fig, axes = plt.subplots(1, len(layers), figsize=(2.6 * len(layers), 2.8))
-    g = report.grid
-    extent = (g.y_max, g.y_min, g.x_min, g.x_max)  # x forward is up, y left is left
-    limit = max(float(np.abs(c).max()) for c in report.components.values()) or 1.0
-    for ax, name in zip(axes, layers):
-        data = report.fused if name == "fused" else report.components[name]
-        if name == "fused":
-            ax.imshow((1 / (1 + np.exp(-data))).T[::-1, ::-1], extent=extent, cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(data.T[::-1, ::-1], extent=extent, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(name, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"t = {report.stamp - t0:.1f} s", fontsize=9)
-    return _png(fig)
+
+# --- HTML -------------------------------------------------------------------------------------
 
 
 def write_html(
@@ -448,7 +551,9 @@ def write_html(
                 f"<td>{'yes' if s.detected else 'no'}</td><td>{delay}</td></tr>"
             )
         parts.append("</table>")
-    parts.append(f'<h2>Timeline</h2><img src="{timeline_figure(rows, alerts, faults, t0, modalities)}"/>')
+    parts.append(
+        f'<h2>Timeline</h2><img src="{png_data_uri(timeline_figure(rows, alerts, faults, t0, modalities))}"/>'
+    )
     parts.append(
         "<h2>Alerts</h2><p>Filter: <input id='alert-filter' placeholder='kind, severity, modality, "
         "sensor or words' oninput='filterAlerts()' size='40'/></p><table id='alerts'><tr><th>t [s]</th>"
@@ -462,11 +567,13 @@ def write_html(
         )
     parts.append(
         "</table><h2>BEV at frames with sensor alerts</h2>"
-        "<p>Fused probability and each component in logits (red: supports a vehicle, blue: "
-        "argues against). Up is forward (x), left is left (y).</p>"
+        "<p>Fused occupancy probability, then each modality's contribution to the fused logits on one "
+        "shared colour scale (red: supports a vehicle, blue: argues against), then the bias on its own "
+        "scale, so that it does not set the modalities' scale. Axes in base_link metres: up is forward "
+        "(x), left is left (y); the green triangle is the ego vehicle.</p>"
     )
     for report in snapshots:
-        parts.append(f'<img src="{bev_figure(report, t0)}"/>')
+        parts.append(f'<img src="{png_data_uri(bev_figure(report, t0))}"/>')
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
@@ -528,5 +635,7 @@ def _incident_section(
         parts.append("</table>")
     if sensor_modality:
         end = (rows[-1].stamp - t0) if rows else 0.0
-        parts.append(f'<img src="{lanes_figure(incidents, faults, t0, sensor_modality, end)}"/>')
+        parts.append(
+            f'<img src="{png_data_uri(lanes_figure(incidents, faults, t0, sensor_modality, end))}"/>'
+        )
     return parts

@@ -190,8 +190,8 @@ def write_live_report(
         for r in sorted(result.reports, key=lambda r: r.stamp)
         for a in r.alerts
     ]
-    write_frames_csv(out_dir / "frames.csv", rows)
-    write_alerts_csv(out_dir / "alerts.csv", alerts)
+    write_frames_csv(out_dir / "frames.csv", rows, t0)
+    write_alerts_csv(out_dir / "alerts.csv", alerts, t0)
     incidents = [result.incidents[i] for i in sorted(result.incidents)]
     write_incidents_csv(out_dir / "incidents.csv", incidents, t0)
     faults = []

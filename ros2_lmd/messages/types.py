@@ -10,6 +10,7 @@ module level: RclpyTypes imports the generated classes on first use.
 from __future__ import annotations
 
 import array
+import functools
 import importlib
 import math
 from typing import Any, Protocol
@@ -135,6 +136,9 @@ class RosbagsTypes:
 
     def __init__(self, typestore: Any) -> None:
         self.typestore = typestore
+        # type name as given -> (canonical name, class, field definitions, field names): looked up
+        # once per type; analyze builds thousands of messages a second (markers alone ~40 a frame)
+        self._plans: dict[str, tuple[str, type, list, frozenset[str]]] = {}
 
     def cls(self, type_name: str) -> type:
         try:
@@ -145,14 +149,20 @@ class RosbagsTypes:
                 "(register it, e.g. ros2_lmd.messages.definitions.register_with_rosbags)"
             ) from None
 
+    def _plan(self, type_name: str) -> tuple[str, type, list, frozenset[str]]:
+        plan = self._plans.get(type_name)
+        if plan is None:
+            canonical = _canonical(type_name)
+            message_class = self.cls(canonical)
+            _, definitions = self.typestore.fielddefs[canonical]
+            plan = (canonical, message_class, definitions, frozenset(name for name, _ in definitions))
+            self._plans[type_name] = plan
+        return plan
+
     def new(self, type_name: str, **fields: Any) -> Any:
-        type_name = _canonical(type_name)
-        message_class = self.cls(type_name)
-        _, definitions = self.typestore.fielddefs[type_name]
-        known = {name for name, _ in definitions}
-        unknown = set(fields) - known
-        if unknown:
-            raise TypeError(f"{type_name} has no fields {sorted(unknown)}")
+        type_name, message_class, definitions, known = self._plan(type_name)
+        if not known.issuperset(fields):
+            raise TypeError(f"{type_name} has no fields {sorted(set(fields) - known)}")
         values = {}
         declared = _DECLARED_DEFAULTS.get(type_name, {})
         for name, (nodetype, detail) in definitions:
@@ -165,8 +175,7 @@ class RosbagsTypes:
         return message_class(**values)
 
     def _default(self, entry: tuple) -> Any:
-        from rosbags.typesys.base import Nodetype
-
+        Nodetype = _nodetype()
         nodetype, detail = entry
         if nodetype == Nodetype.BASE:
             base = detail[0]
@@ -189,8 +198,7 @@ class RosbagsTypes:
 
     def _coerce(self, entry: tuple, value: Any) -> Any:
         """Numeric arrays become numpy arrays of the field's dtype, as rosbags serialises them."""
-        from rosbags.typesys.base import Nodetype
-
+        Nodetype = _nodetype()
         nodetype, detail = entry
         if nodetype in (Nodetype.ARRAY, Nodetype.SEQUENCE):
             element = detail[0]
@@ -202,6 +210,15 @@ class RosbagsTypes:
         if nodetype == Nodetype.BASE and detail[0] in ("byte", "octet", "char") and isinstance(value, bytes):
             return value[0]
         return value
+
+
+@functools.cache
+def _nodetype() -> Any:
+    """rosbags' Nodetype enum, imported on first use (rosbags is only needed offline) and then
+    kept: an import statement in the per-field helpers cost 1 ms of every frame's outputs."""
+    from rosbags.typesys.base import Nodetype
+
+    return Nodetype
 
 
 def _canonical(type_name: str) -> str:

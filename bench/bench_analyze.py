@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--decompositions", default="compiled,eager")
     args = parser.parse_args()
 
-    from ros2_lmd.models.io import load_model
     import torch
 
+    from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.params import MonitorParams
     from ros2_lmd.monitor.pipeline import pipeline_for
     from ros2_lmd.monitor.runner import cpu_cores, inference_plan

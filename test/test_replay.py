@@ -16,7 +16,7 @@ import torch
 from ros2_lmd.messages.types import project_typestore
 from ros2_lmd.models.registry import build_model
 from ros2_lmd.replay.analyze import analyze
-from ros2_lmd.replay.bag import BagError, ReadStats, read_messages
+from ros2_lmd.replay.bag import BagError, ReadStats, bag_info, message_count, read_messages
 from ros2_lmd.replay.simulate import simulate_to_bag
 
 FAULTS = "camera:blackout@0.5-1.2"
@@ -170,6 +170,10 @@ def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp
     shares = [float(r["share_camera"]) for r in processed]
     assert summary["shares"]["camera"] == pytest.approx(sum(shares) / len(shares), abs=1e-4)
     assert summary["latency_ms"]["p50"] > 0 and summary["decomposition"].startswith("compiled")
+    # the progress bar's total: what the index says will be read
+    sensor_topics = [t.topic for t in bag_info(drives["mcap"].bag).topics if t.topic != "/tf_static"]
+    assert message_count(drives["mcap"].bag, [*sensor_topics, "/tf_static"]) == result.stats.messages
+    assert message_count(tmp_path / "nowhere", sensor_topics) is None
     assert max(float(r["conservation_error"]) for r in processed) < 1e-4
 
 

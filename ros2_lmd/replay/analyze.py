@@ -38,7 +38,7 @@ from ros2_lmd.replay.bag import (
     BagWriter,
     ReadStats,
     bag_connections,
-    bag_info,
+    message_count,
     read_messages,
     type_problems,
 )
@@ -390,7 +390,7 @@ def _analyze_into(
         tqdm(
             desc="analysing",
             unit="msg",
-            total=_messages_to_read(bag, kinds),
+            total=message_count(bag, kinds),  # for the bar's ETA
             disable=not progress,
             file=sys.stderr,
         ) as bar,
@@ -445,15 +445,6 @@ def _analyze_into(
     )
     write_summary_json(out_dir / "summary.json", summary)
     return AnalyzeResult(out_dir, rows, alerts, problems, stats, reports, incidents, t0)
-
-
-def _messages_to_read(bag: Path, kinds: Mapping[str, str]) -> int | None:
-    """How many messages of the topics read the bag's index lists (the progress bar's total, for
-    its ETA); None where the index cannot be read (a broken recording)."""
-    try:
-        return sum(t.count for t in bag_info(bag).topics if t.topic in kinds)
-    except BagError:
-        return None
 
 
 def _counted(stream: Iterable[Any], bar: Any) -> Iterator[Any]:

@@ -337,6 +337,16 @@ def bag_info(path: str | Path) -> BagInfo:
     )
 
 
+def message_count(path: str | Path, topics: Iterable[str]) -> int | None:
+    """How many messages of `topics` the bag's index lists (a progress bar's total); None where the
+    index cannot be read (a recording that broke off)."""
+    wanted = set(topics)
+    try:
+        return sum(t.count for t in bag_info(path).topics if t.topic in wanted)
+    except BagError:
+        return None
+
+
 class BagWriter:
     """Write messages to a new rosbag2 (MCAP by default) with one connection per topic."""
 

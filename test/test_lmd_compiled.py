@@ -156,7 +156,7 @@ def test_a_compiled_graph_with_wrong_components_is_not_used():
         expected = decompose(model, features)["segmentation"]
     graph = compiled.graphs[signature(features)]
     assert graph.call is None and graph.max_difference <= COMPILE_TOLERANCE
-    assert graph.component_mismatch > 0.5 and "of the compiled components differ" in graph.reason
+    assert graph.component_mismatch >= 0.4 and "of the compiled components differ" in graph.reason
     assert torch.equal(got.components["camera"], expected.components["camera"])
 
 

@@ -49,10 +49,25 @@ def test_a_correct_decomposition_passes_on_the_due_frames_only(model_and_frames)
 def test_a_wrong_rule_is_flagged_while_derived_conservation_looks_perfect(model_and_frames):
     model, frames = model_and_frames
     wrong = RuleVariants(extra_rules={F.relu: _scaled_relu})
-    pipeline = Pipeline(model, rules=wrong, self_check_every=1)
-    reports = pipeline.process_batch(frames[:3])
-    assert all(r.conservation_error < 1e-5 for r in reports)  # holds by construction: blind
-    assert all(r.decomposition_error > 1e-2 for r in reports)  # the self-check is not
+    pipeline = Pipeline(model, rules=wrong, self_check_every=2)
+    reports = [pipeline.process(frame) for frame in frames[:4]]
+    # frames 1 and 3: the derived bias, conservation holds by construction: blind
+    assert all(r.conservation_error < 1e-5 for r in reports[1::2])
+    # frames 0 and 2, checked: decomposed with the bias carried, the wrong rule shows
+    assert all(r.decomposition_error > 1e-2 for r in reports[0::2])
+    assert all(r.conservation_error == r.decomposition_error for r in reports[0::2])
+
+
+def test_checked_frames_are_decomposed_once_with_the_components_of_the_derived_bias(model_and_frames):
+    """A due frame runs one decomposition with the bias as its own stream (not a second one): its
+    components are those of the derived-bias decomposition, its bias the carried stream."""
+    model, frames = model_and_frames
+    checked = Pipeline(model, self_check_every=1).process(frames[0])
+    plain = Pipeline(model, self_check_every=0).process(frames[0])
+    scale = np.abs(plain.fused).max()
+    for name in plain.components:
+        np.testing.assert_allclose(checked.components[name], plain.components[name], atol=1e-5 * scale)
+    assert checked.decomposition_error < 1e-4 and math.isnan(plain.decomposition_error)
 
 
 def test_self_check_off_reports_nothing_and_costs_nothing(model_and_frames):

@@ -101,7 +101,7 @@ class Pipeline:
         """`decomposition`: `eager` or `compiled` (lmd/compiled.py: built per batch size by
         `warm_up`, or at the first `compute`; batch sizes not built run eager).
         `self_check_every`: every how many frames (by frame index) the decomposition is checked
-        (`_self_check`); 0: never. `sensor_checks`: the per-sensor signal checks' thresholds
+        (`_due_for_check`); 0: never. `sensor_checks`: the per-sensor signal checks' thresholds
         (monitor/sensor_checks.py); None: no signal checks (incidents then rest on the time sync
         and the decomposition alone)."""
         if self_check_every < 0:
@@ -112,11 +112,12 @@ class Pipeline:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.eval().to(self.device)
         self.rules = rules or RuleVariants()
-        self.compiled = (
-            shared_compiled(self.model, "fuse", (OUTPUT_KEY,), self.rules)
-            if decomposition == "compiled"
-            else None
-        )
+        # The self-check's variant: the same rules with the bias carried as its own stream.
+        self.checking_rules = dataclasses.replace(self.rules, bias="explicit")
+        self.compiled = self.compiled_checking = None
+        if decomposition == "compiled":
+            self.compiled = shared_compiled(self.model, "fuse", (OUTPUT_KEY,), self.rules)
+            self.compiled_checking = shared_compiled(self.model, "fuse", (OUTPUT_KEY,), self.checking_rules)
         self.config = alert_config or AlertConfig()
         self.alerts = AlertEngine(model.modalities, model.grid, self.config)
         self.frames_processed = 0
@@ -159,11 +160,14 @@ class Pipeline:
             features = self.model.encode(inputs)
             self._sync()
             t2 = time.perf_counter()
-            dec = self._decompose(features)
+            due = self._due_for_check(frames)
+            # A batch with a frame due for the self-check is decomposed once, with the bias carried
+            # as its own stream (`_due_for_check`), not twice.
+            dec = self._decompose(features, checking=bool(due))
             stacked = torch.stack([dec.total, *dec.components.values(), dec.bias]).float().cpu().numpy()
             errors = dec.conservation_errors(batch_dim=0)
             t3 = time.perf_counter()
-            checked = self._self_check(frames, features, errors)
+            checked = {b: errors[b] for b in due}
         t5 = time.perf_counter()
         batch = len(frames)
         names = [*self.modalities, "bias"]
@@ -205,12 +209,14 @@ class Pipeline:
             )
         return computed
 
-    def _decompose(self, features: dict[str, torch.Tensor]):
-        if self.compiled is None:
-            return decompose(self.model.fuse, features, rules=self.rules)[OUTPUT_KEY]
-        if not self.compiled.graphs:  # nothing warmed up: build for the first batch size seen
-            self.compiled.prepare(features)
-        return self.compiled(features)[OUTPUT_KEY]
+    def _decompose(self, features: dict[str, torch.Tensor], checking: bool = False):
+        rules = self.checking_rules if checking else self.rules
+        compiled = self.compiled_checking if checking else self.compiled
+        if compiled is None:
+            return decompose(self.model.fuse, features, rules=rules)[OUTPUT_KEY]
+        if not compiled.graphs:  # nothing warmed up: build for the first batch size seen
+            compiled.prepare(features)
+        return compiled(features)[OUTPUT_KEY]
 
     def warm_up(self, batch_size: int = 1) -> float:
         """Run the model once on `batch_size` blank frames (no sensor data) and, with the compiled
@@ -222,6 +228,8 @@ class Pipeline:
             with torch.inference_mode():
                 features = self.model.encode(self.model.prepare(blank, self.device))
             self.compiled.prepare(features)
+            if self.self_check_every:
+                self.compiled_checking.prepare(features)
         self.compute(blank)
         return time.perf_counter() - start
 
@@ -239,27 +247,18 @@ class Pipeline:
             )
         return "compiled, " + "; ".join(parts) if parts else "compiled (not built yet)"
 
-    def _self_check(
-        self, frames: Sequence[SensorFrame], features: dict[str, torch.Tensor], errors: list[float]
-    ) -> dict[int, float]:
-        """Batch index -> decomposition error of the frames due for the self-check. With the
-        default derived bias (bias = total - components), conservation holds by construction and
-        shows nothing; so the due frames are decomposed again with the bias carried as its own
-        stream through every rule, and the conservation error of that is the check: a rule that
-        mis-scales or loses part of a stream breaks it. (A rule that moves evidence from one
-        modality to another while conserving the sum is not caught: test/test_lmd_rules.py checks
-        each rule against its formula for that.)"""
+    def _due_for_check(self, frames: Sequence[SensorFrame]) -> list[int]:
+        """Batch indices of the frames due for the self-check (by frame index, so live and offline
+        check the same frames). With the default derived bias (bias = total - components),
+        conservation holds by construction and shows nothing; a batch holding a due frame is
+        therefore decomposed with the bias carried as its own stream through every rule, and the
+        conservation error of that is the check: a rule that mis-scales or loses part of a stream
+        breaks it. (A rule that moves evidence from one modality to another while conserving the
+        sum is not caught: test/test_lmd_rules.py checks each rule against its formula for that.)
+        The check costs one more stream on those frames, not a second decomposition."""
         if not self.self_check_every:
-            return {}
-        due = [b for b, frame in enumerate(frames) if frame.frame_index % self.self_check_every == 0]
-        if not due:
-            return {}
-        if self.rules.bias == "explicit":  # the main decomposition is already the check
-            return {b: errors[b] for b in due}
-        subset = {m: f[due] for m, f in features.items()}
-        explicit = dataclasses.replace(self.rules, bias="explicit")
-        check = decompose(self.model.fuse, subset, rules=explicit)[OUTPUT_KEY]
-        return dict(zip(due, check.conservation_errors(batch_dim=0)))
+            return []
+        return [b for b, frame in enumerate(frames) if frame.frame_index % self.self_check_every == 0]
 
     def conclude(self, computed: ComputedFrame) -> FrameReport:
         """The stateful part: contribution activity and alerts. Call in stamp order."""

@@ -381,6 +381,49 @@ def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     return 3 if args.fail_on_incidents and result.incidents else 0
 
 
+# --- nuscenes2bag: real drives as rosbag2 ---------------------------------------------------------
+
+
+def _add_nuscenes2bag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataroot", required=True, metavar="DIR", help="folder holding samples/, sweeps/ and v1.0-*/"
+    )
+    parser.add_argument("--version", choices=("v1.0-mini", "v1.0-trainval"), default="v1.0-mini")
+    parser.add_argument(
+        "--scene",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="scene to convert, e.g. scene-0103; repeat for more",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="the bag for one scene (written as BAG/BAG_0.mcap, as rosbag2 names bags); for several, a "
+        "folder with one bag per scene (BAG/scene-0103/...)",
+    )
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    parser.add_argument("--force", action="store_true", help="replace existing bags at --out")
+
+
+def _run_nuscenes2bag(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ros2_lmd.replay.nuscenes import nuscenes_to_bags
+
+    try:
+        results = nuscenes_to_bags(
+            args.dataroot, args.version, args.scene, args.out, storage=args.storage, force=args.force
+        )
+    except (ValueError, OSError) as error:  # NuScenesError is a ValueError; existing outputs OSError
+        return _fail("nuscenes2bag", error)
+    for result in results:
+        lidar = result.readings.get("LIDAR_TOP", 0)
+        print(
+            f"wrote {result.bag}: {result.duration_s:.1f} s, {result.messages} messages "
+            f"({lidar} LiDAR sweeps, {sum(result.readings.values())} sensor readings)"
+        )
+    return 0
+
+
 # --- info: what is in a bag ------------------------------------------------------------------------
 
 
@@ -398,7 +441,7 @@ def _run_info(args: argparse.Namespace, ros_args: list[str]) -> int:
     return 0
 
 
-# --- train: the compact models on synthetic data -------------------------------------------------
+# --- train: the compact models on synthetic data or nuScenes ------------------------------------
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
@@ -406,7 +449,15 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
 
     defaults = TrainConfig()
     parser.add_argument("--model", default=defaults.model, help="registry name (default: %(default)s)")
-    for name in ("train_frames", "val_frames", "steps", "batch_size", "eval_every", "seed", "threads"):
+    for name in ("train_frames", "val_frames"):
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"default: {getattr(defaults, name)} synthetic scenes; with --dataset nuscenes every sample "
+            "of the split (0: all)",
+        )
+    for name in ("steps", "batch_size", "eval_every", "seed", "threads"):
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             type=int,
@@ -423,13 +474,71 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default="",
-        help="weights path without extension (default: the shipped weights, ros2_lmd/models/weights/<model>)",
+        help="weights path without extension (default: the shipped weights, ros2_lmd/models/weights/<model>; "
+        "required with --dataset nuscenes)",
     )
     parser.add_argument(
         "--checkpoint",
         default="",
-        help="resumable checkpoint (default: .cache/ros2_lmd/<model>.ckpt; an existing one is resumed)",
+        help="resumable checkpoint (default: .cache/ros2_lmd/<model>.ckpt, <model>-nuscenes-<version>.ckpt "
+        "for nuScenes; an existing one is resumed)",
     )
+    _add_dataset_arguments(parser, "train and val splits")
+    parser.add_argument(
+        "--device",
+        default=defaults.device,
+        choices=("cpu", "cuda", "auto"),
+        help="where the model trains; auto: CUDA when available (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="threads that load and prepare the dataset's frames (default: %(default)s: the main thread)",
+    )
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser, splits: str) -> None:
+    """--dataset, --dataroot, --version: the data `train` and `evaluate` read."""
+    parser.add_argument(
+        "--dataset",
+        choices=("synthetic", "nuscenes"),
+        default="synthetic",
+        help=f"synthetic (the simulator) or nuscenes (its {splits}; needs --dataroot) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dataroot", default="", metavar="DIR", help="nuScenes folder holding samples/, sweeps/ and v1.0-*/"
+    )
+    parser.add_argument(
+        "--version",
+        choices=("v1.0-mini", "v1.0-trainval"),
+        default="v1.0-mini",
+        help="nuScenes version (default: %(default)s)",
+    )
+
+
+def _dataset_problem(args: argparse.Namespace) -> str:
+    """Why the dataset arguments cannot work, or "" (checked before any work)."""
+    from pathlib import Path
+
+    if args.dataset == "synthetic":
+        return "--dataroot and --version are for --dataset nuscenes" if args.dataroot else ""
+    if not args.dataroot:
+        return "--dataset nuscenes needs --dataroot (the folder holding samples/, sweeps/ and v1.0-*/)"
+    folder = Path(args.dataroot) / args.version
+    if not folder.is_dir():
+        return f"--dataroot {args.dataroot}: no {args.version}/ folder in it (--version picks which)"
+    return ""
+
+
+def _device_or_problem(name: str) -> tuple[str, str]:
+    """(the torch device `name` resolves to, "") or ("", why it cannot be used)."""
+    from ros2_lmd.monitor.pipeline import resolve_device
+
+    try:
+        return str(resolve_device(name)), ""
+    except RuntimeError as error:
+        return "", f"--device {name}: {error}"
 
 
 def _run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -437,8 +546,25 @@ def _run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
 
     from ros2_lmd.models.training import TrainConfig, train
 
+    problem = _dataset_problem(args)
+    if args.dataset != "synthetic" and not args.out:
+        problem = problem or "--dataset nuscenes needs --out (the default is the shipped synthetic weights)"
+    device, device_problem = _device_or_problem(args.device)
+    problem = problem or device_problem
+    if args.workers < 0:
+        problem = problem or f"--workers must be >= 0, got {args.workers}"
+    if problem:
+        return _fail("train", problem)
+    defaults = TrainConfig()
+    for name in ("train_frames", "val_frames"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(defaults, name) if args.dataset == "synthetic" else 0)
+    args.device = device
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    train(config)
+    try:
+        train(config)
+    except (ValueError, OSError) as error:  # a dataset that cannot be read: named, without a traceback
+        return _fail("train", error)
     return 0
 
 
@@ -448,7 +574,10 @@ def _run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="compact_crl", help=_model_help("%(default)s"))
     parser.add_argument(
-        "--frames", type=int, default=24, help="synthetic validation frames (default: %(default)s)"
+        "--frames",
+        type=int,
+        default=24,
+        help="synthetic validation frames (default: %(default)s); nuScenes: the whole split",
     )
     parser.add_argument(
         "--offsets", type=int, default=12, help="perturbation offsets m = 1..N (default: %(default)s)"
@@ -460,20 +589,39 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
         "--methods", default="", help="comma-separated subset of the paper's rows (default: all)"
     )
     parser.add_argument("--out", required=True, help="output folder")
+    _add_dataset_arguments(parser, "val split, in Simple-BEV's sample order")
+    parser.add_argument(
+        "--anchors",
+        type=int,
+        default=0,
+        help="pair only this many samples k, spread over the set, each with its partners k + s*m over "
+        "the whole set (default: 0, every sample, as the paper)",
+    )
+    parser.add_argument("--batch", type=int, default=8, help="pairs per model call (default: %(default)s)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "auto"),
+        help="where the model runs; auto: CUDA when available (default: %(default)s)",
+    )
 
 
 def _run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
     from pathlib import Path
 
     from ros2_lmd.eval.perturbation import paper_methods
-    from ros2_lmd.eval.runner import evaluate
+    from ros2_lmd.eval.runner import EncodedFrames, evaluate
     from ros2_lmd.models.io import load_model
     from ros2_lmd.models.training import VAL_SEED_BASE, simulated_sample
 
-    problem = model_problem(args.model)
+    problem = model_problem(args.model) or _dataset_problem(args)
+    device, device_problem = _device_or_problem(args.device)
+    problem = problem or device_problem
+    if args.anchors < 0 or args.batch < 1:
+        problem = problem or f"--anchors must be >= 0 and --batch >= 1 (got {args.anchors}, {args.batch})"
     if problem:
         return _fail("evaluate", problem)
-    model = load_model(args.model)
+    model = load_model(args.model, device=device)
     methods = paper_methods()
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",")]
@@ -485,8 +633,47 @@ def _run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
             )
             return EXIT_USAGE
         methods = [m for m in methods if m.name in wanted]
-    frames = [simulated_sample(VAL_SEED_BASE + args.seed + i)[0] for i in range(args.frames)]
-    evaluate(model, frames, Path(args.out), args.model, offsets=args.offsets, methods=methods)
+    anchors = args.anchors or None
+    if args.dataset == "synthetic":
+        frames = [simulated_sample(VAL_SEED_BASE + args.seed + i)[0] for i in range(args.frames)]
+        evaluate(
+            model,
+            frames,
+            Path(args.out),
+            args.model,
+            offsets=args.offsets,
+            methods=methods,
+            anchors=anchors,
+            batch=args.batch,
+        )
+        return 0
+    from ros2_lmd.datasets.nuscenes import NuScenesTables
+    from ros2_lmd.datasets.nuscenes_frames import NuScenesFrames
+
+    try:
+        val = NuScenesFrames(NuScenesTables(args.dataroot, args.version), "val", model.grid)
+        if len(val) < 2:
+            return _fail(
+                "evaluate", f"nuScenes {args.version} at {args.dataroot}: {len(val)} val samples; need 2"
+            )
+        samples = EncodedFrames(model, val.frame, len(val))
+        label = f"nuScenes {args.version} val samples (Simple-BEV order)"
+        if anchors and anchors < len(val):
+            label += f", pairs of {anchors} anchors spread over them"
+        evaluate(
+            model,
+            [],
+            Path(args.out),
+            args.model,
+            offsets=args.offsets,
+            methods=methods,
+            samples=samples,
+            anchors=anchors,
+            batch=args.batch,
+            data_label=label,
+        )
+    except (ValueError, OSError) as error:  # a dataset file that cannot be read, named
+        return _fail("evaluate", error)
     return 0
 
 
@@ -499,17 +686,38 @@ def _add_convert_simplebev(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variant", default=None, help="c, cr, crm or cl (default: inferred from the weights)"
     )
+    parser.add_argument(
+        "--image-size",
+        default="",
+        metavar="HxW",
+        help="camera input the converted model resizes images to (default: 448x800, the resolution the "
+        "official checkpoints were trained and evaluated at; both multiples of 16)",
+    )
 
 
 def _run_convert_simplebev(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.models.simplebev import convert_simplebev_checkpoint
 
+    overrides = {}
+    if args.image_size:
+        try:
+            height, width = (int(v) for v in args.image_size.lower().split("x"))
+        except ValueError:
+            return _fail(
+                "convert-simplebev", f"--image-size must look like 448x800 (HxW), got {args.image_size!r}"
+            )
+        overrides["image_size"] = (height, width)
     try:
-        convert_simplebev_checkpoint(args.src, args.dst, variant=args.variant)
+        config = convert_simplebev_checkpoint(args.src, args.dst, variant=args.variant, **overrides)
     except (ValueError, FileNotFoundError) as error:
         print(f"ros2-lmd convert-simplebev: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {args.dst}.safetensors and {args.dst}.json")
+    height, width = config.image_size
+    print(
+        f"wrote {args.dst}.safetensors and {args.dst}.json (variant {config.variant}, "
+        f"{config.params.get('encoder_type')}, images {height}x{width}, "
+        f"cameras {', '.join(config.camera_names)})"
+    )
     return 0
 
 
@@ -554,6 +762,13 @@ SUBCOMMANDS: list[Subcommand] = [
         _run_simulate,
     ),
     (
+        "nuscenes2bag",
+        "write nuScenes scenes as rosbag2 on the monitor's default topics (cameras, radars, LiDAR, tf, "
+        "annotations)",
+        _add_nuscenes2bag,
+        _run_nuscenes2bag,
+    ),
+    (
         "analyze",
         "analyse a rosbag2 offline: an output bag, frames.csv, alerts.csv, incidents.csv, summary.json, "
         "report.html",
@@ -568,14 +783,14 @@ SUBCOMMANDS: list[Subcommand] = [
     ),
     (
         "train",
-        "train a compact model on synthetic data (resumable; writes safetensors weights)",
+        "train a compact model on synthetic data or nuScenes (resumable; writes safetensors weights)",
         _add_train,
         _run_train,
     ),
     (
         "evaluate",
         "the paper's evaluation (perturbation metrics, baselines, rule variants, SHAP, "
-        "Grad-CAM) on synthetic frames",
+        "Grad-CAM) on synthetic frames or nuScenes val",
         _add_evaluate,
         _run_evaluate,
     ),

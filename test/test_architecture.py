@@ -29,13 +29,14 @@ LAYERS = {
     "lmd": set(),
     "geometry": set(),
     "sensors": {"geometry"},
-    "models": {"lmd", "geometry", "sensors", "sim"},
+    "models": {"lmd", "geometry", "sensors", "sim", "datasets"},
     "sim": {"geometry", "sensors"},
+    "datasets": {"geometry", "sensors", "sim"},
     "monitor": {"lmd", "geometry", "sensors", "models", "messages"},
     "messages": {"monitor", "geometry", "sensors"},
     "eval": {"lmd", "geometry", "sensors", "models", "sim", "monitor"},
-    "replay": {"lmd", "geometry", "sensors", "models", "sim", "monitor", "messages"},
-    "ros": {"lmd", "geometry", "sensors", "models", "sim", "monitor", "messages", "replay"},
+    "replay": {"lmd", "geometry", "sensors", "models", "sim", "datasets", "monitor", "messages"},
+    "ros": {"lmd", "geometry", "sensors", "models", "sim", "datasets", "monitor", "messages", "replay"},
 }
 
 

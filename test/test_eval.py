@@ -42,6 +42,16 @@ def test_pairs_follow_the_paper_spacing():
     assert all(k != j for k, j in perturbation_pairs(3, offsets=12))
 
 
+def test_anchors_keep_the_pairing_on_a_subset_of_its_rows():
+    full = perturbation_pairs(6019)
+    some = perturbation_pairs(6019, anchors=4)
+    # samples 0, 1504, 3009 and 4514 (evenly spread), each with its 12 partners over the whole set
+    assert sorted({k for k, _ in some}) == [0, 1504, 3009, 4514]
+    assert some == [pair for pair in full if pair[0] in (0, 1504, 3009, 4514)]
+    assert {j for k, j in some if k == 4514} == {(4514 + 500 * m) % 6019 for m in range(1, 13)}
+    assert perturbation_pairs(24, offsets=3, anchors=24) == perturbation_pairs(24, offsets=3)
+
+
 def test_shapley_efficiency_and_symmetry():
     x = {
         "camera": torch.tensor([1.0, 2.0]),

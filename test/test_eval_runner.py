@@ -152,6 +152,26 @@ def test_encode_frames_does_not_depend_on_the_batch(model, frames):
             assert torch.allclose(a[m], b[m], rtol=0, atol=1e-5), m
 
 
+def test_encoded_frames_encode_on_access_and_keep_what_fits(model, frames):
+    loads = []
+
+    def load(index):
+        loads.append(index)
+        return frames[index]
+
+    eager = runner.encode_frames(model, frames)
+    size = sum(t.numel() * t.element_size() for t in eager[0].values())
+    lazy = runner.EncodedFrames(model, load, len(frames), cache_bytes=2 * size)  # room for two
+    assert len(lazy) == 3 and loads == []
+    for index in (0, 1, 0, 2, 1):
+        for m, tensor in lazy[index].items():
+            assert torch.equal(tensor, eager[index][m]), (index, m)
+    # 0 and 1 encoded, 0 kept (used again), 2 evicted 1 (least recently used), so 1 comes again
+    assert loads == [0, 1, 2, 1] and lazy.encoded == 4
+    with pytest.raises(IndexError):
+        lazy[3]
+
+
 def test_columns_for_three_modalities_are_the_pairs_of_table_7():
     assert runner.columns(("camera", "radar", "lidar")) == [
         f"{pair}/{observed}" for pair in ("C_pR_p", "C_pL_p", "R_pL_p") for observed in "CRL"

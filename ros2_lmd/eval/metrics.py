@@ -33,22 +33,33 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def perturbation_pairs(
-    n: int, offsets: int = PAPER_OFFSETS, spacing: int | None = None
+    n: int, offsets: int = PAPER_OFFSETS, spacing: int | None = None, anchors: int | None = None
 ) -> list[tuple[int, int]]:
     """(k, (k + spacing * m) mod n) for every sample k and m = 1..offsets. The paper uses spacing 500
     on 6019 samples; by default the spacing keeps that fraction of the dataset (at least 1), and a
-    pair that would map a sample onto itself is skipped."""
+    pair that would map a sample onto itself is skipped. With `anchors` < n only that many samples
+    k, spread evenly over the set, are paired (their partners still range over all n): the same
+    pairing on a subset of its rows, for a set too large to evaluate whole."""
     if n < 2:
         raise ValueError(f"perturbation metrics need at least 2 samples, got {n}")
     if spacing is None:
         spacing = max(1, round(n * PAPER_SPACING / PAPER_DATASET_SIZE))
     pairs = []
-    for k in range(n):
+    for k in anchor_indices(n, anchors):
         for m in range(1, offsets + 1):
             j = (k + spacing * m) % n
             if j != k:
                 pairs.append((k, j))
     return pairs
+
+
+def anchor_indices(n: int, anchors: int | None = None) -> list[int]:
+    """The samples k that `perturbation_pairs` pairs: all n, or `anchors` of them spread evenly."""
+    if anchors is None or anchors >= n:
+        return list(range(n))
+    if anchors < 1:
+        raise ValueError(f"anchors must be >= 1, got {anchors}")
+    return sorted({(i * n) // anchors for i in range(anchors)})
 
 
 def summarise(values: list[float] | np.ndarray) -> tuple[float, float]:

@@ -14,7 +14,7 @@ Methods and how they give modality m's prediction at input x, linearised at the 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -120,17 +120,19 @@ def column_name(perturbed: tuple[str, ...], observed: str) -> str:
 
 def run_perturbation(
     fn: Callable,
-    samples: list[dict[str, torch.Tensor]],
+    samples: Sequence[dict[str, torch.Tensor]],
     methods: Iterable[Method],
     output_key: str = "bev_logits",
     offsets: int = 12,
     spacing: int | None = None,
     batch: int = 8,
     progress: Callable[[int], None] | None = None,
+    anchors: int | None = None,
 ) -> dict[str, dict[str, tuple[float, float]]]:
-    """metrics[method][f"PCC {column}" or f"MSE {column}"] = (mean, std) over all pairs."""
+    """metrics[method][f"PCC {column}" or f"MSE {column}"] = (mean, std) over all pairs. `samples`
+    is any sequence (eval.runner.EncodedFrames encodes on access); `anchors`: see perturbation_pairs."""
     modalities = tuple(samples[0])
-    pairs = perturbation_pairs(len(samples), offsets, spacing)
+    pairs = perturbation_pairs(len(samples), offsets, spacing, anchors)
     sets = perturbation_sets(modalities)
     results: dict[str, dict[str, tuple[float, float]]] = {}
     for method in methods:

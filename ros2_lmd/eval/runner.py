@@ -45,15 +45,52 @@ PAPER_LMD_PCC = {
 }
 
 
+def _device(model: FusionModel) -> torch.device:
+    return next(model.parameters()).device
+
+
 def encode_frames(model: FusionModel, frames: Sequence, batch: int = 8) -> list[dict[str, torch.Tensor]]:
     """Encoded features (batch 1 each) of SensorFrames: the inputs of `fuse`."""
     samples = []
     with torch.no_grad():
         for start in range(0, len(frames), batch):
-            feats = model.encode(model.prepare(list(frames[start : start + batch])))
+            feats = model.encode(model.prepare(list(frames[start : start + batch]), _device(model)))
             for b in range(next(iter(feats.values())).shape[0]):
                 samples.append({m: f[b : b + 1].clone() for m, f in feats.items()})
     return samples
+
+
+class EncodedFrames(Sequence):
+    """`encode_frames` on access, for sets too large to hold encoded (a Simple-BEV sample's features
+    take ~160 MB): `load(i)` gives SensorFrame i, its features are computed when first asked for and
+    the most recently used ones kept within `cache_bytes`. The perturbation pairs visit sample k with
+    its partners k + s*m, so most samples are encoded about offsets + 1 times on a large set."""
+
+    def __init__(
+        self, model: FusionModel, load: Callable[[int], Any], count: int, cache_bytes: int = 2 << 30
+    ) -> None:
+        from collections import OrderedDict
+
+        self.model, self.load, self.count, self.cache_bytes = model, load, count, cache_bytes
+        self._cache: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()
+        self.encoded = 0  # encodes run so far (a sample evicted and asked for again counts twice)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.count:
+            raise IndexError(f"sample {index} of {self.count}")
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        features = encode_frames(self.model, [self.load(index)])[0]
+        self.encoded += 1
+        self._cache[index] = features
+        size = sum(t.numel() * t.element_size() for t in features.values())
+        while len(self._cache) > 1 and len(self._cache) * size > self.cache_bytes:
+            self._cache.popitem(last=False)
+        return features
 
 
 def columns(modalities: tuple[str, ...]) -> list[str]:
@@ -88,12 +125,13 @@ def markdown_tables(
     n_samples: int,
     n_pairs: int,
     model_name: str,
+    data_label: str = "synthetic validation frames",
 ) -> str:
     cols = columns(modalities)
     lines = [
         f"# LMD evaluation: {model_name}",
         "",
-        f"{n_samples} synthetic validation frames, {n_pairs} perturbation pairs per column "
+        f"{n_samples} {data_label}, {n_pairs} perturbation pairs per column "
         "(App. D.4 sampling, spacing scaled to the set size). Mean ± std. A column X_p/Y is "
         "modality Y's prediction when X is replaced: PCC should be high and MSE ~0 when Y is not "
         "among the replaced ones, low PCC and high MSE when it is.",
@@ -170,7 +208,7 @@ def decomposition_figure(model: FusionModel, sample: dict[str, torch.Tensor], fr
     with torch.no_grad():
         dec = decompose(model.fuse, sample)[OUTPUT_KEY]
     maps = {"fused": dec.total, **dec.components, "bias": dec.bias}
-    maps = {name: tensor[0, 0].float().numpy() for name, tensor in maps.items()}
+    maps = {name: tensor[0, 0].float().cpu().numpy() for name, tensor in maps.items()}
     modalities = list(dec.components)
     grid = model.grid
     fig = Figure(figsize=(2.4 * len(maps) + 1.0, 6.6), layout="compressed")
@@ -223,11 +261,11 @@ def gradcam_figure(
         region = (logits >= logits.max()).to(logits.dtype)
         region_name = "strongest fused cell"
     maps = modality_gradcam(model, model.fuse, sample, layer, region, OUTPUT_KEY)
-    maps = {m: cam[0].numpy() for m, cam in maps.items()}
+    maps = {m: cam[0].cpu().numpy() for m, cam in maps.items()}
     grid = model.grid
     fig = Figure(figsize=(2.5 * (len(maps) + 1), 3.9), layout="compressed")
     axes = fig.subplots(1, len(maps) + 1, sharex=True, sharey=True)
-    _draw_bev(axes[0], region[0, 0].numpy(), grid, cmap="gray", vmin=0, vmax=1)
+    _draw_bev(axes[0], region[0, 0].cpu().numpy(), grid, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title(f"region: {region_name}", fontsize=9)
     for ax, (m, cam) in zip(axes[1:], maps.items()):
         image = _draw_bev(ax, cam, grid, cmap="inferno", vmin=0, vmax=float(cam.max()) or 1.0)
@@ -250,26 +288,45 @@ def evaluate(
     methods: Sequence[Method] | None = None,
     gradcam_layer: str = "bev_compressor",
     log: Callable[[str], None] = print,
+    samples: Sequence[dict[str, torch.Tensor]] | None = None,
+    anchors: int | None = None,
+    batch: int = 8,
+    data_label: str = "synthetic validation frames",
 ) -> dict:
+    """The paper's evaluation of `model` on `frames` (SensorFrames, encoded here), or on `samples`
+    (encoded features, e.g. an EncodedFrames over a recorded dataset; `frames` is then unused):
+    metrics.csv, tables.md and the figures in `out_dir`. `anchors`: evaluate the pairs of that many
+    samples k spread over the set (eval.metrics.perturbation_pairs); `batch`: pairs per model call."""
     from tqdm import tqdm
 
-    from ros2_lmd.eval.metrics import perturbation_pairs
+    from ros2_lmd.eval.metrics import anchor_indices, perturbation_pairs
 
     out_dir.mkdir(parents=True, exist_ok=True)
     methods = list(methods or paper_methods())
-    samples = encode_frames(model, frames)
-    n_pairs = len(perturbation_pairs(len(samples), offsets))
+    if samples is None:
+        samples = encode_frames(model, frames, batch)
+    n_pairs = len(perturbation_pairs(len(samples), offsets, anchors=anchors))
     with tqdm(total=n_pairs * len(methods), desc="evaluating", unit="pair", file=sys.stderr) as bar:
         results = run_perturbation(
-            model.fuse, samples, methods, OUTPUT_KEY, offsets=offsets, progress=bar.update
+            model.fuse,
+            samples,
+            methods,
+            OUTPUT_KEY,
+            offsets=offsets,
+            batch=batch,
+            progress=bar.update,
+            anchors=anchors,
         )
     write_metrics_csv(out_dir / "metrics.csv", results, model.modalities)
-    text = markdown_tables(results, methods, model.modalities, len(samples), n_pairs, model_name)
+    text = markdown_tables(results, methods, model.modalities, len(samples), n_pairs, model_name, data_label)
     (out_dir / "tables.md").write_text(text)
-    # the frame with the most predicted vehicle cells makes the clearest figure
+    # the evaluated frame with the most predicted vehicle cells makes the clearest figure
+    candidates = anchor_indices(len(samples), anchors)
     with torch.no_grad():
-        occupied = [float((torch.sigmoid(model.fuse(s)[OUTPUT_KEY]) >= 0.5).sum()) for s in samples]
-    index = int(np.argmax(occupied))
+        occupied = [
+            float((torch.sigmoid(model.fuse(samples[k])[OUTPUT_KEY]) >= 0.5).sum()) for k in candidates
+        ]
+    index = candidates[int(np.argmax(occupied))]
     label = f"frame {index} of the {len(samples)} evaluated (0-based)"
     save_figure(decomposition_figure(model, samples[index], label), out_dir / "decomposition.png")
     if gradcam_layer in dict(model.named_modules()):

@@ -44,6 +44,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
 # camera; with nuScenes' front camera ~1.5 m above base_link that is z in [-4.5, 5.5] m.
 DEFAULT_IMAGE_SIZE = (224, 400)
 DEFAULT_GRID = BEVGrid(z_min=-4.5, z_max=5.5, z_bins=8)
+# The official checkpoints were trained and evaluated at res_scale=2: 448x800 images (their README's
+# IoUs are at that size). Converted checkpoints get it unless told otherwise.
+OFFICIAL_IMAGE_SIZE = (448, 800)
 
 
 class UpsamplingConcat(nn.Module):
@@ -293,8 +296,10 @@ def convert_simplebev_checkpoint(
 ) -> ModelConfig:
     """Convert an official Simple-BEV checkpoint (.pth/.ckpt) into `<dst>.safetensors` +
     `<dst>.json`. The variant (c/cr/crm/cl), encoder and latent_dim are read from the weights unless
-    given; `overrides` adjust the config (grid, image_size, camera_names, ...). Raises ValueError
-    listing mismatching keys by name. The only torch.load in the project, with weights_only=True."""
+    given; `overrides` adjust the config (grid, image_size, camera_names, ...). Images default to
+    OFFICIAL_IMAGE_SIZE, the grid to the official 200 x 8 x 200 over +-50 m (DEFAULT_GRID) and the
+    cameras to the official order (NUSCENES_CAMERAS). Raises ValueError listing mismatching keys by
+    name. The only torch.load in the project, with weights_only=True."""
     from ros2_lmd.models.io import save_model
 
     src_path = Path(src_path)
@@ -308,6 +313,7 @@ def convert_simplebev_checkpoint(
         raise ValueError(f"{src_path}: expected a state_dict (or a dict with 'model_state_dict')")
     # Checkpoints saved from DataParallel prefix every key with "module.".
     state_dict = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in checkpoint.items()}
+    overrides.setdefault("image_size", OFFICIAL_IMAGE_SIZE)
     grid = overrides.get("grid", DEFAULT_GRID)
     z_bins = grid.z_bins if isinstance(grid, BEVGrid) else int(grid["z_bins"])
     if variant is None:

@@ -1,10 +1,13 @@
-"""Training of the compact fusion models on synthetic data (`ros2-lmd train`): a cached dataset of
-simulated frames, modality dropout (so every sensor matters and the model survives losing one),
-resumable safetensors checkpoints, validation IoU, and the shipped weights with their provenance.
+"""Training of the compact fusion models (`ros2-lmd train`) on synthetic data or on nuScenes: a
+cached dataset of frames, modality dropout (so every sensor matters and the model survives losing
+one), resumable safetensors checkpoints, validation IoU, and the weights with their provenance.
 
-The dataset holds the model inputs after `prepare` (images kept as uint8) and the ground-truth
-vehicle occupancy, cached as safetensors keyed by the generation settings, so the three variants
-share one simulation run."""
+Both datasets give the same pairs, (SensorFrame, ground-truth vehicle occupancy), through one
+interface, `FrameSet` (an indexed sample function and a key naming the data): simulated scenes by
+seed, or nuScenes keyframe samples of the official train and val splits by index
+(datasets/nuscenes_frames.py). The dataset holds the model inputs after `prepare` (images kept as
+uint8) and the occupancy, cached as safetensors keyed by the model's input settings, the indices and
+the data's key, so the three variants share one simulation run."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.models.base import FusionModel, check_state_dict
 from ros2_lmd.models.io import save_model
 from ros2_lmd.models.registry import build_model, weights_path
@@ -45,9 +49,19 @@ class TrainConfig:
     pos_weight: float = 3.0
     seed: int = 0
     eval_every: int = 200
-    out: str = ""  # weights path without extension; default: the shipped registry path
-    checkpoint: str = ""  # resumable checkpoint path; default: <cache>/<model>.ckpt
+    out: str = ""  # weights path without extension; default: the shipped registry path (synthetic only)
+    checkpoint: str = (
+        ""  # resumable checkpoint path; default: <cache>/<model>.ckpt (nuScenes: -nuscenes-<version>)
+    )
     threads: int = 0  # torch threads (0: leave torch's default)
+    dataset: str = "synthetic"  # or "nuscenes" (train and val splits of `version` under `dataroot`)
+    dataroot: str = ""
+    version: str = "v1.0-mini"
+    device: str = "cpu"  # where the model trains ("cpu", "cuda"); the dataset stays in host memory
+    workers: int = 0  # threads that load and prepare dataset frames (0: the calling thread)
+
+
+DATASETS = ("synthetic", "nuscenes")
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -65,28 +79,101 @@ def simulated_sample(seed: int):
     return frame.to_sensor_frame(), frame.ground_truth.occupancy
 
 
+@dataclass(frozen=True)
+class FrameSet:
+    """Training or validation data behind one interface: `sample(i)` -> (SensorFrame, vehicle
+    occupancy (ny, nx)) for every i in `indices`; `key` names the data (the dataset cache is keyed
+    by it: a changed simulator or dataset loader builds a new cache)."""
+
+    sample: Callable
+    indices: range
+    key: str
+
+
+def frame_sets(
+    config: TrainConfig, grid: BEVGrid | None = None, sample_fn: Callable = simulated_sample
+) -> tuple[FrameSet, FrameSet]:
+    """The (train, validation) sets of `config.dataset`. Synthetic: `train_frames` and `val_frames`
+    scenes by seed. nuScenes: the keyframe samples of the official train and val splits of
+    `version` (the first `train_frames` / `val_frames` of each in Simple-BEV's order; 0: all), with
+    the ground truth on `grid`."""
+    if config.dataset == "synthetic":
+        key = _sim_version()
+        return (
+            FrameSet(sample_fn, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + config.train_frames), key),
+            FrameSet(sample_fn, range(VAL_SEED_BASE, VAL_SEED_BASE + config.val_frames), key),
+        )
+    if config.dataset != "nuscenes":
+        raise ValueError(f"dataset {config.dataset!r}: expected one of {', '.join(DATASETS)}")
+    from ros2_lmd.datasets.nuscenes import NuScenesTables
+    from ros2_lmd.datasets.nuscenes_frames import NuScenesFrames
+
+    if not config.dataroot:
+        raise ValueError(
+            "dataset nuscenes needs its dataroot (the folder holding samples/, sweeps/ and v1.0-*/)"
+        )
+    tables = NuScenesTables(config.dataroot, config.version)
+    sets = []
+    for split, wanted in (("train", config.train_frames), ("val", config.val_frames)):
+        frames = NuScenesFrames(tables, split, grid)
+        if not len(frames):
+            raise ValueError(
+                f"nuScenes {config.version} at {config.dataroot}: no samples in the {split} split "
+                f"(the dataroot's scenes: {', '.join(tables.scene_names()[:12])})"
+            )
+        count = len(frames) if wanted <= 0 else min(wanted, len(frames))
+        sets.append(FrameSet(frames.__getitem__, range(count), frames.key()))
+    return sets[0], sets[1]
+
+
 def build_dataset(
-    model: FusionModel, seeds: range, sample_fn: Callable = simulated_sample, progress: bool = True
+    model: FusionModel,
+    seeds: range,
+    sample_fn: Callable = simulated_sample,
+    progress: bool = True,
+    workers: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Prepared inputs for every seed, stacked: images as uint8, the rest as float32, plus `target`."""
+    """Prepared inputs for every seed, stacked: images as uint8, the rest as float32, plus `target`.
+    With `workers`, that many threads load and prepare frames (image decoding and resizing release
+    the GIL); the order is the seeds' either way."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
-    chunks: dict[str, list[torch.Tensor]] = {}
-    for seed in tqdm(seeds, desc="simulating", unit="frame", disable=not progress, file=sys.stderr):
+    def prepared(seed: int) -> dict[str, torch.Tensor]:
         frame, occupancy = sample_fn(seed)
         inputs = model.prepare([frame])
         if "images" in inputs:
             inputs["images"] = (inputs["images"] * 255.0).round().to(torch.uint8)
         inputs["target"] = torch.from_numpy(np.asarray(occupancy, dtype=np.float32))[None, None]
-        for key, value in inputs.items():
-            chunks.setdefault(key, []).append(value)
+        return inputs
+
+    chunks: dict[str, list[torch.Tensor]] = {}
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        results = pool.map(prepared, seeds) if workers > 0 else map(prepared, seeds)
+        for inputs in tqdm(
+            results,
+            total=len(seeds),
+            desc="preparing frames",
+            unit="frame",
+            disable=not progress,
+            file=sys.stderr,
+        ):
+            for key, value in inputs.items():
+                chunks.setdefault(key, []).append(value)
     return {key: torch.cat(values).contiguous() for key, values in chunks.items()}
 
 
 def cached_dataset(
-    model: FusionModel, seeds: range, cache_dir: Path = CACHE_DIR, sample_fn: Callable = simulated_sample
+    model: FusionModel,
+    seeds: range,
+    cache_dir: Path = CACHE_DIR,
+    sample_fn: Callable = simulated_sample,
+    data_key: str | None = None,
+    workers: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """build_dataset, cached as safetensors keyed by the model's input settings and the seeds."""
+    """build_dataset, cached as safetensors keyed by the model's input settings, the seeds and the
+    data's key (default: the simulator's version)."""
     config = model.config.to_dict()
     key_material = json.dumps(
         {
@@ -96,7 +183,8 @@ def cached_dataset(
             "params": config["params"],
             "modalities": config["modalities"],
             "seeds": [seeds.start, seeds.stop],
-            "sim": _sim_version(),
+            # the data's key; named "sim" since synthetic data was all there was (caches stay valid)
+            "sim": data_key or _sim_version(),
         },
         sort_keys=True,
     )
@@ -104,7 +192,7 @@ def cached_dataset(
     path = cache_dir / f"dataset-{key}.safetensors"
     if path.exists():
         return load_file(str(path))
-    data = build_dataset(model, seeds, sample_fn)
+    data = build_dataset(model, seeds, sample_fn, workers=workers)
     cache_dir.mkdir(parents=True, exist_ok=True)
     save_file(data, str(path))
     return data
@@ -181,11 +269,12 @@ def evaluate_iou(
     """Vehicle IoU over the whole set (intersection and union summed over frames). With `drop`, that
     modality is marked absent (its features zeroed), as when the sensor is lost."""
     model.eval()
+    device = next(model.parameters()).device
     intersection = union = 0.0
     n = data["target"].shape[0]
     for start in range(0, n, batch_size):
         index = torch.arange(start, min(n, start + batch_size))
-        inputs, target = batch_inputs(data, index)
+        inputs, target = _on(device, *batch_inputs(data, index))
         if drop is not None:
             inputs["present"] = inputs["present"].clone()
             inputs["present"][:, model.modalities.index(drop)] = 0
@@ -199,11 +288,21 @@ def evaluate_iou(
 CHECK_FRAMES = 16  # the small fixed validation set the tests re-run on the shipped weights
 
 
+def _on(
+    device: torch.device, inputs: dict[str, torch.Tensor], target: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    return {k: v.to(device) for k, v in inputs.items()}, target.to(device)
+
+
 def check_set_metrics(
-    model: FusionModel, frames: int = CHECK_FRAMES, sample_fn: Callable = simulated_sample
+    model: FusionModel,
+    frames: int = CHECK_FRAMES,
+    sample_fn: Callable = simulated_sample,
+    start: int = VAL_SEED_BASE,
 ) -> dict:
-    """IoU on the first `frames` validation scenes, with all sensors and with each one zeroed."""
-    data = build_dataset(model, range(VAL_SEED_BASE, VAL_SEED_BASE + frames), sample_fn, progress=False)
+    """IoU on the first `frames` validation scenes (samples `start`...), with all sensors and with
+    each one zeroed."""
+    data = build_dataset(model, range(start, start + frames), sample_fn, progress=False)
     return {
         "frames": frames,
         "iou": evaluate_iou(model, data),
@@ -223,12 +322,12 @@ def save_checkpoint(
     history: list[dict],
 ) -> None:
     """Model and optimizer tensors in safetensors, counters and history in JSON beside it."""
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state = optimizer.state_dict()
     for pid, pstate in state["state"].items():
         for name, value in pstate.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim.{pid}.{name}"] = value.detach().reshape(value.shape).contiguous()
+                tensors[f"optim.{pid}.{name}"] = value.detach().cpu().reshape(value.shape).contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp))
@@ -257,6 +356,13 @@ def load_checkpoint(
 # --- the loop ---------------------------------------------------------------------------------
 
 
+def _run_name(config: TrainConfig) -> str:
+    """The default checkpoint's name: the model, and the data it learns from when not synthetic."""
+    if config.dataset == "synthetic":
+        return config.model
+    return f"{config.model}-{config.dataset}-{config.version}"
+
+
 def train(
     config: TrainConfig, sample_fn: Callable = simulated_sample, log: Callable[[str], None] = print
 ) -> dict:
@@ -265,31 +371,37 @@ def train(
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model).train()
-    t0 = time.perf_counter()
-    train_data = cached_dataset(
-        model, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + config.train_frames), sample_fn=sample_fn
-    )
-    val_data = cached_dataset(
-        model, range(VAL_SEED_BASE, VAL_SEED_BASE + config.val_frames), sample_fn=sample_fn
-    )
-    data_seconds = time.perf_counter() - t0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    checkpoint = Path(config.checkpoint or CACHE_DIR / f"{config.model}.ckpt")
+    if config.dataset != "synthetic" and not config.out:
+        # the default would overwrite the shipped synthetic weights
+        raise ValueError(f"train: dataset {config.dataset} needs an output path for its weights (out)")
+    device = torch.device(config.device)
+    checkpoint = Path(config.checkpoint or CACHE_DIR / f"{_run_name(config)}.ckpt")
     out = Path(config.out) if config.out else weights_path(config.model).with_suffix("")
     if checkpoint.with_suffix(".json") == out.with_suffix(".json"):
         raise ValueError(
             f"train: checkpoint {checkpoint} and weights {out} would share the JSON file "
             f"{out.with_suffix('.json')}; give the checkpoint another name"
         )
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).train()
+    train_set, val_set = frame_sets(config, model.grid, sample_fn)
+    t0 = time.perf_counter()
+    train_data = cached_dataset(
+        model, train_set.indices, sample_fn=train_set.sample, data_key=train_set.key, workers=config.workers
+    )
+    val_data = cached_dataset(
+        model, val_set.indices, sample_fn=val_set.sample, data_key=val_set.key, workers=config.workers
+    )
+    data_seconds = time.perf_counter() - t0
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step, best_iou, history = 0, -1.0, []
     if checkpoint.exists():
         step, best_iou, history = load_checkpoint(checkpoint, model, optimizer)
         log(f"resumed {config.model} from {checkpoint} at step {step} (best IoU {best_iou:.3f})")
     generator = torch.Generator().manual_seed(config.seed * 1000 + step)
     n = train_data["target"].shape[0]
-    pos_weight = torch.tensor([config.pos_weight])
+    pos_weight = torch.tensor([config.pos_weight], device=device)
     t1 = time.perf_counter()
     bar = tqdm(
         total=config.steps, initial=step, desc=f"training {config.model}", unit="step", file=sys.stderr
@@ -304,6 +416,7 @@ def train(
         inputs["present"] = modality_dropout(inputs["present"], config.modality_dropout, generator)
         if "images" in inputs:
             inputs["images"] = camera_fault_augmentation(inputs["images"], config.camera_faults, generator)
+        inputs, target = _on(device, inputs, target)  # augmented on the host: the generator is there
         logits = model(inputs)["bev_logits"]
         loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -324,13 +437,15 @@ def train(
     train_seconds = time.perf_counter() - t1
     from ros2_lmd.models.io import load_model
 
-    best = load_model(str(out))
+    best = load_model(str(out), device=device)
+    # synthetic scenes are endless: the check set is always the first CHECK_FRAMES validation seeds
+    check_frames = CHECK_FRAMES if config.dataset == "synthetic" else min(CHECK_FRAMES, len(val_set.indices))
     report = {
         "model": config.model,
         "config": asdict(config),
         "val_iou": evaluate_iou(best, val_data),
         "val_iou_without": {m: evaluate_iou(best, val_data, drop=m) for m in best.modalities},
-        "check_set": check_set_metrics(best, sample_fn=sample_fn),
+        "check_set": check_set_metrics(best, check_frames, val_set.sample, val_set.indices.start),
         "parameters": sum(p.numel() for p in best.parameters()),
         "data_seconds": data_seconds,
         "train_seconds": train_seconds,

@@ -32,6 +32,20 @@ def bag_dir(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix in STORAGE_SUFFIXES.values() else path
 
 
+def check_replaceable(out: Path, force: bool) -> None:
+    """An existing `out` is replaced only with `force`, and only if it is a rosbag2 directory."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
+        raise FileExistsError(
+            f"{out} exists: rosbag2 writes a new directory; remove it or choose another --out"
+        )
+    if out.is_symlink() or not out.is_dir() or not (out / "metadata.yaml").is_file():
+        raise FileExistsError(
+            f"{out} exists and is not a rosbag2 directory (no metadata.yaml): not replacing it"
+        )
+
+
 def resolve_bag(path: str | Path) -> Path:
     """The rosbag2 directory for a path a user gives to read: the directory itself, or one of the
     storage files inside it (`drive/drive_0.mcap`, what Foxglove and file browsers show)."""

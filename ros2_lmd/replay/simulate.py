@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ros2_lmd.messages.types import header_msg, rosbags_types, time_msg
-from ros2_lmd.replay.bag import STORAGES, BagWriter, bag_dir
+from ros2_lmd.replay.bag import STORAGES, BagWriter, bag_dir, check_replaceable
 from ros2_lmd.sensors.camera_info import make_camera_info
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, MODALITIES, RADAR_FIELDS
 from ros2_lmd.sensors.image import make_compressed_image
@@ -103,7 +103,7 @@ def simulate_to_bag(
                 f"fault {str(spec)!r}: {modality} is not among the recorded modalities "
                 f"({', '.join(config.modalities)})"
             )
-    _check_replaceable(out, force)
+    check_replaceable(out, force)
     if csv_path.exists() and not csv_path.is_file():
         raise FileExistsError(f"{csv_path} exists and is not a file: remove it or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,26 +113,12 @@ def simulate_to_bag(
         frames, messages = _write_drive(staging / out.name, storage, drive, total, progress, jpeg_quality)
         write_faults_csv(staging / csv_path.name, specs, rig)
         if out.exists():
-            shutil.rmtree(out)  # a rosbag2 directory (_check_replaceable), replaced only now
+            shutil.rmtree(out)  # a rosbag2 directory (check_replaceable), replaced only now
         (staging / out.name).rename(out)
         (staging / csv_path.name).replace(csv_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return SimulateResult(out, csv_path, frames, messages)
-
-
-def _check_replaceable(out: Path, force: bool) -> None:
-    """An existing `out` is replaced only with `force`, and only if it is a rosbag2 directory."""
-    if not (out.exists() or out.is_symlink()):
-        return
-    if not force:
-        raise FileExistsError(
-            f"{out} exists: rosbag2 writes a new directory; remove it or choose another --out"
-        )
-    if out.is_symlink() or not out.is_dir() or not (out / "metadata.yaml").is_file():
-        raise FileExistsError(
-            f"{out} exists and is not a rosbag2 directory (no metadata.yaml): not replacing it"
-        )
 
 
 def _write_drive(

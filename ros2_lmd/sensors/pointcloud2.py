@@ -1,6 +1,7 @@
 """sensor_msgs/PointCloud2 <-> numpy. `read_points` parses the requested fields with one structured
 numpy dtype over the message buffer (explicit offsets, padded points and rows, either byte order) and
-drops non-finite points, counting them; `make_pointcloud2` builds a float32 cloud for writers."""
+drops non-finite points, counting them; `make_pointcloud2` builds a float32 cloud for writers and
+`make_structured_pointcloud2` one of any little-endian numeric fields (a sensor file's own layout)."""
 
 from __future__ import annotations
 
@@ -168,11 +169,57 @@ def pointcloud2_layout(
     return fields, 4 * len(names), data
 
 
+def structured_layout(points: np.ndarray) -> tuple[list[tuple[str, int, int, int]], int, bytes]:
+    """PointCloud2 layout of a little-endian structured array (one field per scalar dtype field, at
+    the dtype's offsets, of its type): (fields as (name, offset, datatype, count), point_step, data).
+    The data are the array's bytes unchanged, so every value keeps its bits."""
+    dtype = points.dtype
+    if dtype.names is None:
+        raise ValueError(f"structured_layout: expected a structured array, got dtype {dtype}")
+    fields = []
+    for name in dtype.names:
+        field_dtype, offset = dtype.fields[name][:2]
+        datatype = next(
+            (code for code, known in POINTFIELD_DTYPES.items() if known == field_dtype.newbyteorder("<")),
+            None,
+        )
+        if datatype is None or field_dtype.byteorder == ">" or field_dtype.shape:
+            raise ValueError(
+                f"structured_layout: field {name!r} of type {field_dtype} has no little-endian scalar "
+                "PointField datatype"
+            )
+        fields.append((name, int(offset), datatype, 1))
+    return fields, dtype.itemsize, np.ascontiguousarray(points).tobytes()
+
+
 def make_pointcloud2(types: Any, header: Any, array: np.ndarray, names: Sequence[str]) -> Any:
     """An unorganised (height 1) float32 PointCloud2 of `array`, built with `types`
     (ros2_lmd.messages.types: RclpyTypes or RosbagsTypes)."""
     fields, point_step, data = pointcloud2_layout(array, names)
     count = int(np.asarray(array).shape[0])
+    return _pointcloud2_message(
+        types, header, fields, point_step, count, data, bool(np.isfinite(np.asarray(array, np.float32)).all())
+    )
+
+
+def make_structured_pointcloud2(types: Any, header: Any, points: np.ndarray) -> Any:
+    """An unorganised (height 1) PointCloud2 of a structured array, every field with its own type
+    and the array's bytes as data (`structured_layout`): e.g. a nuScenes radar sweep as stored."""
+    fields, point_step, data = structured_layout(points)
+    floats = [n for n in points.dtype.names if points.dtype[n].kind == "f"]
+    dense = all(bool(np.isfinite(points[n]).all()) for n in floats)
+    return _pointcloud2_message(types, header, fields, point_step, len(points), data, dense)
+
+
+def _pointcloud2_message(
+    types: Any,
+    header: Any,
+    fields: list[tuple[str, int, int, int]],
+    point_step: int,
+    count: int,
+    data: bytes,
+    is_dense: bool,
+) -> Any:
     return types.new(
         "sensor_msgs/msg/PointCloud2",
         header=header,
@@ -186,5 +233,5 @@ def make_pointcloud2(types: Any, header: Any, array: np.ndarray, names: Sequence
         point_step=point_step,
         row_step=point_step * count,
         data=data,
-        is_dense=bool(np.isfinite(np.asarray(array, dtype=np.float32)).all()),
+        is_dense=is_dense,
     )

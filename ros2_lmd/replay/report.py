@@ -8,6 +8,7 @@ import base64
 import csv
 import html
 import io
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ class FrameRow:
     latency_ms: float = float("nan")
     decomposition_error: float = float("nan")  # the self-check, on the frames it ran on
     messages_lost: int = 0  # sensor messages lost before the monitor so far (all sensors)
+    # modality -> single-sensor detections it alone supports (Detection.dominant); summary.json only
+    single_sensor_by_modality: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def processed(cls, report: FrameReport, messages_lost: int = 0) -> FrameRow:
@@ -68,6 +71,7 @@ class FrameRow:
             report.latency_ms,
             report.decomposition_error,
             messages_lost,
+            dict(Counter(d.dominant for d in report.detections if d.single_sensor)),
         )
 
     @classmethod
@@ -284,7 +288,8 @@ def score_incidents(
 # --- HTML -------------------------------------------------------------------------------------
 
 
-def _png(fig) -> str:
+def png_data_uri(fig) -> str:
+    """A matplotlib figure as a PNG data URI (closed afterwards): the reports embed their images."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -330,10 +335,15 @@ def timeline_figure(
     ax.set_ylim(0, 1.1)
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Per-modality share (shaded: injected faults; dashed: sensor alerts)", fontsize=10)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 SEVERITY_COLOURS = {0: "#1f77b4", 1: "#ff9f1c", 2: "#d62728"}
+HTML_STYLE = (  # the reports' look (report.html, fleet_report.html)
+    "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
+    ".sev-ERROR td{background:#fbe3e3}.sev-WARN td{background:#fff4dd}"
+)
 
 
 def lanes_figure(
@@ -367,7 +377,7 @@ def lanes_figure(
     ax.set_xlim(0, max(end, 1e-3))
     ax.set_xlabel("time since start of drive [s]")
     ax.set_title("Incidents per sensor (orange: WARN, red: ERROR; grey: injected faults)", fontsize=10)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def bev_figure(report: FrameReport, t0: float) -> str:
@@ -391,7 +401,7 @@ def bev_figure(report: FrameReport, t0: float) -> str:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"t = {report.stamp - t0:.1f} s", fontsize=9)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def write_html(
@@ -467,11 +477,6 @@ def write_html(
     )
     for report in snapshots:
         parts.append(f'<img src="{bev_figure(report, t0)}"/>')
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
-        ".sev-ERROR td{background:#fbe3e3}.sev-WARN td{background:#fff4dd}"
-    )
     script = (
         "function filterAlerts(){var q=document.getElementById('alert-filter').value.toLowerCase();"
         "document.querySelectorAll('#alerts tr:not(:first-child)').forEach(function(r){"
@@ -479,7 +484,7 @@ def write_html(
     )
     path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style><script>{script}</script></head><body>{''.join(parts)}</body></html>"
+        f"<style>{HTML_STYLE}</style><script>{script}</script></head><body>{''.join(parts)}</body></html>"
     )
 
 

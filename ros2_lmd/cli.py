@@ -441,6 +441,102 @@ def _run_info(args: argparse.Namespace, ros_args: list[str]) -> int:
     return 0
 
 
+# --- fleet: many bags on Ray, and the fleet report ------------------------------------------------
+
+
+def _add_fleet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "bags",
+        nargs="+",
+        metavar="BAG_OR_DIR",
+        help="rosbag2 folders, or folders below which every rosbag2 (a folder with metadata.yaml) is "
+        "analysed",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder: what `analyze` writes, per bag in <out>/<bag name>/, and the fleet report "
+        "(fleet_report.html, fleet_summary.json, fleet_bags.csv, fleet_incidents.csv)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDRESS",
+        help="an existing Ray cluster, e.g. HEAD:6379 (default: a local Ray started by this command)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Ray workers, each loading the model once (default: this machine's CPU cores; with "
+        "--address, the cluster's CPUs)",
+    )
+    parser.add_argument("--model", default="", help=_model_help("the params file's model, else compact_crl"))
+    parser.add_argument("--params-file", default="", help="node parameter file (topics, thresholds)")
+    parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: %(default)s)")
+    parser.add_argument(
+        "--quality-frames",
+        type=int,
+        default=16,
+        metavar="N",
+        help="simulated scenes on which each modality's quality alone is measured for the imbalance "
+        "diagnosis; 0: no diagnosis (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="analyse every bag again, even those with complete outputs"
+    )
+
+
+def _run_fleet(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ros2_lmd.monitor.params import MonitorParams, ParameterError, load_params_file
+    from ros2_lmd.replay.fleet import FAILED, PARTIAL, FleetError, check_arguments, find_bags, run_fleet
+
+    try:
+        params = load_params_file(args.params_file) if args.params_file else MonitorParams()
+    except ParameterError as error:
+        return _fail("fleet", error)
+    name = args.model or params.model
+    from_file = args.params_file and not args.model
+    problem = model_problem(name, f"model (from {args.params_file})" if from_file else "--model")
+    if problem:
+        return _fail("fleet", problem)
+    try:  # everything that needs neither the model nor Ray, up front
+        out = check_arguments(args.out, args.workers, args.batch, args.quality_frames)
+        find_bags(args.bags, exclude=out)
+    except FleetError as error:
+        return _fail("fleet", error)
+    try:
+        result = run_fleet(
+            args.bags,
+            out,
+            name,
+            params,
+            workers=args.workers,
+            address=args.address,
+            batch=args.batch,
+            quality_frames=args.quality_frames,
+            force=args.force,
+        )
+    except FleetError as error:
+        return _fail("fleet", error)
+    except (ValueError, OSError) as error:  # the model file, on this machine
+        return _fail("fleet", error)
+    incidents = result.summary["incidents"]
+    print(
+        f"{len(result.outcomes)} bags: {result.count('analysed')} analysed, {result.count('reused')} reused, "
+        f"{result.count(PARTIAL)} partial, {result.count(FAILED)} failed; {incidents['count']} sensor "
+        f"incidents in {result.summary['driving']['hours']:.2f} h of driving; wrote {out}/: "
+        "fleet_report.html, fleet_summary.json, fleet_bags.csv, fleet_incidents.csv and one folder per bag"
+    )
+    for outcome in result.outcomes:
+        if outcome.error:
+            print(f"  {outcome.status.upper()} {outcome.name}: {outcome.error}")
+    leans = result.summary["imbalance"].get("leans_on")
+    if leans:
+        print(f"  the model leans on {', '.join(leans)} (fleet_report.html, Modality imbalance)")
+    return 1 if result.count(FAILED) or result.count(PARTIAL) else 0
+
+
 # --- train: the compact models on synthetic data or nuScenes ------------------------------------
 
 
@@ -780,6 +876,13 @@ SUBCOMMANDS: list[Subcommand] = [
         "print a rosbag2's topics, types, message counts, duration and storage, like `ros2 bag info`",
         _add_info,
         _run_info,
+    ),
+    (
+        "fleet",
+        "analyse many rosbag2s on Ray (this machine or a cluster; resumable) and write the fleet report: "
+        "incidents per hour, share distributions and drift, modality imbalance",
+        _add_fleet,
+        _run_fleet,
     ),
     (
         "train",

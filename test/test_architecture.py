@@ -35,7 +35,7 @@ LAYERS = {
     "monitor": {"lmd", "geometry", "sensors", "models", "messages"},
     "messages": {"monitor", "geometry", "sensors"},
     "eval": {"lmd", "geometry", "sensors", "models", "sim", "monitor"},
-    "replay": {"lmd", "geometry", "sensors", "models", "sim", "datasets", "monitor", "messages"},
+    "replay": {"lmd", "geometry", "sensors", "models", "sim", "datasets", "monitor", "messages", "eval"},
     "ros": {"lmd", "geometry", "sensors", "models", "sim", "datasets", "monitor", "messages", "replay"},
 }
 

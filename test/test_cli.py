@@ -337,6 +337,30 @@ def test_a_bag_without_the_expected_topics_is_an_error(tmp_path, capsys):
 # --- 8. info: what is in a bag --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["{tmp}/missing", "--out", "{tmp}/o"], ["{tmp}/missing", "no such file or folder"]),
+        (["{tmp}/empty", "--out", "{tmp}/o"], ["{tmp}/empty", "no rosbag2 below it"]),
+        (["{tmp}/empty", "--out", "{tmp}/a_file/o"], ["{tmp}/a_file", "is not a folder"]),
+        (["{tmp}/empty", "--out", "{tmp}/o", "--workers", "0"], ["--workers", "0"]),
+        (["{tmp}/empty", "--out", "{tmp}/o", "--batch", "0"], ["--batch", "0"]),
+        (["{tmp}", "--out", "{tmp}/o", "--model", "nope"], ["--model nope", "no such model"]),
+    ],
+)
+def test_fleet_arguments_are_checked_before_ray_starts(tmp_path, capsys, monkeypatch, args, names):
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was started before the arguments were checked")
+
+    monkeypatch.setattr("ros2_lmd.replay.fleet.connect_ray", refuse)
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "empty").mkdir()
+    code, out, err = _run(capsys, "fleet", *(a.format(tmp=tmp_path) for a in args))
+    assert code == cli.EXIT_USAGE and out == ""
+    assert _one_line_error(err, *(n.format(tmp=tmp_path) for n in names)).startswith("ros2-lmd fleet: ")
+    assert not (tmp_path / "o").exists()
+
+
 def test_info_prints_the_bag_like_ros2_bag_info(drive, capsys, tmp_path):
     code, out, _ = _run(capsys, "info", drive.bag)
     assert code == 0

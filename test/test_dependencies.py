@@ -50,6 +50,7 @@ DECLARED_AS = {
     "safetensors": ("requirements.txt", "safetensors"),
     "rosbags": ("requirements.txt", "rosbags"),
     "mcap": ("requirements.txt", "mcap"),
+    "ray": ("requirements.txt", "ray"),  # `ros2-lmd fleet`
 }
 
 

@@ -17,7 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +70,16 @@ DATASETS = ("synthetic", "nuscenes")
 SIM_CAMERA_SIZE = (224, 128)  # (width, height): rendered at the compact models' input size
 
 
-def simulated_sample(seed: int):
-    """One independent random scene: (SensorFrame, ground-truth vehicle occupancy [ny, nx])."""
+def simulated_sample(seed: int, grid: BEVGrid | None = None):
+    """One independent random scene: (SensorFrame, ground-truth vehicle occupancy [ny, nx] on `grid`,
+    by default the simulator's, which is the shipped models' grid)."""
     from ros2_lmd.sim import SimConfig, random_frame
 
     width, height = SIM_CAMERA_SIZE
-    frame = random_frame(seed, SimConfig(camera_width=width, camera_height=height))
+    config = SimConfig(camera_width=width, camera_height=height)
+    if grid is not None:
+        config = replace(config, grid=grid)
+    frame = random_frame(seed, config)
     return frame.to_sensor_frame(), frame.ground_truth.occupancy
 
 
@@ -265,9 +269,17 @@ def evaluate_iou(
     drop: str | None = None,
     batch_size: int = 16,
     threshold: float = 0.5,
+    only: str | None = None,
 ) -> float:
     """Vehicle IoU over the whole set (intersection and union summed over frames). With `drop`, that
-    modality is marked absent (its features zeroed), as when the sensor is lost."""
+    modality is marked absent (its features zeroed), as when the sensor is lost; with `only`, every
+    other modality is: the prediction of that modality alone (the others at LMD's reference input)."""
+    if drop is not None and only is not None:
+        raise ValueError(f"evaluate_iou: give drop or only, not both (got drop={drop!r}, only={only!r})")
+    for name in (drop, only):
+        if name is not None and name not in model.modalities:
+            raise ValueError(f"evaluate_iou: {name!r} is not a modality of the model {model.modalities}")
+    absent = [drop] if drop is not None else [m for m in model.modalities if only is not None and m != only]
     model.eval()
     device = next(model.parameters()).device
     intersection = union = 0.0
@@ -275,9 +287,10 @@ def evaluate_iou(
     for start in range(0, n, batch_size):
         index = torch.arange(start, min(n, start + batch_size))
         inputs, target = _on(device, *batch_inputs(data, index))
-        if drop is not None:
+        if absent:
             inputs["present"] = inputs["present"].clone()
-            inputs["present"][:, model.modalities.index(drop)] = 0
+            for modality in absent:
+                inputs["present"][:, model.modalities.index(modality)] = 0
         predicted = torch.sigmoid(model(inputs)["bev_logits"]) >= threshold
         truth = target >= 0.5
         intersection += float((predicted & truth).sum())

@@ -193,6 +193,7 @@ def analyze(
     on_alert: Callable[[AlertRow], None] | None = None,
     workers: int = 0,
     keep_reports: bool = False,
+    threads: int = 0,
 ) -> AnalyzeResult:
     """Analyse `bag` with `model` (a FusionModel) into the folder `out_dir`. Raises BagError for an
     unreadable bag or one without the model's sensor topics, AnalyzeError for a faults file, output
@@ -201,9 +202,10 @@ def analyze(
     it was.
 
     Batches of `batch` frames go through the model and LMD in `workers` threads at once (0: one
-    single-threaded worker per core on a CPU, one on a GPU; monitor.runner.inference_plan) while
-    this thread reads and decodes the bag; the OrderedRunner concludes them (alerts, outputs) in
-    stamp order, so the output does not depend on `batch` or `workers`.
+    single-threaded worker per core on a CPU, one on a GPU; monitor.runner.inference_plan) of
+    `threads` torch threads each (0: the cores shared among the workers) while this thread reads
+    and decodes the bag; the OrderedRunner concludes them (alerts, outputs) in stamp order, so the
+    output does not depend on `batch`, `workers` or `threads`.
 
     `keep_reports`: keep every FrameReport in the result (five BEV maps each: about 0.8 MB a frame,
     14 GB for 30 minutes at 10 Hz); by default only the few the report shows are kept."""
@@ -235,6 +237,7 @@ def analyze(
             on_alert,
             workers,
             keep_reports,
+            threads,
         )
         for name in OUTPUTS:  # the run is complete: replace the earlier outputs
             target = out_dir / name
@@ -279,6 +282,7 @@ def _analyze_into(
     on_alert: Callable[[AlertRow], None] | None,
     workers: int,
     keep_reports: bool,
+    threads: int = 0,
 ) -> AnalyzeResult:
     """The analysis proper, writing every output into `out_dir` (the staging folder)."""
     from tqdm import tqdm
@@ -404,6 +408,7 @@ def _analyze_into(
             lambda topic, reason: problems.append((topic, reason)),
             workers=workers,
             batch=batch,
+            threads=threads,
             on_message=on_message,
             on_assembled=on_assembled,
         )

@@ -13,6 +13,7 @@ import base64
 import csv
 import html
 import io
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,8 @@ class FrameRow:
     latency_ms: float = float("nan")
     decomposition_error: float = float("nan")  # the self-check, on the frames it ran on
     messages_lost: int = 0  # sensor messages lost before the monitor so far (all sensors)
+    # modality -> single-sensor detections it alone supports (Detection.dominant); summary.json only
+    single_sensor_by_modality: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def processed(cls, report: FrameReport, messages_lost: int = 0) -> FrameRow:
@@ -81,6 +84,7 @@ class FrameRow:
             report.latency_ms,
             report.decomposition_error,
             messages_lost,
+            dict(Counter(d.dominant for d in report.detections if d.single_sensor)),
         )
 
     @classmethod
@@ -319,6 +323,13 @@ ALERT_LINESTYLES = {
     SENSOR_DEGRADED: (0, (6, 2, 1, 2, 1, 2)),
 }
 EGO_MARKER = {"marker": "^", "markersize": 7, "markerfacecolor": "lime", "markeredgecolor": "black"}
+
+
+HTML_STYLE = (  # the reports' look (report.html, fleet_report.html)
+    "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
+    ".sev-ERROR td{background:#fbe3e3}.sev-WARN td{background:#fff4dd}"
+)
 
 
 def png_data_uri(fig: Figure) -> str:
@@ -574,11 +585,6 @@ def write_html(
     )
     for report in snapshots:
         parts.append(f'<img src="{png_data_uri(bev_figure(report, t0))}"/>')
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
-        ".sev-ERROR td{background:#fbe3e3}.sev-WARN td{background:#fff4dd}"
-    )
     script = (
         "function filterAlerts(){var q=document.getElementById('alert-filter').value.toLowerCase();"
         "document.querySelectorAll('#alerts tr:not(:first-child)').forEach(function(r){"
@@ -586,7 +592,7 @@ def write_html(
     )
     path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style><script>{script}</script></head><body>{''.join(parts)}</body></html>"
+        f"<style>{HTML_STYLE}</style><script>{script}</script></head><body>{''.join(parts)}</body></html>"
     )
 
 

@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,12 +70,14 @@ def simulate_to_bag(
     jpeg_quality: int = 90,
     progress: bool = True,
     force: bool = False,
+    start_stamp: float | None = None,
 ) -> SimulateResult:
     """Write the drive to the rosbag2 directory `out` (named as rosbag2 does: `drive/drive_0.mcap`;
     a storage suffix on `out` is dropped, see replay.bag.bag_dir) and its fault timeline to
     faults.csv beside it (replaced if present). An existing `out` is an error (FileExistsError)
     unless `force`, which replaces it if it is a rosbag2 directory; bad arguments raise ValueError
-    naming them, before any work."""
+    naming them, before any work. `start_stamp`: the drive's first stamp in seconds since the epoch
+    (default: the simulator's, the same for every drive)."""
     from ros2_lmd.sim import SimConfig, simulate_drive, write_faults_csv
     from ros2_lmd.sim.faults import parse_fault_spec
 
@@ -91,9 +93,11 @@ def simulate_to_bag(
         raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     config = SimConfig(modalities=tuple(modalities))
     if camera_size is not None:
-        config = SimConfig(
-            modalities=tuple(modalities), camera_width=camera_size[0], camera_height=camera_size[1]
-        )
+        config = replace(config, camera_width=camera_size[0], camera_height=camera_size[1])
+    if start_stamp is not None:
+        if not (math.isfinite(start_stamp) and start_stamp >= 0):
+            raise ValueError(f"start_stamp must be a finite time >= 0 s since the epoch, got {start_stamp!r}")
+        config = replace(config, start_stamp=float(start_stamp))
     rig = config.rig()  # checks the camera size
     specs = parse_fault_spec(faults, rig, duration_s=duration_s) if faults else []
     for spec in specs:

@@ -17,7 +17,7 @@ import numpy as np
 from ros2_lmd.monitor.report import SEVERITY_NAMES
 from ros2_lmd.replay.report import AlertRow, FrameRow
 
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2  # 2: single_sensor_detections_by_modality
 
 
 def _finite(value: float) -> float | None:
@@ -105,6 +105,10 @@ def analysis_summary(
         },
         "shares": {m: _mean([r.shares.get(m, math.nan) for r in processed]) for m in modalities},
         "single_sensor_detections": sum(r.single_sensor for r in processed),
+        # by the modality that alone supports them (a modality of the model: 0 when it never does)
+        "single_sensor_detections_by_modality": {
+            m: sum(r.single_sensor_by_modality.get(m, 0) for r in processed) for m in modalities
+        },
         "detections": sum(r.detections for r in processed),
         "latency_ms": _percentiles([r.latency_ms for r in processed]),
         "conservation_error_max": _finite(max((r.conservation_error for r in processed), default=math.nan)),

@@ -111,15 +111,17 @@ class CompiledDecomposition:
         names = tuple(features)
         # Inputs of the signature with values of their own: the graph must not depend on the
         # caller's values, and random planes exercise both sides of every activation.
+        # Made in inference mode, as the monitor's features are: torch.compile guards on it, and a
+        # graph compiled for ordinary tensors would be compiled again at the first real frame.
         generator = torch.Generator().manual_seed(0)
-        probe = {
-            m: torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-            for m, x in features.items()
-        }
-        check = {
-            m: torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-            for m, x in features.items()
-        }
+        with torch.inference_mode():
+            probe, check = (
+                {
+                    m: torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+                    for m, x in features.items()
+                }
+                for _ in range(2)
+            )
 
         def planes(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
             result = decompose(self.fn, dict(zip(names, tensors)), rules=self.rules)

@@ -159,7 +159,7 @@ def test_encoded_frames_encode_on_access_and_keep_what_fits(model, frames):
         loads.append(index)
         return frames[index]
 
-    eager = runner.encode_frames(model, frames)
+    eager = runner.encode_frames(model, frames, batch=1)  # as EncodedFrames encodes: one at a time
     size = sum(t.numel() * t.element_size() for t in eager[0].values())
     lazy = runner.EncodedFrames(model, load, len(frames), cache_bytes=2 * size)  # room for two
     assert len(lazy) == 3 and loads == []

@@ -8,7 +8,8 @@ Value scales (what rviz shows):
 - `bev/<camera|radar|lidar|bias>`: the signed LMD logit contribution c of that component, mapped
   linearly to 0..100 with 50 = no contribution: value = round(50 + 50 * clip(c / R, -1, 1)),
   R = `component_logit_range` (logits). 100 means "pushes the cell towards occupied by R logits or
-  more", 0 "towards free by R or more". No cell is ever -1 (unknown): every cell is decomposed.
+  more", 0 "towards free by R or more". Every cell is decomposed; -1 (unknown) marks only a NaN
+  (a broken model), while an infinite logit is as certain as a value can be: 0 or 100.
 - `bev_image` (rgb8): camera red, radar green, LiDAR blue; each channel's intensity is that
   modality's positive contribution, 255 at R logits or more. Cells whose fused probability reaches
   the detection threshold are outlined in white. The image is turned so that x forward (REP-103)
@@ -99,7 +100,7 @@ def occupancy_values(
         scaled = sigmoid(values) * 100.0
     else:
         scaled = 50.0 + 50.0 * signed_scale(values, component_logit_range)
-    # Non-finite logits (a broken model) show as unknown rather than as a plausible value.
+    # NaN (a broken model) shows as unknown rather than as a plausible value; +-inf clips to 0/100.
     cells = np.where(np.isfinite(scaled), np.rint(scaled), -1)
     return cells.astype(np.int8)
 

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -35,6 +36,24 @@ def shipped_models() -> list[str]:
     from ros2_lmd.models.registry import available_models, weights_path
 
     return [name for name in available_models() if all(f.is_file() for f in model_files(weights_path(name)))]
+
+
+def _params_and_model(job: str, args: argparse.Namespace) -> tuple[Any, str] | int:
+    """The jobs that read a bag with the node's settings (analyze, fleet): the MonitorParams of
+    `--params-file` (else the defaults) and the model to load (`--model`, else the file's), both
+    checked; or the exit code of the one-line error that names what is wrong."""
+    from ros2_lmd.monitor.params import MonitorParams, ParameterError, load_params_file
+
+    try:
+        params = load_params_file(args.params_file) if args.params_file else MonitorParams()
+    except ParameterError as error:
+        return _fail(job, error)
+    name = args.model or params.model
+    from_file = args.params_file and not args.model
+    problem = model_problem(name, f"model (from {args.params_file})" if from_file else "--model")
+    if problem:
+        return _fail(job, problem)
+    return params, name
 
 
 def model_problem(name: str, label: str = "--model") -> str:
@@ -323,21 +342,16 @@ def _add_analyze(parser: argparse.ArgumentParser) -> None:
 
 def _run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.models.io import load_model
-    from ros2_lmd.monitor.params import MonitorParams, ParameterError, load_params_file
+    from ros2_lmd.monitor.params import ParameterError
     from ros2_lmd.replay.analyze import AnalyzeError, analyze, check_inputs
     from ros2_lmd.replay.bag import BagError
 
     if args.batch < 1 or args.workers < 0:
         return _fail("analyze", f"--batch must be >= 1 and --workers >= 0 (got {args.batch}, {args.workers})")
-    try:
-        params = load_params_file(args.params_file) if args.params_file else MonitorParams()
-    except ParameterError as error:
-        return _fail("analyze", error)
-    name = args.model or params.model
-    from_file = args.params_file and not args.model
-    problem = model_problem(name, f"model (from {args.params_file})" if from_file else "--model")
-    if problem:
-        return _fail("analyze", problem)
+    loaded = _params_and_model("analyze", args)
+    if isinstance(loaded, int):
+        return loaded
+    params, name = loaded
     # everything else that needs no model (bag index, faults file, output folder, device), up front
     try:
         check_inputs(args.bag, args.out, args.faults or None, args.device or params.device)
@@ -488,18 +502,12 @@ def _add_fleet(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_fleet(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from ros2_lmd.monitor.params import MonitorParams, ParameterError, load_params_file
     from ros2_lmd.replay.fleet import FAILED, PARTIAL, FleetError, check_arguments, find_bags, run_fleet
 
-    try:
-        params = load_params_file(args.params_file) if args.params_file else MonitorParams()
-    except ParameterError as error:
-        return _fail("fleet", error)
-    name = args.model or params.model
-    from_file = args.params_file and not args.model
-    problem = model_problem(name, f"model (from {args.params_file})" if from_file else "--model")
-    if problem:
-        return _fail("fleet", problem)
+    loaded = _params_and_model("fleet", args)
+    if isinstance(loaded, int):
+        return loaded
+    params, name = loaded
     try:  # everything that needs neither the model nor Ray, up front
         out = check_arguments(args.out, args.workers, args.batch, args.quality_frames)
         find_bags(args.bags, exclude=out)

@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
 
 from ros2_lmd.models.io import load_model  # noqa: E402
+from ros2_lmd.monitor.diagnostics import RUN_DEPENDENT_VALUES, comparable  # noqa: E402
 from ros2_lmd.monitor.params import MonitorParams  # noqa: E402
 from ros2_lmd.monitor.report import SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_RECOVERED  # noqa: E402
 from ros2_lmd.replay.analyze import analyze  # noqa: E402
@@ -54,7 +55,10 @@ def live(drive):
 
 @pytest.fixture(scope="module")
 def offline(drive, tmp_path_factory):
-    return analyze(drive.bag, load_model("compact_crl"), tmp_path_factory.mktemp("analysis"), progress=False)
+    # one frame per model call, as the live node: the numbers agree to the last digit
+    return analyze(
+        drive.bag, load_model("compact_crl"), tmp_path_factory.mktemp("analysis"), progress=False, batch=1
+    )
 
 
 def _t(stamp: float) -> float:
@@ -142,3 +146,19 @@ def test_live_node_and_offline_analysis_open_the_same_incidents(live, offline):
     # the blackout of every camera is one incident of the modality, opened within 1.5 s
     (camera,) = [i for i in offline.incidents if i.modality == "camera"]
     assert camera.sensor == "camera" and ONSET <= _t(camera.start) <= ONSET + 1.5
+
+
+def test_live_node_and_offline_analysis_report_the_same_diagnostics(live, offline):
+    # /diagnostics as they stood at the drive's last message: every sensor, modality and monitor
+    # status, level, message and values, all but the ones that measure the run itself
+    assert {r.hardware_id for r in live.diagnostics} >= {
+        "camera",
+        "radar",
+        "lidar",
+        "lidar_top",
+        "lmd_monitor",
+    }
+    assert comparable(live.diagnostics) == comparable(offline.diagnostics)
+    monitor = {r.hardware_id: r for r in offline.diagnostics}["lmd_monitor"]
+    assert monitor.values["frames_processed"] == str(len(live.reports))
+    assert RUN_DEPENDENT_VALUES & monitor.values.keys()  # they exist: the comparison left them out

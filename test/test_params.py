@@ -168,3 +168,31 @@ def test_range_check_matches_the_declared_range(value):
         assert not inside and "sync_tolerance_s" in str(error)
     else:
         assert inside and params.sync_tolerance_s == value
+
+
+def test_each_alert_threshold_is_declared_once_in_alert_config():
+    # MonitorParams offers AlertConfig's thresholds with AlertConfig's own default, description
+    # and range: changing one there changes the node parameter
+    from ros2_lmd.monitor.alerts import ALERT_PARAMETERS, AlertConfig
+    from ros2_lmd.monitor.pipeline import alert_config_from
+
+    params = {f.name: f for f in dataclasses.fields(MonitorParams)}
+    config = {f.name: f for f in dataclasses.fields(AlertConfig)}
+    assert set(ALERT_PARAMETERS) == set(params) & set(config)
+    assert "baseline_min_frames" in config and "baseline_min_frames" not in ALERT_PARAMETERS
+    for name in ALERT_PARAMETERS:
+        assert params[name].default == config[name].default, name
+        assert params[name].metadata == config[name].metadata, name
+    assert alert_config_from(MonitorParams()) == AlertConfig()
+    changed = alert_config_from(MonitorParams(hysteresis_k=2, baseline_window=4))
+    assert (changed.hysteresis_k, changed.baseline_window, changed.baseline_min_frames) == (2, 4, 4)
+
+
+def test_alert_threshold_problems_are_reported_by_both_owners_alike():
+    from ros2_lmd.monitor.alerts import AlertConfig
+
+    with pytest.raises(ValueError, match=r"hysteresis_k: 6 must be in \[1, hysteresis_n 5\]") as raised:
+        AlertConfig(hysteresis_k=6)
+    with pytest.raises(ParameterError) as from_params:
+        MonitorParams(hysteresis_k=6)
+    assert str(raised.value) == str(from_params.value)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ros2_lmd.geometry.grid import BEVGrid
+from ros2_lmd.monitor.declare import is_setting, setting
 from ros2_lmd.monitor.detections import sigmoid
 from ros2_lmd.monitor.report import (
     ERROR,
@@ -32,38 +34,105 @@ from ros2_lmd.monitor.report import (
 
 @dataclass(frozen=True)
 class AlertConfig:
-    """Thresholds of the alert logic; names match the node parameters (ros2_lmd.monitor.params)."""
+    """Thresholds of the alert logic, each declared here once: MonitorParams offers the ones
+    declared with `setting` as node parameters of the same name (default, description, range)."""
 
-    detection_threshold: float = 0.5
-    min_detection_cells: int = 4
-    single_sensor_share: float = 0.8
-    support_share: float = 0.15
-    disagreement_logit: float = 2.0
-    degraded_ratio: float = 0.5
-    failed_ratio: float = 0.15
-    baseline_window: int = 50
+    # --- Detections ---
+    detection_threshold: float = setting(
+        0.5, "Fused occupancy probability above which a BEV cell is part of a detection.", min=0.0, max=1.0
+    )
+    min_detection_cells: int = setting(
+        4, "Smallest detection, in connected BEV cells above detection_threshold.", min=1, max=10000
+    )
+    single_sensor_share: float = setting(
+        0.8,
+        "Share of a detection's evidence from one modality at or above which it is flagged "
+        "single-sensor (SINGLE_SENSOR_SUPPORT alert).",
+        min=0.0,
+        max=1.0,
+    )
+    support_share: float = setting(
+        0.15, "Share at or above which a modality counts as supporting a detection.", min=0.0, max=1.0
+    )
+    disagreement_logit: float = setting(
+        2.0,
+        "Modalities disagree on a detection when one pushes its fused logit up and another "
+        "down, each by more than this (logit units) (MODALITY_DISAGREEMENT alert).",
+        min=0.0,
+        max=100.0,
+    )
+
+    # --- Sensor health ---
+    degraded_ratio: float = setting(
+        0.5,
+        "A modality whose contribution falls below this fraction of its baseline is "
+        "degraded (SENSOR_DEGRADED, diagnostics WARN).",
+        min=0.0,
+        max=1.0,
+    )
+    failed_ratio: float = setting(
+        0.15,
+        "Below this fraction of its baseline a modality has failed (SENSOR_FAILED, "
+        "diagnostics ERROR); less than degraded_ratio.",
+        min=0.0,
+        max=1.0,
+    )
+    baseline_window: int = setting(
+        50, "Frames in the running baseline of each modality's contribution.", min=1, max=100000
+    )
+    # Not a node parameter: a node with a shorter baseline_window learns from all of it.
     baseline_min_frames: int = 10
-    hysteresis_k: int = 3
-    hysteresis_n: int = 5
-    digest_window_s: float = 10.0
-    digest_min_frames: int = 5
-    incident_clear_s: float = 0.5
-    incident_open_frames: int = 3
+    hysteresis_k: int = setting(
+        3,
+        "A health state changes when it holds in hysteresis_k of the last hysteresis_n frames.",
+        min=1,
+        max=1000,
+    )
+    hysteresis_n: int = setting(
+        5, "Window of the k-of-n hysteresis (frames); at least hysteresis_k.", min=1, max=1000
+    )
+    incident_clear_s: float = setting(
+        0.5,
+        "A sensor incident closes once no evidence of its fault has been seen for this long (s).",
+        min=0.01,
+        max=3600.0,
+    )
+    incident_open_frames: int = setting(
+        3,
+        "A sensor incident opens once the evidence of a fault held in this many consecutive "
+        "frames (its start is the first of them); a single bad frame stays a diagnostic.",
+        min=1,
+        max=1000,
+    )
+    digest_window_s: float = setting(
+        10.0,
+        "Per-object alerts (SINGLE_SENSOR_SUPPORT, MODALITY_DISAGREEMENT) are summed per kind and "
+        "modality and reported at most once per this window (s).",
+        min=0.1,
+        max=3600.0,
+    )
+    digest_min_frames: int = setting(
+        5,
+        "A per-object alert kind is reported once it held in this many frames of its window.",
+        min=1,
+        max=100000,
+    )
 
     def __post_init__(self) -> None:
-        problems = alert_config_problems(self)
+        problems = alert_config_problems({f.name: getattr(self, f.name) for f in fields(self)})
         if problems:
             raise ValueError("; ".join(problems))
 
 
-def alert_config_problems(config: object) -> list[str]:
-    """Every problem with the alert thresholds of `config` (an AlertConfig, or the node parameters:
-    any record with these field names; fields it lacks are not checked). The one owner of these
-    checks: MonitorParams reports them with its other parameter problems."""
+# The thresholds the node offers as parameters (MonitorParams copies them).
+ALERT_PARAMETERS = tuple(f.name for f in fields(AlertConfig) if is_setting(f))
+
+
+def alert_config_problems(value: Mapping[str, Any]) -> list[str]:
+    """Every problem between the alert thresholds in `value` (name -> value: an AlertConfig's, or
+    the node parameters'; a pair is checked when both are present). The one owner of these checks:
+    MonitorParams reports them with its other parameter problems."""
     problems = []
-    value = {
-        name: getattr(config, name) for name in AlertConfig.__dataclass_fields__ if hasattr(config, name)
-    }
     if "detection_threshold" in value and not 0 < value["detection_threshold"] < 1:
         problems.append(f"detection_threshold: must be in (0, 1), got {value['detection_threshold']}")
     if {"failed_ratio", "degraded_ratio"} <= value.keys() and not (

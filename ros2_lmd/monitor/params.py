@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ros2_lmd.monitor.alerts import alert_config_problems
+from ros2_lmd.monitor.alerts import ALERT_PARAMETERS, AlertConfig, alert_config_problems
+from ros2_lmd.monitor.declare import copied_from, setting
 from ros2_lmd.sensors.frame import MODALITIES
 
 NUSCENES_CAMERAS = (
@@ -62,19 +63,6 @@ class ParameterSpec:
         ]
 
 
-def _param(
-    default: Any,
-    description: str,
-    *,
-    min: float | None = None,
-    max: float | None = None,
-    choices: tuple[str, ...] = (),
-) -> Any:
-    return field(
-        default=default, metadata={"description": description, "min": min, "max": max, "choices": choices}
-    )
-
-
 @dataclass(frozen=True)
 class MonitorParams:
     """Every parameter of the monitor node, with the defaults of config/monitor.yaml.
@@ -84,24 +72,24 @@ class MonitorParams:
     """
 
     # --- Model ---
-    model: str = _param(
+    model: str = setting(
         "compact_crl",
         "Fusion model: a registry name (e.g. compact_crl) or a path to a .safetensors file with "
         "its JSON config beside it.",
     )
-    device: str = _param(
+    device: str = setting(
         "auto",
         "Where inference runs: auto (CUDA when available, else CPU), cuda or cpu.",
         choices=("auto", "cuda", "cpu"),
     )
-    decomposition: str = _param(
+    decomposition: str = setting(
         "compiled",
         "How LMD runs: compiled (traced once per input shape and compiled with torch.compile when "
         "the node is configured or analyze starts; checked against eager, its fallback on any failure) "
         "or eager (the rules run op by op: no compile time, slower per frame).",
         choices=("compiled", "eager"),
     )
-    cpu_threads: int = _param(
+    cpu_threads: int = setting(
         0,
         "CPU threads per inference worker (torch intra-op threads). 0: the CPU cores less one, "
         "shared among the workers, at least 1: a core stays free for the sensor callbacks; with "
@@ -109,7 +97,7 @@ class MonitorParams:
         min=0,
         max=256,
     )
-    inference_workers: int = _param(
+    inference_workers: int = setting(
         0,
         "Frames in inference at once, each in its own thread (alerts are still concluded in "
         "stamp order). 0: 1. More workers can raise the frame rate a many-core CPU sustains, not "
@@ -117,61 +105,61 @@ class MonitorParams:
         min=0,
         max=8,
     )
-    modalities: tuple[str, ...] = _param(
+    modalities: tuple[str, ...] = setting(
         MODALITIES, "Modalities fed to the model and decomposed; the others are not subscribed to."
     )
 
     # --- Inputs ---
-    camera_names: tuple[str, ...] = _param(
+    camera_names: tuple[str, ...] = setting(
         NUSCENES_CAMERAS, "Camera names, in the model's camera order; also the hardware ids in diagnostics."
     )
-    camera_image_topics: tuple[str, ...] = _param(
+    camera_image_topics: tuple[str, ...] = setting(
         tuple(f"/{name}/image_rect_compressed" for name in NUSCENES_CAMERAS),
         "Image topic of each camera, aligned with camera_names.",
     )
-    camera_info_topics: tuple[str, ...] = _param(
+    camera_info_topics: tuple[str, ...] = setting(
         tuple(f"/{name}/camera_info" for name in NUSCENES_CAMERAS),
         "sensor_msgs/CameraInfo topic of each camera (intrinsics), aligned with camera_names.",
     )
-    use_compressed: bool = _param(
+    use_compressed: bool = setting(
         True, "true: camera_image_topics carry sensor_msgs/CompressedImage; false: sensor_msgs/Image."
     )
-    radar_topics: tuple[str, ...] = _param(
+    radar_topics: tuple[str, ...] = setting(
         tuple(f"/{name}" for name in NUSCENES_RADARS),
         "sensor_msgs/PointCloud2 topic of each radar (fields x, y, z, rcs, vx_comp, vy_comp).",
     )
-    lidar_topic: str = _param(
+    lidar_topic: str = setting(
         "/lidar_top", "sensor_msgs/PointCloud2 topic of the LiDAR (fields x, y, z, intensity)."
     )
 
     # --- Synchronisation and frames ---
-    key_sensor: str = _param(
+    key_sensor: str = setting(
         "lidar",
         "Modality whose messages trigger a frame; the others are matched to it in time.",
         choices=MODALITIES,
     )
-    key_fallback: str = _param(
+    key_fallback: str = setting(
         "camera",
         "Modality whose first sensor triggers frames while the key sensor is silent (its "
         "messages then start a frame when no key message is within key_gap_s), so a dead key "
         "sensor is reported instead of stopping the monitor; none: no fallback.",
         choices=("none", *MODALITIES),
     )
-    key_gap_s: float = _param(
+    key_gap_s: float = setting(
         0.25,
         "How long (s) without a key-sensor message, around a fallback-sensor message, before "
         "that message starts a frame (a few key-sensor periods).",
         min=0.01,
         max=10.0,
     )
-    sync_tolerance_s: float = _param(
+    sync_tolerance_s: float = setting(
         0.06,
         "Largest stamp difference (s) to the key sensor for a message to join its frame; a "
         "sensor outside it is missing for that frame.",
         min=0.0,
         max=1.0,
     )
-    self_check_every: int = _param(
+    self_check_every: int = setting(
         20,
         "Every how many frames the decomposition checks itself: the frame is decomposed again "
         "with the bias as its own stream and its conservation error reported (decomposition_error "
@@ -180,26 +168,26 @@ class MonitorParams:
         min=0,
         max=100000,
     )
-    sensor_checks: bool = _param(
+    sensor_checks: bool = setting(
         True,
         "true: each sensor is also judged by cheap checks of its own data (black, frozen, "
         "over-exposed, dimmed or blocked image; dark LiDAR sectors, near-field clutter, point "
         "count; radar ghosts) against its own healthy history, so incidents name the failing "
         "sensor and see faults the decomposition cannot (docs/sensor_checks.md).",
     )
-    self_check_warn: float = _param(
+    self_check_warn: float = setting(
         1e-4,
         "Decomposition error (relative) above which /diagnostics reports WARN.",
         min=0.0,
         max=1.0,
     )
-    self_check_error: float = _param(
+    self_check_error: float = setting(
         1e-2,
         "Decomposition error (relative) above which /diagnostics reports ERROR.",
         min=0.0,
         max=1e6,
     )
-    stamp_tolerance_s: float = _param(
+    stamp_tolerance_s: float = setting(
         2.0,
         "How far (s) a message's stamp may stray from the time the other sensors keep (stamp "
         "minus arrival time live, minus log time in a bag) and from its own sensor's previous "
@@ -208,28 +196,28 @@ class MonitorParams:
         min=0.01,
         max=3600.0,
     )
-    blind_timeout_s: float = _param(
+    blind_timeout_s: float = setting(
         2.0,
         "While sensors publish, /diagnostics reports ERROR once no frame has been processed for "
         "this long (s), with the reason frames are being dropped.",
         min=0.1,
         max=3600.0,
     )
-    max_image_pixels: int = _param(
+    max_image_pixels: int = setting(
         4096 * 4096,
         "Largest camera image (width x height) decoded; larger ones are rejected before decoding "
         "(read from the image header), so one oversized image cannot stall the monitor.",
         min=1,
         max=1 << 30,
     )
-    sensor_qos: str = _param(
+    sensor_qos: str = setting(
         "sensor_data",
         "QoS of the sensor subscriptions: sensor_data (best effort, keep last 5: what "
         "drivers publish) or reliable (keep last 100: every message, late rather than lost, from "
         "reliable publishers only; e.g. bag replay into a node slower than the recording).",
         choices=("sensor_data", "reliable"),
     )
-    sync_max_delay_s: float = _param(
+    sync_max_delay_s: float = setting(
         0.3,
         "How much later (s) than a newer message an older one may still arrive (transport and "
         "decoding jitter); a frame waits at most this long past the tolerance for a missing sensor. "
@@ -237,129 +225,68 @@ class MonitorParams:
         min=0.0,
         max=5.0,
     )
-    base_frame: str = _param("base_link", "Vehicle frame of the BEV grid and of every output (REP-103).")
-    extrinsics_source: str = _param(
+    base_frame: str = setting("base_link", "Vehicle frame of the BEV grid and of every output (REP-103).")
+    extrinsics_source: str = setting(
         "tf_static",
         "Where sensor poses in base_frame come from: tf_static (the /tf_static "
         "topic) or config (extrinsics_file).",
         choices=("tf_static", "config"),
     )
-    extrinsics_file: str = _param(
+    extrinsics_file: str = setting(
         "",
         "With extrinsics_source config: a YAML file mapping each sensor's frame_id to "
         "{translation: [x, y, z], rotation: [qx, qy, qz, qw]}, its pose in base_frame.",
     )
 
-    # --- Detections ---
-    detection_threshold: float = _param(
-        0.5, "Fused occupancy probability above which a BEV cell is part of a detection.", min=0.0, max=1.0
-    )
-    min_detection_cells: int = _param(
-        4, "Smallest detection, in connected BEV cells above detection_threshold.", min=1, max=10000
-    )
-    single_sensor_share: float = _param(
-        0.8,
-        "Share of a detection's evidence from one modality at or above which it is flagged "
-        "single-sensor (SINGLE_SENSOR_SUPPORT alert).",
-        min=0.0,
-        max=1.0,
-    )
-    support_share: float = _param(
-        0.15, "Share at or above which a modality counts as supporting a detection.", min=0.0, max=1.0
-    )
-    disagreement_logit: float = _param(
-        2.0,
-        "Modalities disagree on a detection when one pushes its fused logit up and another "
-        "down, each by more than this (logit units) (MODALITY_DISAGREEMENT alert).",
-        min=0.0,
-        max=100.0,
-    )
+    # --- Detections and sensor health: the alert thresholds, declared in AlertConfig ---
+    detection_threshold: float = copied_from(AlertConfig, "detection_threshold")
+    min_detection_cells: int = copied_from(AlertConfig, "min_detection_cells")
+    single_sensor_share: float = copied_from(AlertConfig, "single_sensor_share")
+    support_share: float = copied_from(AlertConfig, "support_share")
+    disagreement_logit: float = copied_from(AlertConfig, "disagreement_logit")
+    degraded_ratio: float = copied_from(AlertConfig, "degraded_ratio")
+    failed_ratio: float = copied_from(AlertConfig, "failed_ratio")
+    baseline_window: int = copied_from(AlertConfig, "baseline_window")
+    hysteresis_k: int = copied_from(AlertConfig, "hysteresis_k")
+    hysteresis_n: int = copied_from(AlertConfig, "hysteresis_n")
+    incident_clear_s: float = copied_from(AlertConfig, "incident_clear_s")
+    incident_open_frames: int = copied_from(AlertConfig, "incident_open_frames")
+    digest_window_s: float = copied_from(AlertConfig, "digest_window_s")
+    digest_min_frames: int = copied_from(AlertConfig, "digest_min_frames")
 
-    # --- Sensor health ---
-    degraded_ratio: float = _param(
-        0.5,
-        "A modality whose contribution falls below this fraction of its baseline is "
-        "degraded (SENSOR_DEGRADED, diagnostics WARN).",
-        min=0.0,
-        max=1.0,
-    )
-    failed_ratio: float = _param(
-        0.15,
-        "Below this fraction of its baseline a modality has failed (SENSOR_FAILED, "
-        "diagnostics ERROR); less than degraded_ratio.",
-        min=0.0,
-        max=1.0,
-    )
-    baseline_window: int = _param(
-        50, "Frames in the running baseline of each modality's contribution.", min=1, max=100000
-    )
-    hysteresis_k: int = _param(
-        3,
-        "A health state changes when it holds in hysteresis_k of the last hysteresis_n frames.",
-        min=1,
-        max=1000,
-    )
-    hysteresis_n: int = _param(
-        5, "Window of the k-of-n hysteresis (frames); at least hysteresis_k.", min=1, max=1000
-    )
-    incident_clear_s: float = _param(
-        0.5,
-        "A sensor incident closes once no evidence of its fault has been seen for this long (s).",
-        min=0.01,
-        max=3600.0,
-    )
-    incident_open_frames: int = _param(
-        3,
-        "A sensor incident opens once the evidence of a fault held in this many consecutive "
-        "frames (its start is the first of them); a single bad frame stays a diagnostic.",
-        min=1,
-        max=1000,
-    )
-    digest_window_s: float = _param(
-        10.0,
-        "Per-object alerts (SINGLE_SENSOR_SUPPORT, MODALITY_DISAGREEMENT) are summed per kind and "
-        "modality and reported at most once per this window (s).",
-        min=0.1,
-        max=3600.0,
-    )
-    digest_min_frames: int = _param(
-        5,
-        "A per-object alert kind is reported once it held in this many frames of its window.",
-        min=1,
-        max=100000,
-    )
-    stale_timeout_s: float = _param(
+    # --- Diagnostics ---
+    stale_timeout_s: float = setting(
         0.5,
         "A sensor with no message for this long (s) is stale (diagnostics WARN; STALE is "
         "kept for a sensor that never sent anything).",
         min=0.001,
         max=3600.0,
     )
-    diagnostics_persistence: int = _param(
+    diagnostics_persistence: int = setting(
         3, "Consecutive failing checks before a diagnostics status becomes ERROR.", min=1, max=1000
     )
 
     # --- Outputs ---
-    publish_rate_hz: float = _param(
+    publish_rate_hz: float = setting(
         0.0, "Most outputs per second; 0 publishes every processed frame.", min=0.0, max=1000.0
     )
-    output_prefix: str = _param(
+    output_prefix: str = setting(
         "/lmd",
         "Prefix of the output topics (<prefix>/bev/<fused|camera|radar|lidar|bias>, "
         "<prefix>/bev_image, <prefix>/markers, <prefix>/decomposition, <prefix>/alerts). "
         "Absolute by default; a relative name (lmd) puts them under the node's namespace.",
     )
-    queue_depth: int = _param(
+    queue_depth: int = setting(
         1,
         "Frames waiting for inference; 1 keeps only the latest (older frames are dropped and "
         "counted in frames_dropped).",
         min=1,
         max=100,
     )
-    bev_image_scale: int = _param(
+    bev_image_scale: int = setting(
         2, "Pixels per BEV cell in the colour image <prefix>/bev_image.", min=1, max=16
     )
-    component_logit_range: float = _param(
+    component_logit_range: float = setting(
         4.0,
         "Logit contribution shown at full scale in <prefix>/bev/<camera|radar|lidar|bias> "
         "(cell value 50 + 50 * clip(c / range, -1, 1): 50 no contribution, 100 at +range or "
@@ -369,7 +296,7 @@ class MonitorParams:
     )
 
     # --- Lifecycle ---
-    autostart: bool = _param(
+    autostart: bool = setting(
         True,
         "true: the node configures and activates itself on start; false: it waits in the "
         "unconfigured state for a lifecycle manager (configure, activate).",
@@ -404,7 +331,7 @@ class MonitorParams:
                 problems.append(
                     f"{name}: {len(getattr(self, name))} topics for {len(self.camera_names)} camera_names"
                 )
-        problems += alert_config_problems(self)
+        problems += alert_config_problems({name: getattr(self, name) for name in ALERT_PARAMETERS})
         if self.extrinsics_source == "config" and not self.extrinsics_file:
             problems.append("extrinsics_file: required when extrinsics_source is config")
         return problems

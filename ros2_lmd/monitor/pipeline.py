@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 from ros2_lmd.lmd import RuleVariants, decompose
 from ros2_lmd.lmd.compiled import shared_compiled
 from ros2_lmd.models.base import FusionModel
-from ros2_lmd.monitor.alerts import AlertConfig, AlertEngine, ObjectAlertDigest
+from ros2_lmd.monitor.alerts import ALERT_PARAMETERS, AlertConfig, AlertEngine, ObjectAlertDigest
 from ros2_lmd.monitor.detections import evidence_shares, extract_detections, sigmoid
 from ros2_lmd.monitor.incidents import (
     Evidence,
@@ -24,6 +24,7 @@ from ros2_lmd.monitor.incidents import (
     evidence_from_frame,
     evidence_from_verdicts,
 )
+from ros2_lmd.monitor.params import MonitorParams
 from ros2_lmd.monitor.report import FrameReport
 from ros2_lmd.monitor.runner import keep_freed_memory
 from ros2_lmd.monitor.sensor_checks import Finding, SensorCheckConfig, SensorChecks, verdict_alerts
@@ -62,11 +63,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def alert_config_from(params: Any) -> AlertConfig:
-    """AlertConfig from any record with the same field names (ros2_lmd.monitor.params.MonitorParams)."""
-    values = {f.name: getattr(params, f.name) for f in fields(AlertConfig) if hasattr(params, f.name)}
-    if "baseline_window" in values and "baseline_min_frames" not in values:
-        values["baseline_min_frames"] = min(AlertConfig.baseline_min_frames, values["baseline_window"])
+def alert_config_from(params: MonitorParams) -> AlertConfig:
+    """The AlertConfig of the node parameters: every threshold it offers as a parameter
+    (ALERT_PARAMETERS), and a baseline that learns from at most its whole window."""
+    values = {name: getattr(params, name) for name in ALERT_PARAMETERS}
+    values["baseline_min_frames"] = min(AlertConfig.baseline_min_frames, params.baseline_window)
     return AlertConfig(**values)
 
 

@@ -25,13 +25,13 @@ import torch
 
 from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import rosbags_types
-from ros2_lmd.monitor import status
+from ros2_lmd.monitor.diagnostics import DIAGNOSTICS_PERIOD_S, Intake, MonitorStatus, drop_kind
 from ros2_lmd.monitor.ingest import Ingest, MessageOutcome, ingest_for_model
 from ros2_lmd.monitor.params import MonitorParams
-from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, health_ratios, pipeline_for, resolve_device
+from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, pipeline_for, resolve_device
 from ros2_lmd.monitor.report import FrameReport
 from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
-from ros2_lmd.monitor.sensor_health import SensorHealthTracker, SensorInfo
+from ros2_lmd.monitor.status import StatusRecord
 from ros2_lmd.replay.bag import (
     EXPECTED_TYPES,
     BagError,
@@ -58,8 +58,6 @@ if TYPE_CHECKING:
     from ros2_lmd.sim.faults import FaultEvent
 
 MAX_SNAPSHOTS = 8
-DIAGNOSTICS_PERIOD_S = 1.0  # as the node's diagnostics timer
-MONITOR_NAME = "lmd_monitor"  # the node's default name: its status has this hardware id live
 # What analyze writes into the output folder: name -> whether it is a folder (the rosbag2).
 OUTPUTS = {
     "output": True,
@@ -174,6 +172,8 @@ class AnalyzeResult:
     reports: list[FrameReport] = field(default_factory=list, repr=False)
     incidents: list[Any] = field(default_factory=list)  # monitor.incidents.Incident, in start order
     t0: float = 0.0  # the bag's start (incident and fault times count from it)
+    # the /diagnostics records after the last message: the last DiagnosticArray of the output bag
+    diagnostics: list[StatusRecord] = field(default_factory=list)
 
     @property
     def processed(self) -> int:
@@ -297,62 +297,33 @@ def _analyze_into(
     alerts: list[AlertRow] = []
     reports: list[FrameReport] = []
     problems: list[tuple[str, str]] = []
-    counts = {"processed": 0, "dropped": 0}
     prefix = params.output_prefix.rstrip("/")
-    # /diagnostics as the node publishes it, once per DIAGNOSTICS_PERIOD_S of bag time: per-sensor
-    # statuses from the messages read so far (bag time as the clock), taken as each frame leaves
-    # the time sync, so they do not depend on how far ahead the reading thread is.
-    tracker = SensorHealthTracker(
-        [SensorInfo(s.name, s.topic, s.modality) for s in ingest.sensors],
-        params.stale_timeout_s,
-        params.diagnostics_persistence,
-    )
-    due: dict[int, tuple[float, list, dict[str, int]]] = {}  # id(frame) -> sensor statuses then
+    # /diagnostics as the node publishes them (the same MonitorStatus, fed the same events), once
+    # per DIAGNOSTICS_PERIOD_S of bag time: the reading side's state is taken as each frame leaves
+    # the time sync, so the records do not depend on how far ahead the reading thread is.
+    monitor_status = MonitorStatus.for_run(params, ingest, modalities)
+    due: dict[int, Intake] = {}  # id(frame or drop) -> the reading side's state then
     last_diagnostics = [-float("inf")]
-    latest: list[FrameReport | None] = [None]
 
     def on_message(outcome: MessageOutcome, now: float) -> None:
-        if outcome.bad and outcome.sensor is not None:
-            tracker.error(outcome.sensor.name, outcome.topic, outcome.bad, now)
-        if outcome.kind == "reading" and not outcome.error:
-            tracker.message(outcome.sensor.name, outcome.stamp, now, ok=not outcome.problem)
+        monitor_status.on_message(outcome, now)
 
     def on_assembled(result: AssemblyResult, now: float) -> None:
         if not isinstance(result, DroppedFrame):
-            tracker.frame({n: not r for n, r in result.sensor_status.items()}, result.sensor_status)
+            monitor_status.on_frame(result)
         if now - last_diagnostics[0] >= DIAGNOSTICS_PERIOD_S:
             last_diagnostics[0] = now
-            due[id(result)] = (now, tracker.statuses(now), dict(ingest.losses.lost))
+            due[id(result)] = monitor_status.intake(ingest, now)
 
-    def write_diagnostics(item: AssemblyResult, report: FrameReport | None) -> None:
-        if id(item) not in due:
-            return
-        now, sensor_records, lost = due.pop(id(item))
-        records = status.sensor_and_modality_statuses(
-            sensor_records,
-            lost,
-            pipeline.sensor_states,
-            modalities,
-            report,
-            pipeline.alerts.states(),
-            health_ratios(pipeline),
-            list(pipeline.incidents.open_incidents()) if pipeline.incidents is not None else [],
-        )
-        values = {
-            "frames_processed": str(counts["processed"]),
-            "frames_dropped": str(counts["dropped"]),
-            "messages_lost": str(sum(lost.values())),
-            "decomposition": pipeline.decomposition_status,
-        }
-        if report is not None:
-            values["conservation_error"] = f"{report.conservation_error:.3g}"
-        level = status.DIAG_OK if counts["processed"] else status.DIAG_STALE
-        message = f"{counts['processed']} frames processed, {counts['dropped']} dropped (offline analysis)"
-        records.append(status.StatusRecord(f"ros2_lmd: {MONITOR_NAME}", MONITOR_NAME, level, message, values))
-        stamp = report.stamp if report is not None else now
-        stamp_ns = report.stamp_ns if report is not None else int(now * 1e9)
-        array = outputs.diagnostic_array(records, types, stamp)
+    def write_diagnostics(records: list[StatusRecord], stamp_ns: int) -> None:
+        array = outputs.diagnostic_array(records, types, stamp_ns * 1e-9)
         writer.write("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", stamp_ns, array)
+
+    def diagnostics_after(item: AssemblyResult, report: FrameReport | None) -> None:
+        intake = due.pop(id(item), None)
+        if intake is not None:
+            stamp_ns = report.stamp_ns if report is not None else int(item.stamp * 1e9)
+            write_diagnostics(monitor_status.records(intake, pipeline.decomposition_status), stamp_ns)
 
     def on_frame(
         item: AssemblyResult, sensor_messages: dict[str, tuple[int, int]], report: FrameReport | None
@@ -360,12 +331,11 @@ def _analyze_into(
         lost = sum(lost for _, lost in sensor_messages.values())
         if report is None:
             rows.append(FrameRow.skipped(item.stamp, item.reason, lost))
-            counts["dropped"] += 1
-            write_diagnostics(item, latest[0])
+            monitor_status.on_drop(drop_kind(item), item.reason)
+            diagnostics_after(item, None)
             return
         rows.append(FrameRow.processed(report, lost))
-        counts["processed"] += 1
-        latest[0] = report
+        monitor_status.on_report(report, pipeline)
         for alert in report.alerts:
             row = AlertRow(
                 report.stamp, alert.kind, alert.severity, alert.modality, alert.message, alert.sensor
@@ -377,15 +347,15 @@ def _analyze_into(
             report,
             types,
             params.base_frame,
-            counts["processed"],
-            counts["dropped"],
+            monitor_status.frames_processed,
+            monitor_status.frames_dropped,
             bev_image_scale=params.bev_image_scale,
             component_logit_range=params.component_logit_range,
             detection_threshold=params.detection_threshold,
             sensor_messages=sensor_messages,
         ):
             writer.write(f"{prefix}/{key}", msgtype, report.stamp_ns, message)
-        write_diagnostics(item, report)
+        diagnostics_after(item, report)
         if keep_reports or (len(reports) < MAX_SNAPSHOTS and _is_snapshot(report)):
             reports.append(report)
 
@@ -400,8 +370,15 @@ def _analyze_into(
         ) as bar,
     ):
         stream = read_messages(bag, kinds, types.typestore, stats, kinds)
+        last_log_ns: list[int] = []
+
+        def messages() -> Iterator[tuple[str, int, Any]]:
+            for topic, _type, log_time, message in _counted(stream, bar):
+                last_log_ns[:] = [log_time]
+                yield topic, log_time, message
+
         monitor_messages(
-            ((topic, log_time, message) for topic, _type, log_time, message in _counted(stream, bar)),
+            messages(),
             ingest,
             pipeline,
             on_frame,
@@ -412,6 +389,14 @@ def _analyze_into(
             on_message=on_message,
             on_assembled=on_assembled,
         )
+        # the state after the last message, as the node's next /diagnostics would show it
+        final: list[StatusRecord] = []
+        if last_log_ns:
+            end_ns = last_log_ns[0]
+            final = monitor_status.records(
+                monitor_status.intake(ingest, end_ns * 1e-9), pipeline.decomposition_status
+            )
+            write_diagnostics(final, end_ns)
     problems[:0] = type_problems(stats.wrong_type, kinds)
     for topic, count in stats.undecodable.items():
         problems.append((topic, f"{count} message(s) could not be decoded"))
@@ -449,7 +434,7 @@ def _analyze_into(
         modalities,
     )
     write_summary_json(out_dir / "summary.json", summary)
-    return AnalyzeResult(out_dir, rows, alerts, problems, stats, reports, incidents, t0)
+    return AnalyzeResult(out_dir, rows, alerts, problems, stats, reports, incidents, t0, final)
 
 
 def _counted(stream: Iterable[Any], bar: Any) -> Iterator[Any]:

@@ -36,6 +36,8 @@ class DemoResult:
     key_frames: int = 0
     incidents: dict[int, Any] = field(default_factory=dict)  # id -> the incident's latest state
     sensor_modality: dict[str, str] = field(default_factory=dict)
+    # the node's /diagnostics records as they stood at the last sensor message of the drive
+    diagnostics: list[Any] = field(default_factory=list)
 
 
 def _colour(severity: int, text: str) -> str:
@@ -154,6 +156,7 @@ def run_live(
                 )
                 break
             time.sleep(0.05)
+        result.diagnostics = node.diagnostic_records(now=node.last_message_at)
         node.trigger_deactivate()
     finally:
         if player is not None:

@@ -20,7 +20,6 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -47,19 +46,28 @@ from rclpy.signals import SignalHandlerOptions
 from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import RclpyTypes
 from ros2_lmd.monitor import status
-from ros2_lmd.monitor.ingest import TF_STATIC, Ingest, MessageOutcome, ingest_for_model
+from ros2_lmd.monitor.diagnostics import (
+    DIAGNOSTICS_PERIOD_S,
+    DROP_ASSEMBLY,
+    DROP_INFERENCE,
+    DROP_SHUTDOWN,
+    DROP_SUPERSEDED,
+    MONITOR_NAME,
+    MonitorStatus,
+    drop_kind,
+)
+from ros2_lmd.monitor.ingest import TF_STATIC, Ingest, ingest_for_model
 from ros2_lmd.monitor.params import MonitorParams, ParameterError, parameter_specs, params_from_mapping
 from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
-from ros2_lmd.monitor.sensor_health import SensorHealthTracker, SensorInfo
+from ros2_lmd.monitor.sensor_health import SensorHealthTracker
 from ros2_lmd.monitor.throttle import Throttle
 from ros2_lmd.ros.transport import use_shipped_transport
 from ros2_lmd.sensors.errors import SensorDataError
 from ros2_lmd.sensors.frame import SensorFrame
 from ros2_lmd.sensors.sync import DroppedFrame
 
-NODE_NAME = "lmd_monitor"
+NODE_NAME = MONITOR_NAME
 LOG_THROTTLE_S = 5.0
-DIAGNOSTICS_PERIOD_S = 1.0
 SYNC_TICK_S = 0.1
 # After this long (wall clock) without any sensor message, the time sync finishes the frames it
 # holds instead of waiting for sensors that may never send again.
@@ -100,12 +108,6 @@ _ROS_TYPES = {
     tuple: ParameterType.PARAMETER_STRING_ARRAY,
 }
 
-DROP_SUPERSEDED = "superseded in the queue by a newer frame"
-DROP_ASSEMBLY = "could not be assembled (late, duplicate or out-of-order key reading)"
-DROP_KEY_MALFORMED = "key sensor message malformed"
-DROP_INFERENCE = "inference failed"
-DROP_SHUTDOWN = "still queued at deactivate"
-
 
 def parameter_descriptors() -> dict[str, ParameterDescriptor]:
     """A ParameterDescriptor per MonitorParams field (description, type, range, read_only)."""
@@ -143,14 +145,14 @@ class _Run:
         params: MonitorParams,
         pipeline: Any,
         ingest: Ingest,
-        tracker: SensorHealthTracker,
+        status: MonitorStatus,
         inference_workers: int,
         cpu_threads: int,
     ) -> None:
         self.params = params
         self.pipeline = pipeline
         self.ingest = ingest
-        self.tracker = tracker
+        self.status = status  # counters and statuses behind /diagnostics, as analyze keeps them
         self.inference_workers = inference_workers
         self.cpu_threads = cpu_threads
         self.runner: OrderedRunner | None = None  # from activate to deactivate
@@ -276,12 +278,8 @@ class MonitorNode(LifecycleNode):
         # seconds): done here, at configure, so the first live frame is on time.
         warm_s = pipeline.warm_up(1)
         self.get_logger().info(f"warmed up in {warm_s:.1f} s: decomposition {pipeline.decomposition_status}")
-        tracker = SensorHealthTracker(
-            [SensorInfo(s.name, s.topic, s.modality) for s in ingest.sensors],
-            params.stale_timeout_s,
-            params.diagnostics_persistence,
-        )
-        run = _Run(params, pipeline, ingest, tracker, workers, threads)
+        monitor_status = MonitorStatus.for_run(params, ingest, pipeline.modalities, self.get_name())
+        run = _Run(params, pipeline, ingest, monitor_status, workers, threads)
         prefix = params.output_prefix.rstrip("/") or "/"
         reliable = QoSProfile(
             depth=5, reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST
@@ -428,37 +426,32 @@ class MonitorNode(LifecycleNode):
     # --- Counters ----------------------------------------------------------------------------------
 
     def _reset_counters(self) -> None:
-        self._drops: Counter[str] = Counter()
-        self._frames_processed = 0
-        self._malformed: Counter[str] = Counter()  # topic -> malformed messages
+        """The live-only timing (the counters of a run are its MonitorStatus)."""
         self._key_arrivals: dict[float, float] = {}
         self._latest_receive: tuple[float, float] | None = None  # (stamp, monotonic)
-        self._latest: tuple[Any, dict[str, str], dict[str, float]] | None = None
-        self._extrinsics_error = ""
         self._last_publish = -float("inf")
         # For the blind check: when a sensor message last came in and a frame was last processed
-        # (monotonic), and why the last frame was dropped.
+        # (monotonic).
         self._last_message_at: float | None = None
         self._last_processed_at = time.monotonic()
-        self._last_drop = ""
-        self._time_jumps: list[str] = []
-        self._decomposition_error: tuple[float, float] | None = None  # (frame stamp, error)
-        self._open_incidents: list[Any] = []
-        self._views_skipped = 0  # view messages not built: nobody subscribed
 
     @property
     def sensor_health(self) -> SensorHealthTracker | None:
         """The per-sensor bookkeeping behind /diagnostics (None until configured)."""
-        return self._run.tracker if self._run else None
+        return self._run.status.tracker if self._run else None
 
     @property
     def frames_processed(self) -> int:
-        return self._frames_processed
+        run = self._run
+        return run.status.frames_processed if run else 0
 
     @property
     def frames_dropped(self) -> int:
+        run = self._run
+        if run is None:
+            return 0
         with self._lock:
-            return sum(self._drops.values())
+            return run.status.frames_dropped
 
     def frames_pending(self) -> int:
         """Frames held anywhere in the node: in the time sync (including fallback-key readings not
@@ -472,9 +465,18 @@ class MonitorNode(LifecycleNode):
         with self._lock:
             return run.ingest.frames_pending + in_runner
 
-    def drop_counts(self) -> dict[str, int]:
+    @property
+    def last_message_at(self) -> float | None:
+        """When (time.monotonic()) the last sensor message came in; None before any."""
         with self._lock:
-            return dict(self._drops)
+            return self._last_message_at
+
+    def drop_counts(self) -> dict[str, int]:
+        run = self._run
+        if run is None:
+            return {}
+        with self._lock:
+            return dict(run.status.drops)
 
     # --- Callbacks: convert and add ----------------------------------------------------------------
 
@@ -490,13 +492,10 @@ class MonitorNode(LifecycleNode):
         reference = self.get_clock().now().nanoseconds * 1e-9
         with self._lock:
             outcome = run.ingest.on_message(topic, msg, reference)
+            run.status.on_message(outcome, now)
             if outcome.kind == "reading":
                 self._last_message_at = now
-            if outcome.time_jump:
-                self._time_jumps.append(outcome.time_jump)
-            if outcome.kind == "tf":
-                self._extrinsics_error = f"{topic}: {outcome.error}" if outcome.error else ""
-            elif outcome.kind == "reading" and not outcome.error:
+            if outcome.kind == "reading" and not outcome.error:
                 if outcome.sensor.name == run.ingest.key_sensor:
                     self._key_arrivals[outcome.stamp] = now
                     while len(self._key_arrivals) > 100:
@@ -508,20 +507,11 @@ class MonitorNode(LifecycleNode):
                 "baselines start over"
             )
         if outcome.bad:
-            self._bad_message(run, outcome, now)
+            self._log_problem(outcome.topic, outcome.bad)
         elif outcome.note:
             self._log_note(topic, outcome.note)
-        if outcome.kind == "reading" and not outcome.error:
-            run.tracker.message(outcome.sensor.name, outcome.stamp, now, ok=not outcome.problem)
         if outcome.kind == "reading":
             self._assemble(run)
-
-    def _bad_message(self, run: _Run, outcome: MessageOutcome, now: float) -> None:
-        if outcome.sensor is not None:
-            run.tracker.error(outcome.sensor.name, outcome.topic, outcome.bad, now)
-        with self._lock:
-            self._malformed[outcome.topic] += 1
-        self._log_problem(outcome.topic, outcome.bad)
 
     def _log_problem(self, topic: str, reason: str) -> None:
         held = self._throttle(topic, time.monotonic())
@@ -559,18 +549,18 @@ class MonitorNode(LifecycleNode):
             superseded = [runner.put(r) for r in results if not isinstance(r, DroppedFrame)]
         for result in results:
             if isinstance(result, DroppedFrame):
-                kind = DROP_KEY_MALFORMED if result.malformed else DROP_ASSEMBLY
-                self._count_drop(kind, result.stamp, result.reason)
-                if not result.malformed:  # a malformed message was logged when it arrived
+                self._count_drop(drop_kind(result), result.stamp, result.reason)
+                if drop_kind(result) == DROP_ASSEMBLY:  # a malformed message was logged on arrival
                     self._log_problem("time sync", f"frame at {result.stamp:.3f} dropped: {result.reason}")
         for frame in superseded:
             if frame is not None:
                 self._count_drop(DROP_SUPERSEDED, frame.stamp, "superseded by a newer frame")
 
     def _count_drop(self, kind: str, stamp: float, reason: str) -> None:
-        with self._lock:
-            self._drops[kind] += 1
-            self._last_drop = f"{kind}: {reason}"
+        run = self._run
+        if run is not None:
+            with self._lock:
+                run.status.on_drop(kind, reason)
         for listener in self.drop_listeners:
             listener(stamp, f"{kind}: {reason}")
 
@@ -595,21 +585,13 @@ class MonitorNode(LifecycleNode):
         self._log_problem("outputs", f"frame at {frame.stamp:.3f}: {type(error).__name__}: {error}")
 
     def _after_frame(self, run: _Run, frame: SensorFrame, report: Any) -> None:
-        from ros2_lmd.monitor.pipeline import health_ratios
-
-        included = {name: not reason for name, reason in frame.sensor_status.items()}
-        run.tracker.frame(included, frame.sensor_status)
         now = time.monotonic()
         with self._lock:
-            if report.decomposition_error == report.decomposition_error:  # not NaN: checked
-                self._decomposition_error = (report.stamp, report.decomposition_error)
+            run.status.on_frame(frame)
+            run.status.on_report(report, run.pipeline)
             self._last_processed_at = now
-            self._frames_processed += 1
-            processed = self._frames_processed
-            dropped = sum(self._drops.values())
+            processed, dropped = run.status.frames_processed, run.status.frames_dropped
             arrival = self._key_arrivals.pop(frame.stamp, None)
-            self._latest = (report, run.pipeline.alerts.states(), health_ratios(run.pipeline))
-            self._open_incidents = list(run.pipeline.incidents.open_incidents())
         self._log_incidents(report)
         for listener in self.report_listeners:
             listener(frame, report)
@@ -649,7 +631,7 @@ class MonitorNode(LifecycleNode):
         }
         with self._lock:
             sensor_messages = run.ingest.sensor_messages()
-            self._views_skipped += len(skip_views)
+            run.status.views_skipped += len(skip_views)
         for key, _type, message in outputs.frame_messages(
             report,
             self.types,
@@ -667,87 +649,16 @@ class MonitorNode(LifecycleNode):
 
     # --- Diagnostics -------------------------------------------------------------------------------
 
-    def diagnostic_records(self) -> list[status.StatusRecord]:
+    def diagnostic_records(self, now: float | None = None) -> list[status.StatusRecord]:
+        """The /diagnostics statuses (monitor.diagnostics.MonitorStatus, as `analyze` records
+        them) at `now` (monotonic seconds; default: now)."""
         run = self._run
         if run is None:
             return []
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         with self._lock:
-            latest = self._latest
-            drops = dict(self._drops)
-            processed = self._frames_processed
-            malformed = sum(self._malformed.values())
-            extrinsics_error = self._extrinsics_error
-            frames_known = len(run.ingest.extrinsics.frames)
-            lost = dict(run.ingest.losses.lost)
-            stamps_rejected, time_jumps = run.ingest.stamps.rejected, list(self._time_jumps)
-            blind_s = self._blind_for(run, now)
-            last_drop = self._last_drop
-            checked = self._decomposition_error
-            open_incidents = list(self._open_incidents)
-            views_skipped = self._views_skipped
-        report, states, ratios = latest if latest else (None, {}, {})
-        records = status.sensor_and_modality_statuses(
-            run.tracker.statuses(now),
-            lost,
-            run.pipeline.sensor_states,
-            run.pipeline.modalities,
-            report,
-            states,
-            ratios,
-            open_incidents,
-        )
-        values = {
-            "frames_processed": str(processed),
-            "frames_dropped": str(sum(drops.values())),
-            "malformed_messages": str(malformed),
-            "extrinsic_frames": str(frames_known),
-            "extrinsics_error": extrinsics_error,
-            "messages_lost": str(sum(lost.values())),
-            "stamps_rejected": str(stamps_rejected),
-            "time_jumps": str(len(time_jumps)),
-            "last_time_jump": time_jumps[-1] if time_jumps else "",
-            "decomposition": run.pipeline.decomposition_status,
-            "views_not_built_no_subscriber": str(views_skipped),
-        }
-        values.update({f"dropped: {reason}": str(count) for reason, count in drops.items()})
-        if report is not None:
-            values["latency_ms"] = f"{report.latency_ms:.1f}"
-            values["conservation_error"] = f"{report.conservation_error:.3g}"
-        level = status.DIAG_OK if processed else status.DIAG_STALE
-        message = (
-            f"{processed} frames processed, {sum(drops.values())} dropped"
-            if processed
-            else "no frame processed yet"
-        )
-        if extrinsics_error:
-            level, message = status.DIAG_WARN, f"extrinsics: {extrinsics_error}"
-        if checked is not None:
-            stamp, error = checked
-            values["decomposition_error"] = f"{error:.3g}"
-            values["decomposition_checked_stamp"] = f"{stamp:.6f}"
-            limits = (
-                (run.params.self_check_error, status.DIAG_ERROR),
-                (run.params.self_check_warn, status.DIAG_WARN),
-            )
-            for limit, limit_level in limits:
-                if error > limit and limit_level > level:
-                    level = limit_level
-                    message = (
-                        f"decomposition self-check failed: error {error:.3g} > {limit:g} at frame "
-                        f"{stamp:.3f} (a decomposition rule does not conserve the output)"
-                    )
-                    break
-        if blind_s is not None:  # the monitor must never stay blind quietly
-            level = status.DIAG_ERROR
-            message = (
-                f"blind: sensors publish but no frame was processed for {blind_s:.1f} s "
-                f"(blind_timeout_s {run.params.blind_timeout_s:g}); last drop: {last_drop or 'none'}"
-            )
-        records.append(
-            status.StatusRecord(f"ros2_lmd: {self.get_name()}", self.get_name(), level, message, values)
-        )
-        return records
+            intake = run.status.intake(run.ingest, now)
+            return run.status.records(intake, run.pipeline.decomposition_status, self._blind_for(run, now))
 
     def _blind_for(self, run: _Run, now: float) -> float | None:
         """Seconds without a processed frame while sensor messages keep coming, once that exceeds

@@ -49,7 +49,8 @@ from ros2_lmd.messages.types import RclpyTypes
 from ros2_lmd.monitor import status
 from ros2_lmd.monitor.ingest import TF_STATIC, Ingest, MessageOutcome, ingest_for_model
 from ros2_lmd.monitor.params import MonitorParams, ParameterError, parameter_specs, params_from_mapping
-from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
+from ros2_lmd.monitor.resources import inference_plan
+from ros2_lmd.monitor.runner import OrderedRunner
 from ros2_lmd.monitor.sensor_health import SensorHealthTracker, SensorInfo
 from ros2_lmd.monitor.throttle import Throttle
 from ros2_lmd.ros.transport import use_shipped_transport

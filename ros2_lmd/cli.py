@@ -800,7 +800,7 @@ def _add_convert_simplebev(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_convert_simplebev(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from ros2_lmd.models.simplebev import convert_simplebev_checkpoint
+    from ros2_lmd.models.conversion import convert_simplebev_checkpoint
 
     overrides = {}
     if args.image_size:

@@ -37,7 +37,7 @@ def main() -> None:
     from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.params import MonitorParams
     from ros2_lmd.monitor.pipeline import pipeline_for
-    from ros2_lmd.monitor.runner import cpu_cores, inference_plan
+    from ros2_lmd.monitor.resources import cpu_cores, inference_plan
     from ros2_lmd.replay.analyze import analyze
     from ros2_lmd.replay.simulate import simulate_to_bag
 

@@ -40,7 +40,7 @@ def main() -> None:
 
     from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.params import MonitorParams
-    from ros2_lmd.monitor.runner import cpu_cores
+    from ros2_lmd.monitor.resources import cpu_cores
     from ros2_lmd.replay.analyze import analyze
     from ros2_lmd.replay.fleet import ANALYSED, run_fleet
     from ros2_lmd.replay.simulate import simulate_to_bag

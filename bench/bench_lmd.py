@@ -11,7 +11,7 @@ method. With --model, the network is a shipped model's fuse on the features of a
 
 On CPU, glibc by default returns large freed blocks to the kernel, so every new activation map is
 paid again in page faults. The monitor sets the allocator to keep them
-(ros2_lmd.monitor.runner.keep_freed_memory, called by the node and `analyze`); this bench runs every
+(ros2_lmd.monitor.resources.keep_freed_memory, called by the node and `analyze`); this bench runs every
 method both ways, side by side, with the minor page faults per call.
 """
 
@@ -61,7 +61,7 @@ def _setup(args):
 def _run_one(args) -> dict:
     import torch
 
-    from ros2_lmd.monitor.runner import keep_freed_memory
+    from ros2_lmd.monitor.resources import keep_freed_memory
 
     if args.keep_freed and not keep_freed_memory():
         raise SystemExit("keep_freed_memory refused (no glibc?)")

@@ -164,7 +164,7 @@ def main() -> None:
 
     import torch
 
-    from ros2_lmd.monitor.runner import cpu_cores, inference_plan
+    from ros2_lmd.monitor.resources import cpu_cores, inference_plan
     from ros2_lmd.replay.simulate import simulate_to_bag
     from ros2_lmd.sim import simulate_drive
 

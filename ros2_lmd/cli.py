@@ -549,7 +549,7 @@ def _run_fleet(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
-    from ros2_lmd.models.training import TrainConfig
+    from ros2_lmd.training import TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument("--model", default=defaults.model, help="registry name (default: %(default)s)")
@@ -648,7 +648,7 @@ def _device_or_problem(name: str) -> tuple[str, str]:
 def _run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
     from dataclasses import fields
 
-    from ros2_lmd.models.training import TrainConfig, train
+    from ros2_lmd.training import TrainConfig, train
 
     problem = _dataset_problem(args)
     if args.dataset != "synthetic" and not args.out:
@@ -716,7 +716,7 @@ def _run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.eval.perturbation import paper_methods
     from ros2_lmd.eval.runner import EncodedFrames, evaluate
     from ros2_lmd.models.io import load_model
-    from ros2_lmd.models.training import VAL_SEED_BASE, simulated_sample
+    from ros2_lmd.training import VAL_SEED_BASE, simulated_sample
 
     problem = model_problem(args.model) or _dataset_problem(args)
     device, device_problem = _device_or_problem(args.device)
@@ -800,7 +800,7 @@ def _add_convert_simplebev(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_convert_simplebev(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from ros2_lmd.models.simplebev import convert_simplebev_checkpoint
+    from ros2_lmd.models.conversion import convert_simplebev_checkpoint
 
     overrides = {}
     if args.image_size:

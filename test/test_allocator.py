@@ -1,4 +1,4 @@
-"""The allocator setting (runner.keep_freed_memory): after warm-up, a decomposition no longer pays
+"""The allocator setting (resources.keep_freed_memory): after warm-up, a decomposition no longer pays
 page faults to get its plane tensors back from the kernel. Measured in a fresh process (the setting
 is process wide and cannot be undone): minor page faults per decompose after warm-up, against the
 pages of the decomposition's planes. bench/bench_lmd.py compares it with glibc's defaults."""
@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent(
     import json, resource, torch
     from ros2_lmd.lmd import decompose
     from ros2_lmd.models.io import load_model
-    from ros2_lmd.monitor.runner import keep_freed_memory
+    from ros2_lmd.monitor.resources import keep_freed_memory
     from ros2_lmd.sim import simulate_drive
 
     torch.set_num_threads(1)

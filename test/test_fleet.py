@@ -30,7 +30,6 @@ from ros2_lmd.eval.imbalance import (
     modality_quality,
 )
 from ros2_lmd.models.io import load_model, save_model
-from ros2_lmd.models.training import build_dataset, evaluate_iou, simulated_sample
 from ros2_lmd.monitor.params import MonitorParams
 from ros2_lmd.replay.analyze import OUTPUTS, analyze
 from ros2_lmd.replay.fleet import (
@@ -49,6 +48,7 @@ from ros2_lmd.replay.fleet import (
 )
 from ros2_lmd.replay.fleet_report import BagData, fleet_summary
 from ros2_lmd.replay.simulate import simulate_to_bag
+from ros2_lmd.training import build_dataset, evaluate_iou, simulated_sample
 
 HOUR = 3600.0
 # name -> (faults, start stamp): three drives five hours apart, each with its own fault

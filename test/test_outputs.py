@@ -1,6 +1,7 @@
-"""FrameReport -> output messages (ros2_lmd.messages.outputs) on a hand-made report, built with both message
-libraries: rclpy's generated classes and rosbags' dataclasses must give the same messages (same
-CDR bytes), with exact grid geometry and cell values. Also the per-sensor diagnostics bookkeeping."""
+"""FrameReport -> output messages (ros2_lmd.messages.outputs) and their pixels (messages.drawing) on
+a hand-made report, built with both message libraries: rclpy's generated classes and rosbags'
+dataclasses must give the same messages (same CDR bytes), with exact grid geometry and cell values.
+Also the per-sensor diagnostics bookkeeping."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make 
 from rclpy.serialization import serialize_message  # noqa: E402
 
 from ros2_lmd.geometry.grid import BEVGrid  # noqa: E402
-from ros2_lmd.messages import outputs  # noqa: E402
+from ros2_lmd.messages import drawing, outputs  # noqa: E402
 from ros2_lmd.messages.types import RclpyTypes, as_int, rosbags_types, type_name_of  # noqa: E402
 from ros2_lmd.monitor import status  # noqa: E402
 from ros2_lmd.monitor.report import (
@@ -150,7 +151,7 @@ def test_component_grids_map_signed_logits_around_50(types):
     assert _cell(outputs.occupancy_grid(report, "lidar", types, "base_link"), 4, 2) == 25
     bias = outputs.occupancy_grid(report, "bias", types, "base_link")
     assert set(bias.data) == {38}  # -1 logit: 50 - 12.5 -> 38 (rint: half to even)
-    expected = outputs.occupancy_values(report, "radar", R).reshape(-1)
+    expected = drawing.occupancy_values(report, "radar", R).reshape(-1)
     assert list(outputs.occupancy_grid(report, "radar", types, "x").data) == expected.tolist()
 
 
@@ -162,7 +163,7 @@ def test_unknown_layer_is_named():
 def test_non_finite_logits_are_unknown():
     report = _report()
     report.fused[0, 1] = np.nan
-    assert outputs.occupancy_values(report, "fused")[0, 1] == -1
+    assert drawing.occupancy_values(report, "fused")[0, 1] == -1
 
 
 # --- Image -------------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ def test_bev_image_size_orientation_and_colours(types):
 def test_bev_rgb_blue_is_lidar():
     report = _report()
     report.components["lidar"][0, 0] = 2.0
-    rgb = outputs.bev_rgb(report, 1, component_logit_range=R)
+    rgb = drawing.bev_rgb(report, 1, component_logit_range=R)
     assert tuple(rgb[NX - 1, NY - 1]) == (0, 0, 128)  # 255 * 2/4 = 127.5 -> 128
 
 
@@ -214,23 +215,23 @@ def _diverging_oracle(c: float, r: float) -> tuple[int, int, int]:
 
 
 def test_diverging_colours_match_the_formula():
-    assert tuple(outputs.diverging_rgb(np.array(0.0), R)) == (255, 255, 255)
-    assert tuple(outputs.diverging_rgb(np.array(R), R)) == (255, 0, 0)
-    assert tuple(outputs.diverging_rgb(np.array(-R), R)) == (0, 0, 255)
-    assert tuple(outputs.diverging_rgb(np.array(R / 2), R)) == (255, 128, 128)  # 127.5: half to even
+    assert tuple(drawing.diverging_rgb(np.array(0.0), R)) == (255, 255, 255)
+    assert tuple(drawing.diverging_rgb(np.array(R), R)) == (255, 0, 0)
+    assert tuple(drawing.diverging_rgb(np.array(-R), R)) == (0, 0, 255)
+    assert tuple(drawing.diverging_rgb(np.array(R / 2), R)) == (255, 128, 128)  # 127.5: half to even
     rng = np.random.default_rng(7)
     for r in (0.5, R, 37.0):
         values = np.concatenate(
             [rng.normal(0.0, r, 300), r * rng.uniform(-3, 3, 300), [0.0, -0.0, r, -r, 5 * r, -5 * r]]
         )
         values = np.concatenate([values, [np.nan, np.inf, -np.inf]])
-        rgb = outputs.diverging_rgb(values, r)
+        rgb = drawing.diverging_rgb(values, r)
         assert rgb.dtype == np.uint8 and rgb.shape == (len(values), 3)
         assert [tuple(int(v) for v in px) for px in rgb] == [_diverging_oracle(c, r) for c in values]
     # nothing on the scale is black: a non-finite contribution cannot be mistaken for a value
-    assert not np.any(np.all(outputs.diverging_rgb(np.linspace(-2 * R, 2 * R, 1001), R) == 0, axis=-1))
+    assert not np.any(np.all(drawing.diverging_rgb(np.linspace(-2 * R, 2 * R, 1001), R) == 0, axis=-1))
     with pytest.raises(ValueError, match="component_logit_range"):
-        outputs.diverging_rgb(np.zeros(3), 0.0)
+        drawing.diverging_rgb(np.zeros(3), 0.0)
 
 
 @ADAPTERS
@@ -279,9 +280,9 @@ def test_signed_images_are_views_of_the_components_only():
     keys = [key for key, _type, _msg in outputs.frame_messages(report, ROSBAGS, "base_link", 1, 0)]
     assert "bev_image/lidar" not in keys and "bev_image/radar" in keys
     with pytest.raises(KeyError, match="bev/fused"):
-        outputs.bev_signed_rgb(report, "fused")
+        drawing.bev_signed_rgb(report, "fused")
     with pytest.raises(KeyError, match="lidar"):
-        outputs.bev_signed_rgb(report, "lidar")
+        drawing.bev_signed_rgb(report, "lidar")
 
 
 # --- Markers -----------------------------------------------------------------------------------------
@@ -303,7 +304,7 @@ def test_markers(types):
         points = [(p.x, p.y) for p in marker.points]
         assert len(points) == 5 and points[0] == points[-1]  # closed
         assert points[:4] == [tuple(c) for c in det.footprint]
-        expected = outputs.MODALITY_COLOURS[det.dominant]
+        expected = drawing.MODALITY_COLOURS[det.dominant]
         assert (marker.color.r, marker.color.g, marker.color.b) == pytest.approx(expected)
     assert outlines[0].scale.x > outlines[1].scale.x  # the single-sensor one stands out
     labels = [m for m in items if m.ns == "detection_labels"]

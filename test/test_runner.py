@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ros2_lmd.monitor import runner as runner_module
-from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
+from ros2_lmd.monitor import resources
+from ros2_lmd.monitor.resources import inference_plan
+from ros2_lmd.monitor.runner import OrderedRunner
 from ros2_lmd.monitor.throttle import Throttle
 
 
@@ -178,7 +179,7 @@ def test_bad_settings_are_refused_with_their_names():
     ],
 )
 def test_inference_plan(monkeypatch, cores, args, expected):
-    monkeypatch.setattr(runner_module, "cpu_cores", lambda: cores)
+    monkeypatch.setattr(resources, "cpu_cores", lambda: cores)
     assert inference_plan(**args) == expected
 
 

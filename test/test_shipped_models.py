@@ -14,7 +14,7 @@ import torch
 
 from ros2_lmd.models.io import load_model
 from ros2_lmd.models.registry import weights_path
-from ros2_lmd.models.training import VAL_SEED_BASE, batch_inputs, build_dataset, simulated_sample
+from ros2_lmd.training import VAL_SEED_BASE, batch_inputs, build_dataset, simulated_sample
 
 VARIANTS = ["compact_crl", "compact_cr", "compact_cl"]
 # A cell's prediction can only differ from the training machine's if its logit is within float
@@ -88,7 +88,7 @@ def test_shipped_model_reproduces_its_recorded_iou(name, scenes):
 def test_modality_dropout_draws_every_proper_subset_evenly():
     # p = 0.5: half of the samples keep every sensor, the other half one of the 2^3 - 2 non-empty
     # proper subsets, each equally likely (1/12 of all samples); a sensor absent before stays absent
-    from ros2_lmd.models.training import modality_dropout
+    from ros2_lmd.training import modality_dropout
 
     present = torch.ones(60_000, 3)
     present[:6, 1] = 0.0

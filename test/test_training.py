@@ -1,4 +1,4 @@
-"""The training loop (ros2_lmd.models.training) on a tiny model and a few simulated scenes: the loss
+"""The training loop (ros2_lmd.training) on a tiny model and a few simulated scenes: the loss
 falls on a fixed batch, a run interrupted after a checkpoint and resumed ends exactly where an
 uninterrupted run ends, checkpoints round-trip, and the recorded IoUs equal an IoU computed here
 with numpy from the saved weights. Nothing here touches the shipped weights or the working tree."""
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from ros2_lmd import training as tr
 from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.models import build_model
-from ros2_lmd.models import training as tr
 from ros2_lmd.models.io import load_model
+from ros2_lmd.training import loop
 
 GRID = BEVGrid(-16.0, 16.0, -12.0, 12.0, 1.0)  # 32 x 24 cells: nx != ny catches a swapped axis
 TINY = dict(
@@ -68,7 +69,7 @@ def isolated(tmp_path, monkeypatch):
     model and a temporary working directory, and restore torch's global RNG afterwards
     (train() seeds it)."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tr, "build_model", lambda name: tiny(name))
+    monkeypatch.setattr(loop, "build_model", lambda name: tiny(name))
     threads = torch.get_num_threads()
     with torch.random.fork_rng():
         yield tmp_path
@@ -140,7 +141,7 @@ def test_training_lowers_the_loss_keeps_the_best_step_and_reports_its_iou(isolat
         initial = _fixed_batch_loss(tiny(), cfg)
     # the validation IoUs seen during training are scripted so that the best is not the last step
     real_evaluate, scripted = tr.evaluate_iou, iter([0.5, 0.1, 0.2])
-    monkeypatch.setattr(tr, "evaluate_iou", lambda *a, **k: next(scripted, None) or real_evaluate(*a, **k))
+    monkeypatch.setattr(loop, "evaluate_iou", lambda *a, **k: next(scripted, None) or real_evaluate(*a, **k))
     logs = []
     report = tr.train(cfg, sample_fn=scenes, log=logs.append)
     history = report["history"]
@@ -196,10 +197,10 @@ def test_a_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_run_ends(
         if step == 6:
             raise _Interrupted
 
-    monkeypatch.setattr(tr, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
     with pytest.raises(_Interrupted):
         tr.train(resumed, sample_fn=scenes, log=lambda _: None)
-    monkeypatch.setattr(tr, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
     logs = []
     report = tr.train(resumed, sample_fn=scenes, log=logs.append)
     assert any("at step 6" in line for line in logs), logs

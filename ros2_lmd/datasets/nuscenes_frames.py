@@ -5,10 +5,10 @@ the BEV vehicle occupancy, as the simulator's `random_frame` gives them.
 Ground truth as Simple-BEV makes it: every annotation whose category starts with "vehicle." (cars,
 trucks, buses, trailers, construction vehicles, motorcycles, bicycles, emergency vehicles), whatever
 its visibility, as a box footprint in base_link at the ego pose of the sample's LiDAR keyframe,
-rasterised on the BEV grid by the simulator's rule (`sim.truth.vehicle_occupancy`: a cell is
-occupied when its centre lies inside a footprint). The radar keyframes are moved to that ego pose
-through the global frame (their own ego poses are up to ~40 ms away), as Simple-BEV does; the LiDAR
-keyframe is at it. Camera images are the keyframe JPEGs at full size (models resize them); their
+rasterised on the BEV grid by the simulator's rule (`geometry.footprints.footprint_occupancy`: a
+cell is occupied when its centre lies inside a footprint). The radar keyframes are moved to that ego
+pose through the global frame (their own ego poses are up to ~40 ms away), as Simple-BEV does; the
+LiDAR keyframe is at it. Camera images are the keyframe JPEGs at full size (models resize them); their
 extrinsics are the calibrated sensors, also as in Simple-BEV.
 
 The order of the samples is Simple-BEV's (`NuScenesTables.split_samples`): sample k of the paper's
@@ -35,13 +35,12 @@ from ros2_lmd.datasets.nuscenes import (
     read_pcd,
     ros_name,
 )
+from ros2_lmd.geometry.footprints import footprint_occupancy
 from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.sensors.errors import SensorDataError
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS, CameraImage, SensorFrame
 from ros2_lmd.sensors.image import compressed_to_rgb
 from ros2_lmd.sensors.tf import invert_rigid, transform_points
-from ros2_lmd.sim.truth import vehicle_occupancy
-from ros2_lmd.sim.world import CLASS_ID, ObjectBoxes
 
 VEHICLE_PREFIX = "vehicle."
 
@@ -75,19 +74,15 @@ def vehicle_boxes_in_base(tables: NuScenesTables, sample: dict[str, Any]) -> lis
 
 
 def occupancy_of_boxes(boxes: Sequence[AnnotationBox], grid: BEVGrid) -> np.ndarray:
-    """(ny, nx) uint8 BEV occupancy of base_link boxes, by the simulator's rasterisation rule."""
+    """(ny, nx) uint8 BEV occupancy of base_link boxes, by the simulator's rasterisation rule
+    (geometry/footprints.py)."""
     n = len(boxes)
-    as_sim = ObjectBoxes(
-        ids=np.arange(n, dtype=np.int64),
-        classes=np.full(n, CLASS_ID["car"], dtype=np.int64),  # any vehicle class: only the footprint counts
-        centre=np.array([b.centre for b in boxes], dtype=np.float64).reshape(n, 3),
-        size=np.array([b.size_lwh for b in boxes], dtype=np.float64).reshape(n, 3),
-        yaw=np.array([b.yaw for b in boxes], dtype=np.float64),
-        velocity=np.zeros((n, 2)),
-        colour=np.zeros((n, 3)),
-        reflectivity=np.zeros(n),
+    return footprint_occupancy(
+        np.array([b.centre for b in boxes], dtype=np.float64).reshape(n, 3),
+        np.array([b.size_lwh for b in boxes], dtype=np.float64).reshape(n, 3),
+        np.array([b.yaw for b in boxes], dtype=np.float64),
+        grid,
     )
-    return vehicle_occupancy(as_sim, grid)
 
 
 def sample_frame(tables: NuScenesTables, sample: dict[str, Any], index: int = 0) -> SensorFrame:
@@ -159,13 +154,13 @@ class NuScenesFrames(Sequence):
         """What identifies these pairs for a dataset cache: version, split, grid, the samples, and the
         source of this module and of the rasterisation rule (a change to either rebuilds it)."""
         import ros2_lmd.datasets.nuscenes as tables_module
-        import ros2_lmd.sim.truth as truth_module
+        import ros2_lmd.geometry.footprints as rule_module
 
         digest = hashlib.sha256()
         digest.update(f"{self.tables.version}/{self.split}/{self.grid}".encode())
         for sample in self.samples:
             digest.update(sample["token"].encode())
-        for module in (tables_module, truth_module):
+        for module in (tables_module, rule_module):
             digest.update(Path(module.__file__).read_bytes())
         digest.update(Path(__file__).read_bytes())
         return f"nuscenes-{self.tables.version}-{self.split}-{digest.hexdigest()[:16]}"

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ros2_lmd.lmd.rules.common import arg
-from ros2_lmd.lmd.rules.nonlinear import ACTIVATIONS, value_and_slope_at_zero
+from ros2_lmd.lmd import ACTIVATIONS, op_argument, value_and_slope_at_zero
 
 _ACTIVATIONS = set(ACTIVATIONS) | {F.softmax, torch.softmax, torch.Tensor.softmax}
 _NORMS = {F.layer_norm, F.instance_norm, F.group_norm}
@@ -30,28 +29,28 @@ def _norm_groups(
 ) -> tuple[tuple[int, ...], torch.Tensor | None, torch.Tensor | None, float]:
     """(grouping shape, weight view, bias view, eps) of a statistics norm call."""
     if func is F.layer_norm:
-        shape = arg(args, kwargs, 1, "normalized_shape")
+        shape = op_argument(args, kwargs, 1, "normalized_shape")
         k = len(shape) if isinstance(shape, (tuple, list, torch.Size)) else 1
         weight, bias, eps = (
-            arg(args, kwargs, 2, "weight"),
-            arg(args, kwargs, 3, "bias"),
-            arg(args, kwargs, 4, "eps", 1e-5),
+            op_argument(args, kwargs, 2, "weight"),
+            op_argument(args, kwargs, 3, "bias"),
+            op_argument(args, kwargs, 4, "eps", 1e-5),
         )
         return (*x.shape[: x.dim() - k], -1), weight, bias, eps
     view = [-1] + [1] * (x.dim() - 2)
     if func is F.instance_norm:
         weight, bias, eps = (
-            arg(args, kwargs, 3, "weight"),
-            arg(args, kwargs, 4, "bias"),
-            arg(args, kwargs, 7, "eps", 1e-5),
+            op_argument(args, kwargs, 3, "weight"),
+            op_argument(args, kwargs, 4, "bias"),
+            op_argument(args, kwargs, 7, "eps", 1e-5),
         )
         groups = (*x.shape[:2], -1)
     else:
-        groups_n = arg(args, kwargs, 1, "num_groups")
+        groups_n = op_argument(args, kwargs, 1, "num_groups")
         weight, bias, eps = (
-            arg(args, kwargs, 2, "weight"),
-            arg(args, kwargs, 3, "bias"),
-            arg(args, kwargs, 4, "eps", 1e-5),
+            op_argument(args, kwargs, 2, "weight"),
+            op_argument(args, kwargs, 3, "bias"),
+            op_argument(args, kwargs, 4, "eps", 1e-5),
         )
         groups = (x.shape[0], groups_n, -1)
     return (

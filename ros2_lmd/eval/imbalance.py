@@ -8,7 +8,7 @@ modality dominate while the other branches stay under-optimised.
 Quality of a modality alone: the IoU of its modality-only prediction against ground-truth vehicle
 occupancy, on simulated scenes (the bags carry no ground truth; the simulator does). The
 modality-only prediction is the model with every other modality's features zeroed, which is LMD's
-reference input o_m (`models.training.evaluate_iou(only=m)`). IoU, because it is the BEV head's
+reference input o_m (`training.evaluate_iou(only=m)`). IoU, because it is the BEV head's
 task metric on the same occupancy the shares are measured on, and because most cells are empty:
 cell accuracy would be ~99 % for any modality that predicts nothing. Intersection and union are
 summed over all scenes (as the training's validation IoU), so scenes with few vehicles count less.
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ros2_lmd.models.base import FusionModel
-from ros2_lmd.models.training import VAL_SEED_BASE, build_dataset, evaluate_iou, simulated_sample
+from ros2_lmd.training import VAL_SEED_BASE, build_dataset, evaluate_iou, simulated_sample
 
 QUALITY_FRAMES = 16  # simulated validation scenes (the training's check set size)
 LEANS = "leans on"

@@ -7,7 +7,9 @@ total == sum(components) + bias. Torch only: nothing here knows about sensors, B
 from ros2_lmd.lmd.compiled import CompiledDecomposition
 from ros2_lmd.lmd.decompose import Decomposition, decompose
 from ros2_lmd.lmd.registry import register_rule, registered
+from ros2_lmd.lmd.rules.common import arg as op_argument
 from ros2_lmd.lmd.rules.linear import linear_rule
+from ros2_lmd.lmd.rules.nonlinear import ACTIVATIONS, value_and_slope_at_zero
 from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor
 from ros2_lmd.lmd.variants import RuleVariants
 
@@ -22,4 +24,9 @@ __all__ = [
     "LMDRuleError",
     "LMDTensor",
     "Context",
+    # for code that linearises a network itself (eval/frozen.py, the paper's baselines): the ops the
+    # activation rule covers, an activation's value and slope at 0, and reading an op's arguments
+    "ACTIVATIONS",
+    "value_and_slope_at_zero",
+    "op_argument",
 ]

@@ -1,3 +1,4 @@
 """ROS messages without rclpy: the one adapter over rclpy and rosbags message classes (`types`),
 the project's .msg definitions for rosbags (`definitions`), and the monitor's outputs built from a
-FrameReport (`outputs`, `diagnostics`), identical live and in output bags."""
+FrameReport (`outputs`), identical live and in output bags, with their pixels and colour scales
+(`drawing`). Messages depend on the monitor, never the other way round."""

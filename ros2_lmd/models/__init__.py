@@ -2,6 +2,7 @@
 (safetensors + JSON config) and the registry of names (compact_*, simplebev_*)."""
 
 from ros2_lmd.models.base import FusionModel, ModelConfig
+from ros2_lmd.models.conversion import convert_simplebev_checkpoint
 from ros2_lmd.models.io import load_model, read_config, save_model
 from ros2_lmd.models.registry import (
     DEFAULT_MODEL,
@@ -11,7 +12,6 @@ from ros2_lmd.models.registry import (
     model_from_config,
     weights_path,
 )
-from ros2_lmd.models.simplebev import convert_simplebev_checkpoint
 
 __all__ = [
     "FusionModel",

@@ -1,7 +1,8 @@
 """`simplebev`: a reimplementation of Simple-BEV's `Segnet` (Harley et al., ICRA 2023), module for
 module and parameter for parameter, so official checkpoints load with strict=True after
-`convert_simplebev_checkpoint`. Split for LMD: `encode` = ResNet camera encoder + unprojection +
-radar/LiDAR voxels; `fuse` = concatenation + `bev_compressor` + decoder + heads.
+`convert_simplebev_checkpoint` (models/conversion.py). Split for LMD: `encode` = ResNet camera
+encoder + unprojection + radar/LiDAR voxels; `fuse` = concatenation + `bev_compressor` + decoder +
+heads.
 
 Frames. Simple-BEV works in a reference camera frame (X right, Y down, Z forward) with memory
 layout (Z, Y, X). Here the reference frame is base_link turned so that X = forward, Y = down,
@@ -13,7 +14,6 @@ grid's floor binning, and no voxel near the origin is dropped."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from torch import nn
 from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.geometry.lifting import CameraLifter
 from ros2_lmd.geometry.voxelize import occupancy, voxelize_radar
-from ros2_lmd.models.base import FusionModel, ModelConfig, check_state_dict
+from ros2_lmd.models.base import FusionModel, ModelConfig
 from ros2_lmd.models.resnet import init_resnet_, resnet_stages
 
 # variant -> (modalities, radar input). "crm" is Simple-BEV's use_metaradar.
@@ -289,38 +289,3 @@ def infer_simplebev_variant(
             f"{latent * z_bins} camera + {extra} other channels (z_bins={z_bins})"
         )
     return by_extra[extra], {"encoder_type": encoder_type, "latent_dim": latent}
-
-
-def convert_simplebev_checkpoint(
-    src_path: str | Path, dst_path: str | Path, variant: str | None = None, **overrides: Any
-) -> ModelConfig:
-    """Convert an official Simple-BEV checkpoint (.pth/.ckpt) into `<dst>.safetensors` +
-    `<dst>.json`. The variant (c/cr/crm/cl), encoder and latent_dim are read from the weights unless
-    given; `overrides` adjust the config (grid, image_size, camera_names, ...). Images default to
-    OFFICIAL_IMAGE_SIZE, the grid to the official 200 x 8 x 200 over +-50 m (DEFAULT_GRID) and the
-    cameras to the official order (NUSCENES_CAMERAS). Raises ValueError listing mismatching keys by
-    name. The only torch.load in the project, with weights_only=True."""
-    from ros2_lmd.models.io import save_model
-
-    src_path = Path(src_path)
-    try:
-        checkpoint = torch.load(src_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt / non-weights files
-        raise ValueError(f"cannot read {src_path} as a weights-only torch checkpoint: {error}") from error
-    if isinstance(checkpoint, dict) and "model_state_dict" in checkpoint:
-        checkpoint = checkpoint["model_state_dict"]
-    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise ValueError(f"{src_path}: expected a state_dict (or a dict with 'model_state_dict')")
-    # Checkpoints saved from DataParallel prefix every key with "module.".
-    state_dict = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in checkpoint.items()}
-    overrides.setdefault("image_size", OFFICIAL_IMAGE_SIZE)
-    grid = overrides.get("grid", DEFAULT_GRID)
-    z_bins = grid.z_bins if isinstance(grid, BEVGrid) else int(grid["z_bins"])
-    if variant is None:
-        variant, inferred = infer_simplebev_variant(state_dict, z_bins)
-        overrides = {**inferred, **overrides}
-    model = SimpleBEV(simplebev_config(variant, **overrides))
-    check_state_dict(model, state_dict, str(src_path))
-    model.load_state_dict(state_dict, strict=True)
-    save_model(model, dst_path, metadata={"source": src_path.name})
-    return model.config

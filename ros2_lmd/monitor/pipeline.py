@@ -26,7 +26,7 @@ from ros2_lmd.monitor.incidents import (
 )
 from ros2_lmd.monitor.params import MonitorParams
 from ros2_lmd.monitor.report import FrameReport
-from ros2_lmd.monitor.runner import keep_freed_memory
+from ros2_lmd.monitor.resources import keep_freed_memory
 from ros2_lmd.monitor.sensor_checks import Finding, SensorCheckConfig, SensorChecks, verdict_alerts
 from ros2_lmd.sensors.frame import SensorFrame
 
@@ -352,7 +352,7 @@ class Pipeline:
 
 def pipeline_for(model: FusionModel, params: Any, device: str | torch.device = "cpu") -> Pipeline:
     """The Pipeline the node and `analyze` run, from the monitor parameters (MonitorParams). Also
-    sets the process's allocator to keep freed memory (runner.keep_freed_memory): the decomposition
+    sets the process's allocator to keep freed memory (resources.keep_freed_memory): the decomposition
     then reuses its plane tensors' memory instead of faulting it in again every frame."""
     keep_freed_memory()
     return Pipeline(

@@ -30,7 +30,8 @@ from ros2_lmd.monitor.ingest import Ingest, MessageOutcome, ingest_for_model
 from ros2_lmd.monitor.params import MonitorParams
 from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, pipeline_for, resolve_device
 from ros2_lmd.monitor.report import FrameReport
-from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
+from ros2_lmd.monitor.resources import inference_plan
+from ros2_lmd.monitor.runner import OrderedRunner
 from ros2_lmd.monitor.status import StatusRecord
 from ros2_lmd.replay.bag import (
     EXPECTED_TYPES,
@@ -202,7 +203,7 @@ def analyze(
     it was.
 
     Batches of `batch` frames go through the model and LMD in `workers` threads at once (0: one
-    single-threaded worker per core on a CPU, one on a GPU; monitor.runner.inference_plan) of
+    single-threaded worker per core on a CPU, one on a GPU; monitor.resources.inference_plan) of
     `threads` torch threads each (0: the cores shared among the workers) while this thread reads
     and decodes the bag; the OrderedRunner concludes them (alerts, outputs) in stamp order, so the
     output does not depend on `batch`, `workers` or `threads`.
@@ -466,7 +467,7 @@ def monitor_messages(
     `on_assembled(frame or drop, log time s)` as each leaves the time sync.
 
     Batches of `batch` frames go through the model in `workers` threads (0: one single-threaded
-    worker per CPU core, one on a GPU: runner.inference_plan) of `threads` torch threads each (0:
+    worker per CPU core, one on a GPU: resources.inference_plan) of `threads` torch threads each (0:
     the cores shared among the workers); results do not depend on any of them."""
     Item = tuple[AssemblyResult, dict[str, tuple[int, int]]]
 

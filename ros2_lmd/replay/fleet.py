@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ros2_lmd.monitor.params import MonitorParams
-from ros2_lmd.monitor.runner import cpu_cores
+from ros2_lmd.monitor.resources import cpu_cores
 from ros2_lmd.replay.analyze import OUTPUTS
 from ros2_lmd.replay.bag import resolve_bag
 

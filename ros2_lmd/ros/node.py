@@ -58,7 +58,8 @@ from ros2_lmd.monitor.diagnostics import (
 )
 from ros2_lmd.monitor.ingest import TF_STATIC, Ingest, ingest_for_model
 from ros2_lmd.monitor.params import MonitorParams, ParameterError, parameter_specs, params_from_mapping
-from ros2_lmd.monitor.runner import OrderedRunner, inference_plan
+from ros2_lmd.monitor.resources import inference_plan
+from ros2_lmd.monitor.runner import OrderedRunner
 from ros2_lmd.monitor.sensor_health import SensorHealthTracker
 from ros2_lmd.monitor.throttle import Throttle
 from ros2_lmd.ros.transport import use_shipped_transport

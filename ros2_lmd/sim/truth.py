@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ros2_lmd.geometry.footprints import footprint_occupancy
 from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.sim.world import CLASSES, ObjectBoxes, World
 
@@ -56,25 +57,8 @@ class GroundTruth:
 
 def vehicle_occupancy(boxes: ObjectBoxes, grid: BEVGrid) -> np.ndarray:
     """(ny, nx) uint8: 1 where a cell centre lies inside a box footprint (vehicles only)."""
-    occ = np.zeros(grid.shape, np.uint8)
-    res = grid.resolution
-    for k in np.flatnonzero(boxes.is_vehicle):
-        cx, cy = boxes.centre[k, :2]
-        hl, hw = boxes.size[k, :2] / 2
-        reach = np.hypot(hl, hw)
-        ix0 = max(int(np.floor((cx - reach - grid.x_min) / res)), 0)
-        ix1 = min(int(np.ceil((cx + reach - grid.x_min) / res)) + 1, grid.nx)
-        iy0 = max(int(np.floor((cy - reach - grid.y_min) / res)), 0)
-        iy1 = min(int(np.ceil((cy + reach - grid.y_min) / res)) + 1, grid.ny)
-        if ix1 <= ix0 or iy1 <= iy0:
-            continue
-        gx = grid.x_min + (np.arange(ix0, ix1) + 0.5) * res - cx
-        gy = grid.y_min + (np.arange(iy0, iy1) + 0.5) * res - cy
-        c, s = np.cos(boxes.yaw[k]), np.sin(boxes.yaw[k])
-        u = c * gx[None, :] + s * gy[:, None]
-        v = -s * gx[None, :] + c * gy[:, None]
-        occ[iy0:iy1, ix0:ix1] |= ((np.abs(u) <= hl) & (np.abs(v) <= hw)).astype(np.uint8)
-    return occ
+    vehicle = boxes.is_vehicle
+    return footprint_occupancy(boxes.centre[vehicle], boxes.size[vehicle], boxes.yaw[vehicle], grid)
 
 
 def ground_truth(world: World, t: float, stamp: float, grid: BEVGrid) -> GroundTruth:

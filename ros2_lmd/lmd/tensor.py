@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
+from ros2_lmd.errors import LMDError
 from ros2_lmd.lmd.registry import lookup
 from ros2_lmd.lmd.variants import RuleVariants
 
 
-class LMDRuleError(RuntimeError):
+class LMDRuleError(LMDError, RuntimeError):
     """An op reached a decomposed tensor and no rule covers it (or its use is unsupported)."""
 
 

@@ -27,7 +27,7 @@ class SensorDataError(LMDError, ValueError):
 def int_field(obj: Any, name: str, topic: str, label: str | None = None) -> int:
     """`obj.name` as a Python int (int, bool or numpy integer; never a float, which int() would
     truncate); SensorDataError naming `label` (default `name`) if it is missing or not an integer."""
-    value = getattr(obj, name, None)
+    value: Any = getattr(obj, name, None)  # anything a duck-typed message holds
     try:
         return operator.index(value)
     except TypeError:

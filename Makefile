@@ -1,6 +1,6 @@
 # The two commands of README.md, and the set-up they share.
 #   make demo   the main job: the monitor on a simulated drive with sensor faults (ros2-lmd demo)
-#   make test   lint (ruff.toml), then the test suite (CI runs exactly this: .ci/run)
+#   make test   lint (ruff.toml), type check (mypy.ini), then the test suite (CI runs exactly this: .ci/run)
 # Both bootstrap first (tools/bootstrap.sh: idempotent, a few seconds when nothing changed).
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -12,7 +12,7 @@ bootstrap:
 	bash tools/bootstrap.sh
 
 test: bootstrap
-	$(ENV) && ruff check . && ruff format --check . && python -m pytest -q test/
+	$(ENV) && ruff check . && ruff format --check . && mypy && python -m pytest -q test/
 
 demo: bootstrap
 	$(ENV) && ros2-lmd demo

@@ -1,18 +1,33 @@
 """pip install of the ros2_lmd library and the `ros2-lmd` command (see README.md). Building the
 ROS 2 package (generated messages, node executable, launch and config files) is CMakeLists.txt's
-job, through colcon; tools/bootstrap.sh does both for development."""
+job, through colcon; tools/bootstrap.sh does both for development.
+
+The version has one source, package.xml (ROS tooling reads it there); `ros2_lmd.__version__` repeats
+it, and test/test_package.py checks that the two agree."""
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
+
+def package_xml_version() -> str:
+    """The <version> of package.xml beside this file."""
+    version = ET.parse(Path(__file__).resolve().parent / "package.xml").getroot().findtext("version")
+    if not version or not version.strip():
+        raise SystemExit("setup.py: package.xml has no <version>")
+    return version.strip()
+
+
 setup(
     name="ros2_lmd",
-    version="0.1.0",
+    version=package_xml_version(),
     description="Runtime monitor for camera-radar-LiDAR BEV fusion with Layer-Wise Modality Decomposition",
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["ros2_lmd", "ros2_lmd.*"]) + ["ros2_lmd.msg_defs"],
     # The .msg files ship as package data (ros2_lmd/msg_defs/*.msg) so offline tools can register
-    # them with rosbags without a colcon build: see ros2_lmd/interfaces.py.
+    # them with rosbags without a colcon build: see ros2_lmd/messages/definitions.py.
     package_dir={"ros2_lmd.msg_defs": "msg"},
     package_data={
         "ros2_lmd.msg_defs": ["*.msg"],

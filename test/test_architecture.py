@@ -409,4 +409,4 @@ def test_every_package_is_a_known_layer():
     packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert packages - {"msg", "msg_defs"} == set(LAYERS)
     top_level = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top_level == ["__init__.py", "cli.py"]
+    assert top_level == ["__init__.py", "cli.py", "errors.py"]

@@ -1,15 +1,20 @@
 """The package's plumbing: importing without ROS, finding the generated messages from a source
 checkout, the `ros2-lmd` command, and the .msg definitions for rosbags."""
 
+import ast
+import importlib
 import os
+import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 import ros2_lmd
 from ros2_lmd import cli
+from ros2_lmd.errors import LMDError
 from ros2_lmd.messages import definitions as interfaces
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,3 +135,60 @@ def test_message_definitions_are_the_repository_files():
     definitions = interfaces.message_definitions()
     assert set(definitions) == {f"ros2_lmd/msg/{name}" for name in interfaces.MESSAGE_NAMES}
     assert definitions["ros2_lmd/msg/Alert"] == (REPO / "msg" / "Alert.msg").read_text()
+
+
+def _package_xml_version() -> str:
+    return ET.parse(REPO / "package.xml").getroot().findtext("version", "").strip()
+
+
+def test_one_version_everywhere():
+    """package.xml holds the version; setup.py reads it there, ros2_lmd.__version__ repeats it, and
+    the newest release in CHANGELOG.md is it (or a later one is still Unreleased)."""
+    version = _package_xml_version()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    assert ros2_lmd.__version__ == version
+    setup = subprocess.run(
+        [sys.executable, "setup.py", "--version"], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert setup.returncode == 0, setup.stderr
+    assert setup.stdout.strip().splitlines()[-1] == version
+    releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\]", (REPO / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert releases and releases[0] == version
+
+
+def _modules_defining_classes() -> list[str]:
+    """Every module of the package with a class statement (the generated ros2_lmd.msg left out;
+    ros2_lmd.ros only where rclpy imports)."""
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        has_rclpy = False
+    else:
+        has_rclpy = True
+    modules = []
+    for path in sorted((REPO / "ros2_lmd").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts[1:2] == ("msg",) or (parts[1:2] == ("ros",) and not has_rclpy):
+            continue
+        if any(isinstance(node, ast.ClassDef) for node in ast.walk(ast.parse(path.read_text()))):
+            modules.append(".".join(parts))
+    return modules
+
+
+def test_every_error_of_the_package_derives_from_lmd_error():
+    """One `except LMDError` catches every error ros2_lmd defines, and each keeps its builtin base."""
+    errors = {}
+    for module_name in _modules_defining_classes():
+        module = importlib.import_module(module_name)
+        for name, value in vars(module).items():
+            is_error = isinstance(value, type) and issubclass(value, BaseException)
+            if is_error and value.__module__ == module_name:
+                errors[f"{module_name}.{name}"] = value
+    assert not [name for name, error in errors.items() if not issubclass(error, LMDError)]
+    # The walk found them (a renamed module must not make this pass vacuously).
+    known = {"SensorDataError", "TransformLookupError", "ParameterError", "LMDRuleError", "BagError"}
+    assert known <= {name.rsplit(".", 1)[1] for name in errors}
+    builtin = {ValueError, LookupError, RuntimeError}
+    assert not [name for name, e in errors.items() if e is not LMDError and not builtin & set(e.__mro__)]

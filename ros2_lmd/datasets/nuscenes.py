@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ros2_lmd.errors import LMDError
 from ros2_lmd.sensors.tf import quaternion_to_matrix, rigid_transform
 
 VERSIONS: tuple[str, ...] = ("v1.0-mini", "v1.0-trainval")
@@ -93,7 +94,7 @@ def scene_name(number: int) -> str:
     return f"scene-{number:04d}"
 
 
-class NuScenesError(ValueError):
+class NuScenesError(LMDError, ValueError):
     """A nuScenes dataroot that cannot be read as asked; the message names the file, table, record
     or field at fault."""
 

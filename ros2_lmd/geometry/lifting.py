@@ -193,8 +193,9 @@ class CameraLifter:
         )
         g = self.grid
         out = []
+        size = (int(image_hw[0]), int(image_hw[1]))  # a hashable cache key, whatever sequence came in
         for b in range(B):
-            matrix = self._matrix(K_np[b], T_np[b], valid_np[b], tuple(image_hw), (Hf, Wf), features.device)
+            matrix = self._matrix(K_np[b], T_np[b], valid_np[b], size, (Hf, Wf), features.device)
             pixels = features[b].permute(0, 2, 3, 1).reshape(S * Hf * Wf, C)
             lifted = torch.sparse.mm(matrix, pixels)  # (N, C)
             out.append(lifted.t().reshape(C, g.z_bins, g.ny, g.nx))

@@ -38,7 +38,7 @@ def voxel_indices(
     """Integer voxel indices (iz, iy, ix) of base_link points and the mask of points inside the
     grid. With `use_z=False` the height bounds are ignored and iz is 0 (a 2-D BEV cell)."""
     xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-    finite = np.isfinite(xyz).all(axis=1)
+    finite = np.asarray(np.isfinite(xyz).all(axis=1))  # (N,) bool (the stubs allow a scalar)
     # Non-finite points (dropped returns) are moved far outside so the integer cast stays defined.
     xyz = np.where(finite[:, None], xyz, -1e9)
     iy, ix, inside = grid.cell_of(xyz[:, 0], xyz[:, 1])

@@ -129,9 +129,10 @@ def decompose(
 
 def _decomposed_inputs(
     ctx: Context, features: Mapping[str, torch.Tensor], linearize_at: Mapping[str, torch.Tensor] | None
-) -> dict[str, LMDTensor]:
-    """Input m: real plane = the linearisation point, stream m = the input, other streams zero."""
-    inputs = {}
+) -> dict[str, torch.Tensor]:
+    """Input m: real plane = the linearisation point, stream m = the input, other streams zero
+    (LMDTensors, handed to `fn` as the tensors it takes)."""
+    inputs: dict[str, torch.Tensor] = {}
     for index, (name, value) in enumerate(features.items()):
         planes = value.new_zeros((ctx.num_planes, *value.shape))
         planes[0] = value if linearize_at is None else linearize_at[name]

@@ -159,7 +159,7 @@ def randomise_norm_statistics(model: nn.Module, generator: torch.Generator | Non
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._NormBase):
-                if module.running_mean is not None:
+                if module.running_mean is not None and module.running_var is not None:
                     module.running_mean.normal_(0.0, 0.5, generator=generator)
                     module.running_var.uniform_(0.5, 2.0, generator=generator)
             if isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)):

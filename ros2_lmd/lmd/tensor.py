@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
+from ros2_lmd.errors import LMDError
 from ros2_lmd.lmd.registry import lookup
 from ros2_lmd.lmd.variants import RuleVariants
 
 
-class LMDRuleError(RuntimeError):
+class LMDRuleError(LMDError, RuntimeError):
     """An op reached a decomposed tensor and no rule covers it (or its use is unsupported)."""
 
 
@@ -106,7 +107,9 @@ class LMDTensor(torch.Tensor):
             raise LMDRuleError(_no_rule_message(func))
         return rule(ctx, func, args, kwargs)
 
-    def __repr__(self, *, tensor_contents=None) -> str:  # noqa: D105 - keep printing cheap
+    # Printing stays cheap (no plane contents). The ignore: mypy 2.4 rejects every typed override of
+    # torch.Tensor's untyped keyword-only `__repr__(self, *, tensor_contents=None)`, this same one.
+    def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]
         return f"LMDTensor(real={self._planes[0]!r}, planes={self._planes.shape[0]})"
 
 
@@ -127,7 +130,7 @@ def op_name(func: Callable) -> str:
     if func.__class__.__name__ == "method-wrapper" and owner is not None:
         return f"Tensor.{getattr(owner, '__name__', '?')} (attribute)"
     module = getattr(func, "__module__", None) or ""
-    qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+    qual = str(getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func)))
     if module.startswith("torch._C") or not module:
         module = "torch"
     for prefix in ("_VariableFunctionsClass.", "_nn."):

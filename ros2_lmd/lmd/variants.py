@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ros2_lmd.lmd.registry import Rule
 
 BATCHNORM_RULES = ("identity", "uniform")
 LAYERNORM_RULES = ("ratio", "identity", "uniform")
@@ -36,7 +39,7 @@ class RuleVariants:
     activation_split: str = "identity"
     bias: str = "derived"
     split_eps: float = 1e-6
-    extra_rules: Mapping[Callable, Any] = field(default_factory=dict)
+    extra_rules: Mapping[Callable, Rule] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, value, allowed in (

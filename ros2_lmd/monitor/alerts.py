@@ -295,14 +295,15 @@ class AlertEngine:
             if reason
         }
         all_present = all(present.get(m, True) for m in expected)
-        live = [m for m in self.modalities if all_present and activity.get(m) is not None]
-        ratios = {m: self.health[m].ratio(activity[m]) for m in live}
+        live = {m: a for m in self.modalities if all_present and (a := activity.get(m)) is not None}
+        ratios = {m: self.health[m].ratio(a) for m, a in live.items()}
         known = [r for r in ratios.values() if r is not None]
         # divide by the median over modalities (with one modality: by itself is no test; keep it)
         median = float(np.median(known)) if len(known) > 1 else 1.0
-        for m in live:
-            relative = None if ratios[m] is None else ratios[m] / max(median, 1e-12)
-            alert = self.health[m].update(activity[m], relative, hold=m in held)
+        for m, a in live.items():
+            ratio = ratios[m]
+            relative = None if ratio is None else ratio / max(median, 1e-12)
+            alert = self.health[m].update(a, relative, hold=m in held)
             if alert:
                 alerts.append(alert)
         if len(self.modalities) > 1:

@@ -51,14 +51,14 @@ def extract_detections(
     mask = (probability >= threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     xs, ys = grid.cell_centres()
-    detections = []
+    detections: list[Detection] = []
     for label in range(1, count):
         cells = int(stats[label, cv2.CC_STAT_AREA])
         if cells < min_cells:
             continue
         region = labels == label
         shares = evidence_shares(components, region)
-        ranked = sorted(shares, key=shares.get, reverse=True)
+        ranked = sorted(shares, key=lambda m: shares[m], reverse=True)
         supporting = tuple(m for m in ranked if shares[m] >= support_share)
         points = np.stack([xs[region], ys[region]], axis=1).astype(np.float32)
         # The rectangle of cell centres, grown by half a cell on each side to cover the cells.

@@ -14,9 +14,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ros2_lmd.monitor.report import ERROR, SEVERITY_NAMES, WARN
+
+if TYPE_CHECKING:  # sensor_checks needs cv2, which the incident logic does not
+    from ros2_lmd.monitor.sensor_checks import Finding, SensorVerdict
 
 OPENED, ESCALATED, CLOSED = "OPENED", "ESCALATED", "CLOSED"
 
@@ -233,7 +236,9 @@ def evidence_from_frame(
     return evidence
 
 
-def evidence_from_verdicts(verdicts: Mapping[str, Any], held: dict[str, tuple[Any, ...]]) -> list[Evidence]:
+def evidence_from_verdicts(
+    verdicts: Mapping[str, SensorVerdict], held: dict[str, tuple[Finding, ...]]
+) -> list[Evidence]:
     """Evidence from the per-sensor signal checks (monitor.sensor_checks.SensorVerdict per sensor):
     one item per failed check of every sensor not in state ok, at ERROR when the sensor's state is
     failed, WARN when suspect. While the hysteresis waits to confirm a recovery a frame may pass

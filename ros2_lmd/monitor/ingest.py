@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ros2_lmd.sensors.pointcloud2 import read_points
 from ros2_lmd.sensors.stamps import LossEstimator, StampGuard, header_stamp_or_nan, stamp_ns, stamp_seconds
 from ros2_lmd.sensors.sync import AssemblyResult, FrameAssembler
 from ros2_lmd.sensors.tf import TransformTree
+
+if TYPE_CHECKING:
+    from ros2_lmd.models.base import FusionModel
 
 TF_STATIC = "/tf_static"
 
@@ -222,10 +225,10 @@ class Ingest:
                     topic, "camera_info", sensor, header_stamp_or_nan(msg), error=error.reason
                 )
             return MessageOutcome(topic, "camera_info", sensor, header_stamp_or_nan(msg))
-        sensor = self.by_topic.get(topic)
-        if sensor is None:
+        reading_sensor = self.by_topic.get(topic)
+        if reading_sensor is None:
             return MessageOutcome(topic, "ignored")
-        return self._on_reading(sensor, msg, reference)
+        return self._on_reading(reading_sensor, msg, reference)
 
     def _on_reading(self, sensor: InputSensor, msg: Any, reference: float | None) -> MessageOutcome:
         topic, jump = sensor.topic, ""
@@ -290,7 +293,7 @@ class Ingest:
 
 
 def ingest_for_model(
-    params: MonitorParams, model: Any, *, adapt_key_sensor: bool = False
+    params: MonitorParams, model: FusionModel, *, adapt_key_sensor: bool = False
 ) -> tuple[Ingest, list[str]]:
     """The Ingest of `params` for `model`'s inputs, and the configured modalities the model does
     not take (not subscribed). A key sensor the model does not take is an error, or, with

@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ros2_lmd.errors import LMDError
 from ros2_lmd.monitor.alerts import ALERT_PARAMETERS, AlertConfig, alert_config_problems
 from ros2_lmd.monitor.declare import copied_from, setting
 from ros2_lmd.sensors.frame import MODALITIES
@@ -39,7 +40,7 @@ ROS_NODE_PARAMETERS = {"use_sim_time": bool}
 ROS_PARAMETER_PREFIXES = ("qos_overrides.",)
 
 
-class ParameterError(ValueError):
+class ParameterError(LMDError, ValueError):
     """A parameter file or value that the monitor cannot use; the message names each parameter."""
 
 

@@ -229,7 +229,7 @@ class Pipeline:
             with torch.inference_mode():
                 features = self.model.encode(self.model.prepare(blank, self.device))
             self.compiled.prepare(features)
-            if self.self_check_every:
+            if self.self_check_every and self.compiled_checking is not None:
                 self.compiled_checking.prepare(features)
         self.compute(blank)
         return time.perf_counter() - start
@@ -265,9 +265,11 @@ class Pipeline:
         """The stateful part: contribution activity and alerts. Call in stamp order."""
         t0 = time.perf_counter()
         frame, components = computed.frame, computed.components
+        stamp_ns = frame.stamp_ns
+        assert stamp_ns is not None  # SensorFrame.__post_init__ fills it from `stamp`
         closed_by_jump = []
         if frame.time_epoch != self.time_epoch:  # time jumped: history from before does not apply
-            closed_by_jump = self.reset_history(frame.stamp, frame.stamp_ns)
+            closed_by_jump = self.reset_history(frame.stamp, stamp_ns)
             self.time_epoch = frame.time_epoch
         energy = {m: contribution_energy(components[m]) for m in self.modalities}
         present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
@@ -299,7 +301,7 @@ class Pipeline:
             frame.sensor_status, frame.sensor_modality, self.alerts.states(), health_ratios(self)
         )
         evidence += evidence_from_verdicts(verdicts, self._findings)
-        incident_changes = closed_by_jump + self.incidents.update(frame.stamp, frame.stamp_ns, evidence)
+        incident_changes = closed_by_jump + self.incidents.update(frame.stamp, stamp_ns, evidence)
         self.frames_processed += 1
         timings = dict(computed.timings_ms)
         timings["postprocess"] += (time.perf_counter() - t0) * 1e3 - checks_ms

@@ -10,10 +10,11 @@ workers and torch threads use the CPU is monitor/resources.py's `inference_plan`
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -124,7 +125,7 @@ class OrderedRunner(Generic[Item, Result]):
     def __enter__(self) -> OrderedRunner[Item, Result]:
         return self
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.close(discard=exc_type is not None)
 
     # --- Workers ----------------------------------------------------------------------------------
@@ -151,6 +152,8 @@ class OrderedRunner(Generic[Item, Result]):
         while (taken := self._take()) is not None:
             first, items = taken
             # Taken items are always concluded, even while stopping: later turns wait for them.
+            results: list[Result | None]
+            failure: Exception | None
             try:
                 results, failure = list(self.compute(items)), None
                 if len(results) != len(items):
@@ -158,12 +161,16 @@ class OrderedRunner(Generic[Item, Result]):
             except Exception as error:  # noqa: BLE001 — reported with each item of the batch
                 results, failure = [None] * len(items), error
             with self._state:
-                self._state.wait_for(lambda first=first: self._concluded == first)
+                self._state.wait_for(functools.partial(self._is_turn, first))
             for item, result in zip(items, results):
                 self._conclude_one(item, result, failure)
             with self._state:
                 self._concluded += len(items)
                 self._state.notify_all()
+
+    def _is_turn(self, first: int) -> bool:
+        """Whether every item queued before `first` is concluded (called under `_state`)."""
+        return self._concluded == first
 
     def _conclude_one(self, item: Item, result: Result | None, failure: BaseException | None) -> None:
         try:

@@ -505,8 +505,8 @@ class _SensorState:
             if rule.min_rise is not None and deviation < float(getattr(c, rule.min_rise)):
                 return None
         if rule.also is not None:
-            other, limit_name = rule.also
-            if other_measured is None or other_measured[0] < float(getattr(c, limit_name)):
+            other, other_limit = rule.also
+            if other_measured is None or other_measured[0] < float(getattr(c, other_limit)):
                 return None
             context = (
                 f", {other} {obs.scalars[other]:.3g} vs {other_measured[1]:.3g} ({other_measured[0]:.2f} x)"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ros2_lmd.errors import LMDError
 from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import rosbags_types
 from ros2_lmd.monitor.diagnostics import DIAGNOSTICS_PERIOD_S, Intake, MonitorStatus, drop_kind
@@ -71,7 +72,7 @@ OUTPUTS = {
 STAGING_PREFIX = ".analyze-partial-"
 
 
-class AnalyzeError(ValueError):
+class AnalyzeError(LMDError, ValueError):
     """An argument of `analyze` that cannot work (faults file, output folder, device), found before
     any work starts; the message names the argument and what is wrong with it."""
 

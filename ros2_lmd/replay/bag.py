@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ros2_lmd.errors import LMDError
 
-class BagError(RuntimeError):
+
+class BagError(LMDError, RuntimeError):
     """A bag that cannot be read (entirely or from some point on); says which bag and why."""
 
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ros2_lmd.errors import LMDError
 from ros2_lmd.monitor.params import MonitorParams
 from ros2_lmd.monitor.resources import cpu_cores
 from ros2_lmd.replay.analyze import OUTPUTS
@@ -40,7 +41,7 @@ DEVICE = "cpu"  # workers scale out over cores and machines; one GPU per bag is 
 OBJECT_STORE_BYTES = 256 * 1024**2  # only bag paths and outcomes travel through it
 
 
-class FleetError(ValueError):
+class FleetError(LMDError, ValueError):
     """A `fleet` argument that cannot work (paths, output folder, workers, Ray address), found
     before any bag is analysed; the message names the argument and what is wrong with it."""
 

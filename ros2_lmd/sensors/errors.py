@@ -9,8 +9,10 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
+from ros2_lmd.errors import LMDError
 
-class SensorDataError(ValueError):
+
+class SensorDataError(LMDError, ValueError):
     """A message on `topic` is malformed or inconsistent; `reason` names the field and the problem."""
 
     def __init__(self, topic: str, reason: str) -> None:
@@ -25,7 +27,7 @@ class SensorDataError(ValueError):
 def int_field(obj: Any, name: str, topic: str, label: str | None = None) -> int:
     """`obj.name` as a Python int (int, bool or numpy integer; never a float, which int() would
     truncate); SensorDataError naming `label` (default `name`) if it is missing or not an integer."""
-    value = getattr(obj, name, None)
+    value: Any = getattr(obj, name, None)  # anything a duck-typed message holds
     try:
         return operator.index(value)
     except TypeError:
@@ -34,7 +36,7 @@ def int_field(obj: Any, name: str, topic: str, label: str | None = None) -> int:
         ) from None
 
 
-class TransformLookupError(LookupError):
+class TransformLookupError(LMDError, LookupError):
     """No chain of transforms links `source_frame` to `target_frame` (yet)."""
 
     def __init__(

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
 
 from ros2_lmd.sensors.buffers import as_uint8_buffer
 from ros2_lmd.sensors.errors import SensorDataError, int_field
@@ -164,7 +165,7 @@ def _compressed_header(data: np.ndarray, fmt: str, topic: str) -> tuple[str, int
         raise SensorDataError(
             topic, f"data: header of {data.size} bytes (format {fmt!r:.80}) refused by Pillow: {err}"
         ) from None
-    except PILImage.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise SensorDataError(
             topic,
             f"data: cannot decode {data.size} bytes as {fmt!r:.80}: not a JPEG or PNG "

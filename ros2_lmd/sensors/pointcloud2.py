@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -87,7 +87,7 @@ def read_points(msg: Any, fields: Sequence[str], topic: str) -> PointCloudResult
             f"{expected} bytes but data has {data.size}",
         )
 
-    byte_order = ">" if msg.is_bigendian else "<"
+    byte_order: Literal[">", "<"] = ">" if msg.is_bigendian else "<"
     formats, offsets = [], []
     for name in names:
         offset, datatype, count = available[name]
@@ -174,7 +174,7 @@ def structured_layout(points: np.ndarray) -> tuple[list[tuple[str, int, int, int
     the dtype's offsets, of its type): (fields as (name, offset, datatype, count), point_step, data).
     The data are the array's bytes unchanged, so every value keeps its bits."""
     dtype = points.dtype
-    if dtype.names is None:
+    if dtype.names is None or dtype.fields is None:
         raise ValueError(f"structured_layout: expected a structured array, got dtype {dtype}")
     fields = []
     for name in dtype.names:
@@ -206,7 +206,7 @@ def make_structured_pointcloud2(types: Any, header: Any, points: np.ndarray) -> 
     """An unorganised (height 1) PointCloud2 of a structured array, every field with its own type
     and the array's bytes as data (`structured_layout`): e.g. a nuScenes radar sweep as stored."""
     fields, point_step, data = structured_layout(points)
-    floats = [n for n in points.dtype.names if points.dtype[n].kind == "f"]
+    floats = [n for n in points.dtype.names or () if points.dtype[n].kind == "f"]
     dense = all(bool(np.isfinite(points[n]).all()) for n in floats)
     return _pointcloud2_message(types, header, fields, point_step, len(points), data, dense)
 

@@ -44,6 +44,17 @@ class ExtrinsicsProvider(Protocol):
     def lookup(self, target_frame: str, source_frame: str) -> np.ndarray: ...
 
 
+class SensorLike(Protocol):
+    """What FrameAssembler reads of a configured sensor (a `frame_id` too where it has one):
+    SensorSource, monitor.ingest.InputSensor and sim.rig.SensorSpec all qualify."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def modality(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class SensorSource:
     """One input sensor: its name (as used in `add`), modality, and sensor frame for extrinsics
@@ -101,7 +112,7 @@ class FrameAssembler:
 
     def __init__(
         self,
-        sensors: Sequence[Any],
+        sensors: Sequence[SensorLike],
         tolerance_s: float,
         extrinsics: ExtrinsicsProvider,
         key_sensor: str | None = None,

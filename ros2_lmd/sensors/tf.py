@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
 
 from ros2_lmd.sensors.errors import SensorDataError, TransformLookupError
@@ -26,7 +27,7 @@ def quaternion_to_matrix(xyzw: Sequence[float], topic: str, where: str = "rotati
     return Rotation.from_quat(q / np.linalg.norm(q)).as_matrix()
 
 
-def rigid_transform(rotation: np.ndarray, translation: Sequence[float]) -> np.ndarray:
+def rigid_transform(rotation: np.ndarray, translation: ArrayLike) -> np.ndarray:
     """4x4 homogeneous transform from a 3x3 rotation and a translation."""
     T = np.eye(4)
     T[:3, :3] = rotation

@@ -52,7 +52,7 @@ def linear_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     return _wrap_tree(ctx, torch.vmap(per_plane)(planes))
 
 
-def planewise_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def planewise_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     """Ops indifferent to a leading dimension (dtype/device moves, clone, contiguous)."""
     index = _only_decomposed_arg(func, args, kwargs)
     call_args = list(args)
@@ -107,7 +107,7 @@ def _view_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     return ctx.wrap(p.view(p.shape[0], *shape) if func is T.view else p.reshape(p.shape[0], *shape))
 
 
-def _permute_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _permute_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x = args[0]
     dims = _shape_args(args[1:]) or tuple(kwargs["dims"])
     p = x._planes
@@ -115,7 +115,7 @@ def _permute_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
     return ctx.wrap(p.permute(0, *(shift_dim(d, n) for d in dims)))
 
 
-def _transpose_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _transpose_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x = args[0]
     d0, d1 = arg(args, kwargs, 1, "dim0"), arg(args, kwargs, 2, "dim1")
     p = x._planes
@@ -123,7 +123,7 @@ def _transpose_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> 
     return ctx.wrap(p.transpose(shift_dim(d0, n), shift_dim(d1, n)))
 
 
-def _flatten_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _flatten_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x = args[0]
     p = x._planes
     n = p.dim() - 1
@@ -133,13 +133,13 @@ def _flatten_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
     return ctx.wrap(p.flatten(shift_dim(start, n), shift_dim(end, n)))
 
 
-def _unsqueeze_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _unsqueeze_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x, d = args[0], arg(args, kwargs, 1, "dim")
     p = x._planes
     return ctx.wrap(p.unsqueeze((d % p.dim()) + 1))
 
 
-def _squeeze_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _squeeze_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x, d = args[0], arg(args, kwargs, 1, "dim")
     p = x._planes
     n = p.dim() - 1
@@ -150,11 +150,11 @@ def _squeeze_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
     return ctx.wrap(p.squeeze(tuple(shift_dim(i, n) for i in dims)))
 
 
-def _contiguous_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _contiguous_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     return ctx.wrap(args[0]._planes.contiguous())
 
 
-def _reduce_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _reduce_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     """sum / mean over dims: linear. Explicit dim shift avoids reducing over the plane dim."""
     x = args[0]
     dim = arg(args, kwargs, 1, "dim")
@@ -176,7 +176,7 @@ def _first_planes(values) -> T:
     return next(v._planes for v in values if isinstance(v, LMDTensor))
 
 
-def _cat_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _cat_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     tensors = arg(args, kwargs, 0, "tensors")
     dim = arg(args, kwargs, 1, "dim", 0)
     like = _first_planes(tensors)
@@ -268,7 +268,7 @@ def _conv_rule(spatial_dims: int) -> Callable:
     return rule
 
 
-def _linear_layer_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _linear_layer_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x, weight, bias = args[0], arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias")
     if not isinstance(x, LMDTensor) or isinstance(weight, LMDTensor) or isinstance(bias, LMDTensor):
         raise LMDRuleError("F.linear: only the input may be decomposed (not weight/bias)")
@@ -292,7 +292,7 @@ def _batched_rule(spatial_dims: int | None) -> Callable:
     return rule
 
 
-def _pad_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _pad_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x, pad = args[0], arg(args, kwargs, 1, "pad")
     mode = arg(args, kwargs, 2, "mode", "constant")
     value = arg(args, kwargs, 3, "value", None)
@@ -339,11 +339,20 @@ def _mul_const(ctx: Context, x: LMDTensor, c: Any, divide: bool) -> T:
     return p / c if divide else p * c
 
 
-_ADD = {torch.add, T.add, T.__add__, T.__radd__, T.add_, T.__iadd__}
-_SUB = {torch.sub, torch.subtract, T.sub, T.subtract, T.__sub__, T.sub_, T.__isub__}
-_RSUB = {T.__rsub__, torch.rsub}
-_MUL = {torch.mul, torch.multiply, T.mul, T.multiply, T.__mul__, T.__rmul__, T.mul_, T.__imul__}
-_DIV = {
+_ADD: set[Callable] = {torch.add, T.add, T.__add__, T.__radd__, T.add_, T.__iadd__}
+_SUB: set[Callable] = {torch.sub, torch.subtract, T.sub, T.subtract, T.__sub__, T.sub_, T.__isub__}
+_RSUB: set[Callable] = {T.__rsub__, torch.rsub}
+_MUL: set[Callable] = {
+    torch.mul,
+    torch.multiply,
+    T.mul,
+    T.multiply,
+    T.__mul__,
+    T.__rmul__,
+    T.mul_,
+    T.__imul__,
+}
+_DIV: set[Callable] = {
     torch.div,
     torch.divide,
     torch.true_divide,
@@ -354,7 +363,7 @@ _DIV = {
     T.div_,
     T.__itruediv__,
 }
-_RDIV = {T.__rtruediv__}
+_RDIV: set[Callable] = {T.__rtruediv__}
 _INPLACE = {T.add_, T.__iadd__, T.sub_, T.__isub__, T.mul_, T.__imul__, T.div_, T.__itruediv__}
 
 
@@ -429,7 +438,7 @@ def _write_inplace(ctx: Context, target: Any, new_planes: T) -> Any:
     return target
 
 
-def _neg_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _neg_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     return ctx.wrap(-args[0]._planes)
 
 
@@ -437,7 +446,7 @@ def _pos_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     return args[0]
 
 
-def _matmul_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _matmul_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     a, b = args[0], arg(args, kwargs, 1, "other", kwargs.get("mat2"))
     if func is T.__rmatmul__:
         a, b = b, a
@@ -448,7 +457,7 @@ def _matmul_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any
     return ctx.wrap(torch.vmap(lambda q: torch.matmul(a, q))(b._planes))
 
 
-def _einsum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _einsum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     equation, operands = args[0], args[1:]
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
@@ -470,7 +479,7 @@ def _einsum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any
 # --- selections with a plain condition (computed from the real value) --------------------------
 
 
-def _where_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _where_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     cond, a, b = args[0], arg(args, kwargs, 1, "input"), arg(args, kwargs, 2, "other")
     if isinstance(cond, LMDTensor):
         raise LMDRuleError("torch.where with a decomposed condition: compare the real value first")
@@ -497,7 +506,7 @@ def _masked_fill_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -
 # --- the rule table ---------------------------------------------------------------------------
 
 # metadata: answered from the real value, no components
-_METADATA = [
+_METADATA: list[Callable] = [
     T.size,
     T.dim,
     T.numel,

@@ -167,7 +167,7 @@ def _positional_inplace(func: Callable, args: tuple) -> bool:
     return position is not None and len(args) > position and bool(args[position])
 
 
-def _softmax_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _softmax_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     """Softmax linearised as an activation (App. D.2): c = softmax(A) / A, f(0) taken as 0; where
     A is ~0 the output goes to the bias stream."""
     x = args[0]
@@ -194,7 +194,7 @@ _INPLACE_POSITION = {
     F.rrelu: 4,
     F.threshold: 3,
 }
-_INPLACE_ACTIVATIONS = {
+_INPLACE_ACTIVATIONS: set[Callable] = {
     torch.relu_,
     T.relu_,
     F.relu_,
@@ -210,7 +210,7 @@ _INPLACE_ACTIVATIONS = {
     torch.clamp_,
     T.clip_,
     torch.clip_,
-    F.threshold_,
+    torch.threshold_,  # F.threshold_ is this same function (torch's stubs only declare this name)
 }
 
 
@@ -235,7 +235,7 @@ def _bn_like(ctx: Context, x: LMDTensor, out_real: T, scale: T, shift: T, channe
     return out
 
 
-def _batch_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _batch_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x = args[0]
     running_mean, running_var = arg(args, kwargs, 1, "running_mean"), arg(args, kwargs, 2, "running_var")
     weight, bias = arg(args, kwargs, 3, "weight"), arg(args, kwargs, 4, "bias")
@@ -307,7 +307,7 @@ def _channel_affine(param: T | None, x_dim: int, channel_dim: int) -> T | None:
     return param.reshape(view)
 
 
-def _instance_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _instance_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x = args[0]
     running_mean, running_var = arg(args, kwargs, 1, "running_mean"), arg(args, kwargs, 2, "running_var")
     weight, bias = arg(args, kwargs, 3, "weight"), arg(args, kwargs, 4, "bias")
@@ -335,7 +335,7 @@ def _instance_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict)
     )
 
 
-def _layer_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _layer_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x = args[0]
     normalized_shape = arg(args, kwargs, 1, "normalized_shape")
     weight, bias = arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias")
@@ -347,7 +347,7 @@ def _layer_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
     return ctx.wrap(_stat_norm(ctx, x, out_real, groups, eps, weight, bias))
 
 
-def _group_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _group_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     x = args[0]
     num_groups = arg(args, kwargs, 1, "num_groups")
     weight, bias = arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias")
@@ -368,7 +368,7 @@ def _group_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) ->
     )
 
 
-def _rms_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _rms_norm_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     """RMSNorm has no centring: the real RMS is held fixed (the ratio idea); no bias term."""
     x = args[0]
     normalized_shape = arg(args, kwargs, 1, "normalized_shape")
@@ -448,7 +448,7 @@ def _max_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
     )
 
 
-def _maximum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> Any:
+def _maximum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> LMDTensor:
     """torch.maximum / minimum: each element takes all planes of the operand that wins on the real plane."""
     a, b = args[0], arg(args, kwargs, 1, "other")
     like = a._planes if isinstance(a, LMDTensor) else b._planes
@@ -462,7 +462,7 @@ def _maximum_rule(ctx: Context, func: Callable, args: tuple, kwargs: dict) -> An
 # --- the rule table ---------------------------------------------------------------------------
 
 # element-wise activations (softmax: over a dim, linearised the same way)
-ACTIVATIONS = [
+ACTIVATIONS: list[Callable] = [
     F.relu,
     torch.relu,
     T.relu,
@@ -504,7 +504,8 @@ ACTIVATIONS = [
     T.erf,
     torch.exp,
     T.exp,
-] + sorted(_INPLACE_ACTIVATIONS, key=id)
+    *sorted(_INPLACE_ACTIVATIONS, key=id),
+]
 register_rule(ACTIVATIONS, _activation_rule)
 register_rule([F.softmax, torch.softmax, T.softmax], _softmax_rule)
 # normalisation
@@ -515,7 +516,7 @@ register_rule([F.group_norm], _group_norm_rule)
 register_rule([F.rms_norm], _rms_norm_rule)
 # max pooling: (the function, its *_with_indices twin that the rule runs, spatial dims, position of
 # the return_indices flag; both functions take it at the same position)
-_MAX_POOLS = [
+_MAX_POOLS: list[tuple[Callable, Callable, int, int]] = [
     (F.max_pool1d, F.max_pool1d_with_indices, 1, 6),
     (F.max_pool2d, F.max_pool2d_with_indices, 2, 6),
     (F.max_pool3d, F.max_pool3d_with_indices, 3, 6),

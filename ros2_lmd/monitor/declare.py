@@ -4,7 +4,7 @@ alert thresholds from `AlertConfig`, their one owner, with `copied_from`."""
 
 from __future__ import annotations
 
-from dataclasses import Field, field
+from dataclasses import Field, field, fields
 from typing import Any
 
 
@@ -23,7 +23,7 @@ def setting(
     )
 
 
-def is_setting(f: Field) -> bool:
+def is_setting(f: Field[Any]) -> bool:
     """Whether the dataclass field `f` was declared with `setting` (a user-facing parameter)."""
     return "description" in f.metadata
 
@@ -31,7 +31,7 @@ def is_setting(f: Field) -> bool:
 def copied_from(owner: type, name: str) -> Any:
     """The field `name` of the dataclass `owner`, declared there with `setting`, as a field of
     another dataclass: same default, description and range."""
-    original = owner.__dataclass_fields__[name]
+    (original,) = [f for f in fields(owner) if f.name == name]
     if not is_setting(original):
         raise TypeError(f"{owner.__name__}.{name} is not declared with setting()")
     return field(default=original.default, metadata=original.metadata)

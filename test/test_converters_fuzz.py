@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
+from support.properties import examples
 
 import ros2_lmd.sensors.image as image_module
 from ros2_lmd.sensors import (
@@ -34,7 +35,7 @@ from ros2_lmd.sensors import (
 )
 from ros2_lmd.sensors.image import DEFAULT_MAX_IMAGE_PIXELS
 
-FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 CLOUD_TOPIC = "/lidar_top"
 IMAGE_TOPIC = "/cam_front/image_raw"

@@ -10,6 +10,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.properties import examples
 
 from ros2_lmd.monitor import resources
 from ros2_lmd.monitor.resources import inference_plan
@@ -30,7 +31,7 @@ def _jittered_square(seed: int):
     return compute
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(
     seed=st.integers(0, 10_000), workers=st.integers(1, 4), batch=st.integers(1, 5), count=st.integers(0, 40)
 )

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.properties import examples
 
 from ros2_lmd.monitor.sensor_checks import (
     FAILED,
@@ -308,7 +309,7 @@ def _fingerprint(verdicts: dict[str, SensorVerdict]) -> list[tuple]:
     )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_same_frames_give_the_same_verdicts(seed):
     frames = _synthetic_frames(seed)

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
+from support.properties import examples
 
 import ros2_lmd.sensors.image as image_module
 from ros2_lmd.messages.types import header_msg, rosbags_types
@@ -100,7 +101,7 @@ def _raw_images(draw):
     return _image_msg(encoding, height, width, step, container, big), expected
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(_raw_images())
 def test_raw_image_matches_independent_layout(case):
     msg, expected = case

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.properties import examples
 
 from ros2_lmd.messages.types import header_msg, rosbags_types
 from ros2_lmd.sensors import (
@@ -120,7 +121,7 @@ def _random_clouds(draw):
     return msg, requested, expected.astype(np.float32)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(_random_clouds())
 def test_read_points_matches_independent_packing(case):
     msg, requested, expected = case

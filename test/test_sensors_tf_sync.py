@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
+from support.properties import examples
 
 from ros2_lmd.messages.types import rosbags_types, time_msg
 from ros2_lmd.sensors import (
@@ -54,7 +55,7 @@ def _tf_message(entries):
     return SimpleNamespace(transforms=transforms)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_lookup_composes_chains_and_inverses(seed):
     rng = np.random.default_rng(seed)
@@ -251,7 +252,7 @@ def _assert_same_results(a, b):
             np.testing.assert_array_equal(cx.image, cy.image)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.integers(0, 2**32 - 1), st.booleans())
 def test_frames_do_not_depend_on_arrival_order(seed, pop_every_message):
     readings = _stream(seed, gaps=[("radar_back", 0.4, 0.8)])
@@ -271,7 +272,7 @@ def test_frames_do_not_depend_on_arrival_order(seed, pop_every_message):
     assert all(isinstance(r, SensorFrame) for r in reference)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.integers(0, 2**32 - 1), st.booleans(), st.sampled_from([MAX_DELAY, 0.5]))
 def test_fallback_key_fills_a_silent_key_sensor_whatever_the_arrival_order(
     seed, pop_every_message, max_delay

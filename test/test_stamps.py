@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.properties import examples
 
 from ros2_lmd.messages.types import header_msg_ns, rosbags_types, time_msg, time_msg_ns
 from ros2_lmd.monitor.ingest import Ingest
@@ -25,7 +26,7 @@ RADARS = ("radar_front", "radar_back_left")
 # --- Exact stamps ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(sec=st.integers(0, 2**31 - 1), nanosec=st.integers(0, 999_999_999))
 def test_integer_stamps_survive_every_conversion_exactly(sec, nanosec):
     ns = sec * 1_000_000_000 + nanosec
@@ -118,7 +119,7 @@ def test_the_reference_clock_going_back_is_a_time_jump():
     assert all(not v.reason for v in verdicts)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     offset=st.floats(-1e9, 1e9),
     rate=st.floats(0.25, 4.0),

@@ -34,8 +34,20 @@ LAYERS = {
     "datasets": {"geometry", "sensors", "sim"},
     "monitor": {"lmd", "geometry", "sensors", "models", "messages"},
     "messages": {"monitor", "geometry", "sensors"},
-    "eval": {"lmd", "geometry", "sensors", "models", "sim", "monitor"},
-    "replay": {"lmd", "geometry", "sensors", "models", "sim", "datasets", "monitor", "messages", "eval"},
+    "render": {"geometry"},
+    "eval": {"lmd", "geometry", "sensors", "models", "sim", "monitor", "render"},
+    "replay": {
+        "lmd",
+        "geometry",
+        "sensors",
+        "models",
+        "sim",
+        "datasets",
+        "monitor",
+        "messages",
+        "eval",
+        "render",
+    },
     "ros": {"lmd", "geometry", "sensors", "models", "sim", "datasets", "monitor", "messages", "replay"},
 }
 

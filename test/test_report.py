@@ -16,18 +16,9 @@ from matplotlib.lines import Line2D
 from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.monitor.incidents import Incident
 from ros2_lmd.monitor.report import ERROR, INFO, SENSOR_FAILED, SENSOR_STALE, WARN, FrameReport
-from ros2_lmd.replay.report import (
-    AlertRow,
-    FrameRow,
-    bev_figure,
-    draw_bev,
-    lanes_figure,
-    png_data_uri,
-    timeline_figure,
-    write_alerts_csv,
-    write_frames_csv,
-    write_incidents_csv,
-)
+from ros2_lmd.render.figures import draw_bev, png_data_uri
+from ros2_lmd.replay.report import bev_figure, lanes_figure, timeline_figure
+from ros2_lmd.replay.tables import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_incidents_csv
 from ros2_lmd.sim.faults import FaultEvent
 
 T0 = 1_700_000_000.0

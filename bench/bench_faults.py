@@ -7,7 +7,7 @@ them; nothing goes to disk.
 
 Printed (the targets are the issue's): recall within 1.5 s of onset (>= 95 %), median and p95 delay
 (p95 <= 1.0 s), right sensor named (>= 90 %), false incidents per 10 fault-free minutes (<= 1), time to
-clear after the fault ends. Scoring is ros2_lmd.replay.report.score_incidents, the same as
+clear after the fault ends. Scoring is ros2_lmd.replay.scoring.score_incidents, the same as
 `analyze --faults`.
 
     .venv/bin/python bench/bench_faults.py [--seeds 3] [--fault-free-minutes 30] [--varied-minutes 10]
@@ -80,7 +80,7 @@ def _scope(spec: str) -> str:
 
 
 def main() -> None:
-    from ros2_lmd.replay.report import score_incidents
+    from ros2_lmd.replay.scoring import score_incidents
     from ros2_lmd.sim import default_rig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -19,6 +19,7 @@ from test_training import _scene, scenes, tiny
 from ros2_lmd.eval import runner
 from ros2_lmd.eval.perturbation import paper_methods
 from ros2_lmd.lmd import decompose
+from ros2_lmd.render.figures import save_png
 
 METHODS = [m for m in paper_methods() if m.name in ("Baseline", "LMD (Ratio Rule)")]
 COLUMNS = ["C_p/C", "C_p/R", "R_p/C", "R_p/R"]  # Table 1: X_p/Y = Y's prediction, X replaced
@@ -216,7 +217,7 @@ def test_decomposition_figure_scales_and_labels(model, frames, tmp_path):
     with torch.no_grad():
         dec = decompose(model.fuse, sample)["bev_logits"]
     fig = runner.decomposition_figure(model, sample, "frame 0 of the 1 evaluated")
-    runner.save_figure(fig, tmp_path / "d.png")
+    save_png(fig, tmp_path / "d.png")
     scales = _scales(fig)
     assert list(scales)[:4] == ["fused", "camera", "radar", "bias"]
     assert all(scales[name] == (0, 1) for name in ("fused", "camera", "radar", "bias"))  # ÷ panel max
@@ -241,7 +242,7 @@ def test_decomposition_figure_scales_and_labels(model, frames, tmp_path):
 def test_gradcam_titles_are_inside_the_figure_and_each_map_has_a_colour_bar(model, frames, tmp_path):
     sample = runner.encode_frames(model, frames[:1])[0]
     fig = runner.gradcam_figure(model, sample, "bev_compressor", "frame 0 of the 1 evaluated")
-    runner.save_figure(fig, tmp_path / "g.png")
+    save_png(fig, tmp_path / "g.png")
     assert overlapping_titles(fig) == []
     titles = [ax.get_title() for ax in fig.axes if ax.images]
     assert titles[1:] == ["camera Grad-CAM", "radar Grad-CAM"] and titles[0].startswith("region: ")

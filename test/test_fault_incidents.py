@@ -12,7 +12,7 @@ from ros2_lmd.models.io import load_model
 from ros2_lmd.monitor.params import MonitorParams
 from ros2_lmd.monitor.report import SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_MISSING, SENSOR_STALE
 from ros2_lmd.replay.analyze import monitor_drive
-from ros2_lmd.replay.report import score_incidents
+from ros2_lmd.replay.scoring import score_incidents
 from ros2_lmd.sim import SimConfig, default_rig, simulate_drive
 from ros2_lmd.sim.faults import expand_faults
 

@@ -46,7 +46,7 @@ from ros2_lmd.replay.fleet import (
     find_bags,
     run_fleet,
 )
-from ros2_lmd.replay.fleet_report import BagData, fleet_summary
+from ros2_lmd.replay.fleet_stats import BagData, fleet_summary
 from ros2_lmd.replay.simulate import simulate_to_bag
 from ros2_lmd.training import build_dataset, evaluate_iou, simulated_sample
 

@@ -16,18 +16,11 @@ from matplotlib.lines import Line2D
 from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.monitor.incidents import Incident
 from ros2_lmd.monitor.report import ERROR, INFO, SENSOR_FAILED, SENSOR_STALE, WARN, FrameReport
-from ros2_lmd.replay.report import (
-    AlertRow,
-    FrameRow,
-    bev_figure,
-    draw_bev,
-    lanes_figure,
-    png_data_uri,
-    timeline_figure,
-    write_alerts_csv,
-    write_frames_csv,
-    write_incidents_csv,
-)
+from ros2_lmd.render.figures import draw_bev, png_data_uri
+from ros2_lmd.render.page import html_page
+from ros2_lmd.replay.numbers import finite_mean, finite_or_none, format_number
+from ros2_lmd.replay.report import bev_figure, lanes_figure, timeline_figure
+from ros2_lmd.replay.tables import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_incidents_csv
 from ros2_lmd.sim.faults import FaultEvent
 
 T0 = 1_700_000_000.0
@@ -100,6 +93,23 @@ def test_incidents_carry_both_clocks_and_an_open_incident_has_no_end(tmp_path):
     assert float(closed["start_s"]) == pytest.approx(float(closed["start_stamp"]) - T0, abs=1e-6) == 3.1
     assert float(closed["end_s"]) == pytest.approx(float(closed["end_stamp"]) - T0, abs=1e-6) == 5.25
     assert (still_open["end_s"], still_open["end_stamp"]) == ("", "")
+
+
+def test_a_value_not_measured_is_an_empty_cell_null_in_json_and_left_out_of_means():
+    nan, inf = float("nan"), float("inf")
+    assert format_number(None) == format_number(nan) == format_number(np.float64(nan)) == ""
+    assert (format_number(0.123456), format_number(2, ".2f"), format_number(inf)) == ("0.1235", "2.00", "inf")
+    assert finite_or_none(nan) is None and finite_or_none(-inf) is None
+    assert finite_or_none(np.float32(1.5)) == 1.5 and type(finite_or_none(np.float32(1.5))) is float
+    assert finite_mean([1.0, nan, None, inf, 3.0]) == 2.0
+    assert finite_mean([nan, None]) is None and finite_mean([]) is None
+
+
+def test_a_report_page_escapes_its_title_and_has_a_script_only_when_given():
+    page = html_page("drive <a&b>", ["<p>x</p>", "<p>y</p>"])
+    assert "<title>drive &lt;a&amp;b&gt;</title>" in page and "<script>" not in page
+    assert page.endswith("<body><p>x</p><p>y</p></body></html>")
+    assert "<script>f()</script></head>" in html_page("t", [], "f()")
 
 
 # --- BEV panels --------------------------------------------------------------------------------

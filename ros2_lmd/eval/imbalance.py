@@ -1,5 +1,5 @@
 """Modality imbalance: does a fusion model lean on one sensor more than that sensor's own quality
-justifies? The fleet report (replay/fleet_report.py) sets each modality's share of the fused
+justifies? The fleet statistics (replay/fleet_stats.py) set each modality's share of the fused
 evidence (LMD, over many drives) against how well that modality does alone, the fusion-degradation
 concern of "Representation Space Constrained Learning with Modality Decoupling for Multimodal
 Object Detection" (Shao and Shi, arXiv:2511.15433, 2025): training can let the stronger or easier

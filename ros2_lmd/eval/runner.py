@@ -16,14 +16,12 @@ import torch
 
 from ros2_lmd.eval.gradcam import modality_gradcam
 from ros2_lmd.eval.perturbation import LETTER, Method, paper_methods, perturbation_sets, run_perturbation
-from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.lmd import decompose
 from ros2_lmd.models.base import FusionModel
+from ros2_lmd.render.figures import draw_bev, new_figure, save_png, symmetric_limit
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from matplotlib.image import AxesImage
 
 OUTPUT_KEY = "bev_logits"
 # The paper's reported PCC for LMD (Ratio Rule) on nuScenes: Table 1 (radar + camera, LiDAR +
@@ -168,34 +166,6 @@ def markdown_tables(
 
 
 # --- Figures ------------------------------------------------------------------------------------
-# The BEV panel drawing mirrors replay.report.draw_bev (eval may not import replay): x forward up,
-# y left to the left, metres, the ego vehicle as a triangle at the origin.
-
-EGO_MARKER = {"marker": "^", "markersize": 7, "markerfacecolor": "lime", "markeredgecolor": "black"}
-
-
-def _draw_bev(ax: Axes, bev: np.ndarray, grid: BEVGrid, **imshow: Any) -> AxesImage:
-    image = ax.imshow(
-        bev.T[::-1, ::-1],  # rows from x_max down, columns from y_max rightwards
-        extent=(grid.y_max, grid.y_min, grid.x_min, grid.x_max),
-        interpolation="nearest",
-        **imshow,
-    )
-    if grid.x_min <= 0 <= grid.x_max and grid.y_min <= 0 <= grid.y_max:
-        ax.plot(0, 0, linestyle="none", **EGO_MARKER)
-    ax.tick_params(labelsize=7)
-    return image
-
-
-def _limit(bevs: Sequence[np.ndarray]) -> float:
-    """The largest |value| among maps drawn on one colour scale (1 when all are zero)."""
-    return max((float(np.abs(b).max()) for b in bevs), default=0.0) or 1.0
-
-
-def save_figure(fig: Figure, path: Path) -> None:
-    # as replay.report.png_data_uri: colour bars beside fixed-aspect images can need a second layout pass
-    fig.draw_without_rendering()
-    fig.savefig(path, dpi=100)
 
 
 def decomposition_figure(model: FusionModel, sample: dict[str, torch.Tensor], frame_label: str) -> Figure:
@@ -203,36 +173,34 @@ def decomposition_figure(model: FusionModel, sample: dict[str, torch.Tensor], fr
     positive part, each panel divided by its own maximum (where each one sees vehicles, whatever its
     size). Bottom: signed logits; the modalities on one shared scale, so their colours compare, the
     fused output and the bias each on their own."""
-    from matplotlib.figure import Figure
-
     with torch.no_grad():
         dec = decompose(model.fuse, sample)[OUTPUT_KEY]
     maps = {"fused": dec.total, **dec.components, "bias": dec.bias}
     maps = {name: tensor[0, 0].float().cpu().numpy() for name, tensor in maps.items()}
     modalities = list(dec.components)
     grid = model.grid
-    fig = Figure(figsize=(2.4 * len(maps) + 1.0, 6.6), layout="compressed")
+    fig = new_figure((2.4 * len(maps) + 1.0, 6.6), layout="compressed")
     axes = fig.subplots(2, len(maps), sharex=True, sharey=True)
     for col, (name, bev) in enumerate(maps.items()):
         positive = np.clip(bev, 0, None)
-        top = _draw_bev(axes[0, col], positive / (positive.max() or 1.0), grid, cmap="magma", vmin=0, vmax=1)
+        top = draw_bev(axes[0, col], positive / (positive.max() or 1.0), grid, cmap="magma", vmin=0, vmax=1)
         axes[0, col].set_title(name, fontsize=10)
         axes[1, col].set_xlabel("y [m]", fontsize=8)
     fig.colorbar(top, ax=axes[0, :], location="right", label="positive part\n÷ the panel's max")
-    fused_limit = _limit([maps["fused"]])
-    fused = _draw_bev(axes[1, 0], maps["fused"], grid, cmap="RdBu_r", vmin=-fused_limit, vmax=fused_limit)
+    fused_limit = symmetric_limit([maps["fused"]])
+    fused = draw_bev(axes[1, 0], maps["fused"], grid, cmap="RdBu_r", vmin=-fused_limit, vmax=fused_limit)
     fig.colorbar(fused, ax=axes[1, 0], location="bottom", label=f"fused logit (±{fused_limit:.3g})")
-    shared_limit = _limit([maps[m] for m in modalities])
+    shared_limit = symmetric_limit([maps[m] for m in modalities])
     for col, m in enumerate(modalities, start=1):
-        shared = _draw_bev(axes[1, col], maps[m], grid, cmap="RdBu_r", vmin=-shared_limit, vmax=shared_limit)
+        shared = draw_bev(axes[1, col], maps[m], grid, cmap="RdBu_r", vmin=-shared_limit, vmax=shared_limit)
     fig.colorbar(
         shared,
         ax=axes[1, 1 : 1 + len(modalities)],
         location="bottom",
         label=f"logit contribution (one scale for {', '.join(modalities)}: ±{shared_limit:.3g})",
     )
-    bias_limit = _limit([maps["bias"]])
-    bias = _draw_bev(axes[1, -1], maps["bias"], grid, cmap="RdBu_r", vmin=-bias_limit, vmax=bias_limit)
+    bias_limit = symmetric_limit([maps["bias"]])
+    bias = draw_bev(axes[1, -1], maps["bias"], grid, cmap="RdBu_r", vmin=-bias_limit, vmax=bias_limit)
     fig.colorbar(bias, ax=axes[1, -1], location="bottom", label=f"bias logit\n(own scale: ±{bias_limit:.3g})")
     axes[0, 0].set_ylabel("positive part\nx [m]", fontsize=8)
     axes[1, 0].set_ylabel("signed logits\nx [m]", fontsize=8)
@@ -250,7 +218,6 @@ def gradcam_figure(
     """Modality Grad-CAM (App. E.3) at `layer` for the region of the fused detections (p >= 0.5; the
     strongest cell when there are none). Each modality on its own scale: one often dominates the
     layer, and on a shared scale the others would be black."""
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     with torch.no_grad():
@@ -263,12 +230,12 @@ def gradcam_figure(
     maps = modality_gradcam(model, model.fuse, sample, layer, region, OUTPUT_KEY)
     maps = {m: cam[0].cpu().numpy() for m, cam in maps.items()}
     grid = model.grid
-    fig = Figure(figsize=(2.5 * (len(maps) + 1), 3.9), layout="compressed")
+    fig = new_figure((2.5 * (len(maps) + 1), 3.9), layout="compressed")
     axes = fig.subplots(1, len(maps) + 1, sharex=True, sharey=True)
-    _draw_bev(axes[0], region[0, 0].cpu().numpy(), grid, cmap="gray", vmin=0, vmax=1)
+    draw_bev(axes[0], region[0, 0].cpu().numpy(), grid, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title(f"region: {region_name}", fontsize=9)
     for ax, (m, cam) in zip(axes[1:], maps.items()):
-        image = _draw_bev(ax, cam, grid, cmap="inferno", vmin=0, vmax=float(cam.max()) or 1.0)
+        image = draw_bev(ax, cam, grid, cmap="inferno", vmin=0, vmax=float(cam.max()) or 1.0)
         ax.set_title(f"{m} Grad-CAM", fontsize=9)
         bar = fig.colorbar(image, ax=ax, location="bottom", label=f"Grad-CAM at {layer}\n(own scale)")
         bar.ax.xaxis.set_major_locator(MaxNLocator(nbins=3))  # small maxima have long tick labels
@@ -328,8 +295,8 @@ def evaluate(
         ]
     index = candidates[int(np.argmax(occupied))]
     label = f"frame {index} of the {len(samples)} evaluated (0-based)"
-    save_figure(decomposition_figure(model, samples[index], label), out_dir / "decomposition.png")
+    save_png(decomposition_figure(model, samples[index], label), out_dir / "decomposition.png")
     if gradcam_layer in dict(model.named_modules()):
-        save_figure(gradcam_figure(model, samples[index], gradcam_layer, label), out_dir / "gradcam.png")
+        save_png(gradcam_figure(model, samples[index], gradcam_layer, label), out_dir / "gradcam.png")
     log(text)
     return results

@@ -44,22 +44,14 @@ from ros2_lmd.replay.bag import (
     read_messages,
     type_problems,
 )
-from ros2_lmd.replay.report import (
-    SENSOR_STATE_ALERTS,
-    AlertRow,
-    FrameRow,
-    write_alerts_csv,
-    write_frames_csv,
-    write_html,
-    write_incidents_csv,
-)
+from ros2_lmd.replay.report import MAX_SNAPSHOTS, is_snapshot, snapshot_frames, write_html
 from ros2_lmd.replay.summary import analysis_summary, write_summary_json
+from ros2_lmd.replay.tables import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_incidents_csv
 from ros2_lmd.sensors.sync import AssemblyResult, DroppedFrame
 
 if TYPE_CHECKING:
     from ros2_lmd.sim.faults import FaultEvent
 
-MAX_SNAPSHOTS = 8
 # What analyze writes into the output folder: name -> whether it is a folder (the rosbag2).
 OUTPUTS = {
     "output": True,
@@ -358,7 +350,7 @@ def _analyze_into(
         ):
             writer.write(f"{prefix}/{key}", msgtype, report.stamp_ns, message)
         diagnostics_after(item, report)
-        if keep_reports or (len(reports) < MAX_SNAPSHOTS and _is_snapshot(report)):
+        if keep_reports or (len(reports) < MAX_SNAPSHOTS and is_snapshot(report)):
             reports.append(report)
 
     with (
@@ -409,7 +401,7 @@ def _analyze_into(
     incidents = list(pipeline.incidents.incidents) if pipeline.incidents is not None else []
     write_incidents_csv(out_dir / "incidents.csv", incidents, t0)
     sensor_modality = {s.name: s.modality for s in ingest.sensors}
-    snapshots = _snapshots(reports)
+    snapshots = snapshot_frames(reports)
     write_html(
         out_dir / "report.html",
         f"ros2_lmd analysis of {bag.name}",
@@ -586,16 +578,6 @@ def monitor_drive(
         first[0].stamp - first[0].t,
         {spec.name: spec.modality for spec in first[0].rig.sensors},
     )
-
-
-def _is_snapshot(report: FrameReport) -> bool:
-    """A frame the report shows: one with a sensor-state alert (the first of each run)."""
-    return any(a.kind in SENSOR_STATE_ALERTS for a in report.alerts)
-
-
-def _snapshots(reports: list[FrameReport]) -> list[FrameReport]:
-    """Frames whose alerts include a sensor-state alert, at most a few."""
-    return [r for r in reports if _is_snapshot(r)][:MAX_SNAPSHOTS]
 
 
 def _drive_start(bag: Path, rows: list[FrameRow]) -> float:

@@ -33,10 +33,11 @@ from ros2_lmd.monitor.params import MonitorParams
 from ros2_lmd.monitor.resources import cpu_cores
 from ros2_lmd.replay.analyze import OUTPUTS
 from ros2_lmd.replay.bag import resolve_bag
+from ros2_lmd.replay.fleet_records import ANALYSED, FAILED, PARTIAL, REUSED, BagOutcome, FleetBag
+from ros2_lmd.replay.fleet_report import write_fleet_report
 
 RUN_FILE = "fleet_bag.json"  # in each bag's output folder: what the fleet ran there, and how it ended
 METADATA = "metadata.yaml"  # what makes a folder a rosbag2
-ANALYSED, REUSED, PARTIAL, FAILED = "analysed", "reused", "partial", "failed"
 DEVICE = "cpu"  # workers scale out over cores and machines; one GPU per bag is `analyze`'s job
 OBJECT_STORE_BYTES = 256 * 1024**2  # only bag paths and outcomes travel through it
 
@@ -44,31 +45,6 @@ OBJECT_STORE_BYTES = 256 * 1024**2  # only bag paths and outcomes travel through
 class FleetError(LMDError, ValueError):
     """A `fleet` argument that cannot work (paths, output folder, workers, Ray address), found
     before any bag is analysed; the message names the argument and what is wrong with it."""
-
-
-@dataclass(frozen=True)
-class FleetBag:
-    """One rosbag2 of the fleet: its folder (absolute) and the name of its output folder."""
-
-    path: Path
-    name: str
-
-
-@dataclass
-class BagOutcome:
-    """How one bag ended: ANALYSED, REUSED (complete outputs of an earlier run), PARTIAL (the bag
-    broke off part-way: outputs for the frames read, and the error) or FAILED (no outputs)."""
-
-    name: str
-    bag: str
-    status: str
-    error: str = ""
-    seconds: float = 0.0  # the analysis inside its worker
-    worker: str = ""  # host:pid of the worker that analysed it
-
-    @property
-    def has_outputs(self) -> bool:
-        return self.status in (ANALYSED, REUSED, PARTIAL)
 
 
 @dataclass
@@ -326,7 +302,6 @@ def run_fleet(
     from ros2_lmd.eval.imbalance import QUALITY_FRAMES
     from ros2_lmd.models.io import load_model
     from ros2_lmd.models.registry import MODEL_NAMES
-    from ros2_lmd.replay import fleet_report
 
     started = time.perf_counter()
     quality_frames = QUALITY_FRAMES if quality_frames is None else quality_frames
@@ -361,7 +336,7 @@ def run_fleet(
         from ros2_lmd.eval.imbalance import modality_quality
 
         quality = modality_quality(loaded, quality_frames)
-    summary = fleet_report.write_fleet_report(
+    summary = write_fleet_report(
         out,
         [(bag, outcome) for bag, outcome in zip(bags, ordered)],
         model_name,

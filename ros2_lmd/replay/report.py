@@ -1,27 +1,17 @@
-"""The offline analysis report: per-frame, alert and incident tables (CSV), alert scoring against a
-ground-truth fault timeline, and a self-contained HTML page (share timeline with alert and fault bands,
-alert list, BEV panels of frames with alerts, summary statistics), images embedded as PNG data URIs.
-
-Every CSV carries both clocks: bag time (`stamp`, `start_stamp`, `end_stamp`: header stamps in
-seconds since the epoch, to join with the bag and output.mcap) and seconds from the start of the
-drive (`since_start_s`, `start_s`, `end_s`: from t0, the bag's first message, as faults.csv and the
-report's axes count)."""
+"""report.html of an analysis: a self-contained page (incidents first, then the share timeline with
+alert and fault bands, the alert list, BEV panels of frames with sensor alerts, summary statistics),
+images embedded as PNG data URIs. Renders only: the tables are replay/tables.py's, the scores
+against injected faults replay/scoring.py's, the shared look ros2_lmd/render's."""
 
 from __future__ import annotations
 
-import base64
-import csv
 import html
-import io
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.monitor.report import (
     SENSOR_DEGRADED,
     SENSOR_FAILED,
@@ -30,288 +20,28 @@ from ros2_lmd.monitor.report import (
     SEVERITY_NAMES,
     FrameReport,
 )
+from ros2_lmd.render.figures import MODALITY_COLOURS, draw_bev, new_figure, png_data_uri, symmetric_limit
+from ros2_lmd.render.page import html_page
+from ros2_lmd.replay.scoring import SENSOR_STATE_ALERTS, modality_of_sensor, score_alerts, score_incidents
+from ros2_lmd.replay.tables import AlertRow, FrameRow
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from matplotlib.image import AxesImage
 
-MODALITY_COLOURS = {"camera": "#d62728", "radar": "#2ca02c", "lidar": "#1f77b4", "bias": "#7f7f7f"}
-SENSOR_STATE_ALERTS = (SENSOR_DEGRADED, SENSOR_FAILED, SENSOR_MISSING, SENSOR_STALE)
-FRAME_COLUMNS = (
-    "stamp",
-    "since_start_s",
-    "status",
-    "skip_reason",
-    "share_camera",
-    "share_radar",
-    "share_lidar",
-    "detections",
-    "single_sensor_detections",
-    "conservation_error",
-    "latency_ms",
-    "decomposition_error",
-    "messages_lost",
-)
-ALERT_COLUMNS = ("stamp", "since_start_s", "kind", "severity", "modality", "sensor", "message")
+MAX_SNAPSHOTS = 8  # BEV panels on one page at the most
 
 
-@dataclass
-class FrameRow:
-    stamp: float
-    status: str  # processed | skipped
-    skip_reason: str = ""
-    shares: dict[str, float] = field(default_factory=dict)
-    detections: int = 0
-    single_sensor: int = 0
-    conservation_error: float = float("nan")
-    latency_ms: float = float("nan")
-    decomposition_error: float = float("nan")  # the self-check, on the frames it ran on
-    messages_lost: int = 0  # sensor messages lost before the monitor so far (all sensors)
-    # modality -> single-sensor detections it alone supports (Detection.dominant); summary.json only
-    single_sensor_by_modality: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def processed(cls, report: FrameReport, messages_lost: int = 0) -> FrameRow:
-        return cls(
-            report.stamp,
-            "processed",
-            "",
-            dict(report.shares),
-            len(report.detections),
-            sum(d.single_sensor for d in report.detections),
-            report.conservation_error,
-            report.latency_ms,
-            report.decomposition_error,
-            messages_lost,
-            dict(Counter(d.dominant for d in report.detections if d.single_sensor)),
-        )
-
-    @classmethod
-    def skipped(cls, stamp: float, reason: str, messages_lost: int = 0) -> FrameRow:
-        return cls(stamp, "skipped", reason, messages_lost=messages_lost)
+def is_snapshot(report: FrameReport) -> bool:
+    """A frame the report shows: one with a sensor-state alert (the first of each run)."""
+    return any(a.kind in SENSOR_STATE_ALERTS for a in report.alerts)
 
 
-@dataclass
-class AlertRow:
-    stamp: float
-    kind: str
-    severity: int
-    modality: str
-    message: str
-    sensor: str = ""  # the sensor it names, when it is about one (Alert.sensor)
-
-
-def modality_of_sensor(sensor: str) -> str:
-    name = sensor.lower()
-    for prefix, modality in (("cam", "camera"), ("radar", "radar"), ("lidar", "lidar")):
-        if name.startswith(prefix) or name == modality:
-            return modality
-    return name
-
-
-def _seconds(value: float) -> str:
-    # float64 seconds at today's epoch resolve ~0.24 us: a seventh decimal would be rounding noise
-    return f"{value:.6f}"
-
-
-def write_frames_csv(path: Path, rows: Sequence[FrameRow], t0: float) -> None:
-    """One row per frame; `t0` is the start of the drive that `since_start_s` counts from."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(FRAME_COLUMNS)
-        for r in rows:
-            writer.writerow(
-                [
-                    _seconds(r.stamp),
-                    _seconds(r.stamp - t0),
-                    r.status,
-                    r.skip_reason,
-                    *(_num(r.shares.get(m)) for m in ("camera", "radar", "lidar")),
-                    r.detections,
-                    r.single_sensor,
-                    _num(r.conservation_error, "{:.3e}"),
-                    _num(r.latency_ms, "{:.2f}"),
-                    _num(r.decomposition_error, "{:.3e}"),
-                    r.messages_lost,
-                ]
-            )
-
-
-def _num(value, fmt: str = "{:.4f}") -> str:
-    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else fmt.format(value)
-
-
-def write_alerts_csv(path: Path, rows: Sequence[AlertRow], t0: float) -> None:
-    """One row per alert; `t0` as for write_frames_csv."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(ALERT_COLUMNS)
-        for a in rows:
-            severity = SEVERITY_NAMES.get(a.severity, a.severity)
-            writer.writerow(
-                [_seconds(a.stamp), _seconds(a.stamp - t0), a.kind, severity, a.modality, a.sensor, a.message]
-            )
-
-
-@dataclass
-class FaultScore:
-    modality: str
-    kind: str
-    start: float
-    end: float
-    detected: bool
-    delay_s: float | None
-
-
-def score_alerts(
-    alerts: Sequence[AlertRow], faults: Sequence[Any], t0: float, grace_s: float = 1.0
-) -> tuple[list[FaultScore], float, float]:
-    """Per fault (merged per modality and kind): detected if a sensor-state alert for its modality is
-    raised in [start, end + grace]; delay from the fault's start. Precision: the share of
-    sensor-state alerts raised inside some fault of their modality (plus grace)."""
-    merged: dict[tuple[str, str, float, float], None] = {}
-    for f in faults:
-        merged[(modality_of_sensor(f.sensor), f.kind, f.start, f.end)] = None
-    state_alerts = [a for a in alerts if a.kind in SENSOR_STATE_ALERTS]
-    scores = []
-    for modality, kind, start, end in merged:
-        hits = [
-            a.stamp - t0 - start
-            for a in state_alerts
-            if a.modality == modality and start <= a.stamp - t0 <= end + grace_s
-        ]
-        scores.append(FaultScore(modality, kind, start, end, bool(hits), min(hits) if hits else None))
-    inside = [
-        a
-        for a in state_alerts
-        if any(a.modality == m and s <= a.stamp - t0 <= e + grace_s for m, _, s, e in merged)
-    ]
-    precision = len(inside) / len(state_alerts) if state_alerts else float("nan")
-    recall = sum(s.detected for s in scores) / len(scores) if scores else float("nan")
-    return scores, precision, recall
-
-
-# --- Incidents -----------------------------------------------------------------------------------
-
-INCIDENT_COLUMNS = (
-    "id",
-    "sensor",
-    "modality",
-    "sensors",
-    "severity",
-    "start_s",
-    "end_s",
-    "evidence_kinds",
-    "evidence",
-    "start_stamp",
-    "end_stamp",
-)
-
-
-def write_incidents_csv(path: Path, incidents: Sequence[Any], t0: float) -> None:
-    """One row per incident (monitor.incidents.Incident): `start_s` / `end_s` in seconds from `t0`,
-    `start_stamp` / `end_stamp` in bag time; the ends empty for an incident still open at the end of
-    the bag."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(INCIDENT_COLUMNS)
-        for i in incidents:
-            writer.writerow(
-                [
-                    i.id,
-                    i.sensor,
-                    i.modality,
-                    " ".join(i.sensors),
-                    SEVERITY_NAMES.get(i.peak_severity, i.peak_severity),
-                    _seconds(i.start - t0),
-                    "" if i.end is None else _seconds(i.end - t0),
-                    " ".join(i.kinds),
-                    i.evidence,
-                    _seconds(i.start),
-                    "" if i.end is None else _seconds(i.end),
-                ]
-            )
-
-
-@dataclass
-class FaultOutcome:
-    """One injected fault (all its sensors, one kind, one window) against the incidents."""
-
-    target: str  # the sensor, or the modality when the fault covers all of its sensors
-    modality: str
-    kind: str
-    start: float
-    end: float
-    detected: bool  # an incident of its modality started within `within_s` of its onset
-    delay_s: float | None
-    right_sensor: bool  # that incident names exactly the target
-    clear_s: float | None  # how long after the fault's end the incident closed (None: open)
-
-
-@dataclass
-class IncidentScore:
-    faults: list[FaultOutcome]
-    false_incidents: list[Any]
-
-    @property
-    def recall(self) -> float:
-        return sum(f.detected for f in self.faults) / len(self.faults) if self.faults else float("nan")
-
-    @property
-    def right_sensor(self) -> float:
-        detected = [f for f in self.faults if f.detected]
-        return sum(f.right_sensor for f in detected) / len(detected) if detected else float("nan")
-
-
-def score_incidents(
-    incidents: Sequence[Any],
-    faults: Sequence[Any],
-    t0: float,
-    sensor_modality: dict[str, str],
-    within_s: float = 1.5,
-    grace_s: float = 1.0,
-) -> IncidentScore:
-    """Incidents against the ground truth (faults.csv events, times from t0): a fault is detected
-    when an incident of its modality starts in [onset - grace, onset + within_s] and names the
-    right sensor when it names exactly the faulted sensor (or the modality, for a fault of all its
-    sensors). An incident that matches no fault (from onset - grace to end + grace) is false."""
-    grouped: dict[tuple[str, float, float, str], list[str]] = {}
-    for f in faults:
-        modality = sensor_modality.get(f.sensor) or modality_of_sensor(f.sensor)
-        grouped.setdefault((modality, f.start, f.end, f.kind), []).append(f.sensor)
-    outcomes, matched = [], set()
-    for (modality, start, end, kind), sensors in grouped.items():
-        members = [s for s, m in sensor_modality.items() if m == modality]
-        target = modality if len(members) > 1 and set(members) <= set(sensors) else sensors[0]
-        candidates = [
-            i
-            for i in incidents
-            if i.modality == modality and start - grace_s <= i.start - t0 <= end + grace_s
-        ]
-        matched.update(id(i) for i in candidates)
-        early = [i for i in candidates if i.start - t0 <= start + within_s]
-        first = min(early, key=lambda i: i.start, default=None)
-        outcomes.append(
-            FaultOutcome(
-                target,
-                modality,
-                kind,
-                start,
-                end,
-                first is not None,
-                None if first is None else max(0.0, first.start - t0 - start),
-                any(i.sensor == target for i in early),
-                None if first is None or first.end is None else first.end - t0 - end,
-            )
-        )
-    false = [i for i in incidents if id(i) not in matched]
-    return IncidentScore(outcomes, false)
+def snapshot_frames(reports: Iterable[FrameReport]) -> list[FrameReport]:
+    """The frames the report shows as BEV panels: those with a sensor-state alert, at most a few."""
+    return [r for r in reports if is_snapshot(r)][:MAX_SNAPSHOTS]
 
 
 # --- Figures ------------------------------------------------------------------------------------
-# Built on matplotlib.figure.Figure, not pyplot: no global figure registry to leak into or backend to
-# switch, and tests can look at the axes, colour bars and legends of what is drawn.
 
 SEVERITY_COLOURS = {0: "#1f77b4", 1: "#ff9f1c", 2: "#d62728"}
 FAULT_COLOUR = "#cccccc"
@@ -322,45 +52,6 @@ ALERT_LINESTYLES = {
     SENSOR_STALE: ":",
     SENSOR_DEGRADED: (0, (6, 2, 1, 2, 1, 2)),
 }
-EGO_MARKER = {"marker": "^", "markersize": 7, "markerfacecolor": "lime", "markeredgecolor": "black"}
-
-
-HTML_STYLE = (  # the reports' look (report.html, fleet_report.html)
-    "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-    "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}"
-    ".sev-ERROR td{background:#fbe3e3}.sev-WARN td{background:#fff4dd}"
-)
-
-
-def png_data_uri(fig: Figure) -> str:
-    # The layout engine places colour bars beside fixed-aspect images in passes: one draw before
-    # saving lets it settle (on the first, the titles can overlap the figure title).
-    fig.draw_without_rendering()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def draw_bev(ax: Axes, bev: np.ndarray, grid: BEVGrid, **imshow: Any) -> AxesImage:
-    """A (ny, nx) base_link map on metric axes as seen from above: x forward up, y left to the left,
-    and the ego vehicle as a triangle at the origin pointing forward."""
-    image = ax.imshow(
-        bev.T[::-1, ::-1],  # rows from x_max down, columns from y_max rightwards
-        extent=(grid.y_max, grid.y_min, grid.x_min, grid.x_max),
-        interpolation="nearest",
-        **imshow,
-    )
-    if grid.x_min <= 0 <= grid.x_max and grid.y_min <= 0 <= grid.y_max:
-        ax.plot(0, 0, linestyle="none", **EGO_MARKER)
-    ax.set_xlabel("y [m]", fontsize=7)
-    ax.tick_params(labelsize=7)
-    return image
-
-
-def symmetric_limit(bevs: Iterable[np.ndarray]) -> float:
-    """One colour limit +-L for signed maps drawn side by side, so that one colour is one logit in
-    every panel: the largest |value| among them (1 when all are zero)."""
-    return max((float(np.abs(b).max()) for b in bevs), default=0.0) or 1.0
 
 
 def timeline_figure(
@@ -372,11 +63,10 @@ def timeline_figure(
 ) -> Figure:
     """Each modality's share over the drive, injected faults shaded, sensor-state alerts as vertical
     lines (colour: modality, line style: kind); a legend entry for every look drawn."""
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    fig = new_figure((11, 3.6), layout="constrained")
     ax = fig.subplots()
     processed = [r for r in rows if r.status == "processed"]
     t = np.array([r.stamp - t0 for r in processed])
@@ -426,12 +116,11 @@ def lanes_figure(
 ) -> Figure:
     """One lane per sensor (and per modality, for incidents of all its sensors): incidents as bars
     coloured by peak severity, injected faults as grey bands behind them."""
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     modality_lanes = sorted({i.modality for i in incidents if i.sensor == i.modality})
     lanes = list(sensor_modality) + modality_lanes
-    fig = Figure(figsize=(11, 0.3 * len(lanes) + 1.3), layout="constrained")
+    fig = new_figure((11, 0.3 * len(lanes) + 1.3), layout="constrained")
     ax = fig.subplots()
     row = {name: n for n, name in enumerate(lanes)}
     legend: dict[str, Patch] = {}
@@ -468,12 +157,10 @@ def bev_figure(report: FrameReport, t0: float) -> Figure:
     """The fused occupancy and its decomposition at one frame. The modality panels share one colour
     scale, so their colours compare; the bias has its own, so that it does not set theirs (a bias
     larger than every modality would wash them all out)."""
-    from matplotlib.figure import Figure
-
     modalities = report.modalities
     bias = report.components.get("bias")
     titles = ["fused", *modalities, *(["bias (own scale)"] if bias is not None else [])]
-    fig = Figure(figsize=(2.5 * len(titles) + 0.3, 3.9), layout="compressed")
+    fig = new_figure((2.5 * len(titles) + 0.3, 3.9), layout="compressed")
     axes = fig.subplots(1, len(titles), sharex=True, sharey=True, squeeze=False)[0]
     grid = report.grid
     fused = draw_bev(axes[0], 0.5 * (1 + np.tanh(report.fused / 2)), grid, cmap="gray", vmin=0, vmax=1)
@@ -496,6 +183,7 @@ def bev_figure(report: FrameReport, t0: float) -> Figure:
         )
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=9)
+        ax.set_xlabel("y [m]", fontsize=7)
     axes[0].set_ylabel("x [m]", fontsize=7)
     fig.suptitle(
         f"t = {report.stamp - t0:.2f} s since the start of the drive (stamp {report.stamp:.3f} s); "
@@ -590,10 +278,7 @@ def write_html(
         "document.querySelectorAll('#alerts tr:not(:first-child)').forEach(function(r){"
         "r.style.display=r.textContent.toLowerCase().indexOf(q)<0?'none':''})}"
     )
-    path.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{HTML_STYLE}</style><script>{script}</script></head><body>{''.join(parts)}</body></html>"
-    )
+    path.write_text(html_page(title, parts, script))
 
 
 def _incident_section(

@@ -15,23 +15,14 @@ from typing import Any
 import numpy as np
 
 from ros2_lmd.monitor.report import SEVERITY_NAMES
-from ros2_lmd.replay.report import AlertRow, FrameRow
+from ros2_lmd.replay.numbers import finite_mean, finite_or_none, finite_values
+from ros2_lmd.replay.tables import AlertRow, FrameRow
 
 SUMMARY_VERSION = 2  # 2: single_sensor_detections_by_modality
 
 
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: a value that was not measured is null."""
-    return float(value) if math.isfinite(value) else None
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    values = [v for v in values if math.isfinite(v)]
-    return float(np.mean(values)) if values else None
-
-
 def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
-    values = [v for v in values if math.isfinite(v)]
+    values = finite_values(values)
     if not values:
         return {"p50": None, "p95": None, "max": None}
     return {
@@ -103,7 +94,7 @@ def analysis_summary(
             "by_sensor": dict(sorted(Counter(a.sensor for a in alerts if a.sensor).items())),
             "by_modality": dict(sorted(Counter(a.modality for a in alerts if a.modality).items())),
         },
-        "shares": {m: _mean([r.shares.get(m, math.nan) for r in processed]) for m in modalities},
+        "shares": {m: finite_mean([r.shares.get(m, math.nan) for r in processed]) for m in modalities},
         "single_sensor_detections": sum(r.single_sensor for r in processed),
         # by the modality that alone supports them (a modality of the model: 0 when it never does)
         "single_sensor_detections_by_modality": {
@@ -111,7 +102,9 @@ def analysis_summary(
         },
         "detections": sum(r.detections for r in processed),
         "latency_ms": _percentiles([r.latency_ms for r in processed]),
-        "conservation_error_max": _finite(max((r.conservation_error for r in processed), default=math.nan)),
+        "conservation_error_max": finite_or_none(
+            max((r.conservation_error for r in processed), default=math.nan)
+        ),
     }
 
 

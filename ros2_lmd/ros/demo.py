@@ -174,13 +174,12 @@ def run_live(
 def write_live_report(
     result: DemoResult, out_dir: Path, faults_csv: Path | None, t0: float, model_name: str, modalities
 ) -> None:
-    from ros2_lmd.replay.analyze import _snapshots
-    from ros2_lmd.replay.report import (
+    from ros2_lmd.replay.report import snapshot_frames, write_html
+    from ros2_lmd.replay.tables import (
         AlertRow,
         FrameRow,
         write_alerts_csv,
         write_frames_csv,
-        write_html,
         write_incidents_csv,
     )
 
@@ -208,7 +207,7 @@ def write_live_report(
         rows,
         alerts,
         faults,
-        _snapshots(sorted(result.reports, key=lambda r: r.stamp)),
+        snapshot_frames(sorted(result.reports, key=lambda r: r.stamp)),
         t0,
         modalities,
         model_name,

@@ -3,7 +3,7 @@ ROS 2 package (generated messages, node executable, launch and config files) is 
 job, through colcon; tools/bootstrap.sh does both for development.
 
 The version has one source, package.xml (ROS tooling reads it there); `ros2_lmd.__version__` repeats
-it, and test/test_package.py checks that the two agree."""
+it, and test/packaging/test_package.py checks that the two agree."""
 
 import xml.etree.ElementTree as ET
 from pathlib import Path

@@ -7,4 +7,4 @@ from __future__ import annotations
 
 
 class LMDError(Exception):
-    """Base class of the errors ros2_lmd defines (see test/test_package.py, which checks them all)."""
+    """Base class of the errors ros2_lmd defines (test/packaging/test_package.py checks them all)."""

@@ -255,7 +255,7 @@ class Pipeline:
         therefore decomposed with the bias carried as its own stream through every rule, and the
         conservation error of that is the check: a rule that mis-scales or loses part of a stream
         breaks it. (A rule that moves evidence from one modality to another while conserving the
-        sum is not caught: test/test_lmd_rules.py checks each rule against its formula for that.)
+        sum is not caught: test/lmd/test_lmd_rules.py checks each rule against its formula for that.)
         The check costs one more stream on those frames, not a second decomposition."""
         if not self.self_check_every:
             return []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # The package's colcon install: this repository's own (make bootstrap), or the workspace's under
 # `colcon test` (CMakeLists.txt passes ROS2_LMD_INSTALL_PREFIX).
 PREFIX = Path(os.environ.get("ROS2_LMD_INSTALL_PREFIX") or REPO / "install" / "ros2_lmd")

@@ -27,7 +27,7 @@ from ros2_lmd.replay.analyze import analyze
 from ros2_lmd.replay.bag import BagWriter, ReadStats, read_messages
 from ros2_lmd.replay.simulate import simulate_to_bag
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FRAMES = 6
 PLAYER_START_S = 10.0  # process start, rclpy and the bag opened: about 2 s here
 
@@ -247,6 +247,7 @@ def test_simulate_checks_its_arguments_before_simulating(tmp_path, capsys, args,
 # --- 7. play stopped by SIGTERM -------------------------------------------------------------------
 
 
+@pytest.mark.ros
 def test_play_stopped_by_sigterm_exits_cleanly(drive):
     pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 199)), PYTHONUNBUFFERED="1")

@@ -1,4 +1,4 @@
-"""The monitor node over the real middleware, in this process (test/node_harness.py): a probe node
+"""The monitor node over the real middleware, in this process (test/support/node_harness.py): a probe node
 publishes hand-made synchronised frames of a nuScenes-like rig (6 CompressedImage + CameraInfo, 5
 radar PointCloud2, 1 LiDAR PointCloud2, /tf_static) and every output must arrive on the configured
 grid; malformed messages must be named (topic and reason) in /diagnostics while the node goes on.
@@ -19,15 +19,15 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
 pytest.importorskip("tf2_msgs", reason="tf2_msgs is not built: run `make bootstrap`")
 
-from node_harness import (
+from support.node_harness import (  # noqa: E402
     HANG_GUARD_S,
     OUTPUT_TYPES,
     MonitorHarness,
-    SensorRig,  # noqa: E402
+    SensorRig,
     status_by_hardware_id,
-    tiny_model,
     values_of,
 )
+from support.tiny import tiny_model  # noqa: E402
 
 from ros2_lmd.messages.types import as_int  # noqa: E402
 from ros2_lmd.sensors.frame import LIDAR_FIELDS  # noqa: E402

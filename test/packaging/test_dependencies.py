@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Import name -> where it is declared: ("package.xml", rosdep key) or ("requirements.txt", pip name).
 # A module the library starts to import must be added here, and declared there.

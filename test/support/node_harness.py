@@ -15,7 +15,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,6 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 
-from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.messages.types import RclpyTypes, header_msg, time_msg
 from ros2_lmd.monitor.params import NUSCENES_CAMERAS, NUSCENES_RADARS
 from ros2_lmd.ros.node import MonitorNode
@@ -37,7 +35,6 @@ from ros2_lmd.sensors.pointcloud2 import make_pointcloud2
 from ros2_lmd.sensors.tf import make_tf_message
 
 HANG_GUARD_S = 120.0
-TINY_GRID = BEVGrid(-8.0, 8.0, -8.0, 6.0, 0.5)  # 32 x 28 cells: nx != ny catches a swapped axis
 
 # Camera optical frame (z forward, x right, y down) in a forward-looking body frame.
 _R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -56,33 +53,6 @@ _RADAR_POSE = {
     "radar_back_left": (-0.6, 0.6, 3.14),
     "radar_back_right": (-0.6, -0.6, 3.14),
 }
-
-
-def build_tiny_model(name: str = "compact_crl") -> Any:
-    """A small untrained model: tiny grid, 16x32 camera input, a few channels."""
-    from ros2_lmd.models import build_model
-
-    return build_model(
-        name,
-        grid=TINY_GRID,
-        image_size=(16, 32),
-        camera_widths=[4, 4, 4],
-        camera_channels=2,
-        fusion_channels=4,
-        decoder_channels=[4, 4],
-        head_channels=4,
-        lift_z_bins=2,
-    )
-
-
-def tiny_model(directory: Path, name: str = "compact_crl") -> str:
-    """Save build_tiny_model(name) and return its path."""
-    from ros2_lmd.models import save_model
-
-    model = build_tiny_model(name)
-    path = Path(directory) / name
-    save_model(model, path)
-    return str(path)
 
 
 def _yaw_transform(x: float, y: float, z: float, yaw: float, R_local: np.ndarray | None = None) -> np.ndarray:

@@ -20,17 +20,6 @@ from ros2_lmd.lmd.reference_nets import (
     randomise_norm_statistics,
 )
 
-
-@pytest.fixture(autouse=True)
-def _private_global_rng():
-    """The nets below seed torch's global RNG for their layer initialisation (and some tests draw
-    from it): each test starts from the same state and leaves the global RNG as it found it, so the
-    file passes the same way when run twice in one process and changes nothing for other files."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        yield
-
-
 VARIANTS = [
     RuleVariants(),
     RuleVariants(bias="explicit"),

@@ -5,62 +5,25 @@ with numpy from the saved weights. Nothing here touches the shipped weights or t
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from support.tiny import SCENE_GRID, scene, scenes, tiny
 
 from ros2_lmd import training as tr
-from ros2_lmd.geometry.grid import BEVGrid
-from ros2_lmd.models import build_model
 from ros2_lmd.models.io import load_model
 from ros2_lmd.training import loop
 
-GRID = BEVGrid(-16.0, 16.0, -12.0, 12.0, 1.0)  # 32 x 24 cells: nx != ny catches a swapped axis
-TINY = dict(
-    grid=GRID,
-    image_size=(16, 32),
-    camera_widths=[4, 4, 4],
-    camera_channels=2,
-    fusion_channels=4,
-    decoder_channels=[4, 4],
-    head_channels=4,
-    lift_z_bins=2,
-)
-
-
-def tiny(name: str = "compact_cr"):
-    return build_model(name, **TINY)
-
-
-@functools.cache
-def _scene(seed: int):
-    from ros2_lmd.sim import SimConfig, random_frame
-
-    frame = random_frame(seed, SimConfig(camera_width=64, camera_height=32, grid=GRID))
-    return frame.to_sensor_frame(), frame.ground_truth.occupancy
-
-
-@pytest.fixture(autouse=True)
-def _private_global_rng():
-    """Building a model initialises its layers from torch's global RNG: restore it after each test."""
-    with torch.random.fork_rng(devices=[]):
-        yield
+GRID = SCENE_GRID
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _forget_scenes():
     yield
-    _scene.cache_clear()
-
-
-def scenes(seed: int):
-    """Four distinct scenes on the tiny grid, whatever the seed (training and validation seeds
-    are far apart: seed % 4 maps both onto the same few scenes, so the tests stay fast)."""
-    return _scene(seed % 4)
+    scene.cache_clear()
 
 
 @pytest.fixture

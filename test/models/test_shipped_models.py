@@ -23,13 +23,6 @@ VARIANTS = ["compact_crl", "compact_cr", "compact_cl"]
 DELTA = 1e-3
 
 
-@pytest.fixture(autouse=True)
-def _private_global_rng():
-    """Building a model initialises its layers from torch's global RNG: restore it after each test."""
-    with torch.random.fork_rng(devices=[]):
-        yield
-
-
 @pytest.fixture(scope="module")
 def scenes():
     """The simulated validation scenes, made once for the three models (same seeds, same sizes)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from node_harness import build_tiny_model
+from support.tiny import build_tiny_model
 
 from ros2_lmd.monitor.pipeline import Pipeline
 from ros2_lmd.sim import simulate_drive

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ros2_lmd"
+PACKAGE = Path(__file__).resolve().parents[2] / "ros2_lmd"
 ROS_ONLY = (
     "rclpy",
     "rcl_interfaces",

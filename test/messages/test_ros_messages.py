@@ -5,6 +5,7 @@ which consumers depend on."""
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test` (it sets up ROS 2)")
+pytestmark = pytest.mark.ros  # rclpy message classes (test/conftest.py, tiers)
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import Point32  # noqa: E402

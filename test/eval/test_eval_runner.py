@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from test_report import overlapping_titles
-from test_training import _scene, scenes, tiny
+from support.figures import overlapping_titles
+from support.tiny import scene, scenes, tiny
 
 from ros2_lmd.eval import runner
 from ros2_lmd.eval.perturbation import paper_methods
@@ -25,17 +25,10 @@ METHODS = [m for m in paper_methods() if m.name in ("Baseline", "LMD (Ratio Rule
 COLUMNS = ["C_p/C", "C_p/R", "R_p/C", "R_p/R"]  # Table 1: X_p/Y = Y's prediction, X replaced
 
 
-@pytest.fixture(autouse=True)
-def _private_global_rng():
-    """Building a model initialises its layers from torch's global RNG: restore it after each test."""
-    with torch.random.fork_rng(devices=[]):
-        yield
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _forget_scenes():
     yield
-    _scene.cache_clear()  # the scenes cached for these tests are not kept past the module
+    scene.cache_clear()  # the scenes cached for these tests are not kept past the module
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
+pytestmark = pytest.mark.ros  # rclpy message classes (test/conftest.py, tiers)
 
 from rclpy.serialization import serialize_message  # noqa: E402
 

@@ -17,12 +17,9 @@ G = torch.Generator().manual_seed(1234)
 
 @pytest.fixture(autouse=True)
 def _deterministic_draws(request):
-    """Each test draws from G as if it ran alone, and torch's global RNG (layer initialisation) is
-    restored afterwards: results depend neither on the order of tests nor on a second run of this
-    file in the same process, and nothing leaks into other files."""
+    """Each test draws from G as if it ran alone (torch's global RNG: test/conftest.py): results
+    depend neither on the order of tests nor on a second run of this file in the same process."""
     G.manual_seed(zlib.crc32(request.node.name.encode()))
-    with torch.random.fork_rng(devices=[]):
-        yield
 
 
 def randn(*shape):

@@ -12,7 +12,7 @@ import pytest
 
 from ros2_lmd.ros.transport import PROFILE_VARIABLES, shipped_profile, use_shipped_transport
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NS = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
 LIDAR_SWEEP_BYTES = 560_000  # the simulator's 32-beam sweep as PointCloud2 (x, y, z, intensity, float32)
 

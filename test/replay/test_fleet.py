@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from node_harness import TINY_GRID, build_tiny_model
+from support.tiny import TINY_GRID, build_tiny_model
 
 from ros2_lmd import cli
 from ros2_lmd.eval.imbalance import (
@@ -238,7 +238,7 @@ def test_the_model_is_loaded_once_per_worker(two_workers):
     )
     for worker in workers.values():  # two workers on two cores: one single-threaded inference thread each
         assert worker["inference_threads"] == 1 and worker["model_load_s"] > 0
-        assert worker["package"] == str(Path(__file__).resolve().parents[1] / "ros2_lmd")  # this checkout
+        assert worker["package"] == str(Path(__file__).resolve().parents[2] / "ros2_lmd")  # this checkout
 
 
 def test_the_fleet_numbers_are_the_per_bag_files(two_workers):

@@ -1,5 +1,5 @@
-"""nuScenes without the real data: a tiny dataroot in the real layout (test/nuscenes_fixture.py) through
-the file readers, the tables, `nuscenes2bag` (every reading in the bag, stamped as recorded, the JPEG
+"""nuScenes without the real data: a tiny dataroot in the real layout (test/support/nuscenes_fixture.py)
+through the file readers, the tables, `nuscenes2bag` (every reading in the bag, stamped as recorded, the JPEG
 and point bytes unchanged, the extrinsics on /tf_static, the annotations as ground truth), `analyze`
 on its bag, the training and evaluation frames (shapes, stamps, order, ground-truth cells placed by
 hand), `train` / `evaluate --dataset nuscenes`, and the converted Simple-BEV checkpoint on the bag."""
@@ -13,8 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import nuscenes_fixture as fx
 import pytest
+import support.nuscenes_fixture as fx
 import torch
 
 from ros2_lmd import cli

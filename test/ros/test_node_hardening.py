@@ -1,4 +1,4 @@
-"""The live node under bad input, over the real middleware (test/node_harness.py): no message kind
+"""The live node under bad input, over the real middleware (test/support/node_harness.py): no message kind
 or stamp can stop it or blind it for good, every bad message is counted and named, outputs carry
 their input's stamp exactly, and a monitor that sees messages but builds no frame says so."""
 
@@ -17,7 +17,8 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
 pytest.importorskip("tf2_msgs", reason="tf2_msgs is not built: run `make bootstrap`")
 
-from node_harness import MonitorHarness, SensorRig, status_by_hardware_id, tiny_model, values_of
+from support.node_harness import MonitorHarness, SensorRig, status_by_hardware_id, values_of
+from support.tiny import tiny_model
 
 from ros2_lmd.messages.types import as_int
 from ros2_lmd.sensors.frame import LIDAR_FIELDS

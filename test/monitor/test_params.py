@@ -17,7 +17,7 @@ from ros2_lmd.monitor.params import (
     params_from_mapping,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "monitor.yaml"
 
 

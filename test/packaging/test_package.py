@@ -17,7 +17,7 @@ from ros2_lmd import cli
 from ros2_lmd.errors import LMDError
 from ros2_lmd.messages import definitions as interfaces
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _ros2_lmd(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
+from support.figures import overlapping_titles
 
 from ros2_lmd.geometry.grid import BEVGrid
 from ros2_lmd.monitor.incidents import Incident
@@ -179,19 +180,6 @@ def test_bev_panels_share_one_modality_scale_and_give_the_bias_its_own():
     for ax in fig.axes:
         if ax.images:  # metric axes with the ego vehicle
             assert ax.get_xlabel() == "y [m]" and [line.get_marker() for line in ax.lines] == ["^"]
-
-
-def overlapping_titles(fig) -> list[str]:
-    """Titles that leave the canvas or overlap the figure title, as last drawn."""
-    canvas = fig.bbox
-    suptitle = fig._suptitle.get_window_extent()  # matplotlib has no public getter for the artist
-    bad = [] if canvas.y1 >= suptitle.y1 and canvas.y0 <= suptitle.y0 else ["suptitle"]
-    for ax in fig.axes:
-        if ax.get_title():
-            box = ax.title.get_window_extent()
-            if box.y1 > canvas.y1 or box.overlaps(suptitle):
-                bad.append(ax.get_title())
-    return bad
 
 
 def test_bev_titles_stay_inside_the_canvas_and_clear_of_the_figure_title():

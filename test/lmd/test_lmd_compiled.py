@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from node_harness import build_tiny_model
+from support.tiny import build_tiny_model
 
 from ros2_lmd.lmd import CompiledDecomposition, RuleVariants, decompose
 from ros2_lmd.lmd.compiled import COMPILE_TOLERANCE, signature

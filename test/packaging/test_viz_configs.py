@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from node_harness import build_tiny_model
+from support.tiny import build_tiny_model
 
 from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import rosbags_types
@@ -27,7 +27,7 @@ from ros2_lmd.monitor.params import MonitorParams, load_params_file
 from ros2_lmd.monitor.pipeline import Pipeline
 from ros2_lmd.sim import simulate_drive
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RVIZ = REPO / "config" / "monitor.rviz"
 FOXGLOVE = REPO / "config" / "foxglove_layout.json"
 PARAMS = REPO / "config" / "monitor.yaml"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from node_harness import build_tiny_model
+from support.tiny import build_tiny_model
 
 from ros2_lmd.lmd import RuleVariants, registered
 from ros2_lmd.monitor.pipeline import Pipeline

@@ -147,17 +147,33 @@ def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp
     html = (tmp_path / "out" / "report.html").read_text()
     assert "blackout" in html and "data:image/png;base64," in html
     # /diagnostics as the node publishes them: once per second of bag time, every sensor, modality
-    # and the monitor, here at 1.5 s of drive: at 0 s and 1 s
+    # and the monitor, here at 1.5 s of drive: at 0 s and 1 s, then the state after the last message
     diagnostics = [
-        m
-        for t, _, _, m in read_messages(tmp_path / "out" / "output", None, project_typestore(), ReadStats())
+        (log_time, m)
+        for t, _, log_time, m in read_messages(
+            tmp_path / "out" / "output", None, project_typestore(), ReadStats()
+        )
         if t == "/diagnostics"
     ]
-    assert len(diagnostics) == 2
-    last = {s.hardware_id: s for s in diagnostics[-1].status}
-    assert {"cam_front", "radar_front", "lidar_top", "camera", "radar", "lidar", "lmd_monitor"} <= set(last)
-    monitor = {kv.key: kv.value for kv in last["lmd_monitor"].values}
+    assert len(diagnostics) == 3
+    periodic = {s.hardware_id: s for s in diagnostics[1][1].status}
+    assert {"cam_front", "radar_front", "lidar_top", "camera", "radar", "lidar", "lmd_monitor"} <= set(
+        periodic
+    )
+    monitor = {kv.key: kv.value for kv in periodic["lmd_monitor"].values}
     assert monitor["frames_processed"] == "11" and monitor["frames_dropped"] == "0"
+    final_time, final = diagnostics[-1]
+    last_message = max(
+        log_time
+        for _, _, log_time, _ in read_messages(drives["mcap"].bag, None, project_typestore(), ReadStats())
+    )
+    assert final_time == last_message  # stamped with the bag's last message, after every frame
+    assert [(s.hardware_id, s.level, s.message) for s in final.status] == [
+        (r.hardware_id, r.level, r.message) for r in result.diagnostics
+    ]
+    monitor = {kv.key: kv.value for kv in final.status[-1].values}
+    assert monitor["frames_processed"] == "15" and final.status[-1].hardware_id == "lmd_monitor"
+    last = periodic
     camera = {kv.key: kv.value for kv in last["cam_front"].values}
     assert camera["signal_checks"] in ("ok", "suspect", "failed") and camera["messages_lost"] == "0"
     # summary.json: the same numbers as the CSVs

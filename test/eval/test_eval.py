@@ -143,6 +143,7 @@ def test_three_modality_columns():
     assert out["LMD"]["PCC C_pR_p/L"][0] == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_paper_methods_all_run():
     model, samples = _bev_model(2, torch.float32)
     out = run_perturbation(model, samples[:3], paper_methods(), output_key="segmentation", offsets=1)

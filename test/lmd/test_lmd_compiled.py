@@ -17,6 +17,8 @@ from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder, randomise_norm_statist
 from ros2_lmd.monitor.pipeline import Pipeline
 from ros2_lmd.sim import simulate_drive
 
+pytestmark = pytest.mark.slow  # test/conftest.py: tiers
+
 
 def _decoder_and_features(batch: int = 1, seed: int = 0):
     torch.manual_seed(seed)

@@ -16,6 +16,8 @@ from ros2_lmd.replay.scoring import score_incidents
 from ros2_lmd.sim import SimConfig, default_rig, simulate_drive
 from ros2_lmd.sim.faults import expand_faults
 
+pytestmark = pytest.mark.slow  # test/conftest.py: tiers
+
 ONSET_S, END_S, DRIVE_S = 2.5, 4.5, 7.0
 SIZE = (224, 128)
 RIG = default_rig(*SIZE)

@@ -90,6 +90,7 @@ FAULTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("target", "kind", "modality"), FAULTS, ids=[f"{t}:{k}" for t, k, _ in FAULTS])
 def test_fault_is_flagged_on_exactly_the_faulted_sensors_and_clears(target, kind, modality):
     run = run_drive(SEED, DRIVE_S, f"{target}:{kind}@{ONSET_S:g}-{END_S:g}", (modality,))
@@ -110,6 +111,7 @@ def test_fault_is_flagged_on_exactly_the_faulted_sensors_and_clears(target, kind
     assert all(t < END_S for t, _, _ in raised)
 
 
+@pytest.mark.slow
 def test_the_faulted_drives_seed_without_faults_raises_nothing():
     run = run_drive(SEED, DRIVE_S, None)
     assert raises(run) == []
@@ -117,6 +119,7 @@ def test_the_faulted_drives_seed_without_faults_raises_nothing():
     assert len(last) == len(RIG.sensors) and all(v.observed and v.state == OK for v in last.values())
 
 
+@pytest.mark.slow
 def test_a_minute_of_fault_free_driving_raises_nothing():
     assert raises(run_drive(11, 60.0, None)) == []
 

@@ -17,6 +17,8 @@ from ros2_lmd.replay.analyze import analyze
 from ros2_lmd.replay.bag import BagWriter, ReadStats, read_messages
 from ros2_lmd.replay.simulate import simulate_to_bag
 
+pytestmark = pytest.mark.slow  # test/conftest.py: tiers
+
 DURATION_S = 7.0
 
 

@@ -50,6 +50,8 @@ from ros2_lmd.replay.fleet_stats import BagData, fleet_summary
 from ros2_lmd.replay.simulate import simulate_to_bag
 from ros2_lmd.training import build_dataset, evaluate_iou, simulated_sample
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # test/conftest.py: tiers
+
 HOUR = 3600.0
 # name -> (faults, start stamp): three drives five hours apart, each with its own fault
 DRIVES = {

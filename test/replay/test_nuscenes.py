@@ -295,6 +295,7 @@ def _eager_params(tmp_path: Path, model: str = "") -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_analyze_processes_every_lidar_sweep_with_the_extrinsics_from_tf_static(dataroot, bag, tmp_path):
     out = tmp_path / "analysis"
     code = cli.main(["analyze", str(bag), "--out", str(out), "--params-file", str(_eager_params(tmp_path))])
@@ -359,6 +360,7 @@ def test_frames_give_sensor_frames_and_the_ground_truth_cells_in_simple_bev_orde
     assert inputs["images"].shape == (2, 6, 3, H, W) and inputs["present"].tolist() == [[1.0] * 3] * 2
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_on_nuscenes_from_the_command_line(dataroot, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the dataset cache and checkpoint go under .cache/ here
     weights = tmp_path / "weights" / "crl"
@@ -417,6 +419,7 @@ def test_train_and_evaluate_on_nuscenes_from_the_command_line(dataroot, tmp_path
 # --- the Simple-BEV recipe, with a stand-in checkpoint ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_converted_simplebev_checkpoint_analyses_a_nuscenes_bag(bag, dataroot, tmp_path, capsys):
     from ros2_lmd.models.simplebev import SimpleBEV, simplebev_config
 

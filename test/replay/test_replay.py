@@ -19,6 +19,8 @@ from ros2_lmd.replay.analyze import analyze
 from ros2_lmd.replay.bag import BagError, ReadStats, bag_info, message_count, read_messages
 from ros2_lmd.replay.simulate import simulate_to_bag
 
+pytestmark = pytest.mark.slow  # test/conftest.py: tiers
+
 FAULTS = "camera:blackout@0.5-1.2"
 OUTPUT_TOPICS = [
     "/lmd/bev/fused",

@@ -314,6 +314,51 @@ def test_cli_monitor_starts_and_stops_cleanly_on_ctrl_c(model_path, tmp_path):
             process.kill()
 
 
+def test_cli_monitor_stops_cleanly_however_often_it_is_signalled(model_path, tmp_path):
+    """Under `ros2 launch` a terminal's Ctrl-C reaches the node twice (the terminal's SIGINT to the
+    process group, then launch's own, then SIGTERM after sigterm_timeout): every signal after the
+    first must be harmless, also during the clean-up and the interpreter's exit (restoring the
+    default handler made the second one a KeyboardInterrupt: launch saw exit code -2)."""
+    params = tmp_path / "monitor.yaml"
+    params.write_text(
+        f"/**:\n  ros__parameters:\n    model: {model_path}\n    device: cpu\n    decomposition: eager\n"
+    )
+    env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 199))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ros2_lmd.cli", "monitor", "--params-file", str(params)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    lines = []
+    try:
+        deadline = time.monotonic() + HANG_GUARD_S
+        for line in process.stdout:
+            lines.append(line)
+            if "active:" in line or time.monotonic() > deadline:
+                break
+        assert any("active:" in line for line in lines), "".join(lines)
+        process.send_signal(signal.SIGTERM)
+        signals = (signal.SIGINT, signal.SIGTERM)
+        sent = 0
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                process.send_signal(signals[sent % 2])
+            except ProcessLookupError:
+                break
+            sent += 1
+            time.sleep(0.005)
+        lines += process.stdout.readlines()
+        output = "".join(lines)
+        assert process.wait(timeout=HANG_GUARD_S) == 0, f"after {sent} more signals:\n{output}"
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+        assert sent > 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_cli_monitor_refuses_bad_parameters(tmp_path):
     params = tmp_path / "monitor.yaml"
     params.write_text("/**:\n  ros__parameters:\n    queue_depth: 0\n")

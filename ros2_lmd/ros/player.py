@@ -5,6 +5,8 @@ bytes unchanged through an rclpy publisher of its type, keeping the recorded spa
 the extrinsics), sensor_msgs sensor topics sensor-data QoS, everything else reliable, unless a
 rosbag2-style QoS overrides file says otherwise. As `ros2 bag play`: `--clock` publishes /clock
 with the bag time being played (for nodes with use_sim_time), `--remap old:=new` renames topics.
+Before the first message it waits (at most SUBSCRIBER_WAIT_S) until every topic has a subscriber:
+what is published before a subscription matched is lost.
 
 SIGINT and SIGTERM reach rclpy's signal handler, which shuts the context down at any moment, also
 between the stop check and a publish: the player waits in short slices, checks the context after

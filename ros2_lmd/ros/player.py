@@ -228,19 +228,23 @@ class BagPlayer:
         self, timeout_s: float, should_stop: Callable[[], bool] = lambda: False
     ) -> list[str]:
         """Wait until every published topic has a subscriber, at most `timeout_s` (or until
-        `should_stop()`); returns the topics still without one."""
+        `should_stop()`); returns the topics still without one (none once stopped)."""
         deadline = time.monotonic() + timeout_s
-
-        def unmatched() -> list[str]:
-            return [
-                self.remap.get(topic, topic)
-                for topic, publisher in self.publishers.items()
-                if publisher.get_subscription_count() == 0
-            ]
-
-        while unmatched() and time.monotonic() < deadline and not should_stop():
+        while not should_stop():
+            try:
+                unmatched = [
+                    self.remap.get(topic, topic)
+                    for topic, publisher in self.publishers.items()
+                    if publisher.get_subscription_count() == 0
+                ]
+            except Exception:
+                if should_stop():  # the context was shut down (a signal) after the last check
+                    break
+                raise
+            if not unmatched or time.monotonic() >= deadline:
+                return unmatched
             time.sleep(WAIT_SLICE_S)
-        return unmatched()
+        return []
 
     def play(self, should_stop: Callable[[], bool] = lambda: False) -> int:
         """Publish the messages (again and again with `loop`); returns how many were published when

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not importable: run `make test`")
+pytest.importorskip("tf2_msgs", reason="tf2_msgs is not built: run `make bootstrap`")
 pytestmark = [
     pytest.mark.launch,
     pytest.mark.skipif(

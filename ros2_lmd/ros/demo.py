@@ -137,11 +137,7 @@ def run_live(
         spinner.start()
         # Discovery of 19 endpoint pairs can take seconds on a loaded machine; messages published to
         # a topic before its subscription is matched are lost (volatile QoS), so wait for all.
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and not all(
-            p.get_subscription_count() > 0 for p in player.publishers.values()
-        ):
-            time.sleep(0.1)
+        player.wait_for_subscribers(60.0)
         player.play(should_stop=lambda: not context.ok())
         # Done when the node holds no frame (time sync, queue, inference) after the time sync's
         # quiet flush had its chance; a frame count fixed in advance would not know how many

@@ -2,7 +2,7 @@
 # Opt-in: installs the ROS 2 launch system and command line (launch, launch_ros, ros2launch,
 # ros2cli with ros2 lifecycle/node/topic/param/..., rosidl_runtime_py, composition_interfaces)
 # into .venv from a folder of their Jazzy sources, so that `ros2 launch ros2_lmd monitor.launch.py`
-# and the launch tests (test/test_launch_real.py) run where no registry has them.
+# and the launch tests (test/ros/test_launch_real.py) run where no registry has them.
 #
 #   bash tools/install_launch.sh DIR     # DIR: e.g. ../shared/ros2-jazzy-src (its README.md says
 #                                        # which upstream commits it holds)

@@ -164,7 +164,10 @@ def split_ros_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     own_args, ros_args = split_ros_args(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(own_args)
+    args, unknown = build_parser().parse_known_args(own_args)
+    if unknown:  # what parse_args would refuse, named with the job it was given to
+        hint = f"see `ros2-lmd {args.command} --help`"
+        return fail(args.command, f"unrecognized arguments: {' '.join(unknown)} ({hint})", EXIT_USAGE)
     try:
         return args.run(args, ros_args)
     except KeyboardInterrupt:  # Ctrl-C: the jobs clean up what they were writing on the way out

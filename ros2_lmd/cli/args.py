@@ -42,6 +42,30 @@ def add_force(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# --- a drive: how long, how fast it is played -----------------------------------------------------
+
+
+def add_duration(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds of simulated driving (default: 20; demo: 14)",
+    )
+
+
+def add_rate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="playback speed factor; 0 publishes as fast as possible (default: 1; demo: 0.5, what 2 CPU "
+        "cores keep up with)",
+    )
+
+
 # --- the model and where it runs ------------------------------------------------------------------
 
 

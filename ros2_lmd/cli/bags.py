@@ -10,6 +10,7 @@ from ros2_lmd.cli.args import (
     add_bag,
     add_batch,
     add_device,
+    add_duration,
     add_force,
     add_model,
     add_nuscenes,
@@ -33,9 +34,7 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
         help="rosbag2 directory to create, e.g. drive (written as drive/drive_0.mcap, as rosbag2 names "
         "bags; a .mcap suffix is dropped), with the fault timeline inside it as drive/faults.csv",
     )
-    parser.add_argument(
-        "--duration", type=float, default=20.0, metavar="S", help="seconds (default: %(default)s)"
-    )
+    add_duration(parser)
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
     parser.add_argument(
         "--faults",
@@ -79,16 +78,17 @@ def run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
             f"{'it' if len(existing) == 1 else 'them'}, or choose another --out",
         )
     try:
+        drive = {} if args.duration is None else {"duration_s": args.duration}  # else simulate_to_bag's
         result = simulate_to_bag(
             args.out,
-            args.duration,
-            args.seed,
-            args.faults or None,
-            tuple(m.strip() for m in args.modalities.split(",") if m.strip()),
-            args.storage,
+            seed=args.seed,
+            faults=args.faults or None,
+            modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()),
+            storage=args.storage,
             rate_hz=args.frame_rate,
             camera_size=args.camera_size,
             force=args.force,
+            **drive,
         )
     except (ValueError, OSError) as error:
         return fail("simulate", error)

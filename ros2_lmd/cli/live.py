@@ -7,8 +7,18 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from ros2_lmd.cli.args import add_bag, add_model, add_params_file, default_model, model_problem
+from ros2_lmd.cli.args import (
+    add_bag,
+    add_duration,
+    add_model,
+    add_params_file,
+    add_rate,
+    default_model,
+    model_problem,
+)
 from ros2_lmd.cli.exits import EXIT_FAILED, EXIT_OK, fail
+
+PLAY_RATE = 1.0  # --rate of play: the recorded timing
 
 # --- smoke: is the ROS 2 environment usable? -----------------------------------------------------
 
@@ -55,13 +65,7 @@ def run_monitor(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 def add_play(parser: argparse.ArgumentParser) -> None:
     add_bag(parser)
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=1.0,
-        metavar="R",
-        help="playback speed factor; 0 publishes as fast as possible (default: %(default)s)",
-    )
+    add_rate(parser)
     parser.add_argument("--loop", action="store_true", help="start again at the end")
     parser.add_argument(
         "--topics", nargs="+", metavar="TOPIC", help="publish only these topics (default: all)"
@@ -101,14 +105,15 @@ def add_play(parser: argparse.ArgumentParser) -> None:
 
 
 def run_play(args: argparse.Namespace, ros_args: list[str]) -> int:
-    if args.rate < 0 or args.delay < 0 or args.clock < 0:
+    rate = PLAY_RATE if args.rate is None else args.rate
+    if rate < 0 or args.delay < 0 or args.clock < 0:
         return fail("play", "--rate, --delay and --clock must be >= 0")
     from ros2_lmd.ros import player
 
     return player.main(
         args.bag,
         topics=args.topics,
-        rate=args.rate,
+        rate=rate,
         loop=args.loop,
         delay_s=args.delay,
         ros_args=ros_args,
@@ -125,16 +130,11 @@ def add_demo(parser: argparse.ArgumentParser) -> None:
     from ros2_lmd.ros.demo import DEFAULT_FAULTS
 
     parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
-    parser.add_argument("--duration", type=float, default=14.0, metavar="S", help="default: %(default)s")
+    add_duration(parser)
     parser.add_argument("--faults", default=DEFAULT_FAULTS, metavar="SPEC", help='default: "%(default)s"')
     parser.add_argument("--seed", type=int, default=7, help="default: %(default)s")
     add_model(parser)
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        help="playback speed (default: 0.5, what 2 CPU cores keep up with)",
-    )
+    add_rate(parser)
 
 
 def run_demo(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -145,4 +145,5 @@ def run_demo(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.ros import demo
 
     rate = demo.DEFAULT_RATE if args.rate is None else args.rate
-    return demo.main(args.out, args.duration, args.faults, args.seed, model, rate)
+    drive = {} if args.duration is None else {"duration": args.duration}  # else demo.main's default
+    return demo.main(args.out, faults=args.faults, seed=args.seed, model=model, rate=rate, **drive)

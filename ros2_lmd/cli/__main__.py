@@ -4,4 +4,5 @@ import sys
 
 from ros2_lmd.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # run by `python -m`, not when imported (the architecture test imports all)
+    sys.exit(main())

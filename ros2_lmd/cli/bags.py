@@ -321,4 +321,7 @@ def run_fleet(args: argparse.Namespace, ros_args: list[str]) -> int:
     leans = result.summary["imbalance"].get("leans_on")
     if leans:
         print(f"  the model leans on {', '.join(leans)} (fleet_report.html, Modality imbalance)")
-    return EXIT_FAILED if result.count(FAILED) or result.count(PARTIAL) else EXIT_OK
+    if result.count(FAILED) or result.count(PARTIAL):
+        broken = f"{result.count(FAILED)} failed and {result.count(PARTIAL)} partial bags (listed above)"
+        return fail("fleet", broken, EXIT_FAILED)
+    return EXIT_OK

@@ -36,7 +36,9 @@ def add_smoke(parser: argparse.ArgumentParser) -> None:
 def run_smoke(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.ros import smoke
 
-    return EXIT_OK if smoke.run(timeout_s=args.timeout) else EXIT_FAILED
+    if smoke.run(timeout_s=args.timeout):
+        return EXIT_OK
+    return fail("smoke", "a message did not come back, or came back different (listed above)", EXIT_FAILED)
 
 
 # --- monitor: the live node --------------------------------------------------------------------

@@ -283,8 +283,8 @@ def main(
             + f"p95 {np.percentile(latency, 95):.0f} ms"
         )
     print(
-        f"   wrote {out_dir}/report.html, frames.csv, alerts.csv, incidents.csv (and the drive: {bag}, "
-        f"{sim.faults_csv})"
+        f"   wrote {out_dir}/report.html, frames.csv, alerts.csv, incidents.csv (and the drive: {bag}, its "
+        f"fault timeline in {sim.faults_csv})"
     )
     print(f"   done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -325,6 +325,17 @@ def test_parameters_are_declared_with_descriptors(model_path):
         assert "lidar" in key.additional_constraints and key.description
 
 
+def _wait_until_active(process: subprocess.Popen, lines: list[str]) -> float:
+    """Read the monitor's output into `lines` until it says it is active; the hang guard's deadline."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    for line in process.stdout:
+        lines.append(line)
+        if "active:" in line or time.monotonic() > deadline:
+            break
+    assert any("active:" in line for line in lines), "".join(lines)
+    return deadline
+
+
 def test_cli_monitor_starts_and_stops_cleanly_on_ctrl_c(model_path, tmp_path):
     params = tmp_path / "monitor.yaml"
     params.write_text(f"/**:\n  ros__parameters:\n    model: {model_path}\n    device: cpu\n")
@@ -346,14 +357,9 @@ def test_cli_monitor_starts_and_stops_cleanly_on_ctrl_c(model_path, tmp_path):
         env=env,
         text=True,
     )
-    lines = []
+    lines: list[str] = []
     try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        for line in process.stdout:
-            lines.append(line)
-            if "active:" in line or time.monotonic() > deadline:
-                break
-        assert any("active:" in line for line in lines), "".join(lines)
+        _wait_until_active(process, lines)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=HANG_GUARD_S) == 0, "".join(lines)
     finally:
@@ -378,14 +384,9 @@ def test_cli_monitor_stops_cleanly_however_often_it_is_signalled(model_path, tmp
         env=env,
         text=True,
     )
-    lines = []
+    lines: list[str] = []
     try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        for line in process.stdout:
-            lines.append(line)
-            if "active:" in line or time.monotonic() > deadline:
-                break
-        assert any("active:" in line for line in lines), "".join(lines)
+        deadline = _wait_until_active(process, lines)
         process.send_signal(signal.SIGTERM)
         signals = (signal.SIGINT, signal.SIGTERM)
         sent = 0

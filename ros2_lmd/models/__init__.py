@@ -4,6 +4,7 @@
 from ros2_lmd.models.base import FusionModel, ModelConfig
 from ros2_lmd.models.conversion import convert_simplebev_checkpoint
 from ros2_lmd.models.io import load_model, read_config, save_model
+from ros2_lmd.models.rule_presets import RULE_PRESETS, rule_preset
 from ros2_lmd.models.registry import (
     DEFAULT_MODEL,
     available_models,
@@ -26,4 +27,6 @@ __all__ = [
     "model_from_config",
     "weights_path",
     "convert_simplebev_checkpoint",
+    "RULE_PRESETS",
+    "rule_preset",
 ]

@@ -122,7 +122,11 @@ def decompose(
             fn(_decomposed_inputs(at_point, linearize_at, None))
             replay = iter(recorded)
         ctx = Context(
-            modalities=tuple(features), variants=rules, explicit_bias=explicit, split_replay=replay, scope=scope
+            modalities=tuple(features),
+            variants=rules,
+            explicit_bias=explicit,
+            split_replay=replay,
+            scope=scope,
         )
         inputs = _decomposed_inputs(ctx, features, linearize_at)
         layers: dict[str, Any] = {}

@@ -4,7 +4,6 @@
 from ros2_lmd.models.base import FusionModel, ModelConfig
 from ros2_lmd.models.conversion import convert_simplebev_checkpoint
 from ros2_lmd.models.io import load_model, read_config, save_model
-from ros2_lmd.models.rule_presets import RULE_PRESETS, rule_preset
 from ros2_lmd.models.registry import (
     DEFAULT_MODEL,
     available_models,
@@ -13,6 +12,7 @@ from ros2_lmd.models.registry import (
     model_from_config,
     weights_path,
 )
+from ros2_lmd.models.rule_presets import RULE_PRESETS, rule_preset
 
 __all__ = [
     "FusionModel",

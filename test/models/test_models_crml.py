@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support.tiny import CRML_GRID, build_small_crml
 from torch import nn
 
-from ros2_lmd.geometry import BEVGrid
 from ros2_lmd.lmd import decompose
 from ros2_lmd.models import (
     RULE_PRESETS,
@@ -18,38 +18,14 @@ from ros2_lmd.models import (
     load_model,
     rule_preset,
 )
-from ros2_lmd.models.simplebev import SimpleBEV, infer_simplebev_variant, simplebev_config
+from ros2_lmd.models.simplebev import SimpleBEV, infer_simplebev_variant
 
-GRID = BEVGrid(-8, 8, -8, 8, z_min=-4.5, z_max=5.5, z_bins=8)  # 32 x 32 x 8
-
-
-def small_crml(latent_dim: int = 16, seed: int = 0) -> SimpleBEV:
-    """res50, narrow latent, tiny BEV; BatchNorm statistics and affine drawn at random so that no
-    BatchNorm is the identity and the uniform shift rule has a shift to spread."""
-    torch.manual_seed(seed)
-    config = simplebev_config(
-        "crml",
-        grid=GRID,
-        image_size=(64, 96),
-        camera_names=("cam_front", "cam_back"),
-        encoder_type="res50",
-        latent_dim=latent_dim,
-    )
-    model = SimpleBEV(config).eval()
-    generator = torch.Generator().manual_seed(seed + 1)
-    for module in model.decoder.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            shape = module.running_mean.shape
-            module.running_mean.copy_(torch.randn(shape, generator=generator) * 0.2)
-            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(shape, generator=generator) * 0.2)
-    return model
+GRID = CRML_GRID
 
 
 @pytest.fixture(scope="module")
 def crml():
-    return small_crml()
+    return build_small_crml()
 
 
 def test_registry_and_inputs(crml):
@@ -165,7 +141,7 @@ def reference_layout(reference: SimpleBEV) -> nn.Module:
 
 @pytest.fixture(scope="module")
 def reference_state(crml):
-    state = reference_layout(small_crml()).state_dict()  # the same weights as `crml`, own modules
+    state = reference_layout(build_small_crml()).state_dict()  # the same weights as `crml`, own modules
     assert "decoder.layer3_1_downsample_bn.running_var" in state and "decoder.seg_conv2.bias" in state
     assert len(state) > len(crml.state_dict())
     return state

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ros2_lmd.monitor.params import MonitorParams, ParameterError, read_yaml_mapping
+from ros2_lmd.monitor.params import (
+    MonitorParams,
+    ParameterError,
+    read_yaml_mapping,
+    resolve_topic,
+    with_resolved_topics,
+)
 from ros2_lmd.sensors.camera_info import CameraCalibration, check_image_size
 from ros2_lmd.sensors.errors import SensorDataError
 from ros2_lmd.sensors.frame import POINT_FIELDS
@@ -43,20 +49,28 @@ class InputSensor:
     info_topic: str = ""
 
 
-def input_sensors(params: MonitorParams, modalities: tuple[str, ...]) -> list[InputSensor]:
-    """The sensors of the modalities both configured and known to the model, in parameter order."""
+def input_sensors(
+    params: MonitorParams, modalities: tuple[str, ...], namespace: str = "/"
+) -> list[InputSensor]:
+    """The sensors of the modalities both configured and known to the model, in parameter order,
+    their topics resolved for a node in `namespace`. A sensor's name comes from its topic as
+    configured, so `lidar_top` is sensor lidar_top in every namespace."""
     sensors = []
     if "camera" in modalities:
         sensors += [
-            InputSensor(name, "camera", image, info)
+            InputSensor(name, "camera", resolve_topic(image, namespace), resolve_topic(info, namespace))
             for name, image, info in zip(
                 params.camera_names, params.camera_image_topics, params.camera_info_topics
             )
         ]
     if "radar" in modalities:
-        sensors += [InputSensor(sensor_name_of_topic(t), "radar", t) for t in params.radar_topics]
+        sensors += [
+            InputSensor(sensor_name_of_topic(t), "radar", resolve_topic(t, namespace))
+            for t in params.radar_topics
+        ]
     if "lidar" in modalities:
-        sensors.append(InputSensor(sensor_name_of_topic(params.lidar_topic), "lidar", params.lidar_topic))
+        topic = params.lidar_topic
+        sensors.append(InputSensor(sensor_name_of_topic(topic), "lidar", resolve_topic(topic, namespace)))
     names = [s.name for s in sensors]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -165,14 +179,15 @@ class Ingest:
     messages lost before us, and the FrameAssembler. Not thread-safe: the caller serialises
     `on_message` and `pop_ready` (the node holds its lock)."""
 
-    def __init__(self, params: MonitorParams, modalities: tuple[str, ...]) -> None:
-        self.params = params
+    def __init__(self, params: MonitorParams, modalities: tuple[str, ...], namespace: str = "/") -> None:
+        """`namespace`: the node's, where relative topic names resolve (`params` has them resolved)."""
+        self.params = with_resolved_topics(params, namespace)
         self.modalities = modalities
         if params.extrinsics_source == "config":
             self.extrinsics = extrinsics_from_file(params.extrinsics_file, params.base_frame)
         else:
             self.extrinsics = TransformTree()
-        self.sensors = input_sensors(params, modalities)
+        self.sensors = input_sensors(params, modalities, namespace)  # names: from the topics as given
         self.by_topic = {s.topic: s for s in self.sensors}
         self.by_info_topic = {s.info_topic: s for s in self.sensors if s.info_topic}
         self.calibrations: dict[str, CameraCalibration] = {}
@@ -293,11 +308,15 @@ class Ingest:
 
 
 def ingest_for_model(
-    params: MonitorParams, model: FusionModel, *, adapt_key_sensor: bool = False
+    params: MonitorParams, model: FusionModel, *, adapt_key_sensor: bool = False, namespace: str = "/"
 ) -> tuple[Ingest, list[str]]:
     """The Ingest of `params` for `model`'s inputs, and the configured modalities the model does
     not take (not subscribed). A key sensor the model does not take is an error, or, with
-    `adapt_key_sensor` (offline analysis of any bag), replaced by the model's last modality."""
+    `adapt_key_sensor` (offline analysis of any bag), replaced by the model's last modality.
+
+    Topic parameters are resolved for a node in `namespace` (relative names go under it), so the
+    Ingest and its `params` name every topic in full: the node's namespace live, the root one for
+    a bag (bags name topics in full: /lidar_top, /cam_front/...)."""
     unknown = sorted({n.lower() for n in params.camera_names} - set(model.config.camera_names))
     if "camera" in params.modalities and "camera" in model.modalities and unknown:
         raise ParameterError(
@@ -316,4 +335,4 @@ def ingest_for_model(
         fallback = "none" if params.key_fallback == key else params.key_fallback
         params = replace(params, key_sensor=key, key_fallback=fallback)
     ignored = sorted(set(params.modalities) - set(model.modalities))
-    return Ingest(params, modalities), ignored
+    return Ingest(params, modalities, namespace), ignored

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,17 @@ NUSCENES_RADARS = (
     "radar_back_left",
     "radar_back_right",
 )
+
+# Parameters naming topics, and what a topic name may be here: absolute (/lidar_top) or relative to
+# the node's namespace (lidar_top); no private (~) names or substitutions.
+TOPIC_PARAMETERS = (
+    "camera_image_topics",
+    "camera_info_topics",
+    "radar_topics",
+    "lidar_topic",
+    "output_prefix",
+)
+TOPIC_NAME = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 
 # Parameters every rclpy node has; a parameter file may set them beside ours.
 ROS_NODE_PARAMETERS = {"use_sim_time": bool}
@@ -124,22 +135,24 @@ class MonitorParams:
         NUSCENES_CAMERAS, "Camera names, in the model's camera order; also the hardware ids in diagnostics."
     )
     camera_image_topics: tuple[str, ...] = setting(
-        tuple(f"/{name}/image_rect_compressed" for name in NUSCENES_CAMERAS),
-        "Image topic of each camera, aligned with camera_names.",
+        tuple(f"{name}/image_rect_compressed" for name in NUSCENES_CAMERAS),
+        "Image topic of each camera, aligned with camera_names. Relative names (the default) "
+        "are in the node's namespace: /cam_front/... in the root one, /car1/cam_front/... under "
+        "namespace car1.",
     )
     camera_info_topics: tuple[str, ...] = setting(
-        tuple(f"/{name}/camera_info" for name in NUSCENES_CAMERAS),
+        tuple(f"{name}/camera_info" for name in NUSCENES_CAMERAS),
         "sensor_msgs/CameraInfo topic of each camera (intrinsics), aligned with camera_names.",
     )
     use_compressed: bool = setting(
         True, "true: camera_image_topics carry sensor_msgs/CompressedImage; false: sensor_msgs/Image."
     )
     radar_topics: tuple[str, ...] = setting(
-        tuple(f"/{name}" for name in NUSCENES_RADARS),
+        tuple(NUSCENES_RADARS),
         "sensor_msgs/PointCloud2 topic of each radar (fields x, y, z, rcs, vx_comp, vy_comp).",
     )
     lidar_topic: str = setting(
-        "/lidar_top", "sensor_msgs/PointCloud2 topic of the LiDAR (fields x, y, z, intensity)."
+        "lidar_top", "sensor_msgs/PointCloud2 topic of the LiDAR (fields x, y, z, intensity)."
     )
 
     # --- Synchronisation and frames ---
@@ -281,10 +294,12 @@ class MonitorParams:
         0.0, "Most outputs per second; 0 publishes every processed frame.", min=0.0, max=1000.0
     )
     output_prefix: str = setting(
-        "/lmd",
+        "lmd",
         "Prefix of the output topics (<prefix>/bev/<fused|camera|radar|lidar|bias>, "
-        "<prefix>/bev_image, <prefix>/markers, <prefix>/decomposition, <prefix>/alerts). "
-        "Absolute by default; a relative name (lmd) puts them under the node's namespace.",
+        "<prefix>/bev_image, <prefix>/markers, <prefix>/decomposition, <prefix>/alerts, "
+        "<prefix>/incidents). Relative (the default): under the node's namespace, /lmd/... in the "
+        "root one, /car1/lmd/... under namespace car1; an absolute name (/lmd) is the same in "
+        "every namespace. /diagnostics is always global, as ROS diagnostics are.",
     )
     queue_depth: int = setting(
         1,
@@ -342,6 +357,14 @@ class MonitorParams:
                     f"{name}: {len(getattr(self, name))} topics for {len(self.camera_names)} camera_names"
                 )
         problems += alert_config_problems({name: getattr(self, name) for name in ALERT_PARAMETERS})
+        for name in TOPIC_PARAMETERS:
+            value = getattr(self, name)
+            for topic in (value,) if isinstance(value, str) else value:
+                if not TOPIC_NAME.fullmatch(topic):
+                    problems.append(
+                        f"{name}: {topic!r} is not a ROS topic name (names of letters, digits and _, "
+                        "not starting with a digit, separated by /; absolute with a leading /)"
+                    )
         if self.extrinsics_source == "config" and not self.extrinsics_file:
             problems.append("extrinsics_file: required when extrinsics_source is config")
         return problems
@@ -395,6 +418,28 @@ def _check_value(spec: ParameterSpec, value: Any) -> list[str]:
     if spec.choices and value not in spec.choices:
         return [f"{spec.name}: {value!r} is not one of {list(spec.choices)}"]
     return []
+
+
+def resolve_topic(name: str, namespace: str = "/") -> str:
+    """The topic `name` as ROS resolves it for a node in `namespace` (without remapping): an
+    absolute name stays, a relative one goes under the namespace."""
+    if name.startswith("/"):
+        return name
+    return f"{namespace.rstrip('/')}/{name}"
+
+
+def with_resolved_topics(params: MonitorParams, namespace: str = "/") -> MonitorParams:
+    """`params` with every topic parameter resolved for a node in `namespace`: what `analyze`
+    reads and writes, as a bag names its topics in full (a bag recorded beside the monitor in the
+    root namespace has /lidar_top, /lmd/incidents, ...)."""
+    resolved: dict[str, Any] = {}
+    for name in TOPIC_PARAMETERS:
+        value = getattr(params, name)
+        if isinstance(value, str):
+            resolved[name] = resolve_topic(value, namespace)
+        else:
+            resolved[name] = tuple(resolve_topic(topic, namespace) for topic in value)
+    return replace(params, **resolved)
 
 
 def params_from_mapping(values: Mapping[str, Any], source: str = "parameters") -> MonitorParams:

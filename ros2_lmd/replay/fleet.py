@@ -196,6 +196,7 @@ class BagAnalyst:
 
     def analyze(self, bag: str, folder: str, name: str, record: dict[str, Any]) -> BagOutcome:
         from ros2_lmd.replay.analyze import analyze
+        from ros2_lmd.replay.simulate import recorded_faults
 
         start = time.perf_counter()
         out = Path(folder)
@@ -207,6 +208,7 @@ class BagAnalyst:
                 self.model,
                 out,
                 self.params,
+                recorded_faults(bag),  # a simulated drive's timeline, scored in its report.html
                 batch=self.batch,
                 device=DEVICE,
                 progress=False,

@@ -1,12 +1,13 @@
 """`ros2-lmd simulate`: a synthetic drive written as a rosbag2 with the real message types on the
 default topics of docs/architecture.md (compressed images + CameraInfo per camera, one PointCloud2
 per radar in its own frame, the LiDAR sweep, /tf_static), and the ground-truth fault timeline as
-faults.csv beside it. Messages are logged at their arrival time, so a delayed sensor is recorded as
-it would be live.
+faults.csv inside the bag folder, so that it travels with its bag and drives can share a parent folder
+(rosbag2 readers read only the files metadata.yaml lists). Messages are logged at their arrival time,
+so a delayed sensor is recorded as it would be live.
 
 Every argument is checked before the first frame is simulated (a fault window must start inside the
-drive and hit a recorded sensor). Both outputs are written into a temporary folder beside the bag and
-moved into place at the end: a run that fails or is interrupted leaves nothing behind, and an earlier
+drive and hit a recorded sensor). The bag is written into a temporary folder beside it and moved
+into place at the end: a run that fails or is interrupted leaves nothing behind, and an earlier
 drive is replaced (with `force`) only by a complete new one."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ros2_lmd.messages.types import header_msg, rosbags_types, time_msg
-from ros2_lmd.replay.bag import STORAGES, BagWriter, bag_dir, check_replaceable
+from ros2_lmd.replay.bag import STORAGES, BagWriter, bag_dir, check_replaceable, resolve_bag
 from ros2_lmd.sensors.camera_info import make_camera_info
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, MODALITIES, RADAR_FIELDS
 from ros2_lmd.sensors.image import make_compressed_image
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ros2_lmd.sim.drive import SimFrame
 
 BASE_FRAME = "base_link"
+FAULTS_CSV = "faults.csv"  # the fault timeline's name inside the bag folder
 
 
 @dataclass
@@ -47,15 +49,22 @@ def camera_info_topic(name: str) -> str:
     return f"/{name}/camera_info"
 
 
-def faults_csv_path(bag: Path) -> Path:
-    """The ground-truth timeline sits next to the bag directory, as faults.csv."""
-    return bag.parent / "faults.csv"
+def faults_csv_path(bag: str | Path) -> Path:
+    """Where a drive's ground-truth fault timeline is kept: faults.csv inside its rosbag2 folder
+    (`bag`: the folder, or one of its storage files)."""
+    return resolve_bag(bag) / FAULTS_CSV
+
+
+def recorded_faults(bag: str | Path) -> Path | None:
+    """The fault timeline kept with `bag` (what `simulate` wrote into it), or None if it has none."""
+    path = faults_csv_path(bag)
+    return path if path.is_file() else None
 
 
 def existing_outputs(out: str | Path) -> list[Path]:
-    """What `simulate_to_bag(out, ...)` would replace: the bag and its faults.csv, where they exist."""
+    """What `simulate_to_bag(out, ...)` would replace: the bag (its faults.csv inside), if it exists."""
     out = bag_dir(out)
-    return [path for path in (out, faults_csv_path(out)) if path.exists() or path.is_symlink()]
+    return [out] if out.exists() or out.is_symlink() else []
 
 
 def simulate_to_bag(
@@ -73,8 +82,8 @@ def simulate_to_bag(
     start_stamp: float | None = None,
 ) -> SimulateResult:
     """Write the drive to the rosbag2 directory `out` (named as rosbag2 does: `drive/drive_0.mcap`;
-    a storage suffix on `out` is dropped, see replay.bag.bag_dir) and its fault timeline to
-    faults.csv beside it (replaced if present). An existing `out` is an error (FileExistsError)
+    a storage suffix on `out` is dropped, see replay.bag.bag_dir) with its fault timeline inside
+    it, as faults.csv (`faults_csv_path`). An existing `out` is an error (FileExistsError)
     unless `force`, which replaces it if it is a rosbag2 directory; bad arguments raise ValueError
     naming them, before any work. `start_stamp`: the drive's first stamp in seconds since the epoch
     (default: the simulator's, the same for every drive)."""
@@ -108,18 +117,15 @@ def simulate_to_bag(
                 f"({', '.join(config.modalities)})"
             )
     check_replaceable(out, force)
-    if csv_path.exists() and not csv_path.is_file():
-        raise FileExistsError(f"{csv_path} exists and is not a file: remove it or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         drive = simulate_drive(seed, duration_s=duration_s, rate_hz=rate_hz, faults=specs, config=config)
         frames, messages = _write_drive(staging / out.name, storage, drive, total, progress, jpeg_quality)
-        write_faults_csv(staging / csv_path.name, specs, rig)
+        write_faults_csv(staging / out.name / FAULTS_CSV, specs, rig)
         if out.exists():
             shutil.rmtree(out)  # a rosbag2 directory (check_replaceable), replaced only now
         (staging / out.name).rename(out)
-        (staging / csv_path.name).replace(csv_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return SimulateResult(out, csv_path, frames, messages)

@@ -137,11 +137,7 @@ def run_live(
         spinner.start()
         # Discovery of 19 endpoint pairs can take seconds on a loaded machine; messages published to
         # a topic before its subscription is matched are lost (volatile QoS), so wait for all.
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and not all(
-            p.get_subscription_count() > 0 for p in player.publishers.values()
-        ):
-            time.sleep(0.1)
+        player.wait_for_subscribers(60.0)
         player.play(should_stop=lambda: not context.ok())
         # Done when the node holds no frame (time sync, queue, inference) after the time sync's
         # quiet flush had its chance; a frame count fixed in advance would not know how many
@@ -287,8 +283,8 @@ def main(
             + f"p95 {np.percentile(latency, 95):.0f} ms"
         )
     print(
-        f"   wrote {out_dir}/report.html, frames.csv, alerts.csv, incidents.csv (and the drive: {bag}, "
-        f"{sim.faults_csv})"
+        f"   wrote {out_dir}/report.html, frames.csv, alerts.csv, incidents.csv (and the drive: {bag}, its "
+        f"fault timeline in {sim.faults_csv})"
     )
     print(f"   done in {time.perf_counter() - started:.0f} s")
     return 0

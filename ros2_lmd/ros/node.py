@@ -32,6 +32,7 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
@@ -269,7 +270,11 @@ class MonitorNode(LifecycleNode):
         )
         torch.set_num_threads(threads)  # process-wide: each worker's operators use this many
         model = load_model(params.model, device)
-        ingest, ignored = ingest_for_model(params, model)
+        # topics resolved in the node's namespace (relative ones under it), so logs and
+        # /diagnostics name them in full; remapping rules still apply (rcl matches them on the
+        # resolved name)
+        ingest, ignored = ingest_for_model(params, model, namespace=self.get_namespace())
+        params = ingest.params
         if ignored:
             self.get_logger().warn(
                 f"modalities {ignored} are not inputs of model {params.model}: not subscribed"
@@ -371,8 +376,14 @@ class MonitorNode(LifecycleNode):
             on_error=self._conclude_failed,
             name="lmd_inference",
         )
-        run.timers.append(self.create_timer(SYNC_TICK_S, self._on_sync_tick))
-        run.timers.append(self.create_timer(self.diagnostics_period_s, self._publish_diagnostics))
+        # Both on the steady clock: under use_sim_time a ROS-clock timer stops with /clock (a bag
+        # that ends), and a monitor whose inputs stop must still flush its frames and report
+        # the silence in /diagnostics, not look frozen.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        run.timers.append(self.create_timer(SYNC_TICK_S, self._on_sync_tick, clock=steady))
+        run.timers.append(
+            self.create_timer(self.diagnostics_period_s, self._publish_diagnostics, clock=steady)
+        )
         self.get_logger().info(f"active: {len(run.subscriptions)} subscriptions")
         return super().on_activate(state)
 
@@ -681,19 +692,28 @@ class MonitorNode(LifecycleNode):
 
 
 def main(params_file: str | None = None, ros_args: list[str] | None = None) -> int:
-    """Run the monitor until Ctrl-C. `ros_args` are `--ros-args ...` (remappings, more parameter
-    files, which override `params_file`). Exit codes: 0 clean stop, 1 configure failed, 2 bad
-    parameters."""
+    """Run the monitor until SIGINT (Ctrl-C) or SIGTERM. `ros_args` are `--ros-args ...`
+    (remappings, more parameter files, which override `params_file`). Exit codes: 0 clean stop
+    (also when stopped by a signal), 1 configure failed, 2 bad parameters.
+
+    This is the process's entry point (`ros2-lmd monitor`, lib/ros2_lmd/monitor): once stopping,
+    it ignores SIGINT and SIGTERM for the rest of the process. A terminal's Ctrl-C reaches the
+    whole process group, so under `ros2 launch` the node gets the terminal's SIGINT and then
+    launch's own (and SIGTERM after sigterm_timeout): with the default handler restored, that
+    second signal raised KeyboardInterrupt in the clean-up or killed the process at exit, and
+    launch reported "process has died [... exit code -2 ...]"."""
     args = [NODE_NAME]
     if params_file:
         args += ["--ros-args", "--params-file", str(params_file)]
     args += list(ros_args or [])
     # Our own SIGINT/SIGTERM handling: rclpy's raises KeyboardInterrupt wherever the main thread
-    # happens to be (even inside the clean-up); here a signal only ends the spin loop.
+    # happens to be (even inside the clean-up); here a signal only ends the spin loop, however
+    # often it comes.
     stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     transport = use_shipped_transport()  # before rclpy.init: Fast DDS reads it once
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
     try:
         try:
@@ -709,9 +729,11 @@ def main(params_file: str | None = None, ros_args: list[str] | None = None) -> i
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         if node.autostart:
+            # configure takes seconds (the model's warm-up): a stop asked meanwhile is honoured
+            # before activate
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 return 1
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            if not stop.is_set() and node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 return 1
         else:
             node.get_logger().info("autostart is false: waiting for a lifecycle manager")
@@ -723,10 +745,13 @@ def main(params_file: str | None = None, ros_args: list[str] | None = None) -> i
         node.get_logger().info("shutting down")
         executor.shutdown()
     finally:
+        # Stopping: a further signal must not interrupt the clean-up or the interpreter's exit.
+        # Ignored at the OS level: at exit Python resets a signal with a Python handler to the
+        # default action (death by that signal), but leaves an ignored one ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         if node is not None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0

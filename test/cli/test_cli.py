@@ -203,25 +203,50 @@ def test_out_naming_an_existing_file_fails_up_front(drive, tmp_path, capsys, no_
 
 
 def test_simulate_refuses_to_replace_a_drive_without_force(tmp_path, capsys):
-    faults = tmp_path / "faults.csv"
-    faults.write_text("an earlier drive's timeline\n")
     bag = tmp_path / "second"
+    bag.mkdir()
+    (bag / "metadata.yaml").write_text("an earlier bag\n")
+    (bag / "faults.csv").write_text("an earlier drive's timeline\n")
+    before = _snapshot(bag)
     common = ["simulate", "--out", bag, "--duration", "0.3", "--camera-size", "224x128"]
     code, _, err = _run(capsys, *common)
     assert code == cli.EXIT_USAGE
-    assert "--force" in _one_line_error(err, faults)
-    assert faults.read_text() == "an earlier drive's timeline\n" and not bag.exists()
-    (bag).mkdir()
-    (bag / "metadata.yaml").write_text("an earlier bag\n")
-    code, _, err = _run(capsys, *common)
-    assert code == cli.EXIT_USAGE
-    _one_line_error(err, bag, faults)
+    assert "--force" in _one_line_error(err, bag)
+    assert _snapshot(bag) == before
     code, out, _ = _run(capsys, *common, "--force", "--faults", "lidar:dropout@0.1-0.2")
-    assert code == 0 and "wrote 3 frames" in out
-    with open(faults, newline="") as handle:
+    assert code == 0 and "wrote 3 frames" in out and str(bag / "faults.csv") in out
+    with open(bag / "faults.csv", newline="") as handle:
         assert [row["kind"] for row in csv.DictReader(handle)] == ["dropout"]
     assert (bag / "metadata.yaml").read_text() != "an earlier bag\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["faults.csv", "second"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["second"]  # the timeline is inside the bag
+
+
+def test_drives_share_a_parent_folder_and_each_analysis_scores_its_own_faults(tmp_path, capsys):
+    """The fault timeline stays with its bag (d1/faults.csv): a second drive into the same folder
+    succeeds, info reads the bag beside it, and analyze scores each bag's own faults by default."""
+    drives = {"d1": "camera:blackout@0.2-0.4", "d2": "lidar:dropout@0.1-0.3"}
+    for name, faults in drives.items():
+        code, _, err = _run(
+            capsys, "simulate", "--out", tmp_path / "bags" / name, "--duration", "0.6",
+            "--camera-size", "224x128", "--faults", faults,
+        )  # fmt: skip
+        assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "bags").iterdir()) == ["d1", "d2"]
+    code, out, _ = _run(capsys, "info", tmp_path / "bags" / "d1")
+    assert code == 0 and "Files:             d1_0.mcap" in out and "faults.csv" not in out
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    decomposition: eager\n")
+    for name, faults in drives.items():
+        out = tmp_path / "analysis" / name
+        code, _, err = _run(
+            capsys, "analyze", tmp_path / "bags" / name, "--out", out, "--params-file", params
+        )
+        assert code == 0, err
+        page = (out / "report.html").read_text()
+        kind = faults.split(":")[1].split("@")[0]
+        other = "dropout" if kind == "blackout" else "blackout"
+        assert "Against the injected faults" in page and "of 1 faults" in page
+        assert f"<td>{kind}</td>" in page and f"<td>{other}</td>" not in page
 
 
 @pytest.mark.parametrize(

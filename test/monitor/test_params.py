@@ -17,6 +17,8 @@ from ros2_lmd.monitor.params import (
     load_params_file,
     parameter_specs,
     params_from_mapping,
+    resolve_topic,
+    with_resolved_topics,
 )
 from ros2_lmd.monitor.pipeline import pipeline_for
 
@@ -65,11 +67,44 @@ def test_specs_are_complete():
 
 def test_expected_defaults():
     params = MonitorParams()
-    assert params.camera_image_topics[0] == "/cam_front/image_rect_compressed"
-    assert params.camera_info_topics[-1] == "/cam_back_right/camera_info"
+    # relative: in the node's namespace, so namespace:=car1 and car2 run side by side
+    assert params.camera_image_topics[0] == "cam_front/image_rect_compressed"
+    assert params.camera_info_topics[-1] == "cam_back_right/camera_info"
     assert len(params.camera_names) == 6 and len(params.radar_topics) == 5
-    assert (params.lidar_topic, params.key_sensor, params.sync_tolerance_s) == ("/lidar_top", "lidar", 0.06)
-    assert (params.output_prefix, params.queue_depth, params.publish_rate_hz) == ("/lmd", 1, 0.0)
+    assert (params.lidar_topic, params.key_sensor, params.sync_tolerance_s) == ("lidar_top", "lidar", 0.06)
+    assert (params.output_prefix, params.queue_depth, params.publish_rate_hz) == ("lmd", 1, 0.0)
+
+
+def test_topics_resolve_in_a_namespace_as_ros_resolves_them():
+    params = MonitorParams(radar_topics=("radar_front", "/global/radar"))
+    root = with_resolved_topics(params)  # a bag's names (analyze)
+    assert root.camera_image_topics[0] == "/cam_front/image_rect_compressed"
+    assert (root.lidar_topic, root.output_prefix) == ("/lidar_top", "/lmd")
+    assert root.radar_topics == ("/radar_front", "/global/radar")
+    car1 = with_resolved_topics(params, "/car1")
+    assert (car1.lidar_topic, car1.output_prefix) == ("/car1/lidar_top", "/car1/lmd")
+    assert car1.radar_topics == ("/car1/radar_front", "/global/radar")  # absolute stays
+    assert (
+        with_resolved_topics(params, "/fleet/car2/").camera_info_topics[0]
+        == "/fleet/car2/cam_front/camera_info"
+    )
+    assert resolve_topic("lmd", "/") == "/lmd" and resolve_topic("/lmd", "/car1") == "/lmd"
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("lidar_topic", "lidar top"),
+        ("lidar_topic", ""),
+        ("output_prefix", "lmd/"),
+        ("output_prefix", "~/lmd"),
+        ("radar_topics", ("radar_front", "2radar")),
+        ("camera_info_topics", tuple(f"cam{i}//camera_info" for i in range(6))),
+    ],
+)
+def test_a_topic_that_is_not_a_ros_name_is_named(name, value):
+    with pytest.raises(ParameterError, match=f"{name}: .* is not a ROS topic name"):
+        MonitorParams(**{name: value})
 
 
 def test_node_section_overrides_wildcard(tmp_path):

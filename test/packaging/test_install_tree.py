@@ -59,7 +59,7 @@ def test_message_typesupport_and_definitions_installed():
 
 def test_library_installed_beside_generated_messages():
     # One `ros2_lmd` package: the library's modules and the generated `msg` side by side.
-    for module in ("__init__.py", "cli.py", "monitor/params.py", "ros/node.py"):
+    for module in ("__init__.py", "cli/__init__.py", "monitor/params.py", "ros/node.py"):
         assert (SITE / module).read_text() == (REPO / "ros2_lmd" / module).read_text()
 
 

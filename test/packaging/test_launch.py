@@ -68,9 +68,24 @@ def test_generate_launch_description_runs(launch_file):
             "rviz": "false",
         }
     )
-    opaque = next(e for e in description.entities if isinstance(e, OpaqueFunction))
-    nodes = [e for e in opaque.execute(context) if isinstance(e, LifecycleNode)]
+    check, start = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+    assert check.execute(context) == []  # the default arguments pass the checks
+    nodes = [e for e in start.execute(context) if isinstance(e, LifecycleNode)]
     assert [(n.node_package, n.node_executable) for n in nodes] == [("ros2_lmd", "monitor")]
+    # checked before anything starts: the check comes before the monitor in the description
+    assert description.entities.index(check) < description.entities.index(start)
+    context.launch_configurations["params_file"] = "/nonexistent.yaml"
+    with pytest.raises(ValueError, match='Argument "params_file" provided value "/nonexistent.yaml"'):
+        check.execute(context)
+    # every argument with a fixed set of values declares it (ros2 launch ... --show-args lists them)
+    choices = {name: argument.choices for name, argument in declared.items() if argument.choices}
+    assert choices == {
+        "autostart": ["true", "false"],
+        "log_level": ["debug", "info", "warn", "error", "fatal"],
+        "use_sim_time": ["true", "false"],
+        "device": ["", "auto", "cuda", "cpu"],
+        "rviz": ["true", "false"],
+    }
 
 
 # --- Without launch_ros: parse the file ----------------------------------------------------------
@@ -136,8 +151,8 @@ def test_launch_file_source_starts_installed_executable_with_installed_config(la
     assert "log_level" in ast.unparse(_keyword(monitor_call, "ros_arguments"))
     # autostart and use_sim_time reach the node as parameters (overrides after the file)
     source = ast.unparse(tree)
-    assert "'autostart': _flag(context, 'autostart')" in source
-    assert "'use_sim_time': _flag(context, 'use_sim_time')" in source
+    assert "'autostart': _value(context, 'autostart') == 'true'" in source
+    assert "'use_sim_time': _value(context, 'use_sim_time') == 'true'" in source
 
     # The params_file default is <share of ros2_lmd>/config/monitor.yaml, and it is installed.
     params_argument = next(
@@ -170,7 +185,7 @@ def test_launch_file_source_starts_installed_executable_with_installed_config(la
     )
     from ros2_lmd.monitor.params import MonitorParams
 
-    assert [f"/{c}/image_rect_compressed" for c in cameras] == list(MonitorParams().camera_image_topics)
+    assert [f"{c}/image_rect_compressed" for c in cameras] == list(MonitorParams().camera_image_topics)
     assert (SHARE / "config" / "monitor.rviz").is_file()
 
 

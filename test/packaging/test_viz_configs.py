@@ -23,7 +23,7 @@ from support.tiny import build_tiny_model
 from ros2_lmd.messages import outputs
 from ros2_lmd.messages.types import rosbags_types
 from ros2_lmd.monitor.ingest import input_sensors
-from ros2_lmd.monitor.params import MonitorParams, load_params_file
+from ros2_lmd.monitor.params import MonitorParams, load_params_file, resolve_topic, with_resolved_topics
 from ros2_lmd.monitor.pipeline import Pipeline
 from ros2_lmd.sim import simulate_drive
 
@@ -139,7 +139,8 @@ FOXGLOVE_IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImag
 
 @pytest.fixture(scope="module")
 def params() -> MonitorParams:
-    return load_params_file(PARAMS)
+    # topic names as the node in the root namespace resolves them (the configs name them in full)
+    return with_resolved_topics(load_params_file(PARAMS))
 
 
 @pytest.fixture(scope="module")
@@ -229,12 +230,14 @@ def test_rviz_topics_exist_with_the_types_their_displays_show(published, inputs)
         names.add(where)
         if "Topic" not in display:
             continue
-        topic = display["Topic"]["Value"]
+        name = display["Topic"]["Value"]  # relative: rviz2 runs in the monitor's namespace
+        topic = resolve_topic(name)
         accepted = RVIZ_DISPLAY_TYPES[display["Class"]]
         if display["Class"] == "rviz_default_plugins/Image" and topic.endswith("/compressed"):
             source = image_transport_source(topic)
             assert _type_of(source, published, inputs, where) == "sensor_msgs/msg/CompressedImage", where
-            assert f"-r {topic}:={source}" in RVIZ.read_text(), f"{where}: the header lacks its remap"
+            remap = f"-r {name}:={image_transport_source(name)}"
+            assert remap in RVIZ.read_text(), f"{where}: the header lacks its remap"
         else:
             assert _type_of(topic, published, inputs, where) in accepted, f"{where}: {topic}"
         if topic in inputs or image_transport_source(topic) in inputs:
@@ -242,13 +245,13 @@ def test_rviz_topics_exist_with_the_types_their_displays_show(published, inputs)
             assert display["Topic"]["Reliability Policy"] == "Best Effort", where
         if display["Class"] == "rviz_default_plugins/Map":
             # rviz2's Map display always listens for incremental updates too; nobody sends any
-            assert display["Update Topic"]["Value"] == f"{topic}_updates", where
+            assert display["Update Topic"]["Value"] == f"{name}_updates", where
 
 
 def test_rviz_shows_every_view_the_node_builds_and_every_sensor(published, inputs):
     config = _rviz()
     displays = [d for _, d in _rviz_displays(config["Visualization Manager"]["Displays"])]
-    shown = {image_transport_source(d["Topic"]["Value"]) for d in displays if "Topic" in d}
+    shown = {image_transport_source(resolve_topic(d["Topic"]["Value"])) for d in displays if "Topic" in d}
     prefix = "/lmd/"
     views = {t for t in published if t.startswith(prefix) and outputs.is_view(t[len(prefix) :])}
     assert views and views <= shown, f"views without a display: {sorted(views - shown)}"

@@ -54,7 +54,7 @@ def test_a_silent_lidar_is_one_incident_naming_it(model, tmp_path, capsys):
             "--out",
             str(out),
             "--faults",
-            str(bag.parent / "faults.csv"),
+            str(bag / "faults.csv"),
             "--fail-on-incidents",
         ]
     )

@@ -80,7 +80,7 @@ def fleet_inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("fleet")
     for name, (faults, start) in DRIVES.items():
         simulate_to_bag(
-            root / "bags" / name / name,  # its faults.csv beside it, in its own folder
+            root / "bags" / name / name,  # its faults.csv inside it
             duration_s=1.5,
             seed=2,
             faults=faults,
@@ -197,6 +197,12 @@ def test_each_bag_gets_exactly_what_analyze_writes(two_workers, fleet_inputs, tm
             model_name=str(fleet_inputs / "tiny"),
         )
         assert _bag_files(folder) == _bag_files(reference), name
+        # each bag's report scores the faults of its own timeline (bag/faults.csv)
+        page = (folder / "report.html").read_text()
+        faults = DRIVES[name][0]
+        assert ("Against the injected faults" in page) == bool(faults), name
+        if faults:
+            assert f"<td>{faults.split(':')[1].split('@')[0]}</td>" in page, name
     incidents = {
         o.name: len(_rows(two_workers.out / o.name / "incidents.csv"))
         for o in two_workers.outcomes

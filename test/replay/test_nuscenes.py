@@ -365,14 +365,14 @@ def test_train_and_evaluate_on_nuscenes_from_the_command_line(dataroot, tmp_path
     monkeypatch.chdir(tmp_path)  # the dataset cache and checkpoint go under .cache/ here
     weights = tmp_path / "weights" / "crl"
     common = ["--dataset", "nuscenes", "--dataroot", str(dataroot.path)]
-    assert cli.main(["train", *common, "--model", "compact_cr"]) == 2
+    assert cli.main(["train", *common, "--architecture", "compact_cr"]) == 2
     assert "--dataset nuscenes needs --out" in capsys.readouterr().err
     assert cli.main(["train", "--dataset", "nuscenes", "--out", str(weights)]) == 2
     assert "needs --dataroot" in capsys.readouterr().err
     args = [
         "train",
         *common,
-        "--model",
+        "--architecture",
         "compact_cr",
         "--out",
         str(weights),
@@ -381,7 +381,7 @@ def test_train_and_evaluate_on_nuscenes_from_the_command_line(dataroot, tmp_path
         "--eval-every",
         "1",
     ]
-    assert cli.main([*args, "--batch-size", "2", "--workers", "2"]) == 0
+    assert cli.main([*args, "--batch-size", "2", "--loader-workers", "2"]) == 0
     report = json.loads(weights.with_suffix(".train.json").read_text())
     assert report["config"]["dataset"] == "nuscenes" and report["config"]["train_frames"] == 0
     assert report["check_set"]["frames"] == SAMPLES  # the whole val split: its 3 samples
@@ -437,8 +437,8 @@ def test_a_converted_simplebev_checkpoint_analyses_a_nuscenes_bag(bag, dataroot,
         8,
     )
     small = tmp_path / "small"
-    assert cli.main(["convert-simplebev", str(src), str(small), "--image-size", "64x112"]) == 0
-    assert "images 64x112" in capsys.readouterr().out
+    assert cli.main(["convert-simplebev", str(src), str(small), "--input-size", "112x64"]) == 0
+    assert "images 112x64" in capsys.readouterr().out
     out = tmp_path / "analysis"
     params = _eager_params(tmp_path, f"{small}.safetensors")
     assert cli.main(["analyze", str(bag), "--out", str(out), "--params-file", str(params)]) == 0

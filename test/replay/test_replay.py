@@ -17,7 +17,7 @@ from ros2_lmd.messages.types import project_typestore
 from ros2_lmd.models.registry import build_model
 from ros2_lmd.replay.analyze import analyze
 from ros2_lmd.replay.bag import BagError, ReadStats, bag_info, message_count, read_messages
-from ros2_lmd.replay.simulate import simulate_to_bag
+from ros2_lmd.replay.simulate import recorded_faults, simulate_to_bag
 
 pytestmark = pytest.mark.slow  # test/conftest.py: tiers
 
@@ -72,8 +72,10 @@ def test_bags_are_named_as_rosbag2_names_them_and_read_from_folder_or_file(drive
         bag = drives[storage].bag
         assert bag.name == "drive" and sorted(p.name for p in bag.iterdir()) == [
             f"drive_0{suffix}",
+            "faults.csv",  # the fault timeline travels with its bag; rosbag2 reads what metadata lists
             "metadata.yaml",
         ]
+        assert drives[storage].faults_csv == recorded_faults(bag / f"drive_0{suffix}") == bag / "faults.csv"
         info = bag_info(bag)
         assert info.files == [f"drive_0{suffix}"] and info.storage == storage
         assert bag_info(bag / f"drive_0{suffix}") == info  # the storage file names its bag

@@ -264,6 +264,53 @@ def test_lifecycle_without_autostart(model_path):
         assert node.set_parameters([rclpy.parameter.Parameter("bev_image_scale", value=3)])[0].successful
 
 
+def test_diagnostics_go_on_under_sim_time_when_the_clock_stops(model_path):
+    """/diagnostics runs on the steady clock: under use_sim_time with no /clock (a bag that ended)
+    the monitor still reports, so silent sensors show up as such instead of a frozen monitor."""
+    rig = SensorRig(cameras=("cam_front",), radars=("radar_front",))
+    parameters = {"model": model_path, "decomposition": "eager", "use_sim_time": True}
+    with MonitorHarness(rig, parameters, diagnostics_period_s=0.2) as harness:
+        assert harness.node.get_clock().now().nanoseconds == 0  # no /clock: sim time stands still
+        harness.wait_for(lambda: harness.count("diagnostics") >= 3, "3 DiagnosticArrays", guard_s=60.0)
+        statuses = status_by_hardware_id(harness.messages("diagnostics")[-1])
+        assert {"cam_front", "radar_front", "lidar_top"} <= set(statuses)
+
+
+def test_topics_are_in_the_node_namespace_and_diagnostics_stay_global(model_path):
+    """With the default (relative) topics, a monitor in namespace car1 reads /car1/<sensor> and
+    publishes /car1/lmd/..., so two monitors in one domain do not share a topic; /diagnostics
+    and /tf_static are global, as ROS wants them."""
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    from ros2_lmd.ros.node import MonitorNode
+
+    context = Context()
+    rclpy.init(context=context, domain_id=random.randint(100, 199))
+    overrides = [
+        Parameter("model", value=model_path),
+        Parameter("device", value="cpu"),
+        Parameter("decomposition", value="eager"),
+    ]
+    node = MonitorNode(context=context, namespace="car1", parameter_overrides=overrides)
+    try:
+        assert node.trigger_configure().name == "SUCCESS"
+        assert node.trigger_activate().name == "SUCCESS"
+        published = {name for name, _ in node.get_publisher_names_and_types_by_node("lmd_monitor", "/car1")}
+        subscribed = {name for name, _ in node.get_subscriber_names_and_types_by_node("lmd_monitor", "/car1")}
+        assert {"/car1/lmd/incidents", "/car1/lmd/bev/fused", "/diagnostics"} <= published
+        assert not {t for t in published if t.startswith("/lmd")}
+        assert {"/car1/lidar_top", "/car1/radar_front", "/car1/cam_front/image_rect_compressed"} <= subscribed
+        assert {"/car1/cam_back/camera_info", "/tf_static"} <= subscribed
+        assert not {t for t in subscribed | published if t.startswith(("/lidar", "/radar", "/cam"))}
+        # sensors keep their names (hardware ids) in a namespace
+        assert {"lidar_top", "radar_front", "cam_front"} <= set(node.sensor_health.sensors)
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def test_parameters_are_declared_with_descriptors(model_path):
     rig = SensorRig(cameras=("cam_front",), radars=("radar_front",))
     with MonitorHarness(rig, {"model": model_path}, autostart=False) as harness:
@@ -309,6 +356,51 @@ def test_cli_monitor_starts_and_stops_cleanly_on_ctrl_c(model_path, tmp_path):
         assert any("active:" in line for line in lines), "".join(lines)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=HANG_GUARD_S) == 0, "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_cli_monitor_stops_cleanly_however_often_it_is_signalled(model_path, tmp_path):
+    """Under `ros2 launch` a terminal's Ctrl-C reaches the node twice (the terminal's SIGINT to the
+    process group, then launch's own, then SIGTERM after sigterm_timeout): every signal after the
+    first must be harmless, also during the clean-up and the interpreter's exit (restoring the
+    default handler made the second one a KeyboardInterrupt: launch saw exit code -2)."""
+    params = tmp_path / "monitor.yaml"
+    params.write_text(
+        f"/**:\n  ros__parameters:\n    model: {model_path}\n    device: cpu\n    decomposition: eager\n"
+    )
+    env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 199))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ros2_lmd.cli", "monitor", "--params-file", str(params)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    lines = []
+    try:
+        deadline = time.monotonic() + HANG_GUARD_S
+        for line in process.stdout:
+            lines.append(line)
+            if "active:" in line or time.monotonic() > deadline:
+                break
+        assert any("active:" in line for line in lines), "".join(lines)
+        process.send_signal(signal.SIGTERM)
+        signals = (signal.SIGINT, signal.SIGTERM)
+        sent = 0
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                process.send_signal(signals[sent % 2])
+            except ProcessLookupError:
+                break
+            sent += 1
+            time.sleep(0.005)
+        lines += process.stdout.readlines()
+        output = "".join(lines)
+        assert process.wait(timeout=HANG_GUARD_S) == 0, f"after {sent} more signals:\n{output}"
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+        assert sent > 0
     finally:
         if process.poll() is None:
             process.kill()

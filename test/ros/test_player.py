@@ -254,3 +254,33 @@ def test_play_clock_publishes_the_bag_time_being_played(tmp_path, ros_context):
         node.destroy_node()
     assert clocks == sorted(clocks) and clocks[0] >= 1_000
     assert len(clocks) >= 6  # one with each message at least, more while waiting between them
+
+
+def test_play_waits_for_a_late_subscriber_before_the_first_message(tmp_path, ros_context):
+    """`play` waits (bounded) until its topics have subscribers: a monitor discovered late must
+    still get the drive from its first message (with a fixed delay, 66 of 80 frames arrived)."""
+    from ros2_lmd.ros.player import play
+
+    context, probe = ros_context
+    bag = tmp_path / "bag"
+    written = _write_bag(bag, StoragePlugin.MCAP)
+    received: list[int] = []
+    outcome: dict[str, int] = {}
+    domain = context.get_domain_id()
+    thread = threading.Thread(
+        target=lambda: outcome.update(
+            count=play(bag, ["/lidar_top"], rate=1.0, delay_s=0.0, domain_id=domain)
+        ),
+        daemon=True,
+    )
+    thread.start()
+    time.sleep(1.5)  # the subscriber appears well after the player is ready
+    probe.create_subscription(
+        message_class("sensor_msgs/msg/PointCloud2"),
+        "/lidar_top",
+        lambda m: received.append(m.width),
+        QoSProfile(depth=10, reliability=QoSReliabilityPolicy.BEST_EFFORT),
+    )
+    thread.join(timeout=HANG_GUARD_S)
+    assert outcome == {"count": len(written["/lidar_top"])}
+    _wait(lambda: len(received) == len(written["/lidar_top"]), "every sweep, the first included")

@@ -210,3 +210,20 @@ def test_every_error_exit_is_one_line_naming_the_job(tmp_path, capsys, monkeypat
     for name in names:
         assert name.format(tmp=tmp_path) in line, (name, line)
     assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_lmd_rules_replaces_the_params_files_preset(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("/**:\n  ros__parameters:\n    lmd_rules: paper\n")
+    parser = _subparsers()["analyze"]
+    from_file = shared.params_and_model(
+        "analyze", parser.parse_args(["bag", "--out", "o", "--params-file", str(params_file)])
+    )
+    given = shared.params_and_model(
+        "analyze",
+        parser.parse_args(["bag", "--out", "o", "--params-file", str(params_file), "--lmd-rules", "default"]),
+    )
+    assert not isinstance(from_file, int) and not isinstance(given, int)
+    assert (from_file[0].lmd_rules, given[0].lmd_rules) == ("paper", "default")
+    with pytest.raises(SystemExit):
+        _subparsers()["evaluate"].parse_args(["--out", "o", "--lmd-rules", "papers"])

@@ -24,7 +24,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    model = build_model("simplebev_crml", grid=GRID, image_size=(64, 112), encoder_type="res50", latent_dim=32)
+    model = build_model(
+        "simplebev_crml", grid=GRID, image_size=(64, 112), encoder_type="res50", latent_dim=32
+    )
     save_model(model, args.out, metadata={"source": f"random initialisation, seed {args.seed}"})
     print(f"wrote {args.out}.safetensors and {args.out}.json")
 

@@ -110,12 +110,15 @@ def decompose(
     owner = module or _owner(fn)
     _refuse_stateful_training(owner)
     explicit = rules.bias == "explicit" or linearize_at is not None
-    scope = _module_scope(rules, owner)
-    handles = _scope_hooks(owner, rules, scope) if scope is not None else []
+    scope, handles, splits = None, [], {rules.activation_split}
+    if rules.per_module:
+        scope_owner = _scope_owner(owner)
+        scope = ModuleScope(base=rules)
+        splits |= {v.activation_split for v in rules.resolve(scope_owner).values()}
+        handles = _scope_hooks(scope_owner, rules, scope)
     try:
         replay = None
-        splits = {v.activation_split for v in rules.resolve(owner).values()} if scope else set()
-        if linearize_at is not None and (splits | {rules.activation_split}) != {"identity"}:
+        if linearize_at is not None and splits != {"identity"}:
             # the split weights belong to the linearisation: take them from a pass at that point
             recorded: list = []
             at_point = Context(tuple(features), rules, explicit, split_record=recorded, scope=scope)
@@ -157,15 +160,13 @@ def _owner(fn: Callable) -> nn.Module | None:
     return owner if isinstance(owner, nn.Module) else None
 
 
-def _module_scope(rules: RuleVariants, owner: nn.Module | None) -> ModuleScope | None:
-    if not rules.per_module:
-        return None
+def _scope_owner(owner: nn.Module | None) -> nn.Module:
     if owner is None:
         raise ValueError(
             "decompose: rules with per_module entries need the module whose sub-modules they name: "
             "pass module= (or decompose a bound method of the module)"
         )
-    return ModuleScope(base=rules)
+    return owner
 
 
 def _scope_hooks(owner: nn.Module, rules: RuleVariants, scope: ModuleScope) -> list:

@@ -86,10 +86,10 @@ def test_an_option_shared_by_subcommands_has_one_default_type_and_help():
 
 def test_a_job_default_named_in_a_shared_help_is_the_job_default():
     from ros2_lmd.cli import bags, live, models
-    from ros2_lmd.training import TrainConfig
     from ros2_lmd.monitor.params import MonitorParams
     from ros2_lmd.replay.simulate import simulate_to_bag
     from ros2_lmd.ros import demo
+    from ros2_lmd.training import TrainConfig
 
     help_of = {name: next(iter(users.values())).help for name, users in _options().items()}
     simulate_s = inspect.signature(simulate_to_bag).parameters["duration_s"].default

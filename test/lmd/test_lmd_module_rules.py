@@ -243,3 +243,36 @@ def test_per_module_rules_are_part_of_the_compiled_cache_key():
     a = shared_compiled(net, "forward", ("x",), plain)
     b = shared_compiled(net, "forward", ("x",), changed)
     assert a is not b and shared_compiled(net, "forward", ("x",), same) is b
+
+
+class NamedOutput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TwoNorms().eval()
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"out": self.net(features)}
+
+
+@pytest.mark.slow
+def test_a_traced_graph_follows_the_per_module_rules(net_and_features):
+    """The compiled path traces decompose once: the module hooks run during the trace, so the graph
+    holds each module's rule (backend "eager": the traced graph itself, without inductor)."""
+    from ros2_lmd.lmd import CompiledDecomposition
+
+    _, features = net_and_features
+    model = NamedOutput()
+    changed = RuleVariants(bias="explicit", per_module=(by_name("net.second", layernorm="identity"),))
+    plain = RuleVariants(bias="explicit")
+    results = {}
+    for name, rules in (("changed", changed), ("plain", plain)):
+        compiled = CompiledDecomposition(model, ["out"], rules, backend="eager")
+        graph = compiled.prepare(features)
+        assert graph.call is not None, graph.reason
+        results[name] = compiled(features)["out"].stack()
+    with torch.no_grad():
+        expected = oracle(model.net, features, "ratio", "identity")
+    torch.testing.assert_close(
+        results["changed"], torch.stack(expected[:2] + expected[2:]), rtol=1e-9, atol=1e-9
+    )
+    assert not torch.allclose(results["changed"], results["plain"])

@@ -138,6 +138,7 @@ def test_only_valid_devices_and_loadable_models_are_offered(drive, tmp_path, cap
 # --- 4. a failed analysis leaves the output folder as it was -------------------------------------
 
 
+@pytest.mark.slow
 def test_a_failed_analysis_leaves_no_half_written_folder_and_keeps_an_earlier_one(
     drive, tmp_path, monkeypatch
 ):
@@ -323,6 +324,7 @@ def _rewrite(source: Path, target: Path, replace: dict[str, str]) -> None:
             writer.write(topic, msgtype, stamp, message, latched=topic == "/tf_static")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wrong", ["std_msgs/msg/String", "sensor_msgs/msg/LaserScan"])
 def test_a_topic_with_the_wrong_type_is_skipped_and_named(drive, tmp_path, capsys, wrong):
     bag = tmp_path / "wrong.mcap"

@@ -130,20 +130,39 @@ def add_params_file(parser: argparse.ArgumentParser) -> None:
 
 def params_and_model(job: str, args: argparse.Namespace) -> tuple[Any, str] | int:
     """The jobs that read a bag with the node's settings (analyze, fleet): the MonitorParams of
-    `--params-file` (else the defaults) and the model to load (`--model`, else the file's), both
-    checked; or the exit code of the one-line error that names what is wrong."""
+    `--params-file` (else the defaults; `--lmd-rules` replaces its lmd_rules) and the model to load
+    (`--model`, else the file's), both checked; or the exit code of the one-line error that names
+    what is wrong."""
+    import dataclasses
+
     from ros2_lmd.monitor.params import MonitorParams, ParameterError, load_params_file
 
     try:
         params = load_params_file(args.params_file) if args.params_file else MonitorParams()
     except ParameterError as error:
         return fail(job, error)
+    if getattr(args, "lmd_rules", None):
+        params = dataclasses.replace(params, lmd_rules=args.lmd_rules)
     name = args.model or params.model
     from_file = args.params_file and not args.model
     problem = model_problem(name, f"model (from {args.params_file})" if from_file else "--model")
     if problem:
         return fail(job, problem)
     return params, name
+
+
+def add_lmd_rules(parser: argparse.ArgumentParser) -> None:
+    from ros2_lmd.models.rule_presets import RULE_PRESETS
+
+    parser.add_argument(
+        "--lmd-rules",
+        default=None,
+        choices=tuple(RULE_PRESETS),
+        help="LMD rule preset: default (one rule per layer family) or paper (the LMD authors' "
+        "configuration, chosen per module; docs/reference-comparison.md) (default: analyze and fleet: "
+        "the --params-file's lmd_rules, else default; evaluate: default, and paper adds the row "
+        "'LMD (paper rules)')",
+    )
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

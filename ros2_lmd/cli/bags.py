@@ -12,6 +12,7 @@ from ros2_lmd.cli.args import (
     add_device,
     add_duration,
     add_force,
+    add_lmd_rules,
     add_model,
     add_nuscenes,
     add_params_file,
@@ -157,6 +158,7 @@ def add_analyze(parser: argparse.ArgumentParser) -> None:
     add_batch(parser)
     add_workers(parser)
     add_device(parser)
+    add_lmd_rules(parser)
     parser.add_argument(
         "--fail-on-incidents",
         action="store_true",
@@ -267,6 +269,7 @@ def add_fleet(parser: argparse.ArgumentParser) -> None:
     add_workers(parser)
     add_model(parser)
     add_params_file(parser)
+    add_lmd_rules(parser)
     add_batch(parser)
     parser.add_argument(
         "--quality-frames",

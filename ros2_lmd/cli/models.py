@@ -10,6 +10,7 @@ from ros2_lmd.cli.args import (
     add_batch,
     add_dataset,
     add_device,
+    add_lmd_rules,
     add_model,
     dataset_problem,
     default_model,
@@ -141,6 +142,7 @@ def add_evaluate(parser: argparse.ArgumentParser) -> None:
     )
     add_batch(parser)
     add_device(parser)
+    add_lmd_rules(parser)
 
 
 def run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -149,6 +151,7 @@ def run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.eval.perturbation import paper_methods
     from ros2_lmd.eval.runner import EncodedFrames, evaluate
     from ros2_lmd.models.io import load_model
+    from ros2_lmd.models.rule_presets import rule_preset
     from ros2_lmd.training import VAL_SEED_BASE, simulated_sample
 
     model_name = args.model or default_model()
@@ -158,7 +161,8 @@ def run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
     problem = problem or device_problem
     if args.anchors < 0 or batch < 1:
         problem = problem or f"--anchors must be >= 0 and --batch >= 1 (got {args.anchors}, {batch})"
-    methods = paper_methods()
+    lmd_rules = args.lmd_rules or "default"
+    methods = paper_methods(lmd_rules)
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",")]
         unknown = sorted(set(wanted) - {m.name for m in methods})
@@ -180,6 +184,7 @@ def run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
             methods=methods,
             anchors=anchors,
             batch=batch,
+            rules=rule_preset(lmd_rules),
         )
         return EXIT_OK
     from ros2_lmd.datasets.nuscenes import NuScenesTables
@@ -206,6 +211,7 @@ def run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
             anchors=anchors,
             batch=batch,
             data_label=label,
+            rules=rule_preset(lmd_rules),
         )
     except (ValueError, OSError) as error:  # a dataset file that cannot be read, named
         return fail("evaluate", error)
@@ -219,7 +225,7 @@ def add_convert_simplebev(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="official Simple-BEV checkpoint (.pth / .ckpt)")
     parser.add_argument("dst", help="output path without extension (writes .safetensors and .json)")
     parser.add_argument(
-        "--variant", default=None, help="c, cr, crm or cl (default: inferred from the weights)"
+        "--variant", default=None, help="c, cr, crm, cl or crml (default: inferred from the weights)"
     )
     parser.add_argument(
         "--input-size",

@@ -23,6 +23,7 @@ from ros2_lmd.eval.frozen import FrozenNetwork
 from ros2_lmd.eval.metrics import mse, pcc, perturbation_pairs, summarise
 from ros2_lmd.eval.shapley import lmd_shapley, modality_shapley
 from ros2_lmd.lmd import RuleVariants, decompose
+from ros2_lmd.models.rule_presets import rule_preset
 
 LETTER = {"camera": "C", "radar": "R", "lidar": "L"}
 
@@ -37,14 +38,21 @@ class Method:
     table: str = ""  # which of the paper's tables the row belongs to
 
 
-def paper_methods() -> list[Method]:
+def paper_methods(lmd_rules: str = "default") -> list[Method]:
     """The rows of Tables 1/7 (linearisation ablation), 2/8 (BN-LN variants), 6 (activation bias
-    splitting) and 4 (SHAP)."""
+    splitting) and 4 (SHAP). `lmd_rules`: a rule preset (models/rule_presets.py) other than the
+    default adds its row to the linearisation table, `LMD (<preset> rules)`, after LMD's."""
+    preset = (
+        [Method(f"LMD ({lmd_rules} rules)", "lmd", rule_preset(lmd_rules), table="linearisation")]
+        if lmd_rules != "default"
+        else []
+    )
     return [
         Method("Baseline", "frozen", table="linearisation"),
         Method("Act. only", "frozen", freeze_activations=True, table="linearisation"),
         Method("Norm. only", "frozen", freeze_norms=True, table="linearisation"),
         Method("LMD (Ratio Rule)", "lmd", RuleVariants(), table="linearisation"),
+        *preset,
         Method(
             "Uniform - Identity",
             "lmd",

@@ -16,7 +16,7 @@ import torch
 
 from ros2_lmd.eval.gradcam import modality_gradcam
 from ros2_lmd.eval.perturbation import LETTER, Method, paper_methods, perturbation_sets, run_perturbation
-from ros2_lmd.lmd import decompose
+from ros2_lmd.lmd import RuleVariants, decompose
 from ros2_lmd.models.base import FusionModel
 from ros2_lmd.render.figures import draw_bev, new_figure, save_png, symmetric_limit
 
@@ -168,13 +168,15 @@ def markdown_tables(
 # --- Figures ------------------------------------------------------------------------------------
 
 
-def decomposition_figure(model: FusionModel, sample: dict[str, torch.Tensor], frame_label: str) -> Figure:
+def decomposition_figure(
+    model: FusionModel, sample: dict[str, torch.Tensor], frame_label: str, rules: RuleVariants | None = None
+) -> Figure:
     """Like the paper's Figures 2 and 4: the fused logits, each modality's part and the bias. Top: the
     positive part, each panel divided by its own maximum (where each one sees vehicles, whatever its
     size). Bottom: signed logits; the modalities on one shared scale, so their colours compare, the
     fused output and the bias each on their own."""
     with torch.no_grad():
-        dec = decompose(model.fuse, sample)[OUTPUT_KEY]
+        dec = decompose(model.fuse, sample, rules=rules)[OUTPUT_KEY]
     maps = {"fused": dec.total, **dec.components, "bias": dec.bias}
     maps = {name: tensor[0, 0].float().cpu().numpy() for name, tensor in maps.items()}
     modalities = list(dec.components)
@@ -259,11 +261,13 @@ def evaluate(
     anchors: int | None = None,
     batch: int = 8,
     data_label: str = "synthetic validation frames",
+    rules: RuleVariants | None = None,
 ) -> dict:
     """The paper's evaluation of `model` on `frames` (SensorFrames, encoded here), or on `samples`
     (encoded features, e.g. an EncodedFrames over a recorded dataset; `frames` is then unused):
     metrics.csv, tables.md and the figures in `out_dir`. `anchors`: evaluate the pairs of that many
-    samples k spread over the set (eval.metrics.perturbation_pairs); `batch`: pairs per model call."""
+    samples k spread over the set (eval.metrics.perturbation_pairs); `batch`: pairs per model call;
+    `rules`: the LMD rules of the decomposition figure (default: RuleVariants())."""
     from tqdm import tqdm
 
     from ros2_lmd.eval.metrics import anchor_indices, perturbation_pairs
@@ -295,7 +299,7 @@ def evaluate(
         ]
     index = candidates[int(np.argmax(occupied))]
     label = f"frame {index} of the {len(samples)} evaluated (0-based)"
-    save_png(decomposition_figure(model, samples[index], label), out_dir / "decomposition.png")
+    save_png(decomposition_figure(model, samples[index], label, rules), out_dir / "decomposition.png")
     if gradcam_layer in dict(model.named_modules()):
         save_png(gradcam_figure(model, samples[index], gradcam_layer, label), out_dir / "gradcam.png")
     log(text)

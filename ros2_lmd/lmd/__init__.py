@@ -11,13 +11,28 @@ from ros2_lmd.lmd.rules.common import arg as op_argument
 from ros2_lmd.lmd.rules.linear import linear_rule
 from ros2_lmd.lmd.rules.nonlinear import ACTIVATIONS, value_and_slope_at_zero
 from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor
-from ros2_lmd.lmd.variants import RuleVariants
+from ros2_lmd.lmd.variants import (
+    ACTIVATION_MODULES,
+    BATCHNORM_MODULES,
+    INSTANCENORM_MODULES,
+    STATNORM_MODULES,
+    ModuleMatch,
+    ModuleRule,
+    RuleVariants,
+)
 
 __all__ = [
     "decompose",
     "Decomposition",
     "CompiledDecomposition",
     "RuleVariants",
+    # rule choice per module (RuleVariants.per_module) and the virtual type groups to match by
+    "ModuleMatch",
+    "ModuleRule",
+    "ACTIVATION_MODULES",
+    "BATCHNORM_MODULES",
+    "INSTANCENORM_MODULES",
+    "STATNORM_MODULES",
     "register_rule",
     "registered",
     "linear_rule",

@@ -4,6 +4,7 @@ component per modality plus a bias component (paper eq. 8 and 14; App. F for M m
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor
+from ros2_lmd.lmd.tensor import Context, LMDRuleError, LMDTensor, ModuleScope
 from ros2_lmd.lmd.variants import RuleVariants
 
 
@@ -106,20 +107,33 @@ def decompose(
                     f"{tuple(linearize_at[name].shape)}, "
                     f"features has {tuple(features[name].shape)}"
                 )
-    _refuse_stateful_training(module or _owner(fn))
+    owner = module or _owner(fn)
+    _refuse_stateful_training(owner)
     explicit = rules.bias == "explicit" or linearize_at is not None
-    replay = None
-    if linearize_at is not None and rules.activation_split != "identity":
-        # the split weights belong to the linearisation: take them from a pass at that point
-        recorded: list = []
-        at_point = Context(tuple(features), rules, explicit, split_record=recorded)
-        fn(_decomposed_inputs(at_point, linearize_at, None))
-        replay = iter(recorded)
-    ctx = Context(modalities=tuple(features), rules=rules, explicit_bias=explicit, split_replay=replay)
-    inputs = _decomposed_inputs(ctx, features, linearize_at)
-    layers: dict[str, Any] = {}
-    handles = _record_hooks(fn, module, record, ctx, layers)
+    scope, handles, splits = None, [], {rules.activation_split}
+    if rules.per_module:
+        scope_owner = _scope_owner(owner)
+        scope = ModuleScope(base=rules)
+        splits |= {v.activation_split for v in rules.resolve(scope_owner).values()}
+        handles = _scope_hooks(scope_owner, rules, scope)
     try:
+        replay = None
+        if linearize_at is not None and splits != {"identity"}:
+            # the split weights belong to the linearisation: take them from a pass at that point
+            recorded: list = []
+            at_point = Context(tuple(features), rules, explicit, split_record=recorded, scope=scope)
+            fn(_decomposed_inputs(at_point, linearize_at, None))
+            replay = iter(recorded)
+        ctx = Context(
+            modalities=tuple(features),
+            variants=rules,
+            explicit_bias=explicit,
+            split_replay=replay,
+            scope=scope,
+        )
+        inputs = _decomposed_inputs(ctx, features, linearize_at)
+        layers: dict[str, Any] = {}
+        handles += _record_hooks(fn, module, record, ctx, layers)
         output = fn(inputs)
     finally:
         for handle in handles:
@@ -144,6 +158,41 @@ def _decomposed_inputs(
 def _owner(fn: Callable) -> nn.Module | None:
     owner = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
     return owner if isinstance(owner, nn.Module) else None
+
+
+def _scope_owner(owner: nn.Module | None) -> nn.Module:
+    if owner is None:
+        raise ValueError(
+            "decompose: rules with per_module entries need the module whose sub-modules they name: "
+            "pass module= (or decompose a bound method of the module)"
+        )
+    return owner
+
+
+def _scope_hooks(owner: nn.Module, rules: RuleVariants, scope: ModuleScope) -> list:
+    """Forward hooks on every sub-module that push its name and variants on `scope` while it runs.
+    The closing hook runs even when the forward raises (always_call), and decompose removes every
+    hook when it returns or raises, so the model is left as it was."""
+    handles = []
+    try:
+        for name, sub in owner.named_modules():
+            variants = rules.for_module(name, sub)
+
+            def enter(_module, _args, name=name, variants=variants):
+                if threading.get_ident() == scope.thread:
+                    scope.stack.append((name, variants))
+
+            def leave(_module, _args, _output, name=name):
+                if threading.get_ident() == scope.thread and scope.stack and scope.stack[-1][0] == name:
+                    scope.stack.pop()
+
+            handles.append(sub.register_forward_pre_hook(enter))
+            handles.append(sub.register_forward_hook(leave, always_call=True))
+    except BaseException:
+        for handle in handles:
+            handle.remove()
+        raise
+    return handles
 
 
 def _refuse_stateful_training(owner: nn.Module | None) -> None:
@@ -171,13 +220,15 @@ def _record_hooks(fn, module, record, ctx, layers) -> list:
     if not isinstance(owner, nn.Module):
         raise ValueError("decompose(record=...) needs the module that owns the layers: pass module=")
     named = dict(owner.named_modules())
-    handles = []
-    for name in record:
+    record = list(record)
+    for name in record:  # every name checked before any hook is placed
         if name not in named:
             close = [n for n in named if name.split(".")[-1] in n][:5]
             raise KeyError(
                 f"decompose(record=...): no module named {name!r}" + (f"; similar: {close}" if close else "")
             )
+    handles = []
+    for name in record:
 
         def hook(_module, _inputs, output, name=name):
             # clone: later in-place ops (ReLU(inplace=True)) would overwrite the recorded planes

@@ -4,8 +4,9 @@ computes both; and Context, what every rule knows about the decomposition in pro
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,6 +20,26 @@ class LMDRuleError(LMDError, RuntimeError):
     """An op reached a decomposed tensor and no rule covers it (or its use is unsupported)."""
 
 
+@dataclass
+class ModuleScope:
+    """The modules being called in a decomposition with per-module rules, innermost last, each with
+    the variants its ops run under. Module hooks push and pop it (decompose.py); only the thread
+    that runs the decomposition does, so a model shared with other threads does not disturb it."""
+
+    base: RuleVariants
+    thread: int = field(default_factory=threading.get_ident)
+    stack: list[tuple[str, RuleVariants]] = field(default_factory=list)
+
+    @property
+    def active(self) -> RuleVariants:
+        return self.stack[-1][1] if self.stack else self.base
+
+    @property
+    def module_name(self) -> str | None:
+        """Qualified name of the innermost module being called (None: outside every module)."""
+        return self.stack[-1][0] if self.stack else None
+
+
 @dataclass(frozen=True)
 class Context:
     """What every rule needs to know about the decomposition in progress.
@@ -30,12 +51,19 @@ class Context:
     """
 
     modalities: tuple[str, ...]
-    rules: RuleVariants
+    variants: RuleVariants
     explicit_bias: bool
     # Bias-splitting weights (App. C) are part of the linearisation: a pass that decomposes other
     # inputs at a fixed linearisation point replays the weights recorded at that point, in call order.
     split_record: list | None = None
     split_replay: Iterator | None = None
+    # With per-module rules: the modules being called (the rules ask for `rules`, never for this).
+    scope: ModuleScope | None = None
+
+    @property
+    def rules(self) -> RuleVariants:
+        """The variants of the op now running: its module's under per-module rules, else `variants`."""
+        return self.scope.active if self.scope is not None else self.variants
 
     @property
     def num_modalities(self) -> int:
@@ -104,7 +132,8 @@ class LMDTensor(torch.Tensor):
         if rule is None:
             rule = lookup(func)
         if rule is None:
-            raise LMDRuleError(_no_rule_message(func))
+            where = ctx.scope.module_name if ctx.scope is not None else None
+            raise LMDRuleError(_no_rule_message(func) + (f" (in module {where!r})" if where else ""))
         return rule(ctx, func, args, kwargs)
 
     # Printing stays cheap (no plane contents). The ignore: mypy 2.4 rejects every typed override of

@@ -12,6 +12,7 @@ from ros2_lmd.models.registry import (
     model_from_config,
     weights_path,
 )
+from ros2_lmd.models.rule_presets import RULE_PRESETS, rule_preset
 
 __all__ = [
     "FusionModel",
@@ -26,4 +27,6 @@ __all__ = [
     "model_from_config",
     "weights_path",
     "convert_simplebev_checkpoint",
+    "RULE_PRESETS",
+    "rule_preset",
 ]

@@ -16,6 +16,7 @@ from ros2_lmd.models.simplebev import (
     DEFAULT_GRID,
     OFFICIAL_IMAGE_SIZE,
     SimpleBEV,
+    fold_reference_aliases,
     infer_simplebev_variant,
     simplebev_config,
 )
@@ -24,8 +25,9 @@ from ros2_lmd.models.simplebev import (
 def convert_simplebev_checkpoint(
     src_path: str | Path, dst_path: str | Path, variant: str | None = None, **overrides: Any
 ) -> ModelConfig:
-    """Convert an official Simple-BEV checkpoint (.pth/.ckpt) into `<dst>.safetensors` +
-    `<dst>.json`. The variant (c/cr/crm/cl), encoder and latent_dim are read from the weights unless
+    """Convert an official Simple-BEV checkpoint, or one of the LMD paper's three-modality network
+    (camera + meta radar + LiDAR: variant crml), (.pth/.ckpt) into `<dst>.safetensors` +
+    `<dst>.json`. The variant (c/cr/crm/cl/crml), encoder and latent_dim are read from the weights unless
     given; `overrides` adjust the config (grid, image_size, camera_names, ...). Images default to
     OFFICIAL_IMAGE_SIZE, the grid to the official 200 x 8 x 200 over +-50 m (DEFAULT_GRID) and the
     cameras to the official order (NUSCENES_CAMERAS). Raises ValueError listing mismatching keys by
@@ -41,6 +43,9 @@ def convert_simplebev_checkpoint(
         raise ValueError(f"{src_path}: expected a state_dict (or a dict with 'model_state_dict')")
     # Checkpoints saved from DataParallel prefix every key with "module.".
     state_dict = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in checkpoint.items()}
+    # The LMD paper's network (variant crml) names some decoder modules twice: one copy is checked
+    # against the other and dropped, every remaining key must match the model.
+    state_dict = fold_reference_aliases(state_dict, str(src_path))
     overrides.setdefault("image_size", OFFICIAL_IMAGE_SIZE)
     grid = overrides.get("grid", DEFAULT_GRID)
     z_bins = grid.z_bins if isinstance(grid, BEVGrid) else int(grid["z_bins"])

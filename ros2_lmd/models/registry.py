@@ -31,6 +31,7 @@ MODEL_NAMES: dict[str, tuple[str, str]] = {
     "simplebev_cr": ("simplebev", "cr"),
     "simplebev_crm": ("simplebev", "crm"),
     "simplebev_cl": ("simplebev", "cl"),
+    "simplebev_crml": ("simplebev", "crml"),
 }
 DEFAULT_MODEL = "compact_crl"
 

@@ -32,8 +32,16 @@ VARIANTS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "cr": (("camera", "radar"), "occupancy"),
     "crm": (("camera", "radar"), "meta"),
     "cl": (("camera", "lidar"), None),
+    # The LMD paper's three-modality network (camera + meta radar + LiDAR occupancy into one BEV
+    # compressor; detxter-jvb/Layer-Wise-Modality-Decomposition, segnet_relu_feats_bias_three.py).
+    "crml": (("camera", "radar", "lidar"), "meta"),
 }
 META_RADAR_CHANNELS = 16
+# The LMD paper's network normalises the compressor output, the three up-skips and the segmentation
+# head with var + 1e-7 (its own arithmetic, not nn.InstanceNorm2d's 1e-5); "crml" builds those
+# InstanceNorms with this eps so that its real outputs are the reference's.
+REFERENCE_NORM_EPS = 1e-7
+INSTANCE_NORM_EPS = 1e-5  # nn.InstanceNorm2d's default, Simple-BEV's everywhere
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "encoder_type": "res101",  # or "res50" (the EfficientNet encoders are not reimplemented)
@@ -71,12 +79,14 @@ class UpsamplingConcat(nn.Module):
 class UpsamplingAdd(nn.Module):
     """Upsample x2, 1x1 conv, InstanceNorm, add the skip."""
 
-    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, scale_factor: int = 2, norm_eps: float = INSTANCE_NORM_EPS
+    ) -> None:
         super().__init__()
         self.upsample_layer = nn.Sequential(
             nn.Upsample(scale_factor=scale_factor, mode="bilinear", align_corners=False),
             nn.Conv2d(in_channels, out_channels, kernel_size=1, padding=0, bias=False),
-            nn.InstanceNorm2d(out_channels),
+            nn.InstanceNorm2d(out_channels, eps=norm_eps),
         )
 
     def forward(self, x: torch.Tensor, x_skip: torch.Tensor) -> torch.Tensor:
@@ -106,10 +116,10 @@ class ImageEncoder(nn.Module):
         return self.depth_layer(self.upsampling_layer(x2, x1))
 
 
-def _head(channels: int, out: int) -> nn.Sequential:
+def _head(channels: int, out: int, norm_eps: float = INSTANCE_NORM_EPS) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
-        nn.InstanceNorm2d(channels),
+        nn.InstanceNorm2d(channels, eps=norm_eps),
         nn.ReLU(),
         nn.Conv2d(channels, out, kernel_size=1, padding=0),
     )
@@ -117,20 +127,21 @@ def _head(channels: int, out: int) -> nn.Sequential:
 
 class Decoder(nn.Module):
     """Segnet's BEV decoder: ResNet-18 stem conv (no max-pool) + layer1-3, three UpsamplingAdd
-    skips, and the feat / segmentation / offset / center heads."""
+    skips, and the feat / segmentation / offset / center heads. `norm_eps`: the eps of the up-skips'
+    and the segmentation head's InstanceNorms (REFERENCE_NORM_EPS in the LMD paper's network)."""
 
-    def __init__(self, in_channels: int, n_classes: int = 1) -> None:
+    def __init__(self, in_channels: int, n_classes: int = 1, norm_eps: float = INSTANCE_NORM_EPS) -> None:
         super().__init__()
         _, bn1, (layer1, layer2, layer3) = resnet_stages(18, num_stages=3)
         self.first_conv = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = bn1
         self.relu = nn.ReLU()
         self.layer1, self.layer2, self.layer3 = layer1, layer2, layer3
-        self.up3_skip = UpsamplingAdd(256, 128)
-        self.up2_skip = UpsamplingAdd(128, 64)
-        self.up1_skip = UpsamplingAdd(64, in_channels)
+        self.up3_skip = UpsamplingAdd(256, 128, norm_eps=norm_eps)
+        self.up2_skip = UpsamplingAdd(128, 64, norm_eps=norm_eps)
+        self.up1_skip = UpsamplingAdd(64, in_channels, norm_eps=norm_eps)
         self.feat_head = _head(in_channels, in_channels)
-        self.segmentation_head = _head(in_channels, n_classes)
+        self.segmentation_head = _head(in_channels, n_classes, norm_eps=norm_eps)
         self.instance_offset_head = _head(in_channels, 2)
         # Official center head ends in nn.Sigmoid (index 4); `fuse` stops before it (logits).
         self.instance_center_head = nn.Sequential(*_head(in_channels, 1), nn.Sigmoid())
@@ -181,12 +192,13 @@ class SimpleBEV(FusionModel):
         # Parameter registration order follows Segnet so state_dict key order matches too.
         self.encoder = ImageEncoder(self.latent_dim, depth)
         compressor_in = sum(shape[0] for shape in self.feature_shapes().values())
+        norm_eps = REFERENCE_NORM_EPS if config.variant == "crml" else INSTANCE_NORM_EPS
         self.bev_compressor = nn.Sequential(
             nn.Conv2d(compressor_in, self.latent_dim, kernel_size=3, padding=1, stride=1, bias=False),
-            nn.InstanceNorm2d(self.latent_dim),
+            nn.InstanceNorm2d(self.latent_dim, eps=norm_eps),
             nn.GELU(),
         )
-        self.decoder = Decoder(self.latent_dim, n_classes=1)
+        self.decoder = Decoder(self.latent_dim, n_classes=1, norm_eps=norm_eps)
         # Segnet's learned uncertainty weights of its three losses (kept for state_dict parity).
         self.ce_weight = nn.Parameter(torch.tensor(0.0))
         self.center_weight = nn.Parameter(torch.tensor(0.0))
@@ -243,7 +255,7 @@ class SimpleBEV(FusionModel):
 
 
 def simplebev_config(variant: str, **overrides: Any) -> ModelConfig:
-    """Default config of a Simple-BEV variant ('c', 'cr', 'crm', 'cl'); overrides go to
+    """Default config of a Simple-BEV variant ('c', 'cr', 'crm', 'cl', 'crml'); overrides go to
     ModelConfig fields or, for other names, into `params` (e.g. encoder_type='res50')."""
     if variant not in VARIANTS:
         raise ValueError(f"simplebev: unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
@@ -282,10 +294,63 @@ def infer_simplebev_variant(
             "expected 23 (res101) or 6 (res50)"
         )
     extra = int(state_dict["bev_compressor.0.weight"].shape[1]) - latent * z_bins
-    by_extra = {0: "c", 1: "cr", META_RADAR_CHANNELS * z_bins: "crm", z_bins: "cl"}
+    by_extra = {
+        0: "c",
+        1: "cr",
+        META_RADAR_CHANNELS * z_bins: "crm",
+        z_bins: "cl",
+        (META_RADAR_CHANNELS + 1) * z_bins: "crml",
+    }
     if extra not in by_extra:
         raise ValueError(
             f"cannot tell the Simple-BEV variant: bev_compressor.0.weight takes "
             f"{latent * z_bins} camera + {extra} other channels (z_bins={z_bins})"
         )
     return by_extra[extra], {"encoder_type": encoder_type, "latent_dim": latent}
+
+
+def _reference_aliases() -> dict[str, str]:
+    """The LMD paper's network registers some decoder modules a second time under flat names
+    (`decoder.layer1_1_conv1` is `decoder.layer1[0].conv1`), so its state_dict holds their tensors
+    twice. Alias module name -> the Simple-BEV name of the same module."""
+    aliases = {}
+    for layer in (1, 2, 3):
+        for block in (1, 2):
+            for part in ("conv1", "bn1", "relu", "conv2", "bn2"):
+                aliases[f"decoder.layer{layer}_{block}_{part}"] = f"decoder.layer{layer}.{block - 1}.{part}"
+        if layer > 1:
+            aliases[f"decoder.layer{layer}_1_downsample_conv"] = f"decoder.layer{layer}.0.downsample.0"
+            aliases[f"decoder.layer{layer}_1_downsample_bn"] = f"decoder.layer{layer}.0.downsample.1"
+    for up in (3, 2, 1):
+        aliases[f"decoder.up{up}_upsample"] = f"decoder.up{up}_skip.upsample_layer.0"
+        aliases[f"decoder.up{up}_conv1"] = f"decoder.up{up}_skip.upsample_layer.1"
+    for index, part in enumerate(("seg_conv1", "seg_instance_norm", "seg_act", "seg_conv2")):
+        aliases[f"decoder.{part}"] = f"decoder.segmentation_head.{index}"
+    return aliases
+
+
+REFERENCE_ALIASES: dict[str, str] = _reference_aliases()
+
+
+def fold_reference_aliases(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """`state_dict` without the LMD paper's alias keys (REFERENCE_ALIASES), each checked to hold the
+    same tensor as its Simple-BEV key; a state_dict without aliases is returned unchanged. Raises
+    ValueError naming every alias whose Simple-BEV key is missing or differs."""
+    folded, problems = {}, []
+    for key, value in state_dict.items():
+        module, _, leaf = key.rpartition(".")
+        canonical = REFERENCE_ALIASES.get(module)
+        if canonical is None:
+            folded[key] = value
+            continue
+        target = f"{canonical}.{leaf}"
+        if target not in state_dict:
+            problems.append(f"{key} (alias of {target}, which is missing)")
+        elif state_dict[target].shape != value.shape or not torch.equal(state_dict[target], value):
+            problems.append(f"{key} (differs from {target}, which it aliases)")
+    if problems:
+        raise ValueError(
+            f"{source}: the LMD reference's alias keys must repeat their Simple-BEV keys: "
+            + ", ".join(sorted(problems))
+        )
+    return folded

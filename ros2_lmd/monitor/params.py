@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ros2_lmd.errors import LMDError
+from ros2_lmd.models.rule_presets import RULE_PRESETS
 from ros2_lmd.monitor.alerts import ALERT_PARAMETERS, AlertConfig, alert_config_problems
 from ros2_lmd.monitor.declare import copied_from, setting
 from ros2_lmd.sensors.frame import MODALITIES
@@ -100,6 +101,14 @@ class MonitorParams:
         "the node is configured or analyze starts; checked against eager, its fallback on any failure) "
         "or eager (the rules run op by op: no compile time, slower per frame).",
         choices=("compiled", "eager"),
+    )
+    lmd_rules: str = setting(
+        "default",
+        "LMD rule preset (models/rule_presets.py): default (one rule per layer family: BatchNorm "
+        "identity, InstanceNorm ratio, activations by the real gate) or paper (the LMD authors' "
+        "configuration, chosen per module: BatchNorm uniform, InstanceNorm ratio in the BEV "
+        "compressor and identity in the decoder).",
+        choices=tuple(RULE_PRESETS),
     )
     cpu_threads: int = setting(
         0,

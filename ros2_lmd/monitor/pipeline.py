@@ -15,6 +15,7 @@ import torch
 from ros2_lmd.lmd import RuleVariants, decompose
 from ros2_lmd.lmd.compiled import shared_compiled
 from ros2_lmd.models.base import FusionModel
+from ros2_lmd.models.rule_presets import rule_preset
 from ros2_lmd.monitor.alerts import ALERT_PARAMETERS, AlertConfig, AlertEngine, ObjectAlertDigest
 from ros2_lmd.monitor.detections import evidence_shares, extract_detections, sigmoid
 from ros2_lmd.monitor.incidents import (
@@ -361,6 +362,7 @@ def pipeline_for(model: FusionModel, params: Any, device: str | torch.device = "
         model,
         alert_config_from(params),
         device,
+        rules=rule_preset(params.lmd_rules),
         self_check_every=params.self_check_every,
         sensor_checks=SensorCheckConfig() if params.sensor_checks else None,
         decomposition=params.decomposition,

@@ -86,10 +86,10 @@ def test_an_option_shared_by_subcommands_has_one_default_type_and_help():
 
 def test_a_job_default_named_in_a_shared_help_is_the_job_default():
     from ros2_lmd.cli import bags, live, models
-    from ros2_lmd.training import TrainConfig
     from ros2_lmd.monitor.params import MonitorParams
     from ros2_lmd.replay.simulate import simulate_to_bag
     from ros2_lmd.ros import demo
+    from ros2_lmd.training import TrainConfig
 
     help_of = {name: next(iter(users.values())).help for name, users in _options().items()}
     simulate_s = inspect.signature(simulate_to_bag).parameters["duration_s"].default
@@ -210,3 +210,20 @@ def test_every_error_exit_is_one_line_naming_the_job(tmp_path, capsys, monkeypat
     for name in names:
         assert name.format(tmp=tmp_path) in line, (name, line)
     assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_lmd_rules_replaces_the_params_files_preset(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("/**:\n  ros__parameters:\n    lmd_rules: paper\n")
+    parser = _subparsers()["analyze"]
+    from_file = shared.params_and_model(
+        "analyze", parser.parse_args(["bag", "--out", "o", "--params-file", str(params_file)])
+    )
+    given = shared.params_and_model(
+        "analyze",
+        parser.parse_args(["bag", "--out", "o", "--params-file", str(params_file), "--lmd-rules", "default"]),
+    )
+    assert not isinstance(from_file, int) and not isinstance(given, int)
+    assert (from_file[0].lmd_rules, given[0].lmd_rules) == ("paper", "default")
+    with pytest.raises(SystemExit):
+        _subparsers()["evaluate"].parse_args(["--out", "o", "--lmd-rules", "papers"])

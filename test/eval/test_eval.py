@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy import stats
+from support.tiny import build_small_crml
 from torch import nn
 
 from ros2_lmd.eval.frozen import FrozenNetwork
@@ -18,6 +19,7 @@ from ros2_lmd.eval.perturbation import Method, modality_predictions, paper_metho
 from ros2_lmd.eval.shapley import lmd_shapley, modality_shapley, shapley_from_game
 from ros2_lmd.lmd import RuleVariants
 from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder, randomise_norm_statistics
+from ros2_lmd.models import RULE_PRESETS
 
 
 def test_pcc_and_mse_match_scipy_and_numpy():
@@ -141,6 +143,23 @@ def test_three_modality_columns():
     out = run_perturbation(model, samples, [Method("LMD", "lmd")], output_key="segmentation", offsets=1)
     assert {"PCC C_pR_p/L", "PCC C_pL_p/R", "PCC R_pL_p/C", "MSE C_pR_p/C"} <= set(out["LMD"])
     assert out["LMD"]["PCC C_pR_p/L"][0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_paper_rules_row_separates_on_the_three_modality_simplebev():
+    methods = paper_methods("paper")
+    row = next(m for m in methods if m.name == "LMD (paper rules)")
+    assert row.rules == RULE_PRESETS["paper"] and row.table == "linearisation"
+    assert "LMD (paper rules)" not in {m.name for m in paper_methods()}
+    model = build_small_crml()
+    generator = torch.Generator().manual_seed(3)
+    samples = [
+        {m: torch.rand(1, *shape, generator=generator) for m, shape in model.feature_shapes().items()}
+        for _ in range(3)
+    ]
+    out = run_perturbation(model.fuse, samples, [row], output_key="bev_logits", offsets=1)[row.name]
+    for column in ("C_pR_p/L", "C_pL_p/R", "R_pL_p/C"):  # the modality not replaced: unchanged
+        assert out[f"PCC {column}"][0] == pytest.approx(1.0, abs=1e-5), column
+        assert out[f"MSE {column}"][0] == pytest.approx(0.0, abs=1e-8), column
 
 
 @pytest.mark.slow

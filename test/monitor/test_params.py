@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.tiny import build_tiny_model
 
+from ros2_lmd.models import RULE_PRESETS
 from ros2_lmd.monitor.params import (
     MonitorParams,
     ParameterError,
@@ -18,6 +20,7 @@ from ros2_lmd.monitor.params import (
     resolve_topic,
     with_resolved_topics,
 )
+from ros2_lmd.monitor.pipeline import pipeline_for
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "monitor.yaml"
@@ -231,3 +234,15 @@ def test_alert_threshold_problems_are_reported_by_both_owners_alike():
     with pytest.raises(ParameterError) as from_params:
         MonitorParams(hysteresis_k=6)
     assert str(raised.value) == str(from_params.value)
+
+
+def test_lmd_rules_selects_a_preset_for_the_pipeline(tmp_path):
+    path = _write(tmp_path, "/**:\n  ros__parameters:\n    lmd_rules: paper\n    decomposition: eager\n")
+    params = load_params_file(path)
+    assert params.lmd_rules == "paper"
+    pipeline = pipeline_for(build_tiny_model(), params)
+    assert pipeline.rules == RULE_PRESETS["paper"]
+    assert pipeline.checking_rules.per_module == RULE_PRESETS["paper"].per_module
+    bad = _write(tmp_path, "/**:\n  ros__parameters:\n    lmd_rules: papers\n")
+    with pytest.raises(ParameterError, match=r"lmd_rules: 'papers' is not one of \['default', 'paper'\]"):
+        load_params_file(bad)

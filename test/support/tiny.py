@@ -66,3 +66,38 @@ def scenes(seed: int) -> tuple[Any, Any]:
     """Four distinct scenes on the tiny grid, whatever the seed (training and validation seeds
     are far apart: seed % 4 maps both onto the same few scenes, so the tests stay fast)."""
     return scene(seed % 4)
+
+
+CRML_GRID = BEVGrid(-8, 8, -8, 8, z_min=-4.5, z_max=5.5, z_bins=8)  # 32 x 32 x 8
+
+
+def build_small_crml(latent_dim: int = 16, seed: int = 0) -> Any:
+    """simplebev_crml (the LMD paper's camera + meta radar + LiDAR Simple-BEV) with a res50 encoder,
+    a narrow latent and a 32 x 32 BEV, in eval mode; the decoder's BatchNorm statistics and affine
+    drawn at random, so that no BatchNorm is the identity and a uniform shift rule has a shift to
+    spread."""
+    import torch
+    from torch import nn
+
+    from ros2_lmd.models.simplebev import SimpleBEV, simplebev_config
+
+    torch.manual_seed(seed)
+    config = simplebev_config(
+        "crml",
+        grid=CRML_GRID,
+        image_size=(64, 96),
+        camera_names=("cam_front", "cam_back"),
+        encoder_type="res50",
+        latent_dim=latent_dim,
+    )
+    model = SimpleBEV(config).eval()
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for module in model.decoder.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                shape = module.running_mean.shape
+                module.running_mean.copy_(torch.randn(shape, generator=generator) * 0.2)
+                module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(shape, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(shape, generator=generator) * 0.2)
+    return model

@@ -99,10 +99,10 @@ def motion_blur(rgb: np.ndarray, length: float, rng: np.random.Generator) -> np.
 
 def defocus(rgb: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
     """A disk kernel of `radius` px (at 1600 px width), anti-aliased, as ImageNet-C's defocus."""
-    r = max(1.0, _px(radius, rgb))
-    size = 2 * int(np.ceil(r)) + 1
-    kernel = np.zeros((size, size), np.float32)
-    cv2.circle(kernel, (size // 2, size // 2), int(round(r)), 1.0, -1, cv2.LINE_AA)
+    r = _px(radius, rgb)
+    half = int(np.ceil(r)) + 1
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
+    kernel = np.clip(r + 1.0 - np.hypot(xx, yy), 0, 1)  # soft edge: the blur grows with r continuously
     return cv2.filter2D(rgb, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
 
 

@@ -36,6 +36,13 @@ def _extra(points: np.ndarray, positions: np.ndarray, rng: np.random.Generator) 
     return with_xyz(new, positions)
 
 
+def _concat(points: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """`points` then `added`, in `points`' own dtype (concatenating would drop its padding)."""
+    out = np.empty(len(points) + len(added), points.dtype)
+    out[: len(points)], out[len(points) :] = points, added
+    return out
+
+
 def _ranges(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(xyz(points), axis=1)
 
@@ -125,7 +132,7 @@ def crosstalk(points: np.ndarray, fraction: float, rng: np.random.Generator) -> 
     az = rng.uniform(-np.pi, np.pi, count)
     r = rng.uniform(1.0, reach, count)
     z = rng.uniform(-2.0, 2.0, count)
-    return np.concatenate([points, _extra(points, np.stack([r * np.cos(az), r * np.sin(az), z], 1), rng)])
+    return _concat(points, _extra(points, np.stack([r * np.cos(az), r * np.sin(az), z], 1), rng))
 
 
 def noise(points: np.ndarray, std_m: float, rng: np.random.Generator) -> np.ndarray:
@@ -144,7 +151,7 @@ def _weather(points: np.ndarray, visibility_m: float, scatter: float, rng: np.ra
     az = rng.uniform(-np.pi, np.pi, count)
     near = rng.exponential(3.0, count) + 0.5
     clutter = np.stack([near * np.cos(az), near * np.sin(az), rng.uniform(-1.0, 1.0, count)], 1)
-    out = np.concatenate([kept, _extra(points, clutter, rng)])
+    out = _concat(kept, _extra(points, clutter, rng))
     if out.dtype.names and "intensity" in out.dtype.names:
         out["intensity"][len(kept) :] = 0  # backscatter returns are weak
     return out
@@ -192,7 +199,7 @@ def ghosts(points: np.ndarray, count: float, rng: np.random.Generator) -> np.nda
     for name, (lo, hi) in {"rcs": (-5.0, 20.0), "vx_comp": (-15.0, 15.0), "vy_comp": (-5.0, 5.0)}.items():
         if name in (new.dtype.names or ()):
             new[name] = rng.uniform(lo, hi, n)
-    return np.concatenate([points, new])
+    return _concat(points, new)
 
 
 def dropout(points: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -3,6 +3,7 @@ decoded messages of one topic, in log-time order."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,16 @@ def raw_messages(bag: str | Path) -> dict[tuple[str, int], bytes]:
         return {(c.topic, t): bytes(raw) for c, t, raw in reader.messages()}
 
 
+@cache
+def _typestore() -> Any:
+    return project_typestore()  # building one takes a noticeable fraction of a second
+
+
 def decoded(bag: str | Path, topic: str) -> list[tuple[int, Any]]:
     """(log time ns, message) of every message on `topic`."""
     from rosbags.rosbag2 import Reader
 
-    typestore = project_typestore()
+    typestore = _typestore()
     with Reader(resolve_bag(bag)) as reader:
         connections = [c for c in reader.connections if c.topic == topic]
         return [(t, typestore.deserialize_cdr(raw, c.msgtype)) for c, t, raw in reader.messages(connections)]

@@ -45,7 +45,7 @@ class Corruption:
 
     @property
     def summary(self) -> str:
-        return (self.function.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        return " ".join((self.function.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 def _c(kind, acts_on, function, levels, unit, source, fixed=False) -> Corruption:
@@ -198,3 +198,30 @@ def kind_for(modality: str, kind: str, severity: int) -> Corruption:
     if severity not in SEVERITIES:
         raise ValueError(f"severity {severity} of {kind!r}: must be one of 1, 2, 3, 4, 5")
     return KINDS[modality][kind]
+
+
+# The tuning / held-out split of issue #24 (docs/incidents.md), fixed from 2026-12-06 on: evidence is
+# developed and thresholds are chosen on TUNING only; HELD_OUT measures whether it generalises.
+# Every (modality, kind) is in exactly one set, and each set has kinds of every modality.
+TUNING: dict[str, tuple[str, ...]] = {
+    "camera": (
+        "brightness", "low_light", "fog", "motion_blur", "gaussian_noise", "jpeg", "soiling",
+        "soiling_opaque", "occlusion", "crash", "stuck", "frame_lost", "clock_offset", "rate_drop",
+    ),
+    "lidar": ("density", "fov_lost", "crosstalk", "fog", "rotation", "stuck", "frame_lost", "clock_offset"),
+    "radar": ("ghosts", "dropout", "range_bias", "stuck", "frame_lost", "rate_drop"),
+}  # fmt: skip
+HELD_OUT: dict[str, tuple[str, ...]] = {
+    "camera": (
+        "snow", "rain", "defocus", "shot_noise", "impulse_noise", "pixelate", "color_quant",
+        "soiling_transparent", "temporal", "intermittent", "clock_drift",
+    ),
+    "lidar": (
+        "beam_missing", "cutout", "rain", "snow", "incomplete_echo", "noise", "translation", "temporal",
+        "intermittent", "rate_drop", "clock_drift",
+    ),
+    "radar": (
+        "noise", "azimuth_bias", "rotation", "translation", "temporal", "intermittent", "clock_offset",
+        "clock_drift",
+    ),
+}  # fmt: skip

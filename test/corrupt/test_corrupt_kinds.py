@@ -236,3 +236,28 @@ def test_stream_kinds():
 def test_camera_pixel_sizes_scale_with_the_width():
     small, big = np.zeros((90, 160, 3), np.uint8), np.zeros((900, 1600, 3), np.uint8)
     assert cam._px(10, small) == pytest.approx(1.0) and cam._px(10, big) == pytest.approx(10.0)
+
+
+def test_the_tuning_and_held_out_sets_partition_every_kind_and_match_the_docs():
+    from pathlib import Path
+
+    from ros2_lmd.corrupt.registry import HELD_OUT, TUNING
+
+    for modality, kinds in KINDS.items():
+        tuning, held_out = set(TUNING[modality]), set(HELD_OUT[modality])
+        assert tuning and held_out and not tuning & held_out
+        assert tuning | held_out == set(kinds), modality
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "incidents.md").read_text()
+    for name, table in (("tuning", TUNING), ("held-out", HELD_OUT)):
+        for modality, kinds in table.items():
+            line = f"| {name} | {modality} | " + ", ".join(f"`{k}`" for k in kinds) + " |"
+            assert line in docs, line
+
+
+def test_the_corruptions_page_lists_every_kind():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "corruptions.md").read_text()
+    for kinds in KINDS.values():
+        for kind, c in kinds.items():
+            assert f"| `{kind}` | {c.summary} |" in page, kind

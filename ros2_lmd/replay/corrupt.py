@@ -227,29 +227,30 @@ def _rewrite(
                 event.corruption.parameter(event.fault.severity),
                 event.rng(False),
             )
-    history: dict[str, deque[Any]] = {topic: deque(maxlen=MAX_LAG) for topic in by_topic}
+    # earlier messages are kept (decoded) only for the topics whose faults send earlier payloads
+    history: dict[str, deque[Any]] = {
+        e.sensor.topic: deque(maxlen=MAX_LAG) for e in events if e.corruption.acts_on == "payload_source"
+    }
     written = corrupted = dropped = 0
     with BagWriter(path, typestore, storage) as writer:
         for connection, timestamp, raw in reader.messages():
             qos = tuple(getattr(connection.ext, "offered_qos_profiles", ()) or ())
             t = (timestamp - start_ns) * 1e-9
             active = [e for e in by_topic.get(connection.topic, []) if e.fault.start <= t < e.fault.end]
-            original = None
-            if connection.topic in history:  # kept for temporal misalignment and stuck
-                original = typestore.deserialize_cdr(raw, connection.msgtype)
+            kept = history.get(connection.topic, deque(maxlen=0))
+            original = typestore.deserialize_cdr(raw, connection.msgtype) if active or kept.maxlen else None
             if not active:
-                if connection.topic in history:
-                    history[connection.topic].append(original)
+                kept.append(original)
                 writer.write_raw(connection.topic, connection.msgtype, timestamp, raw, qos)
                 written += 1
                 continue
             message: Any = original
             for event in active:
-                message = _apply(event, message, original, history[connection.topic], t - event.fault.start)
+                message = _apply(event, message, original, kept, t - event.fault.start)
                 event.index += 1
                 if message is None:
                     break
-            history[connection.topic].append(original)
+            kept.append(original)
             if message is None:
                 dropped += 1
                 continue

@@ -12,6 +12,14 @@ clear after the fault ends. Scoring is ros2_lmd.replay.scoring.score_incidents, 
 
     .venv/bin/python bench/bench_faults.py [--seeds 3] [--fault-free-minutes 30] [--varied-minutes 10]
         [--jobs N] [--only camera:glare] [--model compact_crl]
+
+`--corrupt` scores the `ros2-lmd corrupt` kinds instead (issue #24), the tuning and the held-out set
+(`ros2_lmd.corrupt.registry`, docs/incidents.md): per seed one clean drive is simulated to a bag, each
+kind written into a copy on one sensor (a different one per seed) at 3-6 s with `corrupt_bag`, and the
+copy analysed as `analyze` does; recall within 2 s by kind and severity, right sensor, delay:
+
+    .venv/bin/python bench/bench_faults.py --corrupt [--severities 1,3,5] [--seeds 1] [--jobs 2]
+        [--only lidar:rotation,radar:stuck]
 """
 
 from __future__ import annotations
@@ -79,6 +87,143 @@ def _scope(spec: str) -> str:
     return "modality" if spec.split(":")[0] in SCENARIOS else "one sensor"
 
 
+def simulate_clean_bag(job: tuple[int, str]) -> str:
+    from ros2_lmd.replay.simulate import simulate_to_bag
+
+    seed, folder = job
+    bag = f"{folder}/clean_{seed}"
+    simulate_to_bag(bag, duration_s=DRIVE_S, seed=seed, rate_hz=RATE_HZ, progress=False)
+    return bag
+
+
+def run_corrupted(job: tuple[str, str, str, str, int, str, str]) -> tuple[str, str, int, Any, float]:
+    """One kind at one severity on one sensor of a clean bag, analysed: (modality, kind, severity,
+    the FaultOutcome, seconds)."""
+    from ros2_lmd.models.io import load_model
+    from ros2_lmd.monitor.params import MonitorParams
+    from ros2_lmd.replay.corrupt import Fault, corrupt_bag
+    from ros2_lmd.replay.scoring import score_incidents
+    from ros2_lmd.sim.faults import read_faults_csv
+
+    clean, modality, sensor, kind, severity, folder, model_name = job
+    start = time.perf_counter()
+    name = f"{folder}/{os.path.basename(clean)}_{sensor}_{kind}_{severity}"
+    result = corrupt_bag(clean, name, [Fault(sensor, kind, severity, ONSET_S, END_S)], seed=severity)
+    params = MonitorParams(model=model_name)
+    incidents, t0 = monitor_bag(result.bag, load_model(model_name), params)
+    faults = read_faults_csv(result.faults_csv)
+    score = score_incidents(incidents, faults, t0, _sensor_modalities(params), within_s=2.0)
+    seconds = time.perf_counter() - start
+    (outcome,) = score.faults
+    print(
+        f"  {sensor} {kind}:{severity}: {'detected' if outcome.detected else 'MISSED'} ({seconds:.0f} s)",
+        flush=True,
+    )
+    return modality, kind, severity, outcome, seconds
+
+
+def monitor_bag(bag: Any, model: Any, params: Any) -> tuple[list[Any], float]:
+    """(incidents, the bag's start) of a bag through the monitor as `analyze` runs it (Ingest, runner,
+    Pipeline), without analyze's outputs: the bench's many short bags."""
+    from rosbags.rosbag2 import Reader
+
+    from ros2_lmd.messages.types import project_typestore
+    from ros2_lmd.monitor.ingest import ingest_for_model
+    from ros2_lmd.monitor.pipeline import pipeline_for
+    from ros2_lmd.replay.analyze import monitor_messages
+    from ros2_lmd.replay.bag import ReadStats, read_messages
+
+    ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
+    pipeline = pipeline_for(model, params, "cpu")
+    topics = ingest.topics()
+    messages = read_messages(bag, list(topics), project_typestore(), ReadStats(), kinds=topics)
+    monitor_messages(
+        ((topic, log_time, msg) for topic, _, log_time, msg in messages),
+        ingest,
+        pipeline,
+        lambda *_: None,
+        lambda *_: None,
+        workers=1,
+        batch=1,
+        threads=1,
+    )
+    with Reader(bag) as reader:
+        t0 = reader.start_time * 1e-9
+    return (list(pipeline.incidents.incidents) if pipeline.incidents is not None else []), t0
+
+
+def _sensor_modalities(params: Any) -> dict[str, str]:
+    from ros2_lmd.monitor.ingest import input_sensors
+    from ros2_lmd.sensors.frame import MODALITIES
+
+    return {s.name: s.modality for s in input_sensors(params, MODALITIES)}
+
+
+def corrupt_scorecard(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from ros2_lmd.corrupt.registry import HELD_OUT, TUNING
+    from ros2_lmd.sim import default_rig
+
+    rig = default_rig()
+    severities = [int(s) for s in args.severities.split(",")]
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    wall = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        clean = list(pool.map(simulate_clean_bag, [(seed, folder) for seed in range(args.seeds)]))
+        jobs = []
+        for table in (TUNING, HELD_OUT):
+            for modality, kinds in table.items():
+                sensors = rig.of_modality(modality)
+                for kind in kinds:
+                    if only and f"{modality}:{kind}" not in only:
+                        continue
+                    for seed, bag in enumerate(clean):
+                        sensor = sensors[seed % len(sensors)].name
+                        for severity in severities:
+                            jobs.append((bag, modality, sensor, kind, severity, folder, args.model))
+        outcomes = list(pool.map(run_corrupted, jobs))
+    wall = time.perf_counter() - wall
+    print(
+        f"\n# corruption scorecard: model {args.model}, {args.seeds} seeds, one sensor per fault at "
+        f"{ONSET_S:g}-{END_S:g} s of {DRIVE_S:g} s drives, severities {args.severities}; {len(jobs)} "
+        f"drives in {wall / 60:.1f} min, {args.jobs} at once\n"
+    )
+    found: dict[tuple[str, str, int], list[Any]] = defaultdict(list)
+    for modality, kind, severity, outcome, _ in outcomes:
+        found[(modality, kind, severity)].append(outcome)
+    header = " | ".join(f"severity {s}" for s in severities)
+    for label, table in (("tuning", TUNING), ("held-out", HELD_OUT)):
+        print(f"\n{label} set: recall within 2 s (right sensor), per severity\n")
+        print(f"| kind | {header} | delay median s |")
+        print("|---|" + "---|" * len(severities) + "---|")
+        every, high = [], []
+        for modality, kinds in table.items():
+            for kind in kinds:
+                cells, delays = [], []
+                for severity in severities:
+                    outs = found.get((modality, kind, severity), [])
+                    if not outs:
+                        cells.append("-")
+                        continue
+                    every += outs
+                    high += outs if severity >= 3 else []
+                    delays += [o.delay_s for o in outs if o.detected]
+                    recall = np.mean([o.detected for o in outs])
+                    cells.append(f"{recall:.0%} ({np.mean([o.right_sensor for o in outs]):.0%})")
+                if any(c != "-" for c in cells):
+                    delay = f"{np.median(delays):.2f}" if delays else "-"
+                    print(f"| {modality} {kind} | " + " | ".join(cells) + f" | {delay} |")
+        if every:
+            delays = [o.delay_s for o in high if o.detected]
+            print(
+                f"\n{label}: recall {np.mean([o.detected for o in every]):.0%} of {len(every)} faults, "
+                f"at severity >= 3 {np.mean([o.detected for o in high]) if high else float('nan'):.0%} of "
+                f"{len(high)}; right sensor {np.mean([o.right_sensor for o in every]):.0%}; delay p95 "
+                + (f"{np.percentile(delays, 95):.2f} s" if delays else "-")
+            )
+
+
 def main() -> None:
     from ros2_lmd.replay.scoring import score_incidents
     from ros2_lmd.sim import default_rig
@@ -90,7 +235,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="drives run at once")
     parser.add_argument("--only", default="", help="modality:kind[,...] to run (default: all)")
     parser.add_argument("--model", default="compact_crl")
+    parser.add_argument("--corrupt", action="store_true", help="score the `corrupt` kinds (issue #24)")
+    parser.add_argument("--severities", default="1,3,5", help="with --corrupt: severities to run")
     args = parser.parse_args()
+    if args.corrupt:
+        corrupt_scorecard(args)
+        return
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     rig = default_rig()
     jobs = []

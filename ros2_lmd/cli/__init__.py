@@ -1,7 +1,7 @@
 """The `ros2-lmd` command: one subcommand per job, listed in `SUBCOMMANDS` with the pair of
 functions that make it, `add_<job>` (its arguments) and `run_<job>` (the job, returning an exit
 code). The jobs live by group: `live` (over ROS 2: smoke, monitor, play, demo), `bags` (offline
-rosbag2s: simulate, nuscenes2bag, analyze, info, fleet) and `models` (train, evaluate,
+rosbag2s: simulate, nuscenes2bag, corrupt, analyze, info, fleet) and `models` (train, evaluate,
 convert-simplebev); the arguments several jobs share are declared once, in `args`. Subcommands import
 what they need lazily, so `ros2-lmd --help` and the ROS-free ones work without ROS 2.
 
@@ -94,6 +94,13 @@ SUBCOMMANDS: list[Subcommand] = [
         "annotations)",
         bags.add_nuscenes2bag,
         bags.run_nuscenes2bag,
+    ),
+    Subcommand(
+        "corrupt",
+        "write a copy of any rosbag2 with sensor corruptions (fog, noise, soiling, beam loss, misalignment, "
+        "clock faults, ...; severities 1-5) in time windows, its fault timeline inside it",
+        bags.add_corrupt,
+        bags.run_corrupt,
     ),
     Subcommand(
         "analyze",

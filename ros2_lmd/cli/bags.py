@@ -1,5 +1,6 @@
 """The subcommands that write or read rosbag2s offline, without ROS 2: simulate (a synthetic drive
-with its fault timeline inside the bag folder), nuscenes2bag, analyze (one bag), info and fleet
+with its fault timeline inside the bag folder), nuscenes2bag, corrupt (sensor
+corruptions written into a copy of any bag), analyze (one bag), info and fleet
 (many bags on Ray)."""
 
 from __future__ import annotations
@@ -327,4 +328,57 @@ def run_fleet(args: argparse.Namespace, ros_args: list[str]) -> int:
     if result.count(FAILED) or result.count(PARTIAL):
         broken = f"{result.count(FAILED)} failed and {result.count(PARTIAL)} partial bags (listed above)"
         return fail("fleet", broken, EXIT_FAILED)
+    return EXIT_OK
+
+
+# --- corrupt: sensor corruptions written into a copy of any bag ---------------------------------
+
+
+def add_corrupt(parser: argparse.ArgumentParser) -> None:
+    add_bag(parser)
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="rosbag2 directory to create (as simulate's --out), with the fault timeline inside it as "
+        "OUT/faults.csv, which `analyze` scores by default",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        required=True,
+        metavar="TARGET:KIND[:SEVERITY]@T0-T1",
+        help="a corruption: TARGET a sensor (cam_front, radar_front, lidar_top, ...) or a modality "
+        "(camera, radar, lidar: all its sensors), KIND one of docs/corruptions.md's, SEVERITY 1-5 "
+        "(default 3), T0-T1 seconds from the bag's start; repeat for more",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the corruptions' randomness (default: %(default)s)"
+    )
+    add_params_file(parser)
+    add_storage(parser)
+    add_force(parser)
+
+
+def run_corrupt(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from ros2_lmd.monitor.params import MonitorParams, ParameterError, load_params_file
+    from ros2_lmd.replay.bag import BagError
+    from ros2_lmd.replay.corrupt import corrupt_bag, parse_fault
+
+    try:
+        faults = [parse_fault(text) for text in args.fault]
+        params = load_params_file(args.params_file) if args.params_file else MonitorParams()
+    except (ValueError, ParameterError) as error:
+        return fail("corrupt", error)
+    try:
+        result = corrupt_bag(
+            args.bag, args.out, faults, seed=args.seed, params=params, storage=args.storage, force=args.force
+        )
+    except BagError as error:
+        return fail("corrupt", error, EXIT_FAILED)
+    except (ValueError, OSError) as error:
+        return fail("corrupt", error)
+    print(
+        f"wrote {result.bag}: {result.messages} messages ({result.corrupted} corrupted, {result.dropped} "
+        f"dropped) and the fault timeline to {result.faults_csv}"
+    )
     return EXIT_OK

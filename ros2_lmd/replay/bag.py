@@ -390,15 +390,20 @@ class BagWriter:
         _rename_storage_files(self.writer.path)
 
     def write(self, topic: str, msgtype: str, timestamp_ns: int, message: Any, latched: bool = False) -> None:
+        # /tf_static: transient local, so a late subscriber still gets it on replay
+        raw = self.typestore.serialize_cdr(message, msgtype)
+        self.write_raw(topic, msgtype, timestamp_ns, raw, _latched_qos() if latched else ())
+
+    def write_raw(self, topic: str, msgtype: str, timestamp_ns: int, raw: bytes, qos: tuple = ()) -> None:
+        """Write an already serialised (CDR) message, e.g. copied byte for byte from another bag
+        with its connection's QoS profiles."""
         connection = self.connections.get(topic)
         if connection is None:
-            # /tf_static: transient local, so a late subscriber still gets it on replay
-            qos = _latched_qos() if latched else ()
             connection = self.writer.add_connection(
                 topic, msgtype, typestore=self.typestore, offered_qos_profiles=qos
             )
             self.connections[topic] = connection
-        self.writer.write(connection, int(timestamp_ns), self.typestore.serialize_cdr(message, msgtype))
+        self.writer.write(connection, int(timestamp_ns), raw)
 
 
 def _rename_storage_files(bag: Path) -> None:

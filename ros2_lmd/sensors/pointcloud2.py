@@ -1,7 +1,9 @@
 """sensor_msgs/PointCloud2 <-> numpy. `read_points` parses the requested fields with one structured
 numpy dtype over the message buffer (explicit offsets, padded points and rows, either byte order) and
 drops non-finite points, counting them; `make_pointcloud2` builds a float32 cloud for writers and
-`make_structured_pointcloud2` one of any little-endian numeric fields (a sensor file's own layout)."""
+`make_structured_pointcloud2` one of any little-endian numeric fields (a sensor file's own layout);
+`structured_points` reads every field of a cloud in its own layout and `with_structured_points`
+puts such points back, so a rewrite (`ros2-lmd corrupt`) keeps a driver's fields and padding."""
 
 from __future__ import annotations
 
@@ -235,3 +237,38 @@ def _pointcloud2_message(
         data=data,
         is_dense=is_dense,
     )
+
+
+def structured_points(msg: Any, topic: str) -> np.ndarray:
+    """Every point of a PointCloud2 as one structured array in the message's own layout (all its
+    scalar fields at their offsets, `itemsize` point_step, its byte order), rows flattened; the
+    checks of `read_points` (needs x, y, z) name the topic and the field."""
+    read_points(msg, ("x", "y", "z"), topic)  # the layout checks, with their messages
+    height, width = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    order: Literal[">", "<"] = ">" if msg.is_bigendian else "<"
+    layout = _fields_by_name(msg.fields, topic)
+    names = [n for n, (_, datatype, count) in layout.items() if datatype in POINTFIELD_DTYPES and count == 1]
+    formats = [POINTFIELD_DTYPES[layout[n][1]].newbyteorder(order) for n in names]
+    offsets = [layout[n][0] for n in names]
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": max(point_step, 1)})
+    if height * width == 0:
+        return np.zeros(0, dtype)
+    data = as_uint8_buffer(msg.data, topic)
+    rows = np.ndarray(shape=(height, width), dtype=dtype, buffer=data, strides=(row_step, point_step))
+    return rows.reshape(-1).copy()
+
+
+def with_structured_points(msg: Any, points: np.ndarray) -> Any:
+    """A copy of a (rosbags, dataclass) PointCloud2 holding `points` (a `structured_points` array
+    of its layout) as one unorganised row; an organised cloud whose point count is unchanged keeps
+    its height and width."""
+    import dataclasses
+
+    count = len(points)
+    height, width = (
+        (int(msg.height), int(msg.width)) if count == int(msg.height) * int(msg.width) else (1, count)
+    )
+    step = int(msg.point_step)
+    data = np.frombuffer(np.ascontiguousarray(points).tobytes(), np.uint8)
+    return dataclasses.replace(msg, height=height, width=width, row_step=step * width, data=data)

@@ -397,3 +397,57 @@ def test_info_prints_the_bag_like_ros2_bag_info(drive, capsys, tmp_path):
     code, _, err = _run(capsys, "info", tmp_path / "nowhere")
     assert code == 1
     _one_line_error(err, "nowhere", "no such bag")
+
+
+# --- corrupt ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault,names",
+    [
+        ("cam_front:fogg@0.1-0.3", ("--fault", "fogg", "valid:", "defocus")),
+        ("cam_front:fog:9@0.1-0.3", ("--fault", "severity", "1, 2, 3, 4, 5")),
+        ("cam_front:fog@0.3-0.1", ("--fault", "window", "T0-T1")),
+        ("lidar_bottom:fog@0.1-0.3", ("--fault", "lidar_bottom", "lidar_top")),
+        ("radar_front:jpeg@0.1-0.3", ("--fault", "jpeg", "radar", "ghosts")),
+    ],
+)
+def test_corrupt_names_a_bad_fault_in_one_line_and_writes_nothing(drive, tmp_path, capsys, fault, names):
+    code, _, err = _run(capsys, "corrupt", drive.bag, "--out", tmp_path / "out", "--fault", fault)
+    assert code == cli.EXIT_USAGE
+    _one_line_error(err, "ros2-lmd corrupt:", *names)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_writes_a_bag_whose_faults_analyze_scores_by_default(drive, tmp_path, capsys):
+    from ros2_lmd.replay.simulate import recorded_faults
+    from ros2_lmd.sim.faults import read_faults_csv
+
+    out = tmp_path / "corrupted.mcap"  # the suffix is dropped, as simulate drops it
+    argv = (
+        "corrupt",
+        drive.bag,
+        "--out",
+        out,
+        "--fault",
+        "camera:soiling:4@0.1-0.4",
+        "--fault",
+        "lidar_top:rotation@0.2-0.5",
+    )
+    code, printed, _ = _run(capsys, *argv)
+    assert code == cli.EXIT_OK and "corrupted" in printed
+    bag = tmp_path / "corrupted"
+    events = read_faults_csv(recorded_faults(bag))
+    assert len(events) == 7 and events[-1].sensor == "lidar_top" and events[-1].param == 3.0
+    code, _, err = _run(capsys, *argv)  # again: the bag exists
+    assert code == cli.EXIT_USAGE and "exists" in _one_line_error(err, "ros2-lmd corrupt:")
+    assert _run(capsys, *argv, "--force")[0] == cli.EXIT_OK
+
+
+def test_corrupt_reports_an_unreadable_bag_as_a_failed_input(tmp_path, capsys):
+    (tmp_path / "not_a_bag").mkdir()
+    code, _, err = _run(
+        capsys, "corrupt", tmp_path / "not_a_bag", "--out", tmp_path / "o", "--fault", "camera:fog@0-1"
+    )
+    assert code == cli.EXIT_FAILED
+    _one_line_error(err, "not_a_bag")

@@ -33,6 +33,7 @@ ROS_ONLY = (
 LAYERS = {
     # the command: one module per group of subcommands, on top of everything
     "cli": {
+        "corrupt",
         "ros",
         "replay",
         "eval",
@@ -60,6 +61,7 @@ LAYERS = {
         "eval",
         "training",
         "render",
+        "corrupt",
     },
     "eval": {"lmd", "geometry", "sensors", "models", "sim", "monitor", "training", "render"},
     "training": {"geometry", "sensors", "models", "sim", "datasets"},
@@ -69,6 +71,7 @@ LAYERS = {
     "models": {"lmd", "geometry", "sensors"},
     "datasets": {"geometry", "sensors"},
     "sim": {"geometry", "sensors"},
+    "corrupt": set(),
     "sensors": {"geometry"},
     "geometry": set(),
     "lmd": set(),

@@ -425,7 +425,11 @@ class BagWriter:
         if exc_type is not None:  # closing would write again (after a full disk: fail again)
             self.writer.abort()
             return
-        self.writer.close()
+        try:
+            self.writer.close()
+        except BaseException:
+            self.writer.abort()  # the file is closed, not left open on a full disk
+            raise
         _rename_storage_files(self.writer.path)
 
     def write(self, topic: str, msgtype: str, timestamp_ns: int, message: Any, latched: bool = False) -> None:
@@ -485,7 +489,10 @@ class ChunkedMcap:
         self.stream.close()
 
     def abort(self) -> None:
-        self.stream.close()
+        try:
+            self.stream.close()
+        except OSError:  # flushing what is buffered fails again on a full disk
+            pass
 
 
 def _rename_storage_files(bag: Path) -> None:

@@ -369,9 +369,8 @@ def _analyze_into(
             if on_alert:
                 on_alert(row)
         start = time.perf_counter()
-        eventful = bool(report.alerts or report.incidents) or bool(
-            pipeline.incidents is not None and pipeline.incidents.open_incidents()
-        )
+        event = bool(report.alerts or report.incidents)
+        incident_open = bool(pipeline.incidents is not None and pipeline.incidents.open_incidents())
         for key, msgtype, message in outputs.frame_messages(
             report,
             types,
@@ -382,7 +381,7 @@ def _analyze_into(
             component_logit_range=params.component_logit_range,
             detection_threshold=params.detection_threshold,
             sensor_messages=sensor_messages,
-            skip_views=level.skip_views(report.stamp, report.components, eventful),
+            skip_views=level.skip_views(report.stamp, report.components, event, incident_open),
             png_images=level.png_images,
         ):
             if outputs.is_view(key) or level.keeps(key):

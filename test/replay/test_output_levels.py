@@ -112,7 +112,11 @@ def test_the_output_bag_is_zstd_chunks_with_crcs_and_compressed_by_the_stated_fa
     sizes = {level: _bag_bytes(result) for level, result in runs.items()}
     assert sizes["summary"] < sizes["standard"] < sizes["full"]
     with open(next(full.glob("*.mcap")), "rb") as handle:
-        chunks = [r for r in StreamReader(io.BytesIO(handle.read())).records if isinstance(r, Chunk)]
+        chunks = [
+            r
+            for r in StreamReader(io.BytesIO(handle.read()), emit_chunks=True).records
+            if isinstance(r, Chunk)
+        ]
     assert chunks
     for chunk in chunks:
         assert chunk.compression == "zstd" and chunk.uncompressed_crc != 0

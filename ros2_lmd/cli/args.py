@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ros2_lmd.cli.exits import fail
+from ros2_lmd.replay.levels import OUTPUT_LEVELS
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -39,6 +40,19 @@ def add_force(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace what --out already holds (without it an existing bag is an error, and fleet "
         "reuses the complete analyses it finds)",
+    )
+
+
+def add_outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--outputs",
+        choices=OUTPUT_LEVELS,
+        default=None,
+        help="what the output bag holds: summary (alerts, incidents, diagnostics), standard (every "
+        "frame's decomposition, fused grid and markers; the other grids and PNG BEV images at every "
+        "alert or incident change, each second while an incident is open, every 5 s otherwise), full "
+        "(every topic the node publishes, every frame); the CSVs, summary.json and report.html are "
+        "the same at every level (default: analyze standard; fleet summary)",
     )
 
 

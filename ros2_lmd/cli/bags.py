@@ -16,13 +16,14 @@ from ros2_lmd.cli.args import (
     add_lmd_rules,
     add_model,
     add_nuscenes,
+    add_outputs,
     add_params_file,
     add_storage,
     add_workers,
     image_size,
     params_and_model,
 )
-from ros2_lmd.cli.exits import EXIT_FAILED, EXIT_INCIDENTS, EXIT_OK, fail
+from ros2_lmd.cli.exits import EXIT_FAILED, EXIT_INCIDENTS, EXIT_OK, EXIT_OUTPUT, fail
 
 BATCH_FRAMES = 4  # --batch of analyze and fleet: frames per model call
 
@@ -156,6 +157,7 @@ def add_analyze(parser: argparse.ArgumentParser) -> None:
         "faults.csv, which `simulate` writes inside the bag folder, when it has one)",
     )
     parser.add_argument("--out", required=True, help="output folder")
+    add_outputs(parser)
     add_batch(parser)
     add_workers(parser)
     add_device(parser)
@@ -170,7 +172,7 @@ def add_analyze(parser: argparse.ArgumentParser) -> None:
 def run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.params import ParameterError
-    from ros2_lmd.replay.analyze import AnalyzeError, analyze, check_inputs
+    from ros2_lmd.replay.analyze import AnalyzeError, OutputError, analyze, check_inputs
     from ros2_lmd.replay.bag import BagError
     from ros2_lmd.replay.simulate import recorded_faults
 
@@ -206,7 +208,10 @@ def run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
             workers=workers,
             device=device,
             model_name=name,
+            outputs=args.outputs or "standard",
         )
+    except OutputError as error:
+        return fail("analyze", error, EXIT_OUTPUT)
     except (AnalyzeError, ParameterError) as error:
         return fail("analyze", error)
     except BagError as error:
@@ -215,8 +220,8 @@ def run_analyze(args: argparse.Namespace, ros_args: list[str]) -> int:
     print(
         f"{len(result.frames)} frames: {result.processed} processed, {skipped} skipped; "
         f"{len(result.incidents)} sensor incidents, {len(result.alerts)} alerts; wrote "
-        f"{args.out}/: output/ (a rosbag2 of every published topic), frames.csv, alerts.csv, "
-        "incidents.csv, summary.json, report.html"
+        f"{args.out}/: output/ (a rosbag2, --outputs {result.outputs}; {result.write_s:.1f} s writing it), "
+        "frames.csv, alerts.csv, incidents.csv, summary.json, report.html"
     )
     for incident in result.incidents:
         print(f"  INCIDENT #{incident.id} {incident.summary(result.t0)}")
@@ -272,6 +277,7 @@ def add_fleet(parser: argparse.ArgumentParser) -> None:
     add_params_file(parser)
     add_lmd_rules(parser)
     add_batch(parser)
+    add_outputs(parser)
     parser.add_argument(
         "--quality-frames",
         type=int,
@@ -307,6 +313,7 @@ def run_fleet(args: argparse.Namespace, ros_args: list[str]) -> int:
             batch=batch,
             quality_frames=args.quality_frames,
             force=args.force,
+            outputs=args.outputs or "summary",
         )
     except FleetError as error:
         return fail("fleet", error)

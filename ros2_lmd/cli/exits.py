@@ -12,6 +12,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the input could not be used: an unreadable bag or checkpoint, bags that failed
 EXIT_USAGE = 2  # a bad argument, or a file or setting named by one (as argparse exits)
 EXIT_INCIDENTS = 3  # analyze --fail-on-incidents: the bag has sensor incidents
+EXIT_OUTPUT = 4  # the outputs could not be written (disk full, permissions): the folder is as it was
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 

@@ -23,6 +23,7 @@ from ros2_lmd.messages.drawing import (
 from ros2_lmd.messages.types import MessageTypes, header_msg_ns, time_msg_ns
 from ros2_lmd.monitor.report import SEVERITY_NAMES, Detection, FrameReport
 from ros2_lmd.monitor.status import StatusRecord
+from ros2_lmd.sensors.image import make_compressed_image
 from ros2_lmd.sensors.stamps import seconds_to_ns
 
 # --- Common pieces ----------------------------------------------------------------------------------
@@ -100,6 +101,13 @@ def _rgb8_image(types: MessageTypes, stamp_ns: int, frame_id: str, rgb: np.ndarr
         step=3 * width,
         data=np.ascontiguousarray(rgb).reshape(-1),
     )
+
+
+def png_image(image: Any, types: MessageTypes) -> Any:
+    """sensor_msgs/CompressedImage (PNG: lossless, so the colour scales still read exactly) of an
+    rgb8 sensor_msgs/Image, with its header."""
+    rgb = np.asarray(image.data, dtype=np.uint8).reshape(image.height, image.width, 3)
+    return make_compressed_image(types, image.header, rgb, fmt="png")
 
 
 # --- Signed BEV images ------------------------------------------------------------------------------
@@ -330,12 +338,15 @@ def frame_messages(
     detection_threshold: float = 0.5,
     sensor_messages: Mapping[str, tuple[int, int]] | None = None,
     skip_views: Collection[str] = (),
+    png_images: bool = False,
 ) -> list[tuple[str, str, Any]]:
     """Everything published for one processed frame, as (topic relative to the output prefix,
     message type, message): the live node and the offline analysis publish exactly this.
     `sensor_messages`: sensor -> (received, lost before us), for the DecompositionSummary.
     `skip_views`: views (`is_view`) not to build; the live node names those nobody subscribes to
-    (building them is most of the time spent on outputs, the markers alone ~8 ms a frame)."""
+    (building them is most of the time spent on outputs, the markers alone ~8 ms a frame).
+    `png_images`: the BEV images as sensor_msgs/CompressedImage PNG on `<image topic>/compressed`
+    (image_transport's name; Foxglove and rviz show them), about a tenth of the raw rgb8 bytes."""
     messages = [
         (
             f"bev/{layer}",
@@ -345,30 +356,36 @@ def frame_messages(
         for layer in ("fused", *report.components)
         if f"bev/{layer}" not in skip_views
     ]
-    if "bev_image" not in skip_views:
-        messages.append(
-            (
-                "bev_image",
-                "sensor_msgs/msg/Image",
-                bev_image(
-                    report,
-                    types,
-                    frame_id,
-                    bev_image_scale,
-                    component_logit_range=component_logit_range,
-                    detection_threshold=detection_threshold,
-                ),
-            )
+    images = [
+        (
+            "bev_image",
+            lambda: bev_image(
+                report,
+                types,
+                frame_id,
+                bev_image_scale,
+                component_logit_range=component_logit_range,
+                detection_threshold=detection_threshold,
+            ),
         )
-    messages += [
+    ]
+    images += [
         (
             f"bev_image/{layer}",
-            "sensor_msgs/msg/Image",
-            bev_signed_image(report, layer, types, frame_id, component_logit_range=component_logit_range),
+            lambda layer=layer: bev_signed_image(
+                report, layer, types, frame_id, component_logit_range=component_logit_range
+            ),
         )
         for layer in report.components
-        if f"bev_image/{layer}" not in skip_views
     ]
+    for key, image in images:
+        if key in skip_views:
+            continue
+        if png_images:
+            compressed = png_image(image(), types)
+            messages.append((f"{key}/compressed", "sensor_msgs/msg/CompressedImage", compressed))
+        else:
+            messages.append((key, "sensor_msgs/msg/Image", image()))
     if "markers" not in skip_views:
         messages.append(("markers", "visualization_msgs/msg/MarkerArray", markers(report, types, frame_id)))
     messages.append(

@@ -275,6 +275,9 @@ class Ingest:
             if sensor.name == self.key_sensor:
                 # a key-sensor message that cannot be used is a frame that cannot be built
                 self.assembler.refuse_key(stamp, f"{topic}: {error.reason}", malformed=True)
+            elif sensor.name == self.assembler.key_fallback:
+                # ... and so is one of the fallback key's, where it would have started the frame
+                self.assembler.refuse_fallback(stamp, f"{topic}: {error.reason}")
             return MessageOutcome(topic, "reading", sensor, stamp, error=error.reason, time_jump=jump)
         self.losses.add(sensor.name, reading.stamp)
         return MessageOutcome(

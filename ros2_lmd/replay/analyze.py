@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from ros2_lmd.replay.bag import (
     read_messages,
     type_problems,
 )
+from ros2_lmd.replay.levels import OutputLevel
 from ros2_lmd.replay.report import MAX_SNAPSHOTS, is_snapshot, snapshot_frames, write_html
 from ros2_lmd.replay.summary import analysis_summary, write_summary_json
 from ros2_lmd.replay.tables import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_incidents_csv
@@ -67,6 +69,11 @@ STAGING_PREFIX = ".analyze-partial-"
 class AnalyzeError(LMDError, ValueError):
     """An argument of `analyze` that cannot work (faults file, output folder, device), found before
     any work starts; the message names the argument and what is wrong with it."""
+
+
+class OutputError(LMDError, OSError):
+    """The outputs could not be written (a full disk, a lost mount, permissions): names the output
+    folder and what was being written. The folder is left as it was."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,8 @@ class AnalyzeResult:
     t0: float = 0.0  # the bag's start (incident and fault times count from it)
     # the /diagnostics records after the last message: the last DiagnosticArray of the output bag
     diagnostics: list[StatusRecord] = field(default_factory=list)
+    outputs: str = "standard"  # the level of the output bag (replay/levels.py)
+    write_s: float = 0.0  # seconds spent building, encoding and writing the output bag's messages
 
     @property
     def processed(self) -> int:
@@ -188,6 +197,7 @@ def analyze(
     workers: int = 0,
     keep_reports: bool = False,
     threads: int = 0,
+    outputs: str = "standard",
 ) -> AnalyzeResult:
     """Analyse `bag` with `model` (a FusionModel) into the folder `out_dir`. Raises BagError for an
     unreadable bag or one without the model's sensor topics, AnalyzeError for a faults file, output
@@ -202,8 +212,12 @@ def analyze(
     output does not depend on `batch`, `workers` or `threads`.
 
     `keep_reports`: keep every FrameReport in the result (five BEV maps each: about 0.8 MB a frame,
-    14 GB for 30 minutes at 10 Hz); by default only the few the report shows are kept."""
+    14 GB for 30 minutes at 10 Hz); by default only the few the report shows are kept.
+
+    `outputs`: what the output bag holds (summary, standard, full: replay/levels.py); everything
+    else is the same at every level. OutputError when writing fails (a full disk)."""
     bag, out_dir = Path(bag), Path(out_dir)
+    level = OutputLevel(outputs)
     checked = check_inputs(bag, out_dir, faults_csv, device)
     params = params or MonitorParams()
     ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
@@ -217,6 +231,7 @@ def analyze(
     except OSError as error:
         _remove_folders(created)
         raise AnalyzeError(f"output folder {out_dir}: {error.strerror or error}") from None
+    writing = ["the output bag (output/)"]  # what is being written, for an OutputError
     try:
         result = _analyze_into(
             staging,
@@ -232,7 +247,10 @@ def analyze(
             workers,
             keep_reports,
             threads,
+            level,
+            writing,
         )
+        writing[0] = "the finished outputs (moving them into place)"
         for name in OUTPUTS:  # the run is complete: replace the earlier outputs
             target = out_dir / name
             if target.is_symlink():
@@ -241,9 +259,14 @@ def analyze(
                 shutil.rmtree(target)
             (staging / name).replace(target)
         staging.rmdir()
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_folders(created)
+        if isinstance(error, OSError) and not isinstance(error, LMDError):
+            reason = error.strerror or str(error)
+            raise OutputError(
+                f"output folder {out_dir}: writing {writing[0]} failed: {reason}; the folder is as it was"
+            ) from None
         raise
     result.out_dir = out_dir
     if result.stats.error:
@@ -277,12 +300,18 @@ def _analyze_into(
     workers: int,
     keep_reports: bool,
     threads: int = 0,
+    level: OutputLevel | None = None,
+    writing: list[str] | None = None,
 ) -> AnalyzeResult:
-    """The analysis proper, writing every output into `out_dir` (the staging folder)."""
+    """The analysis proper, writing every output into `out_dir` (the staging folder); `writing[0]`
+    names what is being written (the message of an OSError); `level` thins the output bag."""
     from tqdm import tqdm
 
     params = ingest.params
     modalities = ingest.modalities
+    level = level or OutputLevel("standard")
+    writing = writing if writing is not None else [""]
+    write_s = [0.0]  # building, encoding and writing the output bag's messages
     pipeline = pipeline_for(model, params, checked.device)
     types = rosbags_types()
     output_bag = out_dir / "output"
@@ -310,8 +339,10 @@ def _analyze_into(
             due[id(result)] = monitor_status.intake(ingest, now)
 
     def write_diagnostics(records: list[StatusRecord], stamp_ns: int) -> None:
+        start = time.perf_counter()
         array = outputs.diagnostic_array(records, types, stamp_ns * 1e-9)
         writer.write("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", stamp_ns, array)
+        write_s[0] += time.perf_counter() - start
 
     def diagnostics_after(item: AssemblyResult, report: FrameReport | None) -> None:
         intake = due.pop(id(item), None)
@@ -337,6 +368,9 @@ def _analyze_into(
             alerts.append(row)
             if on_alert:
                 on_alert(row)
+        start = time.perf_counter()
+        event = bool(report.alerts or report.incidents)
+        incident_open = bool(pipeline.incidents is not None and pipeline.incidents.open_incidents())
         for key, msgtype, message in outputs.frame_messages(
             report,
             types,
@@ -347,8 +381,12 @@ def _analyze_into(
             component_logit_range=params.component_logit_range,
             detection_threshold=params.detection_threshold,
             sensor_messages=sensor_messages,
+            skip_views=level.skip_views(report.stamp, report.components, event, incident_open),
+            png_images=level.png_images,
         ):
-            writer.write(f"{prefix}/{key}", msgtype, report.stamp_ns, message)
+            if outputs.is_view(key) or level.keeps(key):
+                writer.write(f"{prefix}/{key}", msgtype, report.stamp_ns, message)
+        write_s[0] += time.perf_counter() - start
         diagnostics_after(item, report)
         if keep_reports or (len(reports) < MAX_SNAPSHOTS and is_snapshot(report)):
             reports.append(report)
@@ -392,16 +430,20 @@ def _analyze_into(
             )
             write_diagnostics(final, end_ns)
     problems[:0] = type_problems(stats.wrong_type, kinds)
+    if stats.metadata_problem:
+        problems.insert(0, ("metadata.yaml", stats.metadata_problem))
     for topic, count in stats.undecodable.items():
         problems.append((topic, f"{count} message(s) could not be decoded"))
     rows.sort(key=lambda r: r.stamp)
     t0 = _drive_start(bag, rows)
+    writing[0] = "the tables (frames.csv, alerts.csv, incidents.csv)"
     write_frames_csv(out_dir / "frames.csv", rows, t0)
     write_alerts_csv(out_dir / "alerts.csv", alerts, t0)
     incidents = list(pipeline.incidents.incidents) if pipeline.incidents is not None else []
     write_incidents_csv(out_dir / "incidents.csv", incidents, t0)
     sensor_modality = {s.name: s.modality for s in ingest.sensors}
     snapshots = snapshot_frames(reports)
+    writing[0] = "the report (report.html)"
     write_html(
         out_dir / "report.html",
         f"ros2_lmd analysis of {bag.name}",
@@ -427,8 +469,11 @@ def _analyze_into(
         t0,
         modalities,
     )
+    writing[0] = "the summary (summary.json)"
     write_summary_json(out_dir / "summary.json", summary)
-    return AnalyzeResult(out_dir, rows, alerts, problems, stats, reports, incidents, t0, final)
+    return AnalyzeResult(
+        out_dir, rows, alerts, problems, stats, reports, incidents, t0, final, level.name, write_s[0]
+    )
 
 
 def _counted(stream: Iterable[Any], bar: Any) -> Iterator[Any]:
@@ -591,4 +636,4 @@ def _drive_start(bag: Path, rows: list[FrameRow]) -> float:
         return rows[0].stamp if rows else 0.0
 
 
-__all__ = ["analyze", "AnalyzeError", "AnalyzeResult", "CheckedInputs", "check_inputs"]
+__all__ = ["analyze", "AnalyzeError", "AnalyzeResult", "CheckedInputs", "OutputError", "check_inputs"]

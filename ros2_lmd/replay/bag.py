@@ -76,10 +76,36 @@ class ReadStats:
     undecodable: dict[str, int] = field(default_factory=dict)  # topic -> messages that failed to decode
     error: str = ""  # set when reading stopped early (truncated or corrupt storage)
     wrong_type: dict[str, set[str]] = field(default_factory=dict)  # topic -> unexpected types skipped
+    # set when metadata.yaml could not be read and the messages came from the MCAP files directly
+    metadata_problem: str = ""
 
 
 def _unreadable(path: Path, error: Exception) -> BagError:
+    problem = metadata_problem(path)
+    if problem:
+        return BagError(f"{path}: not a readable rosbag2: {problem}")
     return BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {error})")
+
+
+def metadata_problem(path: Path) -> str:
+    """What is wrong with a bag directory's metadata.yaml (rosbags reports an empty one as
+    "'NoneType' object is not subscriptable"), or "" when it reads as a rosbag2's."""
+    import yaml
+
+    meta = path / "metadata.yaml"
+    if not path.is_dir():
+        return ""
+    if not meta.is_file():
+        return f"{meta} is missing"
+    try:
+        document = yaml.safe_load(meta.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        return f"{meta} is not readable YAML ({type(error).__name__}: {' '.join(str(error).split())})"
+    if document is None:
+        return f"{meta} is empty"
+    if not isinstance(document, dict) or not isinstance(document.get("rosbag2_bagfile_information"), dict):
+        return f"{meta} has no rosbag2_bagfile_information mapping"
+    return ""
 
 
 def _recoverable_mcap(path: Path) -> list[Path]:
@@ -147,6 +173,12 @@ def read_messages(
         reader.open()
     except Exception as error:  # rosbags raises several types for unreadable metadata/storage
         mcap_files = _recoverable_mcap(path)
+        problem = metadata_problem(path)
+        if mcap_files and problem:
+            # the index is fine, metadata.yaml is not: every message is still in the MCAP files
+            stats.metadata_problem = f"{problem}: the messages were read from the MCAP files directly"
+            yield from _read_broken_mcap(mcap_files, topics, typestore, stats, kinds)
+            return
         if mcap_files:
             # rosbags needs the MCAP footer; read the records in order, as far as they go.
             stats.error = f"{type(error).__name__}: {error}"
@@ -207,7 +239,7 @@ def _read_broken_mcap(
     from mcap.stream_reader import StreamReader
 
     wanted = set(topics) if topics is not None else None
-    opening_error = stats.error
+    opening_error = stats.error or stats.metadata_problem
     for file in files:
         schemas: dict[int, str] = {}
         channels: dict[int, tuple[str, str]] = {}
@@ -364,7 +396,9 @@ def message_count(path: str | Path, topics: Iterable[str]) -> int | None:
 
 
 class BagWriter:
-    """Write messages to a new rosbag2 (MCAP by default) with one connection per topic."""
+    """Write messages to a new rosbag2 (MCAP by default) with one connection per topic. MCAP is
+    written in zstd-compressed chunks with CRCs (`ChunkedMcap`): the project's output bags are
+    mostly BEV pictures, which compress several times over, and a flipped byte is found on reading."""
 
     def __init__(self, path: str | Path, typestore: Any, storage: str = "mcap") -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
@@ -379,14 +413,23 @@ class BagWriter:
             )
         self.typestore = typestore
         self.writer = Writer(path, version=9, storage_plugin=plugins[storage])
+        # an instance attribute: rosbags' own MCAP storage writes chunks without CRCs
+        self.writer.STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: ChunkedMcap}
         self.connections: dict[str, Any] = {}
 
     def __enter__(self) -> BagWriter:
         self.writer.open()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.writer.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:  # closing would write again (after a full disk: fail again)
+            self.writer.abort()
+            return
+        try:
+            self.writer.close()
+        except BaseException:
+            self.writer.abort()  # the file is closed, not left open on a full disk
+            raise
         _rename_storage_files(self.writer.path)
 
     def write(self, topic: str, msgtype: str, timestamp_ns: int, message: Any, latched: bool = False) -> None:
@@ -404,6 +447,57 @@ class BagWriter:
             )
             self.connections[topic] = connection
         self.writer.write(connection, int(timestamp_ns), raw)
+
+
+MCAP_CHUNK_BYTES = 4 * 2**20  # larger chunks compress better; 4 MiB is a few frames of pictures
+
+
+class ChunkedMcap:
+    """rosbags' storage-writer interface (rosbags.rosbag2.writer.StorageWriter) over the `mcap`
+    package's writer: zstd chunk compression, chunk and summary CRCs, message indexes. The file is
+    named as rosbag2 names it (`<bag>/<bag>_0.mcap`)."""
+
+    def __init__(self, path: Path, compression: Any) -> None:
+        from mcap.writer import CompressionType, Writer
+
+        self.path = path / f"{path.name}_0.mcap"
+        self.stream = self.path.open("xb")
+        self.mcap = Writer(
+            self.stream, chunk_size=MCAP_CHUNK_BYTES, compression=CompressionType.ZSTD, enable_crcs=True
+        )
+        self.mcap.start(profile="ros2", library="ros2_lmd")
+        self.schemas: dict[str, int] = {}
+        self.channels: dict[int, int] = {}  # rosbags connection id -> MCAP channel id
+
+    def add_msgtype(self, connection: Any) -> None:
+        from rosbags.interfaces import MessageDefinitionFormat
+
+        encoding = "ros2msg" if connection.msgdef.format == MessageDefinitionFormat.MSG else "ros2idl"
+        self.schemas[connection.msgtype] = self.mcap.register_schema(
+            connection.msgtype, encoding, connection.msgdef.data.encode()
+        )
+
+    def add_connection(self, connection: Any, offered_qos_profiles: str) -> None:
+        self.channels[connection.id] = self.mcap.register_channel(
+            connection.topic,
+            connection.ext.serialization_format,
+            self.schemas[connection.msgtype],
+            {"offered_qos_profiles": offered_qos_profiles},
+        )
+
+    def write(self, connection: Any, timestamp: int, data: bytes | memoryview) -> None:
+        self.mcap.add_message(self.channels[connection.id], timestamp, bytes(data), timestamp)
+
+    def close(self, version: int, metadata: str) -> None:
+        self.mcap.add_metadata("rosbag2", {"serialized_metadata": metadata})
+        self.mcap.finish()
+        self.stream.close()
+
+    def abort(self) -> None:
+        try:
+            self.stream.close()
+        except OSError:  # flushing what is buffered fails again on a full disk
+            pass
 
 
 def _rename_storage_files(bag: Path) -> None:

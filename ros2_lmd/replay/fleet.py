@@ -35,6 +35,7 @@ from ros2_lmd.replay.analyze import OUTPUTS
 from ros2_lmd.replay.bag import resolve_bag
 from ros2_lmd.replay.fleet_records import ANALYSED, FAILED, PARTIAL, REUSED, BagOutcome, FleetBag
 from ros2_lmd.replay.fleet_report import write_fleet_report
+from ros2_lmd.replay.levels import OUTPUT_LEVELS
 
 RUN_FILE = "fleet_bag.json"  # in each bag's output folder: what the fleet ran there, and how it ended
 METADATA = "metadata.yaml"  # what makes a folder a rosbag2
@@ -130,11 +131,19 @@ def bag_names(bags: Sequence[Path]) -> dict[Path, str]:
 # --- resumability ---------------------------------------------------------------------------------
 
 
-def run_record(bag: FleetBag, model_name: str, params: MonitorParams, batch: int) -> dict[str, Any]:
+def run_record(
+    bag: FleetBag, model_name: str, params: MonitorParams, batch: int, outputs: str = "summary"
+) -> dict[str, Any]:
     """What identifies a bag's analysis: a rerun reuses outputs only if this is unchanged."""
     return json.loads(
         json.dumps(
-            {"bag": str(bag.path), "model": model_name, "params": asdict(params), "batch": batch},
+            {
+                "bag": str(bag.path),
+                "model": model_name,
+                "params": asdict(params),
+                "batch": batch,
+                "outputs": outputs,
+            },
             sort_keys=True,
             default=str,
         )
@@ -215,6 +224,7 @@ class BagAnalyst:
                 model_name=self.model_name,
                 workers=self.inference_threads,
                 threads=1,
+                outputs=record.get("outputs", "summary"),
             )
             status, error = ANALYSED, ""
         except Exception as exc:  # any failure is this bag's, reported with it
@@ -292,6 +302,7 @@ def run_fleet(
     progress: bool = True,
     force: bool = False,
     model_name: str = "",
+    outputs: str = "summary",
 ) -> FleetResult:
     """Analyse every bag of `paths` (see find_bags) into `out/<bag name>/` on `workers` Ray workers
     (default: this machine's cores, or the cluster's CPUs with `address`), then write the fleet
@@ -300,7 +311,9 @@ def run_fleet(
     running one if this process has initialised it, else the cluster at `address`, else a local
     one started here and shut down at the end. `quality_frames` simulated scenes measure each
     modality's quality alone for the imbalance diagnosis (0: no diagnosis). `force` analyses every
-    bag again. FleetError for arguments that cannot work, before any bag is analysed."""
+    bag again. `outputs`: the level of each bag's output bag (replay/levels.py; a bag analysed at
+    another level is analysed again). FleetError for arguments that cannot work, before any bag is
+    analysed."""
     from ros2_lmd.eval.imbalance import QUALITY_FRAMES
     from ros2_lmd.models.io import load_model
     from ros2_lmd.models.registry import MODEL_NAMES
@@ -308,12 +321,14 @@ def run_fleet(
     started = time.perf_counter()
     quality_frames = QUALITY_FRAMES if quality_frames is None else quality_frames
     out = check_arguments(out, workers, batch, quality_frames)
+    if outputs not in OUTPUT_LEVELS:
+        raise FleetError(f"outputs must be one of {', '.join(OUTPUT_LEVELS)}, got {outputs!r}")
     params = params or MonitorParams()
     bags = find_bags(paths, exclude=out)
     model_ref = model if model in MODEL_NAMES else str(Path(model).resolve())  # workers have another cwd
     model_name = model_name or model
     loaded = load_model(model_ref, DEVICE)  # a model that cannot load fails here, before Ray starts
-    records = {bag.name: run_record(bag, model_name, params, batch) for bag in bags}
+    records = {bag.name: run_record(bag, model_name, params, batch, outputs) for bag in bags}
     outcomes: dict[str, BagOutcome] = {}
     todo = []
     for bag in bags:

@@ -66,7 +66,9 @@ class StampGuard:
       tolerance_s), so a sensor cannot leap alone;
     - a stamp <= 0 is never plausible (an unset clock).
     When the median offset itself moves by more than tolerance_s (most recent messages agree on
-    a new offset), or the reference goes back by more than tolerance_s, time jumped."""
+    a new offset), or the reference goes back by more than tolerance_s, or the first message after
+    a silence of every sensor longer than tolerance_s comes with a new offset (a paused playback),
+    time jumped."""
 
     def __init__(self, tolerance_s: float = 2.0, window: int = 15, min_samples: int = 3) -> None:
         if not tolerance_s > 0 or window < 3 or not 1 <= min_samples <= window:
@@ -97,10 +99,21 @@ class StampGuard:
                 f"(from {self._last_reference:.3f} to {reference:.3f})"
             )
             self.reset()
+        silence = reference - self._last_reference
         self._last_reference = reference
         if not math.isfinite(stamp) or stamp <= 0:
             return self._reject(f"stamp {stamp} is not a time (zero, negative or not finite)", jump)
         offset = stamp - reference
+        moved = 0.0 if self._median is None else offset - self._median
+        if abs(moved) > self.tolerance_s and silence > self.tolerance_s:
+            # Nothing came for a while and the stamps did not keep pace with the clock: playback
+            # paused (or the clock stepped) while every sensor was quiet. One jump, not a bad
+            # stamp per sensor: the offsets start again from this message.
+            jump = jump or (
+                f"nothing came for {silence:.3f} s and the stamps moved {moved:+.3f} s "
+                "against the reference clock (playback paused, or the clock stepped)"
+            )
+            self.reset()
         self._offsets.append(offset)
         if len(self._offsets) >= self.min_samples:
             median = statistics.median(self._offsets)

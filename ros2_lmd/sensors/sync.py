@@ -96,6 +96,7 @@ class _Reading:
     trigger: str = ""  # the sensor whose reading this is, when it starts a frame as the fallback key
     stamp_ns: int | None = None  # the header stamp exactly, when known
     arrival: float | None = None  # when it came in (ROS time live, log time in a bag), when known
+    refused: str = ""  # a fallback message that could not be used: why (its frame is dropped)
 
 
 @dataclass
@@ -289,6 +290,17 @@ class FrameAssembler:
         `reason` (the next pop_ready returns it as a DroppedFrame)."""
         self._dropped.append((float(stamp), reason, malformed))
 
+    def refuse_fallback(self, stamp: float, reason: str) -> None:
+        """A fallback-key message that could not be converted: where it would have started a frame
+        (the key sensor silent around it), that frame is dropped with `reason`, so the instant
+        is still accounted for; where the key sensor is alive, it is forgotten like any reading."""
+        stamp = float(stamp)
+        if not math.isfinite(stamp) or stamp <= self._last_built or self.key_fallback is None:
+            return
+        self._newest_any = max(self._newest_any, stamp)
+        empty = np.zeros((0,), dtype=np.float32)
+        self._add_candidate(_Reading(stamp, empty, "", trigger=self.key_fallback, refused=reason))
+
     def pop_ready(self, now_stamp: float | None = None) -> list[AssemblyResult]:
         """Every result that is ready, oldest first. `now_stamp` (e.g. the live clock) counts as a
         seen stamp, so frames come out even when the other sensors have gone silent."""
@@ -301,11 +313,11 @@ class FrameAssembler:
 
     def _emit(self, horizon: float, force: bool) -> list[AssemblyResult]:
         results: list[AssemblyResult] = []
-        for stamp, reason, malformed in self._dropped:
+        self._decide_fallbacks(horizon, force)  # first: a refused fallback reading is a drop
+        for stamp, reason, malformed in sorted(self._dropped, key=lambda drop: drop[0]):
             results.append(DroppedFrame(stamp, reason, self._take_index(), malformed))
             self.counters.dropped_frames += 1
         self._dropped.clear()
-        self._decide_fallbacks(horizon, force)
         while self._pending and (force or self._is_ready(self._pending[0].stamp, horizon)):
             key = self._pending.pop(0)
             results.append(self._build(key))
@@ -327,7 +339,9 @@ class FrameAssembler:
             i = bisect.bisect_left(self._key_stamps, t - gap)
             if i < len(self._key_stamps) and self._key_stamps[i] <= t + gap:
                 continue  # the key sensor is alive around t
-            if t > self._last_built:
+            if candidate.refused:
+                self._dropped.append((t, candidate.refused, True))
+            elif t > self._last_built:
                 bisect.insort(self._pending, candidate, key=lambda r: r.stamp)
         # key stamps are needed within key_gap_s of a candidate, held or still to come
         floor = min([c.stamp for c in self._candidates[:1]] + [self._oldest_future_stamp()])

@@ -123,6 +123,7 @@ def test_analyze_writes_every_output_once_per_processed_frame(drives, model, tmp
         faults_csv=drives["mcap"].faults_csv,
         progress=False,
         keep_reports=True,
+        outputs="full",  # every topic every frame (the levels: test_output_levels.py)
     )
     rows = _rows(tmp_path / "out" / "frames.csv")
     assert len(rows) == 15  # one row per LiDAR sweep: every input frame accounted for

@@ -704,7 +704,8 @@ class _SensorState:
             if rule.compare.startswith("abs"):
                 relation = "at or below" if low else "at or above"
                 note = obs.notes.get(rule.feature, "")
-                text = f"{rule.words} {_fmt(value, rule.unit)}, {relation} {_fmt(limit, rule.unit)}{note}{meaning}"
+                shown = f"{_fmt(value, rule.unit)}, {relation} {_fmt(limit, rule.unit)}"
+                text = f"{rule.words} {shown}{note}{meaning}"
                 return Finding(rule.feature, level, value, limit, text)
             if rule.compare == "rise":
                 shown = f"+{_fmt(measure, rule.unit)} (limit +{_fmt(limit, rule.unit)})"
@@ -794,8 +795,8 @@ class SensorChecks:
         self._sensors: dict[str, _SensorState] = {}
         self._epoch: int | None = None
         self._last_stamp = -math.inf
-        # radar -> (returns on LiDAR-occupied cells, returns) of its last agreement_frames sweeps
-        self._agreement_history: dict[str, deque[tuple[int, int]]] = {}
+        # radar -> its last agreement_frames sweeps' agreement counts (radar_agreement)
+        self._agreement_history: dict[str, deque[np.ndarray]] = {}
 
     @property
     def states(self) -> dict[str, str]:

@@ -17,6 +17,12 @@ that kept learning would learn the fault (the alarm would clear while the fault 
 the return to normal for a new anomaly. Only frames of a sensor in state ok whose every check passed
 teach its baseline. k-of-n hysteresis raises and clears, so one odd frame neither raises nor clears.
 
+Besides one rule per known fault, evidence that needs no fault model: a payload identical to the
+previous one (`repeat`, every sensor), and one profile anomaly per sensor (PROFILE: features a
+healthy sensor keeps whatever the scene, each as a robust z against its own history, the largest
+judged), including LiDAR against radar where both see (`SensorChecks._agreement`: the majority
+decides which sensor disagrees).
+
 Which feature catches which fault, the measured separations behind the defaults, and what these checks
 cannot see: docs/sensor_checks.md. A silent sensor (dropout) and a late one (delay) are reported by the
 time sync (SensorFrame.sensor_status) and sensors/stamps.py, not here: a sensor without data in a

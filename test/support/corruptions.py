@@ -10,7 +10,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from ros2_lmd.sensors.frame import CameraImage, SensorFrame
+from ros2_lmd.sensors.frame import SensorFrame
 
 Corruption = Callable[[SensorFrame], SensorFrame]
 
@@ -113,4 +113,4 @@ def range_scaled(name: str, factor: float = 1.1) -> Corruption:
     return scale
 
 
-__all__ = ["Corruption", "CameraImage", "mud", "gaussian_noise", "rotated", "stuck", "range_scaled"]
+__all__ = ["Corruption", "mud", "gaussian_noise", "rotated", "stuck", "range_scaled"]

@@ -7,9 +7,11 @@ rate. Targets (the issue's): recall within 1.5 s of onset >= 95 %, right sensor 
 
 Fault-free drives use the default world (the faulted drives' world); `--varied-minutes` adds drives in
 randomised worlds (road layout, traffic, ego speed down to standing: WorldConfig.randomised), reported
-on their own line. Also printed: per check, the most alarming value its measure took in fault-free
-drives (held 3 of 5 frames, as the hysteresis needs) against the least alarming one under the fault it
-is for: the margins behind the defaults (docs/sensor_checks.md).
+on their own line. Also printed: the per-frame cost of SensorChecks.update; the profile features'
+most alarming robust z fault-free (the profile anomaly, docs/sensor_checks.md); per check, the most
+alarming value its measure took in fault-free drives (held 3 of 5 frames, as the hysteresis needs)
+against the least alarming one under the fault it is for: the margins behind the defaults
+(docs/sensor_checks.md).
 
     .venv/bin/python bench/bench_sensor_checks.py [--seeds 3] [--fault-free-minutes 30]
         [--varied-minutes 10] [--camera 448x256] [--workers N]
@@ -77,6 +79,7 @@ class DriveResult:
     # ratio is at or below dim_suspect, highest fault-free; lowest on the faulted cameras
     dim_noise: float | None = None
     seconds: float = 0.0
+    check_ms: list[float] = field(default_factory=list)  # SensorChecks.update per frame
 
 
 def _held(values: list[float], low: bool, k: int, n: int) -> list[float]:
@@ -107,7 +110,11 @@ def run_drive(job: tuple[int, str, float, tuple[int, int], bool]) -> DriveResult
     result = DriveResult(spec, faulted, duration)
     series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for sim_frame in simulate_drive(seed, duration, RATE_HZ, spec or None, config):
-        for name, verdict in checks.update(sim_frame.to_sensor_frame()).items():
+        frame = sim_frame.to_sensor_frame()
+        start = time.perf_counter()
+        verdicts = checks.update(frame)
+        result.check_ms.append((time.perf_counter() - start) * 1e3)
+        for name, verdict in verdicts.items():
             if verdict.changed:
                 features = tuple(e.feature for e in verdict.evidence)
                 result.changes.setdefault(name, []).append(
@@ -313,6 +320,20 @@ def main() -> None:
         f"| noise (where brightness <= {SensorCheckConfig().dim_suspect:g} x, per frame) | night | "
         f"{max(clean_dim) if clean_dim else float('nan'):.3g} | "
         f"{min(night_dim) if night_dim else float('nan'):.3g} |"
+    )
+    profile = sorted({f for r in clean + varied for f in r.clean_worst if f.startswith("z_")})
+    print("\nprofile features (robust z against the own history), most alarming fault-free, held 3 of 5:")
+    for feature in profile:
+        values = [r.clean_worst[feature] for r in clean + varied if feature in r.clean_worst]
+        print(
+            f"    {feature[2:]}: {max(values):.2f} (anomaly limits {SensorCheckConfig().anomaly_suspect:g} / "
+            f"{SensorCheckConfig().anomaly_failed:g})"
+        )
+    costs = np.concatenate([r.check_ms for r in results])
+    print(
+        f"\ncost: SensorChecks.update {np.median(costs):.1f} ms/frame median, "
+        f"{np.percentile(costs, 95):.1f} p95 "
+        f"(every sensor of the rig, one OpenCV thread per worker, {args.workers} workers)"
     )
     print(f"\nconfig: {SensorCheckConfig()}")
 

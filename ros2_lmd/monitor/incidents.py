@@ -240,7 +240,10 @@ def evidence_from_verdicts(
     verdicts: Mapping[str, SensorVerdict], held: dict[str, tuple[Finding, ...]]
 ) -> list[Evidence]:
     """Evidence from the per-sensor signal checks (monitor.sensor_checks.SensorVerdict per sensor):
-    one item per failed check of every sensor not in state ok, at ERROR when the sensor's state is
+    one item per failed check of every sensor not in state ok (its kind the check's feature: a rule
+    for one fault such as `black_fraction`, or evidence with no fault model, `repeat` and
+    `anomaly`, whose detail names the profile feature and, for the LiDAR-radar fit, the sensor the
+    majority blames), at ERROR when the sensor's state is
     failed, WARN when suspect. While the hysteresis waits to confirm a recovery a frame may pass
     every check; the sensor's latest findings (kept in `held`, sensor -> findings, which this
     updates) stand for it until the state is ok again, so an incident stays open until then. A

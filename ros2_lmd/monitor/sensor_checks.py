@@ -17,6 +17,12 @@ that kept learning would learn the fault (the alarm would clear while the fault 
 the return to normal for a new anomaly. Only frames of a sensor in state ok whose every check passed
 teach its baseline. k-of-n hysteresis raises and clears, so one odd frame neither raises nor clears.
 
+Besides one rule per known fault, evidence that needs no fault model: a payload identical to the
+previous one (`repeat`, every sensor), and one profile anomaly per sensor (PROFILE: features a
+healthy sensor keeps whatever the scene, each as a robust z against its own history, the largest
+judged), including LiDAR against radar where both see (`SensorChecks._agreement`: the majority
+decides which sensor disagrees).
+
 Which feature catches which fault, the measured separations behind the defaults, and what these checks
 cannot see: docs/sensor_checks.md. A silent sensor (dropout) and a late one (delay) are reported by the
 time sync (SensorFrame.sensor_status) and sensors/stamps.py, not here: a sensor without data in a
@@ -27,6 +33,7 @@ ROS-free: numpy and OpenCV only."""
 from __future__ import annotations
 
 import math
+import zlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -114,6 +121,20 @@ class SensorCheckConfig:
     isolated_rise_suspect: float = 15.0  # isolated returns above the baseline by: suspect (ghosts)
     isolated_rise_failed: float = 30.0
 
+    # General evidence, no fault model (docs/sensor_checks.md, "Evidence that needs no fault model")
+    repeat_min_returns: int = 2  # a sweep with this many returns bit-identical to the previous: stuck
+    repeat_failed: float = 1.0  # payload identical to the previous reading (1) at or above: stuck
+    anomaly_suspect: float = 8.0  # profile anomaly (largest robust z of the profile): suspect
+    anomaly_failed: float = 12.0
+    static_tile_ratio: float = 0.25  # a tile is static when its change falls below this share ...
+    static_scene_ratio: float = 0.5  # ... while the whole image changes at least this share of its own
+    ground_min_m: float = 8.0  # LiDAR ground returns between these horizontal ranges ...
+    ground_max_m: float = 25.0
+    ground_percentile: float = 10.0  # ... and their height at this percentile per 10-degree sector
+    agreement_cell_m: float = 0.5  # LiDAR occupancy cell a radar return must fall in (or next to)
+    agreement_frames: int = 5  # sweeps pooled for the agreement (a sweep has a few returns) ...
+    agreement_min_returns: int = 20  # ... and the radar returns (3-60 m) the pool needs
+
     def __post_init__(self) -> None:
         problems = sensor_check_config_problems(self)
         if problems:
@@ -136,7 +157,7 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         failed, suspect = getattr(c, f"{name}_failed"), getattr(c, f"{name}_suspect")
         if not 0 <= failed <= suspect < 1:
             problems.append(f"{name}: need 0 <= {name}_failed {failed} <= {name}_suspect {suspect} < 1")
-    for name in ("saturated_rise", "blocked", "lost_sectors", "clutter_rise", "isolated_rise"):
+    for name in ("saturated_rise", "blocked", "lost_sectors", "clutter_rise", "isolated_rise", "anomaly"):
         suspect, failed = getattr(c, f"{name}_suspect"), getattr(c, f"{name}_failed")
         if not 0 < suspect <= failed:
             problems.append(f"{name}: need 0 < {name}_suspect {suspect} <= {name}_failed {failed}")
@@ -147,13 +168,16 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         "near_range_m",
         "clutter_voxel_m",
         "isolation_radius_m",
+        "agreement_cell_m",
     )
     for name in positive:
         if not getattr(c, name) >= 0:
             problems.append(f"{name} must be >= 0, got {getattr(c, name)}")
-    for name in ("black_fraction_failed", "tile_dead_ratio", "sector_lost_ratio"):
+    for name in ("black_fraction_failed", "tile_dead_ratio", "sector_lost_ratio", "static_tile_ratio"):
         if not 0 < getattr(c, name) <= 1:
             problems.append(f"{name} must be in (0, 1], got {getattr(c, name)}")
+    if not 0 <= c.ground_min_m < c.ground_max_m:
+        problems.append(f"need 0 <= ground_min_m {c.ground_min_m} < ground_max_m {c.ground_max_m}")
     return problems
 
 
@@ -232,6 +256,8 @@ class _Observation:
 
     scalars: dict[str, float]
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # feature -> what else its evidence says
+    z: dict[str, float] = field(default_factory=dict)  # profile feature -> its robust z this frame
 
 
 def _tile_means(values: np.ndarray, grid: int) -> np.ndarray:
@@ -307,6 +333,98 @@ def singleton_count(xyz: np.ndarray, voxel: float) -> int:
     return int(np.count_nonzero(counts == 1))
 
 
+def ground_tilt(
+    rel: np.ndarray, az: np.ndarray, config: SensorCheckConfig, mount_height: float
+) -> dict[str, float]:
+    """The ground's apparent tilt around a LiDAR, in metres: half the difference of the ground height
+    ahead and behind (`ground_pitch`), left and right (`ground_roll`). A sensor knocked on its mount
+    tilts its whole cloud, and the ground, which is there in every scene, shows it: 3 degrees of
+    pitch lift the ground 15 m ahead by 0.8 m. The ground height of a quadrant is the median over its
+    10-degree sectors of their low height percentile, among the returns `ground_min_m` to
+    `ground_max_m` away; a sector counts only with 10 such returns and that height within 1.5 m of
+    base_link's ground plane (z = 0, `mount_height` below the sensor; a truck alongside hides the
+    ground: its sectors see only its roof and above), a quadrant with 3 such sectors (otherwise no
+    value this sweep)."""
+    c = config
+    r = np.hypot(rel[:, 0], rel[:, 1])
+    ring = (r >= c.ground_min_m) & (r < c.ground_max_m)
+    sector = np.floor((az[ring] + np.pi / 4) / (np.pi / 18)).astype(np.int64) % 36  # 0-8: ahead
+    z = rel[ring, 2]
+    order = np.lexsort((z, sector))  # by sector, then height
+    counts = np.bincount(sector, minlength=36)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = starts + np.floor(c.ground_percentile / 100 * np.maximum(counts - 1, 0)).astype(np.int64)
+    heights = np.where(
+        counts >= 10, z[order][np.minimum(rank, max(len(z) - 1, 0))] if len(z) else 0.0, np.nan
+    )
+    heights[np.abs(heights + mount_height) > 1.5] = np.nan
+    low = []
+    for q in range(4):
+        valid = heights[9 * q : 9 * q + 9]
+        valid = valid[np.isfinite(valid)]
+        low.append(float(np.median(valid)) if len(valid) >= 3 else None)
+    tilt = {}
+    if low[0] is not None and low[2] is not None:
+        tilt["ground_pitch"] = (low[0] - low[2]) / 2
+    if low[1] is not None and low[3] is not None:
+        tilt["ground_roll"] = (low[1] - low[3]) / 2
+    return tilt
+
+
+def lidar_occupancy(xyz: np.ndarray, cell: float, extent: float) -> np.ndarray:
+    """Cells (side `cell`, base_link, +-`extent` m) holding a LiDAR return 0.3-3 m above the ground,
+    dilated by one cell: where a radar return on an object should fall."""
+    above = xyz[(xyz[:, 2] > 0.3) & (xyz[:, 2] < 3.0)]
+    size = int(2 * extent / cell)
+    ij = np.floor((above[:, :2] + extent) / cell).astype(np.int64)
+    ij = ij[((ij >= 0) & (ij < size)).all(1)]
+    grid = np.zeros((size, size), np.uint8)
+    grid[ij[:, 0], ij[:, 1]] = 1
+    return cv2.dilate(grid, np.ones((3, 3), np.uint8)).astype(bool)
+
+
+AGREEMENT_YAWS_DEG = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)  # LiDAR-radar yaw candidates
+AGREEMENT_SCALES = (0.88, 0.92, 0.96, 1.0, 1.04, 1.08, 1.12)  # radar range-scale candidates
+
+
+def radar_agreement(
+    occupancy: np.ndarray,
+    radar: np.ndarray,
+    origin: np.ndarray,
+    lidar_origin: np.ndarray,
+    extent: float,
+    cell: float,
+) -> np.ndarray:
+    """How well a radar sweep's returns (3-60 m from it) fall on LiDAR-occupied cells, under small
+    corrections: [returns, hits under each yaw of AGREEMENT_YAWS_DEG about the LiDAR, hits under each
+    range scale of AGREEMENT_SCALES about the radar]. A calibrated pair fits best uncorrected; a
+    correction that fits better says that the two disagree, and how."""
+    xy = radar[:, :2].astype(np.float64)
+    xy = xy[np.isfinite(xy).all(1)]
+    r = np.hypot(xy[:, 0] - origin[0], xy[:, 1] - origin[1])
+    xy = xy[(r >= 3.0) & (r <= 60.0)]
+    rel = xy - lidar_origin[:2]
+    candidates = []
+    for yaw in np.radians(AGREEMENT_YAWS_DEG):
+        c, s = np.cos(yaw), np.sin(yaw)
+        candidates.append(rel @ np.array([[c, s], [-s, c]]) + lidar_origin[:2])
+    for scale in AGREEMENT_SCALES:
+        candidates.append(origin[:2] + scale * (xy - origin[:2]))
+    ij = np.floor((np.stack(candidates) + extent) / cell).astype(np.int64)  # candidates x returns x 2
+    inside = ((ij >= 0) & (ij < occupancy.shape[0])).all(-1)
+    hit = np.zeros(inside.shape, bool)
+    hit[inside] = occupancy[ij[inside][:, 0], ij[inside][:, 1]]
+    out = [len(xy), *np.count_nonzero(hit, axis=1)]
+    return np.array(out, np.int64)
+
+
+def payload_digest(payload: np.ndarray) -> tuple[tuple[int, ...], int]:
+    """A fingerprint of a reading: its shape and the CRC-32 of its bytes, equal for a repeated
+    payload. CRC-32 rather than a cryptographic hash: 7 x cheaper, and a chance collision (1 in 4e9
+    per reading) would still need 3 of 5 readings to raise."""
+    return payload.shape, zlib.crc32(np.ascontiguousarray(payload).data)
+
+
 class _PointFeatures:
     """Per point-sensor (LiDAR or radar) features of one sweep, around the sensor's own position."""
 
@@ -329,6 +447,7 @@ class _PointFeatures:
             "count": float(n),
             "near_clutter": float(singleton_count(rel[near], c.clutter_voxel_m)),
         }
+        scalars.update(ground_tilt(rel, az, c, float(origin[2])))
         return _Observation(
             scalars, {"sector_counts": np.bincount(sector, minlength=c.sectors).astype(float)}
         )
@@ -385,10 +504,60 @@ RULES: dict[str, tuple[_Rule, ...]] = {
               meaning="phantom targets: ghosts or interference"),
     ),
 }  # fmt: skip
+# Every sensor: the same payload again (a driver or transport repeating a buffer), and its profile
+# against its own history (PROFILE)
+GENERAL_RULES = (
+    _Rule(
+        "repeat",
+        "abs_high",
+        None,
+        "repeat_failed",
+        "payload identical to the previous reading",
+        meaning="stuck: the same data again with a new stamp",
+    ),
+    _Rule(
+        "anomaly",
+        "abs_high",
+        "anomaly_suspect",
+        "anomaly_failed",
+        "profile anomaly (largest robust z against its own history)",
+        meaning="the sensor's data unlike its own healthy history",
+    ),
+)
 LATENCY_RULE = _Rule("latency", "rise", "latency_rise_suspect", "latency_rise_failed",
                      "data age on arrival beyond the freshest sensor's", "s",
                      meaning="late data: a delay in the sensor, its driver or its transport")  # fmt: skip
-RULES = {modality: (*rules, LATENCY_RULE) for modality, rules in RULES.items()}
+RULES = {modality: (*rules, *GENERAL_RULES, LATENCY_RULE) for modality, rules in RULES.items()}
+
+
+@dataclass(frozen=True)
+class ProfileFeature:
+    """One feature of a sensor's profile: what a healthy sensor keeps whatever the scene, so that its
+    robust z-score against the sensor's own history says something about the sensor. `direction`: +1
+    only a rise is anomalous, -1 only a fall, 0 both. The z-score's spread is at least `floor`
+    (feature units) and `relative_floor` x |median|: a feature that barely moved in 10 s of history
+    must still move by a meaningful amount."""
+
+    feature: str
+    direction: int
+    floor: float
+    relative_floor: float = 0.0
+    words: str = ""
+
+
+PROFILE: dict[str, tuple[ProfileFeature, ...]] = {
+    "camera": (
+        ProfileFeature("noise", 0, 0.2, 0.15, "image noise"),
+        ProfileFeature("static_tiles", 1, 0.03, 0.0, "share of tiles static while the image moves"),
+    ),
+    "lidar": (
+        ProfileFeature("ground_pitch", 0, 0.05, 0.0, "ground pitch (m, ahead - behind)"),
+        # ground_roll is measured (features) but not in the profile: sidewalks, parked cars and walls
+        # beside the road moved it by 0.5 m in a fault-free randomised world (docs/sensor_checks.md)
+        ProfileFeature("yaw_fit", 1, 0.02, 0.0, "radar returns a yaw correction puts on LiDAR objects"),
+    ),
+    "radar": (ProfileFeature("range_fit", 1, 0.02, 0.0, "returns a range correction puts on LiDAR objects"),),
+}
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -442,6 +611,18 @@ class _SensorState:
         self.camera = _CameraFeatures(config) if modality == "camera" else None
         self.points = None if modality == "camera" else _PointFeatures(config, modality)
         self.last: SensorVerdict | None = None
+        self.digest: tuple[tuple[tuple[int, ...], int], float] | None = (
+            None  # the previous payload's fingerprint and stamp
+        )
+
+    def repeated(self, payload: np.ndarray, stamp: float) -> float | None:
+        """1 when `payload` is bit-identical to the previous reading (no older than max_gap_s),
+        0 when not, None without a recent previous reading."""
+        digest = payload_digest(payload)
+        previous, self.digest = self.digest, (digest, stamp)
+        if previous is None or stamp - previous[1] > self.config.max_gap_s:
+            return None
+        return float(digest == previous[0])
 
     def _derive(self, obs: _Observation) -> None:
         """Features judged element-wise against per-tile / per-sector baselines (into obs.scalars)."""
@@ -455,12 +636,39 @@ class _SensorState:
                     obs.vectors["tile_change"] < c.tile_dead_ratio * change
                 )
                 obs.scalars["blocked_fraction"] = float(blocked.mean())
+            scene = self.baseline.stats("change", m)
+            moving = scene is not None and obs.scalars.get("change", 0.0) >= c.static_scene_ratio * scene[0]
+            if change is not None and "tile_change" in obs.vectors and moving:
+                static = obs.vectors["tile_change"] < c.static_tile_ratio * change
+                obs.scalars["static_tiles"] = float(static.mean())
         elif self.modality == "lidar":
             counts = self.baseline.vector_median("sector_counts", m)
             if counts is not None:
                 counted = counts >= c.sector_min_points
                 lost = counted & (obs.vectors["sector_counts"] < c.sector_lost_ratio * counts)
                 obs.scalars["lost_sectors"] = float(np.count_nonzero(lost))
+
+    def _profile(self, obs: _Observation) -> None:
+        """The profile anomaly (into obs.scalars["anomaly"]): the largest robust z-score of the
+        sensor's profile features against its own healthy history, the feature named in its note."""
+        worst: tuple[float, ProfileFeature, float, float] | None = None
+        for item in PROFILE[self.modality]:
+            value = obs.scalars.get(item.feature)
+            stats = self.baseline.stats(item.feature, self.config.baseline_min_frames)
+            if value is None or stats is None:
+                continue
+            median, spread = stats
+            scale = max(spread, item.floor, item.relative_floor * abs(median))
+            z = (value - median) / scale
+            z = abs(z) if item.direction == 0 else item.direction * z
+            obs.z[item.feature] = z
+            if worst is None or z > worst[0]:
+                worst = (z, item, value, median)
+        if worst is None:
+            return
+        z, item, value, median = worst
+        obs.scalars["anomaly"] = z
+        obs.notes["anomaly"] = f" ({item.words} {value:.3g} vs its baseline {median:.3g})"
 
     def _measure(self, feature: str, compare: str, obs: _Observation) -> tuple[float, float, float] | None:
         """(what the check compares with its limit, baseline median, robust sd): the value itself for
@@ -519,7 +727,9 @@ class _SensorState:
                 continue
             if rule.compare.startswith("abs"):
                 relation = "at or below" if low else "at or above"
-                text = f"{rule.words} {_fmt(value, rule.unit)}, {relation} {_fmt(limit, rule.unit)}{meaning}"
+                note = obs.notes.get(rule.feature, "")
+                shown = f"{_fmt(value, rule.unit)}, {relation} {_fmt(limit, rule.unit)}"
+                text = f"{rule.words} {shown}{note}{meaning}"
                 return Finding(rule.feature, level, value, limit, text)
             if rule.compare == "rise":
                 shown = f"+{_fmt(measure, rule.unit)} (limit +{_fmt(limit, rule.unit)})"
@@ -536,7 +746,8 @@ class _SensorState:
     def step(self, obs: _Observation, stamp: float) -> SensorVerdict:
         c = self.config
         self._derive(obs)
-        measures: dict[str, float] = {}
+        self._profile(obs)
+        measures: dict[str, float] = {f"z_{feature}": z for feature, z in obs.z.items()}
         evidence = [e for rule in RULES[self.modality] if (e := self._check(rule, obs, measures)) is not None]
         level = max((2 if e.level == FAILED else 1 for e in evidence), default=0)
         self.levels.append(level)
@@ -608,6 +819,8 @@ class SensorChecks:
         self._sensors: dict[str, _SensorState] = {}
         self._epoch: int | None = None
         self._last_stamp = -math.inf
+        # radar -> its last agreement_frames sweeps' agreement counts (radar_agreement)
+        self._agreement_history: dict[str, deque[np.ndarray]] = {}
 
     @property
     def states(self) -> dict[str, str]:
@@ -617,6 +830,7 @@ class SensorChecks:
     def reset(self) -> None:
         """Forget every sensor: baselines, hysteresis, previous readings."""
         self._sensors.clear()
+        self._agreement_history.clear()
         self._last_stamp = -math.inf
 
     def _sensor(self, name: str, modality: str) -> _SensorState:
@@ -624,6 +838,55 @@ class SensorChecks:
         if state is None or state.modality != modality:
             state = self._sensors[name] = _SensorState(name, modality, self.config)
         return state
+
+    def _agreement(
+        self, sweeps: Mapping[str, tuple[_SensorState, _Observation, np.ndarray, np.ndarray]]
+    ) -> None:
+        """LiDAR against radar where both see: each radar's share of returns on LiDAR-occupied cells.
+        Who is wrong is decided by the majority, with no fault model: the LiDAR's feature is the
+        radars' median share (a LiDAR knocked on its mount moves every radar's returns off its
+        objects; one bad radar does not move the median); each radar's is its share minus that
+        median (a radar with wrong ranges or azimuths falls behind the others; a misaligned LiDAR
+        moves them all alike). A reference that is itself not ok judges nothing: no radar is judged
+        against a suspect LiDAR, nor the LiDAR against radars half of which are suspect."""
+        lidars = [(s, p) for s, _, p, _ in sweeps.values() if s.modality == "lidar"]
+        radars = {n: v for n, v in sweeps.items() if v[0].modality == "radar"}
+        if not lidars or len(radars) < 3:
+            return
+        c = self.config
+        extent = 64.0
+        lidar_state, cloud = lidars[0]
+        lidar_origin = next(o for st, _, _, o in sweeps.values() if st is lidar_state)
+        occupancy = lidar_occupancy(cloud[:, :3], c.agreement_cell_m, extent)
+        pooled: dict[str, np.ndarray] = {}
+        for name, (_, _, points, origin) in radars.items():
+            history = self._agreement_history.setdefault(name, deque(maxlen=c.agreement_frames))
+            history.append(
+                radar_agreement(occupancy, points, origin, lidar_origin, extent, c.agreement_cell_m)
+            )
+            counts = np.sum(history, axis=0)
+            if counts[0] >= c.agreement_min_returns:
+                pooled[name] = counts
+        if len(pooled) < 3:
+            return
+        n_yaw = len(AGREEMENT_YAWS_DEG)
+        identity_yaw, identity_scale = (
+            1 + AGREEMENT_YAWS_DEG.index(0.0),
+            1 + n_yaw + AGREEMENT_SCALES.index(1.0),
+        )
+        if lidar_state.state == OK:
+            for name, counts in pooled.items():
+                shares = counts[1 + n_yaw :] / counts[0]
+                radars[name][1].scalars["range_fit"] = float(
+                    shares.max() - counts[identity_scale] / counts[0]
+                )
+        radar_states = [s.state for s, _, _, _ in radars.values()]
+        if 2 * sum(state != OK for state in radar_states) < len(radar_states):
+            fleet = np.sum([v for n, v in pooled.items() if radars[n][0].state == OK], axis=0)
+            shares = fleet[1 : 1 + n_yaw] / fleet[0]
+            lidar_obs = next(obs for s, obs, _, _ in sweeps.values() if s is lidar_state)
+            lidar_obs.scalars["yaw_fit"] = float(shares.max() - fleet[identity_yaw] / fleet[0])
+            lidar_obs.scalars["radar_agreement"] = float(fleet[identity_yaw] / fleet[0])
 
     def update(self, frame: SensorFrame) -> dict[str, SensorVerdict]:
         """Verdicts for the sensors with data in `frame` (cameras, and point sensors in
@@ -650,7 +913,11 @@ class SensorChecks:
             sensor = self._sensor(camera.name, "camera")
             assert sensor.camera is not None
             obs = observed(camera.name, sensor.camera.observe(camera.image, stamp))
+            repeat = sensor.repeated(camera.image, stamp)
+            if repeat is not None:
+                obs.scalars["repeat"] = repeat
             verdicts[camera.name] = sensor.step(obs, stamp)
+        sweeps: dict[str, tuple[_SensorState, _Observation, np.ndarray, np.ndarray]] = {}
         for name, points in frame.sensor_points.items():
             points = np.asarray(points, dtype=np.float32)
             if points.ndim != 2 or points.shape[1] not in (len(RADAR_FIELDS), len(LIDAR_FIELDS)):
@@ -660,7 +927,14 @@ class SensorChecks:
                 continue  # a camera name with points: a configuration mistake, not a sensor fault
             T = frame.sensor_extrinsics.get(name)
             origin = np.zeros(3) if T is None else np.asarray(T, dtype=np.float64)[:3, 3]
-            verdicts[name] = sensor.step(observed(name, sensor.points.observe(points, origin, stamp)), stamp)
+            obs = observed(name, sensor.points.observe(points, origin, stamp))
+            repeat = sensor.repeated(points, stamp)
+            if repeat is not None and len(points) >= self.config.repeat_min_returns:
+                obs.scalars["repeat"] = repeat
+            sweeps[name] = (sensor, obs, points, origin)
+        self._agreement(sweeps)
+        for name, (sensor, obs, _, _) in sweeps.items():
+            verdicts[name] = sensor.step(obs, stamp)
         for name, sensor in self._sensors.items():
             if name not in verdicts:
                 verdicts[name] = sensor.unobserved(stamp)

@@ -14,7 +14,8 @@ import pytest
 from support import corruptions
 
 from ros2_lmd.monitor.incidents import IncidentTracker, evidence_from_verdicts
-from ros2_lmd.monitor.sensor_checks import FAILED, OK, SensorChecks, payload_digest
+from ros2_lmd.monitor.sensor_checks import FAILED, OK, SensorChecks
+from ros2_lmd.monitor.signal_features import payload_digest
 from ros2_lmd.sensors.frame import CameraImage, SensorFrame
 from ros2_lmd.sim import SimConfig, default_rig, simulate_drive
 

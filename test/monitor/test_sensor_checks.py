@@ -30,10 +30,8 @@ from ros2_lmd.monitor.sensor_checks import (
     SensorCheckConfig,
     SensorChecks,
     SensorVerdict,
-    isolated_count,
-    noise_level,
-    singleton_count,
 )
+from ros2_lmd.monitor.signal_features import isolated_count, noise_level, singleton_count
 from ros2_lmd.sensors import FrameAssembler, TransformTree
 from ros2_lmd.sensors.camera_info import CameraCalibration
 from ros2_lmd.sensors.frame import CameraImage, SensorFrame

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.cli import one_line_error, run_cli
 
 from ros2_lmd import cli
 from ros2_lmd.messages.types import rosbags_types
@@ -45,22 +46,6 @@ def drive(tmp_path_factory):
     )
 
 
-def _run(capsys, *argv: object) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(err: str, *names: object) -> str:
-    """The single stderr line of a failed job; it names each of `names`."""
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for name in names:
-        assert str(name) in lines[0], (name, lines[0])
-    return lines[0]
-
-
 def _snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` (relative path -> content)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -81,14 +66,14 @@ def no_model_load(monkeypatch):
 
 def test_a_missing_or_malformed_faults_file_fails_before_any_work(drive, tmp_path, capsys, no_model_load):
     out = tmp_path / "out"
-    code, _, err = _run(capsys, "analyze", drive.bag, "--faults", tmp_path / "missing.csv", "--out", out)
+    code, _, err = run_cli(capsys, "analyze", drive.bag, "--faults", tmp_path / "missing.csv", "--out", out)
     assert code == cli.EXIT_USAGE
-    assert "No such file" in _one_line_error(err, "missing.csv")
+    assert "No such file" in one_line_error(err, "missing.csv")
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(b"\x00\xff\xfe not a faults file")
-    code, _, err = _run(capsys, "analyze", drive.bag, "--faults", garbage, "--out", out)
+    code, _, err = run_cli(capsys, "analyze", drive.bag, "--faults", garbage, "--out", out)
     assert code == cli.EXIT_USAGE
-    _one_line_error(err, garbage)
+    one_line_error(err, garbage)
     assert not out.exists()
 
 
@@ -112,9 +97,9 @@ def test_a_missing_or_malformed_faults_file_fails_before_any_work(drive, tmp_pat
 def test_model_and_device_are_checked_before_loading(drive, tmp_path, capsys, no_model_load, args, names):
     (tmp_path / "lonely.safetensors").write_bytes(b"")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    code, _, err = _run(capsys, "analyze", drive.bag, "--out", tmp_path / "out", *args)
+    code, _, err = run_cli(capsys, "analyze", drive.bag, "--out", tmp_path / "out", *args)
     assert code == cli.EXIT_USAGE
-    _one_line_error(err, *names)
+    one_line_error(err, *names)
     assert not (tmp_path / "out").exists()
 
 
@@ -194,9 +179,9 @@ def test_out_naming_an_existing_file_fails_up_front(drive, tmp_path, capsys, no_
     afile = tmp_path / "afile"
     afile.write_text("keep me\n")
     for out in (afile, afile / "sub"):
-        code, _, err = _run(capsys, "analyze", drive.bag, "--out", out)
+        code, _, err = run_cli(capsys, "analyze", drive.bag, "--out", out)
         assert code == cli.EXIT_USAGE
-        assert "not a folder" in _one_line_error(err, afile)
+        assert "not a folder" in one_line_error(err, afile)
     assert afile.read_text() == "keep me\n"
 
 
@@ -210,11 +195,11 @@ def test_simulate_refuses_to_replace_a_drive_without_force(tmp_path, capsys):
     (bag / "faults.csv").write_text("an earlier drive's timeline\n")
     before = _snapshot(bag)
     common = ["simulate", "--out", bag, "--duration", "0.3", "--camera-size", "224x128"]
-    code, _, err = _run(capsys, *common)
+    code, _, err = run_cli(capsys, *common)
     assert code == cli.EXIT_USAGE
-    assert "--force" in _one_line_error(err, bag)
+    assert "--force" in one_line_error(err, bag)
     assert _snapshot(bag) == before
-    code, out, _ = _run(capsys, *common, "--force", "--faults", "lidar:dropout@0.1-0.2")
+    code, out, _ = run_cli(capsys, *common, "--force", "--faults", "lidar:dropout@0.1-0.2")
     assert code == 0 and "wrote 3 frames" in out and str(bag / "faults.csv") in out
     with open(bag / "faults.csv", newline="") as handle:
         assert [row["kind"] for row in csv.DictReader(handle)] == ["dropout"]
@@ -227,19 +212,19 @@ def test_drives_share_a_parent_folder_and_each_analysis_scores_its_own_faults(tm
     succeeds, info reads the bag beside it, and analyze scores each bag's own faults by default."""
     drives = {"d1": "camera:blackout@0.2-0.4", "d2": "lidar:dropout@0.1-0.3"}
     for name, faults in drives.items():
-        code, _, err = _run(
+        code, _, err = run_cli(
             capsys, "simulate", "--out", tmp_path / "bags" / name, "--duration", "0.6",
             "--camera-size", "224x128", "--faults", faults,
         )  # fmt: skip
         assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "bags").iterdir()) == ["d1", "d2"]
-    code, out, _ = _run(capsys, "info", tmp_path / "bags" / "d1")
+    code, out, _ = run_cli(capsys, "info", tmp_path / "bags" / "d1")
     assert code == 0 and "Files:             d1_0.mcap" in out and "faults.csv" not in out
     params = tmp_path / "params.yaml"
     params.write_text("/**:\n  ros__parameters:\n    decomposition: eager\n")
     for name, faults in drives.items():
         out = tmp_path / "analysis" / name
-        code, _, err = _run(
+        code, _, err = run_cli(
             capsys, "analyze", tmp_path / "bags" / name, "--out", out, "--params-file", params
         )
         assert code == 0, err
@@ -263,9 +248,9 @@ def test_drives_share_a_parent_folder_and_each_analysis_scores_its_own_faults(tm
 )
 def test_simulate_checks_its_arguments_before_simulating(tmp_path, capsys, args, names):
     started = time.perf_counter()
-    code, _, err = _run(capsys, "simulate", "--out", tmp_path / "drive.mcap", *args)
+    code, _, err = run_cli(capsys, "simulate", "--out", tmp_path / "drive.mcap", *args)
     assert code == cli.EXIT_USAGE
-    _one_line_error(err, *names)
+    one_line_error(err, *names)
     assert time.perf_counter() - started < 5  # nothing was simulated
     assert list(tmp_path.iterdir()) == []
 
@@ -330,7 +315,7 @@ def test_a_topic_with_the_wrong_type_is_skipped_and_named(drive, tmp_path, capsy
     bag = tmp_path / "wrong.mcap"
     _rewrite(drive.bag, bag, {"/lidar_top": wrong})
     out = tmp_path / "out"
-    code, stdout, err = _run(capsys, "analyze", bag, "--out", out)
+    code, stdout, err = run_cli(capsys, "analyze", bag, "--out", out)
     assert code == 0, err
     assert "Traceback" not in err
     assert f"{FRAMES} frames: {FRAMES} processed" in stdout  # the cameras start the frames
@@ -348,15 +333,15 @@ def test_a_bag_without_the_expected_topics_is_an_error(tmp_path, capsys):
             message = types.new("std_msgs/msg/String", data="hi")
             writer.write("/chatter", "std_msgs/msg/String", 1_000 + i, message)
     out = tmp_path / "out"
-    code, stdout, err = _run(capsys, "analyze", bag, "--out", out)
+    code, stdout, err = run_cli(capsys, "analyze", bag, "--out", out)
     assert code == 1
-    _one_line_error(err, bag, "/lidar_top", "/cam_front/image_rect_compressed", "/chatter")
+    one_line_error(err, bag, "/lidar_top", "/cam_front/image_rect_compressed", "/chatter")
     assert "frames" not in stdout and not out.exists()
     # radar alone: sensor data, but neither the key sensor (LiDAR) nor the fallback (camera) to start a frame
     radar = simulate_to_bag(tmp_path / "radar.mcap", duration_s=0.3, modalities=("radar",), progress=False)
-    code, stdout, err = _run(capsys, "analyze", radar.bag, "--out", out)
+    code, stdout, err = run_cli(capsys, "analyze", radar.bag, "--out", out)
     assert code == 1
-    _one_line_error(
+    one_line_error(
         err, "no frame would start", "/lidar_top", "/cam_front/image_rect_compressed", "/radar_front"
     )
     assert not out.exists()
@@ -383,20 +368,20 @@ def test_fleet_arguments_are_checked_before_ray_starts(tmp_path, capsys, monkeyp
     monkeypatch.setattr("ros2_lmd.replay.fleet.connect_ray", refuse)
     (tmp_path / "a_file").write_text("")
     (tmp_path / "empty").mkdir()
-    code, out, err = _run(capsys, "fleet", *(a.format(tmp=tmp_path) for a in args))
+    code, out, err = run_cli(capsys, "fleet", *(a.format(tmp=tmp_path) for a in args))
     assert code == cli.EXIT_USAGE and out == ""
-    assert _one_line_error(err, *(n.format(tmp=tmp_path) for n in names)).startswith("ros2-lmd fleet: ")
+    assert one_line_error(err, *(n.format(tmp=tmp_path) for n in names)).startswith("ros2-lmd fleet: ")
     assert not (tmp_path / "o").exists()
 
 
 def test_info_prints_the_bag_like_ros2_bag_info(drive, capsys, tmp_path):
-    code, out, _ = _run(capsys, "info", drive.bag)
+    code, out, _ = run_cli(capsys, "info", drive.bag)
     assert code == 0
     assert f"Files:             {drive.bag.name}_0.mcap" in out and "Storage id:        mcap" in out
     assert f"Messages:          {drive.messages}" in out and "Topic: /lidar_top" in out
-    code, _, err = _run(capsys, "info", tmp_path / "nowhere")
+    code, _, err = run_cli(capsys, "info", tmp_path / "nowhere")
     assert code == 1
-    _one_line_error(err, "nowhere", "no such bag")
+    one_line_error(err, "nowhere", "no such bag")
 
 
 # --- corrupt ---------------------------------------------------------------------------------------
@@ -413,9 +398,9 @@ def test_info_prints_the_bag_like_ros2_bag_info(drive, capsys, tmp_path):
     ],
 )
 def test_corrupt_names_a_bad_fault_in_one_line_and_writes_nothing(drive, tmp_path, capsys, fault, names):
-    code, _, err = _run(capsys, "corrupt", drive.bag, "--out", tmp_path / "out", "--fault", fault)
+    code, _, err = run_cli(capsys, "corrupt", drive.bag, "--out", tmp_path / "out", "--fault", fault)
     assert code == cli.EXIT_USAGE
-    _one_line_error(err, "ros2-lmd corrupt:", *names)
+    one_line_error(err, "ros2-lmd corrupt:", *names)
     assert not (tmp_path / "out").exists()
 
 
@@ -434,20 +419,20 @@ def test_corrupt_writes_a_bag_whose_faults_analyze_scores_by_default(drive, tmp_
         "--fault",
         "lidar_top:rotation@0.2-0.5",
     )
-    code, printed, _ = _run(capsys, *argv)
+    code, printed, _ = run_cli(capsys, *argv)
     assert code == cli.EXIT_OK and "corrupted" in printed
     bag = tmp_path / "corrupted"
     events = read_faults_csv(recorded_faults(bag))
     assert len(events) == 7 and events[-1].sensor == "lidar_top" and events[-1].param == 3.0
-    code, _, err = _run(capsys, *argv)  # again: the bag exists
-    assert code == cli.EXIT_USAGE and "exists" in _one_line_error(err, "ros2-lmd corrupt:")
-    assert _run(capsys, *argv, "--force")[0] == cli.EXIT_OK
+    code, _, err = run_cli(capsys, *argv)  # again: the bag exists
+    assert code == cli.EXIT_USAGE and "exists" in one_line_error(err, "ros2-lmd corrupt:")
+    assert run_cli(capsys, *argv, "--force")[0] == cli.EXIT_OK
 
 
 def test_corrupt_reports_an_unreadable_bag_as_a_failed_input(tmp_path, capsys):
     (tmp_path / "not_a_bag").mkdir()
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "corrupt", tmp_path / "not_a_bag", "--out", tmp_path / "o", "--fault", "camera:fog@0-1"
     )
     assert code == cli.EXIT_FAILED
-    _one_line_error(err, "not_a_bag")
+    one_line_error(err, "not_a_bag")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from support.bag_rewrite import as_string, rewrite_bag, tiny_image
+from support.cli import one_line_error, run_cli
 
-from ros2_lmd import cli
 from ros2_lmd.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_OUTPUT
 from ros2_lmd.replay.simulate import simulate_to_bag
 
@@ -28,21 +28,6 @@ def drive(tmp_path_factory):
     return simulate_to_bag(
         folder / "drive", duration_s=FRAMES / 10, seed=3, camera_size=(224, 128), progress=False
     )
-
-
-def _run(capsys, *argv: object) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line(err: str, *names: object) -> str:
-    assert "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if not line.startswith("analysing")]  # the bar
-    assert len(lines) == 1, err
-    for name in names:
-        assert str(name) in lines[0], (name, lines[0])
-    return lines[0]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -73,18 +58,18 @@ def test_a_full_disk_is_one_line_with_its_own_exit_and_the_folder_as_it_was(
     drive, tmp_path, capsys, monkeypatch, target, what
 ):
     out = tmp_path / "out"
-    code, _, err = _run(capsys, "analyze", drive.bag, "--out", out, "--outputs", "summary")
+    code, _, err = run_cli(capsys, "analyze", drive.bag, "--out", out, "--outputs", "summary")
     assert code == EXIT_OK, err
     before = _snapshot(out)
     monkeypatch.setattr(target, _no_space)
-    code, stdout, err = _run(capsys, "analyze", drive.bag, "--out", out)
+    code, stdout, err = run_cli(capsys, "analyze", drive.bag, "--out", out)
     assert code == EXIT_OUTPUT != EXIT_FAILED
-    _one_line(err, f"output folder {out}", what, "No space left on device")
+    one_line_error(err, f"output folder {out}", what, "No space left on device")
     assert "frames:" not in stdout
     assert _snapshot(out) == before  # the earlier result intact
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left
     fresh = tmp_path / "new" / "out"
-    code, _, err = _run(capsys, "analyze", drive.bag, "--out", fresh)
+    code, _, err = run_cli(capsys, "analyze", drive.bag, "--out", fresh)
     assert code == EXIT_OUTPUT and not (tmp_path / "new").exists()
 
 
@@ -98,9 +83,9 @@ def test_a_full_tmpfs_is_one_line_with_its_own_exit(drive, tmp_path, capsys):
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         out = mount / "out"
-        code, _, err = _run(capsys, "analyze", drive.bag, "--out", out, "--outputs", "full")
+        code, _, err = run_cli(capsys, "analyze", drive.bag, "--out", out, "--outputs", "full")
         assert code == EXIT_OUTPUT
-        _one_line(err, f"output folder {out}", "No space left on device")
+        one_line_error(err, f"output folder {out}", "No space left on device")
         assert not out.exists() and not list(mount.iterdir())
     finally:
         if subprocess.run(["umount", str(mount)]).returncode != 0:  # busy: a file there still open
@@ -119,7 +104,7 @@ def test_every_instant_is_in_frames_csv_when_topics_have_the_wrong_type_or_unusa
     bag = tmp_path / "damaged"
     rewrite_bag(drive.bag, bag, {"/lidar_top": as_string, "/cam_front/image_rect_compressed": tiny_image})
     out = tmp_path / "out"
-    code, stdout, err = _run(capsys, "analyze", bag, "--out", out)
+    code, stdout, err = run_cli(capsys, "analyze", bag, "--out", out)
     assert code == EXIT_OK, err
     rows = _rows(out / "frames.csv")
     assert len(rows) == FRAMES and f"{FRAMES} frames:" in stdout
@@ -141,16 +126,16 @@ def test_an_empty_metadata_yaml_is_named_and_the_mcap_still_analysed(drive, tmp_
     bag = tmp_path / "empty_meta"
     rewrite_bag(drive.bag, bag, {})
     (bag / "metadata.yaml").write_text("")
-    code, _, err = _run(capsys, "info", bag)
+    code, _, err = run_cli(capsys, "info", bag)
     assert code == EXIT_FAILED
-    _one_line(err, f"{bag / 'metadata.yaml'} is empty")
+    one_line_error(err, f"{bag / 'metadata.yaml'} is empty")
     assert "NoneType" not in err
     out = tmp_path / "out"
-    code, stdout, err = _run(capsys, "analyze", bag, "--out", out)
+    code, stdout, err = run_cli(capsys, "analyze", bag, "--out", out)
     assert code == EXIT_OK, err
     assert f"{FRAMES} frames: {FRAMES} processed" in stdout
     assert f"metadata.yaml: {bag / 'metadata.yaml'} is empty" in stdout
     (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: [unclosed\n")
-    code, _, err = _run(capsys, "info", bag)
+    code, _, err = run_cli(capsys, "info", bag)
     assert code == EXIT_FAILED
-    _one_line(err, f"{bag / 'metadata.yaml'} is not readable YAML")
+    one_line_error(err, f"{bag / 'metadata.yaml'} is not readable YAML")

@@ -10,6 +10,7 @@ before any work, and `type_problems` names the mismatches."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,12 +396,22 @@ def message_count(path: str | Path, topics: Iterable[str]) -> int | None:
         return None
 
 
+MCAP_CHUNK_BYTES = 4 * 2**20  # larger chunks compress better; 4 MiB is a few frames of pictures
+# Bags that stand for recordings (simulate, corrupt, nuscenes2bag): rosbag2's own default chunk size,
+# so that a recording that breaks off keeps every chunk completed before the break (read_messages
+# recovers them), as one from `ros2 bag record` does.
+RECORDING_CHUNK_BYTES = 768 * 2**10
+
+
 class BagWriter:
     """Write messages to a new rosbag2 (MCAP by default) with one connection per topic. MCAP is
     written in zstd-compressed chunks with CRCs (`ChunkedMcap`): the project's output bags are
     mostly BEV pictures, which compress several times over, and a flipped byte is found on reading."""
 
-    def __init__(self, path: str | Path, typestore: Any, storage: str = "mcap") -> None:
+    def __init__(
+        self, path: str | Path, typestore: Any, storage: str = "mcap", chunk_bytes: int = MCAP_CHUNK_BYTES
+    ) -> None:
+        """`chunk_bytes`: MCAP chunk size (RECORDING_CHUNK_BYTES for bags that stand for recordings)."""
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         plugins = dict(zip(STORAGES, (StoragePlugin.MCAP, StoragePlugin.SQLITE3)))
@@ -414,7 +425,8 @@ class BagWriter:
         self.typestore = typestore
         self.writer = Writer(path, version=9, storage_plugin=plugins[storage])
         # an instance attribute: rosbags' own MCAP storage writes chunks without CRCs
-        self.writer.STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: ChunkedMcap}
+        mcap = functools.partial(ChunkedMcap, chunk_bytes=chunk_bytes)
+        self.writer.STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: mcap}
         self.connections: dict[str, Any] = {}
 
     def __enter__(self) -> BagWriter:
@@ -449,21 +461,18 @@ class BagWriter:
         self.writer.write(connection, int(timestamp_ns), raw)
 
 
-MCAP_CHUNK_BYTES = 4 * 2**20  # larger chunks compress better; 4 MiB is a few frames of pictures
-
-
 class ChunkedMcap:
     """rosbags' storage-writer interface (rosbags.rosbag2.writer.StorageWriter) over the `mcap`
     package's writer: zstd chunk compression, chunk and summary CRCs, message indexes. The file is
     named as rosbag2 names it (`<bag>/<bag>_0.mcap`)."""
 
-    def __init__(self, path: Path, compression: Any) -> None:
+    def __init__(self, path: Path, compression: Any, chunk_bytes: int = MCAP_CHUNK_BYTES) -> None:
         from mcap.writer import CompressionType, Writer
 
         self.path = path / f"{path.name}_0.mcap"
         self.stream = self.path.open("xb")
         self.mcap = Writer(
-            self.stream, chunk_size=MCAP_CHUNK_BYTES, compression=CompressionType.ZSTD, enable_crcs=True
+            self.stream, chunk_size=chunk_bytes, compression=CompressionType.ZSTD, enable_crcs=True
         )
         self.mcap.start(profile="ros2", library="ros2_lmd")
         self.schemas: dict[str, int] = {}

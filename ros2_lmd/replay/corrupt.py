@@ -27,7 +27,14 @@ import numpy as np
 
 from ros2_lmd.corrupt import DEFAULT_SEVERITY, KINDS, Corruption, kind_for
 from ros2_lmd.corrupt.timing import intermittent
-from ros2_lmd.replay.bag import BagError, BagWriter, bag_dir, check_replaceable, resolve_bag
+from ros2_lmd.replay.bag import (
+    RECORDING_CHUNK_BYTES,
+    BagError,
+    BagWriter,
+    bag_dir,
+    check_replaceable,
+    resolve_bag,
+)
 from ros2_lmd.sim.faults import CSV_COLUMNS
 
 MAX_LAG = 16  # messages of history kept per sensor for temporal misalignment
@@ -232,7 +239,7 @@ def _rewrite(
         e.sensor.topic: deque(maxlen=MAX_LAG) for e in events if e.corruption.acts_on == "payload_source"
     }
     written = corrupted = dropped = 0
-    with BagWriter(path, typestore, storage) as writer:
+    with BagWriter(path, typestore, storage, RECORDING_CHUNK_BYTES) as writer:
         for connection, timestamp, raw in reader.messages():
             qos = tuple(getattr(connection.ext, "offered_qos_profiles", ()) or ())
             t = (timestamp - start_ns) * 1e-9

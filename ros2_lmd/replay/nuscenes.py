@@ -50,7 +50,7 @@ from ros2_lmd.datasets.nuscenes import (
     ros_name,
 )
 from ros2_lmd.messages.types import header_msg_ns, rosbags_types, time_msg_ns
-from ros2_lmd.replay.bag import STORAGES, BagWriter, bag_dir, check_replaceable
+from ros2_lmd.replay.bag import RECORDING_CHUNK_BYTES, STORAGES, BagWriter, bag_dir, check_replaceable
 from ros2_lmd.sensors.camera_info import make_camera_info
 from ros2_lmd.sensors.pointcloud2 import make_structured_pointcloud2
 from ros2_lmd.sensors.tf import invert_rigid, make_tf_message
@@ -196,7 +196,7 @@ def _write_scene(
             )
     messages = 0
     bar = tqdm(events, desc=str(scene["name"]), unit="msg", disable=not progress, file=sys.stderr)
-    with BagWriter(path, types.typestore, storage) as writer:
+    with BagWriter(path, types.typestore, storage, RECORDING_CHUNK_BYTES) as writer:
         # the extrinsics before any reading, as a static transform publisher has them latched
         writer.write(
             "/tf_static",

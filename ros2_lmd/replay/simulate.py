@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ros2_lmd.messages.types import header_msg, rosbags_types, time_msg
-from ros2_lmd.replay.bag import STORAGES, BagWriter, bag_dir, check_replaceable, resolve_bag
+from ros2_lmd.replay.bag import (
+    RECORDING_CHUNK_BYTES,
+    STORAGES,
+    BagWriter,
+    bag_dir,
+    check_replaceable,
+    resolve_bag,
+)
 from ros2_lmd.sensors.camera_info import make_camera_info
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, MODALITIES, RADAR_FIELDS
 from ros2_lmd.sensors.image import make_compressed_image
@@ -143,7 +150,7 @@ def _write_drive(
         counter, total=total, desc="simulating", unit="frame", disable=not progress, file=sys.stderr
     )
     messages = 0
-    with BagWriter(path, types.typestore, storage) as writer:
+    with BagWriter(path, types.typestore, storage, RECORDING_CHUNK_BYTES) as writer:
         for topic, msgtype, log_time, message in drive_messages(frames, types, jpeg_quality):
             writer.write(topic, msgtype, log_time, message, latched=topic == "/tf_static")
             messages += 1

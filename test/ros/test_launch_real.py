@@ -124,6 +124,17 @@ def lifecycle_state(env: dict[str, str], node: str) -> str:
     raise AssertionError(f"ros2 lifecycle get {node}: {result.stdout}{result.stderr}")
 
 
+def wait_for_subscription(env: dict[str, str], topic: str, subscriber: subprocess.Popen) -> None:
+    """Until `ros2 topic info TOPIC` counts a subscription (the `subscriber` process's)."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while True:
+        info = ros2(env, "topic", "info", topic, *SPIN)
+        if re.search(r"Subscription count: [1-9]", info.stdout):
+            return
+        if subscriber.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no subscription on {topic}: {info.stdout}{info.stderr}")
+
+
 def assert_clean_ctrl_c(launch: Launch) -> None:
     status = launch.ctrl_c()
     output = launch.output()
@@ -177,6 +188,9 @@ def test_launch_goes_active_gives_an_incident_of_a_played_drive_and_ends_cleanly
             ["ros2", "topic", "echo", "--once", "/lmd/incidents", "ros2_lmd/msg/Incident", *SPIN],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
+        # `play` waits for the monitor's subscriptions, not for this echo: an incident published
+        # before the echo's subscription is discovered is lost (volatile QoS), so wait for it
+        wait_for_subscription(env, "/lmd/incidents", echo)
         play = subprocess.run(
             [sys.executable, "-m", "ros2_lmd.cli", "play", str(faulted_drive)],
             env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,

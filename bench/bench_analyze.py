@@ -1,12 +1,16 @@
 """Throughput of `ros2-lmd analyze` on CPU with the compact camera+radar+lidar model: a simulated
 drive (full sensor set) analysed end to end (bag reading, decoding, sync, model + LMD, all outputs
 written), frames per second at several batch sizes and worker-thread counts, with the
-decomposition compiled (the default) and eager, measured side by side in one run. Each setting is
+decomposition compiled (the default) and eager, and camera JPEGs decoded reduced (the default) and
+at full size, measured side by side in one run; with per-stage medians per frame (decode of one
+camera image in the reading thread; prepare = resize and batching, encode, decompose, sensor checks,
+postprocess in the pipeline). Each setting is
 warmed up first (model, and compiling the decomposition for that batch size and thread count,
 timed and printed apart: analyze does it once per run, before reading), so frames per second are
 the steady state of a long bag.
 
     source .venv/lmd_env.sh && python bench/bench_analyze.py [--duration 30] [--batches 1,4] [--workers 1,2]
+        [--camera-size 1600x900] [--frame-rate 20] [--camera-decodes reduced,full]
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,7 +36,11 @@ def main() -> None:
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--decompositions", default="compiled,eager")
+    parser.add_argument("--camera-size", default="448x256", help="WIDTHxHEIGHT of the simulated cameras")
+    parser.add_argument("--frame-rate", type=float, default=10.0, help="every sensor's rate (Hz)")
+    parser.add_argument("--camera-decodes", default="reduced", help="camera_decode settings to compare")
     args = parser.parse_args()
+    width, height = (int(v) for v in args.camera_size.lower().split("x"))
 
     import torch
 
@@ -44,18 +54,27 @@ def main() -> None:
     model = load_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         bag = Path(tmp) / "drive"
-        simulate_to_bag(bag, duration_s=args.duration, seed=5, progress=False)
+        simulate_to_bag(
+            bag,
+            duration_s=args.duration,
+            seed=5,
+            progress=False,
+            rate_hz=args.frame_rate,
+            camera_size=(width, height),
+        )
         print(
-            f"{cpu_cores()} CPU cores; {args.duration:g} s drive (10 Hz, cameras 448x256), model {args.model}"
+            f"{cpu_cores()} CPU cores; {args.duration:g} s drive ({args.frame_rate:g} Hz, cameras "
+            f"{width}x{height}), model {args.model}"
         )
         settings = [
-            (decomposition, int(workers), int(batch))
+            (decode, decomposition, int(workers), int(batch))
+            for decode in args.camera_decodes.split(",")
             for decomposition in args.decompositions.split(",")
             for workers in args.workers.split(",")
             for batch in args.batches.split(",")
         ]
-        for decomposition, workers, batch in settings:
-            params = MonitorParams(model=args.model, decomposition=decomposition)
+        for decode, decomposition, workers, batch in settings:
+            params = MonitorParams(model=args.model, decomposition=decomposition, camera_decode=decode)
             _, threads = inference_plan(True, workers, 0, prefer="throughput")  # as analyze plans it
             before = torch.get_num_threads()
             torch.set_num_threads(threads)
@@ -70,15 +89,47 @@ def main() -> None:
                 batch=batch,
                 workers=workers,
                 progress=False,
+                keep_reports=True,
+                outputs="summary",
             )
             elapsed = time.perf_counter() - t0
+            stages = {
+                name: float(np.median([r.timings_ms.get(name, 0.0) for r in result.reports]))
+                for name in STAGES
+            }
             print(
-                f"{decomposition}, workers {workers} x {threads} threads, batch {batch} (warm-up "
-                f"{warm_s:.1f} s): {result.processed} frames in {elapsed:.1f} s = "
+                f"decode {decode}, {decomposition}, workers {workers} x {threads} threads, batch {batch} "
+                f"(warm-up {warm_s:.1f} s): {result.processed} frames in {elapsed:.1f} s = "
                 f"{result.processed / elapsed:.1f} frames/s "
-                f"({result.processed / elapsed / 10:.2f}x real time)",
+                f"({result.processed / elapsed / args.frame_rate:.2f}x real time)\n"
+                f"    per frame, median ms: decode one camera {camera_decode_ms(bag, params, model):.1f}, "
+                + ", ".join(f"{name} {ms:.1f}" for name, ms in stages.items()),
                 flush=True,
             )
+
+
+STAGES = ("prepare", "encode", "decompose", "sensor_checks", "postprocess")
+
+
+def camera_decode_ms(bag: Path, params: object, model: object) -> float:
+    """Median time to convert one camera message of `bag` as the monitor's Ingest does."""
+    from rosbags.highlevel import AnyReader
+
+    from ros2_lmd.monitor.ingest import InputSensor, camera_decode_size, convert_reading
+
+    at_least = camera_decode_size(params, model)  # type: ignore[arg-type]
+    sensor = InputSensor("cam_front", "camera", "/cam_front/image_rect_compressed")
+    times = []
+    with AnyReader([bag]) as reader:
+        connections = [c for c in reader.connections if c.topic == sensor.topic]
+        for i, (connection, _, raw) in enumerate(reader.messages(connections=connections)):
+            if i >= 20:
+                break
+            msg = reader.deserialize(raw, connection.msgtype)
+            t0 = time.perf_counter()
+            convert_reading(sensor, msg, None, camera_at_least=at_least)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
 
 
 if __name__ == "__main__":

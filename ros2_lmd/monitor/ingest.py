@@ -18,10 +18,11 @@ from ros2_lmd.monitor.params import (
     resolve_topic,
     with_resolved_topics,
 )
+from ros2_lmd.monitor.sensor_checks import CAMERA_CHECK_MIN_SIZE
 from ros2_lmd.sensors.camera_info import CameraCalibration, check_image_size
 from ros2_lmd.sensors.errors import SensorDataError
 from ros2_lmd.sensors.frame import POINT_FIELDS
-from ros2_lmd.sensors.image import DEFAULT_MAX_IMAGE_PIXELS, compressed_to_rgb, image_to_rgb
+from ros2_lmd.sensors.image import DEFAULT_MAX_IMAGE_PIXELS, compressed_to_rgb_reduced, image_to_rgb
 from ros2_lmd.sensors.pointcloud2 import read_points
 from ros2_lmd.sensors.stamps import LossEstimator, StampGuard, header_stamp_or_nan, stamp_ns, stamp_seconds
 from ros2_lmd.sensors.sync import AssemblyResult, FrameAssembler
@@ -89,6 +90,7 @@ class Reading:
     payload: np.ndarray
     problem: str = ""
     note: str = ""
+    reduction: int = 1  # a camera image decoded at 1/reduction of its stored size
 
 
 def convert_reading(
@@ -96,17 +98,24 @@ def convert_reading(
     msg: Any,
     calibration: CameraCalibration | None,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    camera_at_least: tuple[int, int] | None = None,
 ) -> Reading:
     """Convert one sensor message (Image or CompressedImage, checked against its CameraInfo size;
     PointCloud2 parsed by field names). A message that cannot be used raises SensorDataError naming
-    the topic and the reason."""
+    the topic and the reason. `camera_at_least` = (h, w): a JPEG is decoded at the largest DCT
+    reduction that keeps at least that many pixels (`camera_decode_size`); None: at full size."""
     stamp = stamp_seconds(msg.header)
     if sensor.modality == "camera":
-        decode = compressed_to_rgb if hasattr(msg, "format") else image_to_rgb
-        rgb = decode(msg, sensor.topic, max_pixels=max_image_pixels)
+        reduction = 1
+        if hasattr(msg, "format"):
+            rgb, reduction = compressed_to_rgb_reduced(
+                msg, sensor.topic, max_pixels=max_image_pixels, at_least=camera_at_least
+            )
+        else:
+            rgb = image_to_rgb(msg, sensor.topic, max_pixels=max_image_pixels)
         if calibration is not None:
-            check_image_size(rgb.shape[:2], calibration, sensor.topic)
-        return Reading(stamp, rgb)
+            check_image_size(rgb.shape[:2], calibration.at_reduction(reduction), sensor.topic)
+        return Reading(stamp, rgb, reduction=reduction)
     cloud = read_points(msg, POINT_FIELDS[sensor.modality], sensor.topic)
     if not cloud.dropped_nonfinite:
         return Reading(stamp, cloud.points)
@@ -179,10 +188,19 @@ class Ingest:
     messages lost before us, and the FrameAssembler. Not thread-safe: the caller serialises
     `on_message` and `pop_ready` (the node holds its lock)."""
 
-    def __init__(self, params: MonitorParams, modalities: tuple[str, ...], namespace: str = "/") -> None:
-        """`namespace`: the node's, where relative topic names resolve (`params` has them resolved)."""
+    def __init__(
+        self,
+        params: MonitorParams,
+        modalities: tuple[str, ...],
+        namespace: str = "/",
+        camera_at_least: tuple[int, int] | None = None,
+    ) -> None:
+        """`namespace`: the node's, where relative topic names resolve (`params` has them resolved).
+        `camera_at_least`: the (h, w) JPEG camera images may be decoded down to (`camera_decode_size`);
+        None decodes them at full size."""
         self.params = with_resolved_topics(params, namespace)
         self.modalities = modalities
+        self.camera_at_least = camera_at_least
         if params.extrinsics_source == "config":
             self.extrinsics = extrinsics_from_file(params.extrinsics_file, params.base_frame)
         else:
@@ -261,7 +279,11 @@ class Ingest:
                 if verdict.reason:
                     raise SensorDataError(topic, f"implausible stamp: {verdict.reason}")
             reading = convert_reading(
-                sensor, msg, self.calibrations.get(sensor.name), self.params.max_image_pixels
+                sensor,
+                msg,
+                self.calibrations.get(sensor.name),
+                self.params.max_image_pixels,
+                self.camera_at_least,
             )
             self.assembler.add(
                 sensor.name,
@@ -270,6 +292,7 @@ class Ingest:
                 str(msg.header.frame_id),
                 stamp_ns=exact_ns,
                 arrival=reference,
+                reduction=reading.reduction,
             )
         except SensorDataError as error:
             if sensor.name == self.key_sensor:
@@ -338,4 +361,15 @@ def ingest_for_model(
         fallback = "none" if params.key_fallback == key else params.key_fallback
         params = replace(params, key_sensor=key, key_fallback=fallback)
     ignored = sorted(set(params.modalities) - set(model.modalities))
-    return Ingest(params, modalities, namespace), ignored
+    return Ingest(params, modalities, namespace, camera_decode_size(params, model)), ignored
+
+
+def camera_decode_size(params: MonitorParams, model: FusionModel) -> tuple[int, int] | None:
+    """The (h, w) a JPEG camera image may be decoded down to under `camera_decode: reduced`: at
+    least the model's camera input and at least the size the camera signal checks were validated at
+    (their noise and texture features need the sensor's own noise, which a smaller image averages
+    away); None (full size) under `camera_decode: full`."""
+    if params.camera_decode == "full":
+        return None
+    model_h, model_w = model.config.image_size
+    return max(model_h, CAMERA_CHECK_MIN_SIZE[0]), max(model_w, CAMERA_CHECK_MIN_SIZE[1])

@@ -233,6 +233,14 @@ class MonitorParams:
         min=1,
         max=1 << 30,
     )
+    camera_decode: str = setting(
+        "reduced",
+        "How JPEG camera images are decoded: reduced (at 1/2, 1/4 or 1/8 of their size, scaled by "
+        "libjpeg while decoding, the largest reduction that keeps at least the model's camera input "
+        "and the 448x256 the camera checks were validated at: a 1600x900 camera at 800x450, three "
+        "times cheaper with the checks) or full (every pixel).",
+        choices=("reduced", "full"),
+    )
     sensor_qos: str = setting(
         "sensor_data",
         "QoS of the sensor subscriptions: sensor_data (best effort, keep last 5: what "

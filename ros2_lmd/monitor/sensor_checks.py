@@ -62,6 +62,9 @@ from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS, SensorFrame
 
 OK, SUSPECT, FAILED = "ok", "suspect", "failed"
 STATES: tuple[str, ...] = (OK, SUSPECT, FAILED)
+# (h, w) the camera checks were validated at (the simulator's 448x256 cameras; docs/sensor_checks.md):
+# the smallest a camera image is decoded to for them (monitor.ingest.camera_decode_size).
+CAMERA_CHECK_MIN_SIZE = (256, 448)
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 

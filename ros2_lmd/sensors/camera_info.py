@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ros2_lmd.geometry.lifting import scale_intrinsics
 from ros2_lmd.sensors.errors import SensorDataError, int_field
+from ros2_lmd.sensors.image import reduced_size
 
 
 @dataclass(frozen=True, eq=False)  # holds an array: identity equality
@@ -20,6 +22,16 @@ class CameraCalibration:
     width: int
     height: int
     frame_id: str = ""
+
+    def at_reduction(self, reduction: int) -> CameraCalibration:
+        """The calibration of this camera's images decoded at 1/`reduction` (a JPEG scaled by
+        libjpeg while decoding: pixel u covers stored pixels [r*u, r*u + r), so centres map as
+        u' = (u + 0.5) / r - 0.5)."""
+        if reduction == 1:
+            return self
+        height, width = reduced_size(self.height, self.width, reduction)
+        K = scale_intrinsics(self.K, 1.0 / reduction, 1.0 / reduction, "centre")
+        return CameraCalibration(K=K, width=width, height=height, frame_id=self.frame_id)
 
 
 def intrinsics_from_camera_info(msg: Any, topic: str) -> CameraCalibration:

@@ -6,7 +6,12 @@ Both refuse images above `max_pixels` before touching the pixels: a 200 KB PNG o
 decode to 8000 x 8000 (192 MB, 1-2 s of a callback), so a compressed image's size is read from its
 JPEG/PNG header with Pillow (which parses only the header) and checked first. Only JPEG and PNG are
 decoded (the formats image_transport's compressed plugin writes): cv2.imdecode would also take BMP,
-PPM, TIFF, ... whose sizes nothing here checks."""
+PPM, TIFF, ... whose sizes nothing here checks.
+
+A JPEG can be decoded at 1/2, 1/4 or 1/8 of its size for less than its full decoding (libjpeg
+scales in the DCT): `compressed_to_rgb(..., at_least=(h, w))` takes the largest of these reductions
+that still gives at least h x w pixels (a 1600x900 camera, for a 224x128 model input and signal
+checks validated at 448x256, is decoded at 800x450: with what follows it, 3x cheaper)."""
 
 from __future__ import annotations
 
@@ -108,11 +113,57 @@ def image_to_rgb(msg: Any, topic: str, *, max_pixels: int = DEFAULT_MAX_IMAGE_PI
     return np.array(rgb, dtype=np.uint8, order="C", copy=True)
 
 
-def compressed_to_rgb(msg: Any, topic: str, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+# DCT scaling factor -> cv2.imdecode flag (colour, scaled by libjpeg while decoding)
+_JPEG_REDUCTIONS = {
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    1: cv2.IMREAD_COLOR,
+}
+
+
+def reduced_size(height: int, width: int, reduction: int) -> tuple[int, int]:
+    """(height, width) of a JPEG decoded at 1/`reduction` (libjpeg rounds up)."""
+    return -(-height // reduction), -(-width // reduction)
+
+
+def jpeg_reduction(height: int, width: int, at_least: tuple[int, int] | None) -> int:
+    """The largest of 8, 4, 2 by which a `height` x `width` JPEG can be scaled while decoding and
+    still give at least `at_least` = (h, w) pixels; 1 (full size) when none can or `at_least` is None."""
+    if at_least is None:
+        return 1
+    for reduction in (8, 4, 2):
+        h, w = reduced_size(height, width, reduction)
+        if h >= at_least[0] and w >= at_least[1]:
+            return reduction
+    return 1
+
+
+def compressed_to_rgb(
+    msg: Any,
+    topic: str,
+    *,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    at_least: tuple[int, int] | None = None,
+) -> np.ndarray:
     """H x W x 3 uint8 RGB of a sensor_msgs/CompressedImage (JPEG or PNG, as image_transport's
     compressed plugin writes: `format` like "jpeg" or "rgb8; jpeg compressed bgr8"; the bytes, not
     `format`, tell which, as for cv_bridge). The size is read from the header first: an image of
-    more than `max_pixels` pixels is refused without decoding it."""
+    more than `max_pixels` pixels is refused without decoding it. With `at_least` = (h, w), a JPEG
+    is decoded at the largest DCT reduction still at least h x w (`jpeg_reduction`; PNG has none),
+    so the image can be smaller than its header says: `compressed_to_rgb_reduced` says by how much."""
+    return compressed_to_rgb_reduced(msg, topic, max_pixels=max_pixels, at_least=at_least)[0]
+
+
+def compressed_to_rgb_reduced(
+    msg: Any,
+    topic: str,
+    *,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    at_least: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, int]:
+    """`compressed_to_rgb` and the reduction r it decoded at (1 = full size): pixel (u, v) of the
+    result covers pixels [r*u, r*u + r) x [r*v, r*v + r) of the stored image."""
     _check_max_pixels(max_pixels)
     fmt = str(msg.format)
     if "compresseddepth" in fmt.lower():
@@ -124,10 +175,12 @@ def compressed_to_rgb(msg: Any, topic: str, *, max_pixels: int = DEFAULT_MAX_IMA
         raise SensorDataError(topic, f"data: empty payload (format {fmt!r:.80})")
     kind, width, height = _compressed_header(data, fmt, topic)
     _check_pixels(width, height, max_pixels, topic, f"data: {kind} header says")
+    reduction = jpeg_reduction(height, width, at_least) if kind == "JPEG" else 1
+    expected_h, expected_w = reduced_size(height, width, reduction)
     try:
         # The stored pixel grid, as the CameraInfo describes it: an EXIF orientation tag would
         # otherwise rotate the image (and swap width and height) behind the intrinsics' back.
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        bgr = cv2.imdecode(data, _JPEG_REDUCTIONS[reduction] | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error as err:
         raise SensorDataError(
             topic, f"data: cannot decode {data.size} bytes of {kind} (format {fmt!r:.80}): {err}"
@@ -137,14 +190,16 @@ def compressed_to_rgb(msg: Any, topic: str, *, max_pixels: int = DEFAULT_MAX_IMA
             topic,
             f"data: cannot decode {data.size} bytes of {kind} (format {fmt!r:.80}): corrupt or truncated",
         )
-    if bgr.ndim != 3 or bgr.shape[:2] != (height, width) or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+    expected = (expected_h, expected_w)
+    if bgr.ndim != 3 or bgr.shape[:2] != expected or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+        at = f" (1/{reduction}: {expected_w}x{expected_h})" if reduction > 1 else ""
         raise SensorDataError(
             topic,
-            f"data: {kind} header says {width}x{height} but it decodes to "
+            f"data: {kind} header says {width}x{height}{at} but it decodes to "
             f"{bgr.shape[1] if bgr.ndim > 1 else '?'}x{bgr.shape[0]} ({bgr.dtype}, shape {bgr.shape})",
         )
     # The compressed plugin encodes colour as bgr8 and imdecode returns BGR: swap to RGB.
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), reduction
 
 
 # Pillow's format names -> the name used in errors; Pillow is asked for these formats only.

@@ -97,6 +97,7 @@ class _Reading:
     stamp_ns: int | None = None  # the header stamp exactly, when known
     arrival: float | None = None  # when it came in (ROS time live, log time in a bag), when known
     refused: str = ""  # a fallback message that could not be used: why (its frame is dropped)
+    reduction: int = 1  # a camera image decoded at 1/reduction of its CameraInfo size
 
 
 @dataclass
@@ -219,12 +220,14 @@ class FrameAssembler:
         frame_id: str = "",
         stamp_ns: int | None = None,
         arrival: float | None = None,
+        reduction: int = 1,
     ) -> None:
         """Add one converted reading: an RGB image (cameras) or points in the SENSOR frame with
         RADAR_FIELDS / LIDAR_FIELDS columns. `frame_id` is the message's header frame (for
         extrinsics); empty means the sensor's configured frame. `arrival`: when the message came in,
         in the stamps' clock (SensorFrame.sensor_latency); it never changes which frame a reading
-        joins."""
+        joins. `reduction`: a camera image decoded at 1/reduction of its CameraInfo's size
+        (sensors.image.jpeg_reduction); its intrinsics are scaled to match."""
         state = self._state(sensor_name)
         stamp = float(stamp)
         if not math.isfinite(stamp):
@@ -235,6 +238,7 @@ class FrameAssembler:
             str(frame_id).lstrip("/"),
             stamp_ns=stamp_ns,
             arrival=arrival,
+            reduction=reduction,
         )
         self._newest_any = max(self._newest_any, stamp)
         state.newest = max(state.newest, stamp)
@@ -469,6 +473,7 @@ class FrameAssembler:
             calib = self._calibrations.get(source.name)
             if calib is None:
                 return "no CameraInfo yet"
+            calib = calib.at_reduction(reading.reduction)
             try:
                 check_image_size(reading.payload.shape[:2], calib, source.name)
             except SensorDataError as err:

@@ -36,7 +36,8 @@ from ros2_lmd.sensors import (
     rgb_to_compressed,
     rgb_to_image_fields,
 )
-from ros2_lmd.sensors.image import DEFAULT_MAX_IMAGE_PIXELS
+from ros2_lmd.sensors.camera_info import CameraCalibration
+from ros2_lmd.sensors.image import DEFAULT_MAX_IMAGE_PIXELS, compressed_to_rgb_reduced, jpeg_reduction
 
 TOPIC = "/cam_front/image_raw"
 
@@ -180,6 +181,68 @@ def test_jpeg_keeps_colour_order(fmt):
     error = np.abs(out.astype(int) - rgb).mean()
     swapped = np.abs(out.astype(int) - rgb[..., ::-1]).mean()
     assert error < 3 and swapped > 30
+
+
+@pytest.mark.parametrize(
+    "height, width, at_least, reduction",
+    [
+        (900, 1600, (256, 448), 2),  # 800x450; 1/4 would be 400x225
+        (1080, 1920, (256, 448), 4),  # 480x270
+        (256, 448, (128, 224), 2),
+        (257, 449, (128, 224), 2),  # rounds up: 225x129
+        (255, 448, (128, 224), 2),  # 127.5 rows round up to 128
+        (253, 448, (128, 224), 1),  # 126.5 rows -> 127: too few
+        (2048, 4096, (256, 448), 8),
+        (900, 1600, None, 1),
+        (100, 100, (200, 200), 1),
+    ],
+)
+def test_jpeg_reduction_is_the_largest_keeping_at_least(height, width, at_least, reduction):
+    assert jpeg_reduction(height, width, at_least) == reduction
+
+
+@pytest.mark.parametrize("reduction", [2, 4, 8])
+def test_reduced_jpeg_is_the_area_average_of_the_full_decode(reduction):
+    rgb = _smooth_rgb(height=128, width=192)
+    data = rgb_to_compressed(rgb, quality=95)
+    at_least = (128 // reduction, 192 // reduction)
+    msg = SimpleNamespace(format="jpeg", data=data)
+    out, got = compressed_to_rgb_reduced(msg, TOPIC, at_least=at_least)
+    assert got == reduction and out.shape == (128 // reduction, 192 // reduction, 3)
+    area = cv2.resize(
+        compressed_to_rgb(msg, TOPIC), (192 // reduction, 128 // reduction), interpolation=cv2.INTER_AREA
+    )
+    assert np.abs(out.astype(int) - area).mean() < 3
+
+
+def test_png_is_never_reduced():
+    rgb = _smooth_rgb(height=64, width=96)
+    out, reduction = compressed_to_rgb_reduced(
+        SimpleNamespace(format="png", data=rgb_to_compressed(rgb, "png")), TOPIC, at_least=(8, 8)
+    )
+    assert reduction == 1
+    np.testing.assert_array_equal(out, rgb)
+
+
+@given(st.integers(1, 3).map(lambda e: 2**e), st.integers(0, 2**32 - 1))
+def test_calibration_at_reduction_maps_pixel_centres(reduction, seed):
+    rng = np.random.default_rng(seed)
+    K = np.array(
+        [
+            [rng.uniform(200, 2000), 0, rng.uniform(100, 900)],
+            [0, rng.uniform(200, 2000), rng.uniform(100, 500)],
+            [0, 0, 1],
+        ]
+    )
+    calibration = CameraCalibration(K, width=1600, height=900)
+    reduced = calibration.at_reduction(reduction)
+    assert (reduced.height, reduced.width) == (-(-900 // reduction), -(-1600 // reduction))
+    points = rng.uniform([-5, -5, 1], [5, 5, 50], (20, 3))
+    full_uv = (points @ K.T)[:, :2] / points[:, 2:]
+    reduced_uv = (points @ reduced.K.T)[:, :2] / points[:, 2:]
+    # stored pixels [r*u', r*u' + r) make reduced pixel u': centres map as u' = (u + 0.5) / r - 0.5
+    np.testing.assert_allclose(reduced_uv, (full_uv + 0.5) / reduction - 0.5, rtol=0, atol=1e-9)
+    assert calibration.at_reduction(1) is calibration
 
 
 @pytest.mark.parametrize(

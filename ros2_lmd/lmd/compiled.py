@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,6 +41,31 @@ LOG = logging.getLogger("ros2_lmd.lmd.compiled")
 # up to COMPONENT_MISMATCH of the component values may be off by more than the tolerance (measured:
 # 0 at batch 1, 0.34 % at batch 3 on random inputs). A wrong graph is off everywhere.
 COMPILE_TOLERANCE = 1e-4
+COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def use_persistent_compile_cache() -> Path:
+    """Where inductor keeps what it compiled: $TORCHINDUCTOR_CACHE_DIR when set, else
+    $XDG_CACHE_HOME/ros2_lmd/torchinductor (~/.cache/...). Inductor's own default is under /tmp,
+    which a reboot empties: every start of a vehicle's computer then compiled again (about 100 s on
+    2 cores for the shipped models' graphs). Set for this process, before the first compile.
+    Importing inductor writes its default into the variable: that value counts as not chosen."""
+    chosen = os.environ.get(COMPILE_CACHE_ENV)
+    if not chosen or os.path.abspath(chosen) == _inductor_default_cache_dir():
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        chosen = os.path.join(base, "ros2_lmd", "torchinductor")
+        os.environ[COMPILE_CACHE_ENV] = chosen
+    return Path(chosen)
+
+
+def _inductor_default_cache_dir() -> str:
+    try:  # a private module: if it moves, a value already in the variable is kept
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return ""
+    return os.path.abspath(default_cache_dir())
+
+
 COMPONENT_MISMATCH = 0.01
 
 Signature = tuple
@@ -135,6 +162,7 @@ class CompiledDecomposition:
                 from torch.fx.experimental.proxy_tensor import make_fx
 
                 traced = make_fx(planes)(*probe.values())
+                use_persistent_compile_cache()
                 call = torch.compile(traced, backend=self.backend, dynamic=False, fullgraph=True)
                 got = call(*check.values())
             pairs = [(g, expected[name].stack_with_total()) for name, g in zip(self.outputs, got)]
@@ -238,4 +266,5 @@ __all__ = [
     "COMPILE_TOLERANCE",
     "shared_compiled",
     "signature",
+    "use_persistent_compile_cache",
 ]

@@ -5,6 +5,9 @@ compiling fails or its result is wrong."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +15,12 @@ import torch
 from support.tiny import build_tiny_model
 
 from ros2_lmd.lmd import CompiledDecomposition, RuleVariants, decompose
-from ros2_lmd.lmd.compiled import COMPILE_TOLERANCE, signature
+from ros2_lmd.lmd.compiled import (
+    COMPILE_CACHE_ENV,
+    COMPILE_TOLERANCE,
+    signature,
+    use_persistent_compile_cache,
+)
 from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder, randomise_norm_statistics
 from ros2_lmd.monitor.pipeline import Pipeline
 from ros2_lmd.sim import simulate_drive
@@ -203,3 +211,43 @@ def test_pipelines_over_one_model_share_its_compiled_graphs():
     assert second.compiled is first.compiled and len(second.compiled.graphs) == 1
     other_rules = Pipeline(model, rules=RuleVariants(bias="explicit"), decomposition="compiled")
     assert other_rules.compiled is not first.compiled and not other_rules.compiled.graphs
+
+
+def test_compile_cache_is_kept_out_of_tmp_unless_the_user_chose_one(monkeypatch, tmp_path):
+    monkeypatch.delenv(COMPILE_CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert use_persistent_compile_cache() == tmp_path / "xdg" / "ros2_lmd" / "torchinductor"
+    assert os.environ[COMPILE_CACHE_ENV] == str(tmp_path / "xdg" / "ros2_lmd" / "torchinductor")
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(tmp_path / "mine"))
+    assert use_persistent_compile_cache() == tmp_path / "mine"
+
+
+COMPILE_IN_A_FRESH_PROCESS = """
+import torch
+from ros2_lmd.lmd import CompiledDecomposition
+from ros2_lmd.lmd.compiled import signature
+from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder
+torch.manual_seed(0)
+model = SimpleBEVDecoder({"camera": 2, "lidar": 2}, latent=4).eval()
+features = {m: torch.randn(1, 2, 8, 8) for m in ("camera", "lidar")}
+compiled = CompiledDecomposition(model, ["segmentation"])
+with torch.inference_mode():
+    compiled(features)
+assert compiled.graphs[signature(features)].call is not None
+"""
+
+
+def test_a_compile_writes_its_kernels_into_the_persistent_cache(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != COMPILE_CACHE_ENV}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    subprocess.run([sys.executable, "-c", COMPILE_IN_A_FRESH_PROCESS], env=env, check=True, timeout=600)
+    written = [p for p in (tmp_path / "ros2_lmd" / "torchinductor").rglob("*") if p.is_file()]
+    assert written, "inductor wrote nothing into $XDG_CACHE_HOME/ros2_lmd/torchinductor"
+
+
+def test_inductors_own_default_in_the_variable_counts_as_not_chosen(monkeypatch, tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv(COMPILE_CACHE_ENV, default_cache_dir())  # what importing inductor writes
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert use_persistent_compile_cache() == tmp_path / "ros2_lmd" / "torchinductor"

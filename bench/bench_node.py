@@ -16,6 +16,11 @@ Both with the decomposition compiled (the default, lmd/compiled.py; built at con
 drive starts) and eager.
 
     source .venv/lmd_env.sh && python bench/bench_node.py [--duration 10] [--model compact_crl]
+        [--rig nuscenes] [--camera-size 1600x900]
+
+`--rig nuscenes` plays a drive with each sensor at its nuScenes rate (cameras 12 Hz, LiDAR 20 Hz,
+radars 13 Hz, each with its own phase; `simulate --rig nuscenes`); the pipeline-alone figures then
+use every sensor at the LiDAR's 20 Hz.
 """
 
 from __future__ import annotations
@@ -117,6 +122,12 @@ def live_node(
         )
         time.sleep(1.5)  # the last frames
         received = node.sensor_health.messages("lidar_top")
+        from ros2_lmd.sim import default_rig
+
+        delivered = {
+            m: sum(node.sensor_health.messages(spec.name) for spec in default_rig().of_modality(m))
+            for m in ("camera", "radar")
+        }
         processed, drops = node.frames_processed, node.drop_counts()
         node.trigger_deactivate()
     finally:
@@ -129,7 +140,8 @@ def live_node(
     label = f"{decomposition}, {workers} worker(s) x {threads} thread(s)"
     return (
         f"live node, {label}: {key_frames} sweeps published, {received} delivered, {processed} "
-        f"processed ({processed / duration:.1f} frames/s), dropped {drops or 0}; "
+        f"processed ({processed / duration:.1f} frames/s), dropped {drops or 0}; camera messages "
+        f"delivered {delivered['camera']}, radar {delivered['radar']}; "
         f"end-to-end latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms; "
         f"{stage_table(reports) if reports else 'no frames'}"
     )
@@ -142,6 +154,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=10.0, help="sensor rate, Hz (the LiDAR sweeps at it)")
     parser.add_argument("--skip-pipeline", action="store_true", help="only the live settings")
+    parser.add_argument("--rig", choices=("uniform", "nuscenes"), default="uniform")
+    parser.add_argument("--camera-size", default="448x256", help="WIDTHxHEIGHT of the cameras")
     parser.add_argument("--model", default="compact_crl")
     parser.add_argument(
         "--live",
@@ -166,14 +180,20 @@ def main() -> None:
 
     from ros2_lmd.monitor.resources import cpu_cores, inference_plan
     from ros2_lmd.replay.simulate import simulate_to_bag
-    from ros2_lmd.sim import simulate_drive
+    from ros2_lmd.sim import NUSCENES_RATES_HZ, SimConfig, simulate_drive
 
     cores = cpu_cores()
+    width, height = (int(v) for v in args.camera_size.lower().split("x"))
+    rate = args.rate if args.rig == "uniform" else NUSCENES_RATES_HZ["lidar"]
+    timing = f"at {rate:g} Hz" if args.rig == "uniform" else "on the nuScenes rig (LiDAR 20 Hz)"
     print(
         f"torch {torch.__version__}, {cores} CPU cores, model {args.model}, "
-        f"{args.duration:g} s drive at {args.rate:g} Hz, cameras 448x256"
+        f"{args.duration:g} s drive {timing}, cameras {width}x{height}"
     )
-    frames = [f.to_sensor_frame() for f in simulate_drive(3, duration_s=args.duration, rate_hz=args.rate)]
+    config = SimConfig(camera_width=width, camera_height=height)
+    frames = [
+        f.to_sensor_frame() for f in simulate_drive(3, duration_s=args.duration, rate_hz=rate, config=config)
+    ]
     for threads in sorted({1, cores}) if not args.skip_pipeline else ():
         for decomposition in ("compiled", "eager"):
             print(pipeline_alone(args.model, frames, threads, decomposition), flush=True)
@@ -183,7 +203,15 @@ def main() -> None:
     settings += [("shipped", "compiled", *s) for s in ((1, cores), (2, 1)) if s != auto]
     with tempfile.TemporaryDirectory() as tmp:
         bag = Path(tmp) / "drive"
-        simulate_to_bag(bag, duration_s=args.duration, seed=3, rate_hz=args.rate, progress=False)
+        simulate_to_bag(
+            bag,
+            duration_s=args.duration,
+            seed=3,
+            rate_hz=rate,
+            rig=args.rig,
+            camera_size=(width, height),
+            progress=False,
+        )
         for transport, decomposition, workers, threads in settings:
             env = {**os.environ, "ROS2_LMD_TRANSPORT": transport}
             note = " (default)" if (transport, decomposition, workers, threads) == settings[0] else ""
@@ -194,6 +222,21 @@ def main() -> None:
             # (Fast DDS may abort at process exit after the run: the line printed counts)
             result = lines[-1] if lines else f"no result (exit {out.returncode}): {out.stderr[-300:]}"
             print(f"[transport {transport}] {result}{note}", flush=True)
+        print(f"published: {published_per_modality(bag)}")
+
+
+def published_per_modality(bag: Path) -> str:
+    """Camera and radar messages in `bag` (what `play` publishes), to read the delivered counts by."""
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        counts = {
+            "camera": sum(
+                c.msgcount for c in reader.connections if c.topic.endswith("image_rect_compressed")
+            ),
+            "radar": sum(c.msgcount for c in reader.connections if c.topic.startswith("/radar_")),
+        }
+    return f"camera messages {counts['camera']}, radar {counts['radar']}"
 
 
 if __name__ == "__main__":

@@ -50,12 +50,19 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
     )
     add_storage(parser)
     parser.add_argument(
+        "--rig",
+        choices=("uniform", "nuscenes"),
+        default="uniform",
+        help="sensor timing: uniform (every sensor at --frame-rate, together) or nuscenes (cameras "
+        "12 Hz, LiDAR 20 Hz, radars 13 Hz, each sensor with a phase of its own) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--frame-rate",
         type=float,
-        default=10.0,
+        default=None,
         metavar="HZ",
-        help="frames per second: every sensor publishes at this rate (default: %(default)s; nuScenes' "
-        "LiDAR sweeps at 20 Hz)",
+        help="with --rig uniform, frames per second: every sensor publishes at this rate (default: "
+        "10; nuScenes' LiDAR sweeps at 20 Hz)",
     )
     parser.add_argument(
         "--camera-size",
@@ -70,8 +77,11 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
 def run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
     from ros2_lmd.replay.simulate import existing_outputs, simulate_to_bag
 
-    if not args.frame_rate > 0:
-        return fail("simulate", f"--frame-rate must be > 0, got {args.frame_rate:g}")
+    if args.frame_rate is not None and args.rig != "uniform":
+        return fail("simulate", f"--frame-rate is for --rig uniform; --rig {args.rig} has its own rates")
+    rate_hz = 10.0 if args.frame_rate is None else args.frame_rate
+    if not rate_hz > 0:
+        return fail("simulate", f"--frame-rate must be > 0, got {rate_hz:g}")
     existing = existing_outputs(args.out)
     if existing and not args.force:
         names = " and ".join(str(path) for path in existing)
@@ -88,15 +98,17 @@ def run_simulate(args: argparse.Namespace, ros_args: list[str]) -> int:
             faults=args.faults or None,
             modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()),
             storage=args.storage,
-            rate_hz=args.frame_rate,
+            rate_hz=rate_hz,
+            rig=args.rig,
             camera_size=args.camera_size,
             force=args.force,
             **drive,
         )
     except (ValueError, OSError) as error:
         return fail("simulate", error)
+    what = "frames" if args.rig == "uniform" else "sensor instants"
     print(
-        f"wrote {result.frames} frames ({result.messages} messages) to {result.bag} and the fault "
+        f"wrote {result.frames} {what} ({result.messages} messages) to {result.bag} and the fault "
         f"timeline to {result.faults_csv}"
     )
     return EXIT_OK

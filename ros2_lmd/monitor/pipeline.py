@@ -28,7 +28,13 @@ from ros2_lmd.monitor.incidents import (
 from ros2_lmd.monitor.params import MonitorParams
 from ros2_lmd.monitor.report import FrameReport
 from ros2_lmd.monitor.resources import keep_freed_memory
-from ros2_lmd.monitor.sensor_checks import Finding, SensorCheckConfig, SensorChecks, verdict_alerts
+from ros2_lmd.monitor.sensor_checks import (
+    Finding,
+    FrameMeasurement,
+    SensorCheckConfig,
+    SensorChecks,
+    verdict_alerts,
+)
 from ros2_lmd.sensors.frame import SensorFrame
 
 OUTPUT_KEY = "bev_logits"
@@ -85,6 +91,8 @@ class ComputedFrame:
     conservation_error: float
     timings_ms: dict[str, float]
     decomposition_error: float = float("nan")
+    # the signal checks' history-free part, done here in parallel (SensorChecks.measure)
+    measured: FrameMeasurement | None = None
 
 
 class Pipeline:
@@ -190,6 +198,9 @@ class Pipeline:
             )
             occupied = sigmoid(fused) >= self.config.detection_threshold
             shares = evidence_shares(modality_components, occupied if occupied.any() else None)
+            t6 = time.perf_counter()
+            measured = self.sensor_checks.measure(frame) if self.sensor_checks is not None else None
+            measure_ms = (time.perf_counter() - t6) * 1e3
             computed.append(
                 ComputedFrame(
                     frame=frame,
@@ -205,8 +216,10 @@ class Pipeline:
                         "encode": (t2 - t1) * 1e3 / batch,
                         "decompose": (t3 - t2) * 1e3 / batch,
                         "self_check": (t5 - t3) * 1e3 / batch,
-                        "postprocess": (time.perf_counter() - t4) * 1e3,
+                        "sensor_features": measure_ms,
+                        "postprocess": (time.perf_counter() - t4) * 1e3 - measure_ms,
                     },
+                    measured=measured,
                 )
             )
         return computed
@@ -276,7 +289,9 @@ class Pipeline:
         present = {m: bool(frame.present.get(m, True)) for m in self.modalities}
         activity = self._activity(frame.stamp, components, present)
         t_checks = time.perf_counter()
-        verdicts = self.sensor_checks.update(frame) if self.sensor_checks is not None else {}
+        verdicts = (
+            self.sensor_checks.update(frame, computed.measured) if self.sensor_checks is not None else {}
+        )
         checks_ms = (time.perf_counter() - t_checks) * 1e3
         self.sensor_states = {name: v.state for name, v in verdicts.items()}
         suspect = {v.modality for v in verdicts.values() if v.state != "ok"}

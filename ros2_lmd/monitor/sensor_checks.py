@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,9 +52,11 @@ from ros2_lmd.monitor.signal_features import (
     AGREEMENT_SCALES,
     AGREEMENT_YAWS_DEG,
     CameraFeatures,
+    CameraMeasurement,
     Observation,
     PointFeatures,
     lidar_occupancy,
+    measure_camera,
     payload_digest,
     radar_agreement,
 )
@@ -414,11 +416,30 @@ class _SensorState:
         self.digest: tuple[tuple[tuple[int, ...], int], float] | None = (
             None  # the previous payload's fingerprint and stamp
         )
+        self.reading: tuple[float, tuple[tuple[int, ...], int]] | None = None  # (stamp, fingerprint)
 
-    def repeated(self, payload: np.ndarray, stamp: float) -> float | None:
+    def seen_before(self, reading_stamp: float | None, digest: tuple[tuple[int, ...], int]) -> bool:
+        """Whether this reading (its header stamp and payload fingerprint) is the one judged last:
+        the time sync gives a slower sensor's reading to several frames of a faster key sensor (a
+        12 Hz camera beside a 20 Hz LiDAR), and judging it again would call it frozen. A new
+        payload under the same stamp (a stuck clock) or the same payload under a new stamp (a stuck
+        sensor) is a new reading. Unknown stamps (None): always new."""
+        if reading_stamp is None:
+            return False
+        reading = (reading_stamp, digest)
+        if reading == self.reading:
+            return True
+        self.reading = reading
+        return False
+
+    def repeated(
+        self, payload: np.ndarray, stamp: float, digest: tuple[tuple[int, ...], int] | None = None
+    ) -> float | None:
         """1 when `payload` is bit-identical to the previous reading (no older than max_gap_s),
-        0 when not, None without a recent previous reading."""
-        digest = payload_digest(payload)
+        0 when not, None without a recent previous reading. `digest`: payload_digest(payload),
+        when it was computed already."""
+        if digest is None:
+            digest = payload_digest(payload)
         previous, self.digest = self.digest, (digest, stamp)
         if previous is None or stamp - previous[1] > self.config.max_gap_s:
             return None
@@ -583,6 +604,19 @@ class _SensorState:
             self.name, self.modality, stamp, self.state, self.state, False, (), {}, {}, self.baseline.frames
         )
 
+    def judged_already(self, stamp: float) -> SensorVerdict:
+        """The verdict of a frame holding the reading judged last (`seen_before`): that reading's
+        verdict stands, as news of nothing (no state change, so no alert is raised again)."""
+        if self.last is None:
+            return self.unobserved(stamp)
+        return replace(self.last, stamp=stamp, previous=self.state)
+
+
+def _origin(frame: SensorFrame, name: str) -> np.ndarray:
+    """Where point sensor `name` sits in the frame's base frame (from its extrinsic; 0 unknown)."""
+    T = frame.sensor_extrinsics.get(name)
+    return np.zeros(3) if T is None else np.asarray(T, dtype=np.float64)[:3, 3]
+
 
 def _point_modality(points: np.ndarray) -> str:
     return "radar" if points.shape[1] == len(RADAR_FIELDS) else "lidar"
@@ -610,9 +644,20 @@ def verdict_alerts(verdicts: Mapping[str, SensorVerdict]) -> list[Alert]:
     return alerts
 
 
+@dataclass
+class FrameMeasurement:
+    """What each sensor's reading of one frame shows by itself, with no history (`SensorChecks.
+    measure`): pure, so the pipeline computes it in its parallel step and `update`, which must run
+    in stamp order, only compares it with the past."""
+
+    cameras: dict[str, tuple[CameraMeasurement, tuple[tuple[int, ...], int]]] = field(default_factory=dict)
+    points: dict[str, tuple[Observation, tuple[tuple[int, ...], int]]] = field(default_factory=dict)
+
+
 class SensorChecks:
     """Every sensor's check state for one monitor run. Call `update` once per frame, in stamp order:
-    the same frames give the same verdicts, live or offline."""
+    the same frames give the same verdicts, live or offline. `measure` (thread-safe) may do the
+    history-free part of the work beforehand."""
 
     def __init__(self, config: SensorCheckConfig | None = None) -> None:
         self.config = config or SensorCheckConfig()
@@ -688,11 +733,36 @@ class SensorChecks:
             lidar_obs.scalars["yaw_fit"] = float(shares.max() - fleet[identity_yaw] / fleet[0])
             lidar_obs.scalars["radar_agreement"] = float(fleet[identity_yaw] / fleet[0])
 
-    def update(self, frame: SensorFrame) -> dict[str, SensorVerdict]:
+    def measure(self, frame: SensorFrame) -> FrameMeasurement:
+        """The history-free features of every reading of `frame` and its payload fingerprint. Reads
+        only the configuration: safe to call from several threads at once, in any order."""
+        measured = FrameMeasurement()
+        for camera in frame.cameras:
+            measured.cameras[camera.name] = (
+                measure_camera(camera.image, self.config),
+                payload_digest(camera.image),
+            )
+        for name, points in frame.sensor_points.items():
+            points = np.asarray(points, dtype=np.float32)
+            if points.ndim != 2 or points.shape[1] not in (len(RADAR_FIELDS), len(LIDAR_FIELDS)):
+                continue
+            modality = frame.sensor_modality.get(name) or _point_modality(points)
+            if modality == "camera":
+                continue
+            observation = PointFeatures(self.config, modality).observe(
+                points, _origin(frame, name), frame.stamp
+            )
+            measured.points[name] = (observation, payload_digest(points))
+        return measured
+
+    def update(
+        self, frame: SensorFrame, measured: FrameMeasurement | None = None
+    ) -> dict[str, SensorVerdict]:
         """Verdicts for the sensors with data in `frame` (cameras, and point sensors in
         frame.sensor_points) and, carried over with observed=False, every other sensor seen before.
         A frame stamped at or before the previous one of its time epoch changes nothing and gets the
-        current states back; a frame of a new time epoch starts every sensor afresh."""
+        current states back; a frame of a new time epoch starts every sensor afresh. `measured`:
+        `measure(frame)`, when it was done already (the verdicts are the same either way)."""
         if self._epoch is not None and frame.time_epoch != self._epoch:
             self.reset()
         self._epoch = frame.time_epoch
@@ -709,11 +779,17 @@ class SensorChecks:
                 obs.scalars["latency"] = latency[name]
             return obs
 
+        if measured is None:
+            measured = self.measure(frame)
         for camera in frame.cameras:
             sensor = self._sensor(camera.name, "camera")
             assert sensor.camera is not None
-            obs = observed(camera.name, sensor.camera.observe(camera.image, stamp))
-            repeat = sensor.repeated(camera.image, stamp)
+            camera_measured, digest = measured.cameras[camera.name]
+            if sensor.seen_before(frame.sensor_stamps.get(camera.name), digest):
+                verdicts[camera.name] = sensor.judged_already(stamp)
+                continue
+            obs = observed(camera.name, sensor.camera.observe(camera.image, stamp, camera_measured))
+            repeat = sensor.repeated(camera.image, stamp, digest)
             if repeat is not None:
                 obs.scalars["repeat"] = repeat
             verdicts[camera.name] = sensor.step(obs, stamp)
@@ -723,12 +799,15 @@ class SensorChecks:
             if points.ndim != 2 or points.shape[1] not in (len(RADAR_FIELDS), len(LIDAR_FIELDS)):
                 continue  # not a point cloud of a known layout: nothing to judge
             sensor = self._sensor(name, frame.sensor_modality.get(name) or _point_modality(points))
-            if sensor.points is None:
+            if sensor.points is None or name not in measured.points:
                 continue  # a camera name with points: a configuration mistake, not a sensor fault
-            T = frame.sensor_extrinsics.get(name)
-            origin = np.zeros(3) if T is None else np.asarray(T, dtype=np.float64)[:3, 3]
-            obs = observed(name, sensor.points.observe(points, origin, stamp))
-            repeat = sensor.repeated(points, stamp)
+            origin = _origin(frame, name)
+            point_obs, digest = measured.points[name]
+            if sensor.seen_before(frame.sensor_stamps.get(name), digest):
+                verdicts[name] = sensor.judged_already(stamp)
+                continue
+            obs = observed(name, Observation(dict(point_obs.scalars), dict(point_obs.vectors)))
+            repeat = sensor.repeated(points, stamp, digest)
             if repeat is not None and len(points) >= self.config.repeat_min_returns:
                 obs.scalars["repeat"] = repeat
             sweeps[name] = (sensor, obs, points, origin)

@@ -54,24 +54,49 @@ class CameraFeatures:
         self.previous: np.ndarray | None = None  # grey
         self.previous_stamp = -math.inf
 
-    def observe(self, image: np.ndarray, stamp: float) -> Observation:
+    def observe(
+        self, image: np.ndarray, stamp: float, measured: CameraMeasurement | None = None
+    ) -> Observation:
+        """The features of `image`: what `measure_camera` finds in it alone (`measured`, when it
+        was done already, e.g. in the pipeline's parallel step) plus its change against the
+        previous image (stateful: call in stamp order)."""
         c = self.config
-        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        scalars = {
-            "brightness": float(grey.mean()),
-            "black_fraction": float(np.count_nonzero(grey <= c.black_level)) / grey.size,
-            "saturated_fraction": float(np.count_nonzero(grey >= c.saturated_level)) / grey.size,
-            "noise": noise_level(grey),
-        }
-        texture = np.abs(cv2.Laplacian(grey, cv2.CV_16S, ksize=1)).astype(np.float32)
-        vectors = {"tile_texture": tile_means(texture, c.tile_grid)}
+        if measured is None:
+            measured = measure_camera(image, c)
+        grey = measured.grey
+        obs = Observation(dict(measured.observation.scalars), dict(measured.observation.vectors))
         recent = stamp - self.previous_stamp <= c.max_gap_s
         if recent and self.previous is not None and self.previous.shape == grey.shape:
             change = cv2.absdiff(grey, self.previous)
-            scalars["change"] = float(change.mean())
-            vectors["tile_change"] = tile_means(change.astype(np.float32), c.tile_grid)
+            obs.scalars["change"] = float(change.mean())
+            obs.vectors["tile_change"] = tile_means(change.astype(np.float32), c.tile_grid)
         self.previous, self.previous_stamp = grey, stamp
-        return Observation(scalars, vectors)
+        return obs
+
+
+@dataclass(frozen=True)
+class CameraMeasurement:
+    """What one camera image shows by itself (no history): its features and its grey image (for the
+    change against the next one)."""
+
+    observation: Observation
+    grey: np.ndarray
+
+
+def measure_camera(image: np.ndarray, config: SensorCheckConfig) -> CameraMeasurement:
+    """The history-free features of one camera image (brightness, black and saturated shares,
+    noise, per-tile texture): pure, so it runs in the pipeline's parallel step."""
+    c = config
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    scalars = {
+        "brightness": float(grey.mean()),
+        "black_fraction": float(np.count_nonzero(grey <= c.black_level)) / grey.size,
+        "saturated_fraction": float(np.count_nonzero(grey >= c.saturated_level)) / grey.size,
+        "noise": noise_level(grey),
+    }
+    texture = np.abs(cv2.Laplacian(grey, cv2.CV_16S, ksize=1)).astype(np.float32)
+    vectors = {"tile_texture": tile_means(texture, c.tile_grid)}
+    return CameraMeasurement(Observation(scalars, vectors), grey)
 
 
 def noise_level(grey: np.ndarray) -> float:

@@ -17,7 +17,7 @@ import math
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,12 +36,15 @@ from ros2_lmd.sensors.frame import LIDAR_FIELDS, MODALITIES, RADAR_FIELDS
 from ros2_lmd.sensors.image import make_compressed_image
 from ros2_lmd.sensors.pointcloud2 import make_pointcloud2
 from ros2_lmd.sensors.tf import make_tf_message
+from ros2_lmd.sim.drive import NUSCENES_RATES_HZ
 
 if TYPE_CHECKING:
     from ros2_lmd.sim.drive import SimFrame
 
 BASE_FRAME = "base_link"
 FAULTS_CSV = "faults.csv"  # the fault timeline's name inside the bag folder
+# simulate --rig: each sensor kind's rate (Hz), or None: every sensor at --frame-rate, together
+RIGS: dict[str, Mapping[str, float] | None] = {"uniform": None, "nuscenes": NUSCENES_RATES_HZ}
 
 
 @dataclass
@@ -87,18 +90,24 @@ def simulate_to_bag(
     progress: bool = True,
     force: bool = False,
     start_stamp: float | None = None,
+    rig: str = "uniform",
 ) -> SimulateResult:
     """Write the drive to the rosbag2 directory `out` (named as rosbag2 does: `drive/drive_0.mcap`;
     a storage suffix on `out` is dropped, see replay.bag.bag_dir) with its fault timeline inside
     it, as faults.csv (`faults_csv_path`). An existing `out` is an error (FileExistsError)
     unless `force`, which replaces it if it is a rosbag2 directory; bad arguments raise ValueError
     naming them, before any work. `start_stamp`: the drive's first stamp in seconds since the epoch
-    (default: the simulator's, the same for every drive)."""
-    from ros2_lmd.sim import SimConfig, simulate_drive, write_faults_csv
+    (default: the simulator's, the same for every drive). `rig`: "uniform" (every sensor at
+    `rate_hz`, together) or "nuscenes" (each sensor kind at its nuScenes rate, every sensor with a
+    phase of its own: sim.NUSCENES_RATES_HZ; `rate_hz` is then unused)."""
+    from ros2_lmd.sim import SimConfig, sensor_schedule, simulate_drive, write_faults_csv
     from ros2_lmd.sim.faults import parse_fault_spec
 
     out = bag_dir(out)
     csv_path = faults_csv_path(out)
+    if rig not in RIGS:
+        raise ValueError(f"rig must be one of {', '.join(RIGS)}, got {rig!r}")
+    rates = RIGS[rig]
     total = int(round(duration_s * rate_hz)) if math.isfinite(duration_s * rate_hz) else 0
     if total < 1:
         raise ValueError(
@@ -114,10 +123,13 @@ def simulate_to_bag(
         if not (math.isfinite(start_stamp) and start_stamp >= 0):
             raise ValueError(f"start_stamp must be a finite time >= 0 s since the epoch, got {start_stamp!r}")
         config = replace(config, start_stamp=float(start_stamp))
-    rig = config.rig()  # checks the camera size
-    specs = parse_fault_spec(faults, rig, duration_s=duration_s) if faults else []
+    sensor_rig = config.rig()  # checks the camera size
+    if rates is not None:
+        enabled = [s for s in sensor_rig.sensors if s.modality in config.modalities]
+        total = len(sensor_schedule(enabled, rates, duration_s))
+    specs = parse_fault_spec(faults, sensor_rig, duration_s=duration_s) if faults else []
     for spec in specs:
-        modality = spec.target if spec.target in MODALITIES else rig[spec.target].modality
+        modality = spec.target if spec.target in MODALITIES else sensor_rig[spec.target].modality
         if modality not in config.modalities:
             raise ValueError(
                 f"fault {str(spec)!r}: {modality} is not among the recorded modalities "
@@ -127,9 +139,11 @@ def simulate_to_bag(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        drive = simulate_drive(seed, duration_s=duration_s, rate_hz=rate_hz, faults=specs, config=config)
+        drive = simulate_drive(
+            seed, duration_s=duration_s, rate_hz=rate_hz, faults=specs, config=config, rates=rates
+        )
         frames, messages = _write_drive(staging / out.name, storage, drive, total, progress, jpeg_quality)
-        write_faults_csv(staging / out.name / FAULTS_CSV, specs, rig)
+        write_faults_csv(staging / out.name / FAULTS_CSV, specs, sensor_rig)
         if out.exists():
             shutil.rmtree(out)  # a rosbag2 directory (check_replaceable), replaced only now
         (staging / out.name).rename(out)

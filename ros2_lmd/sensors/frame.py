@@ -72,6 +72,10 @@ class SensorFrame:
     # in a bag), for the sensors used in this frame whose arrival is known: a sensor whose data lags
     # the others' (a delay) is late even when it still falls within the sync tolerance.
     sensor_latency: dict[str, float] = field(default_factory=dict)
+    # Sensor name -> the header stamp of its reading used in this frame (s), where known: a reading
+    # the time sync gives to two frames (a 12 Hz camera beside a 20 Hz LiDAR) has the same stamp in
+    # both, and is not a new reading the second time (the signal checks then skip it).
+    sensor_stamps: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.stamp_ns is None:

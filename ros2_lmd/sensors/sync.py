@@ -415,6 +415,7 @@ class FrameAssembler:
         sensor_points: dict[str, np.ndarray] = {}
         sensor_extrinsics: dict[str, np.ndarray] = {}
         sensor_latency: dict[str, float] = {}
+        sensor_stamps: dict[str, float] = {}
         for name, state in self._sensors.items():
             source = state.source
             if name == (key.trigger or self.key_sensor):
@@ -433,6 +434,7 @@ class FrameAssembler:
                 reason = self._contribute(source, reading, cameras, clouds, sensor_points, sensor_extrinsics)
                 if not reason:
                     present[source.modality] = True
+                    sensor_stamps[name] = reading.stamp
                     if reading.arrival is not None:
                         sensor_latency[name] = reading.arrival - reading.stamp
             status[name] = reason
@@ -456,6 +458,7 @@ class FrameAssembler:
             sensor_points=sensor_points,
             sensor_extrinsics=sensor_extrinsics,
             sensor_latency=sensor_latency,
+            sensor_stamps=sensor_stamps,
         )
 
     def _contribute(

@@ -3,6 +3,7 @@ rig (six cameras, five radars, one 32-beam LiDAR), fault injection with a ground
 per-frame ground truth (vehicle list, BEV occupancy). No ROS needed; numpy + OpenCV only."""
 
 from ros2_lmd.sim.drive import (
+    NUSCENES_RATES_HZ,
     SensorReading,
     SimConfig,
     SimFrame,
@@ -10,6 +11,7 @@ from ros2_lmd.sim.drive import (
     lidar_to_base,
     radar_to_base,
     random_frame,
+    sensor_schedule,
     simulate_drive,
 )
 from ros2_lmd.sim.faults import (
@@ -35,6 +37,8 @@ __all__ = [
     "SensorReading",
     "Simulator",
     "simulate_drive",
+    "sensor_schedule",
+    "NUSCENES_RATES_HZ",
     "random_frame",
     "radar_to_base",
     "lidar_to_base",

@@ -5,7 +5,7 @@ their own stream, so turning a sensor off or faulting it leaves every other sens
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -21,6 +21,9 @@ from ros2_lmd.sim.truth import GroundTruth, ground_truth
 from ros2_lmd.sim.world import World, WorldConfig
 
 START_STAMP = 1_700_000_000.0
+# Each sensor kind's rate on the nuScenes rig (Caesar et al., "nuScenes: A multimodal dataset for
+# autonomous driving", CVPR 2020): cameras 12 Hz, the LiDAR 20 Hz, radars 13 Hz.
+NUSCENES_RATES_HZ: Mapping[str, float] = {"camera": 12.0, "radar": 13.0, "lidar": 20.0}
 SENSOR_STREAM = 1
 RANDOMISE_STREAM = 2
 
@@ -85,7 +88,7 @@ class SimFrame:
         (docs/architecture.md, time sync); None keeps every reading."""
         cameras, radar, lidar, status = [], [], [], {}
         points, extrinsics, modality = {}, {}, {}  # per point sensor, as the FrameAssembler gives
-        latency = {}
+        latency, stamps = {}, {}
         present = {m: False for m in MODALITIES}
         for name, reading in self.readings.items():
             lag = self.stamp - reading.stamp
@@ -98,6 +101,7 @@ class SimFrame:
             spec = self.rig[name]
             present[reading.modality] = True
             latency[name] = reading.arrival - reading.stamp
+            stamps[name] = reading.stamp
             if reading.modality == "camera":
                 cameras.append(reading.data)
             else:
@@ -117,6 +121,7 @@ class SimFrame:
             sensor_extrinsics=extrinsics,
             sensor_modality=modality,
             sensor_latency=latency,
+            sensor_stamps=stamps,
         )
 
 
@@ -183,14 +188,16 @@ class Simulator:
         t: float,
         events: Sequence[FaultEvent] = (),
         last_good: dict[str, SensorData] | None = None,
+        sensors: Sequence[SensorSpec] | None = None,
     ) -> SimFrame:
-        """Every enabled sensor at time t with the active faults applied. `last_good` carries each
-        sensor's last unfaulted data between frames (for `frozen`); it is updated in place."""
+        """Every enabled sensor (or those of `sensors`) at time t with the active faults applied.
+        `last_good` carries each sensor's last unfaulted data between frames (for `frozen`); it is
+        updated in place."""
         last_good = {} if last_good is None else last_good
         stamp = self.config.start_stamp + t
         active = [e for e in events if e.active(t)]
         readings = {}
-        for spec in self.sensors:
+        for spec in self.sensors if sensors is None else sensors:
             mine = [e for e in active if e.sensor == spec.name]
             kinds = tuple(e.kind for e in mine)
             capture_t = t - sum(e.value for e in mine if e.kind == "delay")
@@ -228,9 +235,12 @@ def simulate_drive(
     rate_hz: float = 10.0,
     faults: str | Sequence[FaultSpec] | None = None,
     config: SimConfig | None = None,
+    rates: Mapping[str, float] | None = None,
 ) -> Iterator[SimFrame]:
     """A drive of `duration_s` seconds sampled at `rate_hz`, frames at t = i / rate_hz. `faults` is a
-    spec string (see faults.parse_fault_spec) or parsed FaultSpecs."""
+    spec string (see faults.parse_fault_spec) or parsed FaultSpecs. With `rates` (Hz per modality,
+    e.g. NUSCENES_RATES_HZ) each sensor samples at its modality's rate with a phase of its own
+    (`sensor_schedule`) and a frame holds the sensors sampled at its instant."""
     if duration_s <= 0 or rate_hz <= 0:
         raise ValueError(f"simulate_drive: duration_s and rate_hz must be > 0, got {duration_s}, {rate_hz}")
     config = config or SimConfig()
@@ -238,8 +248,42 @@ def simulate_drive(
     sim = Simulator(world, config)
     events = expand_faults(faults, sim.rig)
     last_good: dict[str, SensorData] = {}
-    for i in range(int(round(duration_s * rate_hz))):
-        yield sim.frame(i, i / rate_hz, events, last_good)
+    if rates is None:
+        for i in range(int(round(duration_s * rate_hz))):
+            yield sim.frame(i, i / rate_hz, events, last_good)
+        return
+    for i, (t, sensors) in enumerate(sensor_schedule(sim.sensors, rates, duration_s)):
+        yield sim.frame(i, t, events, last_good, sensors)
+
+
+def sensor_schedule(
+    sensors: Sequence[SensorSpec], rates: Mapping[str, float], duration_s: float
+) -> list[tuple[float, tuple[SensorSpec, ...]]]:
+    """When each sensor samples in [0, duration_s), as (t, the sensors sampled at t) in time order.
+    The k-th of n sensors of a modality at f Hz samples at k / (n f) + i / f: spread over one period,
+    as a rig's cameras fire one after the other while the LiDAR sweeps past them and free-running
+    radars drift apart. Instants within 1 microsecond are one."""
+    missing = sorted({s.modality for s in sensors} - set(rates))
+    if missing:
+        raise ValueError(f"sensor rates: no rate for {', '.join(missing)} (got {dict(rates)})")
+    bad = {m: f for m, f in rates.items() if not (np.isfinite(f) and f > 0)}
+    if bad:
+        raise ValueError(f"sensor rates must be > 0 Hz, got {bad}")
+    instants: dict[int, list[SensorSpec]] = {}
+    for modality in sorted({s.modality for s in sensors}):
+        group = [s for s in sensors if s.modality == modality]
+        rate = float(rates[modality])
+        for k, spec in enumerate(group):
+            phase = k / (len(group) * rate)
+            for i in range(int(np.ceil((duration_s - phase) * rate))):
+                t = phase + i / rate
+                if t < duration_s:
+                    instants.setdefault(int(round(t * 1e6)), []).append(spec)
+    order = {spec.name: i for i, spec in enumerate(sensors)}
+    return [
+        (micros / 1e6, tuple(sorted(group, key=lambda s: order[s.name])))
+        for micros, group in sorted(instants.items())
+    ]
 
 
 def random_frame(

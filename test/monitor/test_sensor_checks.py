@@ -323,3 +323,52 @@ def test_same_frames_give_the_same_verdicts(seed):
             assert v.state in STATES and v.previous in STATES
             assert v.observed or not v.changed
             assert v.raised == (STATES.index(v.state) > STATES.index(v.previous))
+
+
+def test_measuring_apart_and_in_any_order_gives_the_same_verdicts():
+    # the pipeline measures frames in parallel workers (SensorChecks.measure) and concludes them in
+    # stamp order: the verdicts must be those of measuring inside `update`
+    config = SimConfig(camera_width=WIDTH, camera_height=HEIGHT)
+    spec = parse_fault_spec(
+        "cam_front:frozen@1.0-2.0,cam_back:glare@1.5-2.5,lidar_top:sector_dropout@1.0-2.5,radar_front:ghosts:60@1.0-2.5",
+        RIG,
+    )
+    frames = [f.to_sensor_frame() for f in simulate_drive(SEED, 3.0, 10.0, spec, config)]
+    inline, apart = SensorChecks(), SensorChecks()
+    measured = {i: apart.measure(frames[i]) for i in reversed(range(len(frames)))}
+    raised = 0
+    for i, frame in enumerate(frames):
+        expected, got = inline.update(frame), apart.update(frame, measured[i])
+        assert got.keys() == expected.keys()
+        for name in expected:
+            assert got[name].state == expected[name].state, (frame.stamp, name)
+            assert got[name].summary() == expected[name].summary(), (frame.stamp, name)
+        raised += sum(v.raised for v in expected.values())
+    assert raised > 0  # the faults were seen: the comparison covered verdicts that move
+
+
+def test_a_reading_given_to_two_frames_is_judged_once():
+    config = SimConfig(camera_width=WIDTH, camera_height=HEIGHT)
+    frames = [f.to_sensor_frame() for f in simulate_drive(SEED, 1.0, 10.0, None, config)]
+    checks = SensorChecks()
+    for frame in frames[:5]:
+        checks.update(frame)
+    frame = frames[5]
+    first = checks.update(frame)["cam_front"]
+    assert first.observed and first.features["change"] > 0  # a moving scene
+    # the same reading in the next frame (a slower sensor beside a faster key sensor): its verdict
+    # stands, as news of nothing; judged again it would look frozen (change 0, repeat 1)
+    again = dataclasses.replace(frames[6], cameras=frame.cameras, sensor_stamps=dict(frame.sensor_stamps))
+    reused = checks.update(again)["cam_front"]
+    assert reused.features == first.features and reused.state == first.state and not reused.changed
+    assert reused.baseline_frames == first.baseline_frames
+    # the old payload under a new stamp (a stuck sensor) is a new reading: judged, it is a repeat
+    restamped = {name: t + 0.05 for name, t in frame.sensor_stamps.items()}
+    stuck = checks.update(dataclasses.replace(frames[7], cameras=frame.cameras, sensor_stamps=restamped))
+    assert stuck["cam_front"].features["change"] == 0 and stuck["cam_front"].features["repeat"] == 1
+    # and so is a new payload under an old stamp (a stuck clock)
+    flipped = [dataclasses.replace(c, image=c.image[::-1].copy()) for c in frame.cameras]
+    clock = checks.update(
+        dataclasses.replace(frames[8], cameras=flipped, sensor_stamps=dict(frame.sensor_stamps))
+    )
+    assert clock["cam_front"].features["change"] > 0 and clock["cam_front"].features["repeat"] == 0

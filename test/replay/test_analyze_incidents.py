@@ -117,3 +117,26 @@ def test_a_camera_radar_model_analyses_a_full_rig_bag_and_names_a_ghosting_radar
     assert (incident.sensor, incident.modality) == ("radar_back_left", "radar")
     assert "isolated" in incident.kinds and 3.0 <= incident.start - result.t0 <= 4.5
     assert not any("lidar" in r["sensor"] for r in _incident_rows(tmp_path / "out"))
+
+
+@pytest.mark.parametrize(
+    "faults, expected",
+    [(None, []), ("cam_back_left:frozen@3-5", [("cam_back_left", "camera")])],
+    ids=["clean", "frozen-camera"],
+)
+def test_sensors_at_their_own_rates_judge_each_reading_once(model, tmp_path, faults, expected):
+    # --rig nuscenes: 12 Hz cameras and 13 Hz radars beside a 20 Hz LiDAR, so the time sync gives
+    # most camera images to two frames; judged twice, every camera looked frozen (a false incident
+    # on every drive). A camera that really freezes still opens one.
+    bag = simulate_to_bag(
+        tmp_path / "drive",
+        duration_s=DURATION_S,
+        seed=4,
+        faults=faults,
+        camera_size=(224, 128),
+        rig="nuscenes",
+        progress=False,
+    ).bag
+    result = analyze(bag, model, tmp_path / "out", progress=False, outputs="summary")
+    assert result.processed == round(DURATION_S * 20)
+    assert [(i.sensor, i.modality) for i in result.incidents] == expected

@@ -10,7 +10,7 @@ timed and printed apart: analyze does it once per run, before reading), so frame
 the steady state of a long bag.
 
     source .venv/lmd_env.sh && python bench/bench_analyze.py [--duration 30] [--batches 1,4] [--workers 1,2]
-        [--camera-size 1600x900] [--frame-rate 20] [--camera-decodes reduced,full]
+        [--camera-size 1600x900] [--frame-rate 20 | --rig nuscenes] [--camera-decodes reduced,full]
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ def main() -> None:
     parser.add_argument("--decompositions", default="compiled,eager")
     parser.add_argument("--camera-size", default="448x256", help="WIDTHxHEIGHT of the simulated cameras")
     parser.add_argument("--frame-rate", type=float, default=10.0, help="every sensor's rate (Hz)")
+    parser.add_argument(
+        "--rig",
+        choices=("uniform", "nuscenes"),
+        default="uniform",
+        help="nuscenes: `simulate --rig nuscenes`",
+    )
     parser.add_argument("--camera-decodes", default="reduced", help="camera_decode settings to compare")
     args = parser.parse_args()
     width, height = (int(v) for v in args.camera_size.lower().split("x"))
@@ -50,6 +56,7 @@ def main() -> None:
     from ros2_lmd.monitor.resources import cpu_cores, inference_plan
     from ros2_lmd.replay.analyze import analyze
     from ros2_lmd.replay.simulate import simulate_to_bag
+    from ros2_lmd.sim import NUSCENES_RATES_HZ
 
     model = load_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,10 +68,13 @@ def main() -> None:
             progress=False,
             rate_hz=args.frame_rate,
             camera_size=(width, height),
+            rig=args.rig,
         )
+        key_hz = args.frame_rate if args.rig == "uniform" else NUSCENES_RATES_HZ["lidar"]
+        timing = f"{key_hz:g} Hz" if args.rig == "uniform" else "nuScenes rig: LiDAR 20 Hz"
         print(
-            f"{cpu_cores()} CPU cores; {args.duration:g} s drive ({args.frame_rate:g} Hz, cameras "
-            f"{width}x{height}), model {args.model}"
+            f"{cpu_cores()} CPU cores; {args.duration:g} s drive ({timing}, cameras {width}x{height}), "
+            f"model {args.model}"
         )
         settings = [
             (decode, decomposition, int(workers), int(batch))
@@ -101,7 +111,7 @@ def main() -> None:
                 f"decode {decode}, {decomposition}, workers {workers} x {threads} threads, batch {batch} "
                 f"(warm-up {warm_s:.1f} s): {result.processed} frames in {elapsed:.1f} s = "
                 f"{result.processed / elapsed:.1f} frames/s "
-                f"({result.processed / elapsed / args.frame_rate:.2f}x real time)\n"
+                f"({result.processed / elapsed / key_hz:.2f}x real time)\n"
                 f"    per frame, median ms: decode one camera {camera_decode_ms(bag, params, model):.1f}, "
                 + ", ".join(f"{name} {ms:.1f}" for name, ms in stages.items()),
                 flush=True,

@@ -49,8 +49,8 @@ def add_outputs(parser: argparse.ArgumentParser) -> None:
         choices=OUTPUT_LEVELS,
         default=None,
         help="what the output bag holds: summary (alerts, incidents, diagnostics), standard (every "
-        "frame's decomposition, fused grid and markers; the other grids and PNG BEV images at every "
-        "alert or incident change, each second while an incident is open, every 5 s otherwise), full "
+        "frame's decomposition, fused grid and markers; the other grids and PNG BEV images every 2 s "
+        "while an incident is open or at an alert, never closer, every 5 s otherwise), full "
         "(every topic the node publishes, every frame); the CSVs, summary.json and report.html are "
         "the same at every level (default: analyze standard; fleet summary)",
     )

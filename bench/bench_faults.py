@@ -16,7 +16,11 @@ clear after the fault ends. Scoring is ros2_lmd.replay.scoring.score_incidents, 
 `--corrupt` scores the `ros2-lmd corrupt` kinds instead (issue #24), the tuning and the held-out set
 (`ros2_lmd.corrupt.registry`, docs/incidents.md): per seed one clean drive is simulated to a bag, each
 kind written into a copy on one sensor (a different one per seed) at 3-6 s with `corrupt_bag`, and the
-copy analysed as `analyze` does; recall within 2 s by kind and severity, right sensor, delay:
+copy analysed as `analyze` does; recall within 2 s by kind and severity, right sensor, delay, and
+the model's vehicle IoU drop during the fault (IoU of the fused output against the simulator's ground
+truth over the fault window, intersection and union summed over its frames, a frame without output
+counting as empty; the clean bag, analysed once per seed, less the corrupted copy: a kind that drops
+the IoU and opens no incident is the worst cell); incidents in the clean bags are false ones:
 
     .venv/bin/python bench/bench_faults.py --corrupt [--severities 1,3,5] [--seeds 1] [--jobs 2]
         [--only lidar:rotation,radar:stuck]
@@ -96,35 +100,77 @@ def simulate_clean_bag(job: tuple[int, str]) -> str:
     return bag
 
 
-def run_corrupted(job: tuple[str, str, str, str, int, str, str]) -> tuple[str, str, int, Any, float]:
+def window_iou(grids: dict[int, np.ndarray], seed: int) -> float:
+    """Vehicle IoU of the fused outputs (frame index -> logits >= 0) against the ground truth of the
+    seed's clean drive over the fault window, intersection and union summed over its frames; a frame
+    with no output predicts nothing. The truth needs only the world (simulate_to_bag's defaults)."""
+    from ros2_lmd.sim import SimConfig
+    from ros2_lmd.sim.drive import START_STAMP
+    from ros2_lmd.sim.truth import ground_truth
+    from ros2_lmd.sim.world import World
+
+    config = SimConfig()
+    world = World.generate(seed, config.world, DRIVE_S)
+    intersection = union = 0
+    for index in range(int(round(ONSET_S * RATE_HZ)), int(round(END_S * RATE_HZ))):
+        t = index / RATE_HZ
+        truth = ground_truth(world, t, START_STAMP + t, config.grid).occupancy.astype(bool)
+        predicted = grids.get(index, np.zeros_like(truth))
+        intersection += int((predicted & truth).sum())
+        union += int((predicted | truth).sum())
+    return intersection / union if union else float("nan")
+
+
+def run_clean(job: tuple[str, int, str]) -> tuple[int, list[str], float]:
+    """A clean bag analysed: (seed, its incidents (all false), the fault window's IoU)."""
+    from ros2_lmd.models.io import load_model
+    from ros2_lmd.monitor.params import MonitorParams
+
+    bag, seed, model_name = job
+    grids: dict[int, np.ndarray] = {}
+    incidents, t0 = monitor_bag(bag, load_model(model_name), MonitorParams(model=model_name), grids)
+    return seed, [i.summary(t0) for i in incidents], window_iou(grids, seed)
+
+
+def run_corrupted(
+    job: tuple[str, str, str, str, int, str, str, int],
+) -> tuple[str, str, int, Any, float, float, list[str]]:
     """One kind at one severity on one sensor of a clean bag, analysed: (modality, kind, severity,
-    the FaultOutcome, seconds)."""
+    the FaultOutcome, seconds, the fault window's IoU, the incidents matching no fault)."""
     from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.params import MonitorParams
     from ros2_lmd.replay.corrupt import Fault, corrupt_bag
     from ros2_lmd.replay.scoring import score_incidents
     from ros2_lmd.sim.faults import read_faults_csv
 
-    clean, modality, sensor, kind, severity, folder, model_name = job
+    clean, modality, sensor, kind, severity, folder, model_name, seed = job
     start = time.perf_counter()
     name = f"{folder}/{os.path.basename(clean)}_{sensor}_{kind}_{severity}"
     result = corrupt_bag(clean, name, [Fault(sensor, kind, severity, ONSET_S, END_S)], seed=severity)
     params = MonitorParams(model=model_name)
-    incidents, t0 = monitor_bag(result.bag, load_model(model_name), params)
+    grids: dict[int, np.ndarray] = {}
+    incidents, t0 = monitor_bag(result.bag, load_model(model_name), params, grids)
     faults = read_faults_csv(result.faults_csv)
     score = score_incidents(incidents, faults, t0, _sensor_modalities(params), within_s=2.0)
+    iou = window_iou(grids, seed)
     seconds = time.perf_counter() - start
     (outcome,) = score.faults
     print(
-        f"  {sensor} {kind}:{severity}: {'detected' if outcome.detected else 'MISSED'} ({seconds:.0f} s)",
+        f"  {sensor} {kind}:{severity}: {'detected' if outcome.detected else 'MISSED'}"
+        + (f" after {outcome.delay_s:.2f} s, right sensor {outcome.right_sensor}" if outcome.detected else "")
+        + f", window IoU {iou:.3f}, {len(score.false_incidents)} false incidents ({seconds:.0f} s)",
         flush=True,
     )
-    return modality, kind, severity, outcome, seconds
+    false = [i.summary(t0) for i in score.false_incidents]
+    return modality, kind, severity, outcome, seconds, iou, false
 
 
-def monitor_bag(bag: Any, model: Any, params: Any) -> tuple[list[Any], float]:
+def monitor_bag(
+    bag: Any, model: Any, params: Any, grids: dict[int, np.ndarray] | None = None
+) -> tuple[list[Any], float]:
     """(incidents, the bag's start) of a bag through the monitor as `analyze` runs it (Ingest, runner,
-    Pipeline), without analyze's outputs: the bench's many short bags."""
+    Pipeline), without analyze's outputs: the bench's many short bags. `grids`, when given, gets
+    each frame's fused output (logits >= 0) by its simulated frame index (from its stamp)."""
     from rosbags.rosbag2 import Reader
 
     from ros2_lmd.messages.types import project_typestore
@@ -132,6 +178,11 @@ def monitor_bag(bag: Any, model: Any, params: Any) -> tuple[list[Any], float]:
     from ros2_lmd.monitor.pipeline import pipeline_for
     from ros2_lmd.replay.analyze import monitor_messages
     from ros2_lmd.replay.bag import ReadStats, read_messages
+    from ros2_lmd.sim.drive import START_STAMP
+
+    def on_frame(_item: Any, _messages: Any, report: Any) -> None:
+        if grids is not None and report is not None:
+            grids[int(round((report.stamp - START_STAMP) * RATE_HZ))] = report.fused >= 0
 
     ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
     pipeline = pipeline_for(model, params, "cpu")
@@ -141,7 +192,7 @@ def monitor_bag(bag: Any, model: Any, params: Any) -> tuple[list[Any], float]:
         ((topic, log_time, msg) for topic, _, log_time, msg in messages),
         ingest,
         pipeline,
-        lambda *_: None,
+        on_frame,
         lambda *_: None,
         workers=1,
         batch=1,
@@ -172,7 +223,7 @@ def corrupt_scorecard(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(max_workers=args.jobs) as pool:
         clean = list(pool.map(simulate_clean_bag, [(seed, folder) for seed in range(args.seeds)]))
         jobs = []
-        for table in (TUNING, HELD_OUT):
+        for table in (HELD_OUT, TUNING):  # held-out first: a run cut short still has the whole held-out set
             for modality, kinds in table.items():
                 sensors = rig.of_modality(modality)
                 for kind in kinds:
@@ -181,7 +232,8 @@ def corrupt_scorecard(args: argparse.Namespace) -> None:
                     for seed, bag in enumerate(clean):
                         sensor = sensors[seed % len(sensors)].name
                         for severity in severities:
-                            jobs.append((bag, modality, sensor, kind, severity, folder, args.model))
+                            jobs.append((bag, modality, sensor, kind, severity, folder, args.model, seed))
+        cleans = list(pool.map(run_clean, [(bag, seed, args.model) for seed, bag in enumerate(clean)]))
         outcomes = list(pool.map(run_corrupted, jobs))
     wall = time.perf_counter() - wall
     print(
@@ -189,12 +241,15 @@ def corrupt_scorecard(args: argparse.Namespace) -> None:
         f"{ONSET_S:g}-{END_S:g} s of {DRIVE_S:g} s drives, severities {args.severities}; {len(jobs)} "
         f"drives in {wall / 60:.1f} min, {args.jobs} at once\n"
     )
+    clean_iou = {seed: iou for seed, _, iou in cleans}
     found: dict[tuple[str, str, int], list[Any]] = defaultdict(list)
-    for modality, kind, severity, outcome, _ in outcomes:
+    drops: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    for job, (modality, kind, severity, outcome, _, iou, _) in zip(jobs, outcomes, strict=True):
         found[(modality, kind, severity)].append(outcome)
+        drops[(modality, kind, severity)].append(clean_iou[job[-1]] - iou)
     header = " | ".join(f"severity {s}" for s in severities)
     for label, table in (("tuning", TUNING), ("held-out", HELD_OUT)):
-        print(f"\n{label} set: recall within 2 s (right sensor), per severity\n")
+        print(f"\n{label} set: recall within 2 s (right sensor) [IoU drop], per severity\n")
         print(f"| kind | {header} | delay median s |")
         print("|---|" + "---|" * len(severities) + "---|")
         every, high = [], []
@@ -210,7 +265,10 @@ def corrupt_scorecard(args: argparse.Namespace) -> None:
                     high += outs if severity >= 3 else []
                     delays += [o.delay_s for o in outs if o.detected]
                     recall = np.mean([o.detected for o in outs])
-                    cells.append(f"{recall:.0%} ({np.mean([o.right_sensor for o in outs]):.0%})")
+                    cells.append(
+                        f"{recall:.0%} ({np.mean([o.right_sensor for o in outs]):.0%}) "
+                        f"[{np.median(drops[(modality, kind, severity)]):+.3f}]"
+                    )
                 if any(c != "-" for c in cells):
                     delay = f"{np.median(delays):.2f}" if delays else "-"
                     print(f"| {modality} {kind} | " + " | ".join(cells) + f" | {delay} |")
@@ -222,6 +280,15 @@ def corrupt_scorecard(args: argparse.Namespace) -> None:
                 f"{len(high)}; right sensor {np.mean([o.right_sensor for o in every]):.0%}; delay p95 "
                 + (f"{np.percentile(delays, 95):.2f} s" if delays else "-")
             )
+    false_clean = [line for _, lines, _ in cleans for line in lines]
+    false_faulted = [line for *_, lines in outcomes for line in lines]
+    print(
+        f"\nclean bags: window IoU {', '.join(f'{iou:.3f}' for iou in clean_iou.values())}; "
+        f"{len(false_clean)} incidents in {len(cleans) * DRIVE_S:g} fault-free s; "
+        f"{len(false_faulted)} incidents in the corrupted copies matching no fault"
+    )
+    for line in (false_clean + false_faulted)[:20]:
+        print(f"    {line}")
 
 
 def main() -> None:

@@ -3,11 +3,11 @@ drive (full sensor set) analysed end to end (bag reading, decoding, sync, model 
 written), frames per second at several batch sizes and worker-thread counts, with the
 decomposition compiled (the default) and eager, and camera JPEGs decoded reduced (the default) and
 at full size, measured side by side in one run; with per-stage medians per frame (decode of one
-camera image in the reading thread; prepare = resize and batching, encode, decompose, sensor checks,
-postprocess in the pipeline). Each setting is
-warmed up first (model, and compiling the decomposition for that batch size and thread count,
-timed and printed apart: analyze does it once per run, before reading), so frames per second are
-the steady state of a long bag.
+camera image in the reading thread; prepare = resize and batching, encode, decompose, the signal
+checks' features (in the parallel step) and their judging (in stamp order), postprocess in the
+pipeline). Each setting is warmed up first (model, and compiling the decomposition for that batch
+size and thread count, timed and printed apart: analyze does it once per run, before reading), so
+frames per second are the steady state of a long bag.
 
     source .venv/lmd_env.sh && python bench/bench_analyze.py [--duration 30] [--batches 1,4] [--workers 1,2]
         [--camera-size 1600x900] [--frame-rate 20 | --rig nuscenes] [--camera-decodes reduced,full]
@@ -118,7 +118,7 @@ def main() -> None:
             )
 
 
-STAGES = ("prepare", "encode", "decompose", "sensor_checks", "postprocess")
+STAGES = ("prepare", "encode", "decompose", "sensor_features", "sensor_checks", "postprocess")
 
 
 def camera_decode_ms(bag: Path, params: object, model: object) -> float:

@@ -185,7 +185,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=DEVICES,
         help="where the model runs; auto: CUDA when available (default: analyze: the --params-file's "
-        "device, else auto, as the node; train, evaluate and robustness: cpu)",
+        "device, else auto, as the node; robustness, train and evaluate: cpu)",
     )
 
 
@@ -205,8 +205,8 @@ def add_batch(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="inputs per model call: frames (default: 4; robustness too), or frame pairs for evaluate "
-        "(default: 8)",
+        help="inputs per model call: frames for analyze and robustness (default: 4), or frame pairs for "
+        "evaluate (default: 8)",
     )
 
 

@@ -232,3 +232,22 @@ def test_the_command_writes_its_three_files(tmp_path, capsys):
     assert (tmp_path / "out" / "robustness.html").is_file() and (
         tmp_path / "out" / "robustness.csv"
     ).is_file()
+
+
+def test_nuscenes_val_samples_with_each_radar_corrupted_in_turn(tmp_path, capsys):
+    from support import nuscenes_fixture as fx
+
+    root = fx.write_dataroot(tmp_path / "nuscenes", (("scene-0103", 1),))  # mini_val
+    model = tiny_model(tmp_path, "compact_cr")
+    code, out, err = run_cli(
+        capsys,
+        "robustness", "--model", model, "--out", tmp_path / "out", "--dataset", "nuscenes",
+        "--dataroot", root.path, "--version", root.version, "--kinds", "radar:ghosts",
+        "--severities", "5", "--sensor-severity", "5", "--frames", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "robustness.json").read_text())
+    assert report["data"]["dataset"] == "nuscenes" and report["frames"] == 1  # the val split holds one
+    radars = [r.lower() for r in fx.RADARS]
+    assert sorted(report["sensor_names"]["radar"]) == sorted(radars)
+    assert sorted(r["sensor"] for r in report["sensors"]) == sorted(radars)

@@ -2,8 +2,8 @@
 functions that make it, `add_<job>` (its arguments) and `run_<job>` (the job, returning an exit
 code). The jobs live by group: `live` (over ROS 2: smoke, monitor, play, demo), `bags` (offline
 rosbag2s: simulate, nuscenes2bag, corrupt, analyze, info, fleet) and `models` (train, evaluate,
-convert-simplebev); the arguments several jobs share are declared once, in `args`. Subcommands import
-what they need lazily, so `ros2-lmd --help` and the ROS-free ones work without ROS 2.
+robustness, convert-simplebev); the arguments several jobs share are declared once, in `args`.
+Subcommands import what they need lazily, so `ros2-lmd --help` and the ROS-free ones work without ROS 2.
 
 A bad argument or input ends a job with one line on stderr, `ros2-lmd <job>: <what was wrong>`
 (`exits.fail`, the one error path, argparse's errors included), never with a traceback; what can be
@@ -135,6 +135,14 @@ SUBCOMMANDS: list[Subcommand] = [
         "Grad-CAM) on synthetic frames or nuScenes val",
         models.add_evaluate,
         models.run_evaluate,
+    ),
+    Subcommand(
+        "robustness",
+        "run a model under every corruption of the library and severity on a fixed evaluation set: IoU, "
+        "resistance ability (RA, mRA), LMD share shifts, IoU of each modality alone, the sensor that hurts "
+        "most",
+        models.add_robustness,
+        models.run_robustness,
     ),
     Subcommand(
         "convert-simplebev",

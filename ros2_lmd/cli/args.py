@@ -175,7 +175,7 @@ def add_lmd_rules(parser: argparse.ArgumentParser) -> None:
         help="LMD rule preset: default (one rule per layer family) or paper (the LMD authors' "
         "configuration, chosen per module; docs/reference-comparison.md) (default: analyze and fleet: "
         "the --params-file's lmd_rules, else default; evaluate: default, and paper adds the row "
-        "'LMD (paper rules)')",
+        "'LMD (paper rules)'; robustness: default)",
     )
 
 
@@ -185,7 +185,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=DEVICES,
         help="where the model runs; auto: CUDA when available (default: analyze: the --params-file's "
-        "device, else auto, as the node; train and evaluate: cpu)",
+        "device, else auto, as the node; robustness, train and evaluate: cpu)",
     )
 
 
@@ -205,7 +205,8 @@ def add_batch(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="inputs per model call: frames (default: 4), or frame pairs for evaluate (default: 8)",
+        help="inputs per model call: frames for analyze and robustness (default: 4), or frame pairs for "
+        "evaluate (default: 8)",
     )
 
 
@@ -263,6 +264,18 @@ def dataset_problem(args: argparse.Namespace) -> str:
     if not folder.is_dir():
         return f"--dataroot {args.dataroot}: no {args.version}/ folder in it (--version picks which)"
     return ""
+
+
+def add_frames(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluation frames: simulated validation scenes, or with --dataset nuscenes the val split's "
+        "samples in Simple-BEV's order (default: evaluate 24 synthetic, the whole nuScenes val split; "
+        "robustness 16, on nuScenes the first 16)",
+    )
 
 
 # --- image sizes ----------------------------------------------------------------------------------

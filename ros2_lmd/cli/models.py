@@ -1,6 +1,6 @@
 """The subcommands about the fusion models themselves: train (the compact models, on synthetic data or
-nuScenes), evaluate (the paper's metrics) and convert-simplebev (official checkpoints to
-safetensors)."""
+nuScenes), evaluate (the paper's metrics), robustness (the model under the corruption library) and
+convert-simplebev (official checkpoints to safetensors)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ros2_lmd.cli.args import (
     add_batch,
     add_dataset,
     add_device,
+    add_frames,
     add_lmd_rules,
     add_model,
     dataset_problem,
@@ -22,6 +23,9 @@ from ros2_lmd.cli.exits import EXIT_FAILED, EXIT_OK, fail
 
 DEVICE = "cpu"  # --device of evaluate when none is named (train: TrainConfig's)
 BATCH_PAIRS = 8  # --batch of evaluate: frame pairs per model call
+EVALUATE_FRAMES = 24  # --frames of evaluate: synthetic validation frames
+ROBUSTNESS_FRAMES = 16  # --frames of robustness
+ROBUSTNESS_BATCH = 4  # --batch of robustness: frames per model call
 
 # --- train: the compact models on synthetic data or nuScenes ------------------------------------
 
@@ -115,13 +119,7 @@ def run_train(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 def add_evaluate(parser: argparse.ArgumentParser) -> None:
     add_model(parser)
-    parser.add_argument(
-        "--frames",
-        type=int,
-        default=24,
-        help="synthetic validation frames (default: %(default)s); nuScenes: the whole val split, in "
-        "Simple-BEV's sample order",
-    )
+    add_frames(parser)
     parser.add_argument(
         "--offsets", type=int, default=12, help="perturbation offsets m = 1..N (default: %(default)s)"
     )
@@ -174,7 +172,8 @@ def run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
     model = load_model(model_name, device=device)
     anchors = args.anchors or None
     if args.dataset == "synthetic":
-        frames = [simulated_sample(VAL_SEED_BASE + args.seed + i)[0] for i in range(args.frames)]
+        count = EVALUATE_FRAMES if args.frames is None else args.frames
+        frames = [simulated_sample(VAL_SEED_BASE + args.seed + i)[0] for i in range(count)]
         evaluate(
             model,
             frames,
@@ -215,6 +214,110 @@ def run_evaluate(args: argparse.Namespace, ros_args: list[str]) -> int:
         )
     except (ValueError, OSError) as error:  # a dataset file that cannot be read, named
         return fail("evaluate", error)
+    return EXIT_OK
+
+
+# --- robustness: the model under every corruption of the library --------------------------------
+
+
+def add_robustness(parser: argparse.ArgumentParser) -> None:
+    from ros2_lmd.replay.robustness import DEFAULT_SENSOR_SEVERITY
+
+    add_model(parser)
+    parser.add_argument("--out", required=True, help="output folder (robustness.json, .csv, .html)")
+    add_dataset(parser)
+    parser.add_argument(
+        "--kinds",
+        default="all",
+        help="comma-separated corruptions: KIND (on every modality that has it), MODALITY (all its kinds) "
+        "or MODALITY:KIND, e.g. camera:fog,lidar,ghosts; docs/corruptions.md lists them "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--severities",
+        default="1,2,3,4,5",
+        help="comma-separated severities, 1 to 5 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sensor-severity",
+        type=int,
+        default=DEFAULT_SENSOR_SEVERITY,
+        metavar="S",
+        help="severity of the pass that corrupts each camera and radar in turn; 0: no such pass "
+        "(default: %(default)s)",
+    )
+    add_frames(parser)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the corruptions' randomness, and the first simulated validation scene's offset "
+        "(default: %(default)s)",
+    )
+    add_batch(parser)
+    add_device(parser)
+    add_lmd_rules(parser)
+
+
+def run_robustness(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from functools import partial
+    from pathlib import Path
+
+    from ros2_lmd.corrupt import SEVERITIES
+    from ros2_lmd.replay.robustness import Selection, parse_kinds, parse_severities
+
+    model_name = args.model or default_model()
+    frames = ROBUSTNESS_FRAMES if args.frames is None else args.frames
+    batch = ROBUSTNESS_BATCH if args.batch is None else args.batch
+    problem = model_problem(model_name) or dataset_problem(args)
+    device, device_problem = device_or_problem(args.device or DEVICE)
+    problem = problem or device_problem
+    try:
+        kinds = parse_kinds(args.kinds)
+        severities = parse_severities(args.severities)
+    except ValueError as error:
+        problem = problem or str(error)
+    if args.sensor_severity != 0 and args.sensor_severity not in SEVERITIES:
+        problem = (
+            problem
+            or f"--sensor-severity: {args.sensor_severity} is not a severity (valid: 0, 1, 2, 3, 4, 5)"
+        )
+    if frames < 1 or batch < 1:
+        problem = problem or f"--frames and --batch must be >= 1 (got {frames}, {batch})"
+    if problem:
+        return fail("robustness", problem)
+    from ros2_lmd.models.io import load_model
+    from ros2_lmd.models.rule_presets import rule_preset
+    from ros2_lmd.replay.robustness import nuscenes_set, simulated_set
+    from ros2_lmd.replay.robustness import run_robustness as run
+
+    model = load_model(model_name, device=device)
+    if args.dataset == "synthetic":
+        data = partial(simulated_set, model, frames, args.seed)
+    else:
+        data = partial(nuscenes_set, model, args.dataroot, args.version, frames)
+    selection = Selection(kinds, severities, args.sensor_severity or None)
+    try:
+        result = run(
+            model,
+            Path(args.out),
+            selection,
+            data,
+            model_name,
+            args.seed,
+            batch,
+            rule_preset(args.lmd_rules or "default"),
+        )
+    except (ValueError, OSError) as error:  # a dataset file that cannot be read, named
+        return fail("robustness", error)
+    report = result.report
+    worst = report["worst_kind"]
+    mra = "n/a" if report["mra"] is None else f"{report['mra']:.3f}"
+    print(
+        f"mRA {mra} over {len(report['kinds'])} kinds"
+        + (f"; worst {worst['modality']}:{worst['kind']} (RA {worst['ra']:.3f})" if worst else "")
+        + f"; wrote {', '.join(str(f) for f in result.files)}"
+    )
     return EXIT_OK
 
 

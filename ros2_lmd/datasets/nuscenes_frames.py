@@ -103,16 +103,21 @@ def sample_frame(tables: NuScenesTables, sample: dict[str, Any], index: int = 0)
             )
         )
     radar = []
+    points, extrinsics, modality = {}, {}, {}  # per point sensor, as the simulator's frames record them
     for channel in RADAR_CHANNELS:
         record = tables.keyframe(sample, channel)
         path = tables.path(record)
         columns = pcd_columns(read_pcd(path), RADAR_FIELDS, path)
         T = T_base_global @ tables.ego_pose(record) @ tables.sensor_pose(record)
         radar.append(transform_points(columns, T, vector_columns=((4, 5),)))
+        name = ros_name(channel)
+        points[name], extrinsics[name], modality[name] = radar[-1], T, "radar"
     path = tables.path(lidar)
     lidar_points = transform_points(
         pcd_columns(read_lidar_bin(path), LIDAR_FIELDS, path), tables.sensor_pose(lidar)
     )
+    name = ros_name(LIDAR_CHANNEL)
+    points[name], extrinsics[name], modality[name] = lidar_points, tables.sensor_pose(lidar), "lidar"
     return SensorFrame(
         stamp=lidar["timestamp"] * 1e-6,
         stamp_ns=int(lidar["timestamp"]) * 1000,
@@ -120,6 +125,9 @@ def sample_frame(tables: NuScenesTables, sample: dict[str, Any], index: int = 0)
         radar=np.concatenate(radar),
         lidar=lidar_points,
         frame_index=index,
+        sensor_points=points,
+        sensor_extrinsics=extrinsics,
+        sensor_modality=modality,
     )
 
 

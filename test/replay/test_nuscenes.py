@@ -351,6 +351,15 @@ def test_frames_give_sensor_frames_and_the_ground_truth_cells_in_simple_bev_orde
         6,
     )
     assert first["timestamp"] != keyframes[1]["timestamp"]  # so the ego motion mattered
+    # each point sensor's own points and extrinsics, as the simulator's frames record them
+    assert list(frame.sensor_points) == [c.lower() for c in (*RADAR_CHANNELS, "LIDAR_TOP")]
+    assert np.array_equal(frame.sensor_points["radar_front"], frame.radar[: len(radar)])
+    assert np.allclose(frame.sensor_extrinsics["radar_front"], T, atol=1e-9)
+    assert np.array_equal(frame.sensor_points["lidar_top"], frame.lidar)
+    assert np.allclose(frame.sensor_extrinsics["lidar_top"], _mount("LIDAR_TOP"), atol=1e-9)
+    assert (
+        frame.sensor_modality["radar_back_left"] == "radar" and frame.sensor_modality["lidar_top"] == "lidar"
+    )
     # a model takes them as it takes simulated frames
     from ros2_lmd.models.registry import build_model
 

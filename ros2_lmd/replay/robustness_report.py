@@ -23,22 +23,11 @@ def _label(row: Mapping[str, Any]) -> str:
 
 def ra_heatmap(runs: Sequence[Mapping[str, Any]], severities: Sequence[int]) -> str:
     """Kinds (rows) x severities (columns), coloured and written RA."""
-    labels = list(dict.fromkeys(_label(r) for r in runs))
-    values = np.full((len(labels), len(severities)), np.nan)
-    for r in runs:
-        if r["ra"] is not None:
-            values[labels.index(_label(r)), list(severities).index(r["severity"])] = r["ra"]
-    fig = new_figure((2.2 + 0.9 * len(severities), 0.26 * len(labels) + 1.4), layout="constrained")
-    ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
-    for i in range(len(labels)):
-        for j in range(len(severities)):
-            if np.isfinite(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig, ax = _ra_grid(
+        runs, "severity", list(severities), (2.2, 0.9, 1.4), "RA = IoU corrupted / IoU clean", 7
+    )
     ax.set_xticks(range(len(severities)), [str(s) for s in severities], fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xlabel("severity")
-    fig.colorbar(image, ax=ax, label="RA = IoU corrupted / IoU clean", shrink=0.6)
     ax.set_title("Resistance ability per kind and severity", fontsize=9)
     return png_data_uri(fig)
 
@@ -64,24 +53,40 @@ def shift_bars(kinds: Sequence[Mapping[str, Any]], modalities: Sequence[str]) ->
 
 def sensor_heatmap(rows: Sequence[Mapping[str, Any]]) -> str:
     """(modality, kind) rows x sensors, RA with one sensor corrupted."""
-    labels = list(dict.fromkeys(_label(r) for r in rows))
     sensors = list(dict.fromkeys(r["sensor"] for r in rows))
-    values = np.full((len(labels), len(sensors)), np.nan)
+    fig, ax = _ra_grid(rows, "sensor", sensors, (2.4, 0.8, 1.8), "RA, one sensor corrupted", 6)
+    ax.set_xticks(range(len(sensors)), sensors, fontsize=7, rotation=40, ha="right")
+    ax.set_title("Which sensor's corruption hurts most", fontsize=9)
+    return png_data_uri(fig)
+
+
+def _ra_grid(
+    rows: Sequence[Mapping[str, Any]],
+    column: str,
+    columns: list[Any],
+    size: tuple[float, float, float],
+    colour_label: str,
+    fontsize: int,
+) -> tuple[Any, Any]:
+    """A figure of RA per (modality, kind) row and per value of `column` (`columns` in order),
+    coloured red to green over [0, 1] and written in each cell; `size`: (width base, width per
+    column, height base). The caller sets the column ticks and the title."""
+    labels = list(dict.fromkeys(_label(r) for r in rows))
+    values = np.full((len(labels), len(columns)), np.nan)
     for r in rows:
         if r["ra"] is not None:
-            values[labels.index(_label(r)), sensors.index(r["sensor"])] = r["ra"]
-    fig = new_figure((2.4 + 0.8 * len(sensors), 0.26 * len(labels) + 1.8), layout="constrained")
+            values[labels.index(_label(r)), columns.index(r[column])] = r["ra"]
+    width, per_column, height = size
+    fig = new_figure((width + per_column * len(columns), 0.26 * len(labels) + height), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
     for i in range(len(labels)):
-        for j in range(len(sensors)):
+        for j in range(len(columns)):
             if np.isfinite(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6)
-    ax.set_xticks(range(len(sensors)), sensors, fontsize=7, rotation=40, ha="right")
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=fontsize)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    fig.colorbar(image, ax=ax, label="RA, one sensor corrupted", shrink=0.6)
-    ax.set_title("Which sensor's corruption hurts most", fontsize=9)
-    return png_data_uri(fig)
+    fig.colorbar(image, ax=ax, label=colour_label, shrink=0.6)
+    return fig, ax
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

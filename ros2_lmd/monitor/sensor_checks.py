@@ -124,6 +124,10 @@ class SensorCheckConfig:
     # machine that is late for every sensor at once (a loaded executor) is no sensor fault
     latency_rise_suspect: float = 0.15  # seconds later than its own baseline: suspect (late data)
     latency_rise_failed: float = 0.25
+    ahead_suspect: float = 0.05  # stamp moved forward (s) beyond the other sensors' move: suspect
+    ahead_failed: float = 0.15
+    gap_suspect: float = 1.7  # time since the previous message over its own median gap: suspect
+    gap_failed: float = 3.5  # (one message lost at a steady rate: 2)
 
     # Radar
     isolation_radius_m: float = 1.5  # a radar return with no other return of its sweep this close
@@ -166,7 +170,9 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         failed, suspect = getattr(c, f"{name}_failed"), getattr(c, f"{name}_suspect")
         if not 0 <= failed <= suspect < 1:
             problems.append(f"{name}: need 0 <= {name}_failed {failed} <= {name}_suspect {suspect} < 1")
-    for name in ("saturated_rise", "blocked", "lost_sectors", "clutter_rise", "isolated_rise", "anomaly"):
+    for name in (
+        "saturated_rise", "blocked", "lost_sectors", "clutter_rise", "isolated_rise", "anomaly", "ahead", "gap",
+    ):
         suspect, failed = getattr(c, f"{name}_suspect"), getattr(c, f"{name}_failed")
         if not 0 < suspect <= failed:
             problems.append(f"{name}: need 0 < {name}_suspect {suspect} <= {name}_failed {failed}")
@@ -326,10 +332,18 @@ GENERAL_RULES = (
         meaning="the sensor's data unlike its own healthy history",
     ),
 )
+TIMING_RULES = (
+    _Rule("ahead", "abs_high", "ahead_suspect", "ahead_failed",
+          "stamp moved forward against its own arrival and the other sensors'", "s",
+          meaning="clock offset or drift: the stamps say the data is fresher than it is"),
+    _Rule("gap_ratio", "abs_high", "gap_suspect", "gap_failed",
+          "time since the previous message over its own usual gap", "x",
+          meaning="messages lost: a flaky link or a dropped rate"),
+)
 LATENCY_RULE = _Rule("latency", "rise", "latency_rise_suspect", "latency_rise_failed",
                      "data age on arrival beyond the freshest sensor's", "s",
                      meaning="late data: a delay in the sensor, its driver or its transport")  # fmt: skip
-RULES = {modality: (*rules, *GENERAL_RULES, LATENCY_RULE) for modality, rules in RULES.items()}
+RULES = {modality: (*rules, *GENERAL_RULES, *TIMING_RULES, LATENCY_RULE) for modality, rules in RULES.items()}
 
 
 @dataclass(frozen=True)
@@ -733,6 +747,56 @@ class SensorChecks:
             lidar_obs.scalars["yaw_fit"] = float(shares.max() - fleet[identity_yaw] / fleet[0])
             lidar_obs.scalars["radar_agreement"] = float(fleet[identity_yaw] / fleet[0])
 
+    def _timing(self, frame: SensorFrame, judged: Mapping[str, tuple[_SensorState, Observation]]) -> None:
+        """Arrival features of the new readings (into their observations), each sensor against its
+        own history and the frame's other sensors, so that a machine late or stalled for every
+        sensor at once is no sensor's fault:
+        - `lag` (arrival - stamp) and `ahead`: how far the stamp moved forward against its own
+          history beyond the other sensors' median move (a clock offset or drift; the stamps'
+          epoch is arbitrary, a bag replayed without sim time has old stamps, so only changes mean
+          anything), counted when it is also `min_z` robust sd of its own lag;
+        - `latency`: arrival - stamp beyond the freshest sensor's that is not ahead (a delay);
+        - `arrival_gap` and `gap_ratio`: time since the sensor's previous message over its own
+          median gap, divided by the frame's median ratio when that is above 1 (lost messages:
+          a flaky link, a dropped rate, whichever sensor starts the frames)."""
+        c = self.config
+        m = c.baseline_min_frames
+        moved: dict[str, float] = {}  # sensor -> its lag minus its own median lag
+        spread: dict[str, float] = {}
+        for name, lag in frame.sensor_latency.items():
+            state = self._sensors.get(name)
+            stats = None if state is None else state.baseline.stats("lag", m)
+            if stats is not None:
+                moved[name], spread[name] = lag - stats[0], stats[1]
+        ahead: dict[str, float] = {}
+        for name, (_, obs) in judged.items():
+            if name not in frame.sensor_latency:
+                continue
+            obs.scalars["lag"] = frame.sensor_latency[name]
+            others = [v for n, v in moved.items() if n != name]
+            if name in moved and len(others) >= 2:
+                lead = min(float(np.median(others)) - moved[name], -moved[name])
+                ahead[name] = lead if lead >= c.min_z * spread[name] else 0.0
+                obs.scalars["ahead"] = ahead[name]
+        trusted = [v for n, v in frame.sensor_latency.items() if ahead.get(n, 0.0) < c.ahead_suspect]
+        freshest = min(trusted or frame.sensor_latency.values(), default=0.0)
+        for name, (_, obs) in judged.items():
+            if name in frame.sensor_latency:
+                obs.scalars["latency"] = frame.sensor_latency[name] - freshest
+        ratios: dict[str, float] = {}
+        for name, gap in frame.sensor_arrival_gaps.items():
+            state = self._sensors.get(name)
+            stats = None if state is None else state.baseline.stats("arrival_gap", m)
+            if stats is not None and stats[0] > 0:
+                excess = gap - stats[0]
+                ratios[name] = gap / stats[0] if excess >= c.min_z * stats[1] else 1.0
+        common = max(1.0, float(np.median(list(ratios.values())))) if ratios else 1.0
+        for name, (_, obs) in judged.items():
+            if name in frame.sensor_arrival_gaps:
+                obs.scalars["arrival_gap"] = frame.sensor_arrival_gaps[name]
+            if name in ratios:
+                obs.scalars["gap_ratio"] = ratios[name] / common
+
     def measure(self, frame: SensorFrame) -> FrameMeasurement:
         """The history-free features of every reading of `frame` and its payload fingerprint. Reads
         only the configuration: safe to call from several threads at once, in any order."""
@@ -771,16 +835,9 @@ class SensorChecks:
             return {name: s.unobserved(stamp) for name, s in self._sensors.items()}
         self._last_stamp = stamp
         verdicts: dict[str, SensorVerdict] = {}
-        freshest = min(frame.sensor_latency.values(), default=0.0)
-        latency = {name: value - freshest for name, value in frame.sensor_latency.items()}
-
-        def observed(name: str, obs: Observation) -> Observation:
-            if name in latency:
-                obs.scalars["latency"] = latency[name]
-            return obs
-
         if measured is None:
             measured = self.measure(frame)
+        judged: dict[str, tuple[_SensorState, Observation]] = {}  # new readings, in frame order
         for camera in frame.cameras:
             sensor = self._sensor(camera.name, "camera")
             assert sensor.camera is not None
@@ -788,11 +845,11 @@ class SensorChecks:
             if sensor.seen_before(frame.sensor_stamps.get(camera.name), digest):
                 verdicts[camera.name] = sensor.judged_already(stamp)
                 continue
-            obs = observed(camera.name, sensor.camera.observe(camera.image, stamp, camera_measured))
+            obs = sensor.camera.observe(camera.image, stamp, camera_measured)
             repeat = sensor.repeated(camera.image, stamp, digest)
             if repeat is not None:
                 obs.scalars["repeat"] = repeat
-            verdicts[camera.name] = sensor.step(obs, stamp)
+            judged[camera.name] = (sensor, obs)
         sweeps: dict[str, tuple[_SensorState, Observation, np.ndarray, np.ndarray]] = {}
         for name, points in frame.sensor_points.items():
             points = np.asarray(points, dtype=np.float32)
@@ -801,18 +858,19 @@ class SensorChecks:
             sensor = self._sensor(name, frame.sensor_modality.get(name) or _point_modality(points))
             if sensor.points is None or name not in measured.points:
                 continue  # a camera name with points: a configuration mistake, not a sensor fault
-            origin = _origin(frame, name)
             point_obs, digest = measured.points[name]
             if sensor.seen_before(frame.sensor_stamps.get(name), digest):
                 verdicts[name] = sensor.judged_already(stamp)
                 continue
-            obs = observed(name, Observation(dict(point_obs.scalars), dict(point_obs.vectors)))
+            obs = Observation(dict(point_obs.scalars), dict(point_obs.vectors))
             repeat = sensor.repeated(points, stamp, digest)
             if repeat is not None and len(points) >= self.config.repeat_min_returns:
                 obs.scalars["repeat"] = repeat
-            sweeps[name] = (sensor, obs, points, origin)
+            sweeps[name] = (sensor, obs, points, _origin(frame, name))
+            judged[name] = (sensor, obs)
+        self._timing(frame, judged)
         self._agreement(sweeps)
-        for name, (sensor, obs, _, _) in sweeps.items():
+        for name, (sensor, obs) in judged.items():
             verdicts[name] = sensor.step(obs, stamp)
         for name, sensor in self._sensors.items():
             if name not in verdicts:

@@ -76,6 +76,10 @@ class SensorFrame:
     # the time sync gives to two frames (a 12 Hz camera beside a 20 Hz LiDAR) has the same stamp in
     # both, and is not a new reading the second time (the signal checks then skip it).
     sensor_stamps: dict[str, float] = field(default_factory=dict)
+    # Sensor name -> how long after the sensor's previous message its reading in this frame came in
+    # (s, arrival clock), where known: a sensor whose messages are lost (a flaky link, a dropped
+    # rate) shows longer gaps than its own history, whichever sensor starts the frames.
+    sensor_arrival_gaps: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.stamp_ns is None:

@@ -98,6 +98,7 @@ class _Reading:
     arrival: float | None = None  # when it came in (ROS time live, log time in a bag), when known
     refused: str = ""  # a fallback message that could not be used: why (its frame is dropped)
     reduction: int = 1  # a camera image decoded at 1/reduction of its CameraInfo size
+    arrival_gap: float | None = None  # arrival - the sensor's previous message's arrival, when known
 
 
 @dataclass
@@ -107,6 +108,7 @@ class _SensorBuffer:
     readings: list[_Reading] = field(default_factory=list)
     newest: float = -math.inf
     newest_discarded: float = -math.inf  # newest stamp evicted or refused as stale
+    last_arrival: float | None = None  # arrival of the sensor's latest message (for arrival gaps)
 
 
 class FrameAssembler:
@@ -226,12 +228,18 @@ class FrameAssembler:
         RADAR_FIELDS / LIDAR_FIELDS columns. `frame_id` is the message's header frame (for
         extrinsics); empty means the sensor's configured frame. `arrival`: when the message came in,
         in the stamps' clock (SensorFrame.sensor_latency); it never changes which frame a reading
-        joins. `reduction`: a camera image decoded at 1/reduction of its CameraInfo's size
+        joins (its gap to the sensor's previous arrival is SensorFrame.sensor_arrival_gaps).
+        `reduction`: a camera image decoded at 1/reduction of its CameraInfo's size
         (sensors.image.jpeg_reduction); its intrinsics are scaled to match."""
         state = self._state(sensor_name)
         stamp = float(stamp)
         if not math.isfinite(stamp):
             raise SensorDataError(sensor_name, f"stamp: not finite ({stamp})")
+        gap = None
+        if arrival is not None:
+            if state.last_arrival is not None and arrival >= state.last_arrival:
+                gap = arrival - state.last_arrival
+            state.last_arrival = arrival
         reading = _Reading(
             stamp,
             _check_payload(state.source, payload),
@@ -239,6 +247,7 @@ class FrameAssembler:
             stamp_ns=stamp_ns,
             arrival=arrival,
             reduction=reduction,
+            arrival_gap=gap,
         )
         self._newest_any = max(self._newest_any, stamp)
         state.newest = max(state.newest, stamp)
@@ -416,6 +425,7 @@ class FrameAssembler:
         sensor_extrinsics: dict[str, np.ndarray] = {}
         sensor_latency: dict[str, float] = {}
         sensor_stamps: dict[str, float] = {}
+        arrival_gaps: dict[str, float] = {}
         for name, state in self._sensors.items():
             source = state.source
             if name == (key.trigger or self.key_sensor):
@@ -437,6 +447,8 @@ class FrameAssembler:
                     sensor_stamps[name] = reading.stamp
                     if reading.arrival is not None:
                         sensor_latency[name] = reading.arrival - reading.stamp
+                    if reading.arrival_gap is not None:
+                        arrival_gaps[name] = reading.arrival_gap
             status[name] = reason
         points = {
             m: np.concatenate(clouds[m]) if clouds[m] else np.zeros((0, len(POINT_FIELDS[m])))
@@ -459,6 +471,7 @@ class FrameAssembler:
             sensor_extrinsics=sensor_extrinsics,
             sensor_latency=sensor_latency,
             sensor_stamps=sensor_stamps,
+            sensor_arrival_gaps=arrival_gaps,
         )
 
     def _contribute(

@@ -105,6 +105,8 @@ class SensorCheckConfig:
     tile_dead_ratio: float = 0.25  # a tile is blocked when its texture AND change fall below this share
     blocked_suspect: float = 0.12  # share of blocked tiles at or above: suspect (occlusion, dirt)
     blocked_failed: float = 0.25
+    sharpness_low_suspect: float = 0.45  # image sharpness ratio at or below: suspect (blur) ...
+    sharpness_low_failed: float = 0.3  # (fault-free >= 0.51 in randomised worlds; motion blur 0.34-0.42)
 
     # LiDAR
     sectors: int = 36  # azimuth sectors around the sensor's own position (10 degrees each)
@@ -112,13 +114,13 @@ class SensorCheckConfig:
     sector_lost_ratio: float = 0.1  # a counted sector is lost below this share of its baseline
     lost_sectors_suspect: int = 3  # lost sectors at or above: suspect (30 degrees dark)
     lost_sectors_failed: int = 6
-    count_low_suspect: float = 0.5  # point count ratio at or below: suspect (beams lost, window dirt)
+    count_low_suspect: float = 0.8  # point count ratio at or below: suspect (beams lost, window dirt)
     count_low_failed: float = 0.2
     near_range_m: float = 10.0  # near-field clutter: returns within this horizontal range ...
     clutter_voxel_m: float = 0.5  # ... that are alone in their voxel of this size (fog, spray, rain)
-    clutter_rise_suspect: float = 4.0  # near-field clutter ratio at or above: suspect
+    clutter_rise_suspect: float = 2.5  # near-field clutter ratio at or above: suspect
     clutter_rise_failed: float = 8.0
-    clutter_min_points: int = 50  # and at least this many more returns than the baseline
+    clutter_min_points: int = 40  # and at least this many more returns than the baseline
 
     # Every sensor: latency (arrival - stamp) over the least latency of the frame's sensors, so a
     # machine that is late for every sensor at once (a loaded executor) is no sensor fault
@@ -166,7 +168,7 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         problems.append(f"clear_k {c.clear_k} not in [1, clear_n {c.clear_n}]")
     if c.tile_grid < 2 or c.sectors < 4:
         problems.append(f"need tile_grid >= 2 and sectors >= 4, got {c.tile_grid}, {c.sectors}")
-    for name in ("dim", "count_low"):
+    for name in ("dim", "count_low", "sharpness_low"):
         failed, suspect = getattr(c, f"{name}_failed"), getattr(c, f"{name}_suspect")
         if not 0 <= failed <= suspect < 1:
             problems.append(f"{name}: need 0 <= {name}_failed {failed} <= {name}_suspect {suspect} < 1")
@@ -293,6 +295,9 @@ RULES: dict[str, tuple[_Rule, ...]] = {
               "pixels saturated", "%", meaning="glare or overexposure"),
         _Rule("brightness", "ratio_low", "dim_suspect", "dim_failed", "mean brightness",
               also=("noise", "noise_rise"), meaning="dimmed with the noise up: low light"),
+        _Rule("sharpness", "ratio_low", "sharpness_low_suspect", "sharpness_low_failed",
+              "image sharpness (mean |Laplacian|)",
+              meaning="blurred: motion blur, defocus, a wet or fogged lens"),
         _Rule("blocked_fraction", "abs_high", "blocked_suspect", "blocked_failed",
               "tiles blocked (texture and change gone against their own history)", "%",
               meaning="part of the view blocked (dirt, occlusion)"),

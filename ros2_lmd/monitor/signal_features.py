@@ -96,16 +96,7 @@ def measure_camera(image: np.ndarray, config: SensorCheckConfig) -> CameraMeasur
     }
     texture = np.abs(cv2.Laplacian(grey, cv2.CV_16S, ksize=1)).astype(np.float32)
     vectors = {"tile_texture": tile_means(texture, c.tile_grid)}
-    _, std = cv2.meanStdDev(grey)
-    scalars["contrast"] = float(std[0, 0])
-    scalars["sharpness"] = float(vectors["tile_texture"].mean())
-    rgb = np.ascontiguousarray(image).astype(np.int16)
-    rg = rgb[..., 0] - rgb[..., 1]
-    yb = (rgb[..., 0] + rgb[..., 1]) // 2 - rgb[..., 2]
-    scalars["colourfulness"] = float(
-        math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean())
-    )
-    scalars["dark_channel"] = float(rgb.min(axis=2).mean())
+    scalars["sharpness"] = float(vectors["tile_texture"].mean())  # blur lowers it (motion, defocus)
     return CameraMeasurement(Observation(scalars, vectors), grey)
 
 
@@ -249,15 +240,9 @@ class PointFeatures:
         rel = points[:, :3].astype(np.float64) - origin
         rel = rel[np.isfinite(rel).all(1)]  # organised clouds mark missing returns with NaN
         n = len(rel)
-        ranges = np.hypot(rel[:, 0], rel[:, 1])
-        finite = np.isfinite(points[:, :3]).all(1)
         if self.modality == "radar":
             isolated = isolated_count(rel[:, :2], c.isolation_radius_m)
-            scalars = {"count": float(n), "isolated": float(isolated)}
-            if n:
-                scalars["range_median"] = float(np.median(ranges))
-                scalars["rcs_median"] = float(np.median(points[finite, 3]))
-            return Observation(scalars)
+            return Observation({"count": float(n), "isolated": float(isolated)})
         az = np.arctan2(rel[:, 1], rel[:, 0])
         sector = np.clip(((az + np.pi) / (2 * np.pi) * c.sectors).astype(np.int64), 0, c.sectors - 1)
         near = (np.hypot(rel[:, 0], rel[:, 1]) < c.near_range_m) & (np.abs(rel[:, 2]) < c.near_range_m)
@@ -265,8 +250,5 @@ class PointFeatures:
             "count": float(n),
             "near_clutter": float(singleton_count(rel[near], c.clutter_voxel_m)),
         }
-        if n:
-            scalars["range_median"] = float(np.median(ranges))
-            scalars["intensity_mean"] = float(np.mean(points[finite, 3]))
         scalars.update(ground_tilt(rel, az, c, float(origin[2])))
         return Observation(scalars, {"sector_counts": np.bincount(sector, minlength=c.sectors).astype(float)})

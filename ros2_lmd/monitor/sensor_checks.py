@@ -107,6 +107,8 @@ class SensorCheckConfig:
     blocked_failed: float = 0.25
     sharpness_low_suspect: float = 0.45  # image sharpness ratio at or below: suspect (blur) ...
     sharpness_low_failed: float = 0.3  # (fault-free >= 0.51 in randomised worlds; motion blur 0.34-0.42)
+    blur_contrast: float = 0.6  # ... while the image keeps this share of its contrast (grey sd): a flat
+    # surface filling the view (a truck alongside) loses sharpness AND contrast (0.04-0.3); blur keeps it
 
     # LiDAR
     sectors: int = 36  # azimuth sectors around the sensor's own position (10 degrees each)
@@ -190,7 +192,7 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
     for name in positive:
         if not getattr(c, name) >= 0:
             problems.append(f"{name} must be >= 0, got {getattr(c, name)}")
-    for name in ("black_fraction_failed", "tile_dead_ratio", "sector_lost_ratio", "static_tile_ratio"):
+    for name in ("black_fraction_failed", "tile_dead_ratio", "sector_lost_ratio", "static_tile_ratio", "blur_contrast"):
         if not 0 < getattr(c, name) <= 1:
             problems.append(f"{name} must be in (0, 1], got {getattr(c, name)}")
     if not 0 <= c.ground_min_m < c.ground_max_m:
@@ -296,7 +298,7 @@ RULES: dict[str, tuple[_Rule, ...]] = {
         _Rule("brightness", "ratio_low", "dim_suspect", "dim_failed", "mean brightness",
               also=("noise", "noise_rise"), meaning="dimmed with the noise up: low light"),
         _Rule("sharpness", "ratio_low", "sharpness_low_suspect", "sharpness_low_failed",
-              "image sharpness (mean |Laplacian|)",
+              "image sharpness (mean |Laplacian|)", also=("contrast", "blur_contrast"),
               meaning="blurred: motion blur, defocus, a wet or fogged lens"),
         _Rule("blocked_fraction", "abs_high", "blocked_suspect", "blocked_failed",
               "tiles blocked (texture and change gone against their own history)", "%",

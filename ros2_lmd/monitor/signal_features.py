@@ -97,6 +97,7 @@ def measure_camera(image: np.ndarray, config: SensorCheckConfig) -> CameraMeasur
     texture = np.abs(cv2.Laplacian(grey, cv2.CV_16S, ksize=1)).astype(np.float32)
     vectors = {"tile_texture": tile_means(texture, c.tile_grid)}
     scalars["sharpness"] = float(vectors["tile_texture"].mean())  # blur lowers it (motion, defocus)
+    scalars["contrast"] = float(cv2.meanStdDev(grey)[1][0, 0])  # ... and keeps this; a flat wall does not
     return CameraMeasurement(Observation(scalars, vectors), grey)
 
 

@@ -33,6 +33,7 @@ ROS-free: numpy and OpenCV only."""
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,7 @@ from ros2_lmd.monitor.signal_features import (
     AGREEMENT_YAWS_DEG,
     CameraFeatures,
     CameraMeasurement,
+    Digest,
     Observation,
     PointFeatures,
     lidar_occupancy,
@@ -174,9 +176,8 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         failed, suspect = getattr(c, f"{name}_failed"), getattr(c, f"{name}_suspect")
         if not 0 <= failed <= suspect < 1:
             problems.append(f"{name}: need 0 <= {name}_failed {failed} <= {name}_suspect {suspect} < 1")
-    for name in (
-        "saturated_rise", "blocked", "lost_sectors", "clutter_rise", "isolated_rise", "anomaly", "ahead", "gap",
-    ):
+    ordered = ("saturated_rise", "blocked", "lost_sectors", "clutter_rise", "isolated_rise", "anomaly")
+    for name in (*ordered, "ahead", "gap"):
         suspect, failed = getattr(c, f"{name}_suspect"), getattr(c, f"{name}_failed")
         if not 0 < suspect <= failed:
             problems.append(f"{name}: need 0 < {name}_suspect {suspect} <= {name}_failed {failed}")
@@ -192,7 +193,8 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
     for name in positive:
         if not getattr(c, name) >= 0:
             problems.append(f"{name} must be >= 0, got {getattr(c, name)}")
-    for name in ("black_fraction_failed", "tile_dead_ratio", "sector_lost_ratio", "static_tile_ratio", "blur_contrast"):
+    shares = ("black_fraction_failed", "tile_dead_ratio", "sector_lost_ratio", "static_tile_ratio")
+    for name in (*shares, "blur_contrast"):
         if not 0 < getattr(c, name) <= 1:
             problems.append(f"{name} must be in (0, 1], got {getattr(c, name)}")
     if not 0 <= c.ground_min_m < c.ground_max_m:
@@ -340,12 +342,24 @@ GENERAL_RULES = (
     ),
 )
 TIMING_RULES = (
-    _Rule("ahead", "abs_high", "ahead_suspect", "ahead_failed",
-          "stamp moved forward against its own arrival and the other sensors'", "s",
-          meaning="clock offset or drift: the stamps say the data is fresher than it is"),
-    _Rule("gap_ratio", "abs_high", "gap_suspect", "gap_failed",
-          "time since the previous message over its own usual gap", "x",
-          meaning="messages lost: a flaky link or a dropped rate"),
+    _Rule(
+        "ahead",
+        "abs_high",
+        "ahead_suspect",
+        "ahead_failed",
+        "stamp moved forward against its own arrival and the other sensors'",
+        "s",
+        meaning="clock offset or drift: the stamps say the data is fresher than it is",
+    ),
+    _Rule(
+        "gap_ratio",
+        "abs_high",
+        "gap_suspect",
+        "gap_failed",
+        "time since the previous message over its own usual gap",
+        "x",
+        meaning="messages lost: a flaky link or a dropped rate",
+    ),
 )
 LATENCY_RULE = _Rule("latency", "rise", "latency_rise_suspect", "latency_rise_failed",
                      "data age on arrival beyond the freshest sensor's", "s",
@@ -434,12 +448,10 @@ class _SensorState:
         self.camera = CameraFeatures(config) if modality == "camera" else None
         self.points = None if modality == "camera" else PointFeatures(config, modality)
         self.last: SensorVerdict | None = None
-        self.digest: tuple[tuple[tuple[int, ...], int], float] | None = (
-            None  # the previous payload's fingerprint and stamp
-        )
-        self.reading: tuple[float, tuple[tuple[int, ...], int]] | None = None  # (stamp, fingerprint)
+        self.digest: tuple[Digest, float] | None = None  # the previous payload's fingerprint and stamp
+        self.reading: tuple[float, Digest] | None = None  # (stamp, fingerprint)
 
-    def seen_before(self, reading_stamp: float | None, digest: tuple[tuple[int, ...], int]) -> bool:
+    def seen_before(self, reading_stamp: float | None, digest: Digest) -> bool:
         """Whether this reading (its header stamp and payload fingerprint) is the one judged last:
         the time sync gives a slower sensor's reading to several frames of a faster key sensor (a
         12 Hz camera beside a 20 Hz LiDAR), and judging it again would call it frozen. A new
@@ -453,9 +465,7 @@ class _SensorState:
         self.reading = reading
         return False
 
-    def repeated(
-        self, payload: np.ndarray, stamp: float, digest: tuple[tuple[int, ...], int] | None = None
-    ) -> float | None:
+    def repeated(self, payload: np.ndarray, stamp: float, digest: Digest | None = None) -> float | None:
         """1 when `payload` is bit-identical to the previous reading (no older than max_gap_s),
         0 when not, None without a recent previous reading. `digest`: payload_digest(payload),
         when it was computed already."""
@@ -671,8 +681,8 @@ class FrameMeasurement:
     measure`): pure, so the pipeline computes it in its parallel step and `update`, which must run
     in stamp order, only compares it with the past."""
 
-    cameras: dict[str, tuple[CameraMeasurement, tuple[tuple[int, ...], int]]] = field(default_factory=dict)
-    points: dict[str, tuple[Observation, tuple[tuple[int, ...], int]]] = field(default_factory=dict)
+    cameras: dict[str, tuple[CameraMeasurement, Digest]] = field(default_factory=dict)
+    points: dict[str, tuple[Observation, Digest]] = field(default_factory=dict)
 
 
 class SensorChecks:
@@ -687,6 +697,12 @@ class SensorChecks:
         self._last_stamp = -math.inf
         # radar -> its last agreement_frames sweeps' agreement counts (radar_agreement)
         self._agreement_history: dict[str, deque[np.ndarray]] = {}
+        # The latest measurement of each camera, with the image it was measured on: the time sync
+        # gives a slower camera's image to several frames of a faster key sensor (12 Hz cameras
+        # beside a 20 Hz LiDAR), and that very image is measured once (`measure` runs in several
+        # threads at once, hence the lock).
+        self._camera_measured: dict[str, tuple[np.ndarray, tuple[CameraMeasurement, Digest]]] = {}
+        self._camera_lock = threading.Lock()
 
     @property
     def states(self) -> dict[str, str]:
@@ -696,6 +712,8 @@ class SensorChecks:
     def reset(self) -> None:
         """Forget every sensor: baselines, hysteresis, previous readings."""
         self._sensors.clear()
+        with self._camera_lock:
+            self._camera_measured.clear()
         self._agreement_history.clear()
         self._last_stamp = -math.inf
 
@@ -809,10 +827,15 @@ class SensorChecks:
         only the configuration: safe to call from several threads at once, in any order."""
         measured = FrameMeasurement()
         for camera in frame.cameras:
-            measured.cameras[camera.name] = (
-                measure_camera(camera.image, self.config),
-                payload_digest(camera.image),
-            )
+            with self._camera_lock:
+                latest = self._camera_measured.get(camera.name)
+            if latest is not None and latest[0] is camera.image:
+                measured.cameras[camera.name] = latest[1]
+                continue
+            result = (measure_camera(camera.image, self.config), payload_digest(camera.image))
+            with self._camera_lock:
+                self._camera_measured[camera.name] = (camera.image, result)
+            measured.cameras[camera.name] = result
         for name, points in frame.sensor_points.items():
             points = np.asarray(points, dtype=np.float32)
             if points.ndim != 2 or points.shape[1] not in (len(RADAR_FIELDS), len(LIDAR_FIELDS)):

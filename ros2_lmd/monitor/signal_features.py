@@ -222,7 +222,10 @@ def radar_agreement(
     return np.array(out, np.int64)
 
 
-def payload_digest(payload: np.ndarray) -> tuple[tuple[int, ...], int]:
+Digest = tuple[tuple[int, ...], int]  # a payload's shape and the CRC-32 of its bytes
+
+
+def payload_digest(payload: np.ndarray) -> Digest:
     """A fingerprint of a reading: its shape and the CRC-32 of its bytes, equal for a repeated
     payload. CRC-32 rather than a cryptographic hash: 7 x cheaper, and a chance collision (1 in 4e9
     per reading) would still need 3 of 5 readings to raise."""

@@ -168,39 +168,18 @@ def run_corrupted(
 def monitor_bag(
     bag: Any, model: Any, params: Any, grids: dict[int, np.ndarray] | None = None
 ) -> tuple[list[Any], float]:
-    """(incidents, the bag's start) of a bag through the monitor as `analyze` runs it (Ingest, runner,
-    Pipeline), without analyze's outputs: the bench's many short bags. `grids`, when given, gets
-    each frame's fused output (logits >= 0) by its simulated frame index (from its stamp)."""
-    from rosbags.rosbag2 import Reader
-
-    from ros2_lmd.messages.types import project_typestore
-    from ros2_lmd.monitor.ingest import ingest_for_model
-    from ros2_lmd.monitor.pipeline import pipeline_for
-    from ros2_lmd.replay.analyze import monitor_messages
-    from ros2_lmd.replay.bag import ReadStats, read_messages
+    """(incidents, the bag's start) of a bag through the monitor as `analyze` runs it
+    (replay.analyze.monitor_bag); `grids`, when given, gets each frame's fused output (logits >= 0)
+    by its simulated frame index (from its stamp)."""
+    from ros2_lmd.replay.analyze import monitor_bag as run_bag
     from ros2_lmd.sim.drive import START_STAMP
 
-    def on_frame(_item: Any, _messages: Any, report: Any) -> None:
-        if grids is not None and report is not None:
+    def on_report(report: Any) -> None:
+        if grids is not None:
             grids[int(round((report.stamp - START_STAMP) * RATE_HZ))] = report.fused >= 0
 
-    ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
-    pipeline = pipeline_for(model, params, "cpu")
-    topics = ingest.topics()
-    messages = read_messages(bag, list(topics), project_typestore(), ReadStats(), kinds=topics)
-    monitor_messages(
-        ((topic, log_time, msg) for topic, _, log_time, msg in messages),
-        ingest,
-        pipeline,
-        on_frame,
-        lambda *_: None,
-        workers=1,
-        batch=1,
-        threads=1,
-    )
-    with Reader(bag) as reader:
-        t0 = reader.start_time * 1e-9
-    return (list(pipeline.incidents.incidents) if pipeline.incidents is not None else []), t0
+    run = run_bag(bag, model, params, on_report)
+    return run.incidents, run.t0
 
 
 def _sensor_modalities(params: Any) -> dict[str, str]:

@@ -132,8 +132,9 @@ class SensorCheckConfig:
     latency_rise_failed: float = 0.25
     ahead_suspect: float = 0.05  # stamp moved forward (s) beyond the other sensors' move: suspect
     ahead_failed: float = 0.15
-    gap_suspect: float = 1.7  # time since the previous message over its own median gap: suspect
-    gap_failed: float = 3.5  # (one message lost at a steady rate: 2)
+    received_periods: int = 10  # the received share looks back this many of the sensor's own periods
+    received_suspect: float = 0.7  # share of the expected messages received at or below: suspect
+    received_failed: float = 0.35
 
     # Radar
     isolation_radius_m: float = 1.5  # a radar return with no other return of its sweep this close
@@ -170,14 +171,16 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         problems.append(f"raise_k {c.raise_k} not in [1, raise_n {c.raise_n}]")
     if not 1 <= c.clear_k <= c.clear_n:
         problems.append(f"clear_k {c.clear_k} not in [1, clear_n {c.clear_n}]")
+    if c.received_periods < 2:
+        problems.append(f"received_periods must be >= 2, got {c.received_periods}")
     if c.tile_grid < 2 or c.sectors < 4:
         problems.append(f"need tile_grid >= 2 and sectors >= 4, got {c.tile_grid}, {c.sectors}")
-    for name in ("dim", "count_low", "sharpness_low"):
+    for name in ("dim", "count_low", "sharpness_low", "received"):
         failed, suspect = getattr(c, f"{name}_failed"), getattr(c, f"{name}_suspect")
         if not 0 <= failed <= suspect < 1:
             problems.append(f"{name}: need 0 <= {name}_failed {failed} <= {name}_suspect {suspect} < 1")
     ordered = ("saturated_rise", "blocked", "lost_sectors", "clutter_rise", "isolated_rise", "anomaly")
-    for name in (*ordered, "ahead", "gap"):
+    for name in (*ordered, "ahead"):
         suspect, failed = getattr(c, f"{name}_suspect"), getattr(c, f"{name}_failed")
         if not 0 < suspect <= failed:
             problems.append(f"{name}: need 0 < {name}_suspect {suspect} <= {name}_failed {failed}")
@@ -352,12 +355,12 @@ TIMING_RULES = (
         meaning="clock offset or drift: the stamps say the data is fresher than it is",
     ),
     _Rule(
-        "gap_ratio",
-        "abs_high",
-        "gap_suspect",
-        "gap_failed",
-        "time since the previous message over its own usual gap",
-        "x",
+        "received",
+        "abs_low",
+        "received_suspect",
+        "received_failed",
+        "share of its usual messages received in its last periods",
+        "%",
         meaning="messages lost: a flaky link or a dropped rate",
     ),
 )
@@ -781,9 +784,10 @@ class SensorChecks:
           epoch is arbitrary, a bag replayed without sim time has old stamps, so only changes mean
           anything), counted when it is also `min_z` robust sd of its own lag;
         - `latency`: arrival - stamp beyond the freshest sensor's that is not ahead (a delay);
-        - `arrival_gap` and `gap_ratio`: time since the sensor's previous message over its own
-          median gap, divided by the frame's median ratio when that is above 1 (lost messages:
-          a flaky link, a dropped rate, whichever sensor starts the frames)."""
+        - `received`: the share of the messages its own median gap (`arrival_gap`) expects in its
+          last `received_periods` periods that came (every message counted by the time sync, used
+          in a frame or not), over the frame's median share when that is below 1 (lost messages: a
+          flaky link, a dropped rate, whichever sensor starts the frames)."""
         c = self.config
         m = c.baseline_min_frames
         moved: dict[str, float] = {}  # sensor -> its lag minus its own median lag
@@ -808,19 +812,24 @@ class SensorChecks:
         for name, (_, obs) in judged.items():
             if name in frame.sensor_latency:
                 obs.scalars["latency"] = frame.sensor_latency[name] - freshest
-        ratios: dict[str, float] = {}
-        for name, gap in frame.sensor_arrival_gaps.items():
+        shares: dict[str, float] = {}  # sensor -> share of its usual messages received lately
+        for name, arrivals in frame.sensor_arrivals.items():
             state = self._sensors.get(name)
             stats = None if state is None else state.baseline.stats("arrival_gap", m)
-            if stats is not None and stats[0] > 0:
-                excess = gap - stats[0]
-                ratios[name] = gap / stats[0] if excess >= c.min_z * stats[1] else 1.0
-        common = max(1.0, float(np.median(list(ratios.values())))) if ratios else 1.0
+            if stats is None or not stats[0] > 0:
+                continue
+            window = c.received_periods * stats[0]
+            if arrivals[-1] - arrivals[0] < window:
+                continue  # not that much history yet
+            received = sum(1 for a in arrivals if a > arrivals[-1] - window)
+            shares[name] = min(1.0, received / c.received_periods)
+        common = min(1.0, float(np.median(list(shares.values())))) if shares else 1.0
         for name, (_, obs) in judged.items():
-            if name in frame.sensor_arrival_gaps:
-                obs.scalars["arrival_gap"] = frame.sensor_arrival_gaps[name]
-            if name in ratios:
-                obs.scalars["gap_ratio"] = ratios[name] / common
+            arrivals = frame.sensor_arrivals.get(name, ())
+            if len(arrivals) >= 2:
+                obs.scalars["arrival_gap"] = arrivals[-1] - arrivals[-2]
+            if name in shares:
+                obs.scalars["received"] = min(1.0, shares[name] / common) if common > 0 else 1.0
 
     def measure(self, frame: SensorFrame) -> FrameMeasurement:
         """The history-free features of every reading of `frame` and its payload fingerprint. Reads

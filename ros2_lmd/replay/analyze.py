@@ -26,9 +26,9 @@ import torch
 
 from ros2_lmd.errors import LMDError
 from ros2_lmd.messages import outputs
-from ros2_lmd.messages.types import rosbags_types
+from ros2_lmd.messages.types import project_typestore, rosbags_types
 from ros2_lmd.monitor.diagnostics import DIAGNOSTICS_PERIOD_S, Intake, MonitorStatus, drop_kind
-from ros2_lmd.monitor.ingest import Ingest, MessageOutcome, ingest_for_model
+from ros2_lmd.monitor.ingest import Ingest, MessageOutcome, ingest_for_model, input_sensors
 from ros2_lmd.monitor.params import MonitorParams
 from ros2_lmd.monitor.pipeline import ComputedFrame, Pipeline, pipeline_for, resolve_device
 from ros2_lmd.monitor.report import FrameReport
@@ -43,12 +43,14 @@ from ros2_lmd.replay.bag import (
     bag_connections,
     message_count,
     read_messages,
+    resolve_bag,
     type_problems,
 )
 from ros2_lmd.replay.levels import OutputLevel
 from ros2_lmd.replay.report import MAX_SNAPSHOTS, is_snapshot, snapshot_frames, write_html
 from ros2_lmd.replay.summary import analysis_summary, write_summary_json
 from ros2_lmd.replay.tables import AlertRow, FrameRow, write_alerts_csv, write_frames_csv, write_incidents_csv
+from ros2_lmd.sensors.frame import MODALITIES
 from ros2_lmd.sensors.sync import AssemblyResult, DroppedFrame
 
 if TYPE_CHECKING:
@@ -622,6 +624,54 @@ def monitor_drive(
         problems,
         first[0].stamp - first[0].t,
         {spec.name: spec.modality for spec in first[0].rig.sensors},
+    )
+
+
+def monitor_bag(
+    bag: str | Path,
+    model: Any,
+    params: MonitorParams | None = None,
+    on_report: Callable[[FrameReport], None] | None = None,
+    threads: int = 1,
+) -> DriveRun:
+    """A bag through the monitor exactly as `analyze` runs it (the Ingest with its stamp checks, the
+    time sync, the runner, the Pipeline of `params`), without analyze's outputs: for benches and
+    tests over many short bags (e.g. `corrupt` copies of one drive). One worker, `threads` torch
+    threads. `t0` is the bag's first message time (what a faults.csv counts from)."""
+    from rosbags.rosbag2 import Reader
+
+    params = params or MonitorParams()
+    ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
+    pipeline = pipeline_for(model, params, "cpu")
+    counts = {"processed": 0, "dropped": 0}
+    problems: list[tuple[str, str]] = []
+
+    def on_frame(item: Any, _: Any, report: FrameReport | None) -> None:
+        counts["processed" if report is not None else "dropped"] += 1
+        if report is not None and on_report is not None:
+            on_report(report)
+
+    topics = ingest.topics()
+    messages = read_messages(resolve_bag(bag), list(topics), project_typestore(), ReadStats(), kinds=topics)
+    monitor_messages(
+        ((topic, log_time, msg) for topic, _, log_time, msg in messages),
+        ingest,
+        pipeline,
+        on_frame,
+        lambda topic, reason: problems.append((topic, reason)),
+        workers=1,
+        batch=1,
+        threads=threads,
+    )
+    with Reader(resolve_bag(bag)) as reader:
+        t0 = reader.start_time * 1e-9
+    return DriveRun(
+        list(pipeline.incidents.incidents) if pipeline.incidents is not None else [],
+        counts["processed"],
+        counts["dropped"],
+        problems,
+        t0,
+        {s.name: s.modality for s in input_sensors(params, MODALITIES)},
     )
 
 

@@ -76,10 +76,11 @@ class SensorFrame:
     # the time sync gives to two frames (a 12 Hz camera beside a 20 Hz LiDAR) has the same stamp in
     # both, and is not a new reading the second time (the signal checks then skip it).
     sensor_stamps: dict[str, float] = field(default_factory=dict)
-    # Sensor name -> how long after the sensor's previous message its reading in this frame came in
-    # (s, arrival clock), where known: a sensor whose messages are lost (a flaky link, a dropped
-    # rate) shows longer gaps than its own history, whichever sensor starts the frames.
-    sensor_arrival_gaps: dict[str, float] = field(default_factory=dict)
+    # Sensor name -> when its latest messages came in, up to the reading in this frame (s, arrival
+    # clock, oldest first; every message counted, used in a frame or not), where known: a sensor whose
+    # messages are lost (a flaky link, a dropped rate) receives fewer in its recent periods than its
+    # own history says, whichever sensor starts the frames.
+    sensor_arrivals: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.stamp_ns is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -98,7 +99,11 @@ class _Reading:
     arrival: float | None = None  # when it came in (ROS time live, log time in a bag), when known
     refused: str = ""  # a fallback message that could not be used: why (its frame is dropped)
     reduction: int = 1  # a camera image decoded at 1/reduction of its CameraInfo size
-    arrival_gap: float | None = None  # arrival - the sensor's previous message's arrival, when known
+    # arrivals of the sensor's latest messages up to this one (oldest first), when known
+    recent_arrivals: tuple[float, ...] = ()
+
+
+ARRIVALS_KEPT = 32  # arrival times kept per sensor: the received-share check looks 10 periods back
 
 
 @dataclass
@@ -108,7 +113,8 @@ class _SensorBuffer:
     readings: list[_Reading] = field(default_factory=list)
     newest: float = -math.inf
     newest_discarded: float = -math.inf  # newest stamp evicted or refused as stale
-    last_arrival: float | None = None  # arrival of the sensor's latest message (for arrival gaps)
+    # arrivals of the sensor's latest messages (SensorFrame.sensor_arrivals)
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVALS_KEPT))
 
 
 class FrameAssembler:
@@ -228,18 +234,17 @@ class FrameAssembler:
         RADAR_FIELDS / LIDAR_FIELDS columns. `frame_id` is the message's header frame (for
         extrinsics); empty means the sensor's configured frame. `arrival`: when the message came in,
         in the stamps' clock (SensorFrame.sensor_latency); it never changes which frame a reading
-        joins (its gap to the sensor's previous arrival is SensorFrame.sensor_arrival_gaps).
+        joins (with the sensor's previous arrivals it is SensorFrame.sensor_arrivals).
         `reduction`: a camera image decoded at 1/reduction of its CameraInfo's size
         (sensors.image.jpeg_reduction); its intrinsics are scaled to match."""
         state = self._state(sensor_name)
         stamp = float(stamp)
         if not math.isfinite(stamp):
             raise SensorDataError(sensor_name, f"stamp: not finite ({stamp})")
-        gap = None
         if arrival is not None:
-            if state.last_arrival is not None and arrival >= state.last_arrival:
-                gap = arrival - state.last_arrival
-            state.last_arrival = arrival
+            if state.arrivals and arrival < state.arrivals[-1]:
+                state.arrivals.clear()  # the arrival clock went back: a new history
+            state.arrivals.append(arrival)
         reading = _Reading(
             stamp,
             _check_payload(state.source, payload),
@@ -247,7 +252,7 @@ class FrameAssembler:
             stamp_ns=stamp_ns,
             arrival=arrival,
             reduction=reduction,
-            arrival_gap=gap,
+            recent_arrivals=tuple(state.arrivals) if arrival is not None else (),
         )
         self._newest_any = max(self._newest_any, stamp)
         state.newest = max(state.newest, stamp)
@@ -425,7 +430,7 @@ class FrameAssembler:
         sensor_extrinsics: dict[str, np.ndarray] = {}
         sensor_latency: dict[str, float] = {}
         sensor_stamps: dict[str, float] = {}
-        arrival_gaps: dict[str, float] = {}
+        arrivals: dict[str, tuple[float, ...]] = {}
         for name, state in self._sensors.items():
             source = state.source
             if name == (key.trigger or self.key_sensor):
@@ -447,8 +452,8 @@ class FrameAssembler:
                     sensor_stamps[name] = reading.stamp
                     if reading.arrival is not None:
                         sensor_latency[name] = reading.arrival - reading.stamp
-                    if reading.arrival_gap is not None:
-                        arrival_gaps[name] = reading.arrival_gap
+                    if reading.recent_arrivals:
+                        arrivals[name] = reading.recent_arrivals
             status[name] = reason
         points = {
             m: np.concatenate(clouds[m]) if clouds[m] else np.zeros((0, len(POINT_FIELDS[m])))
@@ -471,7 +476,7 @@ class FrameAssembler:
             sensor_extrinsics=sensor_extrinsics,
             sensor_latency=sensor_latency,
             sensor_stamps=sensor_stamps,
-            sensor_arrival_gaps=arrival_gaps,
+            sensor_arrivals=arrivals,
         )
 
     def _contribute(

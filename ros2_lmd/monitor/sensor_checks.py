@@ -126,8 +126,10 @@ class SensorCheckConfig:
     clutter_rise_failed: float = 8.0
     clutter_min_points: int = 40  # and at least this many more returns than the baseline
 
-    # Every sensor: latency (arrival - stamp) over the least latency of the frame's sensors, so a
-    # machine that is late for every sensor at once (a loaded executor) is no sensor fault
+    # Every sensor: latency (arrival - stamp) over the least latency of the frame's sensors whose
+    # stamps are not ahead, so a machine that is late for every sensor at once (a loaded executor)
+    # is no sensor fault; stamps moved forward (`ahead`) and lost messages (`received`) likewise
+    # against the sensor's own history and the frame's other sensors (SensorChecks._timing)
     latency_rise_suspect: float = 0.15  # seconds later than its own baseline: suspect (late data)
     latency_rise_failed: float = 0.25
     ahead_suspect: float = 0.05  # stamp moved forward (s) beyond the other sensors' move: suspect

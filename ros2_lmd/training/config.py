@@ -17,7 +17,11 @@ class TrainConfig:
     batch_size: int = 6
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    modality_dropout: float = 0.5  # share of samples that see a proper subset of the sensors
+    # how the weaker sensors are kept learning (training/balance.py): "none", "modality-dropout"
+    # (the shipped models') or "unimodal-aux"
+    balance: str = "modality-dropout"
+    modality_dropout: float = 0.5  # balance modality-dropout: share of samples that see a proper subset
+    aux_weight: float = 1.0  # balance unimodal-aux: weight of the auxiliary loss beside the fused loss
     camera_faults: float = 0.1  # share of samples with blacked-out or night cameras
     pos_weight: float = 3.0
     seed: int = 0

@@ -182,7 +182,7 @@ def train(
             if iou > best_iou:
                 best_iou = iou
                 save_model(model, out, metadata={"val_iou": f"{iou:.4f}", "step": str(step)})
-            save_checkpoint(checkpoint, model, optimizer, step, best_iou, history, aux)
+            save_checkpoint(checkpoint, model, optimizer, step, best_iou, history, aux=aux)
     bar.close()
     train_seconds = time.perf_counter() - t1
     best = load_model(str(out), device=device)

@@ -121,11 +121,11 @@ def test_unimodal_aux_loss_weights_each_head_by_its_loss_share_and_reaches_only_
         )
         expected = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
         assert float(losses[m].detach()) == pytest.approx(float(expected.detach()), rel=1e-6), m
-    values = {m: float(v) for m, v in losses.items()}
+    values = {m: float(v.detach()) for m, v in losses.items()}
     assert len(set(values.values())) == 3  # three different losses: the weighting is not uniform
     total = sum(values.values())
     loss = heads.loss(model, features, target, pos_weight)
-    assert float(loss) == pytest.approx(sum(v * v / total for v in values.values()), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(sum(v * v / total for v in values.values()), rel=1e-6)
 
     model.zero_grad(set_to_none=True)
     loss.backward()

@@ -38,6 +38,9 @@ def run_row(folder: Path) -> dict:
         "justified": {m: v.justified_share for m, v in verdicts.items()},
         "flags": [f"leans on {m}" for m in diagnosis.leans_on]
         + [f"under-uses {m}" for m, v in verdicts.items() if v.verdict == UNDER_USED],
+        "mra_by_modality": robustness["mra_by_modality"],
+        "alone": clean["alone_iou"],
+        "train_seconds": train["train_seconds"],
     }
 
 
@@ -46,7 +49,7 @@ def _mean_row(rows: list[dict]) -> dict:
     out: dict = {k: mean(r[k] for r in rows) for k in ("val_iou", "clean_iou", "mra")}
     for k in ("without", "share", "justified"):
         out[k] = {m: mean(r[k][m] for r in rows) for m in modalities}
-    out["flags"] = sorted({f for r in rows for f in r["flags"]})
+    out["flags"] = sorted({f for r in rows for f in r["flags"]})  # any seed's
     return out
 
 
@@ -93,6 +96,20 @@ def table(rows: list[dict]) -> str:
                 f"(clean IoU on the 16 scenes {row['clean_iou'] - default['clean_iou']:+.3f}): "
                 + ("meets the rule" if ships else "does not meet the rule")
                 + f" (mRA >= +{SHIP_MRA_GAIN:.2f}, IoU >= -{SHIP_IOU_LOSS:.2f})"
+            )
+    lines += [
+        "",
+        "| run | mRA camera | mRA radar | mRA lidar | IoU alone (16 scenes) | training [s] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for balance in BALANCES:
+        for r in sorted((r for r in rows if r["balance"] == balance), key=lambda r: r["seed"]):
+            by = r["mra_by_modality"]
+            alone = ", ".join(f"{m} {v:.3f}" for m, v in r["alone"].items())
+            lines.append(
+                f"| {balance}, seed {r['seed']} | "
+                + " | ".join(f"{by[m]:.3f}" if m in by else "" for m in modalities)
+                + f" | {alone} | {r['train_seconds']:.0f} |"
             )
     return "\n".join(lines)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from statistics import mean
 
 from ros2_lmd.eval.imbalance import UNDER_USED, diagnose_imbalance
-from ros2_lmd.training.balance import BALANCES, DEFAULT_BALANCE
+from ros2_lmd.training.config import BALANCES, DEFAULT_BALANCE
 
 SHIP_MRA_GAIN = 0.05  # issue #27: a remedy ships when it raises mRA by >= 5 points ...
 SHIP_IOU_LOSS = 0.01  # ... with the clean IoU within 1 point of the default's

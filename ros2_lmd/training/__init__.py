@@ -5,8 +5,8 @@ dataset, batches), `augmentation` (modality dropout, darkened cameras), `balance
 shipped models' check set) and `loop` (the loop and its resumable checkpoints)."""
 
 from ros2_lmd.training.augmentation import camera_fault_augmentation, modality_dropout
-from ros2_lmd.training.balance import BALANCES, UnimodalAuxHeads, modality_contributions
-from ros2_lmd.training.config import DATASETS, TrainConfig
+from ros2_lmd.training.balance import UnimodalAuxHeads, modality_contributions
+from ros2_lmd.training.config import BALANCES, DATASETS, TrainConfig
 from ros2_lmd.training.data import (
     CACHE_DIR,
     SIM_CAMERA_SIZE,

@@ -20,9 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ros2_lmd.models.base import FusionModel
-
-BALANCES = ("none", "modality-dropout", "unimodal-aux")
-DEFAULT_BALANCE = "modality-dropout"  # what the shipped models were trained with
+from ros2_lmd.training.config import BALANCES
 
 
 def check_balance(balance: str) -> None:

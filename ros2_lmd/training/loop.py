@@ -74,10 +74,15 @@ def load_checkpoint(
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     check_state_dict(model, weights, f"checkpoint {path}")  # e.g. left over from another architecture
     model.load_state_dict(weights)
+    heads = {k[4:]: v for k, v in tensors.items() if k.startswith("aux.")}
     if aux is not None:  # a checkpoint of another --balance lacks the heads: named as missing keys
-        heads = {k[4:]: v for k, v in tensors.items() if k.startswith("aux.")}
         check_state_dict(aux, heads, f"checkpoint {path} (unimodal-aux heads)")
         aux.load_state_dict(heads)
+    elif heads:  # its optimizer state covers the heads too: it cannot go on without them
+        raise ValueError(
+            f"checkpoint {path} was saved by a --balance unimodal-aux run (it holds the auxiliary heads): "
+            "resume it with --balance unimodal-aux, or give another --checkpoint"
+        )
     state: dict = {"state": {}, "param_groups": meta["param_groups"]}
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -186,6 +186,18 @@ def test_the_options_train_differently_from_the_same_start(isolated):
         assert any(not torch.equal(weights[a][k], weights[b][k]) for k in weights[a]), (a, b)
 
 
+def test_a_checkpoint_is_resumed_only_with_or_without_the_heads_it_was_saved_with(isolated):
+    aux = config(isolated, "aux", balance="unimodal-aux", steps=2, eval_every=2)
+    tr.train(aux, sample_fn=scenes, log=lambda _: None)
+    more = dict(steps=4, out=str(isolated / "other" / "weights"))
+    with pytest.raises(ValueError, match="saved by a --balance unimodal-aux run"):
+        tr.train(tr.TrainConfig(**{**vars(aux), **more, "balance": "none"}), sample_fn=scenes)
+    plain = config(isolated, "plain", balance="modality-dropout", steps=2, eval_every=2)
+    tr.train(plain, sample_fn=scenes, log=lambda _: None)
+    with pytest.raises(ValueError, match=r"unimodal-aux heads\) does not match"):
+        tr.train(tr.TrainConfig(**{**vars(plain), **more, "balance": "unimodal-aux"}), sample_fn=scenes)
+
+
 def test_an_unknown_balance_is_refused_naming_it(isolated):
     with pytest.raises(ValueError, match="'dropout-ish'"):
         tr.train(config(isolated, "bad", balance="dropout-ish"), sample_fn=scenes, log=lambda _: None)

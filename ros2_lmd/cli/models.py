@@ -31,7 +31,7 @@ ROBUSTNESS_BATCH = 4  # --batch of robustness: frames per model call
 
 
 def add_train(parser: argparse.ArgumentParser) -> None:
-    from ros2_lmd.training import TrainConfig
+    from ros2_lmd.training import BALANCES, TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument(
@@ -56,7 +56,17 @@ def add_train(parser: argparse.ArgumentParser) -> None:
             default=getattr(defaults, name),
             help="default: %(default)s",
         )
-    for name in ("lr", "weight_decay", "modality_dropout", "camera_faults", "pos_weight"):
+    parser.add_argument(
+        "--balance",
+        choices=BALANCES,
+        default=defaults.balance,
+        help="how the weaker sensors are kept learning: none (every sample sees every sensor), "
+        "modality-dropout (a share, --modality-dropout, of the samples sees a random proper subset of "
+        "the sensors: the shipped models') or unimodal-aux (auxiliary per-sensor heads and losses, "
+        "weight --aux-weight, that are not saved); docs/robustness.md, Training remedy "
+        "(default: %(default)s)",
+    )
+    for name in ("lr", "weight_decay", "modality_dropout", "aux_weight", "camera_faults", "pos_weight"):
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             type=float,

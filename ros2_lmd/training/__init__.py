@@ -1,10 +1,12 @@
 """Training of the compact fusion models (`ros2-lmd train`), above models/, sim/ and datasets/:
 `config` (one run's settings), `data` (synthetic or nuScenes frame sets, the cached prepared
-dataset, batches), `augmentation` (modality dropout, darkened cameras), `validation` (vehicle IoU,
-the shipped models' check set) and `loop` (the loop and its resumable checkpoints)."""
+dataset, batches), `augmentation` (modality dropout, darkened cameras), `balance` (the remedies of
+`--balance`: none, modality dropout, unimodal auxiliary heads), `validation` (vehicle IoU, the
+shipped models' check set) and `loop` (the loop and its resumable checkpoints)."""
 
 from ros2_lmd.training.augmentation import camera_fault_augmentation, modality_dropout
-from ros2_lmd.training.config import DATASETS, TrainConfig
+from ros2_lmd.training.balance import UnimodalAuxHeads, modality_contributions
+from ros2_lmd.training.config import BALANCES, DATASETS, TrainConfig
 from ros2_lmd.training.data import (
     CACHE_DIR,
     SIM_CAMERA_SIZE,
@@ -37,6 +39,9 @@ __all__ = [
     "on_device",
     "modality_dropout",
     "camera_fault_augmentation",
+    "BALANCES",
+    "UnimodalAuxHeads",
+    "modality_contributions",
     "evaluate_iou",
     "check_set_metrics",
     "CHECK_FRAMES",

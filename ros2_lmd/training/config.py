@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DATASETS = ("synthetic", "nuscenes")
+BALANCES = ("none", "modality-dropout", "unimodal-aux")  # training/balance.py says what each does
+DEFAULT_BALANCE = "modality-dropout"  # what the shipped models were trained with
 
 
 @dataclass
@@ -17,7 +19,11 @@ class TrainConfig:
     batch_size: int = 6
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    modality_dropout: float = 0.5  # share of samples that see a proper subset of the sensors
+    # how the weaker sensors are kept learning (training/balance.py): "none", "modality-dropout"
+    # (the shipped models') or "unimodal-aux"
+    balance: str = DEFAULT_BALANCE
+    modality_dropout: float = 0.5  # balance modality-dropout: share of samples that see a proper subset
+    aux_weight: float = 1.0  # balance unimodal-aux: weight of the auxiliary loss beside the fused loss
     camera_faults: float = 0.1  # share of samples with blacked-out or night cameras
     pos_weight: float = 3.0
     seed: int = 0

@@ -21,6 +21,7 @@ from ros2_lmd.models.base import FusionModel, check_state_dict
 from ros2_lmd.models.io import load_model, save_model
 from ros2_lmd.models.registry import build_model, weights_path
 from ros2_lmd.training.augmentation import camera_fault_augmentation, modality_dropout
+from ros2_lmd.training.balance import UnimodalAuxHeads, check_balance
 from ros2_lmd.training.config import TrainConfig
 from ros2_lmd.training.data import (
     CACHE_DIR,
@@ -42,9 +43,13 @@ def save_checkpoint(
     step: int,
     best_iou: float,
     history: list[dict],
+    aux: torch.nn.Module | None = None,
 ) -> None:
-    """Model and optimizer tensors in safetensors, counters and history in JSON beside it."""
+    """Model and optimizer tensors in safetensors, counters and history in JSON beside it; the
+    training-only auxiliary heads (`aux`, balance unimodal-aux) too, so a resumed run has them."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if aux is not None:
+        tensors.update({f"aux.{k}": v.detach().cpu().contiguous() for k, v in aux.state_dict().items()})
     state = optimizer.state_dict()
     for pid, pstate in state["state"].items():
         for name, value in pstate.items():
@@ -59,13 +64,25 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, model: FusionModel, optimizer: torch.optim.Optimizer
+    path: Path,
+    model: FusionModel,
+    optimizer: torch.optim.Optimizer,
+    aux: torch.nn.Module | None = None,
 ) -> tuple[int, float, list]:
     tensors = load_file(str(path))
     meta = json.loads(path.with_suffix(".json").read_text())
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     check_state_dict(model, weights, f"checkpoint {path}")  # e.g. left over from another architecture
     model.load_state_dict(weights)
+    heads = {k[4:]: v for k, v in tensors.items() if k.startswith("aux.")}
+    if aux is not None:  # a checkpoint of another --balance lacks the heads: named as missing keys
+        check_state_dict(aux, heads, f"checkpoint {path} (unimodal-aux heads)")
+        aux.load_state_dict(heads)
+    elif heads:  # its optimizer state covers the heads too: it cannot go on without them
+        raise ValueError(
+            f"checkpoint {path} was saved by a --balance unimodal-aux run (it holds the auxiliary heads): "
+            "resume it with --balance unimodal-aux, or give another --checkpoint"
+        )
     state: dict = {"state": {}, "param_groups": meta["param_groups"]}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -104,8 +121,11 @@ def train(
             f"train: checkpoint {checkpoint} and weights {out} would share the JSON file "
             f"{out.with_suffix('.json')}; give the checkpoint another name"
         )
+    check_balance(config.balance)
     torch.manual_seed(config.seed)
     model = build_model(config.model).train()
+    # built after the model, so the model's initial weights are the same under every --balance
+    aux = UnimodalAuxHeads(model).train() if config.balance == "unimodal-aux" else None
     train_set, val_set = frame_sets(config, model.grid, sample_fn)
     t0 = time.perf_counter()
     train_data = cached_dataset(
@@ -116,10 +136,15 @@ def train(
     )
     data_seconds = time.perf_counter() - t0
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    step, best_iou, history = 0, -1.0, []
+    parameters = list(model.parameters())
+    if aux is not None:
+        aux.to(device)
+        parameters += list(aux.parameters())  # after the model's: its optimizer state ids are unchanged
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    step, best_iou = 0, -1.0
+    history: list[dict] = []
     if checkpoint.exists():
-        step, best_iou, history = load_checkpoint(checkpoint, model, optimizer)
+        step, best_iou, history = load_checkpoint(checkpoint, model, optimizer, aux)
         log(f"resumed {config.model} from {checkpoint} at step {step} (best IoU {best_iou:.3f})")
     generator = torch.Generator().manual_seed(config.seed * 1000 + step)
     n = train_data["target"].shape[0]
@@ -135,26 +160,34 @@ def train(
             group["lr"] = lr
         index = torch.randint(0, n, (config.batch_size,), generator=generator)
         inputs, target = batch_inputs(train_data, index)
-        inputs["present"] = modality_dropout(inputs["present"], config.modality_dropout, generator)
+        if config.balance == "modality-dropout":
+            inputs["present"] = modality_dropout(inputs["present"], config.modality_dropout, generator)
         if "images" in inputs:
             inputs["images"] = camera_fault_augmentation(inputs["images"], config.camera_faults, generator)
         inputs, target = on_device(device, inputs, target)  # augmented on the host: the generator is there
-        logits = model(inputs)["bev_logits"]
-        loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+        features = model.encode(inputs)
+        logits = model.fuse(features)["bev_logits"]
+        fused_loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+        aux_loss = aux.loss(model, features, target, pos_weight) if aux is not None else None
+        loss = fused_loss if aux_loss is None else fused_loss + config.aux_weight * aux_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
+        bar.set_postfix(loss=f"{fused_loss.item():.3f}", lr=f"{lr:.1e}")
         if step % config.eval_every == 0 or step == config.steps:
             iou = evaluate_iou(model, val_data)
-            history.append({"step": step, "loss": loss.item(), "val_iou": iou})
-            bar.write(f"step {step}: loss {loss.item():.4f}  val IoU {iou:.3f}")
+            # "loss": the fused prediction's, comparable across --balance options
+            entry = {"step": step, "loss": fused_loss.item(), "val_iou": iou}
+            if aux_loss is not None:
+                entry["aux_loss"] = aux_loss.item()
+            history.append(entry)
+            bar.write(f"step {step}: loss {fused_loss.item():.4f}  val IoU {iou:.3f}")
             if iou > best_iou:
                 best_iou = iou
                 save_model(model, out, metadata={"val_iou": f"{iou:.4f}", "step": str(step)})
-            save_checkpoint(checkpoint, model, optimizer, step, best_iou, history)
+            save_checkpoint(checkpoint, model, optimizer, step, best_iou, history, aux=aux)
     bar.close()
     train_seconds = time.perf_counter() - t1
     best = load_model(str(out), device=device)

@@ -183,6 +183,7 @@ def test_only_exits_fail_writes_to_stderr_and_only_it_and_main_exit():
         (["fleet", "{tmp}/bag", "--out", "{tmp}/o"], "fleet", EXIT_USAGE, ["{tmp}/bag"]),
         (["train", "--dataset", "nuscenes"], "train", EXIT_USAGE, ["--dataroot"]),
         (["train", "--loader-workers", "-1"], "train", EXIT_USAGE, ["--loader-workers", "-1"]),
+        (["train", "--balance", "dropout-ish"], "train", EXIT_USAGE, ["--balance", "'dropout-ish'"]),
         (["evaluate", "--out", "{tmp}/e", "--methods", "Nope"], "evaluate", EXIT_USAGE, ["Nope"]),
         (["evaluate", "--out", "{tmp}/e", "--device", "gpu"], "evaluate", EXIT_USAGE, ["'gpu'"]),
         (["convert-simplebev", "{tmp}/none.pth", "{tmp}/m"], "convert-simplebev", EXIT_FAILED, ["none.pth"]),

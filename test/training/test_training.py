@@ -148,15 +148,19 @@ class _Interrupted(Exception):
     pass
 
 
-def test_a_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_run_ends(isolated, monkeypatch):
-    straight = config(isolated, "straight", steps=12, eval_every=6)
+@pytest.mark.parametrize("balance", ["modality-dropout", "unimodal-aux"])
+def test_a_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_run_ends(
+    isolated, monkeypatch, balance
+):
+    # unimodal-aux: its training-only heads and their optimizer moments are restored too
+    straight = config(isolated, "straight", steps=12, eval_every=6, balance=balance)
     tr.train(straight, sample_fn=scenes, log=lambda _: None)
 
-    resumed = config(isolated, "resumed", steps=12, eval_every=6)
+    resumed = config(isolated, "resumed", steps=12, eval_every=6, balance=balance)
     real_save = tr.save_checkpoint
 
-    def save_then_crash(path, model, optimizer, step, best_iou, history):
-        real_save(path, model, optimizer, step, best_iou, history)
+    def save_then_crash(path, model, optimizer, step, best_iou, history, aux=None):
+        real_save(path, model, optimizer, step, best_iou, history, aux=aux)
         if step == 6:
             raise _Interrupted
 

@@ -821,9 +821,15 @@ class SensorChecks:
             if stats is None or not stats[0] > 0:
                 continue
             window = c.received_periods * stats[0]
-            if arrivals[-1] - arrivals[0] < window:
+            # a gap longer than the window was a silence, the time sync's to report (silent): the
+            # share counts from the sensor's return, once it has been back for a window
+            back = next(
+                (i for i in range(len(arrivals) - 1, 0, -1) if arrivals[i] - arrivals[i - 1] > window), 0
+            )
+            recent = arrivals[back:]
+            if recent[-1] - recent[0] < (c.received_periods - 1) * stats[0]:
                 continue  # not that much history yet
-            received = sum(1 for a in arrivals if a > arrivals[-1] - window)
+            received = sum(1 for a in recent if a > recent[-1] - window)
             shares[name] = min(1.0, received / c.received_periods)
         common = min(1.0, float(np.median(list(shares.values())))) if shares else 1.0
         for name, (_, obs) in judged.items():

@@ -111,3 +111,11 @@ def test_the_frame_assembler_reports_each_reading_with_its_sensor_s_recent_arriv
     assert [f.sensor_arrivals for f in frames] == [
         {name: tuple(times[: k + 1]) for name, times in arrivals.items()} for k in range(3)
     ]
+
+
+def test_a_sensor_back_from_a_silence_is_not_judged_on_the_messages_of_the_silence():
+    """A silence longer than the window (2 s of a 1 s window) is the time sync's to report (silent);
+    the messages the sensor did not send in it are no loss once it is back."""
+    states, evidence = _run(30, 70, lose=lambda i: {"cam_a"} if i < 50 else set())
+    assert "received" not in evidence["cam_a"], evidence
+    assert set(states.values()) == {OK}

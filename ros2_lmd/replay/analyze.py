@@ -586,12 +586,7 @@ def monitor_drive(
     without writing a bag: for benches and tests over many drives. `on_report` sees every report."""
     from ros2_lmd.replay.simulate import drive_messages, in_log_order
 
-    params = params or MonitorParams()
-    ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
-    pipeline = pipeline_for(model, params, "cpu")
     first: list[Any] = []
-    counts = {"processed": 0, "dropped": 0}
-    problems: list[tuple[str, str]] = []
 
     def frames() -> Iterator[Any]:
         for frame in drive:
@@ -599,14 +594,47 @@ def monitor_drive(
                 first.append(frame)
             yield frame
 
+    messages = in_log_order(drive_messages(frames(), rosbags_types()))
+    run = _monitor_stream(
+        ((topic, log_time, msg) for topic, _, log_time, msg in messages),
+        model,
+        params or MonitorParams(),
+        on_report,
+        workers,
+        batch,
+        threads,
+    )
+    if not first:
+        raise ValueError("monitor_drive: the drive has no frames")
+    run.t0 = first[0].stamp - first[0].t
+    run.sensor_modality = {spec.name: spec.modality for spec in first[0].rig.sensors}
+    return run
+
+
+def _monitor_stream(
+    messages: Iterable[tuple[str, int, Any]],
+    model: Any,
+    params: MonitorParams,
+    on_report: Callable[[FrameReport], None] | None,
+    workers: int,
+    batch: int,
+    threads: int,
+) -> DriveRun:
+    """(topic, log time ns, message) through the Ingest, runner and Pipeline of `params`: the
+    incidents, frame counts and message problems (`t0` 0 and the sensors of `params`: the caller
+    knows the drive's start)."""
+    ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
+    pipeline = pipeline_for(model, params, "cpu")
+    counts = {"processed": 0, "dropped": 0}
+    problems: list[tuple[str, str]] = []
+
     def on_frame(item: Any, _: Any, report: FrameReport | None) -> None:
         counts["processed" if report is not None else "dropped"] += 1
         if report is not None and on_report is not None:
             on_report(report)
 
-    messages = in_log_order(drive_messages(frames(), rosbags_types()))
     monitor_messages(
-        ((topic, log_time, msg) for topic, _, log_time, msg in messages),
+        messages,
         ingest,
         pipeline,
         on_frame,
@@ -615,15 +643,13 @@ def monitor_drive(
         batch=batch,
         threads=threads,
     )
-    if not first:
-        raise ValueError("monitor_drive: the drive has no frames")
     return DriveRun(
         list(pipeline.incidents.incidents) if pipeline.incidents is not None else [],
         counts["processed"],
         counts["dropped"],
         problems,
-        first[0].stamp - first[0].t,
-        {spec.name: spec.modality for spec in first[0].rig.sensors},
+        0.0,
+        {s.name: s.modality for s in input_sensors(params, MODALITIES)},
     )
 
 
@@ -641,38 +667,20 @@ def monitor_bag(
     from rosbags.rosbag2 import Reader
 
     params = params or MonitorParams()
-    ingest, _ = ingest_for_model(params, model, adapt_key_sensor=True)
-    pipeline = pipeline_for(model, params, "cpu")
-    counts = {"processed": 0, "dropped": 0}
-    problems: list[tuple[str, str]] = []
-
-    def on_frame(item: Any, _: Any, report: FrameReport | None) -> None:
-        counts["processed" if report is not None else "dropped"] += 1
-        if report is not None and on_report is not None:
-            on_report(report)
-
-    topics = ingest.topics()
+    topics = ingest_for_model(params, model, adapt_key_sensor=True)[0].topics()
     messages = read_messages(resolve_bag(bag), list(topics), project_typestore(), ReadStats(), kinds=topics)
-    monitor_messages(
+    run = _monitor_stream(
         ((topic, log_time, msg) for topic, _, log_time, msg in messages),
-        ingest,
-        pipeline,
-        on_frame,
-        lambda topic, reason: problems.append((topic, reason)),
-        workers=1,
-        batch=1,
-        threads=threads,
+        model,
+        params,
+        on_report,
+        1,
+        1,
+        threads,
     )
     with Reader(resolve_bag(bag)) as reader:
-        t0 = reader.start_time * 1e-9
-    return DriveRun(
-        list(pipeline.incidents.incidents) if pipeline.incidents is not None else [],
-        counts["processed"],
-        counts["dropped"],
-        problems,
-        t0,
-        {s.name: s.modality for s in input_sensors(params, MODALITIES)},
-    )
+        run.t0 = reader.start_time * 1e-9
+    return run
 
 
 def _drive_start(bag: Path, rows: list[FrameRow]) -> float:

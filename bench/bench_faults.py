@@ -278,6 +278,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--fault-free-minutes", type=float, default=30.0, help="in the default world")
     parser.add_argument("--varied-minutes", type=float, default=10.0, help="fault-free, randomised worlds")
+    parser.add_argument(
+        "--varied-seed",
+        type=int,
+        default=2000,
+        help="seed of the first randomised world (others follow): new worlds for a new measurement",
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="drives run at once")
     parser.add_argument("--only", default="", help="modality:kind[,...] to run (default: all)")
     parser.add_argument("--model", default="compact_crl")
@@ -305,7 +311,7 @@ def main() -> None:
     n_clean = int(np.ceil(args.fault_free_minutes * 60 / FAULT_FREE_DRIVE_S))
     jobs += [(1000 + i, "", FAULT_FREE_DRIVE_S, args.model, False) for i in range(n_clean)]
     n_varied = int(np.ceil(args.varied_minutes * 60 / FAULT_FREE_DRIVE_S))
-    jobs += [(2000 + i, "", FAULT_FREE_DRIVE_S, args.model, True) for i in range(n_varied)]
+    jobs += [(args.varied_seed + i, "", FAULT_FREE_DRIVE_S, args.model, True) for i in range(n_varied)]
     wall = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         outcomes = list(pool.map(run_drive, jobs))

@@ -142,6 +142,9 @@ class SensorCheckConfig:
     isolation_radius_m: float = 1.5  # a radar return with no other return of its sweep this close
     isolated_rise_suspect: float = 15.0  # isolated returns above the baseline by: suspect (ghosts)
     isolated_rise_failed: float = 30.0
+    isolated_sweeps: int = 5  # the same, summed over this many sweeps (fewer phantoms, sustained):
+    isolated_pooled_rise_suspect: float = 45.0  # (fault-free <= +32 in 4 randomised minutes, 12 a
+    isolated_pooled_rise_failed: float = 90.0  # sweep added +64: docs/sensor_checks.md, third round)
 
     # General evidence, no fault model (docs/sensor_checks.md, "Evidence that needs no fault model")
     repeat_min_returns: int = 2  # a sweep with this many returns bit-identical to the previous: stuck
@@ -173,6 +176,8 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         problems.append(f"raise_k {c.raise_k} not in [1, raise_n {c.raise_n}]")
     if not 1 <= c.clear_k <= c.clear_n:
         problems.append(f"clear_k {c.clear_k} not in [1, clear_n {c.clear_n}]")
+    if c.isolated_sweeps < 2:
+        problems.append(f"isolated_sweeps must be >= 2, got {c.isolated_sweeps}")
     if c.received_periods < 2:
         problems.append(f"received_periods must be >= 2, got {c.received_periods}")
     if c.tile_grid < 2 or c.sectors < 4:
@@ -181,7 +186,15 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         failed, suspect = getattr(c, f"{name}_failed"), getattr(c, f"{name}_suspect")
         if not 0 <= failed <= suspect < 1:
             problems.append(f"{name}: need 0 <= {name}_failed {failed} <= {name}_suspect {suspect} < 1")
-    ordered = ("saturated_rise", "blocked", "lost_sectors", "clutter_rise", "isolated_rise", "anomaly")
+    ordered = (
+        "saturated_rise",
+        "blocked",
+        "lost_sectors",
+        "clutter_rise",
+        "isolated_rise",
+        "isolated_pooled_rise",
+        "anomaly",
+    )
     for name in (*ordered, "ahead"):
         suspect, failed = getattr(c, f"{name}_suspect"), getattr(c, f"{name}_failed")
         if not 0 < suspect <= failed:
@@ -324,6 +337,9 @@ RULES: dict[str, tuple[_Rule, ...]] = {
         _Rule("isolated", "rise", "isolated_rise_suspect", "isolated_rise_failed",
               "isolated returns (no other return of the sweep nearby)",
               meaning="phantom targets: ghosts or interference"),
+        _Rule("isolated_pooled", "rise", "isolated_pooled_rise_suspect", "isolated_pooled_rise_failed",
+              "isolated returns over its last sweeps",
+              meaning="phantom targets: ghosts or interference"),
     ),
 }  # fmt: skip
 # Every sensor: the same payload again (a driver or transport repeating a buffer), and its profile
@@ -455,6 +471,7 @@ class _SensorState:
         self.last: SensorVerdict | None = None
         self.digest: tuple[Digest, float] | None = None  # the previous payload's fingerprint and stamp
         self.reading: tuple[float, Digest] | None = None  # (stamp, fingerprint)
+        self.isolated: deque[float] = deque(maxlen=config.isolated_sweeps)  # radar: last sweeps' counts
 
     def seen_before(self, reading_stamp: float | None, digest: Digest) -> bool:
         """Whether this reading (its header stamp and payload fingerprint) is the one judged last:
@@ -504,6 +521,13 @@ class _SensorState:
                 counted = counts >= c.sector_min_points
                 lost = counted & (obs.vectors["sector_counts"] < c.sector_lost_ratio * counts)
                 obs.scalars["lost_sectors"] = float(np.count_nonzero(lost))
+        elif "isolated" in obs.scalars:
+            # A radar sweep holds a few dozen returns, so a dozen phantoms per sweep is within one
+            # sweep's normal swing; summed over several sweeps the phantoms add up faster than the
+            # swing (its spread grows as the square root)
+            self.isolated.append(obs.scalars["isolated"])
+            if len(self.isolated) == self.isolated.maxlen:
+                obs.scalars["isolated_pooled"] = float(sum(self.isolated))
 
     def _profile(self, obs: Observation) -> None:
         """The profile anomaly (into obs.scalars["anomaly"]): the largest robust z-score of the

@@ -159,6 +159,9 @@ class SensorCheckConfig:
     agreement_cell_m: float = 0.5  # LiDAR occupancy cell a radar return must fall in (or next to)
     agreement_frames: int = 5  # sweeps pooled for the agreement (a sweep has a few returns) ...
     agreement_min_returns: int = 20  # ... and the radar returns (3-60 m) the pool needs
+    near_object_m: float = 5.0  # LiDAR returns this close to a camera (0.3-3 m above the ground) ...
+    near_cover_explains: float = 0.5  # ... over this share of its horizontal view: an object in front
+    # of the lens (a truck alongside), which explains tiles that lost texture and change (not dirt)
 
     def __post_init__(self) -> None:
         problems = sensor_check_config_problems(self)
@@ -207,12 +210,13 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         "clutter_voxel_m",
         "isolation_radius_m",
         "agreement_cell_m",
+        "near_object_m",
     )
     for name in positive:
         if not getattr(c, name) >= 0:
             problems.append(f"{name} must be >= 0, got {getattr(c, name)}")
     shares = ("black_fraction_failed", "tile_dead_ratio", "sector_lost_ratio", "static_tile_ratio")
-    for name in (*shares, "blur_contrast"):
+    for name in (*shares, "blur_contrast", "near_cover_explains"):
         if not 0 < getattr(c, name) <= 1:
             problems.append(f"{name} must be in (0, 1], got {getattr(c, name)}")
     if not 0 <= c.ground_min_m < c.ground_max_m:
@@ -503,6 +507,10 @@ class _SensorState:
         c = self.config
         m = c.baseline_min_frames
         if self.modality == "camera":
+            if obs.scalars.get("near_cover", 0.0) >= c.near_cover_explains:
+                # an object in front of the lens, seen by the LiDAR (SensorChecks._near_objects):
+                # tiles without texture or change, or static while the scene moves, are that object
+                return
             texture = self.baseline.vector_median("tile_texture", m)
             change = self.baseline.vector_median("tile_change", m)
             if texture is not None and change is not None and "tile_change" in obs.vectors:
@@ -801,6 +809,39 @@ class SensorChecks:
             lidar_obs.scalars["yaw_fit"] = float(shares.max() - fleet[identity_yaw] / fleet[0])
             lidar_obs.scalars["radar_agreement"] = float(fleet[identity_yaw] / fleet[0])
 
+    def _near_objects(
+        self,
+        frame: SensorFrame,
+        judged: Mapping[str, tuple[_SensorState, Observation]],
+        sweeps: Mapping[str, tuple[_SensorState, Observation, np.ndarray, np.ndarray]],
+    ) -> None:
+        """Each judged camera's `near_cover`: the share of its horizontal view (2-degree bins) in
+        which the LiDAR has a return within `near_object_m` of the camera, 0.3-3 m above the ground.
+        A truck alongside fills a side camera with a flat, unchanging surface, which the camera
+        alone cannot tell from dirt on its lens; the LiDAR sees the truck and not the dirt."""
+        c = self.config
+        clouds = [p for s, _, p, _ in sweeps.values() if s.modality == "lidar"]
+        cameras = [cam for cam in frame.cameras if cam.name in judged]
+        if not clouds or not cameras:
+            return
+        xyz = np.concatenate([cloud[:, :3] for cloud in clouds]).astype(np.float64)
+        xyz = xyz[(xyz[:, 2] > 0.3) & (xyz[:, 2] < 3.0)]
+        bin_rad = np.radians(2.0)
+        for cam in cameras:
+            T = np.asarray(cam.T_base_cam, dtype=np.float64)
+            rel = xyz[:, :2] - T[:2, 3]
+            near = rel[np.einsum("ij,ij->i", rel, rel) <= c.near_object_m**2]
+            axis = T[:3, 2]  # the optical axis in base_link
+            if np.hypot(axis[0], axis[1]) < 1e-6:
+                continue  # looking straight up or down: no horizontal view
+            half_fov = float(np.arctan(cam.image.shape[1] / (2.0 * float(cam.K[0, 0]))))
+            offset = np.arctan2(near[:, 1], near[:, 0]) - np.arctan2(axis[1], axis[0])
+            offset = (offset + np.pi) % (2 * np.pi) - np.pi
+            inside = offset[np.abs(offset) < half_fov] + half_fov
+            bins = max(1, int(np.ceil(2 * half_fov / bin_rad)))
+            occupied = np.unique(np.minimum((inside / bin_rad).astype(np.int64), bins - 1))
+            judged[cam.name][1].scalars["near_cover"] = len(occupied) / bins
+
     def _timing(self, frame: SensorFrame, judged: Mapping[str, tuple[_SensorState, Observation]]) -> None:
         """Arrival features of the new readings (into their observations), each sensor against its
         own history and the frame's other sensors, so that a machine late or stalled for every
@@ -941,6 +982,7 @@ class SensorChecks:
             judged[name] = (sensor, obs)
         self._timing(frame, judged)
         self._agreement(sweeps)
+        self._near_objects(frame, judged, sweeps)
         for name, (sensor, obs) in judged.items():
             verdicts[name] = sensor.step(obs, stamp)
         for name, sensor in self._sensors.items():

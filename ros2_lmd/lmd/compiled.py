@@ -51,7 +51,12 @@ def use_persistent_compile_cache() -> Path:
     2 cores for the shipped models' graphs). Set for this process, before the first compile.
     Importing inductor writes its default into the variable: that value counts as not chosen."""
     chosen = os.environ.get(COMPILE_CACHE_ENV)
-    if not chosen or os.path.abspath(chosen) == _inductor_default_cache_dir():
+    # inductor's default is <tmp>/torchinductor_<user>: only a name like that is compared with it
+    # (the comparison imports inductor: 1.2 s of a start-up that may not need it otherwise)
+    if not chosen or (
+        os.path.basename(chosen.rstrip(os.sep)).startswith("torchinductor_")
+        and os.path.abspath(chosen) == _inductor_default_cache_dir()
+    ):
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         chosen = os.path.join(base, "ros2_lmd", "torchinductor")
         os.environ[COMPILE_CACHE_ENV] = chosen

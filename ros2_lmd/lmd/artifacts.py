@@ -174,7 +174,7 @@ class PackageRunner:
     monitor calls from several worker threads)."""
 
     def __init__(self, package: Path, runners: int) -> None:
-        loader_class = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
+        loader_class = _package_loader()
         if loader_class is None:
             raise ArtifactError(f"torch {torch.__version__} has no AOTInductor package loader")
         # torch._C._aoti directly: torch._inductor.aoti_load_package imports inductor (1.2 s here)
@@ -182,6 +182,15 @@ class PackageRunner:
 
     def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.loader.run([x.contiguous() for x in tensors]))
+
+
+def _package_loader() -> Any:
+    return getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
+
+
+def packages_supported() -> bool:
+    """Whether this torch can open packages (a private class: without it, building one is wasted)."""
+    return _package_loader() is not None
 
 
 def concurrent_runners() -> int:
@@ -293,6 +302,7 @@ __all__ = [
     "file_digest",
     "load_artifact",
     "owning_module",
+    "packages_supported",
     "remove_artifact",
     "save_artifact",
     "state_digest",

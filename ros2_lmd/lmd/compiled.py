@@ -46,6 +46,7 @@ from ros2_lmd.lmd.artifacts import (
     build_package,
     concurrent_runners,
     load_artifact,
+    packages_supported,
     remove_artifact,
     save_artifact,
 )
@@ -143,7 +144,7 @@ class CompiledDecomposition:
         self.build_on_demand, self.tolerance, self.backend = build_on_demand, tolerance, backend
         if ahead_of_time is None:
             ahead_of_time = os.environ.get(AHEAD_OF_TIME_ENV, "1").strip() != "0"
-        self.ahead_of_time = ahead_of_time and backend == "inductor"
+        self.ahead_of_time = ahead_of_time and backend == "inductor" and packages_supported()
         self.graphs: dict[Signature, CompiledGraph] = {}
         self.eager_calls = 0  # calls that ran eager (no graph, or a failed one)
         self._lock = threading.Lock()

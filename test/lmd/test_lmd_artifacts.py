@@ -171,6 +171,8 @@ def test_what_cannot_be_keyed_or_is_not_inductor_gets_no_package(monkeypatch):
     assert not CompiledDecomposition(model, ["segmentation"]).ahead_of_time
     monkeypatch.setenv(AHEAD_OF_TIME_ENV, "1")
     assert CompiledDecomposition(model, ["segmentation"]).ahead_of_time
+    monkeypatch.delattr(torch._C._aoti, "AOTIModelPackageLoader")  # a torch that cannot open them
+    assert not CompiledDecomposition(model, ["segmentation"]).ahead_of_time
 
 
 def test_a_manifest_of_another_key_is_refused_as_stale(cache):

@@ -22,7 +22,7 @@ from ros2_lmd.lmd.compiled import (
     use_persistent_compile_cache,
 )
 from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder, randomise_norm_statistics
-from ros2_lmd.monitor.pipeline import Pipeline
+from ros2_lmd.monitor.pipeline import OUTPUT_KEY, Pipeline
 from ros2_lmd.sim import simulate_drive
 
 pytestmark = pytest.mark.slow  # test/conftest.py: tiers
@@ -201,6 +201,32 @@ def test_compiled_pipeline_gives_the_eager_pipelines_alerts():
         ]
     assert compiled.compiled.eager_calls == 0
     assert eager.decomposition_status == "eager"
+
+
+def _failing_backend(gm, example_inputs):
+    raise RuntimeError("this backend compiles nothing")
+
+
+def test_warm_up_runs_a_whole_frame_only_when_a_graph_is_left_eager(monkeypatch):
+    """The warm-up runs the model and builds (and so runs) each graph; a whole blank frame after
+    that would only repeat them. A graph left eager has not run: then the frame is run."""
+    model = build_tiny_model()
+    pipeline = Pipeline(model, decomposition="compiled", self_check_every=5)
+
+    def compiled(rules, backend):
+        return CompiledDecomposition(model.fuse, (OUTPUT_KEY,), rules, build_on_demand=False, backend=backend)
+
+    pipeline.compiled = compiled(pipeline.rules, "eager")
+    pipeline.compiled_checking = compiled(pipeline.checking_rules, "eager")
+    computed = []
+    original = pipeline.compute
+    monkeypatch.setattr(pipeline, "compute", lambda frames: computed.append(len(frames)) or original(frames))
+    pipeline.warm_up(2)
+    assert computed == [] and len(pipeline.compiled.graphs) == len(pipeline.compiled_checking.graphs) == 1
+    pipeline.compiled = compiled(pipeline.rules, _failing_backend)
+    pipeline.warm_up(2)
+    assert computed == [2] and pipeline.decomposition_status.startswith("compiled, batch 2: eager (")
+    assert pipeline.frames_processed == 0
 
 
 def test_pipelines_over_one_model_share_its_compiled_graphs():

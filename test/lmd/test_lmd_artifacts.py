@@ -1,0 +1,239 @@
+"""Ahead-of-time compiled decompositions on disk (lmd/artifacts.py, used by lmd/compiled.py): built
+once and checked against eager, loaded by a fresh process and checked against the recorded eager
+result, keyed by everything the compiled code depends on, and a corrupt, stale or wrong entry
+refused with its reason and rebuilt, never used."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ros2_lmd.lmd import CompiledDecomposition, RuleVariants, decompose
+from ros2_lmd.lmd.artifacts import (
+    MANIFEST_FILE,
+    PACKAGE_FILE,
+    REFERENCE_FILE,
+    ArtifactError,
+    artifact_dir,
+    artifact_key,
+    file_digest,
+    load_artifact,
+)
+from ros2_lmd.lmd.compiled import AHEAD_OF_TIME_ENV, COMPILE_CACHE_ENV, COMPILE_TOLERANCE, signature
+from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder
+
+pytestmark = pytest.mark.slow  # test/conftest.py: tiers (each package build is a C++ compile)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _model_and_features(batch: int = 1) -> tuple[SimpleBEVDecoder, dict[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    model = SimpleBEVDecoder({"camera": 2, "lidar": 2}, latent=4).eval()
+    features = {m: torch.randn(batch, 2, 8, 8) for m in ("camera", "lidar")}
+    return model, features
+
+
+def _build(model, features):
+    compiled = CompiledDecomposition(model, ["segmentation"], build_on_demand=False, ahead_of_time=True)
+    return compiled, compiled.prepare(features)
+
+
+def _entry(cache: Path, model, features) -> Path:
+    key = artifact_key(model, ["segmentation"], RuleVariants(), features)
+    assert key is not None
+    return artifact_dir(cache) / key.digest
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One package built into a compile cache of its own; each test works on a copy of it."""
+    cache = tmp_path_factory.mktemp("built") / "cache"
+    before = os.environ.get(COMPILE_CACHE_ENV)
+    os.environ[COMPILE_CACHE_ENV] = str(cache)
+    try:
+        model, features = _model_and_features()
+        compiled, graph = _build(model, features)
+    finally:
+        if before is None:
+            os.environ.pop(COMPILE_CACHE_ENV, None)
+        else:
+            os.environ[COMPILE_CACHE_ENV] = before
+    assert graph.call is not None and graph.source == "package", graph.reason
+    return cache, compiled, graph
+
+
+@pytest.fixture
+def cache(built, tmp_path, monkeypatch):
+    """A copy of the built cache, chosen for this test."""
+    copy = tmp_path / "cache"
+    shutil.copytree(built[0], copy)
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(copy))
+    return copy
+
+
+def test_a_built_package_equals_eager_and_is_saved_with_its_eager_result(built):
+    cache, compiled, graph = built
+    model, features = _model_and_features()
+    with torch.inference_mode():
+        got = compiled(features)["segmentation"]
+        expected = decompose(model, features)["segmentation"]
+    scale = expected.total.abs().max()
+    assert (got.total - expected.total).abs().max() <= COMPILE_TOLERANCE * scale
+    for m in features:
+        assert (got.components[m] - expected.components[m]).abs().max() <= COMPILE_TOLERANCE * scale
+    assert compiled.eager_calls == 0
+    entry = _entry(cache, model, features)
+    assert {p.name for p in entry.iterdir()} == {PACKAGE_FILE, REFERENCE_FILE, MANIFEST_FILE}
+    manifest = json.loads((entry / MANIFEST_FILE).read_text())
+    assert manifest["package_sha256"] == file_digest(entry / PACKAGE_FILE)
+    assert manifest["check"]["max_difference"] == graph.max_difference
+    assert set(graph.stages_s) >= {"key", "eager_reference", "trace", "compile"}
+
+
+LOAD_IN_A_FRESH_PROCESS = """
+import json, torch
+from ros2_lmd.lmd import CompiledDecomposition, decompose
+from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder
+torch.manual_seed(0)
+model = SimpleBEVDecoder({"camera": 2, "lidar": 2}, latent=4).eval()
+features = {m: torch.randn(1, 2, 8, 8) for m in ("camera", "lidar")}
+compiled = CompiledDecomposition(model, ["segmentation"], build_on_demand=False)
+graph = compiled.prepare(features)
+with torch.inference_mode():
+    got = compiled(features)["segmentation"]
+    expected = decompose(model, features)["segmentation"]
+scale = float(expected.total.abs().max())
+difference = max(
+    float((got.total - expected.total).abs().max()),
+    *(float((got.components[m] - expected.components[m]).abs().max()) for m in features),
+) / scale
+print(json.dumps({"source": graph.source, "stages": sorted(graph.stages_s), "difference": difference}))
+"""
+
+
+def test_a_fresh_process_loads_the_package_instead_of_compiling(cache):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop(AHEAD_OF_TIME_ENV, None)
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS], env=env, cwd=REPO, capture_output=True, check=True
+    )
+    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert result["source"] == "artifact"
+    assert result["stages"] == ["check", "key", "load"]  # no eager reference, trace or compile
+    assert result["difference"] <= COMPILE_TOLERANCE
+
+
+def test_the_key_names_what_the_compiled_code_depends_on():
+    model, features = _model_and_features()
+    key = artifact_key(model, ["segmentation"], RuleVariants(), features)
+    assert key is not None
+    fields = key.as_dict()
+    assert fields["torch"] == torch.__version__ and fields["threads"] == str(torch.get_num_threads())
+    others = [
+        artifact_key(model, ["segmentation"], RuleVariants(bias="explicit"), features),
+        artifact_key(model, ["segmentation"], RuleVariants(), _model_and_features(batch=2)[1]),
+        artifact_key(model.forward, ["segmentation", "other"], RuleVariants(), features),
+    ]
+    with torch.no_grad():
+        changed = _model_and_features()[0]
+        next(changed.parameters()).add_(1e-6)
+    others.append(artifact_key(changed, ["segmentation"], RuleVariants(), features))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(before + 1)
+        others.append(artifact_key(model, ["segmentation"], RuleVariants(), features))
+    finally:
+        torch.set_num_threads(before)
+    digests = {key.digest, *(other.digest for other in others if other is not None)}
+    assert len(digests) == 1 + len(others)
+    # the same again: the same key
+    again = artifact_key(_model_and_features()[0], ["segmentation"], RuleVariants(), features)
+    assert again is not None and again.digest == key.digest
+
+
+def test_what_cannot_be_keyed_or_is_not_inductor_gets_no_package(monkeypatch):
+    model, features = _model_and_features()
+    assert artifact_key(lambda f: model(f), ["segmentation"], RuleVariants(), features) is None
+    extra = RuleVariants(extra_rules={"relu": lambda *a: None})
+    assert artifact_key(model, ["segmentation"], extra, features) is None
+    assert not CompiledDecomposition(model, ["segmentation"], backend="eager").ahead_of_time
+    monkeypatch.setenv(AHEAD_OF_TIME_ENV, "0")
+    assert not CompiledDecomposition(model, ["segmentation"]).ahead_of_time
+    monkeypatch.setenv(AHEAD_OF_TIME_ENV, "1")
+    assert CompiledDecomposition(model, ["segmentation"]).ahead_of_time
+    monkeypatch.delattr(torch._C._aoti, "AOTIModelPackageLoader")  # a torch that cannot open them
+    assert not CompiledDecomposition(model, ["segmentation"]).ahead_of_time
+
+
+def test_a_manifest_of_another_key_is_refused_as_stale(cache):
+    model, features = _model_and_features()
+    entry = _entry(cache, model, features)
+    manifest = json.loads((entry / MANIFEST_FILE).read_text())
+    manifest["key"]["torch"] = "0.0.0"
+    (entry / MANIFEST_FILE).write_text(json.dumps(manifest))
+    key = artifact_key(model, ["segmentation"], RuleVariants(), features)
+    assert key is not None
+    with pytest.raises(ArtifactError, match="written for another key"):
+        load_artifact(artifact_dir(cache), key)
+
+
+def test_a_corrupted_package_is_refused_with_the_reason_and_rebuilt(cache, caplog):
+    model, features = _model_and_features()
+    entry = _entry(cache, model, features)
+    data = bytearray((entry / PACKAGE_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (entry / PACKAGE_FILE).write_bytes(bytes(data))
+    with caplog.at_level(logging.INFO, logger="ros2_lmd.lmd.compiled"):
+        _, graph = _build(model, features)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        f"{PACKAGE_FILE} does not match its manifest's SHA-256 (corrupt)" in m and "building it again" in m
+        for m in messages
+    ), messages
+    assert graph.call is not None and graph.source == "package"  # rebuilt, not loaded
+    manifest = json.loads((entry / MANIFEST_FILE).read_text())
+    assert manifest["package_sha256"] == file_digest(entry / PACKAGE_FILE)  # the new one saved
+
+
+def test_a_package_that_differs_from_its_recorded_eager_result_is_not_used(cache, caplog, monkeypatch):
+    """The files match their manifest, but the package's numbers do not match the recorded eager
+    result (here the record is made 1 % off): the check refuses it before use and it is rebuilt."""
+    model, features = _model_and_features()
+    entry = _entry(cache, model, features)
+    reference = load_file(str(entry / REFERENCE_FILE))
+    save_file({k: v * 1.01 for k, v in reference.items()}, str(entry / REFERENCE_FILE))
+    manifest = json.loads((entry / MANIFEST_FILE).read_text())
+    manifest["reference_sha256"] = file_digest(entry / REFERENCE_FILE)
+    (entry / MANIFEST_FILE).write_text(json.dumps(manifest))
+    built_again = []
+    original = CompiledDecomposition._build_package
+
+    def counting(self, *args):
+        built_again.append(True)
+        return original(self, *args)
+
+    monkeypatch.setattr(CompiledDecomposition, "_build_package", counting)
+    with caplog.at_level(logging.WARNING, logger="ros2_lmd.lmd.compiled"):
+        compiled, graph = _build(model, features)
+    refused = [
+        r.getMessage()
+        for r in caplog.records
+        if "refused against its recorded eager result" in r.getMessage()
+    ]
+    assert len(refused) == 1 and "differs from eager by 9.90e-03" in refused[0]  # 1 % of the 1.01 x scale
+    assert built_again and graph.source == "package" and graph.call is not None
+    with torch.inference_mode():
+        got = compiled(features)["segmentation"]
+        expected = decompose(model, features)["segmentation"]
+    assert (got.total - expected.total).abs().max() <= COMPILE_TOLERANCE * expected.total.abs().max()
+    assert signature(features) in compiled.graphs

@@ -112,7 +112,7 @@ def artifact_key(
         ("rules", repr(variant)),
         ("inputs", repr([(m, tuple(x.shape), str(x.dtype)) for m, x in features.items()])),
         ("weights_sha256", state_digest(module)),
-        ("module_sources_sha256", _sources_digest(_module_sources(module))),
+        ("module_sources_sha256", _sources_digest(module_sources(module))),
         ("engine_sources_sha256", _sources_digest(sorted(ENGINE_SOURCES.rglob("*.py")))),
     )
     return ArtifactKey(fields)
@@ -129,8 +129,14 @@ def state_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _module_sources(module: nn.Module) -> list[Path]:
-    """The source files of the module's class and of every sub-module's class, with their bases."""
+PACKAGE_ROOT = ENGINE_SOURCES.parent  # ros2_lmd/
+
+
+def module_sources(module: nn.Module) -> list[Path]:
+    """The source files of the module's class and of every sub-module's class, with their bases;
+    for a class of this package, every module beside it too (the helpers a model's `fuse` calls
+    live in its package: an edit there must make a new key, since the check against the recorded
+    eager result cannot see it)."""
     files: set[Path] = set()
     for sub in module.modules():
         for cls in type(sub).__mro__:
@@ -139,7 +145,10 @@ def _module_sources(module: nn.Module) -> list[Path]:
             except TypeError:  # builtins
                 continue
             if source:
-                files.add(Path(source).resolve())
+                path = Path(source).resolve()
+                files.add(path)
+                if PACKAGE_ROOT in path.parents:
+                    files.update(path.parent.glob("*.py"))
     return sorted(files)
 
 

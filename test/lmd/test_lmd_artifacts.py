@@ -237,3 +237,16 @@ def test_a_package_that_differs_from_its_recorded_eager_result_is_not_used(cache
         expected = decompose(model, features)["segmentation"]
     assert (got.total - expected.total).abs().max() <= COMPILE_TOLERANCE * expected.total.abs().max()
     assert signature(features) in compiled.graphs
+
+
+def test_the_key_covers_every_module_beside_a_model_class_of_this_package():
+    # the helpers a model's fuse calls live beside its class (models/base.py, ...): an edit to one
+    # must change the key, since the check against the recorded eager result cannot see it
+    from ros2_lmd.lmd.artifacts import PACKAGE_ROOT, module_sources
+    from ros2_lmd.models.compact import CompactFusion, compact_config
+
+    model = CompactFusion(compact_config("crl"))
+    files = {path.name for path in module_sources(model)}
+    models_dir = PACKAGE_ROOT / "models"
+    assert {path.name for path in models_dir.glob("*.py")} <= files
+    assert "conv.py" in files  # torch's own classes are there too (their version is keyed besides)

@@ -2,8 +2,8 @@
 fills a side camera with a flat, unchanging surface that the camera alone cannot tell from dirt on
 its lens; the LiDAR sees the truck (returns a few metres from the camera across its view) and not
 the dirt. `near_cover` is the share of the camera's horizontal view, in 2-degree bins, holding a
-LiDAR return within `near_object_m`; at `near_cover_explains` or more, tiles that lost texture and change, or stay
-static while the scene moves, are that object and no evidence."""
+LiDAR return within `near_object_m`; at `near_cover_explains` or more, tiles that lost texture and
+change, or stay static while the scene moves, are that object and no evidence."""
 
 from __future__ import annotations
 

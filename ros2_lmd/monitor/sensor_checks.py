@@ -159,8 +159,8 @@ class SensorCheckConfig:
     agreement_cell_m: float = 0.5  # LiDAR occupancy cell a radar return must fall in (or next to)
     agreement_frames: int = 5  # sweeps pooled for the agreement (a sweep has a few returns) ...
     agreement_min_returns: int = 20  # ... and the radar returns (3-60 m) the pool needs
-    near_object_m: float = 5.0  # LiDAR returns this close to a camera (0.3-3 m above the ground) ...
-    near_cover_explains: float = 0.5  # ... over this share of its horizontal view: an object in front
+    near_object_m: float = 3.0  # LiDAR returns this close to a camera (0.3-3 m above the ground) ...
+    near_cover_explains: float = 0.8  # ... over this share of its horizontal view: an object in front
     # of the lens (a truck alongside), which explains tiles that lost texture and change (not dirt)
 
     def __post_init__(self) -> None:

@@ -123,7 +123,7 @@ print(json.dumps({"source": graph.source, "stages": sorted(graph.stages_s), "dif
 
 def test_a_fresh_process_loads_the_package_instead_of_compiling(cache):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env.pop(AHEAD_OF_TIME_ENV, None)
+    env[AHEAD_OF_TIME_ENV] = "1"
     done = subprocess.run(
         [sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS], env=env, cwd=REPO, capture_output=True, check=True
     )
@@ -167,6 +167,8 @@ def test_what_cannot_be_keyed_or_is_not_inductor_gets_no_package(monkeypatch):
     extra = RuleVariants(extra_rules={"relu": lambda *a: None})
     assert artifact_key(model, ["segmentation"], extra, features) is None
     assert not CompiledDecomposition(model, ["segmentation"], backend="eager").ahead_of_time
+    monkeypatch.delenv(AHEAD_OF_TIME_ENV, raising=False)
+    assert not CompiledDecomposition(model, ["segmentation"]).ahead_of_time  # opt-in
     monkeypatch.setenv(AHEAD_OF_TIME_ENV, "0")
     assert not CompiledDecomposition(model, ["segmentation"]).ahead_of_time
     monkeypatch.setenv(AHEAD_OF_TIME_ENV, "1")

@@ -59,6 +59,7 @@ from ros2_lmd.monitor.signal_features import (
     PointFeatures,
     lidar_occupancy,
     measure_camera,
+    object_returns,
     payload_digest,
     radar_agreement,
 )
@@ -824,12 +825,15 @@ class SensorChecks:
         cameras = [cam for cam in frame.cameras if cam.name in judged]
         if not clouds or not cameras:
             return
-        xyz = np.concatenate([cloud[:, :3] for cloud in clouds]).astype(np.float64)
-        xyz = xyz[(xyz[:, 2] > 0.3) & (xyz[:, 2] < 3.0)]
+        xyz = object_returns(np.concatenate([cloud[:, :3] for cloud in clouds]).astype(np.float64))
+        # once for every camera: the returns that can be near any of them (a sweep holds tens of
+        # thousands, a few hundred are this close)
+        reach = c.near_object_m + max(float(np.hypot(*np.asarray(cam.T_base_cam)[:2, 3])) for cam in cameras)
+        xy = xyz[np.einsum("ij,ij->i", xyz[:, :2], xyz[:, :2]) <= reach**2, :2]
         bin_rad = np.radians(2.0)
         for cam in cameras:
             T = np.asarray(cam.T_base_cam, dtype=np.float64)
-            rel = xyz[:, :2] - T[:2, 3]
+            rel = xy - T[:2, 3]
             near = rel[np.einsum("ij,ij->i", rel, rel) <= c.near_object_m**2]
             axis = T[:3, 2]  # the optical axis in base_link
             if np.hypot(axis[0], axis[1]) < 1e-6:

@@ -175,10 +175,15 @@ def ground_tilt(
     return tilt
 
 
+def object_returns(xyz: np.ndarray) -> np.ndarray:
+    """The LiDAR returns 0.3-3 m above the ground (base_link z): on objects, not the road."""
+    return xyz[(xyz[:, 2] > 0.3) & (xyz[:, 2] < 3.0)]
+
+
 def lidar_occupancy(xyz: np.ndarray, cell: float, extent: float) -> np.ndarray:
     """Cells (side `cell`, base_link, +-`extent` m) holding a LiDAR return 0.3-3 m above the ground,
     dilated by one cell: where a radar return on an object should fall."""
-    above = xyz[(xyz[:, 2] > 0.3) & (xyz[:, 2] < 3.0)]
+    above = object_returns(xyz)
     size = int(2 * extent / cell)
     ij = np.floor((above[:, :2] + extent) / cell).astype(np.int64)
     ij = ij[((ij >= 0) & (ij < size)).all(1)]

@@ -16,6 +16,7 @@ frames per second are the steady state of a long bag.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -45,11 +46,18 @@ def main() -> None:
         help="nuscenes: `simulate --rig nuscenes`",
     )
     parser.add_argument("--camera-decodes", default="reduced", help="camera_decode settings to compare")
+    parser.add_argument(
+        "--ahead-of-time",
+        default="",
+        help="$ROS2_LMD_AHEAD_OF_TIME values to compare, each with a freshly loaded model (e.g. 1,0,1,0); "
+        "empty: as the environment says",
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.camera_size.lower().split("x"))
 
     import torch
 
+    from ros2_lmd.lmd.compiled import AHEAD_OF_TIME_ENV
     from ros2_lmd.models.io import load_model
     from ros2_lmd.monitor.params import MonitorParams
     from ros2_lmd.monitor.pipeline import pipeline_for
@@ -77,13 +85,18 @@ def main() -> None:
             f"model {args.model}"
         )
         settings = [
-            (decode, decomposition, int(workers), int(batch))
+            (aot, decode, decomposition, int(workers), int(batch))
+            for aot in args.ahead_of_time.split(",")
             for decode in args.camera_decodes.split(",")
             for decomposition in args.decompositions.split(",")
             for workers in args.workers.split(",")
             for batch in args.batches.split(",")
         ]
-        for decode, decomposition, workers, batch in settings:
+        loaded_for = None
+        for aot, decode, decomposition, workers, batch in settings:
+            if aot and aot != loaded_for:  # read when the model's compiled decomposition is made
+                os.environ[AHEAD_OF_TIME_ENV] = aot
+                model, loaded_for = load_model(args.model), aot
             params = MonitorParams(model=args.model, decomposition=decomposition, camera_decode=decode)
             _, threads = inference_plan(True, workers, 0, prefer="throughput")  # as analyze plans it
             before = torch.get_num_threads()
@@ -107,8 +120,10 @@ def main() -> None:
                 name: float(np.median([r.timings_ms.get(name, 0.0) for r in result.reports]))
                 for name in STAGES
             }
+            mode = f"ahead-of-time {aot}, " if aot else ""
             print(
-                f"decode {decode}, {decomposition}, workers {workers} x {threads} threads, batch {batch} "
+                f"{mode}decode {decode}, {decomposition}, workers {workers} x {threads} threads, "
+                f"batch {batch} "
                 f"(warm-up {warm_s:.1f} s): {result.processed} frames in {elapsed:.1f} s = "
                 f"{result.processed / elapsed:.1f} frames/s "
                 f"({result.processed / elapsed / key_hz:.2f}x real time)\n"

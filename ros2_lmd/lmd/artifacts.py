@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import logging
 import os
 import platform
 import shutil
@@ -39,7 +40,10 @@ import torch
 from torch import nn
 
 from ros2_lmd.errors import LMDError
+from ros2_lmd.lmd.package_abi import PackageABIError, PackageLibrary
 from ros2_lmd.lmd.variants import RuleVariants
+
+LOG = logging.getLogger("ros2_lmd.lmd.artifacts")
 
 ARTIFACT_FORMAT = 1  # bump when the layout or the meaning of a field changes
 ARTIFACT_FOLDER = "ros2_lmd_aot"  # under the compile cache: emptying the cache empties this too
@@ -180,17 +184,36 @@ class PackageRunner:
     """A loaded AOTInductor package as a callable of the graph's tensors. Inputs are made
     contiguous: the package was compiled for the strides of contiguous tensors and, unlike a
     torch.compile graph, does not guard on them. `runners`: how many calls may run at once (the
-    monitor calls from several worker threads)."""
+    monitor calls from several worker threads).
+
+    Run through the library's C interface (lmd/package_abi.py), which lets the interpreter lock go
+    while it runs; `releases_gil` says so. torch's own loader, which keeps the lock for the whole
+    run, is the fallback for a package that interface cannot open (logged once per package)."""
 
     def __init__(self, package: Path, runners: int) -> None:
-        loader_class = _package_loader()
-        if loader_class is None:
-            raise ArtifactError(f"torch {torch.__version__} has no AOTInductor package loader")
-        # torch._C._aoti directly: torch._inductor.aoti_load_package imports inductor (1.2 s here)
-        self.loader = loader_class(str(package), "model", False, max(1, runners), -1)
+        try:
+            self.library: PackageLibrary | None = PackageLibrary(package, runners)
+        except PackageABIError as error:
+            LOG.info("%s: run by torch's loader, which holds the interpreter lock", error)
+            self.library = None
+        self.loader = None
+        if self.library is None:
+            loader_class = _package_loader()
+            if loader_class is None:
+                raise ArtifactError(f"torch {torch.__version__} has no AOTInductor package loader")
+            # torch._C._aoti directly: torch._inductor.aoti_load_package imports inductor (1.2 s here)
+            self.loader = loader_class(str(package), "model", False, max(1, runners), -1)
+
+    @property
+    def releases_gil(self) -> bool:
+        return self.library is not None
 
     def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.loader.run([x.contiguous() for x in tensors]))
+        inputs = [x.contiguous() for x in tensors]
+        if self.library is not None:
+            return tuple(self.library(inputs))
+        assert self.loader is not None
+        return tuple(self.loader.run(inputs))
 
 
 def _package_loader() -> Any:

@@ -64,7 +64,7 @@ LOG = logging.getLogger("ros2_lmd.lmd.compiled")
 # 0 at batch 1, 0.34 % at batch 3 on random inputs). A wrong graph is off everywhere.
 COMPILE_TOLERANCE = 1e-4
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
-# "1": ahead-of-time packages (lmd/artifacts.py); anything else: torch.compile at every start
+# "0": torch.compile at every start; anything else (the default): ahead-of-time packages (lmd/artifacts.py)
 AHEAD_OF_TIME_ENV = "ROS2_LMD_AHEAD_OF_TIME"
 
 
@@ -136,16 +136,16 @@ class CompiledDecomposition:
     ) -> None:
         """`ahead_of_time`: with the inductor backend, keep each checked graph on disk as a package
         and load it in later processes (lmd/artifacts.py); otherwise torch.compile every start.
-        None: only when $ROS2_LMD_AHEAD_OF_TIME is 1 (opt-in: a package starts in 0.3-0.4 s a graph
-        instead of seconds, but `analyze` ran 25-30 % fewer frames/s with packages than with
-        torch.compile, README Performance; until that is understood the default stays compile)."""
+        None: unless $ROS2_LMD_AHEAD_OF_TIME is 0 (a package starts in 0.3-0.4 s a graph instead of
+        seconds, and run through its C interface, which lets the interpreter lock go, `analyze` ran
+        14.0-14.9 frames/s with packages against 12.3-12.7 with torch.compile: README Performance)."""
         if not outputs:
             raise ValueError("CompiledDecomposition: name at least one output")
         self.fn, self.outputs = fn, tuple(outputs)
         self.rules = rules or RuleVariants()
         self.build_on_demand, self.tolerance, self.backend = build_on_demand, tolerance, backend
         if ahead_of_time is None:
-            ahead_of_time = os.environ.get(AHEAD_OF_TIME_ENV, "0").strip() == "1"
+            ahead_of_time = os.environ.get(AHEAD_OF_TIME_ENV, "1").strip() != "0"
         self.ahead_of_time = ahead_of_time and backend == "inductor" and packages_supported()
         self.graphs: dict[Signature, CompiledGraph] = {}
         self.eager_calls = 0  # calls that ran eager (no graph, or a failed one)

@@ -168,7 +168,7 @@ def test_what_cannot_be_keyed_or_is_not_inductor_gets_no_package(monkeypatch):
     assert artifact_key(model, ["segmentation"], extra, features) is None
     assert not CompiledDecomposition(model, ["segmentation"], backend="eager").ahead_of_time
     monkeypatch.delenv(AHEAD_OF_TIME_ENV, raising=False)
-    assert not CompiledDecomposition(model, ["segmentation"]).ahead_of_time  # opt-in
+    assert CompiledDecomposition(model, ["segmentation"]).ahead_of_time  # the default
     monkeypatch.setenv(AHEAD_OF_TIME_ENV, "0")
     assert not CompiledDecomposition(model, ["segmentation"]).ahead_of_time
     monkeypatch.setenv(AHEAD_OF_TIME_ENV, "1")
@@ -252,3 +252,75 @@ def test_the_key_covers_every_module_beside_a_model_class_of_this_package():
     models_dir = PACKAGE_ROOT / "models"
     assert {path.name for path in models_dir.glob("*.py")} <= files
     assert "conv.py" in files  # torch's own classes are there too (their version is keyed besides)
+
+
+def _package_inputs(features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(3)
+    return [torch.randn(x.shape, generator=generator) for x in features.values()]
+
+
+def test_a_package_runs_through_its_c_interface_as_torchs_loader_runs_it(built):
+    """The monitor's worker threads call the package through its library's C interface, which lets
+    the interpreter lock go (torch's loader keeps it for the whole run: lmd/package_abi.py): the
+    results are the loader's bit for bit, also from two threads at once."""
+    import threading
+
+    from ros2_lmd.lmd.artifacts import PackageRunner
+
+    cache = built[0]
+    model, features = _model_and_features()
+    package = _entry(cache, model, features) / PACKAGE_FILE
+    runner = PackageRunner(package, 2)
+    assert runner.releases_gil
+    loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
+    inputs = _package_inputs(features)
+    with torch.inference_mode():
+        expected = loader.run(inputs)
+        got = runner(*inputs)
+        assert len(got) == len(expected) and all(torch.equal(g, e) for g, e in zip(got, expected))
+        results: list = [None, None]
+
+        def run(i: int) -> None:
+            with torch.inference_mode():
+                results[i] = runner(*inputs)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    for result in results:
+        assert all(torch.equal(g, e) for g, e in zip(result, expected))
+
+
+def test_a_package_the_c_interface_cannot_read_is_run_by_torchs_loader(built, tmp_path, caplog):
+    """A package with data this module does not know (weights in a file of their own, say) is not
+    opened through the C interface: PackageABIError names what was there, and the runner keeps
+    torch's loader, with the same results."""
+    import zipfile
+
+    from ros2_lmd.lmd.artifacts import PackageRunner
+    from ros2_lmd.lmd.package_abi import PackageABIError, PackageLibrary
+
+    model, features = _model_and_features()
+    package = tmp_path / "extra.pt2"
+    shutil.copy(_entry(built[0], model, features) / PACKAGE_FILE, package)
+    with zipfile.ZipFile(package) as archive:
+        root = archive.namelist()[0].split("/")[0]
+    with zipfile.ZipFile(package, "a") as archive:
+        archive.writestr(f"{root}/data/aotinductor/model/notes.txt", "not a library")
+    with pytest.raises(PackageABIError, match="1 other data files .*notes.txt"):
+        PackageLibrary(package, 1)
+    with caplog.at_level(logging.INFO, logger="ros2_lmd.lmd.artifacts"):
+        runner = PackageRunner(package, 1)
+    assert not runner.releases_gil
+    assert any("run by torch's loader" in r.getMessage() for r in caplog.records)
+    inputs = _package_inputs(features)
+    with torch.inference_mode():
+        expected = PackageRunner(_entry(built[0], model, features) / PACKAGE_FILE, 1)(*inputs)
+        got = runner(*inputs)
+    assert all(torch.equal(g, e) for g, e in zip(got, expected))
+    with pytest.raises(PackageABIError, match="cannot open its library"):
+        broken = tmp_path / "broken.pt2"
+        broken.write_bytes(b"not a zip")
+        PackageLibrary(broken, 1)

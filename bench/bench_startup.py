@@ -2,8 +2,8 @@
 decomposition) with the compile cache empty (a fresh machine) and warm (every later start: since the
 cache lives in $XDG_CACHE_HOME/ros2_lmd/torchinductor it survives a reboot), side by side in one run,
 on a 0.5 s drive so that the frames themselves cost little; each with the decomposition's
-ahead-of-time packages (lmd/artifacts.py; opt-in, $ROS2_LMD_AHEAD_OF_TIME=1) and without them
-($ROS2_LMD_AHEAD_OF_TIME=0: torch.compile at every start, the default).
+ahead-of-time packages (lmd/artifacts.py; the default, $ROS2_LMD_AHEAD_OF_TIME=1) and without them
+($ROS2_LMD_AHEAD_OF_TIME=0: torch.compile at every start).
 
 Two figures per case: the whole command's wall time (`ros2-lmd analyze`, as a user runs it), and a
 stage breakdown of the same work done step by step in a child process: interpreter start, `import

@@ -14,8 +14,11 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -51,9 +54,7 @@ def main() -> None:
         raise SystemExit(f"no package for {args.model}: {graph.reason}")
     package = artifact_dir(use_persistent_compile_cache()) / key.digest / PACKAGE_FILE
     c_interface = PackageRunner(package, 2)
-    loader = PackageRunner.__new__(PackageRunner)  # torch's loader, as the fallback runs it
-    loader.library = None
-    loader.loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 2, -1)
+    loader = PackageRunner(package, 2, c_interface=False)  # torch's loader, as the fallback runs it
     inputs = list(features.values())
     print(
         f"{args.model} decomposition, batch {args.batch}, 1 torch thread; package {package.parent.name}; "
@@ -69,45 +70,20 @@ def main() -> None:
         return statistics.median(times) * 1e3
 
     def beside(runner: PackageRunner) -> tuple[float, float]:
-        stop, counted = threading.Event(), []
+        def calls() -> tuple[float, int]:
+            start, made = time.perf_counter(), 0
+            while time.perf_counter() - start < args.seconds:
+                runner(*inputs)
+                made += 1
+            return time.perf_counter() - start, made
 
-        def count() -> None:
-            n = 0
-            while not stop.is_set():
-                n += 1
-            counted.append(n)
-
-        thread = threading.Thread(target=count)
-        thread.start()
-        start, calls = time.perf_counter(), 0
-        while time.perf_counter() - start < args.seconds:
-            runner(*inputs)
-            calls += 1
-        elapsed = time.perf_counter() - start
-        stop.set()
-        thread.join()
-        return elapsed / calls * 1e3, counted[0] / elapsed / 1e6
-
-    def idle_rate() -> float:
-        stop, counted = threading.Event(), []
-
-        def count() -> None:
-            n = 0
-            while not stop.is_set():
-                n += 1
-            counted.append(n)
-
-        thread = threading.Thread(target=count)
-        thread.start()
-        time.sleep(args.seconds)
-        stop.set()
-        thread.join()
-        return counted[0] / args.seconds / 1e6
+        (elapsed, made), rate = counted_beside(calls)
+        return elapsed / made * 1e3, rate
 
     with torch.inference_mode():
         same = all(torch.equal(a, b) for a, b in zip(c_interface(*inputs), loader(*inputs)))
         print(f"results equal bit for bit: {same}")
-        idle = idle_rate()
+        _, idle = counted_beside(lambda: time.sleep(args.seconds))
         print(f"counting thread alone: {idle:.2f} M iterations/s")
         rates = {}
         for label, runner in (("torch's loader", loader), ("C interface", c_interface)):
@@ -121,6 +97,28 @@ def main() -> None:
             )
         ratio = rates["C interface"] / rates["torch's loader"]
         print(f"counting thread's rate, C interface / torch's loader: {ratio:.1f} x")
+
+
+def counted_beside(work: Callable[[], T]) -> tuple[T, float]:
+    """`work()` run while another Python thread counts loop iterations: (what work returned, that
+    thread's rate in M iterations/s over the time work took). A call that keeps the interpreter lock
+    leaves the counting thread almost nothing."""
+    stop, counted = threading.Event(), []
+
+    def count() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+        counted.append(n)
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    start = time.perf_counter()
+    result = work()
+    elapsed = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    return result, counted[0] / elapsed / 1e6
 
 
 if __name__ == "__main__":

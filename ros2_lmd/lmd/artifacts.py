@@ -190,12 +190,14 @@ class PackageRunner:
     while it runs; `releases_gil` says so. torch's own loader, which keeps the lock for the whole
     run, is the fallback for a package that interface cannot open (logged once per package)."""
 
-    def __init__(self, package: Path, runners: int) -> None:
-        try:
-            self.library: PackageLibrary | None = PackageLibrary(package, runners)
-        except PackageABIError as error:
-            LOG.info("%s: run by torch's loader, which holds the interpreter lock", error)
-            self.library = None
+    def __init__(self, package: Path, runners: int, *, c_interface: bool = True) -> None:
+        """`c_interface=False`: torch's loader only (to compare the two)."""
+        self.library: PackageLibrary | None = None
+        if c_interface:
+            try:
+                self.library = PackageLibrary(package, runners)
+            except PackageABIError as error:
+                LOG.info("%s: run by torch's loader, which holds the interpreter lock", error)
         self.loader = None
         if self.library is None:
             loader_class = _package_loader()

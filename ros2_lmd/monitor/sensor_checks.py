@@ -52,6 +52,7 @@ from ros2_lmd.monitor.report import (
 from ros2_lmd.monitor.signal_features import (
     AGREEMENT_SCALES,
     AGREEMENT_YAWS_DEG,
+    ROAD_FEATURES,
     CameraFeatures,
     CameraMeasurement,
     Digest,
@@ -62,6 +63,8 @@ from ros2_lmd.monitor.signal_features import (
     object_returns,
     payload_digest,
     radar_agreement,
+    road_returns,
+    road_view,
 )
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS, SensorFrame
 
@@ -163,6 +166,18 @@ class SensorCheckConfig:
     near_object_m: float = 3.0  # LiDAR returns this close to a camera (0.3-3 m above the ground) ...
     near_cover_explains: float = 0.8  # ... over this share of its horizontal view: an object in front
     # of the lens (a truck alongside), which explains tiles that lost texture and change (not dirt)
+    # The road as each camera sees it (LiDAR road returns projected in), each camera's change from its
+    # own history against the other cameras' (docs/sensor_checks.md, fourth round)
+    road_height_m: float = 0.2  # LiDAR returns this close to base_link's ground plane ...
+    road_corridor_m: float = 3.0  # ... and to the ego's path (|y|): the road, not the verge
+    road_min_m: float = 3.0  # road returns this far from the camera ...
+    road_max_m: float = 20.0  # ... and closer than this
+    road_min_samples: int = 50  # road pixels in view a camera needs for a value
+    road_columns: int = 56  # image columns an object's occlusion is judged in
+    road_percentile: float = 20.0  # grey level of the road: this percentile (lane paint sits above)
+    road_min_cameras: int = 4  # cameras with a value needed (a camera against at least 3 others)
+    road_gap_suspect: float = 0.3  # |log| of its change over the others' median change: suspect
+    road_gap_failed: float = 0.45  # (1.35 x, 1.57 x; fault-free <= 0.04, brightness 0.75, fog 0.49)
 
     def __post_init__(self) -> None:
         problems = sensor_check_config_problems(self)
@@ -198,6 +213,7 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         "isolated_rise",
         "isolated_pooled_rise",
         "anomaly",
+        "road_gap",
     )
     for name in (*ordered, "ahead"):
         suspect, failed = getattr(c, f"{name}_suspect"), getattr(c, f"{name}_failed")
@@ -212,6 +228,8 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         "isolation_radius_m",
         "agreement_cell_m",
         "near_object_m",
+        "road_height_m",
+        "road_corridor_m",
     )
     for name in positive:
         if not getattr(c, name) >= 0:
@@ -222,6 +240,17 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
             problems.append(f"{name} must be in (0, 1], got {getattr(c, name)}")
     if not 0 <= c.ground_min_m < c.ground_max_m:
         problems.append(f"need 0 <= ground_min_m {c.ground_min_m} < ground_max_m {c.ground_max_m}")
+    if not 0 <= c.road_min_m < c.road_max_m:
+        problems.append(f"need 0 <= road_min_m {c.road_min_m} < road_max_m {c.road_max_m}")
+    if c.road_min_samples < 1 or c.road_columns < 1:
+        problems.append(
+            f"need road_min_samples and road_columns >= 1, got {c.road_min_samples}, {c.road_columns}"
+        )
+    if not 0 <= c.road_percentile <= 100:
+        problems.append(f"road_percentile must be in [0, 100], got {c.road_percentile}")
+    if c.road_min_cameras < 4:
+        # the median of fewer than 3 others is moved by one faulty camera: it would blame the others
+        problems.append(f"road_min_cameras must be >= 4, got {c.road_min_cameras}")
     return problems
 
 
@@ -328,6 +357,9 @@ RULES: dict[str, tuple[_Rule, ...]] = {
         _Rule("blocked_fraction", "abs_high", "blocked_suspect", "blocked_failed",
               "tiles blocked (texture and change gone against their own history)", "%",
               meaning="part of the view blocked (dirt, occlusion)"),
+        _Rule("road_gap", "abs_high", "road_gap_suspect", "road_gap_failed",
+              "road seen unlike the other cameras see it (|log ratio| of changes)",
+              meaning="the image itself changed: exposure, haze or fog on the lens, a colour cast, dirt"),
     ),
     "lidar": (
         _Rule("count", "ratio_low", "count_low_suspect", "count_low_failed", "points",
@@ -721,6 +753,7 @@ class FrameMeasurement:
 
     cameras: dict[str, tuple[CameraMeasurement, Digest]] = field(default_factory=dict)
     points: dict[str, tuple[Observation, Digest]] = field(default_factory=dict)
+    road: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> road_view (ROAD_FEATURES)
 
 
 class SensorChecks:
@@ -741,6 +774,9 @@ class SensorChecks:
         # threads at once, hence the lock).
         self._camera_measured: dict[str, tuple[np.ndarray, tuple[CameraMeasurement, Digest]]] = {}
         self._camera_lock = threading.Lock()
+        # camera -> (stamp, its road features' change from its own healthy median): the latest of
+        # each camera, which the others' are compared with (`_road_agreement`)
+        self._road_change: dict[str, tuple[float, np.ndarray]] = {}
 
     @property
     def states(self) -> dict[str, str]:
@@ -753,6 +789,7 @@ class SensorChecks:
         with self._camera_lock:
             self._camera_measured.clear()
         self._agreement_history.clear()
+        self._road_change.clear()
         self._last_stamp = -math.inf
 
     def _sensor(self, name: str, modality: str) -> _SensorState:
@@ -846,6 +883,41 @@ class SensorChecks:
             occupied = np.unique(np.minimum((inside / bin_rad).astype(np.int64), bins - 1))
             judged[cam.name][1].scalars["near_cover"] = len(occupied) / bins
 
+    def _road_agreement(self, judged: Mapping[str, tuple[_SensorState, Observation]], stamp: float) -> None:
+        """Each judged camera's `road_gap`: how far its view of the road (ROAD_FEATURES) moved from
+        its own healthy median, beyond the median of the same move of the other cameras (those in
+        state ok with a value no older than `max_gap_s`), the largest of the features in |log|.
+        Its own history takes out what is the camera's own (its mounting, the verge it sees, its
+        exposure); the others' move takes out what all see (a cloud over the sun, a tunnel, a new
+        road surface), so no fault model and no scene is assumed. Needs `road_min_cameras`: the
+        median of three others is not moved by one faulty camera."""
+        c = self.config
+        for name, (sensor, obs) in judged.items():
+            if sensor.modality != "camera" or not all(k in obs.scalars for k in ROAD_FEATURES):
+                continue
+            stats = [sensor.baseline.stats(k, c.baseline_min_frames) for k in ROAD_FEATURES]
+            if all(s is not None for s in stats):
+                change = [obs.scalars[k] - s[0] for k, s in zip(ROAD_FEATURES, stats) if s is not None]
+                self._road_change[name] = (stamp, np.array(change))
+        for name, (_, obs) in judged.items():
+            own = self._road_change.get(name)
+            if own is None or own[0] != stamp:
+                continue
+            others = [
+                change
+                for other, (seen, change) in self._road_change.items()
+                if other != name and stamp - seen <= c.max_gap_s and self._sensors[other].state == OK
+            ]
+            if len(others) + 1 < c.road_min_cameras:
+                continue
+            gap = own[1] - np.median(others, axis=0)
+            worst = int(np.argmax(np.abs(gap)))
+            obs.scalars["road_gap"] = float(abs(gap[worst]))
+            what = ("grey level", "red against green", "blue against green")[worst]
+            obs.notes["road_gap"] = (
+                f" (road {what} {np.exp(gap[worst]):.2f} x the change the other {len(others)} cameras saw)"
+            )
+
     def _timing(self, frame: SensorFrame, judged: Mapping[str, tuple[_SensorState, Observation]]) -> None:
         """Arrival features of the new readings (into their observations), each sensor against its
         own history and the frame's other sensors, so that a machine late or stalled for every
@@ -933,6 +1005,17 @@ class SensorChecks:
                 points, _origin(frame, name), frame.stamp
             )
             measured.points[name] = (observation, payload_digest(points))
+        clouds = [
+            np.asarray(p, dtype=np.float32)[:, :3]
+            for n, p in frame.sensor_points.items()
+            if frame.sensor_modality.get(n) == "lidar" and n in measured.points
+        ]
+        if clouds and frame.cameras:
+            returns = road_returns(np.concatenate(clouds).astype(np.float64), self.config)
+            for camera in frame.cameras:
+                view = road_view(camera.image, camera.K, camera.T_base_cam, returns, self.config)
+                if view is not None:
+                    measured.road[camera.name] = view
         return measured
 
     def update(
@@ -962,6 +1045,8 @@ class SensorChecks:
                 verdicts[camera.name] = sensor.judged_already(stamp)
                 continue
             obs = sensor.camera.observe(camera.image, stamp, camera_measured)
+            if camera.name in measured.road:
+                obs.scalars.update(zip(ROAD_FEATURES, map(float, measured.road[camera.name])))
             repeat = sensor.repeated(camera.image, stamp, digest)
             if repeat is not None:
                 obs.scalars["repeat"] = repeat
@@ -987,6 +1072,7 @@ class SensorChecks:
         self._timing(frame, judged)
         self._agreement(sweeps)
         self._near_objects(frame, judged, sweeps)
+        self._road_agreement(judged, stamp)
         for name, (sensor, obs) in judged.items():
             verdicts[name] = sensor.step(obs, stamp)
         for name, sensor in self._sensors.items():

@@ -192,6 +192,83 @@ def lidar_occupancy(xyz: np.ndarray, cell: float, extent: float) -> np.ndarray:
     return cv2.dilate(grid, np.ones((3, 3), np.uint8)).astype(bool)
 
 
+# The road as one camera sees it (SensorChecks._road_agreement): its 20th-percentile grey level and
+# its red and blue against green, each as a natural log, so that a change is a ratio
+ROAD_FEATURES = ("road_light", "road_red", "road_blue")
+_GREY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as cv2.COLOR_RGB2GRAY
+
+
+@dataclass(frozen=True)
+class RoadReturns:
+    """One frame's LiDAR returns that `road_view` projects: the road (within `road_height_m` of
+    base_link's ground plane, within `road_corridor_m` of the ego's path, base_link y) and the
+    objects standing on it (0.3-3 m up) that may hide it from a camera."""
+
+    road: np.ndarray  # N x 3, base_link
+    objects: np.ndarray  # M x 3, base_link
+
+
+def road_returns(xyz: np.ndarray, config: SensorCheckConfig) -> RoadReturns:
+    """The returns of a LiDAR cloud (base_link) that `road_view` needs, within `road_max_m` (road)
+    and 1.5 x that (objects) of base_link's origin. Why the ego's corridor only: beside it lie
+    sidewalks, verges and parking bays, whose colour a side camera sees come and go with the scene
+    (measured: docs/sensor_checks.md, fourth round); the lanes around the ego are asphalt."""
+    c = config
+    xyz = xyz[np.isfinite(xyz).all(1)]
+    reach = np.einsum("ij,ij->i", xyz[:, :2], xyz[:, :2])
+    road = (np.abs(xyz[:, 2]) < c.road_height_m) & (np.abs(xyz[:, 1]) < c.road_corridor_m)
+    road &= reach < c.road_max_m**2
+    standing = (xyz[:, 2] > 0.3) & (xyz[:, 2] < 3.0) & (reach < (1.5 * c.road_max_m) ** 2)
+    return RoadReturns(xyz[road], xyz[standing])
+
+
+def road_view(
+    image: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray, returns: RoadReturns, config: SensorCheckConfig
+) -> np.ndarray | None:
+    """What one camera sees of the road (ROAD_FEATURES): the pixels where the LiDAR's road returns
+    `road_min_m` to `road_max_m` from the camera fall, less those an object hides. A camera fault
+    that changes the whole image (brightness, fog, a colour cast, dirt, noise) changes them, and a
+    healthy camera sees the same asphalt under the same sky as its neighbours. Why the LiDAR: it
+    says which pixels are road, wherever the camera points and whatever stands in the way.
+    Occlusion, by image column: an object standing on the road hides all the road farther away in
+    its columns (the LiDAR, mounted higher, sees over it; the camera does not), also where its
+    sparse rings leave the object's own pixels without a return. None with fewer than
+    `road_min_samples` road pixels in view."""
+    c = config
+    T = np.asarray(T_base_cam, dtype=np.float64)
+    R, origin = T[:3, :3], T[:3, 3]
+    road = returns.road - origin
+    far = np.einsum("ij,ij->i", road[:, :2], road[:, :2])
+    road = road[(far >= c.road_min_m**2) & (far < c.road_max_m**2)] @ R  # camera frame
+    objects = (returns.objects - origin) @ R
+    h, w = image.shape[:2]
+    K = np.asarray(K, dtype=np.float64)
+
+    def pixels(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        points = points[points[:, 2] > 0.5]
+        u = np.floor(K[0, 0] * points[:, 0] / points[:, 2] + K[0, 2]).astype(np.int64)
+        v = np.floor(K[1, 1] * points[:, 1] / points[:, 2] + K[1, 2]).astype(np.int64)
+        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        return u[inside], v[inside], points[inside, 2]
+
+    u, v, depth = pixels(road)
+    if len(u) < c.road_min_samples:
+        return None
+    ou, _, odepth = pixels(objects)
+    columns = c.road_columns
+    nearest = np.full(columns, np.inf)
+    np.minimum.at(nearest, ou * columns // w, odepth)
+    # and the neighbouring columns: an object's edge falls anywhere in its column
+    nearest = np.minimum(nearest, np.minimum(np.r_[np.inf, nearest[:-1]], np.r_[nearest[1:], np.inf]))
+    seen = depth < nearest[u * columns // w]
+    if np.count_nonzero(seen) < c.road_min_samples:
+        return None
+    rgb = image[v[seen], u[seen]].astype(np.float64) + 1.0  # + 1: a black pixel has a logarithm
+    light = float(np.percentile(rgb @ _GREY_WEIGHTS, c.road_percentile))
+    red, green, blue = np.median(rgb, axis=0)
+    return np.log([light, red / green, blue / green])
+
+
 AGREEMENT_YAWS_DEG = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)  # LiDAR-radar yaw candidates
 AGREEMENT_SCALES = (0.88, 0.92, 0.96, 1.0, 1.04, 1.08, 1.12)  # radar range-scale candidates
 

@@ -1,7 +1,7 @@
 """Evidence that needs no fault model (monitor/sensor_checks.py: payload identity, the profile
 anomaly, LiDAR-radar agreement) against corruptions the simulator does not make, written here at the
 message level (test/support/corruptions.py): mud smeared over 40 % of one camera, heavy noise at
-normal brightness, a LiDAR knocked 3 degrees about z and about y, a radar stuck on one sweep, a
+normal brightness, a hazed lens and an exposure fault (the road against the other cameras), a LiDAR knocked 3 degrees about z and about y, a radar stuck on one sweep, a
 radar reporting ranges 10 % long. Each opens one incident naming the corrupted sensor within 2 s of
 its onset, through the incident machinery the Pipeline runs (evidence_from_verdicts,
 IncidentTracker), on several seeds; the same seeds' clean drives open none. The Pipeline with the
@@ -29,6 +29,13 @@ RIG = default_rig(WIDTH, HEIGHT)
 CORRUPTIONS = {
     "mud 40 %": ("cam_front", lambda: corruptions.mud("cam_front", 0.4), ("camera",)),
     "noise sd 25": ("cam_back_left", lambda: corruptions.gaussian_noise("cam_back_left", 25.0), ("camera",)),
+    # seen on the road, against the other cameras (the LiDAR says which pixels are road)
+    "haze 0.5": ("cam_front", lambda: corruptions.haze("cam_front", 0.5), ("camera", "lidar")),
+    "exposure x1.6": (
+        "cam_front_right",
+        lambda: corruptions.exposure("cam_front_right", 1.6),
+        ("camera", "lidar"),
+    ),
     "lidar yaw 3 deg": ("lidar_top", lambda: corruptions.rotated("lidar_top", "z", 3.0), ("lidar", "radar")),
     "lidar pitch 3 deg": (
         "lidar_top",

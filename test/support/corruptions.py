@@ -59,6 +59,23 @@ def mud(name: str, share: float = 0.4, seed: int = 0) -> Corruption:
     return lambda frame: _with_image(frame, name, smear)
 
 
+def haze(name: str, opacity: float = 0.5) -> Corruption:
+    """A hazed lens (condensation, a film of dust): a light grey veil of `opacity` over the whole
+    image, the scene seen through it."""
+
+    def veil(image: np.ndarray) -> np.ndarray:
+        return np.clip(image * (1 - opacity) + 200.0 * opacity, 0, 255).astype(np.uint8)
+
+    return lambda frame: _with_image(frame, name, veil)
+
+
+def exposure(name: str, gain: float = 1.6) -> Corruption:
+    """An exposure fault (a stuck gain, a broken auto-exposure): every pixel times `gain`, clipped."""
+    return lambda frame: _with_image(
+        frame, name, lambda image: np.clip(image * gain, 0, 255).astype(np.uint8)
+    )
+
+
 def gaussian_noise(name: str, sigma: float = 25.0, seed: int = 0) -> Corruption:
     """Heavy sensor noise at normal brightness: zero-mean Gaussian, `sigma` grey levels, new every frame."""
     rng = np.random.default_rng(seed)

@@ -174,10 +174,11 @@ class SensorCheckConfig:
     road_max_m: float = 20.0  # ... and closer than this
     road_min_samples: int = 50  # road pixels in view a camera needs for a value
     road_columns: int = 56  # image columns an object's occlusion is judged in
-    road_percentile: float = 20.0  # grey level of the road: this percentile (lane paint sits above)
+    road_object_margin_m: float = 1.0  # road counts this much nearer than an object in its columns
+    road_percentile: float = 50.0  # grey level of the road: this percentile (lane paint is thin)
     road_min_cameras: int = 4  # cameras with a value needed (a camera against at least 3 others)
     road_gap_suspect: float = 0.3  # |log| of its change over the others' median change: suspect
-    road_gap_failed: float = 0.45  # (1.35 x, 1.57 x; fault-free <= 0.04, brightness 0.75, fog 0.49)
+    road_gap_failed: float = 0.45  # (1.35 x, 1.57 x; fault-free <= 0.05, brightness 0.74, fog 0.51)
 
     def __post_init__(self) -> None:
         problems = sensor_check_config_problems(self)
@@ -230,6 +231,7 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         "near_object_m",
         "road_height_m",
         "road_corridor_m",
+        "road_object_margin_m",
     )
     for name in positive:
         if not getattr(c, name) >= 0:

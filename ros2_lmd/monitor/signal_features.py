@@ -192,7 +192,7 @@ def lidar_occupancy(xyz: np.ndarray, cell: float, extent: float) -> np.ndarray:
     return cv2.dilate(grid, np.ones((3, 3), np.uint8)).astype(bool)
 
 
-# The road as one camera sees it (SensorChecks._road_agreement): its 20th-percentile grey level and
+# The road as one camera sees it (SensorChecks._road_agreement): its median grey level and
 # its red and blue against green, each as a natural log, so that a change is a ratio
 ROAD_FEATURES = ("road_light", "road_red", "road_blue")
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as cv2.COLOR_RGB2GRAY
@@ -232,8 +232,9 @@ def road_view(
     says which pixels are road, wherever the camera points and whatever stands in the way.
     Occlusion, by image column: an object standing on the road hides all the road farther away in
     its columns (the LiDAR, mounted higher, sees over it; the camera does not), also where its
-    sparse rings leave the object's own pixels without a return. None with fewer than
-    `road_min_samples` road pixels in view."""
+    sparse rings leave the object's own pixels without a return; the road within
+    `road_object_margin_m` of the object is left out too (its base, its shadow, and the camera's and
+    the LiDAR's moments apart). None with fewer than `road_min_samples` road pixels in view."""
     c = config
     T = np.asarray(T_base_cam, dtype=np.float64)
     R, origin = T[:3, :3], T[:3, 3]
@@ -260,7 +261,7 @@ def road_view(
     np.minimum.at(nearest, ou * columns // w, odepth)
     # and the neighbouring columns: an object's edge falls anywhere in its column
     nearest = np.minimum(nearest, np.minimum(np.r_[np.inf, nearest[:-1]], np.r_[nearest[1:], np.inf]))
-    seen = depth < nearest[u * columns // w]
+    seen = depth < nearest[u * columns // w] - c.road_object_margin_m
     if np.count_nonzero(seen) < c.road_min_samples:
         return None
     rgb = image[v[seen], u[seen]].astype(np.float64) + 1.0  # + 1: a black pixel has a logarithm

@@ -1,11 +1,12 @@
 """Evidence that needs no fault model (monitor/sensor_checks.py: payload identity, the profile
-anomaly, LiDAR-radar agreement) against corruptions the simulator does not make, written here at the
-message level (test/support/corruptions.py): mud smeared over 40 % of one camera, heavy noise at
-normal brightness, a hazed lens and an exposure fault (the road against the other cameras), a LiDAR knocked 3 degrees about z and about y, a radar stuck on one sweep, a
-radar reporting ranges 10 % long. Each opens one incident naming the corrupted sensor within 2 s of
-its onset, through the incident machinery the Pipeline runs (evidence_from_verdicts,
-IncidentTracker), on several seeds; the same seeds' clean drives open none. The Pipeline with the
-shipped model is run on one corruption per modality and a clean drive (test_..._through_the_pipeline)."""
+anomaly, LiDAR-radar agreement, the road against the other cameras) against corruptions the
+simulator does not make, written here at the message level (test/support/corruptions.py): mud
+smeared over 40 % of one camera, heavy noise at normal brightness, a hazed lens, an exposure fault,
+a LiDAR knocked 3 degrees about z and about y, a radar stuck on one sweep, a radar reporting ranges
+10 % long. Each opens one incident naming the corrupted sensor within 2 s of its onset, through the
+incident machinery the Pipeline runs (evidence_from_verdicts, IncidentTracker), on several seeds;
+the same seeds' clean drives open none. The Pipeline with the shipped model is run on one
+corruption per modality and a clean drive (test_..._through_the_pipeline)."""
 
 from __future__ import annotations
 

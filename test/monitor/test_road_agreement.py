@@ -101,9 +101,10 @@ def test_no_view_without_enough_road_in_sight():
 YAWS = {"cam_front": 0.0, "cam_front_left": 30.0, "cam_front_right": -30.0, "cam_back": 180.0}
 
 
-def _frame(stamp: float, images: dict[str, np.ndarray]) -> SensorFrame:
+def _frame(stamp: float, images: dict[str, np.ndarray], lidar_stuck: bool = False) -> SensorFrame:
     road = _road(0.5)
-    road[:, 3] = np.random.default_rng(int(stamp * 10)).uniform(0, 1, len(road))  # a new sweep each frame
+    if not lidar_stuck:  # a new sweep each frame
+        road[:, 3] = np.random.default_rng(int(stamp * 10)).uniform(0, 1, len(road))
     return SensorFrame(
         stamp=stamp,
         cameras=[CameraImage(n, images[n], K, _camera_pose(YAWS[n]), stamp) for n in images],
@@ -181,3 +182,19 @@ def test_the_faulty_camera_is_raised_and_fewer_than_four_cameras_judge_nothing()
     assert "road_gap" not in few["cam_front"].features  # two others cannot outvote one faulty camera
     with pytest.raises(ValueError, match="road_min_cameras"):
         dataclasses.replace(SensorCheckConfig(), road_min_cameras=3)
+
+
+def test_a_lidar_not_ok_judges_no_camera():
+    """A stuck LiDAR (the same sweep again: failed on its own evidence) is no reference for where the
+    road is in the images: no camera gets a road_gap while it is not ok."""
+    scenes = _scenes(35)
+    checks = SensorChecks()
+    for i, images in enumerate(scenes):
+        stuck = i >= 25
+        if stuck:
+            images = {**images, "cam_front": np.clip(images["cam_front"] * 1.8, 0, 255).astype(np.uint8)}
+        verdicts = checks.update(_frame(0.1 * i, images, lidar_stuck=stuck))
+        if i == 24:
+            assert all("road_gap" in verdicts[n].features for n in YAWS)
+    assert verdicts["lidar_top"].state == FAILED
+    assert all("road_gap" not in verdicts[n].features for n in YAWS)

@@ -21,7 +21,9 @@ Besides one rule per known fault, evidence that needs no fault model: a payload 
 previous one (`repeat`, every sensor), and one profile anomaly per sensor (PROFILE: features a
 healthy sensor keeps whatever the scene, each as a robust z against its own history, the largest
 judged), including LiDAR against radar where both see (`SensorChecks._agreement`: the majority
-decides which sensor disagrees).
+decides which sensor disagrees); and each camera's view of the road, where the LiDAR says the road
+is, against the other cameras' (`SensorChecks._road_agreement`: its change from its own history
+less theirs).
 
 Which feature catches which fault, the measured separations behind the defaults, and what these checks
 cannot see: docs/sensor_checks.md. A silent sensor (dropout) and a late one (delay) are reported by the

@@ -218,8 +218,7 @@ def road_returns(xyz: np.ndarray, config: SensorCheckConfig) -> RoadReturns:
     reach = np.einsum("ij,ij->i", xyz[:, :2], xyz[:, :2])
     road = (np.abs(xyz[:, 2]) < c.road_height_m) & (np.abs(xyz[:, 1]) < c.road_corridor_m)
     road &= reach < c.road_max_m**2
-    standing = (xyz[:, 2] > 0.3) & (xyz[:, 2] < 3.0) & (reach < (1.5 * c.road_max_m) ** 2)
-    return RoadReturns(xyz[road], xyz[standing])
+    return RoadReturns(xyz[road], object_returns(xyz[reach < (1.5 * c.road_max_m) ** 2]))
 
 
 def road_view(

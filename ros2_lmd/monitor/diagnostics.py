@@ -238,7 +238,7 @@ class MonitorStatus:
                 f"blind: sensors publish but no frame was processed for {blind_s:.1f} s "
                 f"(blind_timeout_s {self.blind_timeout_s:g}); last drop: {self.last_drop or 'none'}"
             )
-        return StatusRecord(f"ros2_lmd: {self.name}", self.name, level, message, values)
+        return StatusRecord(f"{status.STATUS_PREFIX}{self.name}", self.name, level, message, values)
 
 
 def comparable(records: Sequence[StatusRecord]) -> list[tuple[str, str, int, str, Mapping[str, str]]]:

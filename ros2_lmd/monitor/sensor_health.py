@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ros2_lmd.monitor.status import DIAG_ERROR, DIAG_OK, DIAG_STALE, DIAG_WARN, StatusRecord
+from ros2_lmd.monitor.status import DIAG_ERROR, DIAG_OK, DIAG_STALE, DIAG_WARN, STATUS_PREFIX, StatusRecord
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class SensorHealthTracker:
                     "errors": str(state.errors),
                     "consecutive_bad": str(state.consecutive_bad),
                 }
-            records.append(StatusRecord(f"ros2_lmd: {name}", name, level, message, values))
+            records.append(StatusRecord(f"{STATUS_PREFIX}{name}", name, level, message, values))
         return records
 
     def _level(self, state: _SensorState, now: float) -> tuple[int, str]:

@@ -6,7 +6,7 @@ turns records into a DiagnosticArray."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ros2_lmd.monitor.report import FrameReport
 
@@ -23,6 +23,23 @@ class StatusRecord:
     level: int
     message: str
     values: dict[str, str] = field(default_factory=dict)
+
+
+STATUS_PREFIX = "ros2_lmd: "  # every status name starts so: "ros2_lmd: cam_front"
+
+
+def in_namespace(records: Sequence[StatusRecord], namespace: str) -> list[StatusRecord]:
+    """The records named for a monitor in ROS namespace `namespace` ("/" or "/car1"):
+    "car1/ros2_lmd: cam_front". /diagnostics is one topic for the whole domain, so two monitors in
+    different namespaces must not publish the same status name; in the root namespace the names
+    stay as they are."""
+    prefix = namespace.strip("/")
+    if not prefix:
+        return list(records)
+    return [
+        replace(record, name=f"{prefix}/{record.name}") if record.name.startswith(STATUS_PREFIX) else record
+        for record in records
+    ]
 
 
 MODALITY_STATE_LEVELS = {"ok": DIAG_OK, "degraded": DIAG_WARN, "failed": DIAG_ERROR, "missing": DIAG_WARN}
@@ -75,7 +92,7 @@ def modality_statuses(
     (`pipeline.alerts.states()`, `health_ratios(pipeline)`). STALE before the first frame."""
     records = []
     for modality in modalities:
-        name = f"ros2_lmd: {modality} contribution"
+        name = f"{STATUS_PREFIX}{modality} contribution"
         if report is None:
             records.append(
                 StatusRecord(name, modality, DIAG_STALE, "no frame processed yet", {"state": "unknown"})

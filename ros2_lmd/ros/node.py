@@ -663,14 +663,16 @@ class MonitorNode(LifecycleNode):
 
     def diagnostic_records(self, now: float | None = None) -> list[status.StatusRecord]:
         """The /diagnostics statuses (monitor.diagnostics.MonitorStatus, as `analyze` records
-        them) at `now` (monotonic seconds; default: now)."""
+        them) at `now` (monotonic seconds; default: now), named in the node's namespace
+        (status.in_namespace: two monitors in one domain publish distinct names)."""
         run = self._run
         if run is None:
             return []
         now = time.monotonic() if now is None else now
         with self._lock:
             intake = run.status.intake(run.ingest, now)
-            return run.status.records(intake, run.pipeline.decomposition_status, self._blind_for(run, now))
+            records = run.status.records(intake, run.pipeline.decomposition_status, self._blind_for(run, now))
+        return status.in_namespace(records, self.get_namespace())
 
     def _blind_for(self, run: _Run, now: float) -> float | None:
         """Seconds without a processed frame while sensor messages keep coming, once that exceeds

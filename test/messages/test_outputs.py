@@ -474,3 +474,14 @@ def test_new_fills_defaults_and_refuses_unknown_fields(types):
         types.new("std_msgs/msg/ColorRGBA", colour=1.0)
     with pytest.raises(LookupError, match="nope_msgs"):
         types.cls("nope_msgs/msg/Nothing")
+
+
+def test_status_names_carry_the_monitors_namespace():
+    records = [
+        status.StatusRecord("ros2_lmd: cam_front", "cam_front", status.DIAG_OK, "ok"),
+        status.StatusRecord("other: x", "x", status.DIAG_OK, "ok"),
+    ]
+    assert [r.name for r in status.in_namespace(records, "/")] == ["ros2_lmd: cam_front", "other: x"]
+    named = status.in_namespace(records, "/fleet/car1")
+    assert [r.name for r in named] == ["fleet/car1/ros2_lmd: cam_front", "other: x"]
+    assert named[0].hardware_id == "cam_front" and records[0].name == "ros2_lmd: cam_front"  # a copy

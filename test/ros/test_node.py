@@ -303,8 +303,12 @@ def test_topics_are_in_the_node_namespace_and_diagnostics_stay_global(model_path
         assert {"/car1/lidar_top", "/car1/radar_front", "/car1/cam_front/image_rect_compressed"} <= subscribed
         assert {"/car1/cam_back/camera_info", "/tf_static"} <= subscribed
         assert not {t for t in subscribed | published if t.startswith(("/lidar", "/radar", "/cam"))}
-        # sensors keep their names (hardware ids) in a namespace
+        # sensors keep their names (hardware ids) in a namespace; the statuses on the global
+        # /diagnostics are named in it, so that a second monitor's do not overwrite them
         assert {"lidar_top", "radar_front", "cam_front"} <= set(node.sensor_health.sensors)
+        records = node.diagnostic_records()
+        assert "car1/ros2_lmd: cam_front" in {record.name for record in records}
+        assert all(record.name.startswith("car1/ros2_lmd: ") for record in records)
     finally:
         node.close()
         node.destroy_node()

@@ -67,6 +67,7 @@ from ros2_lmd.monitor.signal_features import (
     radar_agreement,
     road_returns,
     road_view,
+    saturated_on_objects,
 )
 from ros2_lmd.sensors.frame import LIDAR_FIELDS, RADAR_FIELDS, SensorFrame
 
@@ -107,6 +108,8 @@ class SensorCheckConfig:
     saturated_level: int = 250  # grey level at or above which a pixel is saturated
     saturated_rise_suspect: float = 0.15  # saturated share above its baseline by: suspect (glare)
     saturated_rise_failed: float = 0.3
+    saturated_object_explains: float = 0.8  # share of the saturated pixels on LiDAR objects at which
+    # they are a bright object (a white truck alongside), not glare: the share is then not judged
     dim_suspect: float = 0.5  # brightness ratio at or below, with noise up (low light): suspect
     dim_failed: float = 0.3
     noise_rise: float = 1.3  # image noise ratio a dimmed image also needs (gain up: low light)
@@ -164,7 +167,9 @@ class SensorCheckConfig:
     ground_percentile: float = 10.0  # ... and their height at this percentile per 10-degree sector
     agreement_cell_m: float = 0.5  # LiDAR occupancy cell a radar return must fall in (or next to)
     agreement_frames: int = 5  # sweeps pooled for the agreement (a sweep has a few returns) ...
-    agreement_min_returns: int = 20  # ... and the radar returns (3-60 m) the pool needs
+    agreement_min_returns: int = 50  # ... and more, up to agreement_max_frames, until the pool holds
+    agreement_max_frames: int = 15  # this many radar returns (3-60 m): a handful of returns that a
+    # correction happens to put on objects is no evidence (docs/sensor_checks.md, fifth round)
     near_object_m: float = 3.0  # LiDAR returns this close to a camera (0.3-3 m above the ground) ...
     near_cover_explains: float = 0.8  # ... over this share of its horizontal view: an object in front
     # of the lens (a truck alongside), which explains tiles that lost texture and change (not dirt)
@@ -198,6 +203,11 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         problems.append(f"raise_k {c.raise_k} not in [1, raise_n {c.raise_n}]")
     if not 1 <= c.clear_k <= c.clear_n:
         problems.append(f"clear_k {c.clear_k} not in [1, clear_n {c.clear_n}]")
+    if not 1 <= c.agreement_frames <= c.agreement_max_frames:
+        problems.append(
+            f"need 1 <= agreement_frames {c.agreement_frames} "
+            f"<= agreement_max_frames {c.agreement_max_frames}"
+        )
     if c.isolated_sweeps < 2:
         problems.append(f"isolated_sweeps must be >= 2, got {c.isolated_sweeps}")
     if c.received_periods < 2:
@@ -239,7 +249,7 @@ def sensor_check_config_problems(config: SensorCheckConfig) -> list[str]:
         if not getattr(c, name) >= 0:
             problems.append(f"{name} must be >= 0, got {getattr(c, name)}")
     shares = ("black_fraction_failed", "tile_dead_ratio", "sector_lost_ratio", "static_tile_ratio")
-    for name in (*shares, "blur_contrast", "near_cover_explains"):
+    for name in (*shares, "blur_contrast", "near_cover_explains", "saturated_object_explains"):
         if not 0 < getattr(c, name) <= 1:
             problems.append(f"{name} must be in (0, 1], got {getattr(c, name)}")
     if not 0 <= c.ground_min_m < c.ground_max_m:
@@ -544,6 +554,11 @@ class _SensorState:
         c = self.config
         m = c.baseline_min_frames
         if self.modality == "camera":
+            if obs.scalars.get("saturated_on_objects", 0.0) >= c.saturated_object_explains:
+                # a bright object the LiDAR sees fills the saturated pixels: not glare. The share is
+                # kept under another name, so that it is neither judged nor learnt as healthy
+                if "saturated_fraction" in obs.scalars:
+                    obs.scalars["saturated_fraction_explained"] = obs.scalars.pop("saturated_fraction")
             if obs.scalars.get("near_cover", 0.0) >= c.near_cover_explains:
                 # an object in front of the lens, seen by the LiDAR (SensorChecks._near_objects):
                 # tiles without texture or change, or static while the scene moves, are that object
@@ -758,6 +773,8 @@ class FrameMeasurement:
     cameras: dict[str, tuple[CameraMeasurement, Digest]] = field(default_factory=dict)
     points: dict[str, tuple[Observation, Digest]] = field(default_factory=dict)
     road: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> road_view (ROAD_FEATURES)
+    # camera -> saturated_on_objects, for an image with at least saturated_rise_suspect saturated
+    saturated_on_objects: dict[str, float] = field(default_factory=dict)
 
 
 class SensorChecks:
@@ -770,7 +787,7 @@ class SensorChecks:
         self._sensors: dict[str, _SensorState] = {}
         self._epoch: int | None = None
         self._last_stamp = -math.inf
-        # radar -> its last agreement_frames sweeps' agreement counts (radar_agreement)
+        # radar -> its last agreement_max_frames sweeps' agreement counts (radar_agreement)
         self._agreement_history: dict[str, deque[np.ndarray]] = {}
         # The latest measurement of each camera, with the image it was measured on: the time sync
         # gives a slower camera's image to several frames of a faster key sensor (12 Hz cameras
@@ -823,13 +840,17 @@ class SensorChecks:
         occupancy = lidar_occupancy(cloud[:, :3], c.agreement_cell_m, extent)
         pooled: dict[str, np.ndarray] = {}
         for name, (_, _, points, origin) in radars.items():
-            history = self._agreement_history.setdefault(name, deque(maxlen=c.agreement_frames))
+            history = self._agreement_history.setdefault(name, deque(maxlen=c.agreement_max_frames))
             history.append(
                 radar_agreement(occupancy, points, origin, lidar_origin, extent, c.agreement_cell_m)
             )
-            counts = np.sum(history, axis=0)
-            if counts[0] >= c.agreement_min_returns:
-                pooled[name] = counts
+            # the newest agreement_frames sweeps, and older ones while the pool is short of returns
+            counts = np.zeros_like(history[-1])
+            for age, sweep in enumerate(reversed(history), start=1):
+                counts = counts + sweep
+                if age >= c.agreement_frames and counts[0] >= c.agreement_min_returns:
+                    pooled[name] = counts
+                    break
         if len(pooled) < 3:
             return
         n_yaw = len(AGREEMENT_YAWS_DEG)
@@ -1020,6 +1041,17 @@ class SensorChecks:
                 view = road_view(camera.image, camera.K, camera.T_base_cam, returns, self.config)
                 if view is not None:
                     measured.road[camera.name] = view
+                camera_measured = measured.cameras[camera.name][0]
+                # only where the glare check could raise: a rise of the share needs the share
+                if (
+                    camera_measured.observation.scalars["saturated_fraction"]
+                    >= self.config.saturated_rise_suspect
+                ):
+                    share = saturated_on_objects(
+                        camera_measured.grey, camera.K, camera.T_base_cam, returns.objects, self.config
+                    )
+                    if share is not None:
+                        measured.saturated_on_objects[camera.name] = share
         return measured
 
     def update(
@@ -1051,6 +1083,8 @@ class SensorChecks:
             obs = sensor.camera.observe(camera.image, stamp, camera_measured)
             if camera.name in measured.road:
                 obs.scalars.update(zip(ROAD_FEATURES, map(float, measured.road[camera.name])))
+            if camera.name in measured.saturated_on_objects:
+                obs.scalars["saturated_on_objects"] = measured.saturated_on_objects[camera.name]
             repeat = sensor.repeated(camera.image, stamp, digest)
             if repeat is not None:
                 obs.scalars["repeat"] = repeat

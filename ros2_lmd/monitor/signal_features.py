@@ -269,6 +269,43 @@ def road_view(
     return np.log([light, red / green, blue / green])
 
 
+def saturated_on_objects(
+    grey: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray, objects: np.ndarray, config: SensorCheckConfig
+) -> float | None:
+    """The share of a camera's saturated pixels (grey at or above `saturated_level`) that lie on an
+    object the LiDAR sees: per image column (`road_columns` of them, with their neighbours), within
+    the rows that the column's object returns (base_link, 0.3-3 m up) span, padded by 1/64 of the
+    image height. A white truck alongside saturates a third of a side camera and every one of those
+    pixels is on the truck; glare, a flare or an overexposed sensor saturates sky, road and objects
+    alike (measured: docs/sensor_checks.md, fifth round). None without a saturated pixel."""
+    saturated = grey >= config.saturated_level
+    total = int(np.count_nonzero(saturated))
+    if total == 0:
+        return None
+    T = np.asarray(T_base_cam, dtype=np.float64)
+    points = (np.asarray(objects, dtype=np.float64)[:, :3] - T[:3, 3]) @ T[:3, :3]
+    points = points[points[:, 2] > 0.5]
+    h, w = grey.shape
+    K = np.asarray(K, dtype=np.float64)
+    u = np.floor(K[0, 0] * points[:, 0] / points[:, 2] + K[0, 2]).astype(np.int64)
+    v = np.floor(K[1, 1] * points[:, 1] / points[:, 2] + K[1, 2]).astype(np.int64)
+    inside = (u >= 0) & (u < w)
+    u, v = u[inside], np.clip(v[inside], -1, h)
+    columns = config.road_columns
+    column = u * columns // w
+    top, bottom = np.full(columns, h + 1), np.full(columns, -2)
+    np.minimum.at(top, column, v)
+    np.maximum.at(bottom, column, v)
+    # an object's edge falls anywhere in its column: the neighbouring columns' extent counts too
+    top = np.minimum(top, np.minimum(np.r_[h + 1, top[:-1]], np.r_[top[1:], h + 1]))
+    bottom = np.maximum(bottom, np.maximum(np.r_[-2, bottom[:-1]], np.r_[bottom[1:], -2]))
+    pad = max(1, h // 64)
+    rows, cols = np.nonzero(saturated)
+    column = cols * columns // w
+    on_object = (rows >= top[column] - pad) & (rows <= bottom[column] + pad)
+    return float(np.count_nonzero(on_object)) / total
+
+
 AGREEMENT_YAWS_DEG = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)  # LiDAR-radar yaw candidates
 AGREEMENT_SCALES = (0.88, 0.92, 0.96, 1.0, 1.04, 1.08, 1.12)  # radar range-scale candidates
 

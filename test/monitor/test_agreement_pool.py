@@ -1,0 +1,96 @@
+"""The LiDAR-radar agreement's pool (`SensorChecks._agreement`): each radar's `range_fit` (and the
+LiDAR's `yaw_fit`) is judged on its newest `agreement_frames` sweeps, and on older ones too, up to
+`agreement_max_frames`, until the pool holds `agreement_min_returns` radar returns: a sparse radar's
+handful of returns that a range correction happens to put on objects is no evidence, and a radar
+whose ranges are wrong moves every return off the objects, however many sweeps are pooled."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ros2_lmd.monitor.sensor_checks import SensorCheckConfig, SensorChecks
+from ros2_lmd.sensors.frame import SensorFrame
+
+RADARS = ("radar_a", "radar_b", "radar_c", "radar_d")  # judged with at least 3 of them pooled
+# posts 0.3-3 m up on a ring around base_link: what the LiDAR sees and the radars return from
+POST_ANGLES = np.radians(np.arange(0, 360, 9.0))
+POST_RANGES = 10.0 + 3.0 * (np.arange(len(POST_ANGLES)) % 7)
+
+
+def _lidar(sweep: int) -> np.ndarray:
+    """30 returns on each post, 0.5-2.5 m up, new heights every sweep (a repeated sweep is stuck)."""
+    rng = np.random.default_rng(sweep)
+    posts = []
+    for a, r in zip(POST_ANGLES, POST_RANGES):
+        z = rng.uniform(0.5, 2.5, 30)
+        posts.append(np.stack([np.full(30, r * np.cos(a)), np.full(30, r * np.sin(a)), z, np.ones(30)], 1))
+    return np.concatenate(posts).astype(np.float32)
+
+
+def _radar(per_sweep: int, sweep: int, scale: float = 1.0) -> np.ndarray:
+    """`per_sweep` returns on the posts (a different choice of posts each sweep), ranges x `scale`."""
+    pick = (np.arange(per_sweep) * 7 + sweep * 3) % len(POST_ANGLES)
+    a, r = POST_ANGLES[pick], POST_RANGES[pick] * scale
+    points = np.zeros((per_sweep, 6), np.float32)
+    points[:, 0], points[:, 1], points[:, 2] = r * np.cos(a), r * np.sin(a), 1.0
+    return points
+
+
+def _fits(per_sweep: dict[str, int], sweeps: int, config: SensorCheckConfig, scaled: range = range(0)):
+    """Each radar's range_fit per sweep (None: not judged), radar_a's ranges x 0.9 in `scaled`."""
+    checks = SensorChecks(config)
+    out: dict[str, list[float | None]] = {name: [] for name in RADARS}
+    for i in range(sweeps):
+        stamp = 10.0 + 0.1 * i
+        points = {"lidar": _lidar(i)}
+        for name in RADARS:
+            points[name] = _radar(per_sweep[name], i, 0.9 if (name == "radar_a" and i in scaled) else 1.0)
+        frame = SensorFrame(
+            stamp=stamp,
+            cameras=[],
+            sensor_points=points,
+            sensor_modality={"lidar": "lidar", **{name: "radar" for name in RADARS}},
+            sensor_stamps={name: stamp for name in points},
+        )
+        verdicts = checks.update(frame)
+        for name in RADARS:
+            out[name].append(verdicts[name].features.get("range_fit"))
+    return out
+
+
+def test_a_sparse_radar_is_judged_once_its_pool_holds_enough_returns():
+    config = SensorCheckConfig()
+    fits = _fits({"radar_a": 4, "radar_b": 20, "radar_c": 20, "radar_d": 20}, 20, config)
+    # 20 returns a sweep: the newest agreement_frames (5) sweeps hold 100 >= 50
+    assert fits["radar_b"].index(0.0) == config.agreement_frames - 1
+    # 4 a sweep: 50 returns after 13 sweeps, pooled from then on
+    first = next(i for i, fit in enumerate(fits["radar_a"]) if fit is not None)
+    assert first == int(np.ceil(config.agreement_min_returns / 4)) - 1
+    assert all(fit == 0.0 for fit in fits["radar_a"][first:])  # calibrated: the identity fits best
+
+
+def test_a_radar_sparser_than_the_longest_pool_is_never_judged():
+    fits = _fits({"radar_a": 3, "radar_b": 20, "radar_c": 20, "radar_d": 20}, 30, SensorCheckConfig())
+    assert fits["radar_a"] == [None] * 30  # 15 sweeps x 3 = 45 < 50
+
+
+def test_wrong_ranges_over_a_few_sweeps_of_a_sparse_radar_are_diluted_and_kept_ones_are_not():
+    config = SensorCheckConfig()
+    per_sweep = {"radar_a": 5, "radar_b": 20, "radar_c": 20, "radar_d": 20}
+    brief = _fits(per_sweep, 40, config, scaled=range(20, 25))
+    kept = _fits(per_sweep, 40, config, scaled=range(20, 40))
+    # wrong for 5 sweeps: the 5-sweep pool of old (20 returns enough) saw nothing else; the pool of
+    # 50 returns (10 sweeps) holds as many right sweeps as wrong ones
+    old = dataclasses.replace(config, agreement_min_returns=20, agreement_max_frames=5)
+    brief_old = _fits(per_sweep, 40, old, scaled=range(20, 25))
+    assert max(f for f in brief_old["radar_a"][20:] if f is not None) >= 0.5
+    assert max(f for f in brief["radar_a"][20:] if f is not None) <= 0.3
+    assert min(f for f in kept["radar_a"][32:] if f is not None) >= 0.5
+
+
+def test_config_refuses_a_longest_pool_shorter_than_the_shortest():
+    with pytest.raises(ValueError, match="agreement_max_frames"):
+        dataclasses.replace(SensorCheckConfig(), agreement_frames=6, agreement_max_frames=5)

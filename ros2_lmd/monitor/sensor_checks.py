@@ -23,7 +23,9 @@ healthy sensor keeps whatever the scene, each as a robust z against its own hist
 judged), including LiDAR against radar where both see (`SensorChecks._agreement`: the majority
 decides which sensor disagrees); and each camera's view of the road, where the LiDAR says the road
 is, against the other cameras' (`SensorChecks._road_agreement`: its change from its own history
-less theirs).
+less theirs). The LiDAR also explains a camera's reading away: an object close in front covers
+blocked tiles (`near_cover`), and saturated pixels lying on an object it sees are a bright object,
+not glare (`saturated_on_objects`).
 
 Which feature catches which fault, the measured separations behind the defaults, and what these checks
 cannot see: docs/sensor_checks.md. A silent sensor (dropout) and a late one (delay) are reported by the

@@ -49,6 +49,9 @@ ARTIFACT_FORMAT = 1  # bump when the layout or the meaning of a field changes
 ARTIFACT_FOLDER = "ros2_lmd_aot"  # under the compile cache: emptying the cache empties this too
 PACKAGE_FILE, REFERENCE_FILE, MANIFEST_FILE = "decomposition.pt2", "reference.safetensors", "manifest.json"
 ENGINE_SOURCES = Path(__file__).resolve().parent  # lmd/: the rules shape every compiled graph
+# Entries kept, the most recently used (`prune_artifacts`): each is a few MB (compact_crl: 6 MB),
+# a monitor uses two per input signature (the decomposition and its self-check)
+ARTIFACT_KEEP = 32
 
 
 class ArtifactError(LMDError, ValueError):
@@ -262,6 +265,10 @@ def load_artifact(directory: Path, key: ArtifactKey) -> LoadedArtifact:
     except (OSError, RuntimeError, ValueError) as error:  # safetensors and torch's loader raise these
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ArtifactError(f"artifact {folder}: cannot be loaded ({message})") from None
+    try:
+        os.utime(manifest_path)  # used now: what `prune_artifacts` keeps
+    except OSError:
+        pass  # a read-only cache: the entry is used all the same
     return LoadedArtifact(call, reference, manifest, folder)
 
 
@@ -299,6 +306,29 @@ def save_artifact(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def prune_artifacts(directory: Path, keep: int = ARTIFACT_KEEP) -> list[Path]:
+    """Remove all but the `keep` most recently used entries under `directory` (by their manifest's
+    modification time, which a save sets and a load refreshes). Why: a new engine, model, torch or
+    input size makes new keys, and the entries of the old ones would otherwise stay forever (67
+    entries, 242 MB, after two days of development here). Folders without a manifest (another
+    process's entry being written) are left alone. Returns the folders removed."""
+    entries: list[tuple[float, Path]] = []
+    try:
+        folders = list(Path(directory).iterdir())
+    except OSError:
+        return []
+    for folder in folders:
+        try:
+            entries.append(((folder / MANIFEST_FILE).stat().st_mtime, folder))
+        except OSError:
+            continue  # a staging folder, or not an entry
+    entries.sort(reverse=True)
+    removed = [folder for _, folder in entries[max(0, keep) :]]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
 
 
 def remove_artifact(directory: Path, key: ArtifactKey) -> None:

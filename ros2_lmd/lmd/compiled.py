@@ -47,6 +47,7 @@ from ros2_lmd.lmd.artifacts import (
     concurrent_runners,
     load_artifact,
     packages_supported,
+    prune_artifacts,
     remove_artifact,
     save_artifact,
 )
@@ -381,6 +382,11 @@ class CompiledDecomposition:
             LOG.warning("ahead-of-time decomposition not saved in %s: %s", folder, error)
             return
         LOG.info("ahead-of-time decomposition saved in %s", saved)
+        removed = prune_artifacts(folder)
+        if removed:
+            LOG.info(
+                "removed %d ahead-of-time decompositions unused the longest from %s", len(removed), folder
+            )
 
 
 # module -> {(method, outputs, rules): CompiledDecomposition}; entries go with their module.

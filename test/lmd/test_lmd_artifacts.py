@@ -27,6 +27,7 @@ from ros2_lmd.lmd.artifacts import (
     artifact_key,
     file_digest,
     load_artifact,
+    prune_artifacts,
 )
 from ros2_lmd.lmd.compiled import AHEAD_OF_TIME_ENV, COMPILE_CACHE_ENV, COMPILE_TOLERANCE, signature
 from ros2_lmd.lmd.reference_nets import SimpleBEVDecoder
@@ -324,3 +325,29 @@ def test_a_package_the_c_interface_cannot_read_is_run_by_torchs_loader(built, tm
         broken = tmp_path / "broken.pt2"
         broken.write_bytes(b"not a zip")
         PackageLibrary(broken, 1)
+
+
+def test_only_the_most_recently_used_entries_are_kept(tmp_path):
+    directory = tmp_path / "aot"
+    for i in range(5):  # entry i last used at 1000 + i
+        folder = directory / f"entry{i}"
+        folder.mkdir(parents=True)
+        (folder / MANIFEST_FILE).write_text("{}")
+        (folder / PACKAGE_FILE).write_bytes(b"x")
+        os.utime(folder / MANIFEST_FILE, (1000.0 + i, 1000.0 + i))
+    (directory / ".entry9.staging").mkdir()  # another process writing an entry: no manifest yet
+    removed = prune_artifacts(directory, keep=2)
+    assert sorted(p.name for p in removed) == ["entry0", "entry1", "entry2"]
+    assert sorted(p.name for p in directory.iterdir()) == [".entry9.staging", "entry3", "entry4"]
+    assert prune_artifacts(directory, keep=2) == []
+    assert prune_artifacts(tmp_path / "absent") == []
+
+
+def test_a_load_marks_the_entry_used(cache):
+    model, features = _model_and_features()
+    entry = _entry(cache, model, features)
+    os.utime(entry / MANIFEST_FILE, (1000.0, 1000.0))
+    key = artifact_key(model, ["segmentation"], RuleVariants(), features)
+    assert key is not None
+    load_artifact(artifact_dir(cache), key)
+    assert (entry / MANIFEST_FILE).stat().st_mtime > 1000.0

@@ -9,37 +9,17 @@ import dataclasses
 
 import numpy as np
 import pytest
+from support.lidar_scene import T_FORWARD, H, K, W, ground, wall
 
 from ros2_lmd.monitor.sensor_checks import OK, SensorCheckConfig, SensorChecks
 from ros2_lmd.monitor.signal_features import object_returns, saturated_on_objects
 from ros2_lmd.sensors.frame import CameraImage, SensorFrame
 
-H, W = 96, 128
-K = np.array([[64.0, 0, W / 2], [0, 64.0, H / 2], [0, 0, 1]])
-# optical frame (z forward, x right, y down) -> base_link (x forward, y left, z up), 1.5 m up
-T_FORWARD = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 1.5], [0, 0, 0, 1]], dtype=float)
-
-
-def _wall(x: float, y0: float, y1: float, n: int = 4000) -> np.ndarray:
-    """LiDAR returns (x, y, z, intensity) on a vertical wall at `x`, from y0 to y1, 0.5-2.5 m up."""
-    rng = np.random.default_rng(1)
-    points = np.zeros((n, 4), np.float32)
-    points[:, 0] = x
-    points[:, 1] = rng.uniform(y0, y1, n)
-    points[:, 2] = rng.uniform(0.5, 2.5, n)
-    return points
-
-
-def _ground() -> np.ndarray:
-    rng = np.random.default_rng(2)
-    r, a = rng.uniform(6, 20, 3000), rng.uniform(-np.pi, np.pi, 3000)
-    return np.stack([r * np.cos(a), r * np.sin(a), np.zeros(3000), np.ones(3000)], 1).astype(np.float32)
-
 
 def test_share_is_the_saturated_pixels_within_the_rows_objects_span():
     config = SensorCheckConfig()
     # a wall 5 m ahead, y -1..1, 0.5-2.5 m up: columns 64 +- 12.8, rows 48 + 64 (1.5 - z) / 5 = 35.2-60.8
-    objects = object_returns(_wall(5.0, -1.0, 1.0).astype(np.float64))
+    objects = object_returns(wall(5.0, -1.0, 1.0, n=4000).astype(np.float64))
     grey = np.zeros((H, W), np.uint8)
     assert saturated_on_objects(grey, K, T_FORWARD, objects, config) is None  # nothing saturated
     grey[40:56, 58:70] = 255  # on the wall: 16 x 12 = 192 pixels
@@ -49,7 +29,7 @@ def test_share_is_the_saturated_pixels_within_the_rows_objects_span():
     grey[40:56, 58:70] = 0
     assert saturated_on_objects(grey, K, T_FORWARD, objects, config) == 0.0
     # behind the camera the wall explains nothing
-    behind = object_returns(_wall(-5.0, -1.0, 1.0).astype(np.float64))
+    behind = object_returns(wall(-5.0, -1.0, 1.0, n=4000).astype(np.float64))
     grey[40:56, 58:70] = 255
     assert saturated_on_objects(grey, K, T_FORWARD, behind, config) == 0.0
 
@@ -59,7 +39,7 @@ def _run(saturated_rows: slice, frames: int = 60) -> tuple[str, set[str], dict[s
     view (rows 32-64), and from frame 40 on 90 % of the given rows' pixels saturated."""
     rng = np.random.default_rng(0)
     checks = SensorChecks()
-    lidar = np.concatenate([_ground(), _wall(4.0, -5.0, 5.0)])
+    lidar = np.concatenate([ground(), wall(4.0, -5.0, 5.0, n=4000)])
     evidence: set[str] = set()
     features: dict[str, float] = {}
     state = OK

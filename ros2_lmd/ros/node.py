@@ -693,6 +693,37 @@ class MonitorNode(LifecycleNode):
         )
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM as a request to stop, however often and however fast they come.
+
+    The handler is a C-level callable (a dict's `setdefault(signum, frame)`), so no Python
+    bytecode runs in it. A Python handler runs between bytecodes of the main thread, also between
+    those of a handler already running: with the main thread waiting for the GIL behind the
+    compute threads, signals 5 ms apart (launch's SIGINT and SIGTERM after a Ctrl-C, a supervisor
+    repeating them) nested a handler that set a `threading.Event` until a RecursionError (seen in
+    CI). `ignore_from_now` leaves both ignored at the OS level for the rest of the process: at
+    exit Python resets a signal with a Python handler to the default action (death by that
+    signal), but leaves an ignored one ignored; `signal.signal` runs the handlers of signals
+    already pending before it changes one, so none is reported as lost."""
+
+    def __init__(self) -> None:
+        self._received: dict[int, object] = {}
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._received.setdefault)
+
+    def is_set(self) -> bool:
+        return bool(self._received)
+
+    def ignore_from_now(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def main(params_file: str | None = None, ros_args: list[str] | None = None) -> int:
     """Run the monitor until SIGINT (Ctrl-C) or SIGTERM. `ros_args` are `--ros-args ...`
     (remappings, more parameter files, which override `params_file`). Exit codes: 0 clean stop
@@ -711,9 +742,8 @@ def main(params_file: str | None = None, ros_args: list[str] | None = None) -> i
     # Our own SIGINT/SIGTERM handling: rclpy's raises KeyboardInterrupt wherever the main thread
     # happens to be (even inside the clean-up); here a signal only ends the spin loop, however
     # often it comes.
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignals()
+    stop.install()
     transport = use_shipped_transport()  # before rclpy.init: Fast DDS reads it once
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
@@ -750,8 +780,7 @@ def main(params_file: str | None = None, ros_args: list[str] | None = None) -> i
         # Stopping: a further signal must not interrupt the clean-up or the interpreter's exit.
         # Ignored at the OS level: at exit Python resets a signal with a Python handler to the
         # default action (death by that signal), but leaves an ignored one ignored.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+        stop.ignore_from_now()
         if node is not None:
             node.close()
             node.destroy_node()

@@ -411,6 +411,40 @@ def test_cli_monitor_stops_cleanly_however_often_it_is_signalled(model_path, tmp
             process.kill()
 
 
+def test_stop_signals_run_no_python_code_and_end_ignored_at_the_os_level():
+    """A Python signal handler can be re-entered between any two of its own bytecodes: with signals
+    arriving faster than the starved main thread ran, a handler that set an Event nested until a
+    RecursionError (CI, under launch-like SIGINT+SIGTERM every 5 ms). The handler must be a C-level
+    callable (no bytecode, so nothing to nest in), record the request, and after
+    `ignore_from_now` every later signal is ignored by the OS."""
+    import types
+
+    from ros2_lmd.ros.node import STOP_SIGNALS, StopSignals
+
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    stop = StopSignals()
+    try:
+        stop.install()
+        for sig in STOP_SIGNALS:
+            handler = signal.getsignal(sig)
+            assert callable(handler)
+            assert not isinstance(handler, (types.FunctionType, types.MethodType)), handler
+        assert not stop.is_set()
+        for _ in range(50):
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+        signal.getsignal(signal.SIGINT)  # a few bytecodes: pending handlers have run by now
+        assert stop.is_set()
+        stop.ignore_from_now()
+        assert all(signal.getsignal(sig) is signal.SIG_IGN for sig in STOP_SIGNALS)
+        for _ in range(50):  # ignored by the OS: nothing runs, nothing is raised
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def test_cli_monitor_refuses_bad_parameters(tmp_path):
     params = tmp_path / "monitor.yaml"
     params.write_text("/**:\n  ros__parameters:\n    queue_depth: 0\n")

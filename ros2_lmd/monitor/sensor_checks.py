@@ -466,8 +466,23 @@ PROFILE: dict[str, tuple[ProfileFeature, ...]] = {
         # ground_roll is measured (features) but not in the profile: sidewalks, parked cars and walls
         # beside the road moved it by 0.5 m in a fault-free randomised world (docs/sensor_checks.md)
         ProfileFeature("yaw_fit", 1, 0.02, 0.0, "radar returns a yaw correction puts on LiDAR objects"),
+        ProfileFeature(
+            "range_fit",
+            1,
+            0.02,
+            0.0,
+            "radar returns a range correction puts on LiDAR objects (radars' median)",
+        ),
     ),
-    "radar": (ProfileFeature("range_fit", 1, 0.02, 0.0, "returns a range correction puts on LiDAR objects"),),
+    "radar": (
+        ProfileFeature(
+            "range_fit",
+            1,
+            0.02,
+            0.0,
+            "returns a range correction puts on LiDAR objects beyond the radars' median",
+        ),
+    ),
 }
 
 
@@ -824,13 +839,18 @@ class SensorChecks:
     def _agreement(
         self, sweeps: Mapping[str, tuple[_SensorState, Observation, np.ndarray, np.ndarray]]
     ) -> None:
-        """LiDAR against radar where both see: each radar's share of returns on LiDAR-occupied cells.
-        Who is wrong is decided by the majority, with no fault model: the LiDAR's feature is the
-        radars' median share (a LiDAR knocked on its mount moves every radar's returns off its
-        objects; one bad radar does not move the median); each radar's is its share minus that
-        median (a radar with wrong ranges or azimuths falls behind the others; a misaligned LiDAR
-        moves them all alike). A reference that is itself not ok judges nothing: no radar is judged
-        against a suspect LiDAR, nor the LiDAR against radars half of which are suspect."""
+        """LiDAR against radar where both see: the share of each radar's returns (pooled over its
+        last sweeps) on LiDAR-occupied cells, uncorrected and under trial yaws and range scales.
+        Who is wrong is decided by the majority, with no fault model:
+        - the LiDAR's `yaw_fit`: the gain of the best yaw over the radars in state ok pooled (a
+          LiDAR knocked on its mount moves every radar's returns off its objects alike);
+        - the LiDAR's `range_fit`: the median over those radars of each one's gain under its best
+          range scale (the LiDAR's objects moved: every radar needs a correction);
+        - each radar's `range_fit`: its own gain minus that median (a radar with wrong ranges needs
+          a correction the others do not; one or two bad radars of five do not move the median).
+        A reference that is itself not ok judges nothing: no radar is judged against a suspect
+        LiDAR, nor the LiDAR against radars half of which are suspect, and fewer than three
+        radars in state ok make no majority."""
         lidars = [(s, p) for s, _, p, _ in sweeps.values() if s.modality == "lidar"]
         radars = {n: v for n, v in sweeps.items() if v[0].modality == "radar"}
         if not lidars or len(radars) < 3:
@@ -860,19 +880,28 @@ class SensorChecks:
             1 + AGREEMENT_YAWS_DEG.index(0.0),
             1 + n_yaw + AGREEMENT_SCALES.index(1.0),
         )
-        if lidar_state.state == OK:
-            for name, counts in pooled.items():
-                shares = counts[1 + n_yaw :] / counts[0]
-                radars[name][1].scalars["range_fit"] = float(
-                    shares.max() - counts[identity_scale] / counts[0]
-                )
+        # each radar's range gain: the share of its returns the best range scale puts on LiDAR
+        # objects beyond the share they are on uncorrected
+        gain = {
+            name: float((counts[1 + n_yaw :] / counts[0]).max() - counts[identity_scale] / counts[0])
+            for name, counts in pooled.items()
+        }
+        healthy = [gain[name] for name in pooled if radars[name][0].state == OK]
         radar_states = [s.state for s, _, _, _ in radars.values()]
-        if 2 * sum(state != OK for state in radar_states) < len(radar_states):
-            fleet = np.sum([v for n, v in pooled.items() if radars[n][0].state == OK], axis=0)
-            shares = fleet[1 : 1 + n_yaw] / fleet[0]
-            lidar_obs = next(obs for s, obs, _, _ in sweeps.values() if s is lidar_state)
-            lidar_obs.scalars["yaw_fit"] = float(shares.max() - fleet[identity_yaw] / fleet[0])
-            lidar_obs.scalars["radar_agreement"] = float(fleet[identity_yaw] / fleet[0])
+        if len(healthy) < 3 or 2 * sum(state != OK for state in radar_states) >= len(radar_states):
+            return
+        # a gain the radars share is the LiDAR's (its objects moved: an old sweep re-stamped, a
+        # shifted mount); a radar's own is what it has beyond that median
+        common = float(np.median(healthy))
+        lidar_obs = next(obs for s, obs, _, _ in sweeps.values() if s is lidar_state)
+        lidar_obs.scalars["range_fit"] = common
+        if lidar_state.state == OK:
+            for name in pooled:
+                radars[name][1].scalars["range_fit"] = gain[name] - common
+        fleet = np.sum([v for n, v in pooled.items() if radars[n][0].state == OK], axis=0)
+        shares = fleet[1 : 1 + n_yaw] / fleet[0]
+        lidar_obs.scalars["yaw_fit"] = float(shares.max() - fleet[identity_yaw] / fleet[0])
+        lidar_obs.scalars["radar_agreement"] = float(fleet[identity_yaw] / fleet[0])
 
     def _near_objects(
         self,

@@ -39,15 +39,22 @@ def _radar(per_sweep: int, sweep: int, scale: float = 1.0) -> np.ndarray:
     return points
 
 
-def _fits(per_sweep: dict[str, int], sweeps: int, config: SensorCheckConfig, scaled: range = range(0)):
-    """Each radar's range_fit per sweep (None: not judged), radar_a's ranges x 0.9 in `scaled`."""
+def _fits(
+    per_sweep: dict[str, int],
+    sweeps: int,
+    config: SensorCheckConfig,
+    scaled: range = range(0),
+    scaled_radars: tuple[str, ...] = ("radar_a",),
+):
+    """Each radar's and the LiDAR's range_fit per sweep (None: not judged), the ranges of
+    `scaled_radars` x 0.9 in `scaled`."""
     checks = SensorChecks(config)
-    out: dict[str, list[float | None]] = {name: [] for name in RADARS}
+    out: dict[str, list[float | None]] = {name: [] for name in (*RADARS, "lidar")}
     for i in range(sweeps):
         stamp = 10.0 + 0.1 * i
         points = {"lidar": _lidar(i)}
         for name in RADARS:
-            points[name] = _radar(per_sweep[name], i, 0.9 if (name == "radar_a" and i in scaled) else 1.0)
+            points[name] = _radar(per_sweep[name], i, 0.9 if (name in scaled_radars and i in scaled) else 1.0)
         frame = SensorFrame(
             stamp=stamp,
             cameras=[],
@@ -56,7 +63,7 @@ def _fits(per_sweep: dict[str, int], sweeps: int, config: SensorCheckConfig, sca
             sensor_stamps={name: stamp for name in points},
         )
         verdicts = checks.update(frame)
-        for name in RADARS:
+        for name in out:
             out[name].append(verdicts[name].features.get("range_fit"))
     return out
 
@@ -89,6 +96,24 @@ def test_wrong_ranges_over_a_few_sweeps_of_a_sparse_radar_are_diluted_and_kept_o
     assert max(f for f in brief_old["radar_a"][20:] if f is not None) >= 0.5
     assert max(f for f in brief["radar_a"][20:] if f is not None) <= 0.3
     assert min(f for f in kept["radar_a"][32:] if f is not None) >= 0.5
+
+
+def test_a_range_correction_every_radar_needs_is_the_lidars_and_one_radar_needs_is_its_own():
+    """The majority decides, with no fault model: the LiDAR's objects moved (an old sweep with a new
+    stamp, a shifted mount) make every radar need the same correction, which goes to the LiDAR's
+    `range_fit` (the radars' median) and not to any radar's (its own beyond that median)."""
+    config = SensorCheckConfig()
+    per_sweep = dict.fromkeys(RADARS, 20)
+    clean = _fits(per_sweep, 30, config)
+    one = _fits(per_sweep, 30, config, scaled=range(10, 30))
+    every = _fits(per_sweep, 30, config, scaled=range(10, 30), scaled_radars=RADARS)
+    # pooled once 5 sweeps of 20 returns are in; calibrated: the identity fits best
+    assert all(fit == 0.0 for name in clean for fit in clean[name][config.agreement_frames - 1 :])
+    # a pool entirely of scaled sweeps (from sweep 14): the scale puts most returns back on posts
+    assert min(one["radar_a"][14:]) >= 0.5
+    assert max(one["lidar"][14:]) == 0.0  # the median of a, b, c, d: one radar does not move it
+    assert min(every["lidar"][14:]) >= 0.5
+    assert all(abs(every[name][i]) <= 0.05 for name in RADARS for i in range(14, 30))
 
 
 def test_config_refuses_a_longest_pool_shorter_than_the_shortest():

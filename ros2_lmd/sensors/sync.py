@@ -103,6 +103,10 @@ class _Reading:
     recent_arrivals: tuple[float, ...] = ()
 
 
+# how a sensor_status reason starts when the sensor has no reading within the tolerance of the key
+# stamp (monitor.incidents tells it from a silent key sensor's)
+NO_MESSAGE_NEAR = "no message within"
+
 ARRIVALS_KEPT = 32  # arrival times kept per sensor: the received-share check looks 10 periods back
 
 
@@ -115,6 +119,7 @@ class _SensorBuffer:
     newest_discarded: float = -math.inf  # newest stamp evicted or refused as stale
     # arrivals of the sensor's latest messages (SensorFrame.sensor_arrivals)
     arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVALS_KEPT))
+    last_lag: float | None = None  # arrival - stamp of the message that came in last, when known
 
 
 class FrameAssembler:
@@ -245,6 +250,7 @@ class FrameAssembler:
             if state.arrivals and arrival < state.arrivals[-1]:
                 state.arrivals.clear()  # the arrival clock went back: a new history
             state.arrivals.append(arrival)
+            state.last_lag = arrival - stamp
         reading = _Reading(
             stamp,
             _check_payload(state.source, payload),
@@ -411,7 +417,7 @@ class FrameAssembler:
                 return best, ""
         previous = state.stamps[i - 1] if i > 0 else state.newest_discarded
         before = f"previous one {t - previous:.3g} s before" if -math.inf < previous < t else "none before it"
-        return None, f"no message within {self.tolerance_s:g} s of key stamp ({before})"
+        return None, f"{NO_MESSAGE_NEAR} {self.tolerance_s:g} s of key stamp ({before})"
 
     def _extrinsic(self, frame_id: str) -> tuple[np.ndarray | None, str]:
         try:
@@ -460,6 +466,11 @@ class FrameAssembler:
             for m in ("radar", "lidar")
         }
         sensed = {state.source.modality for state in self._sensors.values()}
+        last_lag = {
+            name: state.last_lag
+            for name, state in self._sensors.items()
+            if name not in sensor_latency and state.last_lag is not None
+        }
         return SensorFrame(
             stamp=t,
             cameras=cameras,
@@ -477,6 +488,8 @@ class FrameAssembler:
             sensor_latency=sensor_latency,
             sensor_stamps=sensor_stamps,
             sensor_arrivals=arrivals,
+            key_sensor=key.trigger or self.key_sensor,
+            sensor_last_lag=last_lag,
         )
 
     def _contribute(

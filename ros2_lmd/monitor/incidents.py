@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ros2_lmd.monitor.report import ERROR, SEVERITY_NAMES, WARN
-from ros2_lmd.sensors.sync import NO_MESSAGE_NEAR
 
 if TYPE_CHECKING:  # sensor_checks needs cv2, which the incident logic does not
     from ros2_lmd.monitor.sensor_checks import Finding, SensorVerdict
@@ -214,36 +213,12 @@ def evidence_from_frame(
     sensor_modality: Mapping[str, str],
     modality_states: Mapping[str, str],
     modality_ratios: Mapping[str, float] | None = None,
-    key_ahead: tuple[str, float] | None = None,
 ) -> list[Evidence]:
     """The evidence every frame carries anyway: sensors the time sync left out (silent, late,
     no extrinsics: SensorFrame.sensor_status) and modalities whose contribution collapsed or
-    degraded in the decomposition (AlertEngine states). `key_ahead`: (the frame's key sensor, how
-    far its stamps ran ahead, s) when the signal checks found them ahead of the other sensors'
-    (`ahead`, this frame): the other sensors' "no message within the tolerance of the key stamp"
-    is then the key sensor's clock, and goes to it as one item (kind `sync`), not to them."""
+    degraded in the decomposition (AlertEngine states)."""
     evidence = []
-    key, ahead = key_ahead or ("", 0.0)
-    unmatched = [
-        sensor
-        for sensor, reason in sensor_status.items()
-        if key and sensor != key and reason.startswith(NO_MESSAGE_NEAR)
-    ]
-    if unmatched:
-        modalities = sorted({sensor_modality.get(sensor, "") for sensor in unmatched})
-        evidence.append(
-            Evidence(
-                key,
-                sensor_modality.get(key, ""),
-                "sync",
-                WARN,
-                f"its stamps ran {ahead:.2g} s ahead of the other sensors': {len(unmatched)} sensors "
-                f"({', '.join(modalities)}) have no message near them",
-            )
-        )
     for sensor, reason in sensor_status.items():
-        if sensor in unmatched:
-            continue
         if reason:
             kind = "silent" if reason.startswith("silent") else "missing"
             modality = sensor_modality.get(sensor, "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,6 @@ from ros2_lmd.monitor.sensor_checks import (
     FrameMeasurement,
     SensorCheckConfig,
     SensorChecks,
-    SensorVerdict,
     verdict_alerts,
 )
 from ros2_lmd.sensors.frame import SensorFrame
@@ -281,18 +280,6 @@ class Pipeline:
             return []
         return [b for b, frame in enumerate(frames) if frame.frame_index % self.self_check_every == 0]
 
-    def _key_ahead(
-        self, frame: SensorFrame, verdicts: Mapping[str, SensorVerdict]
-    ) -> tuple[str, float] | None:
-        """(the frame's key sensor, how far its stamps ran ahead, s) when its signal checks measured
-        them ahead of the other sensors' this frame (`ahead` at its suspect limit or more; a
-        measurement, not the hysteresis state: the sync misses the others from the first frame)."""
-        verdict = verdicts.get(frame.key_sensor)
-        if verdict is None or self.sensor_checks is None:
-            return None
-        ahead = verdict.features.get("ahead", 0.0)
-        return (frame.key_sensor, ahead) if ahead >= self.sensor_checks.config.ahead_suspect else None
-
     def conclude(self, computed: ComputedFrame) -> FrameReport:
         """The stateful part: contribution activity and alerts. Call in stamp order."""
         t0 = time.perf_counter()
@@ -332,11 +319,7 @@ class Pipeline:
                 dict(frame.sensor_modality), self.config.incident_clear_s, self.config.incident_open_frames
             )
         evidence: list[Evidence] = evidence_from_frame(
-            frame.sensor_status,
-            frame.sensor_modality,
-            self.alerts.states(),
-            health_ratios(self),
-            key_ahead=self._key_ahead(frame, verdicts),
+            frame.sensor_status, frame.sensor_modality, self.alerts.states(), health_ratios(self)
         )
         evidence += evidence_from_verdicts(verdicts, self._findings)
         incident_changes = closed_by_jump + self.incidents.update(frame.stamp, stamp_ns, evidence)

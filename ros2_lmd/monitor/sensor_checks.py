@@ -981,8 +981,7 @@ class SensorChecks:
         - `lag` (arrival - stamp) and `ahead`: how far the stamp moved forward against its own
           history beyond the other sensors' median move (a clock offset or drift; the stamps'
           epoch is arbitrary, a bag replayed without sim time has old stamps, so only changes mean
-          anything), counted when it is also `min_z` robust sd of its own lag; the other sensors
-          include those without a reading in the frame, by their last message's lag;
+          anything), counted when it is also `min_z` robust sd of its own lag;
         - `latency`: arrival - stamp beyond the freshest sensor's that is not ahead (a delay);
         - `received`: the share of the messages its own median gap (`arrival_gap`) expects in its
           last `received_periods` periods that came (every message counted by the time sync, used
@@ -992,11 +991,7 @@ class SensorChecks:
         m = c.baseline_min_frames
         moved: dict[str, float] = {}  # sensor -> its lag minus its own median lag
         spread: dict[str, float] = {}
-        # the sensors the frame has no reading of count with their last message's lag: a key
-        # sensor whose stamps ran ahead of every other's finds none of theirs near its stamp, and
-        # is still judged against them
-        lags = {**frame.sensor_last_lag, **frame.sensor_latency}
-        for name, lag in lags.items():
+        for name, lag in frame.sensor_latency.items():
             state = self._sensors.get(name)
             stats = None if state is None else state.baseline.stats("lag", m)
             if stats is not None:

@@ -81,12 +81,6 @@ class SensorFrame:
     # messages are lost (a flaky link, a dropped rate) receives fewer in its recent periods than its
     # own history says, whichever sensor starts the frames.
     sensor_arrivals: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    # The sensor whose reading started this frame (its stamp is the frame's), where known.
-    key_sensor: str = ""
-    # Sensor name -> arrival - stamp of the message that came in last, for the sensors NOT used in
-    # this frame whose arrival is known: a key sensor whose stamps ran ahead of every other sensor's
-    # finds no reading near its stamp, and only these say it is its clock, not theirs.
-    sensor_last_lag: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.stamp_ns is None:

@@ -5,6 +5,9 @@ tolerance. Each key stamp comes out exactly once, as a SensorFrame (in base_link
 Determinism: the frames depend only on the set of readings, not on their arrival order, given that
 (1) each sensor's readings arrive in stamp order (one ROS topic; a bag in receive order) and
 (2) no reading arrives after one stamped more than `max_delay_s` later than it (any sensor).
+A sensor whose clock runs ahead of the others' breaks (2); where arrivals are known, its stamps
+count back by how far its lag fell below the others' (`_trusted_newest`), so the other sensors'
+readings are still waited for (the frames then depend on the arrivals, as live).
 A key frame at t is built once every other sensor has a reading stamped >= t (its nearest candidate
 is then fixed), or a stamp > t + tolerance_s + max_delay_s has been seen (anything still to come is
 late), or at `flush()`. Extrinsics and CameraInfo are looked up when the frame is built.
@@ -103,10 +106,6 @@ class _Reading:
     recent_arrivals: tuple[float, ...] = ()
 
 
-# how a sensor_status reason starts when the sensor has no reading within the tolerance of the key
-# stamp (monitor.incidents tells it from a silent key sensor's)
-NO_MESSAGE_NEAR = "no message within"
-
 ARRIVALS_KEPT = 32  # arrival times kept per sensor: the received-share check looks 10 periods back
 
 
@@ -120,6 +119,7 @@ class _SensorBuffer:
     # arrivals of the sensor's latest messages (SensorFrame.sensor_arrivals)
     arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVALS_KEPT))
     last_lag: float | None = None  # arrival - stamp of the message that came in last, when known
+    last_stamp: float = -math.inf  # ... and its stamp
 
 
 class FrameAssembler:
@@ -250,7 +250,7 @@ class FrameAssembler:
             if state.arrivals and arrival < state.arrivals[-1]:
                 state.arrivals.clear()  # the arrival clock went back: a new history
             state.arrivals.append(arrival)
-            state.last_lag = arrival - stamp
+            state.last_lag, state.last_stamp = arrival - stamp, stamp
         reading = _Reading(
             stamp,
             _check_payload(state.source, payload),
@@ -328,8 +328,30 @@ class FrameAssembler:
     def pop_ready(self, now_stamp: float | None = None) -> list[AssemblyResult]:
         """Every result that is ready, oldest first. `now_stamp` (e.g. the live clock) counts as a
         seen stamp, so frames come out even when the other sensors have gone silent."""
-        horizon = self._newest_any if now_stamp is None else max(self._newest_any, float(now_stamp))
+        newest = self._trusted_newest()
+        horizon = newest if now_stamp is None else max(newest, float(now_stamp))
         return self._emit(horizon, force=False)
+
+    def _trusted_newest(self) -> float:
+        """The newest stamp seen, as far as the stamps can be trusted. Where at least three sensors'
+        arrivals are known: each sensor's last stamp, less how far its last message's lag (arrival -
+        stamp) fell below the median lag when that is more than the tolerance (its clock runs
+        ahead). One sensor stamped 0.5 s ahead (a clock offset) breaks assumption (2): counted as
+        stamped, it built every frame before the other sensors' readings came in, evicted theirs,
+        and all of them were missing; and its last stamp, not its newest, counts once its clock is
+        back. Otherwise the newest stamp as seen."""
+        lags = {name: s.last_lag for name, s in self._sensors.items() if s.last_lag is not None}
+        if len(lags) < 3:
+            return self._newest_any
+        median = float(np.median(list(lags.values())))
+        newest = -math.inf
+        for state in self._sensors.values():
+            if state.last_lag is None:
+                newest = max(newest, state.newest)
+                continue
+            ahead = median - state.last_lag
+            newest = max(newest, state.last_stamp - (ahead if ahead > self.tolerance_s else 0.0))
+        return newest
 
     def flush(self) -> list[AssemblyResult]:
         """Build every pending frame now (end of a bag or shutdown)."""
@@ -375,7 +397,7 @@ class FrameAssembler:
         """No reading still to come is stamped earlier than this and can start or join a frame:
         by assumption (2) it is no earlier than max_delay_s before the newest stamp seen, and a
         frame before the last built one cannot be started any more."""
-        return max(self._last_built, self._newest_any - self.max_delay_s)
+        return max(self._last_built, self._trusted_newest() - self.max_delay_s)
 
     def _is_ready(self, t: float, horizon: float) -> bool:
         if horizon > t + self.tolerance_s + self.max_delay_s:
@@ -417,7 +439,7 @@ class FrameAssembler:
                 return best, ""
         previous = state.stamps[i - 1] if i > 0 else state.newest_discarded
         before = f"previous one {t - previous:.3g} s before" if -math.inf < previous < t else "none before it"
-        return None, f"{NO_MESSAGE_NEAR} {self.tolerance_s:g} s of key stamp ({before})"
+        return None, f"no message within {self.tolerance_s:g} s of key stamp ({before})"
 
     def _extrinsic(self, frame_id: str) -> tuple[np.ndarray | None, str]:
         try:
@@ -466,11 +488,6 @@ class FrameAssembler:
             for m in ("radar", "lidar")
         }
         sensed = {state.source.modality for state in self._sensors.values()}
-        last_lag = {
-            name: state.last_lag
-            for name, state in self._sensors.items()
-            if name not in sensor_latency and state.last_lag is not None
-        }
         return SensorFrame(
             stamp=t,
             cameras=cameras,
@@ -488,8 +505,6 @@ class FrameAssembler:
             sensor_latency=sensor_latency,
             sensor_stamps=sensor_stamps,
             sensor_arrivals=arrivals,
-            key_sensor=key.trigger or self.key_sensor,
-            sensor_last_lag=last_lag,
         )
 
     def _contribute(

@@ -308,6 +308,9 @@ def saturated_on_objects(
 
 AGREEMENT_YAWS_DEG = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)  # LiDAR-radar yaw candidates
 AGREEMENT_SCALES = (0.88, 0.92, 0.96, 1.0, 1.04, 1.08, 1.12)  # radar range-scale candidates
+# LiDAR-radar shifts along base_link x (m): the distance the ego covers in 0.05-0.6 s at 7-13 m/s,
+# what a LiDAR sweep stamped late or early, or a mount moved along the car, puts between the two
+AGREEMENT_SHIFTS_M = (-6.0, -4.5, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.5, 6.0)
 
 
 def radar_agreement(
@@ -320,7 +323,8 @@ def radar_agreement(
 ) -> np.ndarray:
     """How well a radar sweep's returns (3-60 m from it) fall on LiDAR-occupied cells, under small
     corrections: [returns, hits under each yaw of AGREEMENT_YAWS_DEG about the LiDAR, hits under each
-    range scale of AGREEMENT_SCALES about the radar]. A calibrated pair fits best uncorrected; a
+    range scale of AGREEMENT_SCALES about the radar, hits under each shift of AGREEMENT_SHIFTS_M along
+    base_link x]. A calibrated pair fits best uncorrected; a
     correction that fits better says that the two disagree, and how."""
     xy = radar[:, :2].astype(np.float64)
     xy = xy[np.isfinite(xy).all(1)]
@@ -333,6 +337,8 @@ def radar_agreement(
         candidates.append(rel @ np.array([[c, s], [-s, c]]) + lidar_origin[:2])
     for scale in AGREEMENT_SCALES:
         candidates.append(origin[:2] + scale * (xy - origin[:2]))
+    for shift in AGREEMENT_SHIFTS_M:
+        candidates.append(xy + (shift, 0.0))
     ij = np.floor((np.stack(candidates) + extent) / cell).astype(np.int64)  # candidates x returns x 2
     inside = ((ij >= 0) & (ij < occupancy.shape[0])).all(-1)
     hit = np.zeros(inside.shape, bool)

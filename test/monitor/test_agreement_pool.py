@@ -1,8 +1,9 @@
 """The LiDAR-radar agreement's pool (`SensorChecks._agreement`): each radar's `range_fit` (and the
-LiDAR's `yaw_fit`) is judged on its newest `agreement_frames` sweeps, and on older ones too, up to
-`agreement_max_frames`, until the pool holds `agreement_min_returns` radar returns: a sparse radar's
-handful of returns that a range correction happens to put on objects is no evidence, and a radar
-whose ranges are wrong moves every return off the objects, however many sweeps are pooled."""
+LiDAR's `yaw_fit`, `shift_fit` and `range_fit`) is judged on its newest `agreement_frames` sweeps,
+and on older ones too, up to `agreement_max_frames`, until the pool holds `agreement_min_returns`
+radar returns: a sparse radar's handful of returns that a range correction happens to put on
+objects is no evidence, and a radar whose ranges are wrong moves every return off the objects,
+however many sweeps are pooled."""
 
 from __future__ import annotations
 
@@ -20,13 +21,17 @@ POST_ANGLES = np.radians(np.arange(0, 360, 9.0))
 POST_RANGES = 10.0 + 3.0 * (np.arange(len(POST_ANGLES)) % 7)
 
 
-def _lidar(sweep: int) -> np.ndarray:
-    """30 returns on each post, 0.5-2.5 m up, new heights every sweep (a repeated sweep is stuck)."""
+def _lidar(sweep: int, dx: float = 0.0, yaw_deg: float = 0.0) -> np.ndarray:
+    """30 returns on each post, 0.5-2.5 m up, new heights every sweep (a repeated sweep is stuck);
+    the posts moved by `dx` along x (a sweep from when the car was `dx` behind: an old sweep with a
+    new stamp) or turned by `yaw_deg` about base_link (a LiDAR knocked on its mount)."""
     rng = np.random.default_rng(sweep)
+    angles = POST_ANGLES + np.radians(yaw_deg)
     posts = []
-    for a, r in zip(POST_ANGLES, POST_RANGES):
+    for a, r in zip(angles, POST_RANGES):
         z = rng.uniform(0.5, 2.5, 30)
-        posts.append(np.stack([np.full(30, r * np.cos(a)), np.full(30, r * np.sin(a)), z, np.ones(30)], 1))
+        x, y = np.full(30, r * np.cos(a) + dx), np.full(30, r * np.sin(a))
+        posts.append(np.stack([x, y, z, np.ones(30)], 1))
     return np.concatenate(posts).astype(np.float32)
 
 
@@ -45,14 +50,18 @@ def _fits(
     config: SensorCheckConfig,
     scaled: range = range(0),
     scaled_radars: tuple[str, ...] = ("radar_a",),
+    feature: str = "range_fit",
+    lidar_dx: float = 0.0,
+    lidar_yaw_deg: float = 0.0,
 ):
-    """Each radar's and the LiDAR's range_fit per sweep (None: not judged), the ranges of
-    `scaled_radars` x 0.9 in `scaled`."""
+    """Each radar's and the LiDAR's `feature` per sweep (None: not judged), the ranges of
+    `scaled_radars` x 0.9 in `scaled`, and the LiDAR's posts moved by `lidar_dx` along x and turned
+    by `lidar_yaw_deg` in `scaled`."""
     checks = SensorChecks(config)
     out: dict[str, list[float | None]] = {name: [] for name in (*RADARS, "lidar")}
     for i in range(sweeps):
         stamp = 10.0 + 0.1 * i
-        points = {"lidar": _lidar(i)}
+        points = {"lidar": _lidar(i, lidar_dx, lidar_yaw_deg) if i in scaled else _lidar(i)}
         for name in RADARS:
             points[name] = _radar(per_sweep[name], i, 0.9 if (name in scaled_radars and i in scaled) else 1.0)
         frame = SensorFrame(
@@ -64,7 +73,7 @@ def _fits(
         )
         verdicts = checks.update(frame)
         for name in out:
-            out[name].append(verdicts[name].features.get("range_fit"))
+            out[name].append(verdicts[name].features.get(feature))
     return out
 
 
@@ -114,6 +123,40 @@ def test_a_range_correction_every_radar_needs_is_the_lidars_and_one_radar_needs_
     assert max(one["lidar"][14:]) == 0.0  # the median of a, b, c, d: one radar does not move it
     assert min(every["lidar"][14:]) >= 0.5
     assert all(abs(every[name][i]) <= 0.05 for name in RADARS for i in range(14, 30))
+
+
+@pytest.mark.parametrize("dx", [1.0, -2.0, 3.0])
+def test_a_lidar_whose_objects_moved_along_the_car_fits_every_radar_under_that_shift(dx):
+    """An old LiDAR sweep with a new stamp (or its stamps late against the radars', or a mount moved
+    along the car) puts the LiDAR's objects where they were `dx` ago: every radar's returns, front,
+    side and back, fall back on them under the one shift along x, so the LiDAR's `shift_fit` (the
+    pooled fit under the best shift beyond the uncorrected fit) is the share of returns that shift
+    recovers. Oracle: under the exact shift every return is on its post (fit 1), so `shift_fit` = 1 -
+    the uncorrected fit, which the moved posts leave low."""
+    config = SensorCheckConfig()
+    per_sweep = dict.fromkeys(RADARS, 20)
+    clean = _fits(per_sweep, 30, config, feature="shift_fit")
+    kw = {"scaled": range(10, 30), "scaled_radars": (), "lidar_dx": dx}
+    moved = _fits(per_sweep, 30, config, feature="shift_fit", **kw)
+    uncorrected = _fits(per_sweep, 30, config, feature="radar_agreement", **kw)
+    assert all(fit == 0.0 for fit in clean["lidar"][config.agreement_frames - 1 :])
+    # each radar sweep is counted against the LiDAR sweep of its frame: from sweep 14 the pool of 5
+    # holds only counts against moved ones
+    for i in range(14, 30):
+        assert moved["lidar"][i] == pytest.approx(1.0 - uncorrected["lidar"][i])
+        assert moved["lidar"][i] >= 0.5
+
+
+def test_a_lidar_turned_on_its_mount_needs_a_yaw_and_no_shift():
+    """A rotation moves objects on opposite sides of the car opposite ways along x: no one shift
+    fits them, the yaw does."""
+    config = SensorCheckConfig()
+    per_sweep = dict.fromkeys(RADARS, 20)
+    kw = {"scaled": range(10, 30), "scaled_radars": (), "lidar_yaw_deg": 3.0}
+    yaw = _fits(per_sweep, 30, config, feature="yaw_fit", **kw)
+    shift = _fits(per_sweep, 30, config, feature="shift_fit", **kw)
+    assert min(yaw["lidar"][14:]) >= 0.5
+    assert max(shift["lidar"][14:]) <= 0.5 * min(yaw["lidar"][14:])
 
 
 def test_config_refuses_a_longest_pool_shorter_than_the_shortest():

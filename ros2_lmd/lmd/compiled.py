@@ -139,7 +139,7 @@ class CompiledDecomposition:
         and load it in later processes (lmd/artifacts.py); otherwise torch.compile every start.
         None: unless $ROS2_LMD_AHEAD_OF_TIME is 0 (a package starts in 0.3-0.4 s a graph instead of
         seconds, and run through its C interface, which lets the interpreter lock go, `analyze` ran
-        14.0-14.9 frames/s with packages against 12.3-12.7 with torch.compile: README Performance)."""
+        14.0-14.9 frames/s with packages against 12.3-12.7 with torch.compile: docs/performance.md)."""
         if not outputs:
             raise ValueError("CompiledDecomposition: name at least one output")
         self.fn, self.outputs = fn, tuple(outputs)

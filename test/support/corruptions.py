@@ -5,6 +5,7 @@ sensor's data corrupted as a recording would be (not through ros2_lmd.sim.faults
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Callable
 
 import cv2
@@ -118,6 +119,23 @@ def stuck(name: str) -> Corruption:
     return repeat
 
 
+class Stale:
+    """A sensor sending, under each new stamp, its reading of `frames` frames before: a driver or a
+    transport passing on an old buffer. Called on the corrupted frames; `observe` sees the frames
+    before the onset, so that the first corrupted one already carries an old reading (not a repeat)."""
+
+    def __init__(self, name: str, frames: int) -> None:
+        self.name = name
+        self.past: deque[np.ndarray] = deque(maxlen=frames + 1)
+
+    def observe(self, frame: SensorFrame) -> None:
+        self.past.append(frame.sensor_points[self.name].copy())
+
+    def __call__(self, frame: SensorFrame) -> SensorFrame:
+        self.observe(frame)
+        return _with_points(frame, self.name, self.past[0])
+
+
 def range_scaled(name: str, factor: float = 1.1) -> Corruption:
     """A radar reporting wrong ranges: every return moved along its ray from the sensor by `factor`."""
 
@@ -130,4 +148,4 @@ def range_scaled(name: str, factor: float = 1.1) -> Corruption:
     return scale
 
 
-__all__ = ["Corruption", "mud", "gaussian_noise", "rotated", "stuck", "range_scaled"]
+__all__ = ["Corruption", "Stale", "mud", "gaussian_noise", "rotated", "stuck", "range_scaled"]

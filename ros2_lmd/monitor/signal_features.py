@@ -324,8 +324,8 @@ def radar_agreement(
     """How well a radar sweep's returns (3-60 m from it) fall on LiDAR-occupied cells, under small
     corrections: [returns, hits under each yaw of AGREEMENT_YAWS_DEG about the LiDAR, hits under each
     range scale of AGREEMENT_SCALES about the radar, hits under each shift of AGREEMENT_SHIFTS_M along
-    base_link x]. A calibrated pair fits best uncorrected; a
-    correction that fits better says that the two disagree, and how."""
+    base_link x]. A calibrated pair fits best uncorrected; a correction that fits better says that
+    the two disagree, and how."""
     xy = radar[:, :2].astype(np.float64)
     xy = xy[np.isfinite(xy).all(1)]
     r = np.hypot(xy[:, 0] - origin[0], xy[:, 1] - origin[1])

@@ -56,6 +56,18 @@ CORRUPTIONS = {
 }
 
 
+def _corrupted(corruption, frame: SensorFrame, t: float) -> SensorFrame:
+    """`frame` through `corruption` from ONSET_S on; before it, a corruption that replays older
+    readings (one with an `observe`, e.g. corruptions.Stale) sees them come."""
+    if corruption is None:
+        return frame
+    if t >= ONSET_S - 1e-6:
+        return corruption(frame)
+    if hasattr(corruption, "observe"):
+        corruption.observe(frame)
+    return frame
+
+
 def run_incidents(seed: int, corruption=None, modalities=("camera", "radar", "lidar"), duration=DRIVE_S):
     """The incidents of a simulated drive through the signal checks and the incident tracker, as
     Pipeline.conclude feeds them; the corruption from ONSET_S on."""
@@ -66,10 +78,7 @@ def run_incidents(seed: int, corruption=None, modalities=("camera", "radar", "li
     for sim_frame in simulate_drive(seed, duration, 10.0, None, config):
         frame = sim_frame.to_sensor_frame()
         t0 = frame.stamp - sim_frame.t if t0 is None else t0
-        if corruption is not None and sim_frame.t >= ONSET_S - 1e-6:
-            frame = corruption(frame)
-        elif corruption is not None and hasattr(corruption, "observe"):
-            corruption.observe(frame)  # a corruption replaying older readings sees them come
+        frame = _corrupted(corruption, frame, sim_frame.t)
         tracker.update(frame.stamp, frame.stamp_ns, evidence_from_verdicts(checks.update(frame), held))
     return tracker.incidents, t0
 
@@ -178,10 +187,7 @@ def test_one_corruption_per_modality_and_a_clean_drive_through_the_pipeline(mode
     for sim_frame in simulate_drive(2, DRIVE_S, 10.0, None, config):
         frame = sim_frame.to_sensor_frame()
         t0 = frame.stamp - sim_frame.t if t0 is None else t0
-        if corruption is not None and sim_frame.t >= ONSET_S - 1e-6:
-            frame = corruption(frame)
-        elif corruption is not None and hasattr(corruption, "observe"):
-            corruption.observe(frame)  # a corruption replaying older readings sees them come
+        frame = _corrupted(corruption, frame, sim_frame.t)
         pipeline.process(frame)
     incidents = pipeline.incidents.incidents if pipeline.incidents is not None else []
     described = [i.summary(t0) for i in incidents]
